@@ -1,0 +1,65 @@
+# keyalert — `make run` runs the demo end to end, `make test` runs every test.
+GO      ?= go
+CC      ?= cc
+BUILD   := $(CURDIR)/build
+PKGS    := ./...
+
+export KEYALERT_BUILD := $(BUILD)
+
+.PHONY: all build plugin backend cli host test test-short bench fuzz vet redis run clean FORCE
+
+all: build
+
+build: plugin backend cli host
+
+plugin: $(BUILD)/keyalert.so
+backend: $(BUILD)/keyalertd
+cli: $(BUILD)/keyalert
+host: $(BUILD)/flbhost
+
+# Go's build cache decides what is stale, so the Go targets always ask it.
+$(BUILD)/keyalert.so: FORCE
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -o $@ ./plugin
+
+$(BUILD)/keyalertd: FORCE
+	$(GO) build -trimpath -o $@ ./backend/cmd/keyalertd
+
+$(BUILD)/keyalert: FORCE
+	$(GO) build -trimpath -o $@ ./cmd/keyalert
+
+# The Fluent Bit stand-in that dlopens keyalert.so (see flbhost/README.md).
+$(BUILD)/flbhost: flbhost/c/flbhost.c
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -g -Wall -Wextra -o $@ $< -ldl -lpthread
+
+# redis-server from Debian's package; the tests start their own instances of it
+# on free loopback ports (package redistest), the demo one under var/.
+redis:
+	@if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "redis-server is missing: installing the Debian package redis-server"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+			echo "redis-server is missing: installing the Debian package redis-server (sudo)"; \
+			sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		else \
+			echo "redis-server is missing. Install it with:  sudo apt-get install -y redis-server"; exit 1; \
+		fi; \
+	fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+# The whole suite: unit, fuzz seeds, integration against real redis-server,
+# the plugin through the C test host, the backend over loopback HTTP.
+test: redis build vet
+	KEYALERT_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 9m $(PKGS)
+
+# Benchmarks; figures and how to read them are in bench/README.md.
+bench: redis build
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
+
+clean:
+	rm -rf $(BUILD)
+
+FORCE:

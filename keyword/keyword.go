@@ -1,0 +1,213 @@
+// Package keyword defines what a keyword is — its text and match options — and
+// the keyword set that the backend publishes in Redis for agents to follow.
+// Both halves of keyalert import it, so a keyword's identity is the same in the
+// plugin's stream entries, the backend's windows and the rules API.
+package keyword
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Mode says how a keyword's text is compared with a log line.
+type Mode uint8
+
+const (
+	// Substring matches the text anywhere in the value.
+	Substring Mode = iota
+	// Word matches the text only where it is not preceded or followed by a word
+	// byte (ASCII letter, digit, underscore, or any byte >= 0x80).
+	Word
+	// Regex matches a Go RE2 regular expression.
+	Regex
+)
+
+var modeNames = [...]string{Substring: "substring", Word: "word", Regex: "regex"}
+
+func (m Mode) String() string {
+	if int(m) < len(modeNames) {
+		return modeNames[m]
+	}
+	return fmt.Sprintf("mode(%d)", m)
+}
+
+// ParseMode accepts "substring", "word" or "regex" (case-insensitive).
+func ParseMode(s string) (Mode, error) {
+	for i, n := range modeNames {
+		if strings.EqualFold(s, n) {
+			return Mode(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown match mode %q (want substring, word or regex)", s)
+}
+
+// MarshalText writes the mode's name, so JSON carries "word", not 1.
+func (m Mode) MarshalText() ([]byte, error) {
+	if int(m) >= len(modeNames) {
+		return nil, fmt.Errorf("unknown match mode %d", m)
+	}
+	return []byte(m.String()), nil
+}
+
+// UnmarshalText reads a mode's name.
+func (m *Mode) UnmarshalText(b []byte) error {
+	v, err := ParseMode(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// MaxTextLen bounds a keyword's text in bytes.
+const MaxTextLen = 256
+
+// Spec is one keyword with its match options. Two specs with the same ID are the
+// same series everywhere in keyalert.
+type Spec struct {
+	Text       string `json:"text"`
+	Match      Mode   `json:"match"`
+	IgnoreCase bool   `json:"ignore_case"`
+}
+
+// Canonical returns the spec in the form used for its identity: for a
+// case-insensitive substring or word keyword the text is ASCII-lowercased, so
+// "Error" and "error" ignoring case are one series. Regex text is kept as is.
+func (s Spec) Canonical() Spec {
+	if s.IgnoreCase && s.Match != Regex {
+		s.Text = asciiLower(s.Text)
+	}
+	return s
+}
+
+// ID is the spec's stable identity: "<mode>[/i]:<text>" on the canonical form,
+// e.g. "substring:Exception", "substring/i:error", "regex/i:disk\s+full".
+func (s Spec) ID() string {
+	c := s.Canonical()
+	var b strings.Builder
+	b.Grow(len(c.Text) + 12)
+	b.WriteString(c.Match.String())
+	if c.IgnoreCase {
+		b.WriteString("/i")
+	}
+	b.WriteByte(':')
+	b.WriteString(c.Text)
+	return b.String()
+}
+
+// ParseID is the inverse of ID.
+func ParseID(id string) (Spec, error) {
+	head, text, ok := strings.Cut(id, ":")
+	if !ok {
+		return Spec{}, fmt.Errorf("keyword id %q: want <mode>[/i]:<text>", id)
+	}
+	var s Spec
+	if m, found := strings.CutSuffix(head, "/i"); found {
+		s.IgnoreCase = true
+		head = m
+	}
+	m, err := ParseMode(head)
+	if err != nil {
+		return Spec{}, fmt.Errorf("keyword id %q: %w", id, err)
+	}
+	s.Match, s.Text = m, text
+	if err := s.Validate(); err != nil {
+		return Spec{}, fmt.Errorf("keyword id %q: %w", id, err)
+	}
+	return s.Canonical(), nil
+}
+
+// Validate reports why a spec cannot be matched: empty or oversized text, an
+// unknown mode, or a regex that does not compile.
+func (s Spec) Validate() error {
+	switch {
+	case s.Text == "":
+		return errors.New("empty keyword")
+	case len(s.Text) > MaxTextLen:
+		return fmt.Errorf("keyword %.32q... is %d bytes, over the limit of %d", s.Text, len(s.Text), MaxTextLen)
+	case int(s.Match) >= len(modeNames):
+		return fmt.Errorf("keyword %q: unknown match mode %d", s.Text, s.Match)
+	case s.Match == Regex:
+		if _, err := s.Regexp(); err != nil {
+			return fmt.Errorf("keyword %q: %w", s.Text, err)
+		}
+	}
+	return nil
+}
+
+// Regexp compiles a Regex spec, with (?i) when it ignores case.
+func (s Spec) Regexp() (*regexp.Regexp, error) {
+	expr := s.Text
+	if s.IgnoreCase {
+		expr = "(?i)" + expr
+	}
+	return regexp.Compile(expr)
+}
+
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+// DefaultSetKey is the Redis string key where the backend publishes the union
+// of enabled rules' keywords and where the plugin's Rules_Key points by default.
+const DefaultSetKey = "keyalert:keywords"
+
+// SetVersion is the version of the published set's JSON document.
+const SetVersion = 1
+
+// Set is the document stored at the set key:
+//
+//	{"v":1,"keywords":[{"text":"Exception","match":"substring","ignore_case":false}]}
+type Set struct {
+	V        int    `json:"v"`
+	Keywords []Spec `json:"keywords"`
+}
+
+// EncodeSet renders specs as a Set document, canonical and de-duplicated.
+func EncodeSet(specs []Spec) ([]byte, error) {
+	seen := make(map[string]bool, len(specs))
+	out := Set{V: SetVersion, Keywords: make([]Spec, 0, len(specs))}
+	for _, s := range specs {
+		if err := s.Validate(); err != nil {
+			return nil, err
+		}
+		c := s.Canonical()
+		if id := c.ID(); !seen[id] {
+			seen[id] = true
+			out.Keywords = append(out.Keywords, c)
+		}
+	}
+	return json.Marshal(out)
+}
+
+// DecodeSet parses and validates a Set document.
+func DecodeSet(b []byte) ([]Spec, error) {
+	var s Set
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("keyword set: %w", err)
+	}
+	if s.V != SetVersion {
+		return nil, fmt.Errorf("keyword set: unsupported version %d (want %d)", s.V, SetVersion)
+	}
+	for i, k := range s.Keywords {
+		if err := k.Validate(); err != nil {
+			return nil, fmt.Errorf("keyword set: keywords[%d]: %w", i, err)
+		}
+		s.Keywords[i] = k.Canonical()
+	}
+	return s.Keywords, nil
+}

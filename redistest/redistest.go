@@ -1,0 +1,167 @@
+// Package redistest starts real redis-server processes for tests, each on its
+// own loopback port and data directory, with stop, kill and restart controls
+// for failure tests. `make test` installs redis-server (Debian package) and sets
+// KEYALERT_REQUIRE_REDIS=1, so a missing server fails the run there; a bare
+// `go test` without redis-server skips with a message instead.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is one redis-server child process.
+type Server struct {
+	tb   testing.TB
+	bin  string
+	dir  string
+	Port int
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// Binary finds redis-server: $KEYALERT_REDIS_SERVER, then PATH, then /usr/bin.
+func Binary() (string, error) {
+	if p := os.Getenv("KEYALERT_REDIS_SERVER"); p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("redis-server"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/bin/redis-server", "/usr/sbin/redis-server"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("redis-server not found: install it with `make redis` (apt-get install redis-server) or set KEYALERT_REDIS_SERVER")
+}
+
+// Start launches a fresh, empty redis-server on a free loopback port with
+// append-only persistence in a temp dir; it is killed when the test ends.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	bin, err := Binary()
+	if err != nil {
+		if os.Getenv("KEYALERT_REQUIRE_REDIS") == "1" {
+			tb.Fatal(err)
+		}
+		tb.Skip(err.Error())
+	}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		s.Port = freePort(tb)
+		if lastErr = s.start(); lastErr == nil {
+			tb.Cleanup(s.Kill)
+			return s
+		}
+	}
+	tb.Fatalf("start redis-server: %v", lastErr)
+	return nil
+}
+
+func freePort(tb testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (s *Server) start() error {
+	args := []string{
+		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always",
+		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning",
+		"--logfile", filepath.Join(s.dir, "redis.log"),
+	}
+	cmd := exec.Command(s.bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.cmd = cmd
+	done := make(chan struct{})
+	s.done = done
+	go func() { cmd.Wait(); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			s.cmd = nil
+			return fmt.Errorf("redis-server exited: %s", strings.TrimSpace(string(log)))
+		default:
+		}
+		c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+		err := c.Ping(context.Background()).Err()
+		c.Close()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	return fmt.Errorf("redis-server on %s not ready after 10s", s.Addr())
+}
+
+// Addr is host:port.
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// URL is the redis:// URL of database 0.
+func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+
+// Client returns a client closed when the test ends.
+func (s *Server) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	s.tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Stop shuts the server down cleanly (SIGTERM); data persists for Restart.
+func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
+
+// Kill stops the server with SIGKILL, as a crash would.
+func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd = nil
+}
+
+// Restart starts the server again on the same port with the same data.
+func (s *Server) Restart() {
+	s.tb.Helper()
+	if s.cmd != nil {
+		s.Stop()
+	}
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.tb.Fatalf("restart redis-server: %v", err)
+}

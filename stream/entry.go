@@ -1,0 +1,263 @@
+// Package stream defines the entries the plugin writes to the Redis stream and
+// the backend consumes: one entry per (batch, keyword, tag, host, minute) with
+// its count and a few sample lines. The format is versioned by the "v" field;
+// README.md § "Stream entry format" documents it.
+package stream
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/keyalert/keyalert/keyword"
+	"github.com/zeebo/xxh3"
+)
+
+// Version is the value of the "v" field this package writes and accepts.
+const Version = "1"
+
+// DefaultStream is the stream key used when none is configured.
+const DefaultStream = "keyalert:events"
+
+// MaxSampleBytes is the longest sample line kept; longer lines are cut at a
+// UTF-8 boundary at or below it.
+const MaxSampleBytes = 512
+
+// MaxSamples bounds the samples one entry may carry.
+const MaxSamples = 100
+
+// Field names of an entry. Short, because Redis stores them with every entry.
+const (
+	FieldVersion    = "v"
+	FieldBatch      = "batch"
+	FieldKeyword    = "kw"
+	FieldMatch      = "match"
+	FieldIgnoreCase = "icase"
+	FieldTag        = "tag"
+	FieldHost       = "host"
+	FieldMinute     = "minute"
+	FieldCount      = "count"
+	FieldSamples    = "samples"
+	FieldSentMs     = "sent_ms"
+)
+
+// Entry is one count series from one flushed chunk.
+type Entry struct {
+	// Batch identifies the chunk: 32 hex characters derived from the chunk's
+	// bytes and the plugin instance, equal on every retry of the same chunk.
+	Batch   string
+	Keyword keyword.Spec // canonical form
+	Tag     string
+	Host    string
+	// Minute is the start of the records' event-time minute, in Unix seconds.
+	Minute int64
+	// Count is how many records in the chunk contained the keyword.
+	Count   int64
+	Samples []string
+	// SentMs is when the plugin wrote the entry (Unix milliseconds); it is
+	// informational (alert latency) and not part of the entry's identity.
+	SentMs int64
+}
+
+// BatchID derives a batch id from the instance identity and the chunk bytes.
+func BatchID(instance string, chunk []byte) string {
+	seed := xxh3.HashString(instance)
+	h := xxh3.HashSeed(chunk, seed)
+	h2 := xxh3.HashSeed(chunk, ^seed)
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], h)
+	binary.BigEndian.PutUint64(b[8:], h2)
+	return hex.EncodeToString(b[:])
+}
+
+// DedupID is the identity under which the backend applies an entry at most
+// once: the batch plus the series. It is the same when a retried chunk is
+// flushed again, even if the keyword set changed in between and so the
+// retry carries a different set of entries.
+func (e *Entry) DedupID() string {
+	var b strings.Builder
+	b.Grow(len(e.Batch) + len(e.Tag) + len(e.Host) + len(e.Keyword.Text) + 40)
+	b.WriteString(e.Batch)
+	b.WriteByte('|')
+	b.WriteString(e.Keyword.ID())
+	b.WriteByte('|')
+	b.WriteString(e.Tag)
+	b.WriteByte('|')
+	b.WriteString(e.Host)
+	b.WriteByte('|')
+	b.WriteString(strconv.FormatInt(e.Minute, 10))
+	sum := xxh3.HashString128(b.String()).Bytes()
+	return hex.EncodeToString(sum[:])
+}
+
+// AppendValues appends the entry's field/value pairs, ready for XADD.
+func (e *Entry) AppendValues(dst []any) []any {
+	icase := "0"
+	if e.Keyword.IgnoreCase {
+		icase = "1"
+	}
+	dst = append(dst,
+		FieldVersion, Version,
+		FieldBatch, e.Batch,
+		FieldKeyword, e.Keyword.Text,
+		FieldMatch, e.Keyword.Match.String(),
+		FieldIgnoreCase, icase,
+		FieldTag, e.Tag,
+		FieldHost, e.Host,
+		FieldMinute, strconv.FormatInt(e.Minute, 10),
+		FieldCount, strconv.FormatInt(e.Count, 10),
+	)
+	if len(e.Samples) > 0 {
+		js, _ := json.Marshal(e.Samples) // []string always marshals
+		dst = append(dst, FieldSamples, string(js))
+	}
+	if e.SentMs != 0 {
+		dst = append(dst, FieldSentMs, strconv.FormatInt(e.SentMs, 10))
+	}
+	return dst
+}
+
+// ErrVersion is wrapped by Parse for an entry of an unknown version.
+var ErrVersion = errors.New("unsupported entry version")
+
+// Parse reads an entry from a stream message's values. Every error names the
+// field and the bad value.
+func Parse(values map[string]any) (Entry, error) {
+	var e Entry
+	get := func(f string, required bool) (string, error) {
+		v, ok := values[f]
+		if !ok {
+			if required {
+				return "", fmt.Errorf("missing field %q", f)
+			}
+			return "", nil
+		}
+		s, ok := v.(string)
+		if !ok {
+			return "", fmt.Errorf("field %q: want a string, got %T", f, v)
+		}
+		return s, nil
+	}
+	v, err := get(FieldVersion, true)
+	if err != nil {
+		return e, err
+	}
+	if v != Version {
+		return e, fmt.Errorf("field %q = %q: %w (want %q)", FieldVersion, v, ErrVersion, Version)
+	}
+	if e.Batch, err = get(FieldBatch, true); err != nil {
+		return e, err
+	}
+	if len(e.Batch) != 32 {
+		return e, fmt.Errorf("field %q = %q: want 32 hex characters", FieldBatch, e.Batch)
+	}
+	if _, err := hex.DecodeString(e.Batch); err != nil {
+		return e, fmt.Errorf("field %q = %q: want 32 hex characters", FieldBatch, e.Batch)
+	}
+	if e.Keyword.Text, err = get(FieldKeyword, true); err != nil {
+		return e, err
+	}
+	m, err := get(FieldMatch, true)
+	if err != nil {
+		return e, err
+	}
+	if e.Keyword.Match, err = keyword.ParseMode(m); err != nil {
+		return e, fmt.Errorf("field %q: %w", FieldMatch, err)
+	}
+	ic, err := get(FieldIgnoreCase, true)
+	if err != nil {
+		return e, err
+	}
+	switch ic {
+	case "0":
+	case "1":
+		e.Keyword.IgnoreCase = true
+	default:
+		return e, fmt.Errorf("field %q = %q: want 0 or 1", FieldIgnoreCase, ic)
+	}
+	if err := e.Keyword.Validate(); err != nil {
+		return e, fmt.Errorf("field %q: %w", FieldKeyword, err)
+	}
+	e.Keyword = e.Keyword.Canonical()
+	if e.Tag, err = get(FieldTag, true); err != nil {
+		return e, err
+	}
+	if e.Host, err = get(FieldHost, true); err != nil {
+		return e, err
+	}
+	if e.Minute, err = parseInt(get(FieldMinute, true)); err != nil {
+		return e, fmt.Errorf("field %q: %w", FieldMinute, err)
+	}
+	if e.Minute%60 != 0 || e.Minute < 0 {
+		return e, fmt.Errorf("field %q = %d: want a non-negative multiple of 60", FieldMinute, e.Minute)
+	}
+	if e.Count, err = parseInt(get(FieldCount, true)); err != nil {
+		return e, fmt.Errorf("field %q: %w", FieldCount, err)
+	}
+	if e.Count <= 0 {
+		return e, fmt.Errorf("field %q = %d: want a positive count", FieldCount, e.Count)
+	}
+	s, err := get(FieldSamples, false)
+	if err != nil {
+		return e, err
+	}
+	if s != "" {
+		if err := json.Unmarshal([]byte(s), &e.Samples); err != nil {
+			return e, fmt.Errorf("field %q: %w", FieldSamples, err)
+		}
+		if len(e.Samples) > MaxSamples {
+			return e, fmt.Errorf("field %q: %d samples, over the limit of %d", FieldSamples, len(e.Samples), MaxSamples)
+		}
+	}
+	sent, err := get(FieldSentMs, false)
+	if err != nil {
+		return e, err
+	}
+	if sent != "" {
+		if e.SentMs, err = strconv.ParseInt(sent, 10, 64); err != nil {
+			return e, fmt.Errorf("field %q = %q: not an integer", FieldSentMs, sent)
+		}
+	}
+	return e, nil
+}
+
+func parseInt(s string, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	n, perr := strconv.ParseInt(s, 10, 64)
+	if perr != nil {
+		return 0, fmt.Errorf("%q is not an integer", s)
+	}
+	return n, nil
+}
+
+// CutSample trims a line to at most MaxSampleBytes without splitting a UTF-8
+// sequence.
+func CutSample(line []byte) string {
+	if len(line) <= MaxSampleBytes {
+		return string(line)
+	}
+	n := MaxSampleBytes
+	for n > 0 && !utf8.RuneStart(line[n]) {
+		n--
+	}
+	return string(line[:n])
+}
+
+// HashTag returns the Redis Cluster hash tag that keys belonging with stream
+// must carry to share its slot: the stream's own {tag} if it has one, else the
+// whole name (a key "{name}:x" hashes like the key "name").
+func HashTag(streamKey string) string {
+	if i := strings.IndexByte(streamKey, '{'); i >= 0 {
+		if j := strings.IndexByte(streamKey[i+1:], '}'); j > 0 {
+			return streamKey[i : i+j+2]
+		}
+	}
+	return "{" + streamKey + "}"
+}
