@@ -6,16 +6,17 @@ PKGS    := ./...
 
 export KEYALERT_BUILD := $(BUILD)
 
-.PHONY: all build plugin backend cli host test test-short bench fuzz vet redis run clean FORCE
+.PHONY: all build plugin backend cli host receiver run clean-demo test test-short bench fuzz vet redis run clean FORCE
 
 all: build
 
-build: plugin backend cli host
+build: plugin backend cli host receiver
 
 plugin: $(BUILD)/keyalert.so
 backend: $(BUILD)/keyalertd
 cli: $(BUILD)/keyalert
 host: $(BUILD)/flbhost
+receiver: $(BUILD)/pdreceiver
 
 # Go's build cache decides what is stale, so the Go targets always ask it.
 $(BUILD)/keyalert.so: FORCE
@@ -26,6 +27,9 @@ $(BUILD)/keyalertd: FORCE
 
 $(BUILD)/keyalert: FORCE
 	$(GO) build -trimpath -o $@ ./cmd/keyalert
+
+$(BUILD)/pdreceiver: FORCE
+	$(GO) build -trimpath -o $@ ./cmd/pdreceiver
 
 # The Fluent Bit stand-in that dlopens keyalert.so (see flbhost/README.md).
 $(BUILD)/flbhost: flbhost/c/flbhost.c
@@ -59,7 +63,14 @@ test: redis build vet
 bench: redis build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
 
+# The demo, end to end (scripts/demo.sh); Ctrl-C stops everything.
+run: redis build
+	@bash scripts/demo.sh
+
 clean:
 	rm -rf $(BUILD)
+
+clean-demo:
+	rm -rf var
 
 FORCE:

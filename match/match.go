@@ -1,11 +1,88 @@
-// Package match finds which of many keywords occur in a log value, in one pass.
+// Package match finds which of many keywords occur in a log value, in one pass
+// over its bytes.
 //
-// PLACEHOLDER implementation (naive loops); the API is fixed, the engine is
-// being replaced by an Aho-Corasick automaton.
+// # Semantics
+//
+// A Matcher is compiled from a list of keyword.Spec, each used in canonical
+// form (keyword.Spec.Canonical). Keyword i is reported by its index i.
+//
+//   - Substring: the keyword's bytes occur anywhere in the value (raw byte
+//     comparison; the value need not be valid UTF-8).
+//   - Word: an occurrence of the keyword's bytes that is neither preceded nor
+//     followed by a word byte: an ASCII letter, digit, '_', or any byte >= 0x80
+//     (so a keyword next to a non-ASCII letter is not a word match). The start
+//     and end of the value are boundaries. Every occurrence is tried: if one
+//     fails the boundary test, a later one may still match. The test applies to
+//     the bytes around the occurrence only, whatever the keyword's own first
+//     and last bytes are.
+//   - IgnoreCase with Substring or Word: ASCII case folding only ('A'..'Z'
+//     equal 'a'..'z'); every other byte, including non-ASCII letters, must be
+//     equal.
+//   - Regex: Go RE2 syntax (keyword.Spec.Regexp), unanchored unless the
+//     expression anchors itself; ^ and $ are the start and end of the value
+//     unless (?m) is set. IgnoreCase prefixes (?i), which uses Go's Unicode
+//     case folding (unlike the ASCII-only folding above). Invalid UTF-8 in the
+//     value reads as U+FFFD, one byte at a time, as in package regexp.
+//
+// A Scratch accumulates the distinct keywords found across several Scan calls
+// (one per scanned value of a record) until Reset: each keyword is listed once
+// in Found, in the order found (not necessarily text order). Reset costs
+// O(number found). A Scratch belongs to the Matcher that made it (Scan
+// panics otherwise) and to one goroutine at a time.
+//
+// Compile rejects an invalid spec, and two specs with the same ID (equal after
+// Canonical) with an error naming the keyword.
+//
+// # Engine and costs
+//
+// Substring and word keywords, and literals derived from regexes, go into an
+// Aho-Corasick automaton compiled to a dense DFA whose input alphabet is byte
+// classes (the bytes the patterns use, plus one class for all others); the
+// transition table is []uint32 indexed by state*(classes+1)+class, with
+// states premultiplied so a step is one add and one load (the extra column
+// holds the state's depth). Case-sensitive and ASCII-case-insensitive
+// patterns get one automaton each; the folding one maps 'A'..'Z' to the
+// classes of 'a'..'z', so folding is free. When both exist they are combined
+// into one product automaton whose states are the reachable pairs of states
+// (classes: the distinct pairs of classes); if that would exceed 4 times
+// their combined states, both are stepped side by side in the same loop
+// instead. Either way each value is read once, whatever the number of
+// keywords. States with outputs are numbered last, so the loop tests one
+// comparison per byte; word boundaries are checked only when the automaton
+// reports an occurrence.
+//
+// A DFA step depends on the previous one, so a single chain of steps is
+// bound by load latency. Values of 32 bytes or more are scanned by two chains
+// interleaved in one loop, from the start and from the middle; the first one
+// runs on past the middle only while its state tracks a pattern prefix that
+// began before it (usually a few bytes).
+//
+// Regexes are prefiltered with literals read from their syntax tree
+// (regexp/syntax): sets of literals such that every match contains one
+// literal of each set (e.g. {"timeout after "} and {"ms"} for
+// `timeout after \d+ms`; {"refused","reset"} for `(refused|reset) by`),
+// honouring (?i): ASCII letters fold in the folding automaton, and runes with
+// non-ASCII fold partners (k and the Kelvin sign, s and long s) are expanded
+// or end the literal. Then:
+//   - a regex that is exactly a set of at most 64 literals (e.g.
+//     `ERROR|FATAL`, `connection (refused|reset)`, `(?i)timeout`, `colou?r`,
+//     `E\d`; no anchors, \b, unbounded repeats or wide classes) is decided by
+//     the automaton alone and never runs;
+//   - a regex with gates (up to 3 sets, each literal at least 2 bytes) runs
+//     only on values where a literal of every set occurs, at most once per
+//     Scan; a gate fires on any occurrence, so the regex may still fail;
+//   - a regex with no usable literal (e.g. `^\d+$`, `\w+@\w+`, `a.b`) runs on
+//     every scanned value until it has matched in the current record. That
+//     costs one regexp execution per value: from about 100 ns to over 10 µs
+//     for a 150-byte line (Go's regexp is slowest on case-insensitive
+//     expressions without a literal prefix), against well under 1 µs for the
+//     automaton's pass over all other keywords.
+//
+// A Matcher is immutable and safe for concurrent Scan calls, each goroutine
+// with its own Scratch. Scan does not allocate in steady state.
 package match
 
 import (
-	"bytes"
 	"fmt"
 	"regexp"
 
@@ -16,30 +93,127 @@ import (
 // goroutine brings its own Scratch.
 type Matcher struct {
 	specs []keyword.Spec
-	res   []*regexp.Regexp
+	res   []*regexp.Regexp // per keyword; nil unless the regex must run
+	// one is the automaton Scan steps: the case-sensitive one, the folding
+	// one, or their product. When the product would be too large, one is nil
+	// and Scan steps cs and ci side by side.
+	one *dfa
+	cs  *dfa // case-sensitive automaton, nil if no patterns
+	ci  *dfa // ASCII-folding automaton, nil if no patterns
+	// ungated lists regex keywords that run on every value.
+	ungated []int32
+	// gateMask[kw] has a bit per gate of a gated regex keyword; the regex
+	// runs when a Scan has seen a literal of every gate.
+	gateMask []uint8
+	gated    int // regex keywords behind a literal gate
+	direct   int // regex keywords decided by the automaton alone
 }
 
 // Compile builds a matcher. Specs are used in canonical form; duplicates (same
 // ID) are an error naming the keyword.
 func Compile(specs []keyword.Spec) (*Matcher, error) {
-	m := &Matcher{specs: make([]keyword.Spec, len(specs)), res: make([]*regexp.Regexp, len(specs))}
-	seen := map[string]bool{}
+	return compile(specs, options{})
+}
+
+// options exist for tests that exercise the fallback paths.
+type options struct {
+	noProduct bool // step the two automata side by side
+}
+
+func compile(specs []keyword.Spec, o options) (*Matcher, error) {
+	m := &Matcher{
+		specs:    make([]keyword.Spec, len(specs)),
+		res:      make([]*regexp.Regexp, len(specs)),
+		gateMask: make([]uint8, len(specs)),
+	}
+	seen := make(map[string]int, len(specs))
+	var sens, fold []pattern
+	add := func(l lit, h hit) {
+		h.n = int32(len(l.s))
+		if l.fold {
+			fold = append(fold, pattern{text: l.s, hit: h})
+		} else {
+			sens = append(sens, pattern{text: l.s, hit: h})
+		}
+	}
 	for i, s := range specs {
 		if err := s.Validate(); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("keywords[%d]: %w", i, err)
 		}
 		s = s.Canonical()
-		if seen[s.ID()] {
-			return nil, fmt.Errorf("keyword %q listed twice", s.ID())
+		id := s.ID()
+		if j, dup := seen[id]; dup {
+			return nil, fmt.Errorf("keyword %q listed twice (keywords[%d] and keywords[%d])", id, j, i)
 		}
-		seen[s.ID()] = true
+		seen[id] = i
 		m.specs[i] = s
-		if s.Match == keyword.Regex {
-			m.res[i], _ = s.Regexp()
+		kw := int32(i)
+		switch s.Match {
+		case keyword.Substring:
+			add(newLit(s.Text, s.IgnoreCase), hit{kw: kw, kind: hitSubstring})
+		case keyword.Word:
+			add(newLit(s.Text, s.IgnoreCase), hit{kw: kw, kind: hitWord})
+		case keyword.Regex:
+			expr := s.Text
+			if s.IgnoreCase {
+				expr = "(?i)" + expr
+			}
+			plan := planRegex(expr)
+			switch {
+			case plan.direct:
+				m.direct++
+				for _, l := range plan.lits {
+					add(l, hit{kw: kw, kind: hitSubstring})
+				}
+			case len(plan.gates) > 0:
+				m.gated++
+				for g, ls := range plan.gates {
+					m.gateMask[i] |= 1 << g
+					for _, l := range ls {
+						add(l, hit{kw: kw, kind: hitGate, bit: 1 << g})
+					}
+				}
+			default:
+				m.ungated = append(m.ungated, kw)
+			}
+			if !plan.direct {
+				re, err := s.Regexp()
+				if err != nil {
+					return nil, fmt.Errorf("keyword %q: %w", id, err)
+				}
+				m.res[i] = re
+			}
+		}
+	}
+	var err error
+	if len(sens) > 0 {
+		if m.cs, err = buildDFA(sens, false); err != nil {
+			return nil, err
+		}
+	}
+	if len(fold) > 0 {
+		if m.ci, err = buildDFA(fold, true); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case m.cs == nil:
+		m.one = m.ci
+	case m.ci == nil:
+		m.one = m.cs
+	case o.noProduct:
+	default:
+		if p, ok := product(m.cs, m.ci, productLimit(m.cs, m.ci)); ok {
+			m.one, m.cs, m.ci = p, nil, nil
 		}
 	}
 	return m, nil
 }
+
+// productLimit caps the product automaton's states: past a few times the
+// two automata's size, stepping both side by side is cheaper than a table
+// that no longer fits in cache.
+func productLimit(a, b *dfa) int { return 4 * (a.states + b.states) }
 
 // Len is the number of keywords.
 func (m *Matcher) Len() int { return len(m.specs) }
@@ -47,21 +221,67 @@ func (m *Matcher) Len() int { return len(m.specs) }
 // Spec returns keyword i in canonical form.
 func (m *Matcher) Spec(i int) keyword.Spec { return m.specs[i] }
 
+// Stats describes a compiled matcher, for logs and benchmarks.
+type Stats struct {
+	Keywords       int
+	Automata       int // automata stepped per byte: 0, 1, or 2 (product too large)
+	States         int // automaton states, all automata together
+	Classes        int // byte classes, all automata together
+	TableBytes     int // transition tables' size
+	MaxPattern     int // longest literal in bytes
+	RegexDirect    int // regexes decided by the automaton alone
+	RegexGated     int // regexes run only where literals of all their gates occur
+	RegexEveryText int // regexes run on every value
+}
+
+// Stats reports the matcher's shape.
+func (m *Matcher) Stats() Stats {
+	st := Stats{Keywords: len(m.specs), RegexDirect: m.direct, RegexGated: m.gated, RegexEveryText: len(m.ungated)}
+	scanned := []*dfa{m.one}
+	if m.one == nil {
+		scanned = []*dfa{m.cs, m.ci}
+	}
+	for _, d := range scanned {
+		if d != nil {
+			st.Automata++
+			st.MaxPattern = max(st.MaxPattern, d.maxLen)
+			st.States += d.states
+			st.Classes += int(d.nc)
+			st.TableBytes += 4 * len(d.trans)
+		}
+	}
+	return st
+}
+
 // Scratch collects the distinct keywords found across one record's values.
+// It belongs to the Matcher that made it and to one goroutine at a time.
 type Scratch struct {
-	seen  []bool
 	found []int
+	seen  []bool
+	// gates[kw]: gates of regex kw seen in the current Scan; touched lists
+	// the kws with gates != 0.
+	gates   []uint8
+	touched []int32
 }
 
 // NewScratch returns a scratch sized for m.
 func (m *Matcher) NewScratch() *Scratch {
-	return &Scratch{seen: make([]bool, len(m.specs))}
+	return &Scratch{
+		found:   make([]int, 0, len(m.specs)),
+		seen:    make([]bool, len(m.specs)),
+		gates:   make([]uint8, len(m.specs)),
+		touched: make([]int32, 0, m.gated),
+	}
 }
 
 // Found lists the indexes of keywords seen since the last Reset, each once.
+// The slice is reused after Reset.
 func (s *Scratch) Found() []int { return s.found }
 
-// Reset clears the scratch for the next record.
+// Has reports whether keyword i was seen since the last Reset.
+func (s *Scratch) Has(i int) bool { return s.seen[i] }
+
+// Reset clears the scratch for the next record, in O(len(Found())).
 func (s *Scratch) Reset() {
 	for _, i := range s.found {
 		s.seen[i] = false
@@ -69,54 +289,178 @@ func (s *Scratch) Reset() {
 	s.found = s.found[:0]
 }
 
-func (s *Scratch) add(i int) {
-	if !s.seen[i] {
-		s.seen[i] = true
-		s.found = append(s.found, i)
-	}
+func (s *Scratch) add(kw int32) {
+	s.seen[kw] = true
+	s.found = append(s.found, int(kw))
 }
 
 // Scan adds to s every keyword that occurs in text. Call it once per scanned
 // value of a record, then read s.Found and Reset.
 func (m *Matcher) Scan(text []byte, s *Scratch) {
-	for i, sp := range m.specs {
-		if s.seen[i] {
+	if len(s.seen) != len(m.specs) {
+		panic("match: Scan with a Scratch made by another Matcher")
+	}
+	if len(s.found) == len(m.specs) {
+		return
+	}
+	switch {
+	case m.one != nil:
+		m.scan1(m.one, text, s)
+	case m.cs != nil:
+		m.scan2(text, s)
+	}
+	if len(s.touched) > 0 {
+		for _, kw := range s.touched {
+			if s.gates[kw] == m.gateMask[kw] && !s.seen[kw] && m.res[kw].Match(text) {
+				s.add(kw)
+			}
+			s.gates[kw] = 0
+		}
+		s.touched = s.touched[:0]
+	}
+	for _, kw := range m.ungated {
+		if !s.seen[kw] && m.res[kw].Match(text) {
+			s.add(kw)
+		}
+	}
+}
+
+// scan1 runs one automaton over text. The stepping loops are inlined leaf
+// loops without calls, so their state stays in registers; hits are handled
+// between them.
+//
+// A DFA step is a load that depends on the previous one, so one chain of
+// steps is bound by load latency. For texts of 2*interleaveMin bytes or more,
+// two chains run interleaved, one from the start and one from the middle
+// (root state), and the first continues past the middle only while it tracks
+// a pattern prefix that started before the middle (its state's depth says
+// so); that is usually a few bytes. Between them they see every occurrence;
+// one seen twice is reported twice, harmlessly.
+func (m *Matcher) scan1(d *dfa, text []byte, s *Scratch) {
+	st, i := uint32(0), 0
+	if mid := len(text) / 2; mid >= interleaveMin {
+		sb := uint32(0)
+		for {
+			st, sb, i = run2x(d.trans, &d.class, d.matchMin, st, sb, text[:mid], text[mid:2*mid], i)
+			if i == mid {
+				break
+			}
+			if st >= d.matchMin {
+				report(d.hits(st), text, i, s)
+			}
+			if sb >= d.matchMin {
+				report(d.hits(sb), text, mid+i, s)
+			}
+			i++
+		}
+		for j := mid; j < len(text) && d.depth(st) > uint32(j-mid); j++ {
+			st = d.trans[st+uint32(d.class[text[j]])]
+			if st >= d.matchMin {
+				report(d.hits(st), text, j, s)
+			}
+		}
+		st, i = sb, 2*mid
+	}
+	for ; i < len(text); i++ {
+		st, i = run1(d.trans, &d.class, d.matchMin, st, text, i)
+		if i == len(text) {
+			return
+		}
+		report(d.hits(st), text, i, s)
+	}
+}
+
+// interleaveMin is the shortest half of a text worth a second chain.
+const interleaveMin = 16
+
+// run2x steps two chains of one automaton over a and b (equal lengths) in
+// lockstep from index i until either reaches a state with outputs; it
+// returns both states and that index, or len(a).
+func run2x(trans []uint32, class *[256]uint8, matchMin, sa, sb uint32, a, b []byte, i int) (uint32, uint32, int) {
+	b = b[:len(a)]
+	for ; i < len(a); i++ {
+		sa = trans[sa+uint32(class[a[i]])]
+		sb = trans[sb+uint32(class[b[i]])]
+		if sa >= matchMin || sb >= matchMin {
+			return sa, sb, i
+		}
+	}
+	return sa, sb, i
+}
+
+// run1 steps from state st at text[i] until a state with outputs; it returns
+// that state and the index of the byte that led there, or len(text).
+func run1(trans []uint32, class *[256]uint8, matchMin, st uint32, text []byte, i int) (uint32, int) {
+	for ; i < len(text); i++ {
+		st = trans[st+uint32(class[text[i]])]
+		if st >= matchMin {
+			return st, i
+		}
+	}
+	return st, i
+}
+
+// scan2 advances both automata in one loop; their dependency chains are
+// independent, so the CPU overlaps them.
+func (m *Matcher) scan2(text []byte, s *Scratch) {
+	a, b := m.cs, m.ci
+	sa, sb := uint32(0), uint32(0)
+	for i := 0; i < len(text); i++ {
+		sa, sb, i = run2(a, b, sa, sb, text, i)
+		if i == len(text) {
+			return
+		}
+		if sa >= a.matchMin {
+			report(a.hits(sa), text, i, s)
+		}
+		if sb >= b.matchMin {
+			report(b.hits(sb), text, i, s)
+		}
+	}
+}
+
+// run2 is run1 for two automata.
+func run2(a, b *dfa, sa, sb uint32, text []byte, i int) (uint32, uint32, int) {
+	ta, ca, ma := a.trans, &a.class, a.matchMin
+	tb, cb, mb := b.trans, &b.class, b.matchMin
+	for ; i < len(text); i++ {
+		c := text[i]
+		sa = ta[sa+uint32(ca[c])]
+		sb = tb[sb+uint32(cb[c])]
+		if sa >= ma || sb >= mb {
+			return sa, sb, i
+		}
+	}
+	return sa, sb, i
+}
+
+// report handles the patterns ending at text[end].
+func report(hs []hit, text []byte, end int, s *Scratch) {
+	for _, h := range hs {
+		if s.seen[h.kw] {
 			continue
 		}
-		switch sp.Match {
-		case keyword.Regex:
-			if m.res[i].Match(text) {
-				s.add(i)
+		switch h.kind {
+		case hitSubstring:
+			s.add(h.kw)
+		case hitWord:
+			start := end + 1 - int(h.n)
+			if (start == 0 || !isWordByte[text[start-1]]) && (end+1 == len(text) || !isWordByte[text[end+1]]) {
+				s.add(h.kw)
 			}
-		default:
-			t := text
-			if sp.IgnoreCase {
-				t = bytes.ToLower(text)
+		case hitGate:
+			if s.gates[h.kw] == 0 {
+				s.touched = append(s.touched, h.kw)
 			}
-			if sp.Match == keyword.Substring && bytes.Contains(t, []byte(sp.Text)) {
-				s.add(i)
-			}
-			if sp.Match == keyword.Word && containsWord(t, []byte(sp.Text)) {
-				s.add(i)
-			}
+			s.gates[h.kw] |= h.bit
 		}
 	}
 }
 
-func containsWord(t, w []byte) bool {
-	for off := 0; ; {
-		j := bytes.Index(t[off:], w)
-		if j < 0 {
-			return false
-		}
-		st, end := off+j, off+j+len(w)
-		if (st == 0 || !isWordByte(t[st-1])) && (end == len(t) || !isWordByte(t[end])) {
-			return true
-		}
-		off = st + 1
+// isWordByte: ASCII letters, digits, '_' and every byte >= 0x80.
+var isWordByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c == '_' || c >= 0x80 || ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
 	}
-}
-
-func isWordByte(c byte) bool {
-	return c == '_' || c >= 0x80 || ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
-}
+	return t
+}()

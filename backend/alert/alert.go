@@ -1,0 +1,130 @@
+// Package alert evaluates rules against the per-minute keyword counts and
+// keeps one alert per (rule, group) with a stable id, moving it through
+// firing -> acknowledged -> resolved and paging PagerDuty through the outbox.
+//
+// Alert state lives in Redis under the {alerts} hash tag, together with the
+// shard leases and the outbox, so that a state change, the check that this
+// replica still holds the rule's shard lease and the notification commit in
+// one WATCH/MULTI transaction.
+package alert
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/zeebo/xxh3"
+)
+
+// State of an alert.
+type State string
+
+// States.
+const (
+	Firing       State = "firing"
+	Acknowledged State = "acknowledged"
+	Resolved     State = "resolved"
+)
+
+// ParseState accepts a state name.
+func ParseState(s string) (State, error) {
+	switch st := State(s); st {
+	case Firing, Acknowledged, Resolved:
+		return st, nil
+	}
+	return "", fmt.Errorf("unknown alert state %q (want firing, acknowledged or resolved)", s)
+}
+
+// MaxHistory bounds the history kept per alert.
+const MaxHistory = 50
+
+// Alert is one (rule, group) alert.
+type Alert struct {
+	ID       string        `json:"id"`
+	DedupKey string        `json:"dedup_key"`
+	RuleID   string        `json:"rule_id"`
+	RuleName string        `json:"rule_name"`
+	GroupBy  rules.GroupBy `json:"group_by"`
+	// Group is the host or tag the alert is for; empty for group_by none.
+	Group    string   `json:"group"`
+	Keywords []string `json:"keywords"`
+	// KeywordIDs are the counted series (keyword.Spec IDs).
+	KeywordIDs []string       `json:"keyword_ids"`
+	Severity   rules.Severity `json:"severity"`
+	State      State          `json:"state"`
+	// Count is the rule's count when the alert last fired or re-notified.
+	Count     int64     `json:"count"`
+	StartedAt time.Time `json:"started_at"`
+	// FalseSince is when the condition last turned false while active; the
+	// alert resolves once it stays false for the rule's resolve_after.
+	FalseSince     time.Time `json:"false_since,omitzero"`
+	LastNotifiedAt time.Time `json:"last_notified_at,omitzero"`
+	AckedAt        time.Time `json:"acked_at,omitzero"`
+	AckedBy        string    `json:"acked_by,omitempty"`
+	ResolvedAt     time.Time `json:"resolved_at,omitzero"`
+	// Notified says PagerDuty has an open incident for this episode, so an
+	// acknowledge or resolve must be sent.
+	Notified bool `json:"notified"`
+	// SilencedBy is the silence muting the alert, if any.
+	SilencedBy string `json:"silenced_by,omitempty"`
+	// Rearm is set by a manual resolve while the condition still holds: the
+	// alert fires again only after the condition has been false once.
+	Rearm     bool      `json:"rearm,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+	History   []Event   `json:"history"`
+}
+
+// Event is one line of an alert's history.
+type Event struct {
+	At     time.Time `json:"at"`
+	Event  string    `json:"event"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Active reports whether the alert is firing or acknowledged.
+func (a *Alert) Active() bool { return a.State == Firing || a.State == Acknowledged }
+
+// tracked reports whether the engine must look at the alert on every tick.
+func (a *Alert) tracked() bool { return a.Active() || a.Rearm }
+
+func (a *Alert) record(at time.Time, event, detail string) {
+	a.History = append(a.History, Event{At: at.UTC(), Event: event, Detail: detail})
+	if n := len(a.History); n > MaxHistory {
+		a.History = append(a.History[:0:0], a.History[n-MaxHistory:]...)
+	}
+}
+
+func (a *Alert) clone() *Alert {
+	c := *a
+	c.Keywords = append([]string(nil), a.Keywords...)
+	c.KeywordIDs = append([]string(nil), a.KeywordIDs...)
+	c.History = append([]Event(nil), a.History...)
+	return &c
+}
+
+// ID is the stable id of the alert for (ruleID, group).
+func ID(ruleID, group string) string {
+	h := xxh3.HashString128(ruleID + "\x00" + group).Bytes()
+	return "a" + hex.EncodeToString(h[:8])
+}
+
+// DedupKey is the PagerDuty dedup key of alert id: stable, so trigger,
+// acknowledge and resolve of every episode address the same incident key.
+func DedupKey(id string) string { return "keyalert-" + id }
+
+// ErrNotFound is returned for an unknown alert id.
+var ErrNotFound = errors.New("alert not found")
+
+// ErrConflict is returned for a transition the alert's state does not allow.
+var ErrConflict = errors.New("alert state does not allow this")
+
+func decodeAlert(b []byte) (*Alert, error) {
+	var a Alert
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}

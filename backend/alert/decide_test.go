@@ -1,0 +1,77 @@
+package alert
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/silence"
+)
+
+func TestDecide(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	rule := &rules.Rule{ID: "r1", Name: "n", Keywords: []string{"x"}, RepeatInterval: rules.Duration(time.Hour), ResolveAfter: rules.Duration(5 * time.Minute)}
+	firing := &Alert{ID: "a", State: Firing, Notified: true, LastNotifiedAt: now.Add(-10 * time.Minute)}
+	sil := &silence.Silence{ID: "s1"}
+	with := func(a *Alert, fn func(*Alert)) *Alert { c := a.clone(); fn(c); return c }
+	tests := []struct {
+		name      string
+		cur       *Alert
+		cond      bool
+		sil       *silence.Silence
+		at        time.Time
+		wantState State // "" means no change
+		wantActs  string
+	}{
+		{"new episode pages", nil, true, nil, now, Firing, "trigger"},
+		{"new episode silenced", nil, true, sil, now, Firing, ""},
+		{"resolved fires again", with(firing, func(a *Alert) { a.State, a.Notified = Resolved, false }), true, nil, now, Firing, "trigger"},
+		{"manual resolve waits", with(firing, func(a *Alert) { a.State, a.Rearm = Resolved, true }), true, nil, now, "", ""},
+		{"manual resolve re-arms when false", with(firing, func(a *Alert) { a.State, a.Rearm = Resolved, true }), false, nil, now, Resolved, ""},
+		{"still firing: nothing", firing, true, nil, now, "", ""},
+		{"repeat after the interval", firing, true, nil, now.Add(50 * time.Minute), Firing, "trigger"},
+		{"no repeat while silenced", with(firing, func(a *Alert) { a.SilencedBy = "s1" }), true, sil, now.Add(50 * time.Minute), "", ""},
+		{"no repeat when acknowledged", with(firing, func(a *Alert) { a.State = Acknowledged }), true, nil, now.Add(50 * time.Minute), "", ""},
+		{"silence ends before paging: page now", with(firing, func(a *Alert) { a.SilencedBy, a.Notified = "s1", false }), true, nil, now, Firing, "trigger"},
+		{"turns false: remember since when", firing, false, nil, now, Firing, ""},
+		{"false long enough: resolve", with(firing, func(a *Alert) { a.FalseSince = now.Add(-5 * time.Minute) }), false, nil, now, Resolved, "resolve"},
+		{"false, not long enough", with(firing, func(a *Alert) { a.FalseSince = now.Add(-4 * time.Minute) }), false, nil, now, "", ""},
+		{"silenced resolve sends nothing", with(firing, func(a *Alert) { a.Notified, a.FalseSince = false, now.Add(-time.Hour) }), false, nil, now, Resolved, ""},
+		{"true again clears false_since", with(firing, func(a *Alert) { a.FalseSince = now.Add(-time.Minute) }), true, nil, now, Firing, ""},
+		{"nothing and false: nothing", nil, false, nil, now, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			next, acts := decide(tt.cur, input{rule: rule, o: obs{cond: tt.cond, count: 7}, silence: tt.sil, now: tt.at, summary: "s"})
+			if tt.wantState == "" {
+				if next != nil {
+					t.Fatalf("want no change, got %+v %v", next, acts)
+				}
+				return
+			}
+			if next == nil || next.State != tt.wantState || strings.Join(acts, ",") != tt.wantActs {
+				t.Fatalf("got %+v acts %v", next, acts)
+			}
+			if next.UpdatedAt != tt.at.UTC() {
+				t.Fatalf("updated_at %v", next.UpdatedAt)
+			}
+		})
+	}
+}
+
+func TestHistoryIsBounded(t *testing.T) {
+	a := &Alert{}
+	for i := 0; i < 3*MaxHistory; i++ {
+		a.record(time.Unix(int64(i), 0), "e", "")
+	}
+	if len(a.History) != MaxHistory || a.History[0].At.Unix() != 2*MaxHistory {
+		t.Fatalf("history of %d starting at %v", len(a.History), a.History[0].At)
+	}
+}
+
+func TestIDIsStablePerRuleAndGroup(t *testing.T) {
+	if ID("r", "web-1") != ID("r", "web-1") || ID("r", "web-1") == ID("r", "web-2") || ID("r1", "") == ID("r", "1") {
+		t.Fatal("ids must be stable and distinct")
+	}
+}

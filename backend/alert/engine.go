@@ -1,0 +1,653 @@
+package alert
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/lease"
+	"github.com/keyalert/keyalert/backend/notify/pagerduty"
+	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/silence"
+	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/stream"
+	"github.com/redis/go-redis/v9"
+)
+
+// Settings of the engine.
+type Settings struct {
+	// EvalInterval is the tick that re-evaluates every owned rule, for
+	// resolution and absence (KEYALERT_EVAL_INTERVAL). Thresholds fire on
+	// applied batches without waiting for it.
+	EvalInterval time.Duration
+	// PublicURL is the API's external base URL for links in pages, e.g.
+	// https://keyalert.example.com (KEYALERT_PUBLIC_URL); empty: no link.
+	PublicURL string
+	// SampleLines is how many sample lines a trigger carries
+	// (KEYALERT_ALERT_SAMPLE_LINES).
+	SampleLines int
+}
+
+// DefaultSettings returns the defaults.
+func DefaultSettings() Settings {
+	return Settings{EvalInterval: 3 * time.Second, SampleLines: 5}
+}
+
+// Validate names the bad setting.
+func (s Settings) Validate() error {
+	if s.EvalInterval < 100*time.Millisecond || s.EvalInterval > time.Minute {
+		return fmt.Errorf("KEYALERT_EVAL_INTERVAL=%s: want between 100ms and 1m", s.EvalInterval)
+	}
+	if s.PublicURL != "" {
+		u, err := url.Parse(s.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("KEYALERT_PUBLIC_URL=%q: want an absolute http or https URL", s.PublicURL)
+		}
+	}
+	if s.SampleLines < 0 || s.SampleLines > 50 {
+		return fmt.Errorf("KEYALERT_ALERT_SAMPLE_LINES=%d: want between 0 and 50", s.SampleLines)
+	}
+	return nil
+}
+
+// Shards is the engine's view of the shard leases (*lease.Shards).
+type Shards interface {
+	N() int
+	Owns(shard int) bool
+	Lease(shard int) *lease.Lease
+}
+
+// Config wires an engine.
+type Config struct {
+	Redis             redis.UniversalClient
+	Rules             *rules.Store
+	Silences          *silence.Store
+	Counts            Counts
+	Store             *Store
+	Shards            Shards
+	Settings          Settings
+	DefaultRoutingKey rules.Secret
+	Now               func() time.Time // nil: time.Now
+	Log               *slog.Logger
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	Ticks         int64
+	LastTick      time.Duration // wall time of the last full tick
+	Fired         int64         // new episodes
+	Notifications int64         // triggers and resolves stored in the outbox
+	Resolved      int64
+	Errors        int64
+}
+
+// Engine evaluates the rules of the shards this replica holds.
+type Engine struct {
+	c     Config
+	owner string // tells our own applied-keyword broadcasts apart
+
+	// Used by the run goroutine only (Tick and the batch path).
+	rs        *ruleSet
+	sils      []silence.Silence
+	silVer    int64
+	lastPrune time.Time
+
+	mu       sync.Mutex
+	localKW  map[string]struct{} // from our ingest: broadcast, then evaluate
+	remoteKW map[string]struct{} // from other replicas: evaluate
+	wake     chan struct{}
+
+	ticks, lastTick, fired, notes, resolved, errs atomic.Int64
+}
+
+// New returns an engine; call Run, or Tick in tests.
+func New(c Config) *Engine {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return &Engine{c: c, owner: lease.NewOwner(), rs: &ruleSet{byKW: map[string][]int{}, byID: map[string]*crule{}},
+		silVer: -1, localKW: map[string]struct{}{}, remoteKW: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+}
+
+// Stats returns the counters.
+func (e *Engine) Stats() Stats {
+	return Stats{Ticks: e.ticks.Load(), LastTick: time.Duration(e.lastTick.Load()), Fired: e.fired.Load(),
+		Notifications: e.notes.Load(), Resolved: e.resolved.Load(), Errors: e.errs.Load()}
+}
+
+// OnApplied is the ingest hook: it notes the batch's keywords and wakes the
+// engine, without doing any I/O on the ingest path.
+func (e *Engine) OnApplied(_ context.Context, entries []stream.Entry) {
+	e.mu.Lock()
+	for i := range entries {
+		e.localKW[entries[i].Keyword.ID()] = struct{}{}
+	}
+	e.mu.Unlock()
+	e.signal()
+}
+
+func (e *Engine) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+type appliedMsg struct {
+	From     string   `json:"from"`
+	Keywords []string `json:"kw"`
+}
+
+// Run evaluates on every tick and on every applied batch until ctx ends. The
+// shard leases are kept by the caller (lease.Shards.Run).
+func (e *Engine) Run(ctx context.Context) error {
+	sub := e.c.Redis.Subscribe(ctx, AppliedChannel)
+	defer sub.Close()
+	go e.listen(ctx, sub)
+	t := time.NewTicker(e.c.Settings.EvalInterval)
+	defer t.Stop()
+	e.logErr(e.Tick(ctx))
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			e.logErr(e.Tick(ctx))
+		case <-e.wake:
+			e.logErr(e.onBatches(ctx))
+		}
+	}
+}
+
+func (e *Engine) logErr(err error) {
+	if err != nil && !errors.Is(err, context.Canceled) {
+		e.errs.Add(1)
+		e.c.Log.Error("alert evaluation", "err", err)
+	}
+}
+
+// listen takes keyword ids applied by other replicas' ingest.
+func (e *Engine) listen(ctx context.Context, sub *redis.PubSub) {
+	ch := sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			var am appliedMsg
+			if json.Unmarshal([]byte(m.Payload), &am) != nil || am.From == e.owner {
+				continue
+			}
+			e.mu.Lock()
+			for _, kw := range am.Keywords {
+				e.remoteKW[kw] = struct{}{}
+			}
+			e.mu.Unlock()
+			e.signal()
+		}
+	}
+}
+
+// onBatches broadcasts our ingest's keywords to the other replicas (which
+// may own the rules) and evaluates the owned rules counting any of them.
+func (e *Engine) onBatches(ctx context.Context) error {
+	e.mu.Lock()
+	local, remote := e.localKW, e.remoteKW
+	e.localKW, e.remoteKW = map[string]struct{}{}, map[string]struct{}{}
+	e.mu.Unlock()
+	if len(local) > 0 {
+		am := appliedMsg{From: e.owner, Keywords: make([]string, 0, len(local))}
+		for kw := range local {
+			am.Keywords = append(am.Keywords, kw)
+		}
+		b, _ := json.Marshal(am)
+		if err := e.c.Redis.Publish(ctx, AppliedChannel, b).Err(); err != nil {
+			e.c.Log.Warn("broadcast applied keywords", "err", err) // the owners' tick catches up
+		}
+	}
+	rs := e.rs
+	seen := map[int]bool{}
+	var idxs []int
+	for _, set := range []map[string]struct{}{local, remote} {
+		for kw := range set {
+			for _, i := range rs.byKW[kw] {
+				if !seen[i] {
+					seen[i] = true
+					idxs = append(idxs, i)
+				}
+			}
+		}
+	}
+	if len(idxs) == 0 {
+		return nil
+	}
+	sort.Ints(idxs)
+	return e.evaluate(ctx, rs, idxs, e.c.Now(), false)
+}
+
+// Tick reloads changed rules and silences and evaluates every owned rule.
+func (e *Engine) Tick(ctx context.Context) error {
+	start := time.Now()
+	now := e.c.Now()
+	if err := e.reload(ctx); err != nil {
+		return err
+	}
+	rs := e.rs
+	if e.c.Shards.Owns(0) {
+		// One replica keeps the published keyword set in line with the rules.
+		err := rs.kwErr
+		if err == nil {
+			_, err = e.c.Rules.Publish(ctx, rs.kwDoc)
+		}
+		if err != nil {
+			e.c.Log.Warn("sync keyword set", "err", err)
+		}
+		if now.Sub(e.lastPrune) > time.Hour {
+			if _, err := e.c.Silences.Prune(ctx, now.Add(-7*24*time.Hour)); err != nil {
+				e.c.Log.Warn("prune silences", "err", err)
+			}
+			e.lastPrune = now
+		}
+	}
+	idxs := make([]int, len(rs.rules))
+	for i := range idxs {
+		idxs[i] = i
+	}
+	err := e.evaluate(ctx, rs, idxs, now, true)
+	e.ticks.Add(1)
+	e.lastTick.Store(int64(time.Since(start)))
+	return err
+}
+
+func (e *Engine) reload(ctx context.Context) error {
+	ver, err := e.c.Rules.Version(ctx)
+	if err != nil {
+		return err
+	}
+	if ver != e.rs.version || (ver == 0 && e.rs.rules == nil) {
+		snap, err := e.c.Rules.Snapshot(ctx)
+		if err != nil {
+			return err
+		}
+		e.rs = compile(snap, e.c.Shards.N())
+	}
+	sv, err := e.c.Silences.Version(ctx)
+	if err != nil {
+		return err
+	}
+	if sv != e.silVer {
+		list, err := e.c.Silences.List(ctx)
+		if err != nil {
+			return err
+		}
+		e.sils, e.silVer = list, sv
+	}
+	return nil
+}
+
+// evaluate runs the rules idxs of rs that this replica owns: one pipelined
+// read of every keyword's cells, one read of the tracked alerts, then
+// in-memory evaluation; Redis is written only where an alert changes.
+func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time.Time, full bool) error {
+	owned := idxs[:0:0]
+	for _, i := range idxs {
+		if e.c.Shards.Owns(rs.rules[i].shard) {
+			owned = append(owned, i)
+		}
+	}
+	var tracked map[string]*Alert
+	if len(owned) > 0 || full {
+		var err error
+		if tracked, err = e.c.Store.Tracked(ctx); err != nil {
+			return err
+		}
+	}
+	if full {
+		e.retireOrphans(ctx, rs, tracked, now)
+	}
+	if len(owned) == 0 {
+		return nil
+	}
+	kwIDs := rs.kwIDs
+	if len(owned) != len(rs.rules) {
+		set := map[string]struct{}{}
+		kwIDs = nil
+		for _, i := range owned {
+			for _, kw := range rs.rules[i].kwIDs {
+				if _, ok := set[kw]; !ok {
+					set[kw] = struct{}{}
+					kwIDs = append(kwIDs, kw)
+				}
+			}
+		}
+	}
+	nowMin := now.Unix() - now.Unix()%60
+	cells, err := e.readCells(ctx, rs, kwIDs, nowMin)
+	if err != nil {
+		return err
+	}
+	byRule := map[string][]string{}
+	for _, a := range tracked {
+		byRule[a.RuleID] = append(byRule[a.RuleID], a.Group)
+	}
+	var firstErr error
+	for _, i := range owned {
+		cr := rs.rules[i]
+		if cr.rule.Condition.Type == rules.Absence && now.Sub(cr.rule.UpdatedAt) < cr.rule.Condition.Window.D() {
+			continue // too new to tell absence from not-yet-counted
+		}
+		for _, o := range evalRule(cr, cells, nowMin, byRule[cr.rule.ID]) {
+			if err := e.apply(ctx, cr, o, tracked[ID(cr.rule.ID, o.group)], cells, nowMin, now); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return firstErr
+}
+
+// readCells reads the keywords' cells, each only as far back as its rules
+// need: one pipelined CellsMany per distinct lookback (a handful), run in
+// parallel, instead of the longest lookback for every keyword.
+func (e *Engine) readCells(ctx context.Context, rs *ruleSet, kwIDs []string, nowMin int64) (map[string][]window.Cell, error) {
+	byLook := map[int64][]string{}
+	for _, kw := range kwIDs {
+		byLook[rs.kwLook[kw]] = append(byLook[rs.kwLook[kw]], kw)
+	}
+	type part struct {
+		cells map[string][]window.Cell
+		err   error
+	}
+	parts := make(chan part, len(byLook))
+	for look, kws := range byLook {
+		go func() {
+			c, err := e.c.Counts.CellsMany(ctx, kws, nowMin-(look-1)*60, nowMin+60)
+			parts <- part{c, err}
+		}()
+	}
+	var out map[string][]window.Cell
+	var firstErr error
+	for range byLook {
+		p := <-parts
+		switch {
+		case p.err != nil:
+			if firstErr == nil {
+				firstErr = fmt.Errorf("read counts: %w", p.err)
+			}
+		case out == nil:
+			out = p.cells
+		default:
+			for kw, c := range p.cells {
+				out[kw] = c
+			}
+		}
+	}
+	if out == nil {
+		out = map[string][]window.Cell{}
+	}
+	return out, firstErr
+}
+
+// apply decides on one observation and, when the alert changes, commits the
+// change with its notifications, fenced by the rule's shard lease.
+func (e *Engine) apply(ctx context.Context, cr *crule, o obs, cur *Alert, cells map[string][]window.Cell, nowMin int64, now time.Time) error {
+	in := input{rule: &cr.rule, o: o, now: now}
+	if o.cond {
+		in.silence = silence.Matching(e.sils, e.target(cr, o), now)
+		in.summary = summarize(cr, o)
+	}
+	if next, _ := decide(cur, in); next == nil {
+		return nil // the common case: nothing changes, nothing is written
+	}
+	var built *outbox.Message
+	id := ID(cr.rule.ID, o.group)
+	_, err := e.c.Store.change(ctx, id, e.c.Shards.Lease(cr.shard), func(fresh *Alert) (*Alert, write, error) {
+		next, acts := decide(fresh, in)
+		var w write
+		if next == nil {
+			return nil, w, nil
+		}
+		for _, act := range acts {
+			switch act {
+			case actTrigger:
+				if built == nil {
+					m, err := e.trigger(ctx, cr, o, next, cells, nowMin, in.summary)
+					if err != nil {
+						next.Notified = false
+						next.record(now, "not_paged", err.Error())
+						continue
+					}
+					built = &m
+				}
+				w.msgs = append(w.msgs, *built)
+				w.routingKey = e.routingKey(cr)
+			case actResolve:
+				w.msgs = append(w.msgs, e.c.Store.actionMsg(ctx, next, "resolve", now)...)
+			}
+		}
+		return next, w, nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			return nil // the new owner evaluates it
+		}
+		return fmt.Errorf("alert %s of rule %s: %w", id, cr.rule.ID, err)
+	}
+	e.count(cur, in)
+	return nil
+}
+
+// count updates stats for a committed change (approximately: from the
+// decision on the cached alert).
+func (e *Engine) count(cur *Alert, in input) {
+	next, acts := decide(cur, in)
+	if next == nil {
+		return
+	}
+	if next.State == Firing && (cur == nil || cur.State == Resolved) {
+		e.fired.Add(1)
+	}
+	if next.State == Resolved && cur != nil && cur.Active() {
+		e.resolved.Add(1)
+	}
+	e.notes.Add(int64(len(acts)))
+}
+
+// retireOrphans resolves tracked alerts whose rule was deleted or disabled,
+// for the rules whose shard this replica owns.
+func (e *Engine) retireOrphans(ctx context.Context, rs *ruleSet, tracked map[string]*Alert, now time.Time) {
+	for id, a := range tracked {
+		if _, ok := rs.byID[a.RuleID]; ok {
+			continue
+		}
+		shard := lease.ShardOf(a.RuleID, e.c.Shards.N())
+		if !e.c.Shards.Owns(shard) {
+			continue
+		}
+		_, err := e.c.Store.change(ctx, id, e.c.Shards.Lease(shard), func(fresh *Alert) (*Alert, write, error) {
+			var w write
+			if fresh == nil || !fresh.tracked() {
+				return nil, w, nil
+			}
+			if _, ok := e.rs.byID[fresh.RuleID]; ok {
+				return nil, w, nil
+			}
+			next := fresh.clone()
+			next.Rearm, next.UpdatedAt = false, now.UTC()
+			if next.Active() {
+				next.State, next.ResolvedAt = Resolved, now.UTC()
+				next.record(now, "resolved", "rule deleted or disabled")
+				if next.Notified {
+					w.msgs = e.c.Store.actionMsg(ctx, next, "resolve", now)
+				}
+				next.Notified, next.SilencedBy, next.FalseSince = false, "", time.Time{}
+			}
+			return next, w, nil
+		})
+		if err != nil && !errors.Is(err, ErrLeaseLost) {
+			e.c.Log.Warn("retire alert of a removed rule", "alert_id", id, "err", err)
+		}
+	}
+}
+
+func (e *Engine) target(cr *crule, o obs) silence.Target {
+	t := silence.Target{RuleID: cr.rule.ID, Keywords: cr.rule.Keywords}
+	switch cr.rule.GroupBy {
+	case rules.GroupHost:
+		t.Host = o.group
+		if o.tags == 1 {
+			t.Tag = o.tag
+		}
+	case rules.GroupTag:
+		t.Tag = o.group
+	default:
+		if o.tags == 1 {
+			t.Tag = o.tag
+		}
+	}
+	return t
+}
+
+func (e *Engine) routingKey(cr *crule) rules.Secret {
+	if k := cr.rule.PagerDuty.RoutingKey; k != "" {
+		return k
+	}
+	return e.c.DefaultRoutingKey
+}
+
+// trigger builds the trigger event of an alert.
+func (e *Engine) trigger(ctx context.Context, cr *crule, o obs, a *Alert, cells map[string][]window.Cell, nowMin int64, summary string) (outbox.Message, error) {
+	r := &cr.rule
+	key := e.routingKey(cr)
+	if key == "" {
+		return outbox.Message{}, errors.New("trigger not sent: no routing key")
+	}
+	source := "fleet"
+	if r.GroupBy == rules.GroupHost && o.group != "" {
+		source = o.group
+	}
+	component := ""
+	if r.GroupBy == rules.GroupTag {
+		component = o.group
+	} else if o.tags == 1 {
+		component = o.tag
+	}
+	group := o.group
+	if group == "" {
+		group = "fleet"
+	}
+	details := map[string]any{
+		"rule": map[string]any{"id": r.ID, "name": r.Name, "condition": conditionText(r), "group_by": r.GroupBy,
+			"filters": r.Filters},
+		"count":             o.count,
+		"window":            r.Condition.Window.String(),
+		"counts_per_minute": minuteCounts(cr, cells, nowMin, o.group),
+	}
+	if lines := e.samples(ctx, cr, o.group); len(lines) > 0 {
+		details["sample_lines"] = lines
+	}
+	var links []pagerduty.Link
+	if r.RunbookURL != "" {
+		links = append(links, pagerduty.Link{Href: r.RunbookURL, Text: "Runbook"})
+	}
+	clientURL := ""
+	if e.c.Settings.PublicURL != "" {
+		clientURL = strings.TrimRight(e.c.Settings.PublicURL, "/") + "/api/v1/alerts/" + a.ID
+		links = append(links, pagerduty.Link{Href: clientURL, Text: "Alert in keyalert"})
+	}
+	body, err := pagerduty.Trigger{
+		RoutingKey: key, DedupKey: a.DedupKey, Summary: summary, Source: source, Severity: string(r.Severity),
+		Timestamp: e.c.Now(), Component: component, Group: group, Class: strings.Join(r.Keywords, ", "),
+		Details: details, Links: links, ClientURL: clientURL,
+	}.Encode()
+	if err != nil {
+		return outbox.Message{}, err
+	}
+	return outbox.Message{Key: a.DedupKey, Kind: actTrigger, Body: body}, nil
+}
+
+// samples picks recent sample lines of the rule's keywords that belong to
+// the group and pass the filters.
+func (e *Engine) samples(ctx context.Context, cr *crule, group string) []string {
+	n := e.c.Settings.SampleLines
+	if n == 0 {
+		return nil
+	}
+	var out []string
+	for _, kw := range cr.kwIDs {
+		list, err := e.c.Counts.Samples(ctx, kw, 4*n)
+		if err != nil {
+			e.c.Log.Warn("read sample lines", "keyword", kw, "err", err)
+			continue
+		}
+		for _, s := range list {
+			if cr.rule.Filters.Match(s.Host, s.Tag) && inGroup(cr.rule.GroupBy, group, window.Cell{Host: s.Host, Tag: s.Tag}) {
+				out = append(out, s.Line)
+				if len(out) == n {
+					return out
+				}
+			}
+		}
+	}
+	return out
+}
+
+// summarize writes the one-line summary PagerDuty shows, e.g. "Exception
+// seen 37 times in 5m on web-12 (rule java exceptions)".
+func summarize(cr *crule, o obs) string {
+	r := &cr.rule
+	kws := r.Keywords
+	kw := strings.Join(kws, ", ")
+	if len(kws) > 3 {
+		kw = strings.Join(kws[:3], ", ") + fmt.Sprintf(" (+%d more)", len(kws)-3)
+	}
+	where := "across the fleet"
+	if o.group != "" {
+		where = "on " + o.group
+	}
+	times := "times"
+	if o.count == 1 {
+		times = "time"
+	}
+	c := r.Condition
+	s := fmt.Sprintf("%s seen %d %s in %s %s", kw, o.count, times, c.Window, where)
+	switch c.Type {
+	case rules.Absence:
+		s += fmt.Sprintf(", expected at least %d", c.Count)
+	case rules.Spike:
+		expected := float64(o.base) * float64(cr.winMin) / float64(cr.baseMin)
+		if expected > 0 {
+			s += fmt.Sprintf(", %.1fx the usual %.0f (baseline %s)", float64(o.count)/expected, expected, c.Baseline)
+		} else {
+			s += fmt.Sprintf(", none in the %s before", c.Baseline)
+		}
+	}
+	return pagerduty.Truncate(s+" (rule "+r.Name+")", pagerduty.MaxSummaryChars)
+}
+
+func conditionText(r *rules.Rule) string {
+	c := r.Condition
+	switch c.Type {
+	case rules.Threshold:
+		return fmt.Sprintf("count >= %d over %s", c.Count, c.Window)
+	case rules.Absence:
+		return fmt.Sprintf("count < %d over %s", c.Count, c.Window)
+	case rules.Spike:
+		return fmt.Sprintf("count over %s >= %g x the %s baseline and >= %d", c.Window, c.Factor, c.Baseline, c.MinCount)
+	}
+	return string(c.Type)
+}

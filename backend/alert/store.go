@@ -1,0 +1,348 @@
+package alert
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/lease"
+	"github.com/keyalert/keyalert/backend/notify/pagerduty"
+	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis keys, all in the {alerts} slot.
+const (
+	KeyPrefix  = "ka:{alerts}:"
+	KeyTracked = KeyPrefix + "tracked" // set of ids the engine looks at every tick
+	KeyIndex   = KeyPrefix + "index"   // sorted set id -> last update (ms)
+	// LeasePrefix is where the shard leases live, in the same slot so an
+	// alert transaction can check the lease it is fenced by.
+	LeasePrefix = KeyPrefix + "lease"
+	// KeyRoutingKeys maps an alert id to the routing key its last trigger
+	// used, so its acknowledge and resolve go to the same integration even
+	// if the rule's key changed or the rule was deleted meanwhile. Kept apart
+	// from the alert documents, which the API shows.
+	KeyRoutingKeys = KeyPrefix + "routing"
+	// AppliedChannel carries keyword ids of applied batches to every replica.
+	AppliedChannel = KeyPrefix + "applied"
+)
+
+func alertKey(id string) string { return KeyPrefix + "a:" + id }
+
+// ErrLeaseLost aborts a transition whose shard lease is no longer ours.
+var ErrLeaseLost = errors.New("shard lease lost")
+
+// RoutingKeys finds the routing key to page for a rule.
+type RoutingKeys interface {
+	RoutingKey(ctx context.Context, ruleID string) (rules.Secret, error)
+}
+
+// RuleKeys looks routing keys up in the rules store, falling back to the
+// default for rules without one (or deleted since the alert fired).
+type RuleKeys struct {
+	Rules   *rules.Store
+	Default rules.Secret
+}
+
+// RoutingKey implements RoutingKeys.
+func (k RuleKeys) RoutingKey(ctx context.Context, ruleID string) (rules.Secret, error) {
+	r, err := k.Rules.Get(ctx, ruleID)
+	if err != nil && !errors.Is(err, rules.ErrNotFound) {
+		return "", err
+	}
+	if err == nil && r.PagerDuty.RoutingKey != "" {
+		return r.PagerDuty.RoutingKey, nil
+	}
+	return k.Default, nil
+}
+
+// Store keeps alerts in Redis.
+type Store struct {
+	rdb    redis.UniversalClient
+	outbox *outbox.Outbox
+	keys   RoutingKeys
+	now    func() time.Time
+	log    *slog.Logger
+}
+
+// NewStore returns a store; now may be nil for time.Now.
+func NewStore(rdb redis.UniversalClient, ob *outbox.Outbox, keys RoutingKeys, now func() time.Time, log *slog.Logger) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Store{rdb: rdb, outbox: ob, keys: keys, now: now, log: log}
+}
+
+// write is what a transition stores besides the alert.
+type write struct {
+	msgs       []outbox.Message
+	routingKey rules.Secret // set with a trigger
+}
+
+// change applies fn to the current alert id (nil if absent) in a WATCH/MULTI
+// transaction, retried when a concurrent writer got there first. fn returns
+// the new alert (nil: nothing to change) and the notifications to store with
+// it. With a fence, the transaction commits only while fence's key still
+// holds our token.
+func (s *Store) change(ctx context.Context, id string, fence *lease.Lease,
+	fn func(cur *Alert) (*Alert, write, error)) (*Alert, error) {
+	keys := []string{alertKey(id)}
+	if fence != nil {
+		keys = append(keys, fence.Key())
+	}
+	var result *Alert
+	txf := func(tx *redis.Tx) error {
+		var cur *Alert
+		b, err := tx.Get(ctx, alertKey(id)).Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return fmt.Errorf("get alert %s: %w", id, err)
+		default:
+			if cur, err = decodeAlert(b); err != nil {
+				return fmt.Errorf("decode alert %s: %w", id, err)
+			}
+		}
+		if fence != nil {
+			owner, err := tx.Get(ctx, fence.Key()).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("check lease %s: %w", fence.Key(), err)
+			}
+			if owner != fence.Owner() {
+				return ErrLeaseLost
+			}
+		}
+		next, w, err := fn(cur)
+		if err != nil {
+			return err
+		}
+		if next == nil {
+			result = cur
+			return nil
+		}
+		doc, err := json.Marshal(next)
+		if err != nil {
+			return fmt.Errorf("encode alert %s: %w", id, err)
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, alertKey(id), doc, 0)
+			if next.tracked() {
+				p.SAdd(ctx, KeyTracked, id)
+			} else {
+				p.SRem(ctx, KeyTracked, id)
+			}
+			p.ZAdd(ctx, KeyIndex, redis.Z{Score: float64(next.UpdatedAt.UnixMilli()), Member: id})
+			for _, m := range w.msgs {
+				s.outbox.AddTo(ctx, p, m)
+			}
+			if w.routingKey != "" {
+				p.HSet(ctx, KeyRoutingKeys, id, w.routingKey.Reveal())
+			}
+			return nil
+		})
+		result = next
+		return err
+	}
+	for attempt := 0; attempt < 20; attempt++ {
+		err := s.rdb.Watch(ctx, txf, keys...)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue // a concurrent change: re-read and decide again
+		}
+		if err != nil {
+			return nil, err
+		}
+		return result, nil
+	}
+	return nil, fmt.Errorf("alert %s: too much contention", id)
+}
+
+// Get returns alert id.
+func (s *Store) Get(ctx context.Context, id string) (*Alert, error) {
+	b, err := s.rdb.Get(ctx, alertKey(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get alert %s: %w", id, err)
+	}
+	a, err := decodeAlert(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode alert %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// Tracked returns the alerts the engine watches: active ones and resolved
+// ones waiting to re-arm.
+func (s *Store) Tracked(ctx context.Context) (map[string]*Alert, error) {
+	ids, err := s.rdb.SMembers(ctx, KeyTracked).Result()
+	if err != nil {
+		return nil, fmt.Errorf("smembers %s: %w", KeyTracked, err)
+	}
+	list, err := s.mget(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*Alert, len(list))
+	for _, a := range list {
+		out[a.ID] = a
+	}
+	return out, nil
+}
+
+func (s *Store) mget(ctx context.Context, ids []string) ([]*Alert, error) {
+	var out []*Alert
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		keys := make([]string, n)
+		for i, id := range ids[:n] {
+			keys[i] = alertKey(id)
+		}
+		vals, err := s.rdb.MGet(ctx, keys...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("mget %d alerts: %w", n, err)
+		}
+		for i, v := range vals {
+			str, ok := v.(string)
+			if !ok {
+				continue // deleted meanwhile
+			}
+			a, err := decodeAlert([]byte(str))
+			if err != nil {
+				s.log.Error("skipping undecodable alert", "alert_id", ids[i], "err", err)
+				continue
+			}
+			out = append(out, a)
+		}
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
+// List returns alerts, the most recently changed first; state "" means all.
+// At most limit are returned (0: no limit).
+func (s *Store) List(ctx context.Context, state State, limit int) ([]*Alert, error) {
+	var ids []string
+	var err error
+	if state == Firing || state == Acknowledged {
+		ids, err = s.rdb.SMembers(ctx, KeyTracked).Result()
+	} else {
+		ids, err = s.rdb.ZRevRange(ctx, KeyIndex, 0, -1).Result()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list alerts: %w", err)
+	}
+	all, err := s.mget(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, a := range all {
+		if state == "" || a.State == state {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].UpdatedAt.Equal(out[j].UpdatedAt) {
+			return out[i].UpdatedAt.After(out[j].UpdatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// Ack acknowledges a firing alert and tells PagerDuty; acknowledging an
+// acknowledged alert changes nothing; a resolved one is a conflict.
+func (s *Store) Ack(ctx context.Context, id, by string) (*Alert, error) {
+	return s.change(ctx, id, nil, func(cur *Alert) (*Alert, write, error) {
+		if cur == nil {
+			return nil, write{}, ErrNotFound
+		}
+		switch cur.State {
+		case Acknowledged:
+			return nil, write{}, nil
+		case Resolved:
+			return nil, write{}, ErrConflict
+		}
+		now := s.now().UTC()
+		next := cur.clone()
+		next.State, next.AckedAt, next.AckedBy, next.UpdatedAt = Acknowledged, now, by, now
+		next.record(now, "acknowledged", "by "+orUnknown(by))
+		var w write
+		if next.Notified {
+			w.msgs = s.actionMsg(ctx, next, "acknowledge", now)
+		}
+		return next, w, nil
+	})
+}
+
+// Resolve resolves an active alert by hand and tells PagerDuty. If the
+// condition still holds, the alert fires again only after it has been false
+// once (Rearm), so a manual resolve is not undone on the next tick.
+func (s *Store) Resolve(ctx context.Context, id, by string) (*Alert, error) {
+	return s.change(ctx, id, nil, func(cur *Alert) (*Alert, write, error) {
+		if cur == nil {
+			return nil, write{}, ErrNotFound
+		}
+		if cur.State == Resolved {
+			return nil, write{}, nil
+		}
+		now := s.now().UTC()
+		next := cur.clone()
+		next.State, next.ResolvedAt, next.UpdatedAt = Resolved, now, now
+		next.FalseSince, next.Rearm = time.Time{}, true
+		next.record(now, "resolved", "by "+orUnknown(by))
+		var w write
+		if next.Notified {
+			w.msgs = s.actionMsg(ctx, next, "resolve", now)
+		}
+		next.Notified = false
+		return next, w, nil
+	})
+}
+
+// actionMsg builds an acknowledge or resolve for an alert, to the routing
+// key its trigger went to.
+func (s *Store) actionMsg(ctx context.Context, a *Alert, action string, now time.Time) []outbox.Message {
+	var key rules.Secret
+	k, err := s.rdb.HGet(ctx, KeyRoutingKeys, a.ID).Result()
+	switch {
+	case err == nil:
+		key = rules.Secret(k)
+	case errors.Is(err, redis.Nil):
+		key, err = s.keys.RoutingKey(ctx, a.RuleID)
+	}
+	if err != nil || key == "" {
+		a.record(now, "not_paged", fmt.Sprintf("%s not sent: no routing key", action))
+		return nil
+	}
+	enc := pagerduty.Resolve
+	if action == "acknowledge" {
+		enc = pagerduty.Acknowledge
+	}
+	body, err := enc(key, a.DedupKey)
+	if err != nil {
+		a.record(now, "not_paged", err.Error())
+		return nil
+	}
+	return []outbox.Message{{Key: a.DedupKey, Kind: action, Body: body}}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "api"
+	}
+	return s
+}

@@ -1,0 +1,240 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/keyword"
+)
+
+// Point is one minute of a counts answer.
+type Point struct {
+	Minute time.Time `json:"minute"`
+	Count  int64     `json:"count"`
+}
+
+// CountsResponse is the body of GET /api/v1/counts.
+type CountsResponse struct {
+	Keyword string    `json:"keyword"`
+	ID      string    `json:"id"` // the series' keyword ID
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Points  []Point   `json:"points"` // minutes with a count, ascending
+	Total   int64     `json:"total"`
+}
+
+// TopItem is one host or tag of a top answer.
+type TopItem struct {
+	Value string `json:"value"`
+	Count int64  `json:"count"`
+}
+
+// TopResponse is the body of GET /api/v1/counts/top.
+type TopResponse struct {
+	Keyword string    `json:"keyword"`
+	ID      string    `json:"id"`
+	By      string    `json:"by"`
+	Window  string    `json:"window"`
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Items   []TopItem `json:"items"` // highest count first, then by value
+	Total   int64     `json:"total"` // over all hosts/tags, not only the listed ones
+}
+
+// paramError is a bad query parameter.
+type paramError struct{ param, msg string }
+
+func (e *paramError) Error() string { return e.param + ": " + e.msg }
+
+func bad(param, format string, args ...any) error {
+	return &paramError{param, fmt.Sprintf(format, args...)}
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	var pe *paramError
+	if errors.As(err, &pe) {
+		WriteError(w, http.StatusBadRequest, pe.param, "bad parameter "+pe.param+": "+pe.msg)
+		return
+	}
+	WriteError(w, http.StatusInternalServerError, "", err.Error())
+}
+
+// spec reads keyword, match and ignore_case.
+func spec(q url.Values) (keyword.Spec, error) {
+	var s keyword.Spec
+	s.Text = q.Get("keyword")
+	if s.Text == "" {
+		return s, bad("keyword", "required")
+	}
+	if m := q.Get("match"); m != "" {
+		mode, err := keyword.ParseMode(m)
+		if err != nil {
+			return s, bad("match", "%q: want substring, word or regex", m)
+		}
+		s.Match = mode
+	}
+	if ic := q.Get("ignore_case"); ic != "" {
+		b, err := strconv.ParseBool(ic)
+		if err != nil {
+			return s, bad("ignore_case", "%q: want true or false", ic)
+		}
+		s.IgnoreCase = b
+	}
+	if err := s.Validate(); err != nil {
+		return s, bad("keyword", "%v", err)
+	}
+	return s, nil
+}
+
+func timeParam(q url.Values, name string) (time.Time, error) {
+	v := q.Get(name)
+	if v == "" {
+		return time.Time{}, bad(name, "required (RFC 3339, e.g. 2024-05-01T10:00:00Z)")
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, bad(name, "%q is not an RFC 3339 time", v)
+	}
+	return t, nil
+}
+
+// counts serves GET /api/v1/counts: the keyword's per-minute counts for the
+// minutes overlapping [from, to), optionally for one host and/or tag.
+func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	s, err := spec(q)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	from, err := timeParam(q, "from")
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	to, err := timeParam(q, "to")
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if !to.After(from) {
+		writeErr(w, bad("to", "must be after from"))
+		return
+	}
+	if to.Sub(from) > window.MaxMinutes*time.Minute {
+		writeErr(w, bad("to", "range over %d days", window.MaxMinutes/(24*60)))
+		return
+	}
+	host, hostSet := q.Get("host"), q.Has("host")
+	tag, tagSet := q.Get("tag"), q.Has("tag")
+
+	// Minutes overlapping [from, to); nothing older than the retention
+	// exists, so that part is not read.
+	first := from.Unix() - ((from.Unix()%60)+60)%60
+	lo := first
+	if oldest := h.o.Now().Add(-h.o.Retention - time.Minute).Unix(); lo < oldest {
+		lo = oldest
+	}
+	cells, err := h.o.Store.Cells(r.Context(), s.ID(), lo, to.Unix())
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	resp := CountsResponse{Keyword: s.Text, ID: s.ID(), From: from.UTC(), To: to.UTC(), Points: []Point{}}
+	for _, c := range cells {
+		if c.Minute < first || (hostSet && c.Host != host) || (tagSet && c.Tag != tag) {
+			continue
+		}
+		if n := len(resp.Points); n > 0 && resp.Points[n-1].Minute.Unix() == c.Minute {
+			resp.Points[n-1].Count += c.Count
+		} else {
+			resp.Points = append(resp.Points, Point{Minute: time.Unix(c.Minute, 0).UTC(), Count: c.Count})
+		}
+		resp.Total += c.Count
+	}
+	WriteJSON(w, http.StatusOK, resp)
+}
+
+// top serves GET /api/v1/counts/top: the hosts or tags with the most matches
+// over the last window (the current minute included).
+func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	s, err := spec(q)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	win := 15 * time.Minute
+	winText := "15m"
+	if v := q.Get("window"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Minute {
+			writeErr(w, bad("window", "%q: want a duration of at least 1m, like 15m or 2h", v))
+			return
+		}
+		if d > h.o.Retention || d > window.MaxMinutes*time.Minute {
+			writeErr(w, bad("window", "%q is longer than the retention (%v)", v, h.o.Retention))
+			return
+		}
+		win, winText = d, v
+	}
+	by := "host"
+	if v := q.Get("by"); v != "" {
+		if v != "host" && v != "tag" {
+			writeErr(w, bad("by", "%q: want host or tag", v))
+			return
+		}
+		by = v
+	}
+	limit := 10
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeErr(w, bad("limit", "%q: want an integer from 1 to 1000", v))
+			return
+		}
+		limit = n
+	}
+	// Whole minutes: the current one plus the ones before it.
+	now := h.o.Now().Unix()
+	to := now - now%60 + 60
+	from := to - int64((win+time.Minute-1)/time.Minute)*60
+	cells, err := h.o.Store.Cells(r.Context(), s.ID(), from, to)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	sums := map[string]int64{}
+	var total int64
+	for _, c := range cells {
+		k := c.Host
+		if by == "tag" {
+			k = c.Tag
+		}
+		sums[k] += c.Count
+		total += c.Count
+	}
+	items := make([]TopItem, 0, len(sums))
+	for k, n := range sums {
+		items = append(items, TopItem{Value: k, Count: n})
+	}
+	sort.Slice(items, func(i, j int) bool {
+		if items[i].Count != items[j].Count {
+			return items[i].Count > items[j].Count
+		}
+		return items[i].Value < items[j].Value
+	})
+	if len(items) > limit {
+		items = items[:limit]
+	}
+	WriteJSON(w, http.StatusOK, TopResponse{
+		Keyword: s.Text, ID: s.ID(), By: by, Window: winText,
+		From: time.Unix(from, 0).UTC(), To: time.Unix(to, 0).UTC(), Items: items, Total: total,
+	})
+}

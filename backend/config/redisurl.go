@@ -1,0 +1,128 @@
+package config
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisURL is a parsed KEYALERT_REDIS_URL:
+//
+//	redis://[user:pass@]host:port[/db]          one server
+//	rediss://...                                 the same over TLS
+//	redis://[user:pass@]h1:p1,h2:p2,h3:p3        a Redis Cluster (db must be 0)
+type RedisURL struct {
+	TLS      bool
+	Username string
+	Password string
+	Addrs    []string // host:port, at least one
+	DB       int
+}
+
+// Cluster reports whether the URL lists several addresses.
+func (u RedisURL) Cluster() bool { return len(u.Addrs) > 1 }
+
+// Options returns go-redis options; NewUniversalClient picks a cluster client
+// for several addresses and a plain client for one.
+func (u RedisURL) Options() *redis.UniversalOptions {
+	o := &redis.UniversalOptions{
+		Addrs:    u.Addrs,
+		Username: u.Username,
+		Password: u.Password,
+		DB:       u.DB,
+	}
+	if u.TLS {
+		host, _, _ := net.SplitHostPort(u.Addrs[0])
+		o.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	return o
+}
+
+// Redacted is the URL with the password replaced, for logs.
+func (u RedisURL) Redacted() string {
+	var b strings.Builder
+	if u.TLS {
+		b.WriteString("rediss://")
+	} else {
+		b.WriteString("redis://")
+	}
+	if u.Username != "" || u.Password != "" {
+		b.WriteString(url.User(u.Username).String())
+		if u.Password != "" {
+			b.WriteString(":xxxxx")
+		}
+		b.WriteByte('@')
+	}
+	b.WriteString(strings.Join(u.Addrs, ","))
+	fmt.Fprintf(&b, "/%d", u.DB)
+	return b.String()
+}
+
+// ParseRedisURL parses the URL form described on RedisURL. Port defaults to
+// 6379 and db to 0. Errors never include the password.
+func ParseRedisURL(s string) (RedisURL, error) {
+	var u RedisURL
+	rest, ok := strings.CutPrefix(s, "redis://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(s, "rediss://"); !ok {
+			return u, errors.New("want redis://[user:pass@]host:port/db or rediss://... (comma-separated host:port for a cluster)")
+		}
+		u.TLS = true
+	}
+	if strings.ContainsAny(rest, "?#") {
+		return u, errors.New("query parameters and fragments are not supported")
+	}
+	hosts, db, hasDB := strings.Cut(rest, "/")
+	if at := strings.LastIndexByte(hosts, '@'); at >= 0 {
+		info := hosts[:at]
+		hosts = hosts[at+1:]
+		user, pass, hasPass := strings.Cut(info, ":")
+		var err error
+		if u.Username, err = url.PathUnescape(user); err != nil {
+			return u, errors.New("bad %-escape in the user name")
+		}
+		if hasPass {
+			if u.Password, err = url.PathUnescape(pass); err != nil {
+				return u, errors.New("bad %-escape in the password")
+			}
+		}
+	}
+	for _, h := range strings.Split(hosts, ",") {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			return u, errors.New("empty host")
+		}
+		host, port, err := net.SplitHostPort(h)
+		if err != nil {
+			// No port given: "host" or "[::1]".
+			host, port = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), "6379"
+			if strings.ContainsAny(host, "[]") || (strings.Contains(host, ":") && !strings.HasPrefix(h, "[")) {
+				return u, fmt.Errorf("bad address %q: want host:port", h)
+			}
+		}
+		if host == "" {
+			return u, fmt.Errorf("bad address %q: empty host", h)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return u, fmt.Errorf("bad address %q: port must be 1-65535", h)
+		}
+		u.Addrs = append(u.Addrs, net.JoinHostPort(host, port))
+	}
+	if hasDB && db != "" {
+		n, err := strconv.Atoi(db)
+		if err != nil || n < 0 {
+			return u, fmt.Errorf("bad database %q: want a non-negative integer", db)
+		}
+		u.DB = n
+	}
+	if u.Cluster() && u.DB != 0 {
+		return u, fmt.Errorf("database %d with a cluster: Redis Cluster has only database 0", u.DB)
+	}
+	return u, nil
+}

@@ -1,0 +1,182 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/redistest"
+	"github.com/keyalert/keyalert/stream"
+	"github.com/redis/go-redis/v9"
+)
+
+// benchEntries makes n entries shaped like the plugin's output: batches of 20
+// series over 16 keywords, 8 hosts, 2 tags and the last 3 minutes, each with
+// two ~120-byte sample lines.
+func benchEntries(n int) []stream.Entry {
+	now := nowMinute()
+	line := strings.Repeat("2024-05-01 10:00:00 worker-7 request failed with Exception after retries ", 2)[:120]
+	es := make([]stream.Entry, n)
+	for i := range es {
+		es[i] = stream.Entry{
+			Batch:   fmt.Sprintf("%032x", i/20),
+			Keyword: keyword.Spec{Text: fmt.Sprintf("keyword-%02d", i%16)},
+			Host:    fmt.Sprintf("host-%d", (i/16)%8),
+			Tag:     []string{"app.log", "nginx.access"}[(i/128)%2],
+			Minute:  now - int64((i/7)%3)*60,
+			Count:   int64(1 + i%50),
+			Samples: []string{line, line},
+			SentMs:  time.Now().UnixMilli(),
+		}
+	}
+	return es
+}
+
+// xaddPipelined writes es in pipelines of 500 and returns the elapsed time:
+// the raw write rate the apply rate is compared with.
+func xaddPipelined(tb testing.TB, rdb redis.UniversalClient, key string, es []stream.Entry) time.Duration {
+	ctx := context.Background()
+	vals := make([][]any, len(es))
+	for i := range es {
+		vals[i] = es[i].AppendValues(nil)
+	}
+	t0 := time.Now()
+	for i := 0; i < len(es); i += 500 {
+		pipe := rdb.Pipeline()
+		for _, v := range vals[i:min(i+500, len(es))] {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: v})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return time.Since(t0)
+}
+
+// BenchmarkApply measures entries applied exactly once per second by one
+// consumer (read, parse, apply script, acknowledge) draining a prefilled
+// stream, and the raw pipelined XADD rate of the same Redis in the same run.
+// Use -benchtime=Nx: one op is one entry.
+func BenchmarkApply(b *testing.B) {
+	// redistest fsyncs the AOF on every write. Debian's redis.conf has no
+	// AOF (RDB snapshots only); an AOF in production would run everysec.
+	for _, aof := range []string{"off", "everysec"} {
+		b.Run("aof="+aof, func(b *testing.B) { benchApply(b, aof) })
+	}
+}
+
+func benchApply(b *testing.B, aof string) {
+	srv := redistest.Start(b)
+	rdb := srv.Client()
+	ctx := context.Background()
+	cfg := []string{"appendonly", "no"}
+	if aof != "off" {
+		cfg = []string{"appendfsync", aof}
+	}
+	if err := rdb.ConfigSet(ctx, cfg[0], cfg[1]).Err(); err != nil {
+		b.Fatal(err)
+	}
+	es := benchEntries(b.N)
+
+	cpu0 := redisCPU(b, rdb)
+	rawDur := xaddPipelined(b, rdb, "bench:raw", es)
+	rawCPU := redisCPU(b, rdb) - cpu0
+	rdb.Del(ctx, "bench:raw")
+	xaddPipelined(b, rdb, testStream, es)
+
+	var applied atomic.Int64
+	done := make(chan struct{})
+	c, err := New(Options{
+		Client: rdb, Stream: testStream, Consumer: "bench", Logger: quietLogger(), Block: 100 * time.Millisecond,
+		OnApplied: func(_ context.Context, a []stream.Entry) {
+			if applied.Add(int64(len(a))) == int64(b.N) {
+				close(done)
+			}
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	b.ResetTimer()
+	cpu0 = redisCPU(b, rdb)
+	self0 := selfCPU()
+	t0 := time.Now()
+	stopped := make(chan struct{})
+	go func() { c.Run(runCtx); close(stopped) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Minute):
+		b.Fatalf("applied %d of %d entries in 10 minutes", applied.Load(), b.N)
+	}
+	applyDur := time.Since(t0)
+	applyCPU, goCPU := redisCPU(b, rdb)-cpu0, selfCPU()-self0
+	b.StopTimer()
+	cancel()
+	<-stopped
+
+	applyRate := float64(b.N) / applyDur.Seconds()
+	rawRate := float64(b.N) / rawDur.Seconds()
+	perEntry := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 / float64(b.N) }
+	// CPU per entry does not depend on what else the machine runs.
+	b.ReportMetric(perEntry(applyCPU), "redis-cpu-µs/applied")
+	b.ReportMetric(perEntry(goCPU), "consumer-cpu-µs/applied")
+	b.ReportMetric(perEntry(rawCPU), "redis-cpu-µs/xadd")
+	b.ReportMetric(applyRate, "applied/s")
+	b.ReportMetric(rawRate, "xadd/s")
+	b.ReportMetric(applyRate/rawRate, "ratio")
+}
+
+// redisCPU is the server's user+system CPU time so far.
+func redisCPU(tb testing.TB, rdb redis.UniversalClient) time.Duration {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_user" || k == "used_cpu_sys" {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+// selfCPU is this process's user+system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkBuild measures the consumer's own work per entry (parse, dedup
+// ids, script arguments) without Redis. One op is one entry.
+func BenchmarkBuild(b *testing.B) {
+	es := benchEntries(500)
+	msgs := make([]redis.XMessage, len(es))
+	for i := range es {
+		v := es[i].AppendValues(nil)
+		m := map[string]any{}
+		for j := 0; j < len(v); j += 2 {
+			m[v[j].(string)] = v[j+1]
+		}
+		msgs[i] = redis.XMessage{ID: fmt.Sprintf("1-%d", i), Values: m}
+	}
+	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "g",
+		retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; done += len(msgs) {
+		p.build("new", msgs, nil, now)
+	}
+}

@@ -1,0 +1,450 @@
+// Package ingest consumes the keyword stream through a consumer group and
+// applies each batch exactly once: one Lua script per batch adds the counts to
+// the per-minute windows, records the entries' dedup ids and acknowledges the
+// batch atomically, so a crash at any point neither loses nor double-counts.
+//
+// A consumer first re-applies its own pending entries, then reads new ones,
+// and periodically claims entries left idle by dead consumers. Entries that do
+// not parse, were delivered too often, or cannot be counted go to the
+// dead-letter stream with their reason and are acknowledged.
+package ingest
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/stream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed apply.lua
+var applySource string
+
+var applyScript = redis.NewScript(applySource)
+
+// Options configures a Consumer. Zero values take the defaults noted.
+type Options struct {
+	Client   redis.UniversalClient // required
+	Stream   string                // default stream.DefaultStream
+	Group    string                // default "keyalertd"
+	Consumer string                // required: this process's name in the group
+
+	Retention     time.Duration // default 7 days
+	BatchSize     int           // default 500
+	Block         time.Duration // default 2s
+	ClaimIdle     time.Duration // default 1m
+	ClaimInterval time.Duration // default 15s
+	MaxDeliveries int64         // default 10
+	Samples       int           // samples kept per keyword; default 20, -1 none
+	DeadMaxLen    int64         // default 100000
+	// DrainTimeout bounds how long, after Run's context ends, the batches
+	// already read keep being retried while Redis fails. Default 10s.
+	DrainTimeout time.Duration
+
+	Logger     *slog.Logger          // default slog.Default()
+	Registerer prometheus.Registerer // default: a private registry
+
+	// OnApplied is called after each committed batch with the entries newly
+	// counted (not duplicates), on the consumer goroutine: keep it quick or
+	// hand the work off. A panic in it is recovered and logged.
+	OnApplied func(ctx context.Context, applied []stream.Entry)
+
+	Now func() time.Time // default time.Now
+}
+
+// Consumer is one member of the consumer group.
+type Consumer struct {
+	o       Options
+	plan    planner
+	m       *metrics
+	log     *slog.Logger
+	running atomic.Bool
+	lastOK  atomic.Int64 // Unix nanoseconds of the last successful read or commit
+}
+
+// New checks o and returns a consumer; Run starts it.
+func New(o Options) (*Consumer, error) {
+	if o.Client == nil {
+		return nil, errors.New("ingest: Options.Client is required")
+	}
+	if o.Consumer == "" {
+		return nil, errors.New("ingest: Options.Consumer is required")
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if o.Stream == "" {
+		o.Stream = stream.DefaultStream
+	}
+	if o.Group == "" {
+		o.Group = "keyalertd"
+	}
+	def(&o.Retention, 7*24*time.Hour)
+	def(&o.Block, 2*time.Second)
+	def(&o.ClaimIdle, time.Minute)
+	def(&o.ClaimInterval, 15*time.Second)
+	def(&o.DrainTimeout, 10*time.Second)
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.BatchSize > 5000 { // Lua unpack() of the acks must fit the C stack
+		return nil, fmt.Errorf("ingest: BatchSize %d over the limit of 5000", o.BatchSize)
+	}
+	if o.MaxDeliveries <= 0 {
+		o.MaxDeliveries = 10
+	}
+	switch {
+	case o.Samples == 0:
+		o.Samples = 20
+	case o.Samples < 0:
+		o.Samples = 0
+	}
+	if o.DeadMaxLen <= 0 {
+		o.DeadMaxLen = 100000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	c := &Consumer{o: o, m: newMetrics(o.Registerer), log: o.Logger.With("stream", o.Stream, "group", o.Group, "consumer", o.Consumer)}
+	c.plan = planner{
+		keys:       window.NewKeys(o.Stream),
+		stream:     o.Stream,
+		dead:       DeadStream(o.Stream),
+		group:      o.Group,
+		retention:  o.Retention,
+		sampleCap:  o.Samples,
+		sampleTTL:  int64(o.Retention / time.Second),
+		deadMaxLen: o.DeadMaxLen,
+		maxDeliv:   o.MaxDeliveries,
+	}
+	return c, nil
+}
+
+// DeadStream names the dead-letter stream of streamKey; it carries the
+// stream's hash tag so the apply script can write it in the stream's slot.
+func DeadStream(streamKey string) string { return stream.HashTag(streamKey) + ":dead" }
+
+// Ready reports whether the consumer is running and has talked to Redis
+// successfully recently.
+func (c *Consumer) Ready() error {
+	if !c.running.Load() {
+		return errors.New("consumer not running")
+	}
+	last := time.Unix(0, c.lastOK.Load())
+	limit := max(3*c.o.Block, 10*time.Second)
+	if age := time.Since(last); age > limit {
+		return fmt.Errorf("consumer has had no successful Redis call for %v", age.Round(time.Second))
+	}
+	return nil
+}
+
+func (c *Consumer) ok() { c.lastOK.Store(time.Now().UnixNano()) }
+
+// Run consumes until ctx ends, then finishes and acknowledges the batches
+// already read and returns nil. Redis failures are logged and retried; bad
+// entries are dead-lettered; nothing in the data makes Run fail.
+func (c *Consumer) Run(ctx context.Context) error {
+	c.running.Store(true)
+	defer c.running.Store(false)
+	// Redis calls of read batches must outlive ctx: a batch in flight is
+	// finished, not abandoned.
+	work := context.WithoutCancel(ctx)
+	if !c.retry(ctx, "group", func() error { return c.ensureGroup(work) }) {
+		return nil
+	}
+	c.ok()
+	batches := make(chan *plan, 1) // one batch prepared while the previous one applies
+	go c.read(ctx, work, batches)
+	go c.observe(ctx, work)
+	var stopAt time.Time
+	for pl := range batches {
+		for !c.commit(work, pl) {
+			if ctx.Err() != nil {
+				if stopAt.IsZero() {
+					stopAt = time.Now()
+				}
+				if time.Since(stopAt) > c.o.DrainTimeout {
+					c.log.Warn("giving up on a batch at shutdown; it stays pending and is applied later", "entries", pl.size)
+					break
+				}
+			}
+			time.Sleep(c.backoff(1))
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) ensureGroup(ctx context.Context) error {
+	// "0": entries written before the first keyalertd started are counted too.
+	err := c.o.Client.XGroupCreateMkStream(ctx, c.o.Stream, c.o.Group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("xgroup create %s %s: %w", c.o.Stream, c.o.Group, err)
+	}
+	return nil
+}
+
+// retry runs f until it succeeds (true) or ctx ends (false), with backoff.
+func (c *Consumer) retry(ctx context.Context, op string, f func() error) bool {
+	for attempt := 0; ; attempt++ {
+		err := f()
+		if err == nil {
+			return true
+		}
+		c.m.errors.WithLabelValues(op).Inc()
+		c.log.Warn("redis call failed; retrying", "op", op, "err", err, "attempt", attempt+1)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(c.backoff(attempt)):
+		}
+	}
+}
+
+func (c *Consumer) backoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond << min(attempt, 6)
+	return min(d, 5*time.Second)
+}
+
+// read feeds out: own pending entries first, then new entries, with claims
+// of idle entries in between. It closes out when ctx ends.
+func (c *Consumer) read(ctx, work context.Context, out chan<- *plan) {
+	defer close(out)
+	// Own pending entries: left by a previous run under the same name.
+	start := "0"
+	for ctx.Err() == nil {
+		var msgs []redis.XMessage
+		if !c.retry(ctx, "read", func() (err error) {
+			msgs, err = c.readGroup(work, start, -1)
+			return err
+		}) {
+			return
+		}
+		c.ok()
+		if len(msgs) == 0 {
+			break
+		}
+		c.log.Info("re-applying own pending entries", "entries", len(msgs))
+		out <- c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now())
+		start = msgs[len(msgs)-1].ID
+	}
+	nextClaim := time.Now()
+	attempt := 0
+	for ctx.Err() == nil {
+		if !time.Now().Before(nextClaim) {
+			c.claim(ctx, work, out)
+			nextClaim = time.Now().Add(c.o.ClaimInterval)
+		}
+		block := min(c.o.Block, max(time.Until(nextClaim), time.Millisecond))
+		msgs, err := c.readGroup(work, ">", block)
+		if err != nil {
+			c.m.errors.WithLabelValues("read").Inc()
+			c.log.Warn("xreadgroup failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(c.backoff(attempt)):
+			}
+			attempt++
+			continue
+		}
+		attempt = 0
+		c.ok()
+		if len(msgs) > 0 {
+			out <- c.plan.build("new", msgs, nil, c.o.Now())
+		}
+	}
+}
+
+// readGroup reads from id ("0"-style: own pending; ">": new). block < 0
+// means do not block.
+func (c *Consumer) readGroup(ctx context.Context, id string, block time.Duration) ([]redis.XMessage, error) {
+	res, err := c.o.Client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group:    c.o.Group,
+		Consumer: c.o.Consumer,
+		Streams:  []string{c.o.Stream, id},
+		Count:    int64(c.o.BatchSize),
+		Block:    block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "NOGROUP") { // stream or group deleted under us
+			if gerr := c.ensureGroup(ctx); gerr != nil {
+				return nil, gerr
+			}
+		}
+		return nil, fmt.Errorf("xreadgroup %s %s %s: %w", c.o.Stream, c.o.Group, id, err)
+	}
+	if len(res) == 0 {
+		return nil, nil
+	}
+	return res[0].Messages, nil
+}
+
+// deliveries returns the delivery counts of msgs (now owned by this
+// consumer). On error it returns what it has: unknown counts are not
+// dead-lettered, the entry is simply applied.
+func (c *Consumer) deliveries(ctx context.Context, msgs []redis.XMessage) map[string]int64 {
+	// The range may also hold this consumer's in-flight entries: leave room.
+	n := int64(len(msgs) + 2*c.o.BatchSize + 16)
+	res, err := c.o.Client.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: c.o.Stream, Group: c.o.Group, Consumer: c.o.Consumer,
+		Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: n,
+	}).Result()
+	if err != nil {
+		c.m.errors.WithLabelValues("pending").Inc()
+		c.log.Warn("xpending failed; delivery counts unknown for this batch", "err", err)
+		return nil
+	}
+	d := make(map[string]int64, len(res))
+	for _, p := range res {
+		d[p.ID] = p.RetryCount
+	}
+	return d
+}
+
+// claim takes over entries idle longer than ClaimIdle, a bounded number of
+// batches per call so new entries are not starved.
+func (c *Consumer) claim(ctx, work context.Context, out chan<- *plan) {
+	cursor := "0-0"
+	for round := 0; round < 20 && ctx.Err() == nil; round++ {
+		msgs, next, err := c.o.Client.XAutoClaim(work, &redis.XAutoClaimArgs{
+			Stream: c.o.Stream, Group: c.o.Group, Consumer: c.o.Consumer,
+			MinIdle: c.o.ClaimIdle, Start: cursor, Count: int64(c.o.BatchSize),
+		}).Result()
+		if err != nil {
+			c.m.errors.WithLabelValues("claim").Inc()
+			c.log.Warn("xautoclaim failed", "err", err)
+			return
+		}
+		if len(msgs) > 0 {
+			c.m.claimed.Add(float64(len(msgs)))
+			c.log.Info("claimed idle entries", "entries", len(msgs))
+			out <- c.plan.build("claim", msgs, c.deliveries(work, msgs), c.o.Now())
+		}
+		if next == "0-0" || next == "" {
+			return
+		}
+		cursor = next
+	}
+}
+
+// commit runs the apply script for pl; false means retry later.
+func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
+	if len(pl.entries)+len(pl.dead)+len(pl.expired) == 0 {
+		return true
+	}
+	t0 := time.Now()
+	v, err := applyScript.Run(ctx, c.o.Client, pl.keys, pl.args...).Result()
+	if err != nil {
+		c.m.errors.WithLabelValues("apply").Inc()
+		c.log.Warn("apply script failed; retrying the batch", "source", pl.source, "entries", pl.size, "err", err)
+		return false
+	}
+	c.m.applySecs.Observe(time.Since(t0).Seconds())
+	c.ok()
+	r, err := parseResult(pl, v)
+	if err != nil { // cannot happen with apply.lua; the batch is acknowledged
+		c.log.Error("apply script result", "err", err)
+		return true
+	}
+	c.m.batches.Inc()
+	c.m.applied.Add(float64(len(r.applied)))
+	c.m.duplicates.Add(float64(r.duplicates))
+	c.m.expired.Add(float64(len(pl.expired)))
+	deadFailed := map[int]bool{}
+	for _, f := range r.deadFailed {
+		deadFailed[f.index] = true
+		c.log.Error("dead-letter write failed; the entry stays pending", "id", pl.dead[f.index].id, "err", f.err)
+	}
+	for i, d := range pl.dead {
+		if !deadFailed[i] {
+			c.m.dead.WithLabelValues(d.kind).Inc()
+			c.log.Warn("entry dead-lettered", "id", d.id, "reason", d.reason)
+		}
+	}
+	nowMs := c.o.Now().UnixMilli()
+	for i := range r.applied {
+		if s := r.applied[i].SentMs; s > 0 && s <= nowMs {
+			c.m.delaySecs.Observe(float64(nowMs-s) / 1000)
+		}
+	}
+	if len(r.failed) > 0 {
+		c.buryFailed(ctx, pl, r.failed)
+	}
+	if len(r.applied) > 0 && c.o.OnApplied != nil {
+		c.callOnApplied(ctx, r.applied)
+	}
+	return true
+}
+
+// buryFailed dead-letters entries the script could not count (a key of the
+// wrong type, a counter overflow). They stay pending if that fails too, and
+// come back through a claim.
+func (c *Consumer) buryFailed(ctx context.Context, pl *plan, failed []failure) {
+	dl := &plan{source: "apply-failure"}
+	for _, f := range failed {
+		if f.index < 0 || f.index >= len(pl.msgs) {
+			continue
+		}
+		dl.dead = append(dl.dead, deadOf(pl.msgs[f.index], ReasonApply, "apply: "+f.err))
+	}
+	dl.size = len(dl.dead)
+	c.plan.layout(dl)
+	if !c.commit(ctx, dl) {
+		c.log.Error("could not dead-letter entries that failed to apply; they stay pending", "entries", len(dl.dead))
+	}
+}
+
+func (c *Consumer) callOnApplied(ctx context.Context, applied []stream.Entry) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("OnApplied panicked", "panic", fmt.Sprint(p))
+		}
+	}()
+	c.o.OnApplied(ctx, applied)
+}
+
+// observe refreshes the lag and pending gauges every few seconds.
+func (c *Consumer) observe(ctx, work context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		c.refreshGauges(work)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Consumer) refreshGauges(ctx context.Context) {
+	groups, err := c.o.Client.XInfoGroups(ctx, c.o.Stream).Result()
+	if err != nil {
+		c.m.errors.WithLabelValues("info").Inc()
+		return
+	}
+	for _, g := range groups {
+		if g.Name == c.o.Group {
+			c.m.lag.Set(float64(g.Lag))
+			c.m.pending.Set(float64(g.Pending))
+		}
+	}
+}

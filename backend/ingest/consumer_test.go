@@ -1,0 +1,486 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/redistest"
+	"github.com/keyalert/keyalert/stream"
+	"github.com/redis/go-redis/v9"
+)
+
+const testStream = "keyalert:events"
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// batchID makes a valid 32-hex batch id from n.
+func batchID(n int) string { return fmt.Sprintf("%032x", n) }
+
+func values(e stream.Entry) []any { return e.AppendValues(nil) }
+
+func entry(batch int, kw, host, tag string, minute, count int64) stream.Entry {
+	return stream.Entry{
+		Batch:   batchID(batch),
+		Keyword: keyword.Spec{Text: kw},
+		Host:    host, Tag: tag, Minute: minute, Count: count,
+	}
+}
+
+func xadd(t testing.TB, rdb redis.UniversalClient, es ...stream.Entry) {
+	t.Helper()
+	pipe := rdb.Pipeline()
+	for i := range es {
+		pipe.XAdd(context.Background(), &redis.XAddArgs{Stream: testStream, Values: es[i].AppendValues(nil)})
+	}
+	if _, err := pipe.Exec(context.Background()); err != nil {
+		t.Fatalf("xadd: %v", err)
+	}
+}
+
+func xaddRaw(t testing.TB, rdb redis.UniversalClient, values ...any) string {
+	t.Helper()
+	id, err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: testStream, Values: values}).Result()
+	if err != nil {
+		t.Fatalf("xadd: %v", err)
+	}
+	return id
+}
+
+// running is a consumer started in the background for a test.
+type running struct {
+	c      *Consumer
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func start(t testing.TB, o Options) *running {
+	t.Helper()
+	if o.Stream == "" {
+		o.Stream = testStream
+	}
+	if o.Consumer == "" {
+		o.Consumer = "test-1"
+	}
+	if o.Logger == nil {
+		o.Logger = quietLogger()
+	}
+	if o.Block == 0 {
+		o.Block = 50 * time.Millisecond
+	}
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{c: c, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(r.done); c.Run(ctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *running) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// drained waits until the group has read everything and acknowledged it.
+func drained(t testing.TB, rdb redis.UniversalClient, group string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		gs, err := rdb.XInfoGroups(context.Background(), testStream).Result()
+		if err == nil {
+			for _, g := range gs {
+				if g.Name == group && g.Lag == 0 && g.Pending == 0 {
+					return
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("group %s not drained after 15s", group)
+}
+
+type series struct{ kw, host, tag string }
+
+// totals sums the windows per (keyword, host, tag) over [from, to).
+func totals(t testing.TB, rdb redis.UniversalClient, kwIDs []string, from, to int64) map[series]int64 {
+	t.Helper()
+	m, err := window.NewStore(rdb, testStream).CellsMany(context.Background(), kwIDs, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[series]int64{}
+	for kw, cells := range m {
+		for _, c := range cells {
+			out[series{kw, c.Host, c.Tag}] += c.Count
+		}
+	}
+	return out
+}
+
+func nowMinute() int64 { return time.Now().Unix() / 60 * 60 }
+
+func TestEntriesCountedExactly(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	now := nowMinute()
+	want := map[series]int64{}
+	var es []stream.Entry
+	kws := []string{"Exception", "timeout", "disk full"}
+	for b := 0; b < 40; b++ {
+		for i, kw := range kws {
+			host := fmt.Sprintf("web-%d", (b+i)%4)
+			tag := []string{"app", "nginx"}[b%2]
+			minute := now - int64((b%7)*60) // late entries land in their own minute
+			n := int64(1 + (b*7+i)%13)
+			es = append(es, entry(b, kw, host, tag, minute, n))
+			want[series{keyword.Spec{Text: kw}.ID(), host, tag}] += n
+		}
+	}
+	xadd(t, rdb, es...)
+	start(t, Options{Client: rdb, BatchSize: 17})
+	drained(t, rdb, "keyalertd")
+	ids := []string{"substring:Exception", "substring:timeout", "substring:disk full"}
+	got := totals(t, rdb, ids, now-3600, now+60)
+	if len(got) != len(want) {
+		t.Fatalf("got %d series, want %d: %v", len(got), len(want), got)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%v: got %d, want %d", k, got[k], n)
+		}
+	}
+	// Each entry's minute holds its own counts.
+	cells, _ := window.NewStore(rdb, testStream).Cells(context.Background(), "substring:Exception", now-6*60, now-6*60+60)
+	var sum int64
+	for _, c := range cells {
+		sum += c.Count
+	}
+	var wantLate int64
+	for _, e := range es {
+		if e.Keyword.Text == "Exception" && e.Minute == now-6*60 {
+			wantLate += e.Count
+		}
+	}
+	if sum != wantLate || sum == 0 {
+		t.Errorf("late minute: got %d, want %d", sum, wantLate)
+	}
+}
+
+func TestDuplicateDedupIDCountsOnce(t *testing.T) {
+	now := nowMinute()
+	tests := []struct {
+		name string
+		// feed writes the same series several times, possibly with a
+		// consumer run in between.
+		feed func(t *testing.T, rdb redis.UniversalClient)
+	}{
+		{"same batch twice in one read", func(t *testing.T, rdb redis.UniversalClient) {
+			xadd(t, rdb, entry(1, "err", "h", "t", now, 5), entry(1, "err", "h", "t", now, 5))
+		}},
+		{"retry after the first was applied", func(t *testing.T, rdb redis.UniversalClient) {
+			xadd(t, rdb, entry(1, "err", "h", "t", now, 5))
+			r := start(t, Options{Client: rdb})
+			drained(t, rdb, "keyalertd")
+			r.stop()
+			xadd(t, rdb, entry(1, "err", "h", "t", now, 5))
+		}},
+		{"retry with a different sent_ms and samples", func(t *testing.T, rdb redis.UniversalClient) {
+			a := entry(1, "err", "h", "t", now, 5)
+			b := a
+			a.SentMs, b.SentMs = 1000, 2000
+			b.Samples = []string{"x err y"}
+			xadd(t, rdb, a, b)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			tt.feed(t, rdb)
+			var mu sync.Mutex
+			var applied int
+			start(t, Options{Client: rdb, BatchSize: 1, OnApplied: func(_ context.Context, es []stream.Entry) {
+				mu.Lock()
+				applied += len(es)
+				mu.Unlock()
+			}})
+			drained(t, rdb, "keyalertd")
+			got := totals(t, rdb, []string{"substring:err"}, now, now+60)
+			if n := got[series{"substring:err", "h", "t"}]; n != 5 {
+				t.Errorf("count = %d, want 5", n)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if applied > 1 {
+				t.Errorf("OnApplied saw %d entries, want at most 1", applied)
+			}
+		})
+	}
+}
+
+func TestMalformedEntriesDeadLetteredRestCounted(t *testing.T) {
+	now := nowMinute()
+	good := values(entry(1, "err", "h", "t", now, 2))
+	with := func(field, value string) []any {
+		v := values(entry(9, "err", "h", "t", now, 1))
+		for i := 0; i < len(v); i += 2 {
+			if v[i] == field {
+				v[i+1] = value
+				return v
+			}
+		}
+		return append(v, field, value)
+	}
+	without := func(field string) []any {
+		v := values(entry(9, "err", "h", "t", now, 1))
+		var out []any
+		for i := 0; i < len(v); i += 2 {
+			if v[i] != field {
+				out = append(out, v[i], v[i+1])
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		values []any
+		reason string // substring of the dead-letter reason
+	}{
+		{"unknown version", with(stream.FieldVersion, "2"), "unsupported entry version"},
+		{"missing count", without(stream.FieldCount), `missing field "count"`},
+		{"count not a number", with(stream.FieldCount, "many"), `"count"`},
+		{"negative count", with(stream.FieldCount, "-3"), "positive count"},
+		{"minute not aligned", with(stream.FieldMinute, "61"), "multiple of 60"},
+		{"bad batch", with(stream.FieldBatch, "xyz"), `"batch"`},
+		{"bad regex", append(with(stream.FieldMatch, "regex"), stream.FieldKeyword, "(("), `"kw"`},
+		{"bad samples", with(stream.FieldSamples, "[1,"), `"samples"`},
+		{"minute far in the future", with(stream.FieldMinute, fmt.Sprint(now+3*86400)), "ahead of the consumer's clock"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			xaddRaw(t, rdb, good...)
+			bad := xaddRaw(t, rdb, tt.values...)
+			xadd(t, rdb, entry(2, "err", "h", "t", now, 3))
+			start(t, Options{Client: rdb})
+			drained(t, rdb, "keyalertd")
+			if n := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; n != 5 {
+				t.Errorf("count = %d, want 5 (the good entries of the batch)", n)
+			}
+			dead, err := rdb.XRange(context.Background(), DeadStream(testStream), "-", "+").Result()
+			if err != nil || len(dead) != 1 {
+				t.Fatalf("dead letters: %v, %v; want 1", dead, err)
+			}
+			d := dead[0].Values
+			if d["source_id"] != bad || !strings.Contains(d["reason"].(string), tt.reason) {
+				t.Errorf("dead letter %v: want source_id %s and a reason containing %q", d, bad, tt.reason)
+			}
+			var fields map[string]any
+			if err := json.Unmarshal([]byte(d["fields"].(string)), &fields); err != nil || fields["v"] == nil {
+				t.Errorf("dead letter fields %q: want the original values as JSON", d["fields"])
+			}
+		})
+	}
+}
+
+func TestEntryDeliveredTooOftenIsDeadLettered(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	now := nowMinute()
+	if err := rdb.XGroupCreateMkStream(ctx, testStream, "keyalertd", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	xadd(t, rdb, entry(1, "err", "h", "t", now, 4))
+	xadd(t, rdb, entry(2, "err", "h", "t", now, 1))
+	// A consumer that died twice on these entries: read, never acknowledged.
+	msgs, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "ghost", Streams: []string{testStream, ">"}, Count: 2}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := msgs[0].Messages[0].ID
+	if err := rdb.Do(ctx, "XCLAIM", testStream, "keyalertd", "ghost", 0, poison, "RETRYCOUNT", 50).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	start(t, Options{Client: rdb, ClaimIdle: 100 * time.Millisecond, ClaimInterval: 50 * time.Millisecond, MaxDeliveries: 5})
+	drained(t, rdb, "keyalertd")
+	if n := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; n != 1 {
+		t.Errorf("count = %d, want 1 (the claimed entry that was not poison)", n)
+	}
+	dead, _ := rdb.XRange(ctx, DeadStream(testStream), "-", "+").Result()
+	if len(dead) != 1 || dead[0].Values["source_id"] != poison || !strings.Contains(dead[0].Values["reason"].(string), "delivered 51 times") {
+		t.Errorf("dead letters %v: want %s delivered 51 times", dead, poison)
+	}
+}
+
+func TestOwnPendingEntriesReappliedAtStart(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	now := nowMinute()
+	rdb.XGroupCreateMkStream(ctx, testStream, "keyalertd", "0")
+	xadd(t, rdb, entry(1, "err", "h", "t", now, 7))
+	// A previous run of "c1" read the entry and died before applying it.
+	if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "c1", Streams: []string{testStream, ">"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// ClaimIdle is long: only the own-pending pass can pick it up.
+	start(t, Options{Client: rdb, Consumer: "c1", ClaimIdle: time.Hour})
+	drained(t, rdb, "keyalertd")
+	if n := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; n != 7 {
+		t.Errorf("count = %d, want 7", n)
+	}
+}
+
+func TestEntryOlderThanRetentionAcknowledgedNotCounted(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	now := nowMinute()
+	old := now - 3*3600
+	xadd(t, rdb, entry(1, "err", "h", "t", old, 7), entry(2, "err", "h", "t", now, 1))
+	start(t, Options{Client: rdb, Retention: time.Hour})
+	drained(t, rdb, "keyalertd")
+	got := totals(t, rdb, []string{"substring:err"}, old-60, now+60)
+	if got[series{"substring:err", "h", "t"}] != 1 {
+		t.Errorf("got %v, want only the recent entry", got)
+	}
+	if n, _ := rdb.XLen(context.Background(), DeadStream(testStream)).Result(); n != 0 {
+		t.Errorf("%d dead letters; an expired entry is not an error", n)
+	}
+}
+
+func TestWindowAndSeenKeysExpireAfterRetention(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	now := nowMinute()
+	xadd(t, rdb, entry(1, "err", "h", "t", now-120, 1))
+	start(t, Options{Client: rdb, Retention: 2 * time.Hour})
+	drained(t, rdb, "keyalertd")
+	k := window.NewKeys(testStream)
+	ttl := rdb.TTL(ctx, k.Window("substring:err", now-120)).Val()
+	want := time.Until(time.Unix(now-120+60, 0).Add(2 * time.Hour))
+	if d := ttl - want; d < -5*time.Second || d > 5*time.Second {
+		t.Errorf("window TTL %v, want about %v", ttl, want)
+	}
+	seenTTL := rdb.TTL(ctx, k.Seen(now-120)).Val()
+	if seenTTL < ttl {
+		t.Errorf("seen set TTL %v shorter than the window's %v: a retry could count twice", seenTTL, ttl)
+	}
+}
+
+func TestSamplesNewestFirstAndCapped(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	now := nowMinute()
+	var es []stream.Entry
+	for i := 0; i < 10; i++ {
+		e := entry(i, "err", fmt.Sprintf("h%d", i), "t", now, 2)
+		e.Samples = []string{fmt.Sprintf("line %d a", i), fmt.Sprintf("line %d b", i)}
+		es = append(es, e)
+	}
+	xadd(t, rdb, es[:5]...)
+	r := start(t, Options{Client: rdb, Samples: 3})
+	drained(t, rdb, "keyalertd")
+	xadd(t, rdb, es[5:]...)
+	drained(t, rdb, "keyalertd")
+	r.stop()
+	got, err := window.NewStore(rdb, testStream).Samples(context.Background(), "substring:err", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []window.Sample{
+		{Minute: now, Host: "h9", Tag: "t", Line: "line 9 b"},
+		{Minute: now, Host: "h9", Tag: "t", Line: "line 9 a"},
+		{Minute: now, Host: "h8", Tag: "t", Line: "line 8 b"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("samples = %v, want %v", got, want)
+	}
+}
+
+func TestEntryThatCannotBeAppliedIsDeadLetteredAlone(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	now := nowMinute()
+	k := window.NewKeys(testStream)
+	// A foreign value of the wrong type where one keyword's window goes.
+	rdb.Set(ctx, k.Window("substring:broken", now), "not a hash", 0)
+	xadd(t, rdb, entry(1, "err", "h", "t", now, 2), entry(1, "broken", "h", "t", now, 5), entry(2, "err", "h", "t", now, 3))
+	start(t, Options{Client: rdb})
+	drained(t, rdb, "keyalertd")
+	if n := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; n != 5 {
+		t.Errorf("count = %d, want 5", n)
+	}
+	dead, _ := rdb.XRange(ctx, DeadStream(testStream), "-", "+").Result()
+	if len(dead) != 1 || !strings.Contains(dead[0].Values["reason"].(string), "WRONGTYPE") {
+		t.Fatalf("dead letters %v: want one WRONGTYPE", dead)
+	}
+	// Its dedup id was undone: once the key is fixed, a retry counts.
+	rdb.Del(ctx, k.Window("substring:broken", now))
+	xadd(t, rdb, entry(1, "broken", "h", "t", now, 5))
+	drained(t, rdb, "keyalertd")
+	if n := totals(t, rdb, []string{"substring:broken"}, now, now+60)[series{"substring:broken", "h", "t"}]; n != 5 {
+		t.Errorf("retried count = %d, want 5", n)
+	}
+}
+
+func TestStopFinishesTheBatchInFlight(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	now := nowMinute()
+	var es []stream.Entry
+	for i := 0; i < 3000; i++ {
+		es = append(es, entry(i, "err", "h", "t", now, 1))
+	}
+	xadd(t, rdb, es...)
+	first := make(chan struct{}, 1)
+	r := start(t, Options{Client: rdb, BatchSize: 100, OnApplied: func(context.Context, []stream.Entry) {
+		select {
+		case first <- struct{}{}:
+		default:
+		}
+	}})
+	<-first
+	r.stop()
+	ctx := context.Background()
+	pending, err := rdb.XPending(ctx, testStream, "keyalertd").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pending.Count != 0 {
+		t.Errorf("%d entries pending after stop, want 0", pending.Count)
+	}
+	// What was acknowledged is exactly what was counted.
+	var acked int64
+	gs, _ := rdb.XInfoGroups(ctx, testStream).Result()
+	for _, g := range gs {
+		acked = g.EntriesRead - g.Pending
+	}
+	if n := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; n != acked {
+		t.Errorf("counted %d, acknowledged %d", n, acked)
+	}
+}
+
+func TestKeepsConsumingAcrossRedisRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	now := nowMinute()
+	xadd(t, rdb, entry(1, "err", "h", "t", now, 1))
+	r := start(t, Options{Client: rdb})
+	drained(t, rdb, "keyalertd")
+	srv.Restart() // script cache and connections are gone; data stays (AOF)
+	xadd(t, rdb, entry(2, "err", "h", "t", now, 2))
+	drained(t, rdb, "keyalertd")
+	if n := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; n != 3 {
+		t.Errorf("count = %d, want 3", n)
+	}
+	if err := r.c.Ready(); err != nil {
+		t.Errorf("Ready after restart: %v", err)
+	}
+}

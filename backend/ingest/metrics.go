@@ -1,0 +1,74 @@
+package ingest
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	applied    prometheus.Counter
+	batches    prometheus.Counter
+	duplicates prometheus.Counter
+	expired    prometheus.Counter
+	claimed    prometheus.Counter
+	dead       *prometheus.CounterVec
+	errors     *prometheus.CounterVec
+	lag        prometheus.Gauge
+	pending    prometheus.Gauge
+	applySecs  prometheus.Histogram
+	delaySecs  prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		applied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_ingest_entries_applied_total",
+			Help: "Stream entries counted into windows (each exactly once).",
+		}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_ingest_batches_total",
+			Help: "Batches committed by the apply script.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_ingest_duplicates_total",
+			Help: "Entries acknowledged without counting because their dedup id was applied before.",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_ingest_expired_total",
+			Help: "Entries acknowledged without counting because their minute is older than the retention.",
+		}),
+		claimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_ingest_claimed_total",
+			Help: "Idle pending entries taken over from other consumers.",
+		}),
+		dead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyalert_ingest_dead_lettered_total",
+			Help: "Entries moved to the dead-letter stream, by reason.",
+		}, []string{"reason"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyalert_ingest_errors_total",
+			Help: "Redis operations of the consumer that failed (retried), by operation.",
+		}, []string{"op"}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keyalert_ingest_consumer_lag",
+			Help: "Entries in the stream not yet delivered to the consumer group (XINFO GROUPS lag; -1 unknown).",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keyalert_ingest_consumer_pending",
+			Help: "Entries delivered to the group and not yet acknowledged.",
+		}),
+		applySecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "keyalert_ingest_apply_seconds",
+			Help:    "Time to run the apply script for one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		delaySecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "keyalert_ingest_entry_delay_seconds",
+			Help:    "From the plugin writing an entry (sent_ms) to its count being committed.",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300},
+		}),
+	}
+	for _, r := range []string{ReasonParse, ReasonDeliveries, ReasonDeleted, ReasonFuture, ReasonApply} {
+		m.dead.WithLabelValues(r)
+	}
+	reg.MustRegister(m.applied, m.batches, m.duplicates, m.expired, m.claimed, m.dead, m.errors,
+		m.lag, m.pending, m.applySecs, m.delaySecs)
+	return m
+}

@@ -1,0 +1,398 @@
+package ingest
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/stream"
+	"github.com/redis/go-redis/v9"
+)
+
+// MaxFuture is how far past the consumer's clock an entry's minute may be.
+// Further out is a broken clock or bad data: dead-lettered, not counted.
+const MaxFuture = 24 * time.Hour
+
+// MaxCount bounds one entry's count, far above what one chunk can hold, so
+// that a batch's sums stay exact in the script's double arithmetic.
+const MaxCount = 1 << 40
+
+// Dead-letter reasons, also the "reason" label of the dead-letter metric.
+const (
+	ReasonParse      = "parse"
+	ReasonDeliveries = "deliveries"
+	ReasonDeleted    = "deleted"
+	ReasonFuture     = "future"
+	ReasonApply      = "apply"
+)
+
+// deadEntry is a message bound for the dead-letter stream.
+type deadEntry struct {
+	id     string
+	kind   string // Reason*
+	reason string // human-readable, stored in the dead-letter stream
+	fields string // the original values as a JSON object
+}
+
+// plan is one batch turned into the apply script's KEYS and ARGV.
+type plan struct {
+	source  string           // "new", "pending" or "claim", for logs
+	entries []stream.Entry   // counted entries, in ARGV order
+	ids     []string         // their stream ids
+	msgs    []redis.XMessage // their messages, to dead-letter one that fails
+	pos     []int            // their positions in stream order
+	dead    []deadEntry
+	expired []string // too old to count: acknowledged only
+	keys    []string
+	args    []any
+	size    int // messages in the batch
+}
+
+// planner turns messages into plans; it holds settings and scratch space.
+type planner struct {
+	keys       window.Keys
+	stream     string
+	dead       string
+	group      string
+	retention  time.Duration
+	sampleCap  int
+	sampleTTL  int64
+	deadMaxLen int64
+	maxDeliv   int64
+}
+
+// build parses msgs and lays out the script call. deliveries, when known,
+// maps ids to their delivery counts.
+func (p *planner) build(source string, msgs []redis.XMessage, deliveries map[string]int64, now time.Time) *plan {
+	pl := &plan{source: source, size: len(msgs)}
+	nowSec := now.Unix()
+	for _, m := range msgs {
+		if d := deliveries[m.ID]; d > p.maxDeliv {
+			pl.dead = append(pl.dead, deadOf(m, ReasonDeliveries, fmt.Sprintf("delivered %d times, over the limit of %d", d, p.maxDeliv)))
+			continue
+		}
+		if len(m.Values) == 0 {
+			pl.dead = append(pl.dead, deadOf(m, ReasonDeleted, "entry was deleted from the stream before it was applied"))
+			continue
+		}
+		e, err := parse(m.Values)
+		if err == nil && e.Count > MaxCount {
+			err = fmt.Errorf("field %q = %d: over the limit of %d", stream.FieldCount, e.Count, int64(MaxCount))
+		}
+		if err != nil {
+			pl.dead = append(pl.dead, deadOf(m, ReasonParse, "parse: "+err.Error()))
+			continue
+		}
+		if window.WindowExpireAt(e.Minute, p.retention) <= nowSec {
+			pl.expired = append(pl.expired, m.ID)
+			continue
+		}
+		if e.Minute > nowSec+int64(MaxFuture/time.Second) {
+			pl.dead = append(pl.dead, deadOf(m, ReasonFuture, fmt.Sprintf("minute %d is more than %v ahead of the consumer's clock", e.Minute, MaxFuture)))
+			continue
+		}
+		pl.entries = append(pl.entries, e)
+		pl.ids = append(pl.ids, m.ID)
+		pl.msgs = append(pl.msgs, m)
+	}
+	p.layout(pl)
+	return pl
+}
+
+// parse is stream.Parse with the samples decoded by decodeSamples, which
+// is several times faster than Parse's encoding/json on this hot path.
+func parse(values map[string]any) (stream.Entry, error) {
+	raw, has := values[stream.FieldSamples]
+	if !has {
+		return stream.Parse(values)
+	}
+	delete(values, stream.FieldSamples)
+	e, err := stream.Parse(values)
+	values[stream.FieldSamples] = raw // the dead-letter copy keeps every field
+	if err != nil {
+		return e, err
+	}
+	e.Samples, err = decodeSamples(raw)
+	return e, err
+}
+
+func deadOf(m redis.XMessage, kind, reason string) deadEntry {
+	fields, err := json.Marshal(m.Values)
+	if err != nil {
+		fields = []byte("{}")
+	}
+	return deadEntry{id: m.ID, kind: kind, reason: reason, fields: string(fields)}
+}
+
+// layout fills pl.keys and pl.args in the order apply.lua reads them. It
+// first puts pl.entries in the script's order: grouped by seen set, and
+// within it by window cell, so both kinds of group are contiguous runs.
+func (p *planner) layout(pl *plan) {
+	idx := make(map[string]int, 64)
+	pl.keys = append(pl.keys[:0], p.stream, p.dead)
+	key := func(k string) int {
+		i, ok := idx[k]
+		if !ok {
+			pl.keys = append(pl.keys, k)
+			i = len(pl.keys) // Lua indexes from 1
+			idx[k] = i
+		}
+		return i
+	}
+	n := len(pl.entries)
+	kwIDs := make([]string, n)
+	fields := make([]string, n)
+	for i := range pl.entries {
+		kwIDs[i] = pl.entries[i].Keyword.ID()
+		fields[i] = window.Field(pl.entries[i].Host, pl.entries[i].Tag)
+	}
+	wins := make([]int, n)
+	for i := range pl.entries {
+		wins[i] = key(p.keys.Window(kwIDs[i], pl.entries[i].Minute))
+	}
+	p.order(pl, kwIDs, fields, wins)
+
+	type expiry struct {
+		key int
+		at  int64
+	}
+	var expires []expiry
+	expiring := map[int]bool{}
+	expire := func(k int, at int64) {
+		if !expiring[k] {
+			expiring[k] = true
+			expires = append(expires, expiry{k, at})
+		}
+	}
+
+	args := make([]any, 11, 11+4*n+3*len(pl.dead)+len(pl.expired)+64)
+	args = append(args, anys(pl.ids)...)
+
+	// Seen groups: runs of entries in one event hour.
+	nSeen := 0
+	for i := 0; i < n; {
+		h := window.Hour(pl.entries[i].Minute)
+		j := i + 1
+		for j < n && window.Hour(pl.entries[j].Minute) == h {
+			j++
+		}
+		k := key(p.keys.Seen(pl.entries[i].Minute))
+		expire(k, window.SeenExpireAt(pl.entries[i].Minute, p.retention))
+		args = append(args, k, j-i)
+		for e := i; e < j; e++ {
+			args = append(args, dedupBytes(&pl.entries[e]))
+		}
+		nSeen++
+		i = j
+	}
+
+	// Count groups: runs of entries in one window cell.
+	nCount := 0
+	for i := 0; i < n; {
+		j := i + 1
+		for j < n && wins[j] == wins[i] && fields[j] == fields[i] {
+			j++
+		}
+		expire(wins[i], window.WindowExpireAt(pl.entries[i].Minute, p.retention))
+		args = append(args, wins[i], fields[i], i+1, j-i)
+		for e := i; e < j; e++ {
+			args = append(args, pl.entries[e].Count)
+		}
+		nCount++
+		i = j
+	}
+
+	// Sample groups: the newest samples of each keyword, up to the cap, in
+	// stream order so the newest is pushed last and ends up first.
+	nSample := 0
+	if p.sampleCap > 0 {
+		byPos := make([]int, n) // entries in stream order
+		for e := range pl.entries {
+			byPos[pl.pos[e]] = e
+		}
+		take := make([]int, n)
+		left := map[string]int{}
+		for k := n - 1; k >= 0; k-- {
+			e := byPos[k]
+			q, ok := left[kwIDs[e]]
+			if !ok {
+				q = p.sampleCap
+			}
+			take[e] = min(q, len(pl.entries[e].Samples))
+			left[kwIDs[e]] = q - take[e]
+		}
+		var sampleKeys []string
+		picks := map[string][]any{}
+		for _, e := range byPos {
+			if take[e] == 0 {
+				continue
+			}
+			en := &pl.entries[e]
+			sk := p.keys.Samples(kwIDs[e])
+			if _, ok := picks[sk]; !ok {
+				sampleKeys = append(sampleKeys, sk)
+			}
+			for _, line := range en.Samples[len(en.Samples)-take[e]:] {
+				picks[sk] = append(picks[sk], e+1, window.EncodeSample(window.Sample{Minute: en.Minute, Host: en.Host, Tag: en.Tag, Line: line}))
+			}
+		}
+		for _, sk := range sampleKeys {
+			args = append(args, key(sk), len(picks[sk])/2)
+			args = append(args, picks[sk]...)
+			nSample++
+		}
+	}
+
+	for _, d := range pl.dead {
+		args = append(args, d.id, d.reason, d.fields)
+	}
+	for _, x := range expires {
+		args = append(args, x.key, x.at)
+	}
+	args = append(args, anys(pl.expired)...)
+	args[0] = p.group
+	args[1] = n
+	args[2] = nSeen
+	args[3] = nCount
+	args[4] = nSample
+	args[5] = len(pl.dead)
+	args[6] = len(expires)
+	args[7] = len(pl.expired)
+	args[8] = p.sampleCap
+	args[9] = p.sampleTTL
+	args[10] = p.deadMaxLen
+	pl.args = args
+}
+
+// order sorts the entries (and the slices parallel to them) by event hour,
+// then window cell, each in order of first appearance, stream order within;
+// pl.pos records each entry's stream position.
+func (p *planner) order(pl *plan, kwIDs, fields []string, wins []int) {
+	n := len(pl.entries)
+	type cell struct {
+		win   int
+		field string
+	}
+	hourRank := map[int64]int{}
+	cellRank := map[cell]int{}
+	hr := make([]int, n)
+	cr := make([]int, n)
+	sorted := true
+	for i := range pl.entries {
+		h := window.Hour(pl.entries[i].Minute)
+		r, ok := hourRank[h]
+		if !ok {
+			r = len(hourRank)
+			hourRank[h] = r
+		}
+		hr[i] = r
+		c := cell{wins[i], fields[i]}
+		q, ok := cellRank[c]
+		if !ok {
+			q = len(cellRank)
+			cellRank[c] = q
+		}
+		cr[i] = q
+		if i > 0 && (hr[i] < hr[i-1] || (hr[i] == hr[i-1] && cr[i] < cr[i-1])) {
+			sorted = false
+		}
+	}
+	perm := make([]int, n)
+	for i := range perm {
+		perm[i] = i
+	}
+	if !sorted {
+		sort.SliceStable(perm, func(a, b int) bool {
+			x, y := perm[a], perm[b]
+			if hr[x] != hr[y] {
+				return hr[x] < hr[y]
+			}
+			return cr[x] < cr[y]
+		})
+	}
+	pl.pos = perm
+	if sorted {
+		return
+	}
+	entries := make([]stream.Entry, n)
+	ids := make([]string, n)
+	msgs := make([]redis.XMessage, n)
+	k2, f2, w2 := make([]string, n), make([]string, n), make([]int, n)
+	for k, i := range perm {
+		entries[k], ids[k], msgs[k] = pl.entries[i], pl.ids[i], pl.msgs[i]
+		k2[k], f2[k], w2[k] = kwIDs[i], fields[i], wins[i]
+	}
+	pl.entries, pl.ids, pl.msgs = entries, ids, msgs
+	copy(kwIDs, k2)
+	copy(fields, f2)
+	copy(wins, w2)
+}
+
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// dedupBytes is the entry's dedup id as 16 raw bytes: half the memory of hex
+// in the seen sets.
+func dedupBytes(e *stream.Entry) string {
+	b, err := hex.DecodeString(e.DedupID())
+	if err != nil { // DedupID is always hex; keep the text if that ever changes
+		return e.DedupID()
+	}
+	return string(b)
+}
+
+// result is what the script reported for a plan.
+type result struct {
+	applied    []stream.Entry
+	duplicates int
+	failed     []failure // entries that could not be counted (still pending)
+	deadFailed []failure // dead entries that could not be written (still pending)
+}
+
+type failure struct {
+	index int
+	err   string
+}
+
+func parseResult(pl *plan, v any) (result, error) {
+	var r result
+	arr, ok := v.([]any)
+	if !ok || len(arr) != 2 {
+		return r, fmt.Errorf("apply script returned %T, want a 2-element array", v)
+	}
+	flags, ok := arr[0].(string)
+	if !ok || len(flags) != len(pl.entries) {
+		return r, fmt.Errorf("apply script returned flags %v for %d entries", arr[0], len(pl.entries))
+	}
+	for i := 0; i < len(flags); i++ {
+		switch flags[i] {
+		case '1':
+			r.applied = append(r.applied, pl.entries[i])
+		case '0':
+			r.duplicates++
+		}
+	}
+	fails, _ := arr[1].([]any)
+	for j := 0; j+1 < len(fails); j += 2 {
+		k, _ := fails[j].(string)
+		msg, _ := fails[j+1].(string)
+		if d, ok := strings.CutPrefix(k, "d"); ok {
+			n, _ := strconv.Atoi(d)
+			r.deadFailed = append(r.deadFailed, failure{n - 1, msg})
+			continue
+		}
+		n, _ := strconv.Atoi(k)
+		r.failed = append(r.failed, failure{n - 1, msg})
+	}
+	return r, nil
+}

@@ -1,0 +1,287 @@
+package rules
+
+import (
+	"encoding/json"
+	"math"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/validate"
+	"github.com/keyalert/keyalert/keyword"
+)
+
+// Limits of a rule's fields.
+const (
+	MaxNameLen     = 200
+	MaxKeywords    = 100
+	MaxFilterLen   = 256
+	MaxURLLen      = 2048
+	MaxWindow      = 24 * time.Hour
+	MaxBaseline    = 7 * 24 * time.Hour
+	MaxRepeat      = 7 * 24 * time.Hour
+	MaxResolve     = 24 * time.Hour
+	RoutingKeyLen  = 32
+	DefaultResolve = 5 * time.Minute
+)
+
+// DecodeOptions carry what validation needs beyond the body.
+type DecodeOptions struct {
+	// DefaultRoutingKey says a default routing key is configured, so a rule
+	// may leave its own empty.
+	DefaultRoutingKey bool
+	// Existing is the stored rule a PUT replaces: a routing key sent back in
+	// its redacted form keeps the stored key.
+	Existing *Rule
+}
+
+// Decode parses and validates a rule from a JSON body. Every problem is
+// reported in the returned errors, each naming its field; defaults fill the
+// optional fields. ID and timestamps in the body are ignored (the store owns
+// them).
+func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
+	var (
+		errs                           validate.Errors
+		w                              Rule
+		name, match, groupBy, severity string
+		repeat, resolve, runbook       string
+		keywords                       []string
+		ignoreCase                     bool
+		enabled                        = true
+		cond, filters, pd              json.RawMessage
+		ignoredID, ignoredC, ignoredU  json.RawMessage
+	)
+	present := validate.Object(body, "", map[string]any{
+		"name": &name, "keywords": &keywords, "ignore_case": &ignoreCase, "match": &match,
+		"condition": &cond, "group_by": &groupBy, "filters": &filters, "severity": &severity,
+		"pagerduty": &pd, "repeat_interval": &repeat, "resolve_after": &resolve,
+		"enabled": &enabled, "runbook_url": &runbook,
+		"id": &ignoredID, "created_at": &ignoredC, "updated_at": &ignoredU,
+	}, &errs)
+	if present == nil && len(errs) > 0 {
+		return w, errs
+	}
+
+	w.Name = name
+	switch {
+	case errs.Has("name"):
+	case name == "":
+		errs.Add("name", "required")
+	case len(name) > MaxNameLen:
+		errs.Add("name", "%d bytes, over the limit of %d", len(name), MaxNameLen)
+	}
+
+	w.IgnoreCase = ignoreCase
+	w.Match = keyword.Substring
+	if match != "" {
+		m, err := keyword.ParseMode(match)
+		if err != nil {
+			errs.Add("match", "%q: want substring, word or regex", match)
+		}
+		w.Match = m
+	}
+
+	switch {
+	case errs.Has("keywords"):
+	case len(keywords) == 0:
+		errs.Add("keywords", "at least one keyword is required")
+	case len(keywords) > MaxKeywords:
+		errs.Add("keywords", "%d keywords, over the limit of %d", len(keywords), MaxKeywords)
+	default:
+		seen := map[string]int{}
+		for i, k := range keywords {
+			f := "keywords[" + strconv.Itoa(i) + "]"
+			spec := keyword.Spec{Text: k, Match: w.Match, IgnoreCase: ignoreCase}
+			if err := spec.Validate(); err != nil {
+				if !errs.Has("match") {
+					errs.Add(f, "%s", err.Error())
+				}
+				continue
+			}
+			if j, dup := seen[spec.ID()]; dup {
+				errs.Add(f, "same keyword as keywords[%d]", j)
+				continue
+			}
+			seen[spec.ID()] = i
+		}
+		w.Keywords = keywords
+	}
+
+	w.Condition = decodeCondition(cond, present["condition"], &errs)
+
+	w.GroupBy = GroupNone
+	if groupBy != "" {
+		switch g := GroupBy(groupBy); g {
+		case GroupNone, GroupHost, GroupTag:
+			w.GroupBy = g
+		default:
+			errs.Add("group_by", "%q: want none, host or tag", groupBy)
+		}
+	}
+
+	if present["filters"] {
+		var host, tag string
+		validate.Object(filters, "filters", map[string]any{"host": &host, "tag": &tag}, &errs)
+		for _, f := range []struct{ name, v string }{{"filters.host", host}, {"filters.tag", tag}} {
+			if len(f.v) > MaxFilterLen {
+				errs.Add(f.name, "%d bytes, over the limit of %d", len(f.v), MaxFilterLen)
+			}
+		}
+		w.Filters = Filters{Host: host, Tag: tag}
+	}
+
+	w.Severity = Error
+	if severity != "" {
+		switch s := Severity(severity); s {
+		case Critical, Error, Warning, Info:
+			w.Severity = s
+		default:
+			errs.Add("severity", "%q: want critical, error, warning or info", severity)
+		}
+	}
+
+	var key string
+	if present["pagerduty"] {
+		validate.Object(pd, "pagerduty", map[string]any{"routing_key": &key}, &errs)
+	}
+	const keyField = "pagerduty.routing_key"
+	switch {
+	case errs.Has(keyField):
+	case key == "" && !opts.DefaultRoutingKey:
+		errs.Add(keyField, "required (no default routing key is configured)")
+	case key == "":
+	case opts.Existing != nil && opts.Existing.PagerDuty.RoutingKey != "" && key == opts.Existing.PagerDuty.RoutingKey.Redacted():
+		w.PagerDuty.RoutingKey = opts.Existing.PagerDuty.RoutingKey
+	case !ValidRoutingKey(key):
+		// The value is never echoed: it may be a real key with a typo.
+		errs.Add(keyField, "want %d letters or digits (a PagerDuty integration key)", RoutingKeyLen)
+	default:
+		w.PagerDuty.RoutingKey = Secret(key)
+	}
+
+	w.RepeatInterval = Duration(duration(&errs, "repeat_interval", repeat, 0, 0, MaxRepeat, false))
+	if w.RepeatInterval != 0 && w.RepeatInterval.D() < time.Minute && !errs.Has("repeat_interval") {
+		errs.Add("repeat_interval", "%s: want 0 (never) or at least 1m", repeat)
+	}
+	w.ResolveAfter = Duration(duration(&errs, "resolve_after", resolve, DefaultResolve, 0, MaxResolve, false))
+
+	w.Enabled = enabled
+
+	if runbook != "" {
+		u, err := url.Parse(runbook)
+		switch {
+		case len(runbook) > MaxURLLen:
+			errs.Add("runbook_url", "%d bytes, over the limit of %d", len(runbook), MaxURLLen)
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			errs.Add("runbook_url", "want an absolute http or https URL")
+		}
+		w.RunbookURL = runbook
+	}
+	return w, errs
+}
+
+func decodeCondition(raw json.RawMessage, present bool, errs *validate.Errors) Condition {
+	var c Condition
+	if !present {
+		if !errs.Has("condition") {
+			errs.Add("condition", "required")
+		}
+		return c
+	}
+	var typ, window, baseline string
+	var count, minCount int64
+	var factor float64
+	got := validate.Object(raw, "condition", map[string]any{
+		"type": &typ, "count": &count, "window": &window, "factor": &factor,
+		"min_count": &minCount, "baseline": &baseline,
+	}, errs)
+	if got == nil {
+		return c
+	}
+	c.Type = CondType(typ)
+	switch c.Type {
+	case Threshold, Absence, Spike:
+	case "":
+		errs.Add("condition.type", "required: threshold, absence or spike")
+	default:
+		errs.Add("condition.type", "%q: want threshold, absence or spike", typ)
+	}
+	c.Window = Duration(duration(errs, "condition.window", window, 0, time.Minute, MaxWindow, true))
+	if window == "" && !errs.Has("condition.window") {
+		errs.Add("condition.window", "required, e.g. \"5m\"")
+	}
+	switch c.Type {
+	case Threshold, Absence:
+		if got["factor"] || got["min_count"] || got["baseline"] {
+			errs.Add("condition", "factor, min_count and baseline apply to spike only")
+		}
+		c.Count = count
+		if !got["count"] && c.Type == Absence {
+			c.Count = 1
+		}
+		if !errs.Has("condition.count") {
+			if !got["count"] && c.Type == Threshold {
+				errs.Add("condition.count", "required for threshold")
+			} else if c.Count < 1 {
+				errs.Add("condition.count", "%d: want at least 1", c.Count)
+			}
+		}
+	case Spike:
+		if got["count"] {
+			errs.Add("condition.count", "does not apply to spike (use min_count)")
+		}
+		c.Factor = factor
+		if !errs.Has("condition.factor") {
+			if !got["factor"] {
+				errs.Add("condition.factor", "required for spike, e.g. 3")
+			} else if !(factor > 1) || math.IsInf(factor, 0) {
+				errs.Add("condition.factor", "%g: want a number above 1", factor)
+			}
+		}
+		c.MinCount = minCount
+		if !got["min_count"] {
+			c.MinCount = 1
+		} else if minCount < 1 && !errs.Has("condition.min_count") {
+			errs.Add("condition.min_count", "%d: want at least 1", minCount)
+		}
+		c.Baseline = Duration(duration(errs, "condition.baseline", baseline, c.Window.D(), time.Minute, MaxBaseline, true))
+	}
+	return c
+}
+
+// duration parses field's value, using def when empty, and checks its bounds;
+// wholeMinutes requires a multiple of a minute (counts are per minute).
+func duration(errs *validate.Errors, field, v string, def, lo, hi time.Duration, wholeMinutes bool) time.Duration {
+	if errs.Has(field) {
+		return def
+	}
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		errs.Add(field, "%q is not a duration (want e.g. \"90s\", \"5m\", \"1h\")", v)
+	case d < lo || d > hi:
+		errs.Add(field, "%q: want between %s and %s", v, Duration(lo), Duration(hi))
+	case wholeMinutes && d%time.Minute != 0:
+		errs.Add(field, "%q: want whole minutes (counts are per minute)", v)
+	default:
+		return d
+	}
+	return def
+}
+
+// ValidRoutingKey reports whether k looks like a PagerDuty integration key.
+func ValidRoutingKey(k string) bool {
+	if len(k) != RoutingKeyLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}

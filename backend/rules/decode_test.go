@@ -1,0 +1,214 @@
+package rules
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyalert/keyalert/keyword"
+)
+
+const testKey = "R0123456789abcdef0123456789ABCDE"
+
+func validBody() map[string]any {
+	return map[string]any{
+		"name": "java exceptions", "keywords": []string{"Exception"}, "ignore_case": false,
+		"match": "substring", "condition": map[string]any{"type": "threshold", "count": 5, "window": "5m"},
+		"group_by": "host", "filters": map[string]any{"host": "web-*", "tag": "app.*"},
+		"severity": "critical", "pagerduty": map[string]any{"routing_key": testKey},
+		"repeat_interval": "1h", "resolve_after": "5m", "enabled": true, "runbook_url": "https://runbooks.example/java",
+	}
+}
+
+func encode(t testing.TB, m map[string]any) []byte {
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestDecodeAcceptsTheIssueExample(t *testing.T) {
+	r, errs := Decode(encode(t, validBody()), DecodeOptions{})
+	if errs.Err() != nil {
+		t.Fatalf("unexpected errors: %v", errs)
+	}
+	want := Condition{Type: Threshold, Count: 5, Window: Duration(5 * time.Minute)}
+	if r.Condition != want || r.GroupBy != GroupHost || r.Severity != Critical || !r.Enabled ||
+		r.PagerDuty.RoutingKey.Reveal() != testKey || r.RepeatInterval.D() != time.Hour || r.Filters.Host != "web-*" {
+		t.Fatalf("decoded %+v", r)
+	}
+	if ids := r.KeywordIDs(); len(ids) != 1 || ids[0] != "substring:Exception" {
+		t.Fatalf("keyword ids %v", ids)
+	}
+}
+
+func TestDecodeFillsDefaults(t *testing.T) {
+	body := `{"name":"n","keywords":["err"],"condition":{"type":"absence","window":"10m"},"pagerduty":{"routing_key":"` + testKey + `"}}`
+	r, errs := Decode([]byte(body), DecodeOptions{})
+	if errs.Err() != nil {
+		t.Fatal(errs)
+	}
+	if r.Match != keyword.Substring || r.GroupBy != GroupNone || r.Severity != Error || !r.Enabled ||
+		r.ResolveAfter.D() != DefaultResolve || r.RepeatInterval != 0 || r.Condition.Count != 1 {
+		t.Fatalf("defaults not filled: %+v", r)
+	}
+	spike := `{"name":"n","keywords":["err"],"condition":{"type":"spike","window":"5m","factor":3},"pagerduty":{"routing_key":"` + testKey + `"}}`
+	r, errs = Decode([]byte(spike), DecodeOptions{})
+	if errs.Err() != nil {
+		t.Fatal(errs)
+	}
+	if r.Condition.Baseline != r.Condition.Window || r.Condition.MinCount != 1 {
+		t.Fatalf("spike defaults: %+v", r.Condition)
+	}
+}
+
+func TestDecodeReportsEachBadField(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(m map[string]any)
+		fields []string
+	}{
+		{"unknown top-level fields", func(m map[string]any) { m["colour"] = "red"; m["zzz"] = 1 }, []string{"colour", "zzz"}},
+		{"unknown nested field", func(m map[string]any) { m["condition"].(map[string]any)["windw"] = "5m" }, []string{"condition.windw"}},
+		{"unknown filter field", func(m map[string]any) { m["filters"].(map[string]any)["hostname"] = "x" }, []string{"filters.hostname"}},
+		{"empty keywords", func(m map[string]any) { m["keywords"] = []string{} }, []string{"keywords"}},
+		{"missing keywords", func(m map[string]any) { delete(m, "keywords") }, []string{"keywords"}},
+		{"empty keyword text", func(m map[string]any) { m["keywords"] = []string{"ok", ""} }, []string{"keywords[1]"}},
+		{"duplicate keyword", func(m map[string]any) { m["keywords"] = []string{"a", "a"} }, []string{"keywords[1]"}},
+		{"regex that does not compile", func(m map[string]any) { m["match"] = "regex"; m["keywords"] = []string{"disk (full"} }, []string{"keywords[0]"}},
+		{"bad match enum", func(m map[string]any) { m["match"] = "glob" }, []string{"match"}},
+		{"bad window", func(m map[string]any) { m["condition"].(map[string]any)["window"] = "5 minutes" }, []string{"condition.window"}},
+		{"window not whole minutes", func(m map[string]any) { m["condition"].(map[string]any)["window"] = "90s" }, []string{"condition.window"}},
+		{"window too long", func(m map[string]any) { m["condition"].(map[string]any)["window"] = "48h" }, []string{"condition.window"}},
+		{"missing window", func(m map[string]any) { delete(m["condition"].(map[string]any), "window") }, []string{"condition.window"}},
+		{"bad repeat interval", func(m map[string]any) { m["repeat_interval"] = "soon" }, []string{"repeat_interval"}},
+		{"repeat interval too short", func(m map[string]any) { m["repeat_interval"] = "10s" }, []string{"repeat_interval"}},
+		{"negative resolve_after", func(m map[string]any) { m["resolve_after"] = "-5m" }, []string{"resolve_after"}},
+		{"bad condition type", func(m map[string]any) { m["condition"].(map[string]any)["type"] = "rate" }, []string{"condition.type"}},
+		{"zero count", func(m map[string]any) { m["condition"].(map[string]any)["count"] = 0 }, []string{"condition.count"}},
+		{"count of wrong type", func(m map[string]any) { m["condition"].(map[string]any)["count"] = "5" }, []string{"condition.count"}},
+		{"threshold without count", func(m map[string]any) { delete(m["condition"].(map[string]any), "count") }, []string{"condition.count"}},
+		{"spike fields on threshold", func(m map[string]any) { m["condition"].(map[string]any)["factor"] = 2 }, []string{"condition"}},
+		{"spike without factor", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m"}
+		}, []string{"condition.factor"}},
+		{"spike factor not above 1", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 1, "min_count": 0}
+		}, []string{"condition.factor", "condition.min_count"}},
+		{"spike with count", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "count": 3}
+		}, []string{"condition.count"}},
+		{"bad group_by", func(m map[string]any) { m["group_by"] = "region" }, []string{"group_by"}},
+		{"bad severity", func(m map[string]any) { m["severity"] = "fatal" }, []string{"severity"}},
+		{"short routing key", func(m map[string]any) { m["pagerduty"] = map[string]any{"routing_key": "abc"} }, []string{"pagerduty.routing_key"}},
+		{"missing routing key", func(m map[string]any) { delete(m, "pagerduty") }, []string{"pagerduty.routing_key"}},
+		{"enabled not a bool", func(m map[string]any) { m["enabled"] = "yes" }, []string{"enabled"}},
+		{"relative runbook url", func(m map[string]any) { m["runbook_url"] = "/wiki/java" }, []string{"runbook_url"}},
+		{"empty name", func(m map[string]any) { m["name"] = "" }, []string{"name"}},
+		{"name too long", func(m map[string]any) { m["name"] = strings.Repeat("n", MaxNameLen+1) }, []string{"name"}},
+		{"filter too long", func(m map[string]any) { m["filters"] = map[string]any{"tag": strings.Repeat("t", MaxFilterLen+1)} }, []string{"filters.tag"}},
+		{"several at once", func(m map[string]any) {
+			m["severity"] = "x"
+			m["group_by"] = "y"
+			m["keywords"] = []string{}
+		}, []string{"group_by", "keywords", "severity"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := validBody()
+			tt.mutate(m)
+			_, errs := Decode(encode(t, m), DecodeOptions{})
+			got := map[string]bool{}
+			for _, e := range errs {
+				got[e.Field] = true
+			}
+			for _, f := range tt.fields {
+				if !got[f] {
+					t.Errorf("no error for %s; got %v", f, errs)
+				}
+			}
+			if len(got) != len(tt.fields) {
+				t.Errorf("errors %v, want exactly fields %v", errs, tt.fields)
+			}
+		})
+	}
+}
+
+func TestDecodeRejectsNonObjects(t *testing.T) {
+	for _, body := range []string{``, `[]`, `"rule"`, `{"name":`, `null`} {
+		_, errs := Decode([]byte(body), DecodeOptions{})
+		if len(errs) != 1 || errs[0].Field != "body" {
+			t.Errorf("body %q: errors %v, want one on body", body, errs)
+		}
+	}
+}
+
+func TestDecodeNeverEchoesABadRoutingKey(t *testing.T) {
+	m := validBody()
+	m["pagerduty"] = map[string]any{"routing_key": "secret-with-typo-0123456789abcde"}
+	_, errs := Decode(encode(t, m), DecodeOptions{})
+	if errs.Err() == nil || strings.Contains(errs.Error(), "secret-with-typo") {
+		t.Fatalf("errors %v: want a routing key error without the key", errs)
+	}
+}
+
+func TestDecodeRoutingKeyOptions(t *testing.T) {
+	m := validBody()
+	delete(m, "pagerduty")
+	if _, errs := Decode(encode(t, m), DecodeOptions{DefaultRoutingKey: true}); errs.Err() != nil {
+		t.Fatalf("with a default key, an empty one is fine: %v", errs)
+	}
+	existing := Rule{PagerDuty: PagerDuty{RoutingKey: testKey}}
+	m["pagerduty"] = map[string]any{"routing_key": Secret(testKey).Redacted()}
+	r, errs := Decode(encode(t, m), DecodeOptions{Existing: &existing})
+	if errs.Err() != nil || r.PagerDuty.RoutingKey.Reveal() != testKey {
+		t.Fatalf("redacted echo on update must keep the stored key: %v %q", errs, r.PagerDuty.RoutingKey.Reveal())
+	}
+}
+
+func TestSecretIsRedactedEverywhere(t *testing.T) {
+	r := Rule{Name: "x", PagerDuty: PagerDuty{RoutingKey: testKey}}
+	js, _ := json.Marshal(r)
+	var sb strings.Builder
+	for _, s := range []string{string(js), r.PagerDuty.RoutingKey.String(), r.PagerDuty.RoutingKey.GoString(),
+		r.PagerDuty.RoutingKey.LogValue().String()} {
+		sb.WriteString(s)
+	}
+	if strings.Contains(sb.String(), testKey[:28]) {
+		t.Fatalf("routing key leaked: %s", sb.String())
+	}
+	if !strings.Contains(string(js), "BCDE") {
+		t.Fatalf("redacted form should keep the last 4 characters: %s", js)
+	}
+}
+
+func TestDurationJSONRoundTrip(t *testing.T) {
+	for _, d := range []time.Duration{0, 90 * time.Second, 5 * time.Minute, time.Hour, 1500 * time.Millisecond} {
+		b, _ := json.Marshal(Duration(d))
+		var back Duration
+		if err := json.Unmarshal(b, &back); err != nil || back.D() != d {
+			t.Errorf("%v -> %s -> %v (%v)", d, b, back, err)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(encode(f, validBody()))
+	f.Add([]byte(`{"condition":{"type":"spike","factor":1e309}}`))
+	f.Add([]byte(`{"keywords":["(?i"],"match":"regex"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, errs := Decode(body, DecodeOptions{})
+		if errs.Err() != nil {
+			return
+		}
+		// An accepted rule must be usable by the engine and the keyword set.
+		if len(r.Keywords) == 0 || r.Condition.Window.D() < time.Minute || r.Condition.Window.D()%time.Minute != 0 {
+			t.Fatalf("accepted an unusable rule: %+v", r)
+		}
+		if _, err := KeywordSet([]Rule{r}); err != nil {
+			t.Fatalf("accepted rule whose keywords do not encode: %v", err)
+		}
+	})
+}

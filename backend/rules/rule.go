@@ -1,0 +1,198 @@
+// Package rules defines alert rules — which keywords to count, under what
+// condition to page and where — with their validation and their Redis store,
+// which also publishes the keyword set that agents follow.
+package rules
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/keyalert/keyalert/keyword"
+)
+
+// Rule is one alert rule as the API shows it and the engine evaluates it.
+type Rule struct {
+	ID             string       `json:"id"`
+	Name           string       `json:"name"`
+	Keywords       []string     `json:"keywords"`
+	IgnoreCase     bool         `json:"ignore_case"`
+	Match          keyword.Mode `json:"match"`
+	Condition      Condition    `json:"condition"`
+	GroupBy        GroupBy      `json:"group_by"`
+	Filters        Filters      `json:"filters"`
+	Severity       Severity     `json:"severity"`
+	PagerDuty      PagerDuty    `json:"pagerduty"`
+	RepeatInterval Duration     `json:"repeat_interval"`
+	ResolveAfter   Duration     `json:"resolve_after"`
+	Enabled        bool         `json:"enabled"`
+	RunbookURL     string       `json:"runbook_url,omitempty"`
+	CreatedAt      time.Time    `json:"created_at"`
+	UpdatedAt      time.Time    `json:"updated_at"`
+}
+
+// Specs returns the rule's keywords with its match options, canonical.
+func (r *Rule) Specs() []keyword.Spec {
+	out := make([]keyword.Spec, len(r.Keywords))
+	for i, k := range r.Keywords {
+		out[i] = keyword.Spec{Text: k, Match: r.Match, IgnoreCase: r.IgnoreCase}.Canonical()
+	}
+	return out
+}
+
+// KeywordIDs returns the IDs of Specs, the series the rule counts.
+func (r *Rule) KeywordIDs() []string {
+	specs := r.Specs()
+	out := make([]string, len(specs))
+	for i, s := range specs {
+		out[i] = s.ID()
+	}
+	return out
+}
+
+// LogValue keeps rules loggable without their routing key.
+func (r Rule) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", r.ID), slog.String("name", r.Name),
+		slog.String("condition", string(r.Condition.Type)), slog.Bool("enabled", r.Enabled))
+}
+
+// Condition says when a rule's count makes it fire.
+type Condition struct {
+	Type CondType `json:"type"`
+	// Count is N: threshold fires at count >= N, absence at count < N.
+	Count int64 `json:"count,omitempty"`
+	// Window is the span counted, in whole minutes, ending with the current
+	// (partial) minute.
+	Window Duration `json:"window"`
+	// Factor and MinCount drive spike: the window's count must be at least
+	// Factor times the baseline's count (scaled to the window's length) and at
+	// least MinCount.
+	Factor   float64  `json:"factor,omitempty"`
+	MinCount int64    `json:"min_count,omitempty"`
+	Baseline Duration `json:"baseline,omitempty"`
+}
+
+// Lookback is how far back from the current minute the condition reads.
+func (c Condition) Lookback() time.Duration {
+	if c.Type == Spike {
+		return time.Duration(c.Window) + time.Duration(c.Baseline)
+	}
+	if c.Type == Absence {
+		// Groups that reported in the window before this one are the ones an
+		// absence can be noticed for.
+		return 2 * time.Duration(c.Window)
+	}
+	return time.Duration(c.Window)
+}
+
+// CondType names a condition.
+type CondType string
+
+// Condition types.
+const (
+	Threshold CondType = "threshold"
+	Absence   CondType = "absence"
+	Spike     CondType = "spike"
+)
+
+// GroupBy says which dimension splits a rule into one alert per group.
+type GroupBy string
+
+// Grouping dimensions.
+const (
+	GroupNone GroupBy = "none"
+	GroupHost GroupBy = "host"
+	GroupTag  GroupBy = "tag"
+)
+
+// Severity is PagerDuty's severity of the rule's alerts.
+type Severity string
+
+// Severities, as the Events API v2 names them.
+const (
+	Critical Severity = "critical"
+	Error    Severity = "error"
+	Warning  Severity = "warning"
+	Info     Severity = "info"
+)
+
+// Filters restrict the counted series by host and tag glob patterns ('*' any
+// run of bytes, '?' one byte); empty matches everything.
+type Filters struct {
+	Host string `json:"host,omitempty"`
+	Tag  string `json:"tag,omitempty"`
+}
+
+// Match reports whether a series of host and tag passes the filters.
+func (f Filters) Match(host, tag string) bool {
+	return (f.Host == "" || MatchGlob(f.Host, host)) && (f.Tag == "" || MatchGlob(f.Tag, tag))
+}
+
+// PagerDuty is where a rule pages.
+type PagerDuty struct {
+	RoutingKey Secret `json:"routing_key,omitempty"`
+}
+
+// Secret is a credential that prints, logs and marshals redacted; Reveal
+// returns it for the one place that sends it.
+type Secret string
+
+// Reveal returns the secret in full.
+func (s Secret) Reveal() string { return string(s) }
+
+// Redacted shows the last four characters only, enough to tell keys apart.
+func (s Secret) Redacted() string {
+	if s == "" {
+		return ""
+	}
+	if len(s) <= 8 {
+		return strings.Repeat("*", len(s))
+	}
+	return strings.Repeat("*", len(s)-4) + string(s[len(s)-4:])
+}
+
+func (s Secret) String() string               { return s.Redacted() }
+func (s Secret) GoString() string             { return fmt.Sprintf("%q", s.Redacted()) }
+func (s Secret) LogValue() slog.Value         { return slog.StringValue(s.Redacted()) }
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.Redacted()) }
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.Redacted()), nil }
+
+// Duration is a time.Duration written as "5m", "1h", "90s" in JSON.
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string {
+	t := time.Duration(d)
+	switch {
+	case t == 0:
+		return "0s"
+	case t%time.Hour == 0:
+		return fmt.Sprintf("%dh", t/time.Hour)
+	case t%time.Minute == 0:
+		return fmt.Sprintf("%dm", t/time.Minute)
+	case t%time.Second == 0:
+		return fmt.Sprintf("%ds", t/time.Second)
+	}
+	return t.String()
+}
+
+// MarshalJSON writes the short form.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string like \"5m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,331 @@
+package rules
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/keyalert/keyalert/keyword"
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis keys, all in the {rules} slot so each script touches one slot. The
+// routing keys live apart from the rule documents so that a rule marshalled
+// anywhere (API, logs, storage) carries only the redacted form.
+const (
+	KeyRules   = "ka:{rules}:rules"   // hash id -> rule JSON (routing key redacted)
+	KeySecrets = "ka:{rules}:secrets" // hash id -> routing key
+	KeyVersion = "ka:{rules}:version" // counter bumped on every change
+	// KeyRuleKeywords and KeyKeywordRefs keep the union of enabled rules'
+	// keywords up to date on every write, so publishing it reads a hash of
+	// distinct keywords instead of every rule (10,000 rules stay cheap).
+	KeyRuleKeywords = "ka:{rules}:rule-keywords" // hash id -> JSON array of keyword ids (enabled rules)
+	KeyKeywordRefs  = "ka:{rules}:keyword-refs"  // hash keyword id -> number of enabled rules using it
+)
+
+// ErrNotFound is returned for an unknown rule id.
+var ErrNotFound = errors.New("rule not found")
+
+// Settings of the rules store.
+type Settings struct {
+	// KeywordsKey is the string key where the keyword set is published
+	// (KEYALERT_KEYWORDS_KEY).
+	KeywordsKey string
+}
+
+// DefaultSettings returns the defaults.
+func DefaultSettings() Settings { return Settings{KeywordsKey: keyword.DefaultSetKey} }
+
+// Validate names the bad setting.
+func (s Settings) Validate() error {
+	if s.KeywordsKey == "" {
+		return errors.New("KEYALERT_KEYWORDS_KEY: must not be empty")
+	}
+	return nil
+}
+
+// Store keeps rules in Redis.
+type Store struct {
+	rdb redis.UniversalClient
+	set Settings
+	now func() time.Time
+	log *slog.Logger
+}
+
+// NewStore returns a store; now may be nil for time.Now.
+func NewStore(rdb redis.UniversalClient, set Settings, now func() time.Time, log *slog.Logger) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Store{rdb: rdb, set: set, now: now, log: log}
+}
+
+// unref drops a rule's keyword references (KEYS[4], KEYS[5], ARGV[1] = id).
+const unrefLua = `
+local old = redis.call('HGET', KEYS[4], ARGV[1])
+if old then
+  for _, k in ipairs(cjson.decode(old)) do
+    if redis.call('HINCRBY', KEYS[5], k, -1) <= 0 then redis.call('HDEL', KEYS[5], k) end
+  end
+  redis.call('HDEL', KEYS[4], ARGV[1])
+end
+`
+
+// writeScript stores a rule. ARGV: id, json, routing key, mode ("create"
+// fails if the id exists, "update" if it does not), JSON array of the
+// keyword ids it references (empty when disabled). Returns 1 or 0.
+var writeScript = redis.NewScript(`
+local exists = redis.call('HEXISTS', KEYS[1], ARGV[1])
+if (ARGV[4] == 'create' and exists == 1) or (ARGV[4] == 'update' and exists == 0) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] == '' then redis.call('HDEL', KEYS[2], ARGV[1]) else redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+` + unrefLua + `
+local new = cjson.decode(ARGV[5])
+if #new > 0 then
+  for _, k in ipairs(new) do redis.call('HINCRBY', KEYS[5], k, 1) end
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
+end
+redis.call('INCR', KEYS[3])
+return 1`)
+
+var deleteScript = redis.NewScript(`
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+` + unrefLua + `
+redis.call('INCR', KEYS[3])
+return 1`)
+
+var scriptKeys = []string{KeyRules, KeySecrets, KeyVersion, KeyRuleKeywords, KeyKeywordRefs}
+
+// Create stores a new rule under a fresh id and publishes the keyword set.
+func (s *Store) Create(ctx context.Context, r Rule) (Rule, error) {
+	r.ID = newID()
+	r.CreatedAt = s.now().UTC().Truncate(time.Millisecond)
+	r.UpdatedAt = r.CreatedAt
+	if err := s.write(ctx, r, "create"); err != nil {
+		return Rule{}, err
+	}
+	s.publishAfterChange(ctx)
+	return r, nil
+}
+
+// Update replaces rule id, keeping its creation time.
+func (s *Store) Update(ctx context.Context, id string, r Rule) (Rule, error) {
+	old, err := s.Get(ctx, id)
+	if err != nil {
+		return Rule{}, err
+	}
+	r.ID, r.CreatedAt = id, old.CreatedAt
+	r.UpdatedAt = s.now().UTC().Truncate(time.Millisecond)
+	if err := s.write(ctx, r, "update"); err != nil {
+		return Rule{}, err
+	}
+	s.publishAfterChange(ctx)
+	return r, nil
+}
+
+func (s *Store) write(ctx context.Context, r Rule, mode string) error {
+	doc, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode rule %s: %w", r.ID, err)
+	}
+	refs := []string{}
+	if r.Enabled {
+		refs = r.KeywordIDs()
+	}
+	refDoc, _ := json.Marshal(refs)
+	n, err := writeScript.Run(ctx, s.rdb, scriptKeys, r.ID, doc, r.PagerDuty.RoutingKey.Reveal(), mode, refDoc).Int()
+	if err != nil {
+		return fmt.Errorf("%s rule %s: %w", mode, r.ID, err)
+	}
+	if n == 0 {
+		if mode == "update" {
+			return ErrNotFound
+		}
+		return fmt.Errorf("create rule %s: id already taken", r.ID)
+	}
+	return nil
+}
+
+// Delete removes rule id.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	n, err := deleteScript.Run(ctx, s.rdb, scriptKeys, id).Int()
+	if err != nil {
+		return fmt.Errorf("delete rule %s: %w", id, err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	s.publishAfterChange(ctx)
+	return nil
+}
+
+// Get returns rule id with its routing key.
+func (s *Store) Get(ctx context.Context, id string) (Rule, error) {
+	var doc, key *redis.StringCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		doc = p.HGet(ctx, KeyRules, id)
+		key = p.HGet(ctx, KeySecrets, id)
+		return nil
+	})
+	if errors.Is(doc.Err(), redis.Nil) {
+		return Rule{}, ErrNotFound
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Rule{}, fmt.Errorf("get rule %s: %w", id, err)
+	}
+	var r Rule
+	if err := json.Unmarshal([]byte(doc.Val()), &r); err != nil {
+		return Rule{}, fmt.Errorf("decode rule %s: %w", id, err)
+	}
+	r.PagerDuty.RoutingKey = Secret(key.Val())
+	return r, nil
+}
+
+// Snapshot is every rule at one version.
+type Snapshot struct {
+	Version int64
+	Rules   []Rule // ordered by creation time, then id
+}
+
+// Snapshot reads all rules and the version atomically.
+func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
+	var ver *redis.StringCmd
+	var docs, keys *redis.MapStringStringCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		ver = p.Get(ctx, KeyVersion)
+		docs = p.HGetAll(ctx, KeyRules)
+		keys = p.HGetAll(ctx, KeySecrets)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Snapshot{}, fmt.Errorf("load rules: %w", err)
+	}
+	snap := Snapshot{Rules: make([]Rule, 0, len(docs.Val()))}
+	snap.Version, _ = ver.Int64() // absent: version 0
+	for id, doc := range docs.Val() {
+		var r Rule
+		if err := json.Unmarshal([]byte(doc), &r); err != nil {
+			// One corrupt document must not stop every other rule.
+			s.log.Error("skipping undecodable rule", "rule_id", id, "err", err)
+			continue
+		}
+		r.PagerDuty.RoutingKey = Secret(keys.Val()[id])
+		snap.Rules = append(snap.Rules, r)
+	}
+	sort.Slice(snap.Rules, func(i, j int) bool {
+		a, b := snap.Rules[i], snap.Rules[j]
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.Before(b.CreatedAt)
+		}
+		return a.ID < b.ID
+	})
+	return snap, nil
+}
+
+// Version returns the counter bumped by every change (0 before any).
+func (s *Store) Version(ctx context.Context) (int64, error) {
+	v, err := s.rdb.Get(ctx, KeyVersion).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", KeyVersion, err)
+	}
+	return v, nil
+}
+
+// publishAfterChange republishes the keyword set after a write, from the
+// keyword reference counts. A failure is only logged: the write stands, and
+// the engine's periodic SyncKeywords heals the published set within a tick.
+func (s *Store) publishAfterChange(ctx context.Context) {
+	err := func() error {
+		ids, err := s.rdb.HKeys(ctx, KeyKeywordRefs).Result()
+		if err != nil {
+			return fmt.Errorf("hkeys %s: %w", KeyKeywordRefs, err)
+		}
+		specs := make([]keyword.Spec, 0, len(ids))
+		for _, id := range ids {
+			sp, err := keyword.ParseID(id)
+			if err != nil {
+				return err
+			}
+			specs = append(specs, sp)
+		}
+		doc, err := encodeSpecs(specs)
+		if err != nil {
+			return err
+		}
+		_, err = s.Publish(ctx, doc)
+		return err
+	}()
+	if err != nil {
+		s.log.Warn("publish keyword set after rule change", "key", s.set.KeywordsKey, "err", err)
+	}
+}
+
+// KeywordSet encodes the union of enabled rules' keywords as a keyword.Set
+// document, in ID order so that equal sets encode to equal bytes.
+func KeywordSet(rs []Rule) ([]byte, error) {
+	var specs []keyword.Spec
+	for i := range rs {
+		if rs[i].Enabled {
+			specs = append(specs, rs[i].Specs()...)
+		}
+	}
+	return encodeSpecs(specs)
+}
+
+func encodeSpecs(specs []keyword.Spec) ([]byte, error) {
+	sort.Slice(specs, func(i, j int) bool { return specs[i].ID() < specs[j].ID() })
+	doc, err := keyword.EncodeSet(specs)
+	if err != nil {
+		return nil, fmt.Errorf("encode keyword set: %w", err)
+	}
+	return doc, nil
+}
+
+// SyncKeywords publishes the keyword set of rs at the keywords key unless it
+// is already there; it reports whether it wrote. Two writers racing may leave
+// an older set for a moment; the next sync (every engine tick) repairs it.
+func (s *Store) SyncKeywords(ctx context.Context, rs []Rule) (bool, error) {
+	doc, err := KeywordSet(rs)
+	if err != nil {
+		return false, err
+	}
+	return s.Publish(ctx, doc)
+}
+
+// Publish writes an encoded keyword set (KeywordSet) at the keywords key
+// unless it is already there; it reports whether it wrote.
+func (s *Store) Publish(ctx context.Context, doc []byte) (bool, error) {
+	cur, err := s.rdb.Get(ctx, s.set.KeywordsKey).Bytes()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("get %s: %w", s.set.KeywordsKey, err)
+	}
+	if bytes.Equal(cur, doc) {
+		return false, nil
+	}
+	if err := s.rdb.Set(ctx, s.set.KeywordsKey, doc, 0).Err(); err != nil {
+		return false, fmt.Errorf("set %s: %w", s.set.KeywordsKey, err)
+	}
+	return true, nil
+}
+
+func newID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
+	}
+	return "r" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,138 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/redistest"
+)
+
+func testRule(t *testing.T, name string, kws ...string) Rule {
+	m := validBody()
+	m["name"] = name
+	m["keywords"] = kws
+	r, errs := Decode(encode(t, m), DecodeOptions{})
+	if errs.Err() != nil {
+		t.Fatal(errs)
+	}
+	return r
+}
+
+func publishedSet(t *testing.T, s *Store) []string {
+	t.Helper()
+	b, err := s.rdb.Get(context.Background(), keyword.DefaultSetKey).Bytes()
+	if err != nil {
+		t.Fatalf("get keyword set: %v", err)
+	}
+	specs, err := keyword.DecodeSet(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(specs))
+	for i, sp := range specs {
+		out[i] = sp.ID()
+	}
+	return out
+}
+
+func TestStoreCRUDPublishesKeywordUnion(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s := NewStore(srv.Client(), DefaultSettings(), nil, nil)
+
+	a, err := s.Create(ctx, testRule(t, "a", "Exception", "Timeout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Create(ctx, testRule(t, "b", "Exception", "OOM"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(publishedSet(t, s), ","); got != "substring:Exception,substring:OOM,substring:Timeout" {
+		t.Fatalf("published %s", got)
+	}
+	got, err := s.Get(ctx, a.ID)
+	if err != nil || got.Name != "a" || got.PagerDuty.RoutingKey.Reveal() != testKey {
+		t.Fatalf("get: %+v %v", got, err)
+	}
+
+	b.Enabled = false
+	if _, err := s.Update(ctx, b.ID, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(publishedSet(t, s), ","); got != "substring:Exception,substring:Timeout" {
+		t.Fatalf("after disabling b: %s", got)
+	}
+	if err := s.Delete(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := publishedSet(t, s); len(got) != 0 {
+		t.Fatalf("after deleting a, only a disabled rule remains: %v", got)
+	}
+	if refs, _ := s.rdb.HGetAll(ctx, KeyKeywordRefs).Result(); len(refs) != 0 {
+		t.Fatalf("keyword references left behind: %v", refs)
+	}
+	if _, err := s.Get(ctx, a.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get deleted: %v", err)
+	}
+	if _, err := s.Update(ctx, a.ID, a); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("update deleted: %v", err)
+	}
+	if err := s.Delete(ctx, a.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete deleted: %v", err)
+	}
+	snap, err := s.Snapshot(ctx)
+	if err != nil || len(snap.Rules) != 1 || snap.Version != 4 {
+		t.Fatalf("snapshot %+v %v", snap, err)
+	}
+}
+
+func TestStoreKeepsRoutingKeyOutOfRuleDocuments(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s := NewStore(srv.Client(), DefaultSettings(), nil, nil)
+	r, err := s.Create(ctx, testRule(t, "a", "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := s.rdb.HGet(ctx, KeyRules, r.ID).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(doc, testKey) {
+		t.Fatalf("rule document holds the routing key: %s", doc)
+	}
+}
+
+func TestSyncKeywordsRepairsAStaleSet(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s := NewStore(srv.Client(), Settings{KeywordsKey: "custom:keywords"}, nil, nil)
+	r, err := s.Create(ctx, testRule(t, "a", "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rdb.Set(ctx, "custom:keywords", `{"v":1,"keywords":[]}`, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	wrote, err := s.SyncKeywords(ctx, []Rule{r})
+	if err != nil || !wrote {
+		t.Fatalf("sync: wrote=%v err=%v", wrote, err)
+	}
+	wrote, err = s.SyncKeywords(ctx, []Rule{r})
+	if err != nil || wrote {
+		t.Fatalf("second sync must be a no-op: wrote=%v err=%v", wrote, err)
+	}
+}
+
+func TestSettingsValidateNamesTheKey(t *testing.T) {
+	if err := (Settings{}).Validate(); err == nil || !strings.Contains(err.Error(), "KEYALERT_KEYWORDS_KEY") {
+		t.Fatalf("got %v", err)
+	}
+	if err := DefaultSettings().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,300 @@
+// Package silence keeps silences: time-bounded matchers on rule id, host, tag
+// or keyword under which an alert is still recorded but not paged.
+package silence
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/validate"
+	"github.com/redis/go-redis/v9"
+)
+
+// Silence mutes the alerts it matches between Start and End. Every matcher
+// that is set must match; host and tag are glob patterns as in rule filters,
+// keyword is compared with each of the alert's keyword texts.
+type Silence struct {
+	ID        string    `json:"id"`
+	RuleID    string    `json:"rule_id,omitempty"`
+	Host      string    `json:"host,omitempty"`
+	Tag       string    `json:"tag,omitempty"`
+	Keyword   string    `json:"keyword,omitempty"`
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end"`
+	Author    string    `json:"author"`
+	Comment   string    `json:"comment,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Target is what a silence is matched against: one alert's identity.
+type Target struct {
+	RuleID   string
+	Host     string // empty unless the rule groups by host
+	Tag      string // empty unless the rule groups by tag
+	Keywords []string
+}
+
+// Active reports whether the silence is in force at now.
+func (s *Silence) Active(now time.Time) bool {
+	return !now.Before(s.Start) && now.Before(s.End)
+}
+
+// Matches reports whether the silence is active at now and mutes t.
+func (s *Silence) Matches(t Target, now time.Time) bool {
+	if !s.Active(now) {
+		return false
+	}
+	if s.RuleID != "" && s.RuleID != t.RuleID {
+		return false
+	}
+	if s.Host != "" && !rules.MatchGlob(s.Host, t.Host) {
+		return false
+	}
+	if s.Tag != "" && !rules.MatchGlob(s.Tag, t.Tag) {
+		return false
+	}
+	if s.Keyword != "" {
+		found := false
+		for _, k := range t.Keywords {
+			if k == s.Keyword {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// Limits of a silence's fields.
+const (
+	MaxFieldLen   = 256
+	MaxCommentLen = 2048
+	MaxDuration   = 366 * 24 * time.Hour
+)
+
+// Decode parses and validates a silence from a JSON body, listing every bad
+// field. A missing start means now.
+func Decode(body []byte, now time.Time) (Silence, validate.Errors) {
+	var (
+		errs                      validate.Errors
+		s                         Silence
+		start, end                string
+		ignoredID, ignoredCreated json.RawMessage
+	)
+	present := validate.Object(body, "", map[string]any{
+		"rule_id": &s.RuleID, "host": &s.Host, "tag": &s.Tag, "keyword": &s.Keyword,
+		"start": &start, "end": &end, "author": &s.Author, "comment": &s.Comment,
+		"id": &ignoredID, "created_at": &ignoredCreated,
+	}, &errs)
+	if present == nil && len(errs) > 0 {
+		return s, errs
+	}
+	if s.RuleID == "" && s.Host == "" && s.Tag == "" && s.Keyword == "" &&
+		!errs.Has("rule_id") && !errs.Has("host") && !errs.Has("tag") && !errs.Has("keyword") {
+		errs.Add("matchers", "set at least one of rule_id, host, tag or keyword")
+	}
+	for _, f := range []struct{ name, v string }{{"rule_id", s.RuleID}, {"host", s.Host}, {"tag", s.Tag}, {"keyword", s.Keyword}, {"author", s.Author}} {
+		if len(f.v) > MaxFieldLen {
+			errs.Add(f.name, "%d bytes, over the limit of %d", len(f.v), MaxFieldLen)
+		}
+	}
+	if len(s.Comment) > MaxCommentLen {
+		errs.Add("comment", "%d bytes, over the limit of %d", len(s.Comment), MaxCommentLen)
+	}
+	if s.Author == "" && !errs.Has("author") {
+		errs.Add("author", "required")
+	}
+	s.Start = now
+	if start != "" {
+		t, err := time.Parse(time.RFC3339Nano, start)
+		if err != nil {
+			errs.Add("start", "%q: want an RFC 3339 time like 2025-01-02T15:04:05Z", start)
+		}
+		s.Start = t
+	}
+	switch {
+	case errs.Has("end"):
+	case end == "":
+		errs.Add("end", "required")
+	default:
+		t, err := time.Parse(time.RFC3339Nano, end)
+		switch {
+		case err != nil:
+			errs.Add("end", "%q: want an RFC 3339 time like 2025-01-02T15:04:05Z", end)
+		case errs.Has("start"):
+		case !t.After(s.Start):
+			errs.Add("end", "must be after start")
+		case !t.After(now):
+			errs.Add("end", "is in the past")
+		case t.Sub(s.Start) > MaxDuration:
+			errs.Add("end", "silence spans %s, over the limit of %s", t.Sub(s.Start).Round(time.Hour), MaxDuration)
+		}
+		s.End = t
+	}
+	s.Start, s.End = s.Start.UTC(), s.End.UTC()
+	return s, errs
+}
+
+// Redis keys, in the {silences} slot.
+const (
+	KeySilences = "ka:{silences}:all"     // hash id -> silence JSON
+	KeyVersion  = "ka:{silences}:version" // bumped on every change
+)
+
+// ErrNotFound is returned for an unknown silence id.
+var ErrNotFound = errors.New("silence not found")
+
+// Store keeps silences in Redis.
+type Store struct {
+	rdb redis.UniversalClient
+	now func() time.Time
+	log *slog.Logger
+}
+
+// NewStore returns a store; now may be nil for time.Now.
+func NewStore(rdb redis.UniversalClient, now func() time.Time, log *slog.Logger) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Store{rdb: rdb, now: now, log: log}
+}
+
+// Create stores s under a fresh id.
+func (st *Store) Create(ctx context.Context, s Silence) (Silence, error) {
+	s.ID = newID()
+	s.CreatedAt = st.now().UTC().Truncate(time.Millisecond)
+	doc, err := json.Marshal(s)
+	if err != nil {
+		return Silence{}, fmt.Errorf("encode silence: %w", err)
+	}
+	_, err = st.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, KeySilences, s.ID, doc)
+		p.Incr(ctx, KeyVersion)
+		return nil
+	})
+	if err != nil {
+		return Silence{}, fmt.Errorf("create silence: %w", err)
+	}
+	return s, nil
+}
+
+var deleteScript = redis.NewScript(`
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('INCR', KEYS[2])
+return 1`)
+
+// Delete removes silence id, ending it at once.
+func (st *Store) Delete(ctx context.Context, id string) error {
+	n, err := deleteScript.Run(ctx, st.rdb, []string{KeySilences, KeyVersion}, id).Int()
+	if err != nil {
+		return fmt.Errorf("delete silence %s: %w", id, err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Get returns silence id.
+func (st *Store) Get(ctx context.Context, id string) (Silence, error) {
+	doc, err := st.rdb.HGet(ctx, KeySilences, id).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Silence{}, ErrNotFound
+	}
+	if err != nil {
+		return Silence{}, fmt.Errorf("get silence %s: %w", id, err)
+	}
+	var s Silence
+	if err := json.Unmarshal(doc, &s); err != nil {
+		return Silence{}, fmt.Errorf("decode silence %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// List returns every silence, the ones ending first first.
+func (st *Store) List(ctx context.Context) ([]Silence, error) {
+	m, err := st.rdb.HGetAll(ctx, KeySilences).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list silences: %w", err)
+	}
+	out := make([]Silence, 0, len(m))
+	for id, doc := range m {
+		var s Silence
+		if err := json.NewDecoder(bytes.NewReader([]byte(doc))).Decode(&s); err != nil {
+			st.log.Error("skipping undecodable silence", "silence_id", id, "err", err)
+			continue
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].End.Equal(out[j].End) {
+			return out[i].End.Before(out[j].End)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// Version returns the change counter (0 before any change).
+func (st *Store) Version(ctx context.Context) (int64, error) {
+	v, err := st.rdb.Get(ctx, KeyVersion).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", KeyVersion, err)
+	}
+	return v, nil
+}
+
+// Prune deletes silences that ended before cutoff, so the list does not grow
+// forever; it returns how many it removed.
+func (st *Store) Prune(ctx context.Context, cutoff time.Time) (int, error) {
+	all, err := st.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range all {
+		if s.End.Before(cutoff) {
+			if err := st.Delete(ctx, s.ID); err != nil && !errors.Is(err, ErrNotFound) {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Matching returns the first silence of list that mutes t at now, or nil.
+func Matching(list []Silence, t Target, now time.Time) *Silence {
+	for i := range list {
+		if list[i].Matches(t, now) {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+func newID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return "s" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,258 @@
+// Package window owns the Redis layout of keyalertd's per-minute counts and
+// reads it back. All keys of one stream carry the stream's cluster hash tag, so
+// the ingest script can touch them with the stream in one slot:
+//
+//	ka:{tag}:w:<keywordID>:<minute>   HASH  "<host>\x00<tag>" -> count
+//	ka:{tag}:s:<keywordID>            LIST  sample JSON, newest first, capped
+//	ka:{tag}:seen:<hour>              SET   dedup ids applied, by event hour
+//
+// <minute> is Unix seconds of the minute start, <hour> is minute/3600. Window
+// hashes expire Retention after their minute ends, seen sets Retention after
+// their hour ends, so a dedup id outlives every count it protects.
+package window
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/keyalert/keyalert/stream"
+	"github.com/redis/go-redis/v9"
+)
+
+// MaxMinutes bounds one query: 31 days of minutes.
+const MaxMinutes = 31 * 24 * 60
+
+// Keys names the keys belonging to one stream.
+type Keys struct {
+	prefix string // "ka:{tag}:"
+}
+
+// NewKeys returns the key names for streamKey.
+func NewKeys(streamKey string) Keys {
+	return Keys{prefix: "ka:" + stream.HashTag(streamKey) + ":"}
+}
+
+// Window is the hash of one keyword's counts in one minute.
+func (k Keys) Window(kwID string, minute int64) string {
+	return k.prefix + "w:" + kwID + ":" + strconv.FormatInt(minute, 10)
+}
+
+// Samples is the list of one keyword's recent sample lines.
+func (k Keys) Samples(kwID string) string { return k.prefix + "s:" + kwID }
+
+// Seen is the set of dedup ids applied for entries of minute's hour.
+func (k Keys) Seen(minute int64) string {
+	return k.prefix + "seen:" + strconv.FormatInt(floorDiv(minute, 3600), 10)
+}
+
+// Hour is the seen-set bucket of minute: minute/3600, floored.
+func Hour(minute int64) int64 { return floorDiv(minute, 3600) }
+
+// WindowExpireAt is when the window hash of minute expires (Unix seconds).
+func WindowExpireAt(minute int64, retention time.Duration) int64 {
+	return minute + 60 + int64(retention/time.Second)
+}
+
+// SeenExpireAt is when the seen set holding minute's dedup ids expires: the end
+// of minute's hour plus retention, never before the window it protects.
+func SeenExpireAt(minute int64, retention time.Duration) int64 {
+	return floorDiv(minute, 3600)*3600 + 3600 + int64(retention/time.Second)
+}
+
+// Field is the hash field of one (host, tag) breakdown cell. NUL cannot occur
+// in a host name and is rare enough in tags; SplitField cuts at the first one.
+func Field(host, tag string) string { return host + "\x00" + tag }
+
+// SplitField is the inverse of Field.
+func SplitField(f string) (host, tag string) {
+	host, tag, _ = strings.Cut(f, "\x00")
+	return host, tag
+}
+
+// Cell is one (minute, host, tag) count of a keyword.
+type Cell struct {
+	Minute    int64 // Unix seconds, minute start
+	Host, Tag string
+	Count     int64
+}
+
+// Sample is one stored sample line.
+type Sample struct {
+	Minute int64  `json:"minute"`
+	Host   string `json:"host"`
+	Tag    string `json:"tag"`
+	Line   string `json:"line"`
+}
+
+// EncodeSample is the stored form of a sample, the JSON of Sample. It is
+// written by hand because it runs for every stored sample; decoding it with
+// encoding/json gives back s (invalid UTF-8 becomes U+FFFD, as with
+// json.Marshal).
+func EncodeSample(s Sample) string {
+	b := make([]byte, 0, 48+len(s.Host)+len(s.Tag)+len(s.Line))
+	b = append(b, `{"minute":`...)
+	b = strconv.AppendInt(b, s.Minute, 10)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, s.Host)
+	b = append(b, `,"tag":`...)
+	b = appendJSONString(b, s.Tag)
+	b = append(b, `,"line":`...)
+	b = appendJSONString(b, s.Line)
+	b = append(b, '}')
+	return string(b)
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// Store reads windows and samples.
+type Store struct {
+	rdb  redis.UniversalClient
+	keys Keys
+}
+
+// NewStore reads the windows of streamKey through rdb.
+func NewStore(rdb redis.UniversalClient, streamKey string) *Store {
+	return &Store{rdb: rdb, keys: NewKeys(streamKey)}
+}
+
+// Keys returns the store's key names.
+func (s *Store) Keys() Keys { return s.keys }
+
+// Cells returns kwID's cells for minutes in [from, to) (Unix seconds), ordered
+// by minute, host, tag. One pipelined round trip.
+func (s *Store) Cells(ctx context.Context, kwID string, from, to int64) ([]Cell, error) {
+	m, err := s.CellsMany(ctx, []string{kwID}, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return m[kwID], nil
+}
+
+// CellsMany returns the cells of several keywords for minutes in [from, to),
+// keyed by keyword ID (absent when a keyword has none), in one pipelined round
+// trip.
+func (s *Store) CellsMany(ctx context.Context, kwIDs []string, from, to int64) (map[string][]Cell, error) {
+	first := ceilDiv(from, 60) * 60
+	n := (to - first + 59) / 60
+	if n <= 0 || len(kwIDs) == 0 {
+		return map[string][]Cell{}, nil
+	}
+	if n > MaxMinutes {
+		return nil, fmt.Errorf("cells: %d minutes requested, over the limit of %d", n, MaxMinutes)
+	}
+	type ask struct {
+		kw     string
+		minute int64
+		cmd    *redis.MapStringStringCmd
+	}
+	asks := make([]ask, 0, int(n)*len(kwIDs))
+	pipe := s.rdb.Pipeline()
+	for _, kw := range kwIDs {
+		for m := first; m < to; m += 60 {
+			asks = append(asks, ask{kw, m, pipe.HGetAll(ctx, s.keys.Window(kw, m))})
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("cells of %d keywords over %d minutes: %w", len(kwIDs), n, err)
+	}
+	out := make(map[string][]Cell, len(kwIDs))
+	for _, a := range asks {
+		vals := a.cmd.Val()
+		if len(vals) == 0 {
+			continue
+		}
+		start := len(out[a.kw])
+		for f, v := range vals {
+			c, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("window %s field %q: count %q is not an integer", s.keys.Window(a.kw, a.minute), f, v)
+			}
+			host, tag := SplitField(f)
+			out[a.kw] = append(out[a.kw], Cell{Minute: a.minute, Host: host, Tag: tag, Count: c})
+		}
+		cells := out[a.kw][start:]
+		sort.Slice(cells, func(i, j int) bool {
+			if cells[i].Host != cells[j].Host {
+				return cells[i].Host < cells[j].Host
+			}
+			return cells[i].Tag < cells[j].Tag
+		})
+	}
+	return out, nil
+}
+
+// Samples returns up to n of kwID's most recent samples, newest first. Entries
+// that do not decode are skipped.
+func (s *Store) Samples(ctx context.Context, kwID string, n int) ([]Sample, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	raw, err := s.rdb.LRange(ctx, s.keys.Samples(kwID), 0, int64(n-1)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("samples of %s: %w", kwID, err)
+	}
+	out := make([]Sample, 0, len(raw))
+	for _, r := range raw {
+		var sm Sample
+		if json.Unmarshal([]byte(r), &sm) == nil {
+			out = append(out, sm)
+		}
+	}
+	return out, nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }

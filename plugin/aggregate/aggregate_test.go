@@ -1,0 +1,128 @@
+package aggregate
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/stream"
+)
+
+type specList []keyword.Spec
+
+func (s specList) Len() int                { return len(s) }
+func (s specList) Spec(i int) keyword.Spec { return s[i] }
+
+// Keywords deliberately out of ID order: index 0 sorts after index 1.
+var specs = specList{
+	{Text: "warn", Match: keyword.Substring},
+	{Text: "error", Match: keyword.Substring, IgnoreCase: true},
+}
+
+type add struct {
+	kw     int
+	host   string
+	minute int64
+	line   string
+}
+
+func TestEntries(t *testing.T) {
+	tests := []struct {
+		name    string
+		samples int
+		adds    []add
+		want    []string // "id host minute count samples|..."
+	}{
+		{"nothing counted", 1, nil, nil},
+		{"counts per series, sorted by id, host, minute", 1,
+			[]add{{0, "b", 120, "w1"}, {0, "a", 120, "w2"}, {1, "a", 60, "e1"}, {0, "a", 60, "w3"}, {0, "a", 120, "w4"}},
+			[]string{
+				"substring/i:error a 60 1 e1",
+				"substring:warn a 60 1 ",
+				"substring:warn a 120 2 ",
+				"substring:warn b 120 1 w1",
+			}},
+		{"samples are the first N per keyword across series", 2,
+			[]add{{0, "h", 0, "one"}, {0, "h", 60, "two"}, {0, "h", 60, "three"}, {1, "h", 0, "x"}},
+			[]string{
+				"substring/i:error h 0 1 x",
+				"substring:warn h 0 1 one",
+				"substring:warn h 60 2 two",
+			}},
+		{"zero samples keeps none", 0,
+			[]add{{1, "h", 0, "x"}, {1, "h", 0, "y"}},
+			[]string{"substring/i:error h 0 2 "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := New()
+			// A previous flush must not leak into this one.
+			a.Reset(len(specs), 5)
+			a.Add(0, a.Host([]byte("old")), 0, []byte("stale"))
+			a.Reset(len(specs), tt.samples)
+			for _, ad := range tt.adds {
+				a.Add(ad.kw, a.Host([]byte(ad.host)), ad.minute, []byte(ad.line))
+			}
+			es := a.Entries(specs, "b1", "tag.x", nil)
+			if len(es) != len(tt.want) {
+				t.Fatalf("%d entries, want %d: %+v", len(es), len(tt.want), es)
+			}
+			for i, e := range es {
+				got := e.Keyword.ID() + " " + e.Host + " " + itoa(e.Minute) + " " + itoa(e.Count) + " " + strings.Join(e.Samples, "|")
+				if got != tt.want[i] {
+					t.Errorf("entry %d = %q, want %q", i, got, tt.want[i])
+				}
+				if e.Batch != "b1" || e.Tag != "tag.x" {
+					t.Errorf("entry %d batch %q tag %q", i, e.Batch, e.Tag)
+				}
+			}
+		})
+	}
+}
+
+func TestSamplesAreCutAndCopied(t *testing.T) {
+	a := New()
+	a.Reset(1, 1)
+	line := []byte(strings.Repeat("é", 400)) // 800 bytes, 2-byte runes
+	a.Add(0, a.Host([]byte("h")), 0, line)
+	es := a.Entries(specs[:1], "b", "t", nil)
+	s := es[0].Samples[0]
+	if len(s) > stream.MaxSampleBytes || len(s) < stream.MaxSampleBytes-1 || !strings.HasPrefix(string(line), s) {
+		t.Fatalf("sample of %d bytes", len(s))
+	}
+	line[0] = 'X' // the chunk is reused after the flush
+	if es[0].Samples[0][0] == 'X' {
+		t.Fatal("sample aliases the chunk")
+	}
+}
+
+func TestSteadyStateDoesNotAllocate(t *testing.T) {
+	a := New()
+	hosts := [][]byte{[]byte("web-1"), []byte("web-2")}
+	line := []byte("some line")
+	run := func() {
+		a.Reset(2, 1)
+		for i := 0; i < 100; i++ {
+			a.Add(i%2, a.Host(hosts[i%2]), int64(i/10)*60, line)
+		}
+	}
+	run()
+	if n := testing.AllocsPerRun(50, run); n != 0 {
+		t.Errorf("%v allocations per flush of 100 records", n)
+	}
+}
+
+func TestInternedHostsBounded(t *testing.T) {
+	a := New()
+	a.Reset(1, 0)
+	for i := 0; i <= maxInternedHosts+1; i++ {
+		a.Host([]byte(itoa(int64(i))))
+	}
+	a.Reset(1, 0)
+	if len(a.hosts) != 0 {
+		t.Fatalf("%d hosts kept", len(a.hosts))
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,364 @@
+package chunk
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+// Event is one well-formed event of a chunk. Record aliases the chunk's
+// memory: it is valid only as long as the chunk is.
+type Event struct {
+	// Index is the event's position in the chunk, from 0, counting skipped ones.
+	Index int
+	// Offset is the byte offset where the event starts.
+	Offset int
+	// Sec and Nsec are the event time (Unix).
+	Sec  int64
+	Nsec uint32
+	// Record is the msgpack map of the record.
+	Record []byte
+}
+
+// Minute is the start of the event's minute in Unix seconds.
+func (e *Event) Minute() int64 { return e.Sec - e.Sec%60 }
+
+// DecodeError reports a chunk whose msgpack framing is broken: truncated, or
+// bytes that are not msgpack. Decoding cannot go past it.
+type DecodeError struct {
+	Index  int // the event that could not be framed
+	Offset int // where it starts in the chunk
+	Err    error
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("event %d at byte offset %d: broken msgpack: %v", e.Index, e.Offset, e.Err)
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Reader walks a chunk's events in place. The zero value reads nothing; a
+// Reader is reused across chunks with Reset, so it never allocates.
+type Reader struct {
+	b       []byte
+	off     int
+	index   int
+	skipped int
+	markers int
+	err     error
+}
+
+// NewReader returns a reader over chunk.
+func NewReader(chunk []byte) *Reader {
+	r := &Reader{}
+	r.Reset(chunk)
+	return r
+}
+
+// Reset starts reading chunk from the beginning.
+func (r *Reader) Reset(chunk []byte) { *r = Reader{b: chunk} }
+
+// Next reads the next well-formed event into ev and reports whether there was
+// one. Events whose framing is intact but whose shape is wrong (not a
+// two-element array, a timestamp that is not an EventTime, integer or float,
+// a record that is not a map) are skipped and counted by Skipped; Fluent Bit's
+// group markers (timestamps -1 and -2) are skipped and counted by Markers. At
+// a broken frame Next stops and Err returns a *DecodeError.
+func (r *Reader) Next(ev *Event) bool {
+	for r.err == nil && r.off < len(r.b) {
+		start, idx := r.off, r.index
+		rest := r.b[start:]
+		kind, n := parseEvent(rest, ev)
+		if kind == eventBroken {
+			// Not the expected shape, or truncated: only a full Skip of the
+			// event tells a wrong shape (skip it) from broken framing (stop).
+			after, err := msgp.Skip(rest)
+			if err != nil {
+				r.err = &DecodeError{Index: idx, Offset: start, Err: err}
+				return false
+			}
+			kind, n = eventBad, len(rest)-len(after)
+		}
+		r.off += n
+		r.index++
+		switch kind {
+		case eventOK:
+			ev.Index, ev.Offset = idx, start
+			return true
+		case eventMarker:
+			r.markers++
+		default:
+			r.skipped++
+		}
+	}
+	return false
+}
+
+// Err is the framing error that stopped the reader, or nil.
+func (r *Reader) Err() error { return r.err }
+
+// Skipped counts events skipped for their shape so far.
+func (r *Reader) Skipped() int { return r.skipped }
+
+// Markers counts group start/end markers passed over so far.
+func (r *Reader) Markers() int { return r.markers }
+
+// Offset is how many bytes were consumed so far.
+func (r *Reader) Offset() int { return r.off }
+
+type eventKind uint8
+
+const (
+	eventOK     eventKind = iota
+	eventMarker           // a group marker, framing intact
+	eventBad              // wrong shape, framing intact
+	eventBroken           // wrong shape or broken framing: undecided
+)
+
+// Group marker timestamps (Fluent Bit's FLB_LOG_EVENT_GROUP_START/END).
+const (
+	groupStart = -1
+	groupEnd   = -2
+)
+
+// parseEvent reads the event at the start of b and returns its kind and
+// length. It parses the expected shape directly and skips only the record (to
+// find its end, which also validates its framing); anything unexpected comes
+// back as eventBroken for the caller to settle with a full Skip.
+func parseEvent(b []byte, ev *Event) (eventKind, int) {
+	total := len(b)
+	if msgp.NextType(b) != msgp.ArrayType {
+		return eventBroken, 0
+	}
+	n, b, err := msgp.ReadArrayHeaderBytes(b)
+	if err != nil || n != 2 {
+		return eventBroken, 0
+	}
+	var kind eventKind
+	if msgp.NextType(b) == msgp.ArrayType {
+		// Fluent Bit 2.1+: [[timestamp, metadata], record].
+		var hn uint32
+		if hn, b, err = msgp.ReadArrayHeaderBytes(b); err != nil || hn < 1 {
+			return eventBroken, 0
+		}
+		if kind, b = parseTime(b, ev); kind == eventBroken {
+			return eventBroken, 0
+		}
+		for i := uint32(1); i < hn; i++ {
+			if b, err = msgp.Skip(b); err != nil {
+				return eventBroken, 0
+			}
+		}
+	} else if kind, b = parseTime(b, ev); kind == eventBroken {
+		return eventBroken, 0
+	}
+	if msgp.NextType(b) != msgp.MapType {
+		return eventBroken, 0
+	}
+	after, err := msgp.Skip(b)
+	if err != nil {
+		return eventBroken, 0
+	}
+	ev.Record = b[:len(b)-len(after)]
+	return kind, total - len(after)
+}
+
+// maxSec keeps event times far from int64 overflow (year ~292 billion).
+const maxSec = math.MaxInt64 / 2
+
+// parseTime reads the timestamp at the start of b and returns the bytes after
+// it. A timestamp of the wrong type is eventBroken.
+func parseTime(b []byte, ev *Event) (eventKind, []byte) {
+	if len(b) == 0 {
+		return eventBroken, b
+	}
+	ev.Nsec = 0
+	switch b[0] {
+	case 0xd7: // fixext8
+		if len(b) < 10 || b[1] != 0 {
+			return eventBroken, b
+		}
+		return setEventTime(b[2:10], ev), b[10:]
+	case 0xc7: // ext8
+		if len(b) < 11 || b[1] != 8 || b[2] != 0 {
+			return eventBroken, b
+		}
+		return setEventTime(b[3:11], ev), b[11:]
+	}
+	switch msgp.NextType(b) {
+	case msgp.IntType:
+		v, rest, err := msgp.ReadInt64Bytes(b)
+		if err != nil {
+			return eventBroken, b
+		}
+		return setSec(v, ev), rest
+	case msgp.UintType:
+		v, rest, err := msgp.ReadUint64Bytes(b)
+		if err != nil {
+			return eventBroken, b
+		}
+		if v > maxSec {
+			return eventBad, rest
+		}
+		return setSec(int64(v), ev), rest
+	case msgp.Float64Type, msgp.Float32Type:
+		f, rest, err := msgp.ReadFloat64Bytes(b)
+		switch {
+		case err != nil:
+			return eventBroken, b
+		case f == groupStart || f == groupEnd:
+			return eventMarker, rest
+		case math.IsNaN(f) || f < 0 || f >= maxSec:
+			return eventBad, rest
+		}
+		sec := math.Floor(f)
+		ev.Sec = int64(sec)
+		ev.Nsec = uint32(math.Min((f-sec)*1e9, 999999999))
+		return eventOK, rest
+	}
+	return eventBroken, b
+}
+
+func setSec(v int64, ev *Event) eventKind {
+	switch {
+	case v == groupStart || v == groupEnd:
+		return eventMarker
+	case v < 0 || v > maxSec:
+		return eventBad
+	}
+	ev.Sec = v
+	return eventOK
+}
+
+func setEventTime(b []byte, ev *Event) eventKind {
+	sec := binary.BigEndian.Uint32(b)
+	// Group markers are written as EventTime with tv_sec -1 or -2, which
+	// arrive as uint32 0xffffffff / 0xfffffffe.
+	if s := int32(sec); s == groupStart || s == groupEnd {
+		return eventMarker
+	}
+	ev.Sec = int64(sec)
+	ev.Nsec = binary.BigEndian.Uint32(b[4:])
+	return eventOK
+}
+
+// Map iterates a msgpack map's key/value pairs in place.
+type Map struct {
+	b []byte
+	n uint32
+}
+
+// ErrNotMap is returned by NewMap for a value that is not a map.
+var ErrNotMap = errors.New("not a msgpack map")
+
+// NewMap starts iterating the map at the start of b.
+func NewMap(b []byte) (Map, error) {
+	if msgp.NextType(b) != msgp.MapType {
+		return Map{}, ErrNotMap
+	}
+	n, rest, err := msgp.ReadMapHeaderBytes(b)
+	if err != nil {
+		return Map{}, err
+	}
+	return Map{b: rest, n: n}, nil
+}
+
+// Len is the number of pairs not yet read.
+func (m *Map) Len() int { return int(m.n) }
+
+// Next returns the next key and the raw msgpack value. A key that is not a
+// str or bin comes back as nil. ok is false at the end or on broken framing.
+func (m *Map) Next() (key, val []byte, ok bool) {
+	if m.n == 0 {
+		return nil, nil, false
+	}
+	key, vb, isText := text(m.b)
+	if !isText {
+		var err error
+		if vb, err = msgp.Skip(m.b); err != nil {
+			m.n = 0
+			return nil, nil, false
+		}
+	}
+	after, err := msgp.Skip(vb)
+	if err != nil {
+		m.n = 0
+		return nil, nil, false
+	}
+	m.n--
+	m.b = after
+	return key, vb[:len(vb)-len(after)], true
+}
+
+// Text returns the bytes of a str or bin value at the start of b, in place.
+func Text(b []byte) ([]byte, bool) {
+	v, _, ok := text(b)
+	return v, ok
+}
+
+// text reads a str or bin value and returns it with the bytes after it.
+func text(b []byte) (v, rest []byte, ok bool) {
+	// Fast path for the forms Fluent Bit writes keys and short lines in
+	// (fixstr, str8); everything else goes through msgp.
+	if len(b) > 0 {
+		if c := b[0]; c&0xe0 == 0xa0 {
+			n := int(c & 0x1f)
+			if len(b) > n {
+				return b[1 : 1+n : 1+n], b[1+n:], true
+			}
+		} else if c == 0xd9 && len(b) > 1 {
+			n := int(b[1])
+			if len(b) >= 2+n {
+				return b[2 : 2+n : 2+n], b[2+n:], true
+			}
+		}
+	}
+	var err error
+	switch msgp.NextType(b) {
+	case msgp.StrType:
+		v, rest, err = msgp.ReadStringZC(b)
+	case msgp.BinType:
+		v, rest, err = msgp.ReadBytesZC(b)
+	default:
+		return nil, b, false
+	}
+	return v, rest, err == nil
+}
+
+// Array iterates a msgpack array's elements in place.
+type Array struct {
+	b []byte
+	n uint32
+}
+
+// NewArray starts iterating the array at the start of b; ok is false if b
+// does not hold an array.
+func NewArray(b []byte) (Array, bool) {
+	if msgp.NextType(b) != msgp.ArrayType {
+		return Array{}, false
+	}
+	n, rest, err := msgp.ReadArrayHeaderBytes(b)
+	if err != nil {
+		return Array{}, false
+	}
+	return Array{b: rest, n: n}, true
+}
+
+// Next returns the next raw element.
+func (a *Array) Next() ([]byte, bool) {
+	if a.n == 0 {
+		return nil, false
+	}
+	after, err := msgp.Skip(a.b)
+	if err != nil {
+		a.n = 0
+		return nil, false
+	}
+	a.n--
+	v := a.b[:len(a.b)-len(after)]
+	a.b = after
+	return v, true
+}

@@ -1,0 +1,38 @@
+package flush
+
+import (
+	"testing"
+	"time"
+
+	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/plugin/chunk"
+)
+
+// FuzzProcess: any chunk bytes go through decode, match (with `Keys *` and a
+// hostname key, so every nested value is walked) and aggregation without
+// panicking, and the counts are consistent.
+func FuzzProcess(f *testing.F) {
+	for _, kind := range []chunk.TimeKind{chunk.EventTime, chunk.IntTime, chunk.FloatTime} {
+		b, _ := chunk.AppendEvent(nil, chunk.FormatV2, t0, kind, map[string]any{
+			"log": "ERROR disk full", "host": "web-1", "nested": map[string]any{"a": []any{"WARN", []byte("timeout")}}})
+		f.Add(b)
+		f.Add(b[:len(b)-4])
+		f.Add(chunk.Lines(chunk.FormatV1, kind, t0.Add(time.Hour), []string{"WARN x", "ok"}))
+	}
+	m := compile(f, sub("ERROR"), sub("WARN"), keyword.Spec{Text: "timeout", IgnoreCase: true},
+		keyword.Spec{Text: "disk", Match: keyword.Word}, keyword.Spec{Text: `f[a-z]+l`, Match: keyword.Regex})
+	fl := New(Options{AllKeys: true, HostnameKey: "host", Hostname: "h", Samples: 2, Identity: "id"})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		res := fl.Process(m, b, "t")
+		var total int64
+		for _, e := range res.Entries {
+			if e.Count <= 0 || e.Minute%60 != 0 || e.Minute < 0 || len(e.Samples) > 2 {
+				t.Fatalf("bad entry %+v", e)
+			}
+			total += e.Count
+		}
+		if total > int64(res.Matched)*int64(m.Len()) || res.Matched > res.Events {
+			t.Fatalf("total %d matched %d events %d", total, res.Matched, res.Events)
+		}
+	})
+}

@@ -1,0 +1,134 @@
+// Package instance is one keyalert [OUTPUT] instance — configuration, Redis
+// client, keyword follower, flush path and publisher — and the registry that
+// lets several instances live side by side in one Fluent Bit process. The cgo
+// entry points in package main only translate C arguments and call into here,
+// so everything, panic recovery included, is testable as plain Go.
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/keyalert/keyalert/plugin/config"
+	"github.com/keyalert/keyalert/plugin/flush"
+	"github.com/keyalert/keyalert/plugin/keywordsync"
+	"github.com/keyalert/keyalert/plugin/publish"
+	"github.com/redis/go-redis/v9"
+)
+
+// Fluent Bit's return codes (fluent-bit-go output.FLB_*); package main checks
+// they agree.
+const (
+	FLBError = 0
+	FLBOK    = 1
+	FLBRetry = 2
+)
+
+// Instance is one configured output.
+type Instance struct {
+	Name     string
+	cfg      *config.Config
+	log      *slog.Logger
+	rdb      *redis.Client
+	follower *keywordsync.Follower
+	flusher  *flush.Flusher
+	pub      *publish.Publisher
+}
+
+// Open parses the configuration, connects the Redis client (lazily: an
+// unreachable Redis is not an error here), reads the published keyword set
+// once and starts following it.
+func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) {
+	cfg, err := config.Parse(get)
+	if err != nil {
+		return nil, err
+	}
+	log := base.With("instance", name, "stream", cfg.Stream)
+	rdb := redis.NewClient(cfg.Redis)
+	f, err := keywordsync.New(rdb, keywordsync.Options{
+		Static:   cfg.Keywords,
+		Key:      cfg.RulesKey,
+		Interval: cfg.RulesInterval,
+		Timeout:  cfg.RedisTimeout,
+		Log:      log,
+	})
+	if err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("%s: %w", config.KeyKeywords, err)
+	}
+	in := &Instance{
+		Name:     name,
+		cfg:      cfg,
+		log:      log,
+		rdb:      rdb,
+		follower: f,
+		flusher: flush.New(flush.Options{
+			Keys:        cfg.Keys,
+			AllKeys:     cfg.AllKeys,
+			HostnameKey: cfg.HostnameKey,
+			Hostname:    cfg.Hostname,
+			Samples:     cfg.Samples,
+			Identity:    cfg.Identity(),
+		}),
+		pub: publish.New(rdb, cfg.Stream, cfg.MaxLen),
+	}
+	f.Start()
+	keys := "*"
+	if !cfg.AllKeys {
+		keys = fmt.Sprint(cfg.Keys)
+	}
+	log.Info("keyalert output started",
+		"redis", cfg.RedisURL, "keywords", len(cfg.Keywords), "effective_keywords", f.Matcher().Len(),
+		"rules_key", cfg.RulesKey, "keys", keys, "hostname", cfg.Hostname, "hostname_key", cfg.HostnameKey,
+		"samples", cfg.Samples, "max_len", cfg.MaxLen)
+	return in, nil
+}
+
+// Flush counts the keywords in one chunk and publishes the entries. It returns
+// FLBOK, FLBRetry when Redis failed (Fluent Bit retries the whole chunk; the
+// backend drops entries it already has), or FLBError for a chunk that cannot
+// be decoded, after publishing what decoded before the break.
+func (in *Instance) Flush(data []byte, tag string) int {
+	m := in.follower.Matcher()
+	if m.Len() == 0 {
+		in.log.Debug("no keywords in effect; chunk not scanned", "tag", tag, "bytes", len(data))
+		return FLBOK
+	}
+	res := in.flusher.Process(m, data, tag)
+	if res.Skipped > 0 {
+		in.log.Warn("skipped events that are not [timestamp, map] records", "tag", tag, "skipped", res.Skipped)
+	}
+	if len(res.Entries) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), in.cfg.RedisTimeout)
+		err := in.pub.Publish(ctx, res.Entries)
+		cancel()
+		if err != nil {
+			in.log.Error("publish failed; Fluent Bit will retry the chunk", "tag", tag, "batch", res.Batch,
+				"entries", len(res.Entries), "err", err)
+			return FLBRetry
+		}
+	}
+	if res.Err != nil {
+		in.log.Error("chunk cannot be decoded; dropping the rest of it", "tag", tag, "batch", res.Batch,
+			"err", res.Err, "bytes", len(data),
+			"note", fmt.Sprintf("counts of the %d events before the break were published (%d entries)", res.Events, len(res.Entries)))
+		return FLBError
+	}
+	in.log.Debug("flushed", "tag", tag, "batch", res.Batch, "events", res.Events, "matched", res.Matched,
+		"entries", len(res.Entries), "markers", res.Markers)
+	return FLBOK
+}
+
+// Close stops the keyword follower and closes the Redis client; after it the
+// instance leaves no goroutine behind.
+func (in *Instance) Close() error {
+	in.follower.Stop()
+	err := in.rdb.Close()
+	if errors.Is(err, redis.ErrClosed) {
+		err = nil
+	}
+	in.log.Info("keyalert output stopped")
+	return err
+}

@@ -1,0 +1,58 @@
+// Package publish writes one chunk's entries to the Redis stream in a single
+// round trip: a MULTI/EXEC pipeline of XADD <stream> MAXLEN ~ n * fields.
+// The transaction makes a chunk's entries appear together or not at all; a
+// failed publish is retried as a whole by Fluent Bit, and the backend drops
+// entries it has already applied by their DedupID.
+package publish
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/keyalert/keyalert/stream"
+	"github.com/redis/go-redis/v9"
+)
+
+// Publisher appends entries to one stream. It is safe for concurrent use.
+type Publisher struct {
+	rdb    redis.Cmdable
+	stream string
+	maxLen int64 // 0: no trimming
+	now    func() time.Time
+}
+
+// New returns a publisher writing to streamKey on rdb, trimming the stream to
+// about maxLen entries (0 disables trimming).
+func New(rdb redis.Cmdable, streamKey string, maxLen int64) *Publisher {
+	return &Publisher{rdb: rdb, stream: streamKey, maxLen: maxLen, now: time.Now}
+}
+
+// Publish writes entries, setting their SentMs, in one transaction. Nothing is
+// sent for an empty slice.
+func (p *Publisher) Publish(ctx context.Context, entries []stream.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	sent := p.now().UnixMilli()
+	var vals []any
+	_, err := p.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i := range entries {
+			entries[i].SentMs = sent
+			start := len(vals)
+			vals = entries[i].AppendValues(vals)
+			pipe.XAdd(ctx, &redis.XAddArgs{
+				Stream: p.stream,
+				MaxLen: p.maxLen,
+				Approx: p.maxLen > 0,
+				ID:     "*",
+				Values: vals[start:len(vals):len(vals)],
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("xadd %d entries to %s: %w", len(entries), p.stream, err)
+	}
+	return nil
+}

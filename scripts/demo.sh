@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# `make run`: the whole pipeline on this machine, end to end.
+#   Redis (data under var/) -> keyalertd -> a PagerDuty-compatible receiver that
+#   prints each page (or the real PagerDuty when PAGERDUTY_ROUTING_KEY is set),
+#   a demo rule created through the REST API, and a log generator whose lines go
+#   through the plugin: the real `fluent-bit` with conf/demo.conf when it is on
+#   PATH, else build/flbhost, which loads build/keyalert.so exactly as Fluent Bit does.
+# Ctrl-C stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+var=$root/var
+redis_port=${KEYALERT_DEMO_REDIS_PORT:-6390}
+api_addr=${KEYALERT_DEMO_LISTEN:-127.0.0.1:8080}
+pd_addr=${KEYALERT_DEMO_RECEIVER:-127.0.0.1:8090}
+token=demo-token
+demo_minutes=${KEYALERT_DEMO_MINUTES:-0} # 0 = until Ctrl-C
+
+say() { printf '\033[1m[demo]\033[0m %s\n' "$*"; }
+pids=()
+cleanup() {
+	trap - INT TERM EXIT
+	say "stopping"
+	for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	say "stopped; data is in var/ (make clean-demo removes it)"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+for a in "127.0.0.1:$redis_port" "$api_addr" "$pd_addr"; do
+	port_free "$a" || { echo "demo: $a is already in use (another 'make run'?). Stop it or set KEYALERT_DEMO_* ports." >&2; exit 1; }
+done
+
+wait_http() { # url, seconds
+	for _ in $(seq 1 $(( $2 * 10 ))); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+	echo "demo: $1 did not come up" >&2; return 1
+}
+
+mkdir -p "$var/redis" "$var/demo" "$var/log"
+: >"$var/demo/app.log"
+
+redis_bin=$(command -v redis-server || echo /usr/bin/redis-server)
+say "redis-server on 127.0.0.1:$redis_port (data in var/redis)"
+"$redis_bin" --port "$redis_port" --bind 127.0.0.1 --dir "$var/redis" --appendonly yes \
+	--save "" --daemonize no --logfile "$var/log/redis.log" &
+pids+=($!)
+for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis_url="redis://127.0.0.1:$redis_port/0"
+
+routing_key=${PAGERDUTY_ROUTING_KEY:-}
+if [ -n "$routing_key" ]; then
+	pd_url=${KEYALERT_PAGERDUTY_URL:-https://events.pagerduty.com/v2/enqueue}
+	say "pages go to PagerDuty at $pd_url"
+else
+	routing_key=demo0routing0key0000000000000000
+	pd_url="http://$pd_addr/v2/enqueue"
+	say "PagerDuty-compatible receiver on $pd_addr: each page is printed below"
+	build/pdreceiver -listen "$pd_addr" &
+	pids+=($!)
+fi
+
+say "keyalertd on $api_addr (log: var/log/keyalertd.log)"
+KEYALERT_REDIS_URL=$redis_url KEYALERT_LISTEN=$api_addr KEYALERT_API_TOKENS=$token \
+KEYALERT_PAGERDUTY_URL=$pd_url KEYALERT_PUBLIC_URL="http://$api_addr" \
+	build/keyalertd >"$var/log/keyalertd.log" 2>&1 &
+pids+=($!)
+wait_http "http://$api_addr/readyz" 20
+
+say "creating demo rules through the API"
+for rule in \
+	'{"name":"java exceptions","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"5m"},"group_by":"host","severity":"critical","pagerduty":{"routing_key":"'"$routing_key"'"},"repeat_interval":"1h","resolve_after":"5m","enabled":true,"runbook_url":"https://example.com/runbooks/java-exceptions"}' \
+	'{"name":"disk full","keywords":["Disk Full"],"ignore_case":true,"condition":{"type":"threshold","count":1,"window":"5m"},"group_by":"host","severity":"error","pagerduty":{"routing_key":"'"$routing_key"'"},"repeat_interval":"1h","resolve_after":"5m","enabled":true}'; do
+	curl -fsS -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+		-d "$rule" "http://$api_addr/api/v1/rules" | sed 's/^/       /'; echo
+done
+
+say "log generator -> var/demo/app.log (bursts of Exception every 30s, Disk Full now and then)"
+build/keyalert loggen -o "$var/demo/app.log" -host web-12 &
+pids+=($!)
+
+if command -v fluent-bit >/dev/null 2>&1; then
+	say "feeding through the real fluent-bit with conf/demo.conf (log: var/log/fluent-bit.log)"
+	KEYALERT_DEMO_LOG="$var/demo/app.log" KEYALERT_REDIS_URL=$redis_url KEYALERT_PLUGIN="$root/build/keyalert.so" \
+		fluent-bit -c conf/demo.conf >"$var/log/fluent-bit.log" 2>&1 &
+else
+	say "fluent-bit is not on PATH: feeding through build/flbhost + build/keyalert.so (log: var/log/plugin.log)"
+	build/keyalert feed -p "Redis_URL=$redis_url" -p Keywords=Exception -p Samples=3 \
+		-tag app.demo "$var/demo/app.log" >"$var/log/plugin.log" 2>&1 &
+fi
+pids+=($!)
+
+say "counts per minute (refreshed every 5s); Ctrl-C to stop"
+KEYALERT_TOKEN=$token build/keyalert watch -api "http://$api_addr" Exception &
+pids+=($!)
+if [ "$demo_minutes" != 0 ]; then sleep $(( demo_minutes * 60 )); else wait "${pids[-1]}"; fi
