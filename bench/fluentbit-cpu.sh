@@ -36,8 +36,9 @@ shopt -s nullglob
 logs=("$loghub"/*.log)
 shopt -u nullglob
 ((${#logs[@]} > 0)) || skip "no loghub samples in $loghub (expected next to the checkout)"
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
 	skip "redis-server/redis-cli not found (make redis installs them)"
+fi
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS=$RUNS: want a positive integer"
 [[ $LINES =~ ^[1-9][0-9]*$ ]] || die "LINES=$LINES: want a positive integer"
 

@@ -3,8 +3,8 @@
 #   Redis (data under var/) -> keyalertd -> a PagerDuty-compatible receiver that
 #   prints each page (or the real PagerDuty when PAGERDUTY_ROUTING_KEY is set),
 #   a demo rule created through the REST API, and a log generator whose lines go
-#   through the plugin: the real `fluent-bit` with conf/demo.conf when it is on
-#   PATH, else build/flbhost, which loads build/keyalert.so exactly as Fluent Bit does.
+#   through the plugin: the real Fluent Bit ($FLUENT_BIT, or `fluent-bit` on PATH)
+#   with conf/fluent-bit-multiline.conf, else build/flbhost, which loads build/keyalert.so exactly as Fluent Bit does.
 # Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,10 +80,12 @@ say "log generator -> var/demo/app.log (bursts of Exception every 30s, Disk Full
 build/keyalert loggen -o "$var/demo/app.log" -host web-12 &
 pids+=($!)
 
-if command -v fluent-bit >/dev/null 2>&1; then
-	say "feeding through the real fluent-bit with conf/demo.conf (log: var/log/fluent-bit.log)"
-	KEYALERT_DEMO_LOG="$var/demo/app.log" KEYALERT_REDIS_URL=$redis_url KEYALERT_PLUGIN="$root/build/keyalert.so" \
-		fluent-bit -c conf/demo.conf >"$var/log/fluent-bit.log" 2>&1 &
+fluent_bit=${FLUENT_BIT:-$(command -v fluent-bit || true)}
+if [ -n "$fluent_bit" ]; then
+	say "feeding through the real Fluent Bit ($fluent_bit) with conf/fluent-bit-multiline.conf (log: var/log/fluent-bit.log)"
+	rm -f "$var/fluent-bit-java.db"*
+	KEYALERT_LOG_PATH="$var/demo/app.log" KEYALERT_REDIS_URL=$redis_url \
+		"$fluent_bit" -c conf/fluent-bit-multiline.conf >"$var/log/fluent-bit.log" 2>&1 &
 else
 	say "fluent-bit is not on PATH: feeding through build/flbhost + build/keyalert.so (log: var/log/plugin.log)"
 	build/keyalert feed -p "Redis_URL=$redis_url" -p Keywords=Exception -p Samples=3 \

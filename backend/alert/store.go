@@ -29,6 +29,8 @@ const (
 	// if the rule's key changed or the rule was deleted meanwhile. Kept apart
 	// from the alert documents, which the API shows.
 	KeyRoutingKeys = KeyPrefix + "routing"
+	// OutboxLeaseKey is the lease of the single outbox sender.
+	OutboxLeaseKey = LeasePrefix + ":outbox"
 	// AppliedChannel carries keyword ids of applied batches to every replica.
 	AppliedChannel = KeyPrefix + "applied"
 )

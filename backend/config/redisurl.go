@@ -101,13 +101,18 @@ func ParseRedisURL(s string) (RedisURL, error) {
 		host, port, err := net.SplitHostPort(h)
 		if err != nil {
 			// No port given: "host" or "[::1]".
-			host, port = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), "6379"
-			if strings.ContainsAny(host, "[]") || (strings.Contains(host, ":") && !strings.HasPrefix(h, "[")) {
+			host, port = h, "6379"
+			if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+				host = h[1 : len(h)-1]
+				if !strings.Contains(host, ":") {
+					return u, fmt.Errorf("bad address %q: brackets are for IPv6 addresses", h)
+				}
+			} else if strings.Contains(h, ":") {
 				return u, fmt.Errorf("bad address %q: want host:port", h)
 			}
 		}
-		if host == "" {
-			return u, fmt.Errorf("bad address %q: empty host", h)
+		if !validHost(host) {
+			return u, fmt.Errorf("bad address %q: want a host name or IP address", h)
 		}
 		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 			return u, fmt.Errorf("bad address %q: port must be 1-65535", h)
@@ -125,4 +130,21 @@ func ParseRedisURL(s string) (RedisURL, error) {
 		return u, fmt.Errorf("database %d with a cluster: Redis Cluster has only database 0", u.DB)
 	}
 	return u, nil
+}
+
+// validHost accepts the characters of host names and IP addresses (with an
+// IPv6 zone); it is a sanity check, not a resolver.
+func validHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '-' || c == '_' || c == ':' || c == '%'
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
