@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Mode says how a keyword's text is compared with a log line.
@@ -131,20 +133,40 @@ func (s Spec) Validate() error {
 	case int(s.Match) >= len(modeNames):
 		return fmt.Errorf("keyword %q: unknown match mode %d", s.Text, s.Match)
 	case s.Match == Regex:
-		if _, err := s.Regexp(); err != nil {
+		expr := s.regexpExpr()
+		if _, ok := compiledOK.Load(expr); ok {
+			return nil
+		}
+		if _, err := regexp.Compile(expr); err != nil {
 			return fmt.Errorf("keyword %q: %w", s.Text, err)
+		}
+		if compiledN.Add(1) <= maxCompiledOK {
+			compiledOK.Store(expr, struct{}{})
 		}
 	}
 	return nil
 }
 
+// compiledOK remembers regex expressions that compiled: the backend validates
+// every stream entry it parses, and compiling each time cost ten times the
+// rest of the parse. Bounded, since expressions come from outside.
+var (
+	compiledOK sync.Map // expr -> struct{}
+	compiledN  atomic.Int64
+)
+
+const maxCompiledOK = 4096
+
+func (s Spec) regexpExpr() string {
+	if s.IgnoreCase {
+		return "(?i)" + s.Text
+	}
+	return s.Text
+}
+
 // Regexp compiles a Regex spec, with (?i) when it ignores case.
 func (s Spec) Regexp() (*regexp.Regexp, error) {
-	expr := s.Text
-	if s.IgnoreCase {
-		expr = "(?i)" + expr
-	}
-	return regexp.Compile(expr)
+	return regexp.Compile(s.regexpExpr())
 }
 
 func asciiLower(s string) string {

@@ -57,7 +57,7 @@ else
 	routing_key=demo0routing0key0000000000000000
 	pd_url="http://$pd_addr/v2/enqueue"
 	say "PagerDuty-compatible receiver on $pd_addr: each page is printed below"
-	build/pdreceiver -listen "$pd_addr" &
+	build/pdreceiver -addr "$pd_addr" &
 	pids+=($!)
 fi
 

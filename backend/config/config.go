@@ -31,6 +31,7 @@ type Config struct {
 
 	Retention     time.Duration // how long windows and dedup ids are kept
 	BatchSize     int           // entries per XREADGROUP / apply script
+	Workers       int           // concurrent read-apply loops
 	Block         time.Duration // XREADGROUP BLOCK
 	ClaimIdle     time.Duration // an entry pending this long is taken over
 	ClaimInterval time.Duration // how often idle entries are looked for
@@ -121,11 +122,18 @@ var settings = []Setting{
 	{Flag: "insecure-no-auth", Env: "KEYALERT_INSECURE_NO_AUTH", Default: "false", Bool: true,
 		Usage: "serve /api/v1 without tokens; required to start when KEYALERT_API_TOKENS is empty",
 		set:   boolean(func(c *Config) *bool { return &c.InsecureNoAuth })},
-	{Flag: "batch-size", Env: "KEYALERT_BATCH_SIZE", Default: "500",
+	{Flag: "batch-size", Env: "KEYALERT_BATCH_SIZE", Default: "1000",
 		Usage: "entries read and applied per batch (1–5000)",
 		set: func(c *Config, v string) error {
 			n, err := intIn(v, 1, 5000)
 			c.BatchSize = int(n)
+			return err
+		}},
+	{Flag: "workers", Env: "KEYALERT_WORKERS", Default: "2",
+		Usage: "concurrent read-apply loops (1–16): one prepares a batch while another's is applied",
+		set: func(c *Config, v string) error {
+			n, err := intIn(v, 1, 16)
+			c.Workers = int(n)
 			return err
 		}},
 	{Flag: "block", Env: "KEYALERT_BLOCK", Default: "2s",

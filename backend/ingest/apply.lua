@@ -20,6 +20,7 @@
 -- '0' duplicate, 'x' failed (not acknowledged; failures lists index, error);
 -- dead entries that could not be written are listed as "d<index>", error,
 -- and stay pending.
+local ARGV, KEYS, tonumber, rpcall = ARGV, KEYS, tonumber, redis.pcall
 local stream, dead, group = KEYS[1], KEYS[2], ARGV[1]
 local n, nseen, ncount, nsample = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local ndead, nexp, nack = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -46,7 +47,7 @@ local e = 0
 for g = 1, nseen do
   local key, m = KEYS[tonumber(ARGV[i])], tonumber(ARGV[i + 1])
   local first = i + 2
-  local known = redis.pcall('SMISMEMBER', key, unpack(ARGV, first, first + m - 1))
+  local known = rpcall('SMISMEMBER', key, unpack(ARGV, first, first + m - 1))
   local batch = {}
   for j = 1, m do
     e = e + 1
@@ -80,7 +81,7 @@ for g = 1, ncount do
   end
   i = i + m
   if sum > 0 then
-    local r = redis.pcall('HINCRBY', key, field, string.format('%d', sum))
+    local r = rpcall('HINCRBY', key, field, string.format('%d', sum))
     if failed(r) and not wrote and not dataError(r.err) then
       return redis.error_reply(r.err)
     elseif not failed(r) then
@@ -123,9 +124,9 @@ for g = 1, nsample do
     i = i + 2
   end
   if #push > 0 then
-    redis.pcall('LPUSH', key, unpack(push))
-    redis.pcall('LTRIM', key, 0, cap - 1)
-    redis.pcall('EXPIRE', key, sttl)
+    rpcall('LPUSH', key, unpack(push))
+    rpcall('LTRIM', key, 0, cap - 1)
+    rpcall('EXPIRE', key, sttl)
   end
 end
 
@@ -139,7 +140,7 @@ end
 for d = 1, ndead do
   local id, reason, fields = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   i = i + 3
-  local r = redis.pcall('XADD', dead, 'MAXLEN', '~', dmax, '*', 'reason', reason, 'source_id', id, 'fields', fields)
+  local r = rpcall('XADD', dead, 'MAXLEN', '~', dmax, '*', 'reason', reason, 'source_id', id, 'fields', fields)
   if failed(r) then
     failures[#failures + 1] = 'd' .. d
     failures[#failures + 1] = r.err
@@ -149,7 +150,7 @@ for d = 1, ndead do
 end
 
 for x = 1, nexp do
-  redis.pcall('EXPIREAT', KEYS[tonumber(ARGV[i])], ARGV[i + 1])
+  rpcall('EXPIREAT', KEYS[tonumber(ARGV[i])], ARGV[i + 1])
   i = i + 2
 end
 

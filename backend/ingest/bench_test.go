@@ -3,6 +3,8 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,23 +19,38 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// benchEntries makes n entries shaped like the plugin's output: batches of 20
-// series over 16 keywords, 8 hosts, 2 tags and the last 3 minutes, each with
-// two ~120-byte sample lines.
-func benchEntries(n int) []stream.Entry {
+// benchEntries makes n entries shaped like the plugin's output: 16 sources
+// (8 hosts x 2 tags) each flushing a chunk a second, a chunk carrying entries
+// for 10 of 16 keywords in its minute, two ~120-byte samples each. Cells
+// repeat across a read batch as they do in a real backlog. scattered mixes
+// keywords, hosts, tags and minutes so that nearly every entry of a batch has
+// its own cell instead: the worst case for the apply script.
+func benchEntries(n int, scattered bool) []stream.Entry {
 	now := nowMinute()
 	line := strings.Repeat("2024-05-01 10:00:00 worker-7 request failed with Exception after retries ", 2)[:120]
-	es := make([]stream.Entry, n)
-	for i := range es {
-		es[i] = stream.Entry{
-			Batch:   fmt.Sprintf("%032x", i/20),
-			Keyword: keyword.Spec{Text: fmt.Sprintf("keyword-%02d", i%16)},
-			Host:    fmt.Sprintf("host-%d", (i/16)%8),
-			Tag:     []string{"app.log", "nginx.access"}[(i/128)%2],
-			Minute:  now - int64((i/7)%3)*60,
-			Count:   int64(1 + i%50),
-			Samples: []string{line, line},
-			SentMs:  time.Now().UnixMilli(),
+	es := make([]stream.Entry, 0, n)
+	for chunk := 0; len(es) < n; chunk++ {
+		src := chunk % 16
+		sec := chunk / 16 // chunks of one source are a second apart
+		minute := now - 3600 + int64(sec/60)*60
+		for k := 0; k < 10 && len(es) < n; k++ {
+			e := stream.Entry{
+				Batch:   fmt.Sprintf("%032x", chunk),
+				Keyword: keyword.Spec{Text: fmt.Sprintf("keyword-%02d", (chunk+k*3)%16)},
+				Host:    fmt.Sprintf("host-%d", src%8),
+				Tag:     []string{"app.log", "nginx.access"}[src/8],
+				Minute:  minute,
+				Count:   int64(1 + (chunk+k)%50),
+				Samples: []string{line, line},
+				SentMs:  time.Now().UnixMilli(),
+			}
+			if i := len(es); scattered {
+				e.Keyword.Text = fmt.Sprintf("keyword-%02d", i%16)
+				e.Host = fmt.Sprintf("host-%d", (i/16)%8)
+				e.Tag = []string{"app.log", "nginx.access"}[(i/128)%2]
+				e.Minute = now - int64((i/7)%3)*60
+			}
+			es = append(es, e)
 		}
 	}
 	return es
@@ -65,14 +82,18 @@ func xaddPipelined(tb testing.TB, rdb redis.UniversalClient, key string, es []st
 // stream, and the raw pipelined XADD rate of the same Redis in the same run.
 // Use -benchtime=Nx: one op is one entry.
 func BenchmarkApply(b *testing.B) {
+	// As keyalertd sets it (cmd/keyalertd GCPercent).
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	// redistest fsyncs the AOF on every write. Debian's redis.conf has no
 	// AOF (RDB snapshots only); an AOF in production would run everysec.
 	for _, aof := range []string{"off", "everysec"} {
-		b.Run("aof="+aof, func(b *testing.B) { benchApply(b, aof) })
+		for _, shape := range []string{"chunks", "scattered"} {
+			b.Run("aof="+aof+"/cells="+shape, func(b *testing.B) { benchApply(b, aof, shape == "scattered") })
+		}
 	}
 }
 
-func benchApply(b *testing.B, aof string) {
+func benchApply(b *testing.B, aof string, scattered bool) {
 	srv := redistest.Start(b)
 	rdb := srv.Client()
 	ctx := context.Background()
@@ -83,18 +104,25 @@ func benchApply(b *testing.B, aof string) {
 	if err := rdb.ConfigSet(ctx, cfg[0], cfg[1]).Err(); err != nil {
 		b.Fatal(err)
 	}
-	es := benchEntries(b.N)
+	// A background AOF rewrite is a forked child that would outlive the
+	// killed server and write into its removed temp dir.
+	if err := rdb.ConfigSet(ctx, "auto-aof-rewrite-percentage", "0").Err(); err != nil {
+		b.Fatal(err)
+	}
+	es := benchEntries(b.N, scattered)
 
 	cpu0 := redisCPU(b, rdb)
 	rawDur := xaddPipelined(b, rdb, "bench:raw", es)
 	rawCPU := redisCPU(b, rdb) - cpu0
 	rdb.Del(ctx, "bench:raw")
 	xaddPipelined(b, rdb, testStream, es)
+	es = nil
+	runtime.GC() // the consumer's heap alone, as in keyalertd
 
 	var applied atomic.Int64
 	done := make(chan struct{})
 	c, err := New(Options{
-		Client: rdb, Stream: testStream, Consumer: "bench", Logger: quietLogger(), Block: 100 * time.Millisecond,
+		Client: rdb, Stream: testStream, Consumer: "bench", Logger: quietLogger(), Block: 100 * time.Millisecond, // defaults otherwise, as keyalertd's
 		OnApplied: func(_ context.Context, a []stream.Entry) {
 			if applied.Add(int64(len(a))) == int64(b.N) {
 				close(done)
@@ -161,7 +189,7 @@ func selfCPU() time.Duration {
 // BenchmarkBuild measures the consumer's own work per entry (parse, dedup
 // ids, script arguments) without Redis. One op is one entry.
 func BenchmarkBuild(b *testing.B) {
-	es := benchEntries(500)
+	es := benchEntries(500, false)
 	msgs := make([]redis.XMessage, len(es))
 	for i := range es {
 		v := es[i].AppendValues(nil)
@@ -179,4 +207,33 @@ func BenchmarkBuild(b *testing.B) {
 	for done := 0; done < b.N; done += len(msgs) {
 		p.build("new", msgs, nil, now)
 	}
+}
+
+// BenchmarkScript measures the apply script alone: Redis CPU per entry for
+// batches read and planned beforehand. One op is one entry.
+func BenchmarkScript(b *testing.B) {
+	rdb := redistest.Start(b).Client()
+	ctx := context.Background()
+	rdb.ConfigSet(ctx, "appendonly", "no")
+	xaddPipelined(b, rdb, testStream, benchEntries(b.N, false))
+	rdb.XGroupCreate(ctx, testStream, "keyalertd", "0")
+	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
+		retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
+	var plans []*plan
+	for {
+		res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "c", Streams: []string{testStream, ">"}, Count: 1000, Block: -1}).Result()
+		if err != nil || len(res[0].Messages) == 0 {
+			break
+		}
+		plans = append(plans, p.build("new", res[0].Messages, nil, time.Now()))
+	}
+	applyScript.Load(ctx, rdb)
+	b.ResetTimer()
+	cpu0 := redisCPU(b, rdb)
+	for _, pl := range plans {
+		if err := applyScript.Run(ctx, rdb, pl.keys, pl.args...).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((redisCPU(b, rdb)-cpu0).Nanoseconds())/1000/float64(b.N), "redis-cpu-µs/entry")
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,13 +39,19 @@ type Options struct {
 	Consumer string                // required: this process's name in the group
 
 	Retention     time.Duration // default 7 days
-	BatchSize     int           // default 500
+	BatchSize     int           // default 1000
 	Block         time.Duration // default 2s
 	ClaimIdle     time.Duration // default 1m
 	ClaimInterval time.Duration // default 15s
 	MaxDeliveries int64         // default 10
 	Samples       int           // samples kept per keyword; default 20, -1 none
 	DeadMaxLen    int64         // default 100000
+	// PruneIdle: a consumer of the group with nothing pending that has been
+	// silent this long is removed. Default the larger of 1h and 10*ClaimIdle.
+	PruneIdle time.Duration
+	// Workers is how many read-apply loops run at once (default 2): while
+	// one waits for its script, another reads and prepares the next batch.
+	Workers int
 	// DrainTimeout bounds how long, after Run's context ends, the batches
 	// already read keep being retried while Redis fails. Default 10s.
 	DrainTimeout time.Duration
@@ -53,8 +60,9 @@ type Options struct {
 	Registerer prometheus.Registerer // default: a private registry
 
 	// OnApplied is called after each committed batch with the entries newly
-	// counted (not duplicates), on the consumer goroutine: keep it quick or
-	// hand the work off. A panic in it is recovered and logged.
+	// counted (not duplicates). Calls never overlap, but they run on the
+	// consumer's workers: keep it quick or hand the work off. A panic in it is
+	// recovered and logged.
 	OnApplied func(ctx context.Context, applied []stream.Entry)
 
 	Now func() time.Time // default time.Now
@@ -62,12 +70,15 @@ type Options struct {
 
 // Consumer is one member of the consumer group.
 type Consumer struct {
-	o       Options
-	plan    planner
-	m       *metrics
-	log     *slog.Logger
-	running atomic.Bool
-	lastOK  atomic.Int64 // Unix nanoseconds of the last successful read or commit
+	o         Options
+	plan      planner
+	m         *metrics
+	log       *slog.Logger
+	running   atomic.Bool
+	lastOK    atomic.Int64 // Unix nanoseconds of the last successful read or commit
+	nextClaim atomic.Int64 // Unix nanoseconds when idle entries are next claimed
+	claiming  sync.Mutex   // one worker claims at a time
+	hook      sync.Mutex   // serializes OnApplied
 }
 
 // New checks o and returns a consumer; Run starts it.
@@ -94,11 +105,15 @@ func New(o Options) (*Consumer, error) {
 	def(&o.ClaimIdle, time.Minute)
 	def(&o.ClaimInterval, 15*time.Second)
 	def(&o.DrainTimeout, 10*time.Second)
+	def(&o.PruneIdle, max(time.Hour, 10*o.ClaimIdle))
 	if o.BatchSize <= 0 {
-		o.BatchSize = 500
+		o.BatchSize = 1000
 	}
 	if o.BatchSize > 5000 { // Lua unpack() of the acks must fit the C stack
 		return nil, fmt.Errorf("ingest: BatchSize %d over the limit of 5000", o.BatchSize)
+	}
+	if o.Workers <= 0 {
+		o.Workers = 2
 	}
 	if o.MaxDeliveries <= 0 {
 		o.MaxDeliveries = 10
@@ -169,25 +184,91 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return nil
 	}
 	c.ok()
-	batches := make(chan *plan, 1) // one batch prepared while the previous one applies
-	go c.read(ctx, work, batches)
 	go c.observe(ctx, work)
-	var stopAt time.Time
-	for pl := range batches {
-		for !c.commit(work, pl) {
-			if ctx.Err() != nil {
-				if stopAt.IsZero() {
-					stopAt = time.Now()
-				}
-				if time.Since(stopAt) > c.o.DrainTimeout {
-					c.log.Warn("giving up on a batch at shutdown; it stays pending and is applied later", "entries", pl.size)
-					break
-				}
+	c.reapplyOwnPending(ctx, work)
+	var wg sync.WaitGroup
+	for i := 0; i < c.o.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.work(ctx, work)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// reapplyOwnPending applies the entries a previous run under the same
+// consumer name read but did not acknowledge.
+func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
+	start := "0"
+	for ctx.Err() == nil {
+		var msgs []redis.XMessage
+		if !c.retry(ctx, "read", func() (err error) {
+			msgs, err = c.readGroup(work, start, -1)
+			return err
+		}) {
+			return
+		}
+		c.ok()
+		if len(msgs) == 0 {
+			return
+		}
+		c.log.Info("re-applying own pending entries", "entries", len(msgs))
+		c.apply(ctx, work, c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now()))
+		start = msgs[len(msgs)-1].ID
+	}
+}
+
+// work is one read-apply loop: new entries, and idle ones when a claim is
+// due.
+func (c *Consumer) work(ctx, work context.Context) {
+	attempt := 0
+	for ctx.Err() == nil {
+		now := time.Now().UnixNano()
+		if next := c.nextClaim.Load(); now >= next && c.claiming.TryLock() {
+			if c.nextClaim.CompareAndSwap(next, now+int64(c.o.ClaimInterval)) {
+				c.claim(ctx, work)
+				c.pruneConsumers(work)
 			}
-			time.Sleep(c.backoff(1))
+			c.claiming.Unlock()
+		}
+		block := min(c.o.Block, max(time.Duration(c.nextClaim.Load()-time.Now().UnixNano()), time.Millisecond))
+		msgs, err := c.readGroup(work, ">", block)
+		if err != nil {
+			c.m.errors.WithLabelValues("read").Inc()
+			c.log.Warn("xreadgroup failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(c.backoff(attempt)):
+			}
+			attempt++
+			continue
+		}
+		attempt = 0
+		c.ok()
+		if len(msgs) > 0 {
+			c.apply(ctx, work, c.plan.build("new", msgs, nil, c.o.Now()))
 		}
 	}
-	return nil
+}
+
+// apply commits pl, retrying while Redis fails; once ctx has ended it gives
+// up after DrainTimeout, leaving the entries pending for a later run.
+func (c *Consumer) apply(ctx, work context.Context, pl *plan) {
+	var stopAt time.Time
+	for attempt := 0; !c.commit(work, pl); attempt++ {
+		if ctx.Err() != nil {
+			if stopAt.IsZero() {
+				stopAt = time.Now()
+			}
+			if time.Since(stopAt) > c.o.DrainTimeout {
+				c.log.Warn("giving up on a batch at shutdown; it stays pending and is applied later", "entries", pl.size)
+				return
+			}
+		}
+		time.Sleep(c.backoff(attempt))
+	}
 }
 
 func (c *Consumer) ensureGroup(ctx context.Context) error {
@@ -219,55 +300,6 @@ func (c *Consumer) retry(ctx context.Context, op string, f func() error) bool {
 func (c *Consumer) backoff(attempt int) time.Duration {
 	d := 100 * time.Millisecond << min(attempt, 6)
 	return min(d, 5*time.Second)
-}
-
-// read feeds out: own pending entries first, then new entries, with claims
-// of idle entries in between. It closes out when ctx ends.
-func (c *Consumer) read(ctx, work context.Context, out chan<- *plan) {
-	defer close(out)
-	// Own pending entries: left by a previous run under the same name.
-	start := "0"
-	for ctx.Err() == nil {
-		var msgs []redis.XMessage
-		if !c.retry(ctx, "read", func() (err error) {
-			msgs, err = c.readGroup(work, start, -1)
-			return err
-		}) {
-			return
-		}
-		c.ok()
-		if len(msgs) == 0 {
-			break
-		}
-		c.log.Info("re-applying own pending entries", "entries", len(msgs))
-		out <- c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now())
-		start = msgs[len(msgs)-1].ID
-	}
-	nextClaim := time.Now()
-	attempt := 0
-	for ctx.Err() == nil {
-		if !time.Now().Before(nextClaim) {
-			c.claim(ctx, work, out)
-			nextClaim = time.Now().Add(c.o.ClaimInterval)
-		}
-		block := min(c.o.Block, max(time.Until(nextClaim), time.Millisecond))
-		msgs, err := c.readGroup(work, ">", block)
-		if err != nil {
-			c.m.errors.WithLabelValues("read").Inc()
-			c.log.Warn("xreadgroup failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(c.backoff(attempt)):
-			}
-			attempt++
-			continue
-		}
-		attempt = 0
-		c.ok()
-		if len(msgs) > 0 {
-			out <- c.plan.build("new", msgs, nil, c.o.Now())
-		}
-	}
 }
 
 // readGroup reads from id ("0"-style: own pending; ">": new). block < 0
@@ -302,7 +334,7 @@ func (c *Consumer) readGroup(ctx context.Context, id string, block time.Duration
 // dead-lettered, the entry is simply applied.
 func (c *Consumer) deliveries(ctx context.Context, msgs []redis.XMessage) map[string]int64 {
 	// The range may also hold this consumer's in-flight entries: leave room.
-	n := int64(len(msgs) + 2*c.o.BatchSize + 16)
+	n := int64(len(msgs) + (c.o.Workers+1)*c.o.BatchSize + 16)
 	res, err := c.o.Client.XPendingExt(ctx, &redis.XPendingExtArgs{
 		Stream: c.o.Stream, Group: c.o.Group, Consumer: c.o.Consumer,
 		Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: n,
@@ -319,9 +351,9 @@ func (c *Consumer) deliveries(ctx context.Context, msgs []redis.XMessage) map[st
 	return d
 }
 
-// claim takes over entries idle longer than ClaimIdle, a bounded number of
-// batches per call so new entries are not starved.
-func (c *Consumer) claim(ctx, work context.Context, out chan<- *plan) {
+// claim takes over entries idle longer than ClaimIdle and applies them, a
+// bounded number of batches per call so new entries are not starved.
+func (c *Consumer) claim(ctx, work context.Context) {
 	cursor := "0-0"
 	for round := 0; round < 20 && ctx.Err() == nil; round++ {
 		msgs, next, err := c.o.Client.XAutoClaim(work, &redis.XAutoClaimArgs{
@@ -336,7 +368,7 @@ func (c *Consumer) claim(ctx, work context.Context, out chan<- *plan) {
 		if len(msgs) > 0 {
 			c.m.claimed.Add(float64(len(msgs)))
 			c.log.Info("claimed idle entries", "entries", len(msgs))
-			out <- c.plan.build("claim", msgs, c.deliveries(work, msgs), c.o.Now())
+			c.apply(ctx, work, c.plan.build("claim", msgs, c.deliveries(work, msgs), c.o.Now()))
 		}
 		if next == "0-0" || next == "" {
 			return
@@ -344,6 +376,50 @@ func (c *Consumer) claim(ctx, work context.Context, out chan<- *plan) {
 		cursor = next
 	}
 }
+
+// pruneConsumers deletes consumers that have nothing pending and have been
+// silent for PruneIdle, so restarts do not pile up names in the group. Live
+// consumers poll every Block, so only names of stopped processes go.
+func (c *Consumer) pruneConsumers(ctx context.Context) {
+	cs, err := c.o.Client.XInfoConsumers(ctx, c.o.Stream, c.o.Group).Result()
+	if err != nil {
+		c.m.errors.WithLabelValues("info").Inc()
+		return
+	}
+	for _, x := range cs {
+		if x.Name == c.o.Consumer || x.Pending > 0 || x.Idle < c.o.PruneIdle {
+			continue
+		}
+		// DELCONSUMER drops the consumer's pending entries too: recheck that
+		// there are none in the same step.
+		n, err := pruneScript.Run(ctx, c.o.Client, []string{c.o.Stream}, c.o.Group, x.Name).Int()
+		if err != nil {
+			c.m.errors.WithLabelValues("prune").Inc()
+			return
+		}
+		if n == 1 {
+			c.log.Info("removed idle consumer from the group", "removed", x.Name, "idle", x.Idle.Round(time.Second).String())
+		}
+	}
+}
+
+var pruneScript = redis.NewScript(`
+local cs = redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+for _, c in ipairs(cs) do
+  local name, pending
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1] end
+  end
+  if name == ARGV[2] then
+    if pending == 0 then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+      return 1
+    end
+    return 0
+  end
+end
+return 0
+`)
 
 // commit runs the apply script for pl; false means retry later.
 func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
@@ -413,6 +489,8 @@ func (c *Consumer) buryFailed(ctx context.Context, pl *plan, failed []failure) {
 }
 
 func (c *Consumer) callOnApplied(ctx context.Context, applied []stream.Entry) {
+	c.hook.Lock()
+	defer c.hook.Unlock()
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("OnApplied panicked", "panic", fmt.Sprint(p))

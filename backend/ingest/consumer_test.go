@@ -385,23 +385,42 @@ func TestSamplesNewestFirstAndCapped(t *testing.T) {
 		e.Samples = []string{fmt.Sprintf("line %d a", i), fmt.Sprintf("line %d b", i)}
 		es = append(es, e)
 	}
-	xadd(t, rdb, es[:5]...)
-	r := start(t, Options{Client: rdb, Samples: 3})
-	drained(t, rdb, "keyalertd")
-	xadd(t, rdb, es[5:]...)
-	drained(t, rdb, "keyalertd")
+	const sampleCap = 4 // a batch adds at most cap/4 = 1 sample per keyword
+	r := start(t, Options{Client: rdb, Samples: sampleCap})
+	for _, e := range es {
+		xadd(t, rdb, e)
+		drained(t, rdb, "keyalertd")
+	}
 	r.stop()
 	got, err := window.NewStore(rdb, testStream).Samples(context.Background(), "substring:err", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []window.Sample{
-		{Minute: now, Host: "h9", Tag: "t", Line: "line 9 b"},
-		{Minute: now, Host: "h9", Tag: "t", Line: "line 9 a"},
-		{Minute: now, Host: "h8", Tag: "t", Line: "line 8 b"},
+	var want []window.Sample
+	for i := 9; i > 9-sampleCap; i-- {
+		want = append(want, window.Sample{Minute: now, Host: fmt.Sprintf("h%d", i), Tag: "t", Line: fmt.Sprintf("line %d b", i)})
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("samples = %v, want %v", got, want)
+	}
+}
+
+func TestBacklogBatchAddsAQuarterOfTheCap(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	now := nowMinute()
+	var es []stream.Entry
+	for i := 0; i < 10; i++ {
+		e := entry(i, "err", fmt.Sprintf("h%d", i), "t", now, 2)
+		e.Samples = []string{fmt.Sprintf("line %d a", i), fmt.Sprintf("line %d b", i)}
+		es = append(es, e)
+	}
+	xadd(t, rdb, es...) // one read batch
+	start(t, Options{Client: rdb, Samples: 8})
+	drained(t, rdb, "keyalertd")
+	got, _ := window.NewStore(rdb, testStream).Samples(context.Background(), "substring:err", 10)
+	want := []window.Sample{{Minute: now, Host: "h9", Tag: "t", Line: "line 9 b"}, {Minute: now, Host: "h9", Tag: "t", Line: "line 9 a"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("samples = %v, want the batch's newest two %v", got, want)
 	}
 }
 
@@ -482,5 +501,57 @@ func TestKeepsConsumingAcrossRedisRestart(t *testing.T) {
 	}
 	if err := r.c.Ready(); err != nil {
 		t.Errorf("Ready after restart: %v", err)
+	}
+}
+
+func TestRegexKeywordEntriesValidatedEveryTime(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	now := nowMinute()
+	re := func(b int, expr string) stream.Entry {
+		e := entry(b, "", "h", "t", now, 2)
+		e.Keyword = keyword.Spec{Text: expr, Match: keyword.Regex, IgnoreCase: true}
+		return e
+	}
+	// The same valid and invalid expressions twice: a cached verdict must
+	// not let the second invalid one through.
+	xadd(t, rdb, re(1, `disk\s+full`), re(2, `disk\s+full`))
+	xaddRaw(t, rdb, append(values(re(3, "x")), stream.FieldKeyword, "(unclosed")...)
+	xaddRaw(t, rdb, append(values(re(4, "x")), stream.FieldKeyword, "(unclosed")...)
+	start(t, Options{Client: rdb})
+	drained(t, rdb, "keyalertd")
+	id := keyword.Spec{Text: `disk\s+full`, Match: keyword.Regex, IgnoreCase: true}.ID()
+	if n := totals(t, rdb, []string{id}, now, now+60)[series{id, "h", "t"}]; n != 4 {
+		t.Errorf("count = %d, want 4", n)
+	}
+	if n, _ := rdb.XLen(context.Background(), DeadStream(testStream)).Result(); n != 2 {
+		t.Errorf("%d dead letters, want the 2 bad regexes", n)
+	}
+}
+
+func TestStoppedConsumersWithNothingPendingArePruned(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	now := nowMinute()
+	rdb.XGroupCreateMkStream(ctx, testStream, "keyalertd", "0")
+	rdb.XGroupCreateConsumer(ctx, testStream, "keyalertd", "gone-idle")
+	// "busy" still holds an entry: it must stay until that is claimed.
+	xadd(t, rdb, entry(1, "err", "h", "t", now, 1))
+	rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "busy", Streams: []string{testStream, ">"}})
+	time.Sleep(300 * time.Millisecond)
+	start(t, Options{Client: rdb, ClaimIdle: time.Hour, ClaimInterval: 50 * time.Millisecond, PruneIdle: 200 * time.Millisecond})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cs, _ := rdb.XInfoConsumers(ctx, testStream, "keyalertd").Result()
+		names := map[string]bool{}
+		for _, c := range cs {
+			names[c.Name] = true
+		}
+		if !names["gone-idle"] && names["busy"] && names["test-1"] {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumers %v: want gone-idle pruned, busy and test-1 kept", names)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -12,6 +11,7 @@ import (
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/stream"
 	"github.com/redis/go-redis/v9"
+	"github.com/zeebo/xxh3"
 )
 
 // MaxFuture is how far past the consumer's clock an entry's minute may be.
@@ -45,7 +45,7 @@ type plan struct {
 	entries []stream.Entry   // counted entries, in ARGV order
 	ids     []string         // their stream ids
 	msgs    []redis.XMessage // their messages, to dead-letter one that fails
-	pos     []int            // their positions in stream order
+	order   []int            // the script's entry k is entries[order[k]]
 	dead    []deadEntry
 	expired []string // too old to count: acknowledged only
 	keys    []string
@@ -69,7 +69,11 @@ type planner struct {
 // build parses msgs and lays out the script call. deliveries, when known,
 // maps ids to their delivery counts.
 func (p *planner) build(source string, msgs []redis.XMessage, deliveries map[string]int64, now time.Time) *plan {
-	pl := &plan{source: source, size: len(msgs)}
+	pl := &plan{source: source, size: len(msgs),
+		entries: make([]stream.Entry, 0, len(msgs)),
+		ids:     make([]string, 0, len(msgs)),
+		msgs:    make([]redis.XMessage, 0, len(msgs)),
+	}
 	nowSec := now.Unix()
 	for _, m := range msgs {
 		if d := deliveries[m.ID]; d > p.maxDeliv {
@@ -129,11 +133,12 @@ func deadOf(m redis.XMessage, kind, reason string) deadEntry {
 	return deadEntry{id: m.ID, kind: kind, reason: reason, fields: string(fields)}
 }
 
-// layout fills pl.keys and pl.args in the order apply.lua reads them. It
-// first puts pl.entries in the script's order: grouped by seen set, and
+// layout fills pl.keys and pl.args in the order apply.lua reads them: the
+// script's entries are pl.entries taken in pl.order, grouped by seen set and
 // within it by window cell, so both kinds of group are contiguous runs.
 func (p *planner) layout(pl *plan) {
-	idx := make(map[string]int, 64)
+	n := len(pl.entries)
+	idx := make(map[string]int, 16+n/4)
 	pl.keys = append(pl.keys[:0], p.stream, p.dead)
 	key := func(k string) int {
 		i, ok := idx[k]
@@ -144,25 +149,24 @@ func (p *planner) layout(pl *plan) {
 		}
 		return i
 	}
-	n := len(pl.entries)
 	kwIDs := make([]string, n)
 	fields := make([]string, n)
-	for i := range pl.entries {
-		kwIDs[i] = pl.entries[i].Keyword.ID()
-		fields[i] = window.Field(pl.entries[i].Host, pl.entries[i].Tag)
-	}
 	wins := make([]int, n)
 	for i := range pl.entries {
-		wins[i] = key(p.keys.Window(kwIDs[i], pl.entries[i].Minute))
+		e := &pl.entries[i]
+		kwIDs[i] = e.Keyword.ID()
+		fields[i] = window.Field(e.Host, e.Tag)
+		wins[i] = key(p.keys.Window(kwIDs[i], e.Minute))
 	}
-	p.order(pl, kwIDs, fields, wins)
+	ord := p.order(pl, fields, wins)
+	pl.order = ord
 
 	type expiry struct {
 		key int
 		at  int64
 	}
 	var expires []expiry
-	expiring := map[int]bool{}
+	expiring := make(map[int]bool, 16)
 	expire := func(k int, at int64) {
 		if !expiring[k] {
 			expiring[k] = true
@@ -170,22 +174,28 @@ func (p *planner) layout(pl *plan) {
 		}
 	}
 
-	args := make([]any, 11, 11+4*n+3*len(pl.dead)+len(pl.expired)+64)
-	args = append(args, anys(pl.ids)...)
+	args := make([]any, 11, 11+5*n+3*len(pl.dead)+len(pl.expired)+64)
+	for _, e := range ord {
+		args = append(args, pl.ids[e])
+	}
 
 	// Seen groups: runs of entries in one event hour.
 	nSeen := 0
+	var buf []byte
 	for i := 0; i < n; {
-		h := window.Hour(pl.entries[i].Minute)
+		first := &pl.entries[ord[i]]
+		h := window.Hour(first.Minute)
 		j := i + 1
-		for j < n && window.Hour(pl.entries[j].Minute) == h {
+		for j < n && window.Hour(pl.entries[ord[j]].Minute) == h {
 			j++
 		}
-		k := key(p.keys.Seen(pl.entries[i].Minute))
-		expire(k, window.SeenExpireAt(pl.entries[i].Minute, p.retention))
+		k := key(p.keys.Seen(first.Minute))
+		expire(k, window.SeenExpireAt(first.Minute, p.retention))
 		args = append(args, k, j-i)
-		for e := i; e < j; e++ {
-			args = append(args, dedupBytes(&pl.entries[e]))
+		for _, e := range ord[i:j] {
+			var d string
+			d, buf = dedupBytes(&pl.entries[e], kwIDs[e], buf)
+			args = append(args, d)
 		}
 		nSeen++
 		i = j
@@ -194,41 +204,46 @@ func (p *planner) layout(pl *plan) {
 	// Count groups: runs of entries in one window cell.
 	nCount := 0
 	for i := 0; i < n; {
+		c := ord[i]
 		j := i + 1
-		for j < n && wins[j] == wins[i] && fields[j] == fields[i] {
+		for j < n && wins[ord[j]] == wins[c] && fields[ord[j]] == fields[c] {
 			j++
 		}
-		expire(wins[i], window.WindowExpireAt(pl.entries[i].Minute, p.retention))
-		args = append(args, wins[i], fields[i], i+1, j-i)
-		for e := i; e < j; e++ {
+		expire(wins[c], window.WindowExpireAt(pl.entries[c].Minute, p.retention))
+		args = append(args, wins[c], fields[c], i+1, j-i)
+		for _, e := range ord[i:j] {
 			args = append(args, pl.entries[e].Count)
 		}
 		nCount++
 		i = j
 	}
 
-	// Sample groups: the newest samples of each keyword, up to the cap, in
-	// stream order so the newest is pushed last and ends up first.
+	// Sample groups: each keyword's newest samples of the batch, in stream
+	// order so the newest is pushed last and ends up first. A batch adds at
+	// most a quarter of the cap, so the list spans several batches rather
+	// than one burst, and a backlog does not push samples only to trim them.
 	nSample := 0
 	if p.sampleCap > 0 {
-		byPos := make([]int, n) // entries in stream order
-		for e := range pl.entries {
-			byPos[pl.pos[e]] = e
+		perBatch := max(1, (p.sampleCap+3)/4)
+		pos := make([]int, n) // script position of each entry
+		for k, e := range ord {
+			pos[e] = k
 		}
 		take := make([]int, n)
 		left := map[string]int{}
-		for k := n - 1; k >= 0; k-- {
-			e := byPos[k]
+		for e := n - 1; e >= 0; e-- {
 			q, ok := left[kwIDs[e]]
 			if !ok {
-				q = p.sampleCap
+				q = perBatch
 			}
-			take[e] = min(q, len(pl.entries[e].Samples))
-			left[kwIDs[e]] = q - take[e]
+			if q > 0 {
+				take[e] = min(q, len(pl.entries[e].Samples))
+				left[kwIDs[e]] = q - take[e]
+			}
 		}
 		var sampleKeys []string
 		picks := map[string][]any{}
-		for _, e := range byPos {
+		for e := range pl.entries {
 			if take[e] == 0 {
 				continue
 			}
@@ -238,7 +253,7 @@ func (p *planner) layout(pl *plan) {
 				sampleKeys = append(sampleKeys, sk)
 			}
 			for _, line := range en.Samples[len(en.Samples)-take[e]:] {
-				picks[sk] = append(picks[sk], e+1, window.EncodeSample(window.Sample{Minute: en.Minute, Host: en.Host, Tag: en.Tag, Line: line}))
+				picks[sk] = append(picks[sk], pos[e]+1, window.EncodeSample(window.Sample{Minute: en.Minute, Host: en.Host, Tag: en.Tag, Line: line}))
 			}
 		}
 		for _, sk := range sampleKeys {
@@ -254,7 +269,9 @@ func (p *planner) layout(pl *plan) {
 	for _, x := range expires {
 		args = append(args, x.key, x.at)
 	}
-	args = append(args, anys(pl.expired)...)
+	for _, id := range pl.expired {
+		args = append(args, id)
+	}
 	args[0] = p.group
 	args[1] = n
 	args[2] = nSeen
@@ -269,17 +286,16 @@ func (p *planner) layout(pl *plan) {
 	pl.args = args
 }
 
-// order sorts the entries (and the slices parallel to them) by event hour,
-// then window cell, each in order of first appearance, stream order within;
-// pl.pos records each entry's stream position.
-func (p *planner) order(pl *plan, kwIDs, fields []string, wins []int) {
+// order returns the entry indexes sorted by event hour, then window cell,
+// each in order of first appearance, stream order within.
+func (p *planner) order(pl *plan, fields []string, wins []int) []int {
 	n := len(pl.entries)
 	type cell struct {
 		win   int
 		field string
 	}
 	hourRank := map[int64]int{}
-	cellRank := map[cell]int{}
+	cellRank := make(map[cell]int, n/2)
 	hr := make([]int, n)
 	cr := make([]int, n)
 	sorted := true
@@ -302,53 +318,37 @@ func (p *planner) order(pl *plan, kwIDs, fields []string, wins []int) {
 			sorted = false
 		}
 	}
-	perm := make([]int, n)
-	for i := range perm {
-		perm[i] = i
+	ord := make([]int, n)
+	for i := range ord {
+		ord[i] = i
 	}
 	if !sorted {
-		sort.SliceStable(perm, func(a, b int) bool {
-			x, y := perm[a], perm[b]
+		sort.SliceStable(ord, func(a, b int) bool {
+			x, y := ord[a], ord[b]
 			if hr[x] != hr[y] {
 				return hr[x] < hr[y]
 			}
 			return cr[x] < cr[y]
 		})
 	}
-	pl.pos = perm
-	if sorted {
-		return
-	}
-	entries := make([]stream.Entry, n)
-	ids := make([]string, n)
-	msgs := make([]redis.XMessage, n)
-	k2, f2, w2 := make([]string, n), make([]string, n), make([]int, n)
-	for k, i := range perm {
-		entries[k], ids[k], msgs[k] = pl.entries[i], pl.ids[i], pl.msgs[i]
-		k2[k], f2[k], w2[k] = kwIDs[i], fields[i], wins[i]
-	}
-	pl.entries, pl.ids, pl.msgs = entries, ids, msgs
-	copy(kwIDs, k2)
-	copy(fields, f2)
-	copy(wins, w2)
+	return ord
 }
 
-func anys(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
-// dedupBytes is the entry's dedup id as 16 raw bytes: half the memory of hex
-// in the seen sets.
-func dedupBytes(e *stream.Entry) string {
-	b, err := hex.DecodeString(e.DedupID())
-	if err != nil { // DedupID is always hex; keep the text if that ever changes
-		return e.DedupID()
-	}
-	return string(b)
+// dedupBytes is the entry's dedup id as 16 raw bytes (half the memory of
+// hex in the seen sets). It hashes what stream.Entry.DedupID hashes, without
+// the hex round trip; TestDedupBytesIsDedupID keeps the two equal.
+func dedupBytes(e *stream.Entry, kwID string, buf []byte) (string, []byte) {
+	buf = append(buf[:0], e.Batch...)
+	buf = append(buf, '|')
+	buf = append(buf, kwID...)
+	buf = append(buf, '|')
+	buf = append(buf, e.Tag...)
+	buf = append(buf, '|')
+	buf = append(buf, e.Host...)
+	buf = append(buf, '|')
+	buf = strconv.AppendInt(buf, e.Minute, 10)
+	sum := xxh3.Hash128(buf).Bytes()
+	return string(sum[:]), buf
 }
 
 // result is what the script reported for a plan.
@@ -374,10 +374,10 @@ func parseResult(pl *plan, v any) (result, error) {
 	if !ok || len(flags) != len(pl.entries) {
 		return r, fmt.Errorf("apply script returned flags %v for %d entries", arr[0], len(pl.entries))
 	}
-	for i := 0; i < len(flags); i++ {
-		switch flags[i] {
+	for k := 0; k < len(flags); k++ {
+		switch flags[k] {
 		case '1':
-			r.applied = append(r.applied, pl.entries[i])
+			r.applied = append(r.applied, pl.entries[pl.order[k]])
 		case '0':
 			r.duplicates++
 		}
@@ -392,7 +392,9 @@ func parseResult(pl *plan, v any) (result, error) {
 			continue
 		}
 		n, _ := strconv.Atoi(k)
-		r.failed = append(r.failed, failure{n - 1, msg})
+		if n >= 1 && n <= len(pl.order) {
+			r.failed = append(r.failed, failure{pl.order[n-1], msg})
+		}
 	}
 	return r, nil
 }

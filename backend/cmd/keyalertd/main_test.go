@@ -35,7 +35,7 @@ var (
 
 // keyalertd returns the binary under test: $KEYALERT_BUILD/keyalertd when
 // `make test` has built it, else a fresh `go build` shared by the tests.
-func keyalertd(t *testing.T) string {
+func keyalertd(t testing.TB) string {
 	t.Helper()
 	if dir := os.Getenv("KEYALERT_BUILD"); dir != "" {
 		if p := filepath.Join(dir, "keyalertd"); fileExists(p) {
@@ -97,7 +97,7 @@ func baseEnv(redisURL string) map[string]string {
 }
 
 // start runs keyalertd with env and waits for its HTTP address.
-func start(t *testing.T, env map[string]string) *proc {
+func start(t testing.TB, env map[string]string) *proc {
 	t.Helper()
 	cmd := exec.Command(keyalertd(t))
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}

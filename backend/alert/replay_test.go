@@ -1,0 +1,314 @@
+package alert
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/keyword"
+)
+
+var replayBase = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// replayPut is n records of kw on host at replayBase + min minutes.
+type replayPut struct {
+	kw   string
+	min  int
+	host string
+	n    int64
+}
+
+// replayEvery is n records of kw on host in each minute of [from, to].
+func replayEvery(kw, host string, from, to int, n int64) []replayPut {
+	var out []replayPut
+	for m := from; m <= to; m++ {
+		out = append(out, replayPut{kw, m, host, n})
+	}
+	return out
+}
+
+func replayCells(puts []replayPut) map[string][]window.Cell {
+	cells := map[string][]window.Cell{}
+	for _, p := range puts {
+		id := keyword.Spec{Text: p.kw}.ID()
+		cells[id] = append(cells[id], window.Cell{Minute: replayBase.Unix() + int64(p.min)*60, Host: p.host, Tag: "app", Count: p.n})
+	}
+	return cells
+}
+
+func replayRule(t testing.TB, body string) rules.Rule {
+	t.Helper()
+	r, errs := rules.Decode([]byte(body), rules.DecodeOptions{DefaultRoutingKey: true})
+	if errs.Err() != nil {
+		t.Fatalf("rule %s: %v", body, errs)
+	}
+	return r
+}
+
+// replayClock writes an event time as minutes after replayBase, "+11".
+func replayClock(at time.Time) string { return fmt.Sprintf("+%d", int(at.Sub(replayBase)/time.Minute)) }
+
+func replayLines(evs []ReplayEvent) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = fmt.Sprintf("%s %s %s %d", replayClock(e.At), e.Kind, e.Group, e.Count)
+	}
+	return out
+}
+
+// replayScenarios are shared by the replay tests and the check against the
+// engine: rules, recorded counts and the data's last minute.
+var replayScenarios = []struct {
+	name  string
+	rules []string
+	puts  []replayPut
+	to    int // last minute of the data
+	want  []string
+}{
+	{
+		name:  "threshold burst fires once and resolves after resolve_after",
+		rules: []string{`{"name":"burst","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"5m"},"resolve_after":"5m"}`},
+		puts:  append(replayEvery("INFO", "h", 0, 20, 10), replayPut{"Exception", 3, "h", 3}, replayPut{"Exception", 4, "h", 3}),
+		to:    20,
+		// +4: 6 in [0,4]; false from +8 (3 in [4,8]); resolved 5m later.
+		want: []string{"+4 trigger  6", "+13 resolve  0"},
+	},
+	{
+		name:  "resolve shows after the data ends",
+		rules: []string{`{"name":"burst","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"5m"},"resolve_after":"5m"}`},
+		puts:  []replayPut{{"Exception", 3, "h", 3}, {"Exception", 4, "h", 3}},
+		to:    4,
+		want:  []string{"+4 trigger  6", "+13 resolve  0"},
+	},
+	{
+		name: "repeat_interval renotifies while firing",
+		rules: []string{`{"name":"steady","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"1m"},
+			"repeat_interval":"2m","resolve_after":"1m"}`},
+		puts: replayEvery("Exception", "h", 0, 5, 6),
+		to:   5,
+		want: []string{"+0 trigger  6", "+2 renotify  6", "+4 renotify  6", "+7 resolve  0"},
+	},
+	{
+		name:  "absence fires when heartbeats stop and resolves when they resume",
+		rules: []string{`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","window":"5m"},"resolve_after":"2m"}`},
+		puts:  append(replayEvery("heartbeat ok", "h", 0, 9, 1), replayEvery("heartbeat ok", "h", 20, 29, 1)...),
+		to:    29,
+		want:  []string{"+14 trigger  0", "+22 resolve  3"},
+	},
+	{
+		name:  "absence waits its first window",
+		rules: []string{`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","window":"5m"}}`},
+		puts:  replayEvery("INFO", "h", 0, 8, 1),
+		to:    8,
+		want:  []string{"+5 trigger  0"},
+	},
+	{
+		name:  "absence does not fire because the data ended",
+		rules: []string{`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","window":"5m"}}`},
+		puts:  replayEvery("heartbeat ok", "h", 0, 9, 1),
+		to:    9,
+		want:  nil,
+	},
+	{
+		name: "spike against the baseline",
+		rules: []string{`{"name":"spike","keywords":["WARN"],"condition":{"type":"spike","window":"1m","factor":3,"min_count":5,"baseline":"10m"},
+			"resolve_after":"1m"}`},
+		puts: append(replayEvery("WARN", "h", 0, 14, 2), append([]replayPut{{"WARN", 15, "h", 20}}, replayEvery("WARN", "h", 16, 29, 2)...)...),
+		to:   29,
+		want: []string{"+15 trigger  20", "+17 resolve  2"},
+	},
+	{
+		name: "group_by host alerts per host and filters apply",
+		rules: []string{`{"name":"per host","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"5m"},
+			"group_by":"host","filters":{"host":"web-*"},"resolve_after":"0s"}`},
+		puts: []replayPut{{"Exception", 0, "web-1", 6}, {"Exception", 0, "web-2", 2}, {"Exception", 0, "db-1", 50}, {"Exception", 2, "web-2", 3}},
+		to:   6,
+		want: []string{"+0 trigger web-1 6", "+2 trigger web-2 5", "+5 resolve web-1 0", "+5 resolve web-2 3"},
+	},
+	{
+		name:  "a disabled rule is not evaluated",
+		rules: []string{`{"name":"off","keywords":["Exception"],"condition":{"type":"threshold","count":1,"window":"1m"},"enabled":false}`},
+		puts:  []replayPut{{"Exception", 0, "h", 9}},
+		to:    3,
+		want:  nil,
+	},
+}
+
+func TestReplayEmitsWhatTheRulesWouldHaveSent(t *testing.T) {
+	for _, sc := range replayScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			var rs []rules.Rule
+			for _, b := range sc.rules {
+				rs = append(rs, replayRule(t, b))
+			}
+			evs, err := Replay(rs, replayCells(sc.puts), replayBase, replayBase.Add(time.Duration(sc.to)*time.Minute+59*time.Second), time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := replayLines(evs); !slices.Equal(got, sc.want) {
+				t.Fatalf("events\n got %q\nwant %q", got, sc.want)
+			}
+		})
+	}
+}
+
+func TestReplayEventCarriesTheEnginesSummaryAndDetails(t *testing.T) {
+	r := replayRule(t, `{"name":"java exceptions","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"5m"},"group_by":"host"}`)
+	r.ID = "from-the-export"
+	cells := replayCells([]replayPut{{"Exception", 3, "web-1", 2}, {"Exception", 4, "web-1", 5}})
+	evs, err := Replay([]rules.Rule{r}, cells, replayBase, replayBase.Add(4*time.Minute), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 {
+		t.Fatalf("events %q", replayLines(evs))
+	}
+	tr, res := evs[0], evs[1]
+	if tr.Summary != "Exception seen 7 times in 5m on web-1 (rule java exceptions)" || tr.Condition != "count >= 5 over 5m" ||
+		tr.RuleID != "from-the-export" || tr.RuleName != "java exceptions" || tr.GroupBy != rules.GroupHost || tr.Rule != 0 {
+		t.Fatalf("trigger %+v", tr)
+	}
+	if tr.CountsPerMinute["2025-03-01T12:03:00Z"] != 2 || tr.CountsPerMinute["2025-03-01T12:04:00Z"] != 5 || len(tr.CountsPerMinute) != 5 {
+		t.Fatalf("counts per minute %v", tr.CountsPerMinute)
+	}
+	// False from +9 (the window [5,9] is empty), resolved after the default 5m.
+	if res.Kind != ReplayResolve || replayClock(res.At) != "+14" || !res.StartedAt.Equal(tr.At) ||
+		res.Summary != "condition false for 5m, after firing for 10m (rule java exceptions)" || res.CountsPerMinute != nil {
+		t.Fatalf("resolve %+v", res)
+	}
+}
+
+func TestReplayStepFinerThanAMinute(t *testing.T) {
+	r := replayRule(t, `{"name":"burst","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"5m"},"resolve_after":"90s"}`)
+	evs, err := Replay([]rules.Rule{r}, replayCells([]replayPut{{"Exception", 0, "h", 5}}), replayBase, replayBase, 15*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]string, len(evs))
+	for i, e := range evs {
+		got[i] = e.Kind + " " + e.At.Sub(replayBase).String()
+	}
+	// False from +5m; resolve_after 90s is honoured to the step, not the minute.
+	if want := []string{"trigger 0s", "resolve 6m30s"}; !slices.Equal(got, want) {
+		t.Fatalf("got %q want %q", got, want)
+	}
+}
+
+func TestReplayRejectsABadClock(t *testing.T) {
+	r := replayRule(t, `{"name":"x","keywords":["x"],"condition":{"type":"threshold","count":1,"window":"1m"}}`)
+	tests := []struct {
+		name     string
+		from, to time.Time
+		step     time.Duration
+		want     string
+	}{
+		{"zero step", replayBase, replayBase, 0, "step 0s"},
+		{"step over a minute", replayBase, replayBase, 2 * time.Minute, "step 2m0s"},
+		{"end before start", replayBase, replayBase.Add(-time.Hour), time.Minute, "before start"},
+		{"too many steps", replayBase, replayBase.Add(100 * 365 * 24 * time.Hour), time.Second, "over the limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Replay([]rules.Rule{r}, nil, tt.from, tt.to, tt.step)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestReplayAgreesWithTheEngine runs each scenario through the real engine
+// on a real Redis, one tick per minute (30s into it), and checks that the
+// alert histories it writes match the replay's events minute for minute.
+func TestReplayAgreesWithTheEngine(t *testing.T) {
+	for _, sc := range replayScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			v := newEnv(t) // clock at 12:00:30, i.e. replayBase + 30s
+			var rs []rules.Rule
+			for _, b := range sc.rules {
+				b = strings.Replace(b, `"name"`, `"pagerduty":{"routing_key":"`+testKey+`"},"name"`, 1)
+				rs = append(rs, v.rule(b))
+			}
+			for _, p := range sc.puts {
+				id := keyword.Spec{Text: p.kw}.ID()
+				minute := replayBase.Unix() + int64(p.min)*60
+				if err := v.rdb.HIncrBy(v.ctx, v.win.Keys().Window(id, minute), window.Field(p.host, "app"), p.n).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			evs, err := Replay(rs, replayCells(sc.puts), replayBase, replayBase.Add(time.Duration(sc.to)*time.Minute), time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The engine does not know when the data ends, so it runs to the
+			// replay's last event, or the data's end for an absence rule.
+			last := sc.to
+			for _, e := range evs {
+				last = max(last, int(e.At.Sub(replayBase)/time.Minute))
+			}
+			for m := 0; m <= last; m++ {
+				v.tick()
+				v.clk.Add(time.Minute)
+			}
+			groups := map[string]bool{}
+			for _, e := range evs {
+				groups[e.Group] = true
+			}
+			for _, p := range sc.puts {
+				groups[p.host] = true
+			}
+			groups[""] = true
+			var engine []string
+			for _, r := range rs {
+				for g := range groups {
+					a := v.alert(r.ID, g)
+					if a == nil {
+						continue
+					}
+					for _, h := range a.History {
+						kind := map[string]string{"firing": ReplayTrigger, "renotified": ReplayRenotify, "resolved": ReplayResolve}[h.Event]
+						if kind != "" {
+							engine = append(engine, fmt.Sprintf("%s %s %s", replayClock(h.At.Truncate(time.Minute)), kind, g))
+						}
+					}
+				}
+			}
+			var replayed []string
+			for _, e := range evs {
+				replayed = append(replayed, fmt.Sprintf("%s %s %s", replayClock(e.At), e.Kind, e.Group))
+			}
+			slices.Sort(engine)
+			slices.Sort(replayed)
+			if !slices.Equal(engine, replayed) {
+				t.Fatalf("engine %q\nreplay %q", engine, replayed)
+			}
+		})
+	}
+}
+
+// BenchmarkReplayDay replays a day of per-minute counts on 20 hosts against
+// a threshold, an absence and a spike rule grouped by host.
+func BenchmarkReplayDay(b *testing.B) {
+	var puts []replayPut
+	for h := 0; h < 20; h++ {
+		host := fmt.Sprintf("web-%d", h)
+		puts = append(puts, replayEvery("Exception", host, 0, 24*60-1, int64(1+h%3))...)
+		puts = append(puts, replayEvery("heartbeat ok", host, 0, 24*60-1, 1)...)
+	}
+	cells := replayCells(puts)
+	rs := []rules.Rule{
+		replayRule(b, `{"name":"t","keywords":["Exception"],"condition":{"type":"threshold","count":12,"window":"5m"},"group_by":"host"}`),
+		replayRule(b, `{"name":"a","keywords":["heartbeat ok"],"condition":{"type":"absence","window":"5m"},"group_by":"host"}`),
+		replayRule(b, `{"name":"s","keywords":["Exception"],"condition":{"type":"spike","window":"5m","factor":3,"baseline":"1h"},"group_by":"host"}`),
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Replay(rs, cells, replayBase, replayBase.Add(24*time.Hour-time.Minute), time.Minute); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

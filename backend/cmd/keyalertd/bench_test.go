@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/redistest"
+	"github.com/keyalert/keyalert/stream"
+	"github.com/redis/go-redis/v9"
+)
+
+// BenchmarkKeyalertd measures the real binary: entries applied exactly once
+// per second by one keyalertd draining a prefilled stream (from its start to
+// an empty pending list), next to the raw pipelined XADD rate of the same
+// Redis in the same run. One op is one entry; use -benchtime=Nx.
+func BenchmarkKeyalertd(b *testing.B) {
+	for _, aof := range []string{"off", "everysec"} {
+		b.Run("aof="+aof, func(b *testing.B) { benchKeyalertd(b, aof) })
+	}
+}
+
+func benchKeyalertd(b *testing.B, aof string) {
+	srv := redistest.Start(b)
+	rdb := srv.Client()
+	ctx := context.Background()
+	cfg := []string{"appendonly", "no"}
+	if aof != "off" {
+		cfg = []string{"appendfsync", aof}
+	}
+	if err := rdb.ConfigSet(ctx, cfg[0], cfg[1]).Err(); err != nil {
+		b.Fatal(err)
+	}
+	// A background AOF rewrite is a forked child that would outlive the
+	// killed server and write into its removed temp dir.
+	if err := rdb.ConfigSet(ctx, "auto-aof-rewrite-percentage", "0").Err(); err != nil {
+		b.Fatal(err)
+	}
+	vals := chunkShaped(b.N)
+	t0 := time.Now()
+	pipelined(b, rdb, "bench:raw", vals)
+	raw := time.Since(t0)
+	rdb.Del(ctx, "bench:raw")
+	pipelined(b, rdb, stream.DefaultStream, vals)
+	vals = nil
+
+	env := baseEnv(srv.URL())
+	b.ResetTimer()
+	t0 = time.Now()
+	p := start(b, env)
+	for {
+		gs, err := rdb.XInfoGroups(ctx, stream.DefaultStream).Result()
+		if err == nil && len(gs) == 1 && gs[0].Lag == 0 && gs[0].Pending == 0 {
+			break
+		}
+		if time.Since(t0) > 10*time.Minute {
+			b.Fatal("not drained in 10 minutes")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	dur := time.Since(t0)
+	b.StopTimer()
+	cpu := procCPU(b, p.cmd.Process.Pid)
+	p.kill()
+	rate, rawRate := float64(b.N)/dur.Seconds(), float64(b.N)/raw.Seconds()
+	b.ReportMetric(rate, "applied/s")
+	b.ReportMetric(rawRate, "xadd/s")
+	b.ReportMetric(rate/rawRate, "ratio")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "keyalertd-cpu-µs/applied")
+}
+
+// chunkShaped is the plugin-like workload of the ingest benchmark: 16
+// sources flushing a chunk a second, 10 keyword entries a chunk.
+func chunkShaped(n int) [][]any {
+	now := time.Now().Unix()/60*60 - 3600
+	line := strings.Repeat("2024-05-01 10:00:00 worker-7 request failed with Exception after retries ", 2)[:120]
+	out := make([][]any, 0, n)
+	for chunk := 0; len(out) < n; chunk++ {
+		src := chunk % 16
+		for k := 0; k < 10 && len(out) < n; k++ {
+			e := stream.Entry{
+				Batch:   fmt.Sprintf("%032x", chunk),
+				Keyword: keyword.Spec{Text: fmt.Sprintf("keyword-%02d", (chunk+k*3)%16)},
+				Host:    fmt.Sprintf("host-%d", src%8),
+				Tag:     []string{"app.log", "nginx.access"}[src/8],
+				Minute:  now + int64(chunk/16/60)*60,
+				Count:   int64(1 + (chunk+k)%50),
+				Samples: []string{line, line},
+				SentMs:  time.Now().UnixMilli(),
+			}
+			out = append(out, e.AppendValues(nil))
+		}
+	}
+	return out
+}
+
+func pipelined(b *testing.B, rdb redis.UniversalClient, key string, vals [][]any) {
+	ctx := context.Background()
+	for i := 0; i < len(vals); i += 500 {
+		pipe := rdb.Pipeline()
+		for _, v := range vals[i:min(i+500, len(vals))] {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: v})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// procCPU is a process's user+system CPU time from /proc.
+func procCPU(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the whole line, in clock ticks (100 Hz here).
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
