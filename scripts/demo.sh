@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-var=$root/var
+var=${KEYALERT_DEMO_VAR:-$root/var}
 redis_port=${KEYALERT_DEMO_REDIS_PORT:-6390}
 api_addr=${KEYALERT_DEMO_LISTEN:-127.0.0.1:8080}
 pd_addr=${KEYALERT_DEMO_RECEIVER:-127.0.0.1:8090}
@@ -77,7 +77,7 @@ for rule in \
 done
 
 say "log generator -> var/demo/app.log (bursts of Exception every 30s, Disk Full now and then)"
-build/keyalert loggen -o "$var/demo/app.log" -host web-12 &
+build/keyalert loggen -o "$var/demo/app.log" -host web-12 -burst-every "${KEYALERT_DEMO_BURST_EVERY:-30s}" &
 pids+=($!)
 
 fluent_bit=${FLUENT_BIT:-$(command -v fluent-bit || true)}
