@@ -84,6 +84,9 @@ func (s *Server) start() error {
 	args := []string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always",
+		// No background AOF rewrite: its forked child would outlive a Kill and
+		// keep writing into the test's temp dir.
+		"--auto-aof-rewrite-percentage", "0",
 		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	}
