@@ -45,6 +45,8 @@ type Config struct {
 	LogFormat       string // json or text
 	LogLevel        string // debug, info, warn, error
 	ShutdownTimeout time.Duration
+
+	Alerting Alerting // rules, alert engine, outbox, PagerDuty (alerting.go)
 }
 
 // Setting is one configuration knob: its flag, its environment variable, its
@@ -62,7 +64,7 @@ type Setting struct {
 // Settings lists every setting in README order.
 func Settings() []Setting { return settings }
 
-var settings = []Setting{
+var settings = append([]Setting{
 	{Flag: "redis-url", Env: "KEYALERT_REDIS_URL", Default: "redis://127.0.0.1:6379/0", Secret: true,
 		Usage: "Redis to consume from: `redis://[user:pass@]host:port/db`, `rediss://` for TLS; several `host:port` separated by commas mean a Redis Cluster",
 		set: func(c *Config, v string) error {
@@ -175,7 +177,7 @@ var settings = []Setting{
 	{Flag: "shutdown-timeout", Env: "KEYALERT_SHUTDOWN_TIMEOUT", Default: "10s",
 		Usage: "on SIGTERM, how long to wait for the batch in flight and open HTTP requests",
 		set:   durationIn(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, time.Second, 10*time.Minute)},
-}
+}, alertingSettings...)
 
 // ErrHelp is returned by Load when -h or --help was given; usage has been
 // written to the output.

@@ -1,6 +1,8 @@
 // Command keyalertd consumes the keyword stream written by the keyalert Fluent
-// Bit plugin into per-minute windows in Redis and serves them over HTTP.
-// Settings: flags with KEYALERT_* environment fallbacks (backend/README.md).
+// Bit plugin into per-minute windows in Redis, evaluates the alert rules and
+// pages PagerDuty, and serves counts, rules, silences and alerts over HTTP.
+// Settings: flags with KEYALERT_* environment fallbacks (README.md). The
+// wiring is in server.go, so tests can run a whole server in-process.
 package main
 
 import (
@@ -9,22 +11,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"strings"
 	"syscall"
-	"time"
 
-	"github.com/keyalert/keyalert/backend/api"
 	"github.com/keyalert/keyalert/backend/config"
-	"github.com/keyalert/keyalert/backend/ingest"
-	"github.com/keyalert/keyalert/backend/window"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 )
 
 func main() {
@@ -50,106 +44,32 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		debug.SetGCPercent(GCPercent)
 	}
 
-	rdb := redis.NewUniversalClient(cfg.Redis.Options())
-	defer rdb.Close()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	store := window.NewStore(rdb, cfg.Stream)
-	consumer, err := ingest.New(ingest.Options{
-		Client:        rdb,
-		Stream:        cfg.Stream,
-		Group:         cfg.Group,
-		Consumer:      cfg.Consumer,
-		Retention:     cfg.Retention,
-		BatchSize:     cfg.BatchSize,
-		Workers:       cfg.Workers,
-		Block:         cfg.Block,
-		ClaimIdle:     cfg.ClaimIdle,
-		ClaimInterval: cfg.ClaimInterval,
-		MaxDeliveries: cfg.MaxDeliveries,
-		Samples:       samplesOption(cfg.Samples),
-		DeadMaxLen:    cfg.DeadMaxLen,
-		DrainTimeout:  cfg.ShutdownTimeout,
-		Logger:        log,
-		Registerer:    reg,
-		// The alert engine hooks in here (OnApplied) and below (Mount).
-	})
+	srv, err := newServer(cfg, serverOptions{Log: log})
 	if err != nil {
-		log.Error("consumer setup", "err", err)
+		fmt.Fprintf(stderr, "keyalertd: %v\n", err)
+		if se := (*setupError)(nil); errors.As(err, &se) {
+			return se.code
+		}
 		return 1
-	}
-	handler, err := api.NewRouter(api.Options{
-		Store:          store,
-		Tokens:         cfg.APITokens,
-		InsecureNoAuth: cfg.InsecureNoAuth,
-		Retention:      cfg.Retention,
-		Gatherer:       reg,
-		Logger:         log,
-		Ready: func(ctx context.Context) error {
-			if err := rdb.Ping(ctx).Err(); err != nil {
-				return fmt.Errorf("redis: %w", err)
-			}
-			return consumer.Ready()
-		},
-	})
-	if err != nil {
-		log.Error("router setup", "err", err)
-		return 1
-	}
-
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "keyalertd: KEYALERT_LISTEN = %q: %v\n", cfg.Listen, err)
-		return 1
-	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if cfg.InsecureNoAuth && len(cfg.APITokens) == 0 {
 		log.Warn("serving /api/v1 without authentication (--insecure-no-auth)")
 	}
-	log.Info("keyalertd starting", "listen", ln.Addr().String(), "redis", cfg.Redis.Redacted(),
-		"stream", cfg.Stream, "group", cfg.Group, "consumer", cfg.Consumer, "retention", cfg.Retention.String())
+	a := cfg.Alerting
+	pdURL, _ := url.Parse(a.PagerDutyURL) // validated by config
+	log.Info("keyalertd starting", "listen", srv.Addr(), "redis", cfg.Redis.Redacted(),
+		"stream", cfg.Stream, "group", cfg.Group, "consumer", cfg.Consumer, "retention", cfg.Retention.String(),
+		"pagerduty_url", pdURL.Redacted(), "default_routing_key", a.PagerDutyRoutingKey != "",
+		"eval_shards", a.EvalShards, "lease_ttl", a.LeaseTTL.String(), "lease_owner", srv.Owner())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	consumed := make(chan struct{})
-	go func() {
-		defer close(consumed)
-		_ = consumer.Run(ctx) // returns after the batches in flight are acknowledged
-	}()
-
-	code := 0
-	select {
-	case <-ctx.Done():
-		log.Info("stopping: finishing the batch in flight")
-	case err := <-serveErr:
-		log.Error("http server stopped", "err", err)
-		code = 1
-		stop()
-	}
-	// The consumer stops within one read (Block) plus the batch in flight.
-	select {
-	case <-consumed:
-	case <-time.After(cfg.ShutdownTimeout + cfg.Block):
-		log.Warn("consumer did not stop in time; its unacknowledged entries stay pending")
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("http shutdown", "err", err)
+	if err := srv.Run(ctx); err != nil {
+		log.Error("keyalertd stopped", "err", err)
+		return 1
 	}
 	log.Info("keyalertd stopped")
-	return code
+	return 0
 }
 
 // GCPercent is keyalertd's GOGC unless the environment sets one.

@@ -1,0 +1,348 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/keyalert/keyalert/backend/alert"
+	"github.com/keyalert/keyalert/backend/alertapi"
+	"github.com/keyalert/keyalert/backend/api"
+	"github.com/keyalert/keyalert/backend/config"
+	"github.com/keyalert/keyalert/backend/ingest"
+	"github.com/keyalert/keyalert/backend/lease"
+	"github.com/keyalert/keyalert/backend/notify/pagerduty"
+	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/silence"
+	"github.com/keyalert/keyalert/backend/window"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+)
+
+// serverOptions are what a test changes about a server; the binary uses the
+// zero value.
+type serverOptions struct {
+	// Now is the clock of counting, rules, silences and alerts (nil:
+	// time.Now). Tests set it to replay old logs and to move time on; leases,
+	// retries and timeouts always run on the real clock.
+	Now func() time.Time
+	// Log is the logger (nil: slog.Default()).
+	Log *slog.Logger
+}
+
+// server is one keyalertd: the consumer counting the stream, the alert engine
+// evaluating the rules of the shards it holds, the outbox sender while it
+// holds that lease, and the HTTP API. newServer connects and listens; Run
+// serves until its context ends and then stops everything.
+type server struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	now   func() time.Time
+	owner string // this replica's token in the lease keys
+
+	rdb      redis.UniversalClient
+	reg      *prometheus.Registry
+	ln       net.Listener
+	http     *http.Server
+	consumer *ingest.Consumer
+	engine   *alert.Engine
+	shards   *lease.Shards
+	sender   *lease.Lease
+	outbox   *outbox.Outbox
+	pd       *pagerduty.Client
+}
+
+// setupError is a startup failure; code is the exit status (2 for a bad
+// setting, 1 otherwise).
+type setupError struct {
+	code int
+	err  error
+}
+
+func (e *setupError) Error() string { return e.err.Error() }
+func (e *setupError) Unwrap() error { return e.err }
+
+// alertingSettings turns the configuration into the alerting packages'
+// settings and runs their own validation, a second check of config's bounds.
+func alertingSettings(a config.Alerting) (pd pagerduty.Settings, rs rules.Settings, ls lease.Settings,
+	as alert.Settings, obs outbox.Settings, apis alertapi.Settings, err error) {
+	pd = pagerduty.Settings{URL: a.PagerDutyURL, Timeout: a.PagerDutyTimeout, DefaultRoutingKey: rules.Secret(a.PagerDutyRoutingKey)}
+	rs = rules.Settings{KeywordsKey: a.KeywordsKey}
+	ls = lease.Settings{TTL: a.LeaseTTL, Shards: a.EvalShards}
+	as = alert.Settings{EvalInterval: a.EvalInterval, PublicURL: a.PublicURL, SampleLines: a.SampleLines}
+	obs = outbox.DefaultSettings()
+	obs.BackoffMin, obs.BackoffMax, obs.Concurrency = a.OutboxBackoffMin, a.OutboxBackoffMax, a.OutboxConcurrency
+	apis = alertapi.DefaultSettings()
+	apis.MaxBodyBytes, apis.DefaultRoutingKey = a.APIMaxBodyBytes, a.PagerDutyRoutingKey != ""
+	err = errors.Join(pd.Validate(), rs.Validate(), ls.Validate(), as.Validate(), obs.Validate(), apis.Validate())
+	return
+}
+
+// newServer wires a server and opens its listener; nothing runs until Run.
+func newServer(cfg *config.Config, o serverOptions) (*server, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	pdSet, rulesSet, leaseSet, alertSet, obSet, apiSet, err := alertingSettings(cfg.Alerting)
+	if err != nil {
+		return nil, &setupError{2, err}
+	}
+	log := o.Log
+	s := &server{cfg: cfg, log: log, now: o.Now}
+	s.rdb = redis.NewUniversalClient(cfg.Redis.Options())
+	fail := func(code int, err error) (*server, error) {
+		s.rdb.Close()
+		return nil, &setupError{code, err}
+	}
+
+	s.reg = prometheus.NewRegistry()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	counts := window.NewStore(s.rdb, cfg.Stream)
+	ruleStore := rules.NewStore(s.rdb, rulesSet, o.Now, log)
+	sils := silence.NewStore(s.rdb, o.Now, log)
+	s.outbox = outbox.New(s.rdb, obSet, log)
+	alerts := alert.NewStore(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: pdSet.DefaultRoutingKey}, o.Now, log)
+	s.owner = lease.NewOwner()
+	s.shards = lease.NewShards(s.rdb, alert.LeasePrefix, s.owner, leaseSet, log)
+	s.sender = lease.New(s.rdb, alert.OutboxLeaseKey, s.owner, leaseSet.TTL)
+	s.pd = pagerduty.NewClient(pdSet, nil)
+	s.engine = alert.New(alert.Config{Redis: s.rdb, Rules: ruleStore, Silences: sils, Counts: counts, Store: alerts,
+		Shards: s.shards, Settings: alertSet, DefaultRoutingKey: pdSet.DefaultRoutingKey, Now: o.Now, Log: log})
+	s.registerAlertMetrics(alerts)
+
+	s.consumer, err = ingest.New(ingest.Options{
+		Client:        s.rdb,
+		Stream:        cfg.Stream,
+		Group:         cfg.Group,
+		Consumer:      cfg.Consumer,
+		Retention:     cfg.Retention,
+		BatchSize:     cfg.BatchSize,
+		Workers:       cfg.Workers,
+		Block:         cfg.Block,
+		ClaimIdle:     cfg.ClaimIdle,
+		ClaimInterval: cfg.ClaimInterval,
+		MaxDeliveries: cfg.MaxDeliveries,
+		Samples:       samplesOption(cfg.Samples),
+		DeadMaxLen:    cfg.DeadMaxLen,
+		DrainTimeout:  cfg.ShutdownTimeout,
+		Logger:        log,
+		Registerer:    s.reg,
+		OnApplied:     s.engine.OnApplied, // no I/O: it only wakes the engine
+		Now:           o.Now,
+	})
+	if err != nil {
+		return fail(1, fmt.Errorf("consumer setup: %w", err))
+	}
+	alertAPI := &alertapi.Handler{Rules: ruleStore, Silences: sils, Alerts: alerts, Outbox: s.outbox, Counts: counts,
+		Settings: apiSet, Now: o.Now, Log: log}
+	handler, err := api.NewRouter(api.Options{
+		Store:          counts,
+		Tokens:         cfg.APITokens,
+		InsecureNoAuth: cfg.InsecureNoAuth,
+		Retention:      cfg.Retention,
+		Gatherer:       s.reg,
+		Logger:         log,
+		Mount:          []func(chi.Router){alertAPI.Mount},
+		Now:            o.Now,
+		Ready: func(ctx context.Context) error {
+			if err := s.rdb.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+			return s.consumer.Ready()
+		},
+	})
+	if err != nil {
+		return fail(1, fmt.Errorf("router setup: %w", err))
+	}
+	s.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fail(1, fmt.Errorf("KEYALERT_LISTEN = %q: %w", cfg.Listen, err))
+	}
+	s.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Addr is the HTTP listen address (host:port).
+func (s *server) Addr() string { return s.ln.Addr().String() }
+
+// Owner is the token this replica writes into the lease keys it holds
+// (ka:{alerts}:lease:*), so people and tests can tell which replica holds what.
+func (s *server) Owner() string { return s.owner }
+
+// Run serves until ctx ends (or the HTTP server fails), then stops the
+// consumer after its batch in flight, the engine, the outbox sender and the
+// HTTP server, releases the leases so other replicas take over at once, and
+// closes the Redis client. It returns nil after a stop asked for by ctx.
+func (s *server) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer s.rdb.Close()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.http.Serve(s.ln) }()
+
+	// Take this replica's shards before the engine's first tick, so the
+	// rules are evaluated at once rather than a tick later.
+	if err := s.shards.Step(ctx); err != nil {
+		s.log.Warn("shard leases", "err", err)
+	}
+	var alerting sync.WaitGroup
+	alerting.Go(func() { s.shards.Run(ctx) })
+	alerting.Go(func() { s.engine.Run(ctx) })
+	alerting.Go(func() { s.sender.Hold(ctx, s.sendOutbox) })
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		_ = s.consumer.Run(ctx) // returns after the batches in flight are acknowledged
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+		s.log.Info("stopping: finishing the batch in flight")
+	case err = <-serveErr:
+		s.log.Error("http server stopped", "err", err)
+		err = fmt.Errorf("http server: %w", err)
+		stop()
+	}
+	// The consumer stops within one read (Block) plus the batch in flight.
+	select {
+	case <-consumed:
+	case <-time.After(s.cfg.ShutdownTimeout + s.cfg.Block):
+		s.log.Warn("consumer did not stop in time; its unacknowledged entries stay pending")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(sctx); err != nil {
+		s.log.Warn("http shutdown", "err", err)
+	}
+	// The engine, shard leases and outbox sender end with ctx; the leases
+	// are released on the way out.
+	done := make(chan struct{})
+	go func() { alerting.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		s.log.Warn("alerting did not stop in time; its leases expire by themselves")
+	}
+	return err
+}
+
+// sendOutbox runs the outbox sender while this replica holds its lease; a
+// failed start (Redis down) is retried rather than idling on the lease.
+func (s *server) sendOutbox(ctx context.Context) {
+	s.log.Info("outbox sender started")
+	defer s.log.Info("outbox sender stopped")
+	delay := 100 * time.Millisecond
+	for {
+		err := s.outbox.Run(ctx, s.pd)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("outbox sender", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// registerAlertMetrics exposes the engine's and the outbox's counters, the
+// leases this replica holds, and the alerts active across all replicas.
+func (s *server) registerAlertMetrics(alerts *alert.Store) {
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	eng, ob := s.engine.Stats, s.outbox.Stats
+	s.reg.MustRegister(
+		counter("keyalert_alert_evaluations_total", "Full evaluation ticks run by this replica.",
+			func() float64 { return float64(eng().Ticks) }),
+		gauge("keyalert_alert_evaluation_seconds", "Wall time of this replica's last full evaluation tick.",
+			func() float64 { return eng().LastTick.Seconds() }),
+		counter("keyalert_alert_evaluation_errors_total", "Evaluations that failed (Redis errors).",
+			func() float64 { return float64(eng().Errors) }),
+		counter("keyalert_alerts_fired_total", "Alert episodes started by this replica.",
+			func() float64 { return float64(eng().Fired) }),
+		counter("keyalert_alerts_resolved_total", "Alerts resolved by this replica's evaluation.",
+			func() float64 { return float64(eng().Resolved) }),
+		counter("keyalert_alert_notifications_total", "Triggers and resolves this replica stored in the outbox.",
+			func() float64 { return float64(eng().Notifications) }),
+		gauge("keyalert_outbox_pending", "Notifications waiting in this replica's outbox sender (0 unless it holds the sender lease).",
+			func() float64 { return float64(ob().Pending) }),
+		counter("keyalert_outbox_sent_total", "Notifications PagerDuty accepted (202) from this replica.",
+			func() float64 { return float64(ob().Delivered) }),
+		counter("keyalert_outbox_retries_total", "Deliveries that failed temporarily (429, 5xx, network) and were rescheduled.",
+			func() float64 { return float64(ob().Retries) }),
+		counter("keyalert_outbox_failed_total", "Notifications PagerDuty rejected for good (400), set aside in the failed list.",
+			func() float64 { return float64(ob().Rejected) }),
+		gauge("keyalert_eval_shards_owned", "Evaluation shard leases this replica holds.",
+			func() float64 { return float64(len(s.shards.Owned())) }),
+		gauge("keyalert_outbox_sender", "1 while this replica holds the outbox sender lease.",
+			func() float64 {
+				if s.sender.Held() {
+					return 1
+				}
+				return 0
+			}),
+		&activeAlerts{store: alerts, log: s.log,
+			firing: prometheus.NewDesc("keyalert_alerts_firing", "Alerts firing now, across all replicas.", nil, nil),
+			acked:  prometheus.NewDesc("keyalert_alerts_acknowledged", "Alerts acknowledged and not yet resolved, across all replicas.", nil, nil),
+		},
+	)
+}
+
+// activeAlerts counts the active alerts in Redis on each scrape: they are
+// shared by all replicas, so no replica's counters know the number.
+type activeAlerts struct {
+	store         *alert.Store
+	log           *slog.Logger
+	firing, acked *prometheus.Desc
+}
+
+func (c *activeAlerts) Describe(ch chan<- *prometheus.Desc) { ch <- c.firing; ch <- c.acked }
+
+func (c *activeAlerts) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	tracked, err := c.store.Tracked(ctx)
+	if err != nil {
+		c.log.Warn("metrics: reading active alerts", "err", err)
+		ch <- prometheus.NewInvalidMetric(c.firing, err)
+		return
+	}
+	var firing, acked float64
+	for _, a := range tracked {
+		switch a.State {
+		case alert.Firing:
+			firing++
+		case alert.Acknowledged:
+			acked++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.firing, prometheus.GaugeValue, firing)
+	ch <- prometheus.MustNewConstMetric(c.acked, prometheus.GaugeValue, acked)
+}
