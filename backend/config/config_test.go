@@ -156,15 +156,12 @@ func TestRedactedHidesPassword(t *testing.T) {
 	}
 }
 
-var update = flag.Bool("update", false, "rewrite the settings tables in the READMEs that have the markers")
+var update = flag.Bool("update", false, "rewrite the settings table in the root README.md")
 
-// The READMEs' settings tables (the root one and backend/README.md) are
-// generated from the settings; keep them in step. A README without the
-// markers is not checked.
+// The root README's settings table — the one place settings are documented —
+// is generated from the settings; keep them in step.
 func TestReadmeTableMatchesSettings(t *testing.T) {
-	for _, path := range []string{"../../README.md", "../README.md"} {
-		t.Run(path, func(t *testing.T) { checkReadmeTable(t, path) })
-	}
+	checkReadmeTable(t, "../../README.md")
 }
 
 func checkReadmeTable(t *testing.T, path string) {
