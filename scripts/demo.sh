@@ -38,6 +38,9 @@ wait_http() { # url, seconds
 	echo "demo: $1 did not come up" >&2; return 1
 }
 
+# Each run starts from an empty demo database, so rules and counts of an
+# earlier run do not pile up; var/ keeps the last run's data for inspection.
+rm -rf "$var/redis"
 mkdir -p "$var/redis" "$var/demo" "$var/log"
 : >"$var/demo/app.log"
 
@@ -76,7 +79,7 @@ for rule in \
 		-d "$rule" "http://$api_addr/api/v1/rules" | sed 's/^/       /'; echo
 done
 
-say "log generator -> var/demo/app.log (bursts of Exception every 30s, Disk Full now and then)"
+say "log generator -> $var/demo/app.log (bursts of Exception every ${KEYALERT_DEMO_BURST_EVERY:-30s}, Disk Full now and then)"
 build/keyalert loggen -o "$var/demo/app.log" -host web-12 -burst-every "${KEYALERT_DEMO_BURST_EVERY:-30s}" &
 pids+=($!)
 
@@ -88,7 +91,7 @@ if [ -n "$fluent_bit" ]; then
 		"$fluent_bit" -c conf/fluent-bit-multiline.conf >"$var/log/fluent-bit.log" 2>&1 &
 else
 	say "fluent-bit is not on PATH: feeding through build/flbhost + build/keyalert.so (log: var/log/plugin.log)"
-	build/keyalert feed -p "Redis_URL=$redis_url" -p Keywords=Exception -p Samples=3 \
+	build/keyalert feed -p "Redis_URL=$redis_url" -p Keywords=Exception -p Samples=3 -p Hostname=web-12 \
 		-tag app.demo "$var/demo/app.log" >"$var/log/plugin.log" 2>&1 &
 fi
 pids+=($!)

@@ -64,14 +64,16 @@ func watchCmd(args []string) error {
 		}
 		fmt.Printf("%s  per minute (oldest→now): %s\n", time.Now().Format("15:04:05"), strings.Join(parts, " | "))
 
-		var alerts []map[string]any
+		var alerts struct {
+			Alerts []map[string]any `json:"alerts"`
+		}
 		if err := c.get(ctx, "/api/v1/alerts", &alerts); err == nil {
-			for _, a := range alerts {
+			for _, a := range alerts.Alerts {
 				id, _ := a["id"].(string)
 				state, _ := a["state"].(string)
 				if seen[id] != state {
 					seen[id] = state
-					fmt.Printf("%s  ALERT %s is %s: %v\n", time.Now().Format("15:04:05"), id, strings.ToUpper(state), a["summary"])
+					fmt.Printf("%s  ALERT %s %s: rule %q, group %q, count %v\n", time.Now().Format("15:04:05"), id, strings.ToUpper(state), a["rule_name"], a["group"], a["count"])
 				}
 			}
 		}
