@@ -11,18 +11,6 @@ import (
 	"github.com/keyalert/keyalert/stream"
 )
 
-// loghubCounts is the table in ../shared/loghub/README.md: lines containing
-// "Exception", "ERROR", "WARN" (case-sensitive) and "error" in any case.
-var loghubCounts = map[string][4]int64{
-	"Hadoop_2k.log":    {8, 151, 808, 156},
-	"Zookeeper_2k.log": {5, 13, 1318, 305},
-	"Android_2k.log":   {4, 0, 0, 0},
-	"Apache_2k.log":    {0, 0, 0, 595},
-	"HDFS_2k.log":      {0, 0, 80, 0},
-	"OpenSSH_2k.log":   {2, 0, 0, 47},
-	"HealthApp_2k.log": {0, 0, 0, 1},
-}
-
 // TestLoghubCountsMatchPublishedTable runs every loghub sample through two
 // instances — three case-sensitive keywords, and "error" ignoring case — in
 // 500-line chunks, and checks the counts in Redis against the README's table
@@ -60,7 +48,7 @@ func TestLoghubCountsMatchPublishedTable(t *testing.T) {
 	ciEntries := readEntries(t, rc, "ka:ci")
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
-			want, known := loghubCounts[r.name]
+			want, known := loghub.Counts[r.name]
 			if len(r.lines) != 2000 {
 				t.Errorf("%s has %d lines, the README says 2000", r.name, len(r.lines))
 			}

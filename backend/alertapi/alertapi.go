@@ -7,7 +7,6 @@ package alertapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/keyalert/keyalert/backend/alert"
+	"github.com/keyalert/keyalert/backend/api"
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
@@ -107,17 +107,9 @@ type errorBody struct {
 	Fields []validate.FieldError `json:"fields,omitempty"`
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorBody{Error: msg})
-}
+// writeError uses api's writer: without fields, errorBody and api.Error
+// encode the same {"error": ...}.
+func writeError(w http.ResponseWriter, status int, msg string) { api.WriteError(w, status, "", msg) }
 
 func (h *Handler) internal(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
@@ -125,6 +117,20 @@ func (h *Handler) internal(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	h.log().Error("alert api", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal error")
+}
+
+// failed answers a non-nil err — 404 "<what> not found" when it is notFound,
+// 500 otherwise — and reports whether it did.
+func (h *Handler) failed(w http.ResponseWriter, r *http.Request, err, notFound error, what string) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, notFound):
+		writeError(w, http.StatusNotFound, what+" not found")
+	default:
+		h.internal(w, r, err)
+	}
+	return true
 }
 
 // body reads a request body within the size limit; on failure it has
@@ -138,7 +144,7 @@ func (h *Handler) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		if errors.As(err, &tooBig) {
 			msg = fmt.Sprintf("over the limit of %d bytes", limit)
 		}
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid request body", Fields: []validate.FieldError{{Field: "body", Message: msg}}})
+		api.WriteJSON(w, http.StatusBadRequest, errorBody{Error: "invalid request body", Fields: []validate.FieldError{{Field: "body", Message: msg}}})
 		return nil, false
 	}
 	return b, true
@@ -146,7 +152,7 @@ func (h *Handler) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 
 func invalid(w http.ResponseWriter, what string, errs validate.Errors) {
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Field < errs[j].Field })
-	writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid " + what, Fields: errs})
+	api.WriteJSON(w, http.StatusBadRequest, errorBody{Error: "invalid " + what, Fields: errs})
 }
 
 func (h *Handler) createRule(w http.ResponseWriter, r *http.Request) {
@@ -166,7 +172,7 @@ func (h *Handler) createRule(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log().Info("rule created", "rule", stored)
 	w.Header().Set("Location", "rules/"+stored.ID)
-	writeJSON(w, http.StatusCreated, stored)
+	api.WriteJSON(w, http.StatusCreated, stored)
 }
 
 func (h *Handler) listRules(w http.ResponseWriter, r *http.Request) {
@@ -175,20 +181,15 @@ func (h *Handler) listRules(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"rules": snap.Rules})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"rules": snap.Rules})
 }
 
 func (h *Handler) getRule(w http.ResponseWriter, r *http.Request) {
 	rule, err := h.Rules.Get(r.Context(), chi.URLParam(r, "id"))
-	if errors.Is(err, rules.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "rule not found")
+	if h.failed(w, r, err, rules.ErrNotFound, "rule") {
 		return
 	}
-	if err != nil {
-		h.internal(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rule)
+	api.WriteJSON(w, http.StatusOK, rule)
 }
 
 func (h *Handler) updateRule(w http.ResponseWriter, r *http.Request) {
@@ -198,12 +199,7 @@ func (h *Handler) updateRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	existing, err := h.Rules.Get(r.Context(), id)
-	if errors.Is(err, rules.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "rule not found")
-		return
-	}
-	if err != nil {
-		h.internal(w, r, err)
+	if h.failed(w, r, err, rules.ErrNotFound, "rule") {
 		return
 	}
 	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.Settings.DefaultRoutingKey, Existing: &existing})
@@ -212,26 +208,16 @@ func (h *Handler) updateRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	stored, err := h.Rules.Update(r.Context(), id, rule)
-	if errors.Is(err, rules.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "rule not found")
-		return
-	}
-	if err != nil {
-		h.internal(w, r, err)
+	if h.failed(w, r, err, rules.ErrNotFound, "rule") {
 		return
 	}
 	h.log().Info("rule updated", "rule", stored)
-	writeJSON(w, http.StatusOK, stored)
+	api.WriteJSON(w, http.StatusOK, stored)
 }
 
 func (h *Handler) deleteRule(w http.ResponseWriter, r *http.Request) {
 	err := h.Rules.Delete(r.Context(), chi.URLParam(r, "id"))
-	if errors.Is(err, rules.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "rule not found")
-		return
-	}
-	if err != nil {
-		h.internal(w, r, err)
+	if h.failed(w, r, err, rules.ErrNotFound, "rule") {
 		return
 	}
 	h.log().Info("rule deleted", "rule_id", chi.URLParam(r, "id"))
@@ -255,7 +241,7 @@ func (h *Handler) createSilence(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log().Info("silence created", "silence_id", stored.ID, "author", stored.Author, "end", stored.End)
 	w.Header().Set("Location", "silences/"+stored.ID)
-	writeJSON(w, http.StatusCreated, stored)
+	api.WriteJSON(w, http.StatusCreated, stored)
 }
 
 type silenceView struct {
@@ -268,7 +254,7 @@ func (h *Handler) listSilences(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("active"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid query", Fields: []validate.FieldError{{Field: "active", Message: "want true or false"}}})
+			api.WriteJSON(w, http.StatusBadRequest, errorBody{Error: "invalid query", Fields: []validate.FieldError{{Field: "active", Message: "want true or false"}}})
 			return
 		}
 		activeOnly = b
@@ -285,30 +271,20 @@ func (h *Handler) listSilences(w http.ResponseWriter, r *http.Request) {
 			out = append(out, v)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"silences": out})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"silences": out})
 }
 
 func (h *Handler) getSilence(w http.ResponseWriter, r *http.Request) {
 	s, err := h.Silences.Get(r.Context(), chi.URLParam(r, "id"))
-	if errors.Is(err, silence.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "silence not found")
+	if h.failed(w, r, err, silence.ErrNotFound, "silence") {
 		return
 	}
-	if err != nil {
-		h.internal(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, silenceView{s, s.Active(h.now())})
+	api.WriteJSON(w, http.StatusOK, silenceView{s, s.Active(h.now())})
 }
 
 func (h *Handler) deleteSilence(w http.ResponseWriter, r *http.Request) {
 	err := h.Silences.Delete(r.Context(), chi.URLParam(r, "id"))
-	if errors.Is(err, silence.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "silence not found")
-		return
-	}
-	if err != nil {
-		h.internal(w, r, err)
+	if h.failed(w, r, err, silence.ErrNotFound, "silence") {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -334,7 +310,7 @@ func (h *Handler) listAlerts(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	if errs.Err() != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid query", Fields: errs})
+		api.WriteJSON(w, http.StatusBadRequest, errorBody{Error: "invalid query", Fields: errs})
 		return
 	}
 	list, err := h.Alerts.List(r.Context(), state, limit)
@@ -345,17 +321,12 @@ func (h *Handler) listAlerts(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []*alert.Alert{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"alerts": list})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"alerts": list})
 }
 
 func (h *Handler) getAlert(w http.ResponseWriter, r *http.Request) {
 	a, err := h.Alerts.Get(r.Context(), chi.URLParam(r, "id"))
-	if errors.Is(err, alert.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "alert not found")
-		return
-	}
-	if err != nil {
-		h.internal(w, r, err)
+	if h.failed(w, r, err, alert.ErrNotFound, "alert") {
 		return
 	}
 	var rule *rules.Rule
@@ -370,7 +341,7 @@ func (h *Handler) getAlert(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, d)
+	api.WriteJSON(w, http.StatusOK, d)
 }
 
 // actor reads the optional {"by": "...", "comment": "..."} of ack and
@@ -418,7 +389,7 @@ func (h *Handler) transition(w http.ResponseWriter, r *http.Request, fn func(con
 	case err != nil:
 		h.internal(w, r, err)
 	default:
-		writeJSON(w, http.StatusOK, a)
+		api.WriteJSON(w, http.StatusOK, a)
 	}
 }
 
@@ -439,5 +410,5 @@ func (h *Handler) outbox(w http.ResponseWriter, r *http.Request) {
 	if failed == nil {
 		failed = []outbox.Failure{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"pending": pending, "failed": failed})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"pending": pending, "failed": failed})
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/keyword"
 )
 
@@ -31,9 +32,6 @@ type Alerting struct {
 // DefaultPagerDutyURL is PagerDuty's Events API v2 enqueue endpoint.
 const DefaultPagerDutyURL = "https://events.pagerduty.com/v2/enqueue"
 
-// routingKeyLen is the length of a PagerDuty integration key.
-const routingKeyLen = 32
-
 // alertingSettings follow the core settings in the table. They are set in
 // this order, so a setter may read a setting listed before it.
 var alertingSettings = []Setting{
@@ -52,8 +50,8 @@ var alertingSettings = []Setting{
 	{Flag: "pagerduty-routing-key", Env: "KEYALERT_PAGERDUTY_ROUTING_KEY", Default: "", Secret: true,
 		Usage: "routing (integration) key for rules without their own: 32 letters or digits; never logged or returned (prefer the variable: flags show in `ps`)",
 		set: func(c *Config, v string) error {
-			if v != "" && !validRoutingKey(v) {
-				return fmt.Errorf("want %d letters or digits (a PagerDuty integration key)", routingKeyLen)
+			if v != "" && !rules.ValidRoutingKey(v) {
+				return fmt.Errorf("want %d letters or digits (a PagerDuty integration key)", rules.RoutingKeyLen)
 			}
 			c.Alerting.PagerDutyRoutingKey = v
 			return nil
@@ -131,17 +129,4 @@ func absoluteHTTPURL(v string) error {
 		return errors.New("want an absolute http or https URL")
 	}
 	return nil
-}
-
-func validRoutingKey(k string) bool {
-	if len(k) != routingKeyLen {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
-			return false
-		}
-	}
-	return true
 }

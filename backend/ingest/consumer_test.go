@@ -376,15 +376,22 @@ func TestWindowAndSeenKeysExpireAfterRetention(t *testing.T) {
 	}
 }
 
-func TestSamplesNewestFirstAndCapped(t *testing.T) {
-	rdb := redistest.Start(t).Client()
-	now := nowMinute()
+// sampledEntries are ten batches of "err" at minute, from hosts h0…h9, each
+// with the samples "line <i> a" and "line <i> b".
+func sampledEntries(minute int64) []stream.Entry {
 	var es []stream.Entry
 	for i := 0; i < 10; i++ {
-		e := entry(i, "err", fmt.Sprintf("h%d", i), "t", now, 2)
+		e := entry(i, "err", fmt.Sprintf("h%d", i), "t", minute, 2)
 		e.Samples = []string{fmt.Sprintf("line %d a", i), fmt.Sprintf("line %d b", i)}
 		es = append(es, e)
 	}
+	return es
+}
+
+func TestSamplesNewestFirstAndCapped(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	now := nowMinute()
+	es := sampledEntries(now)
 	const sampleCap = 4 // a batch adds at most cap/4 = 1 sample per keyword
 	r := start(t, Options{Client: rdb, Samples: sampleCap})
 	for _, e := range es {
@@ -408,12 +415,7 @@ func TestSamplesNewestFirstAndCapped(t *testing.T) {
 func TestBacklogBatchAddsAQuarterOfTheCap(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	now := nowMinute()
-	var es []stream.Entry
-	for i := 0; i < 10; i++ {
-		e := entry(i, "err", fmt.Sprintf("h%d", i), "t", now, 2)
-		e.Samples = []string{fmt.Sprintf("line %d a", i), fmt.Sprintf("line %d b", i)}
-		es = append(es, e)
-	}
+	es := sampledEntries(now)
 	xadd(t, rdb, es...) // one read batch
 	start(t, Options{Client: rdb, Samples: 8})
 	drained(t, rdb, "keyalertd")

@@ -11,6 +11,19 @@ import (
 	"testing"
 )
 
+// Counts is the table in ../shared/loghub/README.md: per sample file, the
+// lines containing "Exception", "ERROR", "WARN" (case-sensitive) and "error"
+// in any case. Tests read it; nobody writes it.
+var Counts = map[string][4]int64{
+	"Hadoop_2k.log":    {8, 151, 808, 156},
+	"Zookeeper_2k.log": {5, 13, 1318, 305},
+	"Android_2k.log":   {4, 0, 0, 0},
+	"Apache_2k.log":    {0, 0, 0, 595},
+	"HDFS_2k.log":      {0, 0, 80, 0},
+	"OpenSSH_2k.log":   {2, 0, 0, 47},
+	"HealthApp_2k.log": {0, 0, 0, 1},
+}
+
 // Dir finds <repo>/../shared/loghub by walking up from the working directory
 // to the module root (the directory holding go.mod).
 func Dir() (string, bool) {
