@@ -1,0 +1,160 @@
+package stream
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/keyalert/keyalert/keyword"
+)
+
+func sample() Entry {
+	return Entry{
+		Batch:   BatchID("host-a|redis|keyalert:events", []byte("chunk bytes")),
+		Keyword: keyword.Spec{Text: "Exception", Match: keyword.Substring},
+		Tag:     "app.web", Host: "web-12", Minute: 1_700_000_040, Count: 37,
+		Samples: []string{"java.lang.NullPointerException at Foo"}, SentMs: 1_700_000_062_123,
+	}
+}
+
+func values(e Entry) map[string]any {
+	kv := e.AppendValues(nil)
+	m := make(map[string]any, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	return m
+}
+
+func TestEntryRoundTripsThroughStreamValues(t *testing.T) {
+	for _, e := range []Entry{
+		sample(),
+		func() Entry { e := sample(); e.Samples, e.SentMs = nil, 0; return e }(),
+		func() Entry {
+			e := sample()
+			e.Keyword = keyword.Spec{Text: "disk\\s+full", Match: keyword.Regex, IgnoreCase: true}
+			return e
+		}(),
+	} {
+		got, err := Parse(values(e))
+		if err != nil {
+			t.Fatalf("Parse(%+v): %v", e, err)
+		}
+		if got.DedupID() != e.DedupID() || got.Count != e.Count || got.SentMs != e.SentMs || len(got.Samples) != len(e.Samples) {
+			t.Fatalf("round trip: got %+v, want %+v", got, e)
+		}
+	}
+}
+
+func TestParseNamesTheBadField(t *testing.T) {
+	tests := []struct {
+		name, field string
+		edit        func(m map[string]any)
+	}{
+		{"missing version", "v", func(m map[string]any) { delete(m, FieldVersion) }},
+		{"unknown version", "v", func(m map[string]any) { m[FieldVersion] = "9" }},
+		{"short batch", "batch", func(m map[string]any) { m[FieldBatch] = "abc" }},
+		{"batch not hex", "batch", func(m map[string]any) { m[FieldBatch] = strings.Repeat("z", 32) }},
+		{"bad match mode", "match", func(m map[string]any) { m[FieldMatch] = "glob" }},
+		{"bad icase", "icase", func(m map[string]any) { m[FieldIgnoreCase] = "yes" }},
+		{"regex that does not compile", "kw", func(m map[string]any) { m[FieldMatch] = "regex"; m[FieldKeyword] = "(" }},
+		{"empty keyword", "kw", func(m map[string]any) { m[FieldKeyword] = "" }},
+		{"minute not a number", "minute", func(m map[string]any) { m[FieldMinute] = "soon" }},
+		{"minute not on a minute", "minute", func(m map[string]any) { m[FieldMinute] = "61" }},
+		{"zero count", "count", func(m map[string]any) { m[FieldCount] = "0" }},
+		{"samples not JSON", "samples", func(m map[string]any) { m[FieldSamples] = "[" }},
+		{"sent_ms not a number", "sent_ms", func(m map[string]any) { m[FieldSentMs] = "x" }},
+		{"value of the wrong type", "host", func(m map[string]any) { m[FieldHost] = 7 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := values(sample())
+			tc.edit(m)
+			_, err := Parse(m)
+			if err == nil || !strings.Contains(err.Error(), `"`+tc.field+`"`) {
+				t.Fatalf("err = %v, want one naming field %q", err, tc.field)
+			}
+		})
+	}
+	m := values(sample())
+	m[FieldVersion] = "2"
+	if _, err := Parse(m); !errors.Is(err, ErrVersion) {
+		t.Fatalf("unknown version: %v does not wrap ErrVersion", err)
+	}
+}
+
+func TestBatchIDDependsOnInstanceAndBytesOnly(t *testing.T) {
+	a := BatchID("i1", []byte("chunk"))
+	if a != BatchID("i1", []byte("chunk")) {
+		t.Fatal("same instance and bytes gave different ids")
+	}
+	if a == BatchID("i2", []byte("chunk")) || a == BatchID("i1", []byte("chunk2")) {
+		t.Fatal("different instance or bytes gave the same id")
+	}
+	if len(a) != 32 {
+		t.Fatalf("len = %d, want 32", len(a))
+	}
+}
+
+func TestDedupIDIgnoresCountSamplesAndSendTime(t *testing.T) {
+	a, b := sample(), sample()
+	b.Count, b.Samples, b.SentMs = 1, nil, 5
+	if a.DedupID() != b.DedupID() {
+		t.Fatal("dedup id depends on count, samples or send time")
+	}
+	for _, edit := range []func(e *Entry){
+		func(e *Entry) { e.Host = "web-13" },
+		func(e *Entry) { e.Tag = "app.db" },
+		func(e *Entry) { e.Minute += 60 },
+		func(e *Entry) { e.Keyword.IgnoreCase = true },
+		func(e *Entry) { e.Batch = BatchID("x", nil) },
+	} {
+		c := sample()
+		edit(&c)
+		if c.DedupID() == a.DedupID() {
+			t.Fatalf("dedup id unchanged for a different series: %+v", c)
+		}
+	}
+}
+
+func TestCutSampleKeepsUTF8Whole(t *testing.T) {
+	long := strings.Repeat("a", MaxSampleBytes-1) + "é" + "tail"
+	got := CutSample([]byte(long))
+	if len(got) != MaxSampleBytes-1 {
+		t.Fatalf("len = %d, want %d (the two-byte rune dropped whole)", len(got), MaxSampleBytes-1)
+	}
+	if s := CutSample([]byte("short")); s != "short" {
+		t.Fatalf("short line changed: %q", s)
+	}
+}
+
+func TestHashTagSharesTheStreamSlot(t *testing.T) {
+	for in, want := range map[string]string{
+		"keyalert:events": "{keyalert:events}",
+		"{ka}:events":     "{ka}",
+		"x{y}z":           "{y}",
+	} {
+		if got := HashTag(in); got != want {
+			t.Errorf("HashTag(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	e := sample()
+	f.Add(FieldVersion, Version, FieldMinute, "60", e.Batch)
+	f.Add(FieldCount, "-1", FieldSamples, `["a"]`, "0123")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, batch string) {
+		m := values(sample())
+		m[k1], m[k2], m[FieldBatch] = v1, v2, batch
+		got, err := Parse(m)
+		if err != nil {
+			return
+		}
+		// Whatever parses must round-trip to the same identity.
+		again, err := Parse(values(got))
+		if err != nil || again.DedupID() != got.DedupID() {
+			t.Fatalf("parsed entry does not round-trip: %v", err)
+		}
+	})
+}
