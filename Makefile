@@ -59,9 +59,15 @@ vet:
 test: redis build vet
 	KEYALERT_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 9m $(PKGS)
 
-# Benchmarks; figures and how to read them are in bench/README.md.
+# Benchmarks: the commands behind the figures in README.md § Benchmarks and
+# bench/*.md (each file names its own command too). Takes several minutes.
 bench: redis build
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem ./match/
+	$(GO) test -run '^$$' -bench 'Flush|GetRecord' -benchmem -cpu 1 -count 5 ./plugin/flush/
+	$(GO) test -run '^$$' -bench BenchmarkKeyalertd -benchtime=300000x -count 3 ./backend/cmd/keyalertd
+	$(GO) test -run '^$$' -bench EvaluateTick -benchtime 20x -count 3 ./backend/alert/
+	$(GO) test -run '^$$' -bench AlertLatency -benchtime 1x -count 3 ./backend/cmd/keyalertd/
+	@if [ -n "$$FLUENT_BIT" ]; then bash bench/fluentbit-cpu.sh; else echo "bench/fluentbit-cpu.sh skipped: set FLUENT_BIT=/path/to/fluent-bit"; fi
 
 # The demo, end to end (scripts/demo.sh); Ctrl-C stops everything.
 run: redis build
