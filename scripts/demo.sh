@@ -28,6 +28,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+command -v curl >/dev/null 2>&1 || { echo "demo: curl is needed (sudo apt-get install -y curl)" >&2; exit 1; }
+
 port_free() { ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 for a in "127.0.0.1:$redis_port" "$api_addr" "$pd_addr"; do
 	port_free "$a" || { echo "demo: $a is already in use (another 'make run'?). Stop it or set KEYALERT_DEMO_* ports." >&2; exit 1; }
