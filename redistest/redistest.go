@@ -168,3 +168,19 @@ func (s *Server) Restart() {
 	}
 	s.tb.Fatalf("restart redis-server: %v", err)
 }
+
+// SetAOF switches persistence for a benchmark: "off" turns the append-only
+// file off (Debian's default redis.conf has none), anything else is an
+// appendfsync policy ("everysec", "always").
+func (s *Server) SetAOF(mode string) {
+	s.tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	defer c.Close()
+	key, val := "appendfsync", mode
+	if mode == "off" {
+		key, val = "appendonly", "no"
+	}
+	if err := c.ConfigSet(context.Background(), key, val).Err(); err != nil {
+		s.tb.Fatalf("config set %s %s: %v", key, val, err)
+	}
+}

@@ -97,18 +97,7 @@ func benchApply(b *testing.B, aof string, scattered bool) {
 	srv := redistest.Start(b)
 	rdb := srv.Client()
 	ctx := context.Background()
-	cfg := []string{"appendonly", "no"}
-	if aof != "off" {
-		cfg = []string{"appendfsync", aof}
-	}
-	if err := rdb.ConfigSet(ctx, cfg[0], cfg[1]).Err(); err != nil {
-		b.Fatal(err)
-	}
-	// A background AOF rewrite is a forked child that would outlive the
-	// killed server and write into its removed temp dir.
-	if err := rdb.ConfigSet(ctx, "auto-aof-rewrite-percentage", "0").Err(); err != nil {
-		b.Fatal(err)
-	}
+	srv.SetAOF(aof)
 	es := benchEntries(b.N, scattered)
 
 	cpu0 := redisCPU(b, rdb)

@@ -29,18 +29,7 @@ func benchKeyalertd(b *testing.B, aof string) {
 	srv := redistest.Start(b)
 	rdb := srv.Client()
 	ctx := context.Background()
-	cfg := []string{"appendonly", "no"}
-	if aof != "off" {
-		cfg = []string{"appendfsync", aof}
-	}
-	if err := rdb.ConfigSet(ctx, cfg[0], cfg[1]).Err(); err != nil {
-		b.Fatal(err)
-	}
-	// A background AOF rewrite is a forked child that would outlive the
-	// killed server and write into its removed temp dir.
-	if err := rdb.ConfigSet(ctx, "auto-aof-rewrite-percentage", "0").Err(); err != nil {
-		b.Fatal(err)
-	}
+	srv.SetAOF(aof)
 	vals := chunkShaped(b.N)
 	t0 := time.Now()
 	pipelined(b, rdb, "bench:raw", vals)
