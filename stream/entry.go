@@ -125,55 +125,111 @@ func (e *Entry) AppendValues(dst []any) []any {
 // ErrVersion is wrapped by Parse for an entry of an unknown version.
 var ErrVersion = errors.New("unsupported entry version")
 
-// Parse reads an entry from a stream message's values. Every error names the
-// field and the bad value.
+// Parse reads an entry from a stream message's values as go-redis returns
+// them (XMessage.Values). Every error names the field and the bad value.
 func Parse(values map[string]any) (Entry, error) {
-	var e Entry
-	get := func(f string, required bool) (string, error) {
-		v, ok := values[f]
-		if !ok {
-			if required {
-				return "", fmt.Errorf("missing field %q", f)
-			}
-			return "", nil
-		}
+	kv := make([]string, 0, 2*len(values))
+	for k, v := range values {
 		s, ok := v.(string)
 		if !ok {
-			return "", fmt.Errorf("field %q: want a string, got %T", f, v)
+			if fieldIndex(k) < 0 {
+				continue // unknown fields are ignored whatever they hold
+			}
+			return Entry{}, fmt.Errorf("field %q: want a string, got %T", k, v)
 		}
-		return s, nil
+		kv = append(kv, k, s)
 	}
-	v, err := get(FieldVersion, true)
-	if err != nil {
-		return e, err
+	return ParseFields(kv)
+}
+
+// Indexes of the known fields in ParseFields' table.
+const (
+	iVersion = iota
+	iBatch
+	iKeyword
+	iMatch
+	iIgnoreCase
+	iTag
+	iHost
+	iMinute
+	iCount
+	iSamples
+	iSentMs
+	nFields
+)
+
+var fieldNames = [nFields]string{FieldVersion, FieldBatch, FieldKeyword, FieldMatch, FieldIgnoreCase,
+	FieldTag, FieldHost, FieldMinute, FieldCount, FieldSamples, FieldSentMs}
+
+func fieldIndex(name string) int {
+	switch name {
+	case FieldVersion:
+		return iVersion
+	case FieldBatch:
+		return iBatch
+	case FieldKeyword:
+		return iKeyword
+	case FieldMatch:
+		return iMatch
+	case FieldIgnoreCase:
+		return iIgnoreCase
+	case FieldTag:
+		return iTag
+	case FieldHost:
+		return iHost
+	case FieldMinute:
+		return iMinute
+	case FieldCount:
+		return iCount
+	case FieldSamples:
+		return iSamples
+	case FieldSentMs:
+		return iSentMs
 	}
-	if v != Version {
+	return -1
+}
+
+// ParseFields reads an entry from a stream message's field/value pairs as
+// Redis sends them: name, value, name, value... Unknown fields are ignored (a
+// newer plugin may add some); a known field given twice is an error. Every
+// error names the field and the bad value. The entry's strings may be
+// substrings of kv's: nothing is copied.
+func ParseFields(kv []string) (Entry, error) {
+	var e Entry
+	if len(kv)%2 != 0 {
+		return e, fmt.Errorf("%d field/value items: want pairs", len(kv))
+	}
+	var vals [nFields]string
+	var have uint32
+	for i := 0; i < len(kv); i += 2 {
+		f := fieldIndex(kv[i])
+		if f < 0 {
+			continue
+		}
+		if have&(1<<f) != 0 {
+			return e, fmt.Errorf("field %q given twice", kv[i])
+		}
+		have |= 1 << f
+		vals[f] = kv[i+1]
+	}
+	for _, f := range [...]int{iVersion, iBatch, iKeyword, iMatch, iIgnoreCase, iTag, iHost, iMinute, iCount} {
+		if have&(1<<f) == 0 {
+			return e, fmt.Errorf("missing field %q", fieldNames[f])
+		}
+	}
+	if v := vals[iVersion]; v != Version {
 		return e, fmt.Errorf("field %q = %q: %w (want %q)", FieldVersion, v, ErrVersion, Version)
 	}
-	if e.Batch, err = get(FieldBatch, true); err != nil {
-		return e, err
-	}
-	if len(e.Batch) != 32 {
+	e.Batch = vals[iBatch]
+	if !isHex32(e.Batch) {
 		return e, fmt.Errorf("field %q = %q: want 32 hex characters", FieldBatch, e.Batch)
 	}
-	if _, err := hex.DecodeString(e.Batch); err != nil {
-		return e, fmt.Errorf("field %q = %q: want 32 hex characters", FieldBatch, e.Batch)
-	}
-	if e.Keyword.Text, err = get(FieldKeyword, true); err != nil {
-		return e, err
-	}
-	m, err := get(FieldMatch, true)
-	if err != nil {
-		return e, err
-	}
-	if e.Keyword.Match, err = keyword.ParseMode(m); err != nil {
+	e.Keyword.Text = vals[iKeyword]
+	var err error
+	if e.Keyword.Match, err = keyword.ParseMode(vals[iMatch]); err != nil {
 		return e, fmt.Errorf("field %q: %w", FieldMatch, err)
 	}
-	ic, err := get(FieldIgnoreCase, true)
-	if err != nil {
-		return e, err
-	}
-	switch ic {
+	switch ic := vals[iIgnoreCase]; ic {
 	case "0":
 	case "1":
 		e.Keyword.IgnoreCase = true
@@ -184,41 +240,25 @@ func Parse(values map[string]any) (Entry, error) {
 		return e, fmt.Errorf("field %q: %w", FieldKeyword, err)
 	}
 	e.Keyword = e.Keyword.Canonical()
-	if e.Tag, err = get(FieldTag, true); err != nil {
-		return e, err
-	}
-	if e.Host, err = get(FieldHost, true); err != nil {
-		return e, err
-	}
-	if e.Minute, err = parseInt(get(FieldMinute, true)); err != nil {
+	e.Tag, e.Host = vals[iTag], vals[iHost]
+	if e.Minute, err = parseInt(vals[iMinute]); err != nil {
 		return e, fmt.Errorf("field %q: %w", FieldMinute, err)
 	}
 	if e.Minute%60 != 0 || e.Minute < 0 {
 		return e, fmt.Errorf("field %q = %d: want a non-negative multiple of 60", FieldMinute, e.Minute)
 	}
-	if e.Count, err = parseInt(get(FieldCount, true)); err != nil {
+	if e.Count, err = parseInt(vals[iCount]); err != nil {
 		return e, fmt.Errorf("field %q: %w", FieldCount, err)
 	}
 	if e.Count <= 0 {
 		return e, fmt.Errorf("field %q = %d: want a positive count", FieldCount, e.Count)
 	}
-	s, err := get(FieldSamples, false)
-	if err != nil {
-		return e, err
-	}
-	if s != "" {
-		if err := json.Unmarshal([]byte(s), &e.Samples); err != nil {
-			return e, fmt.Errorf("field %q: %w", FieldSamples, err)
-		}
-		if len(e.Samples) > MaxSamples {
-			return e, fmt.Errorf("field %q: %d samples, over the limit of %d", FieldSamples, len(e.Samples), MaxSamples)
+	if s := vals[iSamples]; s != "" {
+		if e.Samples, err = decodeSamples(s); err != nil {
+			return e, err
 		}
 	}
-	sent, err := get(FieldSentMs, false)
-	if err != nil {
-		return e, err
-	}
-	if sent != "" {
+	if sent := vals[iSentMs]; sent != "" {
 		if e.SentMs, err = strconv.ParseInt(sent, 10, 64); err != nil {
 			return e, fmt.Errorf("field %q = %q: not an integer", FieldSentMs, sent)
 		}
@@ -226,10 +266,20 @@ func Parse(values map[string]any) (Entry, error) {
 	return e, nil
 }
 
-func parseInt(s string, err error) (int64, error) {
-	if err != nil {
-		return 0, err
+func isHex32(s string) bool {
+	if len(s) != 32 {
+		return false
 	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func parseInt(s string) (int64, error) {
 	n, perr := strconv.ParseInt(s, 10, 64)
 	if perr != nil {
 		return 0, fmt.Errorf("%q is not an integer", s)

@@ -158,3 +158,60 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func pairs(e Entry) []string {
+	var kv []string
+	for _, v := range e.AppendValues(nil) {
+		kv = append(kv, v.(string))
+	}
+	return kv
+}
+
+func TestParseFieldsRejectsRepeatedAndOddFields(t *testing.T) {
+	tests := []struct {
+		name string
+		kv   []string
+		want string
+	}{
+		{"a field given twice", append(pairs(sample()), FieldCount, "2"), `field "count" given twice`},
+		{"a name without a value", append(pairs(sample()), "extra"), "want pairs"},
+		{"no fields", nil, `missing field "v"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := ParseFields(tt.kv); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+	// Unknown fields, even repeated, are left for newer plugins.
+	if _, err := ParseFields(append(pairs(sample()), "x-new", "1", "x-new", "2")); err != nil {
+		t.Fatalf("unknown fields: %v", err)
+	}
+}
+
+// FuzzParseFields checks that field order does not matter and that the pairs
+// form agrees with Parse on the same values.
+func FuzzParseFields(f *testing.F) {
+	f.Add(FieldMinute, "120", FieldSamples, `["x","y\u00e9"]`, uint8(0))
+	f.Add(FieldCount, "0", "other", "1", uint8(3))
+	f.Add(FieldBatch, "ABCDEF0123456789abcdef0123456789", FieldSentMs, "x", uint8(7))
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string, rot uint8) {
+		m := values(sample())
+		m[k1], m[k2] = v1, v2
+		var kv []string
+		for k, v := range m {
+			kv = append(kv, k, v.(string))
+		}
+		r := 2 * (int(rot) % (len(kv) / 2))
+		kv = append(kv[r:], kv[:r]...)
+		got, err := ParseFields(kv)
+		want, werr := Parse(m)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("ParseFields error %v, Parse error %v", err, werr)
+		}
+		if err == nil && (got.DedupID() != want.DedupID() || got.Count != want.Count || got.SentMs != want.SentMs || strings.Join(got.Samples, "\n") != strings.Join(want.Samples, "\n")) {
+			t.Fatalf("ParseFields %+v, Parse %+v", got, want)
+		}
+	})
+}

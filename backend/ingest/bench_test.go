@@ -179,14 +179,12 @@ func selfCPU() time.Duration {
 // ids, script arguments) without Redis. One op is one entry.
 func BenchmarkBuild(b *testing.B) {
 	es := benchEntries(500, false)
-	msgs := make([]redis.XMessage, len(es))
+	msgs := make([]message, len(es))
 	for i := range es {
-		v := es[i].AppendValues(nil)
-		m := map[string]any{}
-		for j := 0; j < len(v); j += 2 {
-			m[v[j].(string)] = v[j+1]
+		msgs[i].id = fmt.Sprintf("1-%d", i)
+		for _, v := range es[i].AppendValues(nil) {
+			msgs[i].kv = append(msgs[i].kv, v.(string))
 		}
-		msgs[i] = redis.XMessage{ID: fmt.Sprintf("1-%d", i), Values: m}
 	}
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "g",
 		retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
@@ -214,7 +212,7 @@ func BenchmarkScript(b *testing.B) {
 		if err != nil || len(res[0].Messages) == 0 {
 			break
 		}
-		plans = append(plans, p.build("new", res[0].Messages, nil, time.Now()))
+		plans = append(plans, p.build("new", fromXMessages(res[0].Messages), nil, time.Now()))
 	}
 	applyScript.Load(ctx, rdb)
 	b.ResetTimer()

@@ -10,6 +10,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
@@ -203,7 +204,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 	start := "0"
 	for ctx.Err() == nil {
-		var msgs []redis.XMessage
+		var msgs []message
 		if !c.retry(ctx, "read", func() (err error) {
 			msgs, err = c.readGroup(work, start, -1)
 			return err
@@ -216,7 +217,7 @@ func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 		}
 		c.log.Info("re-applying own pending entries", "entries", len(msgs))
 		c.apply(ctx, work, c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now()))
-		start = msgs[len(msgs)-1].ID
+		start = msgs[len(msgs)-1].id
 	}
 }
 
@@ -233,8 +234,12 @@ func (c *Consumer) work(ctx, work context.Context) {
 			}
 			c.claiming.Unlock()
 		}
-		block := min(c.o.Block, max(time.Duration(c.nextClaim.Load()-time.Now().UnixNano()), time.Millisecond))
-		msgs, err := c.readGroup(work, ">", block)
+		// Drain a backlog without blocking; block only once it is empty.
+		msgs, err := c.readGroup(work, ">", -1)
+		if err == nil && len(msgs) == 0 {
+			block := min(c.o.Block, max(time.Duration(c.nextClaim.Load()-time.Now().UnixNano()), time.Millisecond))
+			msgs, err = c.readGroup(work, ">", block)
+		}
 		if err != nil {
 			c.m.errors.WithLabelValues("read").Inc()
 			c.log.Warn("xreadgroup failed; retrying", "err", err)
@@ -304,7 +309,30 @@ func (c *Consumer) backoff(attempt int) time.Duration {
 
 // readGroup reads from id ("0"-style: own pending; ">": new). block < 0
 // means do not block.
-func (c *Consumer) readGroup(ctx context.Context, id string, block time.Duration) ([]redis.XMessage, error) {
+//
+// Non-blocking reads, the ones that drain a backlog, take the raw reply and
+// parse it without go-redis's map per entry. Blocking reads and error
+// replies go through go-redis's typed command: it applies the read timeout
+// for the block and follows Redis Cluster redirections.
+func (c *Consumer) readGroup(ctx context.Context, id string, block time.Duration) ([]message, error) {
+	if block < 0 {
+		buf := replyBufs.Get().(*bytes.Buffer)
+		defer replyBufs.Put(buf)
+		buf.Reset()
+		cmd := redis.NewRawWriteToCmd(ctx, buf, "XREADGROUP", "GROUP", c.o.Group, c.o.Consumer,
+			"COUNT", c.o.BatchSize, "STREAMS", c.o.Stream, id)
+		if err := c.o.Client.Process(ctx, cmd); err != nil {
+			return nil, fmt.Errorf("xreadgroup %s %s %s: %w", c.o.Stream, c.o.Group, id, err)
+		}
+		msgs, err := parseReadReply(buf.Bytes())
+		if err == nil {
+			return msgs, nil
+		}
+		if _, isReply := err.(errorReply); !isReply {
+			c.m.errors.WithLabelValues("read").Inc()
+			c.log.Warn("unreadable xreadgroup reply; reading again", "err", err)
+		}
+	}
 	res, err := c.o.Client.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group:    c.o.Group,
 		Consumer: c.o.Consumer,
@@ -326,18 +354,21 @@ func (c *Consumer) readGroup(ctx context.Context, id string, block time.Duration
 	if len(res) == 0 {
 		return nil, nil
 	}
-	return res[0].Messages, nil
+	return fromXMessages(res[0].Messages), nil
 }
+
+// replyBufs hold raw read replies until they are parsed (which copies them).
+var replyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // deliveries returns the delivery counts of msgs (now owned by this
 // consumer). On error it returns what it has: unknown counts are not
 // dead-lettered, the entry is simply applied.
-func (c *Consumer) deliveries(ctx context.Context, msgs []redis.XMessage) map[string]int64 {
+func (c *Consumer) deliveries(ctx context.Context, msgs []message) map[string]int64 {
 	// The range may also hold this consumer's in-flight entries: leave room.
 	n := int64(len(msgs) + (c.o.Workers+1)*c.o.BatchSize + 16)
 	res, err := c.o.Client.XPendingExt(ctx, &redis.XPendingExtArgs{
 		Stream: c.o.Stream, Group: c.o.Group, Consumer: c.o.Consumer,
-		Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: n,
+		Start: msgs[0].id, End: msgs[len(msgs)-1].id, Count: n,
 	}).Result()
 	if err != nil {
 		c.m.errors.WithLabelValues("pending").Inc()
@@ -356,7 +387,7 @@ func (c *Consumer) deliveries(ctx context.Context, msgs []redis.XMessage) map[st
 func (c *Consumer) claim(ctx, work context.Context) {
 	cursor := "0-0"
 	for round := 0; round < 20 && ctx.Err() == nil; round++ {
-		msgs, next, err := c.o.Client.XAutoClaim(work, &redis.XAutoClaimArgs{
+		xs, next, err := c.o.Client.XAutoClaim(work, &redis.XAutoClaimArgs{
 			Stream: c.o.Stream, Group: c.o.Group, Consumer: c.o.Consumer,
 			MinIdle: c.o.ClaimIdle, Start: cursor, Count: int64(c.o.BatchSize),
 		}).Result()
@@ -365,6 +396,7 @@ func (c *Consumer) claim(ctx, work context.Context) {
 			c.log.Warn("xautoclaim failed", "err", err)
 			return
 		}
+		msgs := fromXMessages(xs)
 		if len(msgs) > 0 {
 			c.m.claimed.Add(float64(len(msgs)))
 			c.log.Info("claimed idle entries", "entries", len(msgs))
@@ -423,7 +455,7 @@ return 0
 
 // commit runs the apply script for pl; false means retry later.
 func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
-	if len(pl.entries)+len(pl.dead)+len(pl.expired) == 0 {
+	if len(pl.entries)+len(pl.dead)+len(pl.expired)+len(pl.repeats) == 0 {
 		return true
 	}
 	t0 := time.Now()
@@ -442,7 +474,7 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 	}
 	c.m.batches.Inc()
 	c.m.applied.Add(float64(len(r.applied)))
-	c.m.duplicates.Add(float64(r.duplicates))
+	c.m.duplicates.Add(float64(r.duplicates + len(pl.repeats)))
 	c.m.expired.Add(float64(len(pl.expired)))
 	deadFailed := map[int]bool{}
 	for _, f := range r.deadFailed {
@@ -465,6 +497,7 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 		c.buryFailed(ctx, pl, r.failed)
 	}
 	if len(r.applied) > 0 && c.o.OnApplied != nil {
+		detach(r.applied)
 		c.callOnApplied(ctx, r.applied)
 	}
 	return true
@@ -485,6 +518,23 @@ func (c *Consumer) buryFailed(ctx context.Context, pl *plan, failed []failure) {
 	c.plan.layout(dl)
 	if !c.commit(ctx, dl) {
 		c.log.Error("could not dead-letter entries that failed to apply; they stay pending", "entries", len(dl.dead))
+	}
+}
+
+// detach copies the entries' strings out of the read reply they are
+// substrings of, so that what OnApplied keeps does not pin whole replies.
+func detach(es []stream.Entry) {
+	for i := range es {
+		e := &es[i]
+		e.Batch, e.Keyword.Text = strings.Clone(e.Batch), strings.Clone(e.Keyword.Text)
+		e.Tag, e.Host = strings.Clone(e.Tag), strings.Clone(e.Host)
+		if e.Samples != nil {
+			ss := make([]string, len(e.Samples))
+			for j, s := range e.Samples {
+				ss[j] = strings.Clone(s)
+			}
+			e.Samples = ss
+		}
 	}
 }
 

@@ -179,29 +179,43 @@ func TestEntriesCountedExactly(t *testing.T) {
 
 func TestDuplicateDedupIDCountsOnce(t *testing.T) {
 	now := nowMinute()
+	applyFirst := func(t *testing.T, rdb redis.UniversalClient, es ...stream.Entry) {
+		xadd(t, rdb, es...)
+		r := start(t, Options{Client: rdb})
+		drained(t, rdb, "keyalertd")
+		r.stop()
+	}
 	tests := []struct {
 		name string
 		// feed writes the same series several times, possibly with a
 		// consumer run in between.
 		feed func(t *testing.T, rdb redis.UniversalClient)
+		// batchSize of the consumer that reads what feed left (0: default).
+		batchSize int
+		want      int64 // count of err/h/t
+		applied   int   // most entries OnApplied may see
 	}{
 		{"same batch twice in one read", func(t *testing.T, rdb redis.UniversalClient) {
 			xadd(t, rdb, entry(1, "err", "h", "t", now, 5), entry(1, "err", "h", "t", now, 5))
-		}},
+		}, 0, 5, 1},
+		{"same batch twice in two reads", func(t *testing.T, rdb redis.UniversalClient) {
+			xadd(t, rdb, entry(1, "err", "h", "t", now, 5), entry(1, "err", "h", "t", now, 5))
+		}, 1, 5, 1},
 		{"retry after the first was applied", func(t *testing.T, rdb redis.UniversalClient) {
+			applyFirst(t, rdb, entry(1, "err", "h", "t", now, 5))
 			xadd(t, rdb, entry(1, "err", "h", "t", now, 5))
-			r := start(t, Options{Client: rdb})
-			drained(t, rdb, "keyalertd")
-			r.stop()
-			xadd(t, rdb, entry(1, "err", "h", "t", now, 5))
-		}},
+		}, 1, 5, 0},
+		{"retry in one cell with a new entry", func(t *testing.T, rdb redis.UniversalClient) {
+			applyFirst(t, rdb, entry(1, "err", "h", "t", now, 5))
+			xadd(t, rdb, entry(2, "err", "h", "t", now, 7), entry(1, "err", "h", "t", now, 5), entry(3, "err", "h", "t", now, 11))
+		}, 0, 23, 2},
 		{"retry with a different sent_ms and samples", func(t *testing.T, rdb redis.UniversalClient) {
 			a := entry(1, "err", "h", "t", now, 5)
 			b := a
 			a.SentMs, b.SentMs = 1000, 2000
 			b.Samples = []string{"x err y"}
 			xadd(t, rdb, a, b)
-		}},
+		}, 1, 5, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,20 +223,20 @@ func TestDuplicateDedupIDCountsOnce(t *testing.T) {
 			tt.feed(t, rdb)
 			var mu sync.Mutex
 			var applied int
-			start(t, Options{Client: rdb, BatchSize: 1, OnApplied: func(_ context.Context, es []stream.Entry) {
+			start(t, Options{Client: rdb, BatchSize: tt.batchSize, OnApplied: func(_ context.Context, es []stream.Entry) {
 				mu.Lock()
 				applied += len(es)
 				mu.Unlock()
 			}})
 			drained(t, rdb, "keyalertd")
 			got := totals(t, rdb, []string{"substring:err"}, now, now+60)
-			if n := got[series{"substring:err", "h", "t"}]; n != 5 {
-				t.Errorf("count = %d, want 5", n)
+			if n := got[series{"substring:err", "h", "t"}]; n != tt.want {
+				t.Errorf("count = %d, want %d", n, tt.want)
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if applied > 1 {
-				t.Errorf("OnApplied saw %d entries, want at most 1", applied)
+			if applied > tt.applied {
+				t.Errorf("OnApplied saw %d entries, want at most %d", applied, tt.applied)
 			}
 		})
 	}

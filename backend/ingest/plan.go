@@ -10,7 +10,6 @@ import (
 
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/stream"
-	"github.com/redis/go-redis/v9"
 	"github.com/zeebo/xxh3"
 )
 
@@ -41,13 +40,16 @@ type deadEntry struct {
 
 // plan is one batch turned into the apply script's KEYS and ARGV.
 type plan struct {
-	source  string           // "new", "pending" or "claim", for logs
-	entries []stream.Entry   // counted entries, in ARGV order
-	ids     []string         // their stream ids
-	msgs    []redis.XMessage // their messages, to dead-letter one that fails
-	order   []int            // the script's entry k is entries[order[k]]
+	source  string         // "new", "pending" or "claim", for logs
+	entries []stream.Entry // counted entries, in ARGV order
+	ids     []string       // their stream ids
+	msgs    []message      // their messages, to dead-letter one that fails
+	kwIDs   []string       // their keywords' ids
+	dedups  []string       // their dedup ids, 16 raw bytes each
+	order   []int          // the script's entry k is entries[order[k]]
 	dead    []deadEntry
 	expired []string // too old to count: acknowledged only
+	repeats []string // a dedup id seen earlier in the batch: acknowledged only
 	keys    []string
 	args    []any
 	size    int // messages in the batch
@@ -68,23 +70,27 @@ type planner struct {
 
 // build parses msgs and lays out the script call. deliveries, when known,
 // maps ids to their delivery counts.
-func (p *planner) build(source string, msgs []redis.XMessage, deliveries map[string]int64, now time.Time) *plan {
+func (p *planner) build(source string, msgs []message, deliveries map[string]int64, now time.Time) *plan {
 	pl := &plan{source: source, size: len(msgs),
 		entries: make([]stream.Entry, 0, len(msgs)),
 		ids:     make([]string, 0, len(msgs)),
-		msgs:    make([]redis.XMessage, 0, len(msgs)),
+		msgs:    make([]message, 0, len(msgs)),
+		dedups:  make([]string, 0, len(msgs)),
+		kwIDs:   make([]string, 0, len(msgs)),
 	}
 	nowSec := now.Unix()
+	inBatch := make(map[string]struct{}, len(msgs))
+	var buf []byte
 	for _, m := range msgs {
-		if d := deliveries[m.ID]; d > p.maxDeliv {
+		if d := deliveries[m.id]; d > p.maxDeliv {
 			pl.dead = append(pl.dead, deadOf(m, ReasonDeliveries, fmt.Sprintf("delivered %d times, over the limit of %d", d, p.maxDeliv)))
 			continue
 		}
-		if len(m.Values) == 0 {
+		if m.kv == nil {
 			pl.dead = append(pl.dead, deadOf(m, ReasonDeleted, "entry was deleted from the stream before it was applied"))
 			continue
 		}
-		e, err := parse(m.Values)
+		e, err := stream.ParseFields(m.kv)
 		if err == nil && e.Count > MaxCount {
 			err = fmt.Errorf("field %q = %d: over the limit of %d", stream.FieldCount, e.Count, int64(MaxCount))
 		}
@@ -93,44 +99,37 @@ func (p *planner) build(source string, msgs []redis.XMessage, deliveries map[str
 			continue
 		}
 		if window.WindowExpireAt(e.Minute, p.retention) <= nowSec {
-			pl.expired = append(pl.expired, m.ID)
+			pl.expired = append(pl.expired, m.id)
 			continue
 		}
 		if e.Minute > nowSec+int64(MaxFuture/time.Second) {
 			pl.dead = append(pl.dead, deadOf(m, ReasonFuture, fmt.Sprintf("minute %d is more than %v ahead of the consumer's clock", e.Minute, MaxFuture)))
 			continue
 		}
+		kwID := e.Keyword.ID()
+		var d string
+		d, buf = dedupBytes(&e, kwID, buf)
+		if _, dup := inBatch[d]; dup { // a retried chunk read together with its first copy
+			pl.repeats = append(pl.repeats, m.id)
+			continue
+		}
+		inBatch[d] = struct{}{}
 		pl.entries = append(pl.entries, e)
-		pl.ids = append(pl.ids, m.ID)
+		pl.ids = append(pl.ids, m.id)
 		pl.msgs = append(pl.msgs, m)
+		pl.dedups = append(pl.dedups, d)
+		pl.kwIDs = append(pl.kwIDs, kwID)
 	}
 	p.layout(pl)
 	return pl
 }
 
-// parse is stream.Parse with the samples decoded by decodeSamples, which
-// is several times faster than Parse's encoding/json on this hot path.
-func parse(values map[string]any) (stream.Entry, error) {
-	raw, has := values[stream.FieldSamples]
-	if !has {
-		return stream.Parse(values)
-	}
-	delete(values, stream.FieldSamples)
-	e, err := stream.Parse(values)
-	values[stream.FieldSamples] = raw // the dead-letter copy keeps every field
-	if err != nil {
-		return e, err
-	}
-	e.Samples, err = decodeSamples(raw)
-	return e, err
-}
-
-func deadOf(m redis.XMessage, kind, reason string) deadEntry {
-	fields, err := json.Marshal(m.Values)
+func deadOf(m message, kind, reason string) deadEntry {
+	fields, err := json.Marshal(m.values())
 	if err != nil {
 		fields = []byte("{}")
 	}
-	return deadEntry{id: m.ID, kind: kind, reason: reason, fields: string(fields)}
+	return deadEntry{id: m.id, kind: kind, reason: reason, fields: string(fields)}
 }
 
 // layout fills pl.keys and pl.args in the order apply.lua reads them: the
@@ -149,12 +148,11 @@ func (p *planner) layout(pl *plan) {
 		}
 		return i
 	}
-	kwIDs := make([]string, n)
+	kwIDs := pl.kwIDs
 	fields := make([]string, n)
 	wins := make([]int, n)
 	for i := range pl.entries {
 		e := &pl.entries[i]
-		kwIDs[i] = e.Keyword.ID()
 		fields[i] = window.Field(e.Host, e.Tag)
 		wins[i] = key(p.keys.Window(kwIDs[i], e.Minute))
 	}
@@ -174,14 +172,13 @@ func (p *planner) layout(pl *plan) {
 		}
 	}
 
-	args := make([]any, 11, 11+5*n+3*len(pl.dead)+len(pl.expired)+64)
+	args := make([]any, 11, 11+3*n+3*len(pl.dead)+len(pl.expired)+len(pl.repeats)+64)
 	for _, e := range ord {
 		args = append(args, pl.ids[e])
 	}
 
 	// Seen groups: runs of entries in one event hour.
 	nSeen := 0
-	var buf []byte
 	for i := 0; i < n; {
 		first := &pl.entries[ord[i]]
 		h := window.Hour(first.Minute)
@@ -193,9 +190,7 @@ func (p *planner) layout(pl *plan) {
 		expire(k, window.SeenExpireAt(first.Minute, p.retention))
 		args = append(args, k, j-i)
 		for _, e := range ord[i:j] {
-			var d string
-			d, buf = dedupBytes(&pl.entries[e], kwIDs[e], buf)
-			args = append(args, d)
+			args = append(args, pl.dedups[e])
 		}
 		nSeen++
 		i = j
@@ -203,6 +198,7 @@ func (p *planner) layout(pl *plan) {
 
 	// Count groups: runs of entries in one window cell.
 	nCount := 0
+	var cb []byte
 	for i := 0; i < n; {
 		c := ord[i]
 		j := i + 1
@@ -210,10 +206,20 @@ func (p *planner) layout(pl *plan) {
 			j++
 		}
 		expire(wins[c], window.WindowExpireAt(pl.entries[c].Minute, p.retention))
-		args = append(args, wins[c], fields[c], i+1, j-i)
-		for _, e := range ord[i:j] {
-			args = append(args, pl.entries[e].Count)
+		// The cell's sum, and its entries' counts for the rare batch in
+		// which some of them turn out to be duplicates.
+		var sum int64
+		cb = cb[:0]
+		for k, e := range ord[i:j] {
+			sum += pl.entries[e].Count
+			if j-i > 1 {
+				if k > 0 {
+					cb = append(cb, ' ')
+				}
+				cb = strconv.AppendInt(cb, pl.entries[e].Count, 10)
+			}
 		}
+		args = append(args, wins[c], fields[c], i+1, j-i, sum, string(cb))
 		nCount++
 		i = j
 	}
@@ -272,6 +278,9 @@ func (p *planner) layout(pl *plan) {
 	for _, id := range pl.expired {
 		args = append(args, id)
 	}
+	for _, id := range pl.repeats {
+		args = append(args, id)
+	}
 	args[0] = p.group
 	args[1] = n
 	args[2] = nSeen
@@ -279,7 +288,7 @@ func (p *planner) layout(pl *plan) {
 	args[4] = nSample
 	args[5] = len(pl.dead)
 	args[6] = len(expires)
-	args[7] = len(pl.expired)
+	args[7] = len(pl.expired) + len(pl.repeats)
 	args[8] = p.sampleCap
 	args[9] = p.sampleTTL
 	args[10] = p.deadMaxLen
@@ -374,6 +383,7 @@ func parseResult(pl *plan, v any) (result, error) {
 	if !ok || len(flags) != len(pl.entries) {
 		return r, fmt.Errorf("apply script returned flags %v for %d entries", arr[0], len(pl.entries))
 	}
+	r.applied = make([]stream.Entry, 0, len(flags))
 	for k := 0; k < len(flags); k++ {
 		switch flags[k] {
 		case '1':

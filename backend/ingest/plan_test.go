@@ -9,7 +9,6 @@ import (
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/keyword"
 	"github.com/keyalert/keyalert/stream"
-	"github.com/redis/go-redis/v9"
 )
 
 func TestDedupBytesIsDedupID(t *testing.T) {
@@ -53,20 +52,15 @@ func FuzzBuild(f *testing.F) {
 	f.Add(encodeFields([]string{"v", "1", "batch", batchID(1), "count", "x"}))
 	f.Add(encodeFields([]string{"v", "2"}))
 	f.Fuzz(func(t *testing.T, raw string) {
-		fields := decodeFields(raw)
-		values := map[string]any{}
-		for i := 0; i+1 < len(fields); i += 2 {
-			values[fields[i]] = fields[i+1]
-		}
-		msgs := []redis.XMessage{
-			{ID: "1-0", Values: values},
-			{ID: "1-1", Values: map[string]any{}},
-			{ID: "1-2", Values: toAny(good(entry(1, "err", "h", "t", 1714557600, 3)))},
+		msgs := []message{
+			{id: "1-0", kv: append([]string{}, decodeFields(raw)...)},
+			{id: "1-1"}, // deleted
+			{id: "1-2", kv: good(entry(1, "err", "h", "t", 1714557600, 3))},
 		}
 		p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "g",
 			retention: time.Hour, sampleCap: 3, sampleTTL: 3600, deadMaxLen: 10, maxDeliv: 5}
 		pl := p.build("new", msgs, map[string]int64{"1-2": 1}, now)
-		if n := len(pl.entries) + len(pl.dead) + len(pl.expired); n != len(msgs) {
+		if n := len(pl.entries) + len(pl.dead) + len(pl.expired) + len(pl.repeats); n != len(msgs) {
 			t.Fatalf("%d messages in, %d accounted for", len(msgs), n)
 		}
 		if got := pl.args[1]; got != len(pl.entries) {
@@ -109,12 +103,4 @@ func decodeFields(s string) []string {
 		s = rest[n:]
 	}
 	return out
-}
-
-func toAny(ss []string) map[string]any {
-	m := map[string]any{}
-	for i := 0; i+1 < len(ss); i += 2 {
-		m[ss[i]] = ss[i+1]
-	}
-	return m
 }

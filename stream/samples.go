@@ -1,4 +1,4 @@
-package ingest
+package stream
 
 import (
 	"encoding/json"
@@ -7,19 +7,14 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
-
-	"github.com/keyalert/keyalert/stream"
 )
 
 // decodeSamples reads the "samples" field, a JSON array of strings, without
-// encoding/json's reflection: it is on the hot path for every entry. It
-// accepts exactly what json.Unmarshal into []string accepts (null included)
-// and returns the same strings; FuzzDecodeSamples checks that.
-func decodeSamples(v any) ([]string, error) {
-	s, ok := v.(string)
-	if !ok {
-		return nil, fmt.Errorf("field %q: want a string, got %T", stream.FieldSamples, v)
-	}
+// encoding/json's reflection: it is on the backend's hot path for every
+// entry. It accepts exactly what json.Unmarshal into []string accepts (null
+// included) and returns the same strings; FuzzDecodeSamples checks that.
+// Samples without escapes are substrings of s, not copies.
+func decodeSamples(s string) ([]string, error) {
 	out, err := scanSamples(s)
 	if err != nil {
 		// Let encoding/json word the error: the rare path needs no speed.
@@ -27,10 +22,10 @@ func decodeSamples(v any) ([]string, error) {
 		if jerr := json.Unmarshal([]byte(s), &ss); jerr != nil {
 			err = jerr
 		}
-		return nil, fmt.Errorf("field %q: %w", stream.FieldSamples, err)
+		return nil, fmt.Errorf("field %q: %w", FieldSamples, err)
 	}
-	if len(out) > stream.MaxSamples {
-		return nil, fmt.Errorf("field %q: %d samples, over the limit of %d", stream.FieldSamples, len(out), stream.MaxSamples)
+	if len(out) > MaxSamples {
+		return nil, fmt.Errorf("field %q: %d samples, over the limit of %d", FieldSamples, len(out), MaxSamples)
 	}
 	return out, nil
 }

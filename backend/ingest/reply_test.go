@@ -1,0 +1,138 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/keyalert/keyalert/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// sortedPairs orders a message's pairs by name, so that messages from the
+// raw reply (stream order) and go-redis's maps (no order) compare.
+func sortedPairs(kv []string) []string {
+	type pair struct{ k, v string }
+	ps := make([]pair, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		ps = append(ps, pair{kv[i], kv[i+1]})
+	}
+	sort.Slice(ps, func(a, b int) bool { return ps[a].k < ps[b].k })
+	out := make([]string, 0, len(kv))
+	for _, p := range ps {
+		out = append(out, p.k, p.v)
+	}
+	return out
+}
+
+func TestRawReadReplyEqualsGoRedisInBothProtocols(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: proto})
+			defer rdb.Close()
+			key := fmt.Sprintf("reply:%d", proto)
+			rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: values(entry(1, "err", "h", "t", 1714557600, 3))})
+			rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []string{"odd\r\nname", "", "ünï", strings.Repeat("x", 70000)}})
+			gone := rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []string{"a", "1"}}).Val()
+			rdb.XGroupCreate(ctx, key, "g", "0")
+			read := func(id string) ([]message, error) {
+				cmd := redis.NewRawCmd(ctx, "XREADGROUP", "GROUP", "g", "c", "COUNT", 10, "STREAMS", key, id)
+				rdb.Process(ctx, cmd)
+				raw, err := cmd.Bytes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return parseReadReply(raw)
+			}
+			got, err := read(">")
+			if err != nil || len(got) != 3 {
+				t.Fatalf("new entries: %d messages, error %v", len(got), err)
+			}
+			rdb.XDel(ctx, key, gone)
+			got, err = read("0") // own pending, one of them deleted meanwhile
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{key, "0"}, Count: 10, Block: -1}).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fromXMessages(res[0].Messages)
+			if len(got) != len(want) {
+				t.Fatalf("%d messages, go-redis read %d", len(got), len(want))
+			}
+			for i := range got {
+				if got[i].id != want[i].id || !reflect.DeepEqual(sortedPairs(got[i].kv), sortedPairs(want[i].kv)) {
+					t.Errorf("message %d: %q %q, go-redis %q %q", i, got[i].id, got[i].kv, want[i].id, want[i].kv)
+				}
+			}
+			if got[2].kv != nil {
+				t.Errorf("deleted entry has pairs %q", got[2].kv)
+			}
+			if got, err := read(">"); err != nil || len(got) != 0 {
+				t.Errorf("nothing new: %d messages, error %v", len(got), err)
+			}
+			_, err = func() ([]message, error) {
+				cmd := redis.NewRawCmd(ctx, "XREADGROUP", "GROUP", "nogroup", "c", "STREAMS", key, ">")
+				rdb.Process(ctx, cmd)
+				return parseReadReply(cmd.Val())
+			}()
+			var er errorReply
+			if !errors.As(err, &er) || !strings.HasPrefix(err.Error(), "NOGROUP") {
+				t.Errorf("missing group: error %v, want the NOGROUP reply", err)
+			}
+		})
+	}
+}
+
+func TestParseReadReplyRejectsMalformedReplies(t *testing.T) {
+	entry := "*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+	tests := []struct{ name, raw string }{
+		{"empty", ""},
+		{"truncated string", "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\na\r\n$5\r\nb\r\n"},
+		{"two streams", "*2\r\n"},
+		{"bad length", "*1\r\n*2\r\n$1\r\ns\r\n*x\r\n"},
+		{"integer for a string", "*1\r\n*2\r\n:1\r\n*0\r\n"},
+		{"string without CRLF", "*1\r\n*2\r\n$1\r\nsXX*1\r\n" + entry},
+		{"trailing bytes", "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n" + entry + "+x\r\n"},
+		{"entry of three items", "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*3\r\n"},
+		{"huge count", "*1\r\n*2\r\n$1\r\ns\r\n*99999999\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if msgs, err := parseReadReply([]byte(tt.raw)); err == nil {
+				t.Fatalf("parsed %q into %v", tt.raw, msgs)
+			}
+		})
+	}
+	if msgs, err := parseReadReply([]byte("*1\r\n*2\r\n$1\r\ns\r\n*1\r\n" + entry)); err != nil || len(msgs) != 1 || msgs[0].kv[1] != "b" {
+		t.Fatalf("well-formed reply: %v, %v", msgs, err)
+	}
+}
+
+// FuzzParseReadReply: any bytes give messages or an error, never a panic,
+// and whatever parses has an id and whole pairs.
+func FuzzParseReadReply(f *testing.F) {
+	f.Add([]byte("*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n"))
+	f.Add([]byte("%1\r\n$1\r\ns\r\n*2\r\n*2\r\n$3\r\n1-0\r\n%1\r\n+a\r\n+b\r\n*2\r\n$3\r\n1-1\r\n_\r\n"))
+	f.Add([]byte("*-1\r\n"))
+	f.Add([]byte("_\r\n"))
+	f.Add([]byte("-NOGROUP no such group\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		msgs, err := parseReadReply(raw)
+		if err != nil {
+			return
+		}
+		for _, m := range msgs {
+			if len(m.kv)%2 != 0 {
+				t.Fatalf("message %q has %d items", m.id, len(m.kv))
+			}
+		}
+	})
+}
