@@ -18,8 +18,12 @@ import (
 	"github.com/zeebo/xxh3"
 )
 
-// Version is the value of the "v" field this package writes and accepts.
-const Version = "1"
+// Version is the value of the "v" field this package writes. Version "1"
+// entries, one field per value, are still read.
+const Version = "2"
+
+// Version1 is the earlier format, still accepted from older plugins.
+const Version1 = "1"
 
 // DefaultStream is the stream key used when none is configured.
 const DefaultStream = "keyalert:events"
@@ -44,6 +48,8 @@ const (
 	FieldCount      = "count"
 	FieldSamples    = "samples"
 	FieldSentMs     = "sent_ms"
+	// FieldEntry holds the version 2 payload (see AppendPayload).
+	FieldEntry = "e"
 )
 
 // Entry is one count series from one flushed chunk.
@@ -95,14 +101,21 @@ func (e *Entry) DedupID() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// AppendValues appends the entry's field/value pairs, ready for XADD.
+// AppendValues appends the entry's field/value pairs, ready for XADD:
+// version 2, the whole entry in one field.
 func (e *Entry) AppendValues(dst []any) []any {
+	return append(dst, FieldVersion, Version, FieldEntry, string(e.AppendPayload(nil)))
+}
+
+// AppendValuesV1 appends the pairs of a version 1 entry, as plugins before
+// version 2 wrote them; the backend still reads it.
+func (e *Entry) AppendValuesV1(dst []any) []any {
 	icase := "0"
 	if e.Keyword.IgnoreCase {
 		icase = "1"
 	}
 	dst = append(dst,
-		FieldVersion, Version,
+		FieldVersion, Version1,
 		FieldBatch, e.Batch,
 		FieldKeyword, e.Keyword.Text,
 		FieldMatch, e.Keyword.Match.String(),
@@ -155,11 +168,12 @@ const (
 	iCount
 	iSamples
 	iSentMs
+	iEntry
 	nFields
 )
 
 var fieldNames = [nFields]string{FieldVersion, FieldBatch, FieldKeyword, FieldMatch, FieldIgnoreCase,
-	FieldTag, FieldHost, FieldMinute, FieldCount, FieldSamples, FieldSentMs}
+	FieldTag, FieldHost, FieldMinute, FieldCount, FieldSamples, FieldSentMs, FieldEntry}
 
 func fieldIndex(name string) int {
 	switch name {
@@ -185,15 +199,17 @@ func fieldIndex(name string) int {
 		return iSamples
 	case FieldSentMs:
 		return iSentMs
+	case FieldEntry:
+		return iEntry
 	}
 	return -1
 }
 
 // ParseFields reads an entry from a stream message's field/value pairs as
-// Redis sends them: name, value, name, value... Unknown fields are ignored (a
-// newer plugin may add some); a known field given twice is an error. Every
-// error names the field and the bad value. The entry's strings may be
-// substrings of kv's: nothing is copied.
+// Redis sends them: name, value, name, value... in either version. Unknown
+// fields are ignored (a newer plugin may add some); a known field given
+// twice is an error. Every error names the field and the bad value. The
+// entry's strings may be substrings of kv's: nothing is copied.
 func ParseFields(kv []string) (Entry, error) {
 	var e Entry
 	if len(kv)%2 != 0 {
@@ -212,19 +228,39 @@ func ParseFields(kv []string) (Entry, error) {
 		have |= 1 << f
 		vals[f] = kv[i+1]
 	}
-	for _, f := range [...]int{iVersion, iBatch, iKeyword, iMatch, iIgnoreCase, iTag, iHost, iMinute, iCount} {
+	if have&(1<<iVersion) == 0 {
+		return e, fmt.Errorf("missing field %q", FieldVersion)
+	}
+	switch v := vals[iVersion]; v {
+	case Version:
+		if have&(1<<iEntry) == 0 {
+			return e, fmt.Errorf("missing field %q", FieldEntry)
+		}
+		p, err := decodePayload(vals[iEntry])
+		if err != nil {
+			return e, fmt.Errorf("field %q: %w", FieldEntry, err)
+		}
+		e = Entry{Batch: p.batch, Keyword: keyword.Spec{Text: p.kw, IgnoreCase: p.icase}, Tag: p.tag, Host: p.host,
+			Minute: p.minute, Count: p.count, Samples: p.samples, SentMs: p.sentMs}
+		if e.Keyword.Match, err = keyword.ParseMode(p.match); err != nil {
+			return e, fmt.Errorf("field %q: %s: %w", FieldEntry, FieldMatch, err)
+		}
+		return e, e.check(func(f string) string { return fmt.Sprintf("field %q: %s", FieldEntry, f) })
+	case Version1:
+		return parseV1(&vals, have)
+	default:
+		return e, fmt.Errorf("field %q = %q: %w (want %q or %q)", FieldVersion, v, ErrVersion, Version, Version1)
+	}
+}
+
+func parseV1(vals *[nFields]string, have uint32) (Entry, error) {
+	var e Entry
+	for _, f := range [...]int{iBatch, iKeyword, iMatch, iIgnoreCase, iTag, iHost, iMinute, iCount} {
 		if have&(1<<f) == 0 {
 			return e, fmt.Errorf("missing field %q", fieldNames[f])
 		}
 	}
-	if v := vals[iVersion]; v != Version {
-		return e, fmt.Errorf("field %q = %q: %w (want %q)", FieldVersion, v, ErrVersion, Version)
-	}
-	e.Batch = vals[iBatch]
-	if !isHex32(e.Batch) {
-		return e, fmt.Errorf("field %q = %q: want 32 hex characters", FieldBatch, e.Batch)
-	}
-	e.Keyword.Text = vals[iKeyword]
+	e.Batch, e.Keyword.Text, e.Tag, e.Host = vals[iBatch], vals[iKeyword], vals[iTag], vals[iHost]
 	var err error
 	if e.Keyword.Match, err = keyword.ParseMode(vals[iMatch]); err != nil {
 		return e, fmt.Errorf("field %q: %w", FieldMatch, err)
@@ -236,22 +272,11 @@ func ParseFields(kv []string) (Entry, error) {
 	default:
 		return e, fmt.Errorf("field %q = %q: want 0 or 1", FieldIgnoreCase, ic)
 	}
-	if err := e.Keyword.Validate(); err != nil {
-		return e, fmt.Errorf("field %q: %w", FieldKeyword, err)
-	}
-	e.Keyword = e.Keyword.Canonical()
-	e.Tag, e.Host = vals[iTag], vals[iHost]
 	if e.Minute, err = parseInt(vals[iMinute]); err != nil {
 		return e, fmt.Errorf("field %q: %w", FieldMinute, err)
 	}
-	if e.Minute%60 != 0 || e.Minute < 0 {
-		return e, fmt.Errorf("field %q = %d: want a non-negative multiple of 60", FieldMinute, e.Minute)
-	}
 	if e.Count, err = parseInt(vals[iCount]); err != nil {
 		return e, fmt.Errorf("field %q: %w", FieldCount, err)
-	}
-	if e.Count <= 0 {
-		return e, fmt.Errorf("field %q = %d: want a positive count", FieldCount, e.Count)
 	}
 	if s := vals[iSamples]; s != "" {
 		if e.Samples, err = decodeSamples(s); err != nil {
@@ -263,7 +288,29 @@ func ParseFields(kv []string) (Entry, error) {
 			return e, fmt.Errorf("field %q = %q: not an integer", FieldSentMs, sent)
 		}
 	}
-	return e, nil
+	return e, e.check(func(f string) string { return fmt.Sprintf("field %q", f) })
+}
+
+// check validates a decoded entry and puts its keyword in canonical form;
+// name words a value's name for errors in the entry's version.
+func (e *Entry) check(name func(field string) string) error {
+	if !isHex32(e.Batch) {
+		return fmt.Errorf("%s = %q: want 32 hex characters", name(FieldBatch), e.Batch)
+	}
+	if err := e.Keyword.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", name(FieldKeyword), err)
+	}
+	e.Keyword = e.Keyword.Canonical()
+	if e.Minute%60 != 0 || e.Minute < 0 {
+		return fmt.Errorf("%s = %d: want a non-negative multiple of 60", name(FieldMinute), e.Minute)
+	}
+	if e.Count <= 0 {
+		return fmt.Errorf("%s = %d: want a positive count", name(FieldCount), e.Count)
+	}
+	if len(e.Samples) > MaxSamples {
+		return fmt.Errorf("%s: %d samples, over the limit of %d", name(FieldSamples), len(e.Samples), MaxSamples)
+	}
+	return nil
 }
 
 func isHex32(s string) bool {

@@ -17,8 +17,12 @@ func sample() Entry {
 	}
 }
 
-func values(e Entry) map[string]any {
-	kv := e.AppendValues(nil)
+func values(e Entry) map[string]any { return toMap(e.AppendValues(nil)) }
+
+// valuesV1 are the values a version 1 plugin wrote.
+func valuesV1(e Entry) map[string]any { return toMap(e.AppendValuesV1(nil)) }
+
+func toMap(kv []any) map[string]any {
 	m := make(map[string]any, len(kv)/2)
 	for i := 0; i < len(kv); i += 2 {
 		m[kv[i].(string)] = kv[i+1]
@@ -28,6 +32,11 @@ func values(e Entry) map[string]any {
 
 func TestEntryRoundTripsThroughStreamValues(t *testing.T) {
 	for _, e := range []Entry{
+		func() Entry {
+			e := sample()
+			e.Tag, e.Host, e.Samples = "tag \"q\"\n<&>", "hôst\u2028", []string{"", "tab\there", "bad \xff utf-8 ✓"}
+			return e
+		}(),
 		sample(),
 		func() Entry { e := sample(); e.Samples, e.SentMs = nil, 0; return e }(),
 		func() Entry {
@@ -36,12 +45,19 @@ func TestEntryRoundTripsThroughStreamValues(t *testing.T) {
 			return e
 		}(),
 	} {
-		got, err := Parse(values(e))
-		if err != nil {
-			t.Fatalf("Parse(%+v): %v", e, err)
-		}
-		if got.DedupID() != e.DedupID() || got.Count != e.Count || got.SentMs != e.SentMs || len(got.Samples) != len(e.Samples) {
-			t.Fatalf("round trip: got %+v, want %+v", got, e)
+		for _, m := range []map[string]any{values(e), valuesV1(e)} {
+			got, err := Parse(m)
+			if err != nil {
+				t.Fatalf("Parse(%v): %v", m, err)
+			}
+			if got.DedupID() != e.DedupID() || got.Count != e.Count || got.SentMs != e.SentMs || len(got.Samples) != len(e.Samples) {
+				t.Fatalf("round trip of version %v: got %+v, want %+v", m[FieldVersion], got, e)
+			}
+			for i := range e.Samples {
+				if want := strings.ToValidUTF8(e.Samples[i], "\uFFFD"); got.Samples[i] != want {
+					t.Fatalf("sample %d: got %q, want %q", i, got.Samples[i], want)
+				}
+			}
 		}
 	}
 }
@@ -68,7 +84,7 @@ func TestParseNamesTheBadField(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := values(sample())
+			m := valuesV1(sample())
 			tc.edit(m)
 			_, err := Parse(m)
 			if err == nil || !strings.Contains(err.Error(), `"`+tc.field+`"`) {
@@ -77,9 +93,47 @@ func TestParseNamesTheBadField(t *testing.T) {
 		})
 	}
 	m := values(sample())
-	m[FieldVersion] = "2"
+	m[FieldVersion] = "3"
 	if _, err := Parse(m); !errors.Is(err, ErrVersion) {
 		t.Fatalf("unknown version: %v does not wrap ErrVersion", err)
+	}
+}
+
+func TestParsePayloadNamesTheBadValue(t *testing.T) {
+	e := sample()
+	good := string(e.AppendPayload(nil))
+	tests := []struct {
+		name, payload, want string
+	}{
+		{"not JSON", "{", "not a JSON array"},
+		{"nine values", strings.Replace(good, ",1700000062123]", "]", 1), "not a JSON array"},
+		{"eleven values", strings.Replace(good, "]", ",1]", 1), "not a JSON array"},
+		{"short batch", strings.Replace(good, e.Batch, "abc", 1), `field "e": batch = "abc"`},
+		{"bad match mode", strings.Replace(good, `"substring"`, `"glob"`, 1), `field "e": match`},
+		{"icase not a bool", strings.Replace(good, "false", "0", 1), "icase: want true or false"},
+		{"regex that does not compile", strings.Replace(strings.Replace(good, `"substring"`, `"regex"`, 1), `"Exception"`, `"("`, 1), `field "e": kw`},
+		{"minute a string", strings.Replace(good, "1700000040", `"1700000040"`, 1), "minute: want an integer"},
+		{"minute a fraction", strings.Replace(good, "1700000040", "1700000040.0", 1), "minute: want an integer"},
+		{"minute not on a minute", strings.Replace(good, "1700000040", "1700000041", 1), `field "e": minute = 1700000041`},
+		{"count out of range", strings.Replace(good, ",37,", ",99999999999999999999,", 1), "count: 99999999999999999999 is out of range"},
+		{"zero count", strings.Replace(good, ",37,", ",0,", 1), `field "e": count = 0`},
+		{"samples not strings", strings.Replace(good, `["java`, `[1,"java`, 1), "samples"},
+		{"garbage after", good + "x", "not a JSON array"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseFields([]string{FieldVersion, Version, FieldEntry, tc.payload})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("payload %s: err = %v, want it to contain %q", tc.payload, err, tc.want)
+			}
+		})
+	}
+	if _, err := ParseFields([]string{FieldVersion, Version}); err == nil || !strings.Contains(err.Error(), `missing field "e"`) {
+		t.Fatalf("no payload: err = %v", err)
+	}
+	spaced := " [ " + strings.ReplaceAll(good[1:len(good)-1], ",", " , ") + " ] "
+	if _, err := ParseFields([]string{FieldVersion, Version, FieldEntry, spaced}); err != nil {
+		t.Fatalf("payload with spaces: %v", err)
 	}
 }
 
@@ -173,7 +227,7 @@ func TestParseFieldsRejectsRepeatedAndOddFields(t *testing.T) {
 		kv   []string
 		want string
 	}{
-		{"a field given twice", append(pairs(sample()), FieldCount, "2"), `field "count" given twice`},
+		{"a field given twice", append(pairs(sample()), FieldEntry, "[]"), `field "e" given twice`},
 		{"a name without a value", append(pairs(sample()), "extra"), "want pairs"},
 		{"no fields", nil, `missing field "v"`},
 	}

@@ -27,6 +27,9 @@ func batchID(n int) string { return fmt.Sprintf("%032x", n) }
 
 func values(e stream.Entry) []any { return e.AppendValues(nil) }
 
+// valuesV1 are e's values as a version 1 plugin wrote them.
+func valuesV1(e stream.Entry) []any { return e.AppendValuesV1(nil) }
+
 func entry(batch int, kw, host, tag string, minute, count int64) stream.Entry {
 	return stream.Entry{
 		Batch:   batchID(batch),
@@ -246,7 +249,7 @@ func TestMalformedEntriesDeadLetteredRestCounted(t *testing.T) {
 	now := nowMinute()
 	good := values(entry(1, "err", "h", "t", now, 2))
 	with := func(field, value string) []any {
-		v := values(entry(9, "err", "h", "t", now, 1))
+		v := valuesV1(entry(9, "err", "h", "t", now, 1))
 		for i := 0; i < len(v); i += 2 {
 			if v[i] == field {
 				v[i+1] = value
@@ -256,7 +259,7 @@ func TestMalformedEntriesDeadLetteredRestCounted(t *testing.T) {
 		return append(v, field, value)
 	}
 	without := func(field string) []any {
-		v := values(entry(9, "err", "h", "t", now, 1))
+		v := valuesV1(entry(9, "err", "h", "t", now, 1))
 		var out []any
 		for i := 0; i < len(v); i += 2 {
 			if v[i] != field {
@@ -270,13 +273,17 @@ func TestMalformedEntriesDeadLetteredRestCounted(t *testing.T) {
 		values []any
 		reason string // substring of the dead-letter reason
 	}{
-		{"unknown version", with(stream.FieldVersion, "2"), "unsupported entry version"},
+		{"unknown version", with(stream.FieldVersion, "3"), "unsupported entry version"},
+		{"payload not JSON", []any{stream.FieldVersion, stream.Version, stream.FieldEntry, "[1,"}, `field "e"`},
+		{"payload with a zero count", []any{stream.FieldVersion, stream.Version, stream.FieldEntry,
+			strings.Replace(values(entry(9, "err", "h", "t", now, 1))[3].(string), ",1,[]", ",0,[]", 1)}, `field "e": count = 0`},
 		{"missing count", without(stream.FieldCount), `missing field "count"`},
 		{"count not a number", with(stream.FieldCount, "many"), `"count"`},
 		{"negative count", with(stream.FieldCount, "-3"), "positive count"},
 		{"minute not aligned", with(stream.FieldMinute, "61"), "multiple of 60"},
 		{"bad batch", with(stream.FieldBatch, "xyz"), `"batch"`},
-		{"bad regex", append(with(stream.FieldMatch, "regex"), stream.FieldKeyword, "(("), `"kw"`},
+		{"bad regex", valuesV1(stream.Entry{Batch: batchID(9), Keyword: keyword.Spec{Text: "((", Match: keyword.Regex}, Host: "h", Tag: "t", Minute: now, Count: 1}), `"kw"`},
+		{"a field given twice", append(with(stream.FieldMatch, "regex"), stream.FieldKeyword, "x"), `field "kw" given twice`},
 		{"bad samples", with(stream.FieldSamples, "[1,"), `"samples"`},
 		{"minute far in the future", with(stream.FieldMinute, fmt.Sprint(now+3*86400)), "ahead of the consumer's clock"},
 	}
@@ -531,8 +538,8 @@ func TestRegexKeywordEntriesValidatedEveryTime(t *testing.T) {
 	// The same valid and invalid expressions twice: a cached verdict must
 	// not let the second invalid one through.
 	xadd(t, rdb, re(1, `disk\s+full`), re(2, `disk\s+full`))
-	xaddRaw(t, rdb, append(values(re(3, "x")), stream.FieldKeyword, "(unclosed")...)
-	xaddRaw(t, rdb, append(values(re(4, "x")), stream.FieldKeyword, "(unclosed")...)
+	xaddRaw(t, rdb, valuesV1(re(3, "(unclosed"))...)
+	xaddRaw(t, rdb, values(re(4, "(unclosed"))...)
 	start(t, Options{Client: rdb})
 	drained(t, rdb, "keyalertd")
 	id := keyword.Spec{Text: `disk\s+full`, Match: keyword.Regex, IgnoreCase: true}.ID()

@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/keyalert/keyalert/stream"
 	"github.com/redis/go-redis/v9"
@@ -99,55 +98,13 @@ func EncodeSample(s Sample) string {
 	b = append(b, `{"minute":`...)
 	b = strconv.AppendInt(b, s.Minute, 10)
 	b = append(b, `,"host":`...)
-	b = appendJSONString(b, s.Host)
+	b = stream.AppendJSONString(b, s.Host)
 	b = append(b, `,"tag":`...)
-	b = appendJSONString(b, s.Tag)
+	b = stream.AppendJSONString(b, s.Tag)
 	b = append(b, `,"line":`...)
-	b = appendJSONString(b, s.Line)
+	b = stream.AppendJSONString(b, s.Line)
 	b = append(b, '}')
 	return string(b)
-}
-
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // Store reads windows and samples.
