@@ -114,42 +114,20 @@ func decodePayload(s string) (payload, error) {
 	if i >= len(s) || s[i] != '[' {
 		return p, errPayload
 	}
+	strs := [len(payloadNames)]*string{0: &p.batch, 1: &p.kw, 2: &p.match, 4: &p.tag, 5: &p.host}
+	ints := [len(payloadNames)]*int64{6: &p.minute, 7: &p.count, 9: &p.sentMs}
 	var err error
 	for k := range payloadNames {
 		i = skipSpace(s, i+1) // past '[' or ','
-		switch k {
-		case 0, 1, 2, 4, 5:
-			var str string
-			if str, i, err = nullOr(s, i, scanString); err == nil {
-				switch k {
-				case 0:
-					p.batch = str
-				case 1:
-					p.kw = str
-				case 2:
-					p.match = str
-				case 4:
-					p.tag = str
-				case 5:
-					p.host = str
-				}
-			}
-		case 3:
+		switch {
+		case k == 3:
 			p.icase, i, err = nullOr(s, i, scanBool)
-		case 6, 7, 9:
-			var n int64
-			if n, i, err = nullOr(s, i, scanInt); err == nil {
-				switch k {
-				case 6:
-					p.minute = n
-				case 7:
-					p.count = n
-				case 9:
-					p.sentMs = n
-				}
-			}
-		case 8:
+		case k == 8:
 			p.samples, i, err = nullOr(s, i, scanStrings)
+		case strs[k] != nil:
+			*strs[k], i, err = nullOr(s, i, scanString)
+		default:
+			*ints[k], i, err = nullOr(s, i, scanInt)
 		}
 		if err != nil {
 			return p, fmt.Errorf("%s: %w", payloadNames[k], err)
