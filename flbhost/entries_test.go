@@ -64,7 +64,7 @@ func tail(h *Host) string {
 }
 
 // readEntries returns every entry of a stream, in order.
-func readEntries(t *testing.T, c *redis.Client, streamKey string) []stream.Entry {
+func readEntries(t *testing.T, c redis.UniversalClient, streamKey string) []stream.Entry {
 	t.Helper()
 	msgs, err := c.XRange(context.Background(), streamKey, "-", "+").Result()
 	if err != nil {

@@ -190,6 +190,37 @@ func TestInstancesDoNotMix(t *testing.T) {
 	}
 }
 
+// TestWritesToARedisCluster: a Redis_URL listing several nodes is a Redis
+// Cluster, for the entries and for the published keyword set alike.
+func TestWritesToARedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	rc := cl.Client()
+	set, _ := keyword.EncodeSet(specs(false, "beta"))
+	if err := rc.Set(context.Background(), keyword.DefaultSetKey, set, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h := StartForTest(t)
+	mustInit(t, h, "c", map[string]string{"Redis_URL": cl.URL(), "Stream": "ka:cluster", "Keywords": "alpha,ERROR",
+		"Hostname": testHost, "Rules_Interval": "1s"})
+	lines := synthLines(1200, 3)
+	c := chunk.Lines(chunk.FormatV2, chunk.EventTime, base, lines)
+	want := truth(specs(false, "alpha", "ERROR", "beta"), base, lines)
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		tag := fmt.Sprintf("cluster.%d", i)
+		mustFlush(t, h, "c", tag, c, OK)
+		got := tally(t, readEntries(t, rc, "ka:cluster"), tag)
+		if byKeyword(got)[specs(false, "beta")[0].ID()] > 0 {
+			equalTallies(t, "cluster", got, want)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the published keyword was not counted within 5s: %v", byKeyword(got))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestConfigReachesPluginLikeFluentBit checks the host's property semantics
 // with the real plugin: keys in any case, percent-encoded values with blanks,
 // commas and '%', and core keys (Match, Workers, ...) that Fluent Bit keeps

@@ -29,6 +29,7 @@ type Server struct {
 	Port int
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
+	args []string      // added to the command line
 }
 
 // Binary finds redis-server: $KEYALERT_REDIS_SERVER, then PATH, then /usr/bin.
@@ -51,6 +52,11 @@ func Binary() (string, error) {
 // append-only persistence in a temp dir; it is killed when the test ends.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return startWith(tb)
+}
+
+func startWith(tb testing.TB, args ...string) *Server {
+	tb.Helper()
 	bin, err := Binary()
 	if err != nil {
 		if os.Getenv("KEYALERT_REQUIRE_REDIS") == "1" {
@@ -58,7 +64,7 @@ func Start(tb testing.TB) *Server {
 		}
 		tb.Skip(err.Error())
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), args: args}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		s.Port = freePort(tb)
@@ -90,7 +96,7 @@ func (s *Server) start() error {
 		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	}
-	cmd := exec.Command(s.bin, args...)
+	cmd := exec.Command(s.bin, append(args, s.args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return err

@@ -15,13 +15,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyalert/keyalert/redisurl"
 	"github.com/keyalert/keyalert/stream"
 )
 
 // Config is the validated configuration of one keyalertd process.
 type Config struct {
 	// Redis is the parsed KEYALERT_REDIS_URL.
-	Redis    RedisURL
+	Redis    redisurl.URL
 	RedisURL string // as given, for logs (password removed by Redacted)
 
 	Stream   string // stream key the plugin writes to
@@ -68,7 +69,7 @@ var settings = append([]Setting{
 	{Flag: "redis-url", Env: "KEYALERT_REDIS_URL", Default: "redis://127.0.0.1:6379/0", Secret: true,
 		Usage: "Redis to consume from: `redis://[user:pass@]host:port/db`, `rediss://` for TLS; several `host:port` separated by commas mean a Redis Cluster",
 		set: func(c *Config, v string) error {
-			u, err := ParseRedisURL(v)
+			u, err := redisurl.Parse(v)
 			c.Redis, c.RedisURL = u, v
 			return err
 		}},

@@ -134,8 +134,19 @@ func totals(t testing.TB, rdb redis.UniversalClient, kwIDs []string, from, to in
 func nowMinute() int64 { return time.Now().Unix() / 60 * 60 }
 
 func TestEntriesCountedExactly(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client()
+	for _, tt := range []struct {
+		name  string
+		redis func(t *testing.T) redis.UniversalClient
+	}{
+		{"one server", func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client() }},
+		// Configuration alone: the same consumer on a cluster client.
+		{"a cluster of three", func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t, 3).Client() }},
+	} {
+		t.Run(tt.name, func(t *testing.T) { countsExactly(t, tt.redis(t)) })
+	}
+}
+
+func countsExactly(t *testing.T, rdb redis.UniversalClient) {
 	now := nowMinute()
 	want := map[series]int64{}
 	var es []stream.Entry

@@ -6,13 +6,13 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/redisurl"
 	"github.com/keyalert/keyalert/stream"
 	"github.com/redis/go-redis/v9"
 )
@@ -53,9 +53,10 @@ const (
 
 // Config is one validated instance configuration.
 type Config struct {
-	// Redis holds the connection options from Redis_URL, with timeouts derived
+	// Redis holds the connection options from Redis_URL (several addresses
+	// mean a Redis Cluster), with timeouts derived
 	// from Redis_Timeout where the URL does not set them.
-	Redis *redis.Options
+	Redis *redis.UniversalOptions
 	// RedisURL is Redis_URL with the password replaced, safe to log.
 	RedisURL string
 	Stream   string
@@ -187,26 +188,11 @@ func (c *Config) parseRedisURL(raw string) error {
 		raw = DefaultRedisURL
 	}
 	safe := RedactURL(raw)
-	u, err := url.Parse(raw)
-	if err != nil {
-		// url.Error repeats the raw URL, password included: keep only its cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("%s: %q is not a valid URL: %v", KeyRedisURL, safe, err)
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return fmt.Errorf("%s: %q: scheme must be redis:// or rediss:// (TLS)", KeyRedisURL, safe)
-	}
-	if u.Hostname() == "" {
-		return fmt.Errorf("%s: %q: no host", KeyRedisURL, safe)
-	}
-	opt, err := redis.ParseURL(raw)
+	u, err := redisurl.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("%s: %q: %v", KeyRedisURL, safe, err)
 	}
-	c.Redis = opt
+	c.Redis = u.Options()
 	c.RedisURL = safe
 	return nil
 }
@@ -254,7 +240,7 @@ func (c *Config) Identity() string {
 	}
 	field("hostname", c.Hostname)
 	field("hostname_key", c.HostnameKey)
-	field("redis", c.Redis.Addr+"/"+strconv.Itoa(c.Redis.DB))
+	field("redis", strings.Join(c.Redis.Addrs, ",")+"/"+strconv.Itoa(c.Redis.DB))
 	field("stream", c.Stream)
 	for _, k := range c.Keywords {
 		field("kw", k.ID())

@@ -32,7 +32,7 @@ func TestParseDefaults(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"addr", c.Redis.Addr, "127.0.0.1:6379"},
+		{"addr", strings.Join(c.Redis.Addrs, ","), "127.0.0.1:6379"},
 		{"db", c.DB(), 0},
 		{"stream", c.Stream, stream.DefaultStream},
 		{"keywords", len(c.Keywords), 1},
@@ -113,7 +113,7 @@ func TestParseValues(t *testing.T) {
 			}},
 		{"rediss url with user, password, db", props{"keywords": "x", "redis_url": "rediss://u:secret@redis.example:6380/3"},
 			func(t *testing.T, c *Config) {
-				if c.Redis.TLSConfig == nil || c.Redis.Addr != "redis.example:6380" || c.DB() != 3 || c.Redis.Password != "secret" || c.Redis.Username != "u" {
+				if c.Redis.TLSConfig == nil || strings.Join(c.Redis.Addrs, ",") != "redis.example:6380" || c.DB() != 3 || c.Redis.Password != "secret" || c.Redis.Username != "u" {
 					t.Errorf("options %+v", c.Redis)
 				}
 				if strings.Contains(c.RedisURL, "secret") || strings.Contains(c.Identity(), "secret") {
@@ -172,9 +172,9 @@ func TestParseErrorsNameKeyAndValue(t *testing.T) {
 		{"rules interval garbage", props{"keywords": "x", "rules_interval": "soon"}, []string{`Rules_Interval: "soon" is not a duration`}, ""},
 		{"timeout zero", props{"keywords": "x", "redis_timeout": "0s"}, []string{`Redis_Timeout: "0s"`}, ""},
 		{"nothing to match", props{"rules_key": "none"}, []string{"Keywords:", "Rules_Key"}, ""},
-		{"url scheme", props{"keywords": "x", "redis_url": "http://u:hunter2@h:1/0"}, []string{"Redis_URL:", "scheme"}, "hunter2"},
+		{"url scheme", props{"keywords": "x", "redis_url": "http://u:hunter2@h:1/0"}, []string{"Redis_URL:", "want redis://"}, "hunter2"},
 		{"url unparsable hides password", props{"keywords": "x", "redis_url": "redis://u:hunter2@h:port/0"}, []string{"Redis_URL:", "xxxxx"}, "hunter2"},
-		{"url bad db", props{"keywords": "x", "redis_url": "redis://:hunter2@h:1/zero"}, []string{"Redis_URL:", "invalid database"}, "hunter2"},
+		{"url bad db", props{"keywords": "x", "redis_url": "redis://:hunter2@h:1/zero"}, []string{"Redis_URL:", "bad database"}, "hunter2"},
 		{"url no host", props{"keywords": "x", "redis_url": "redis:///0"}, []string{"Redis_URL:", "no host"}, ""},
 		{"several errors reported together", props{"keywords": "x", "samples": "x", "max_len": "y"}, []string{"Samples:", "Max_Len:"}, ""},
 	}

@@ -31,7 +31,7 @@ type Instance struct {
 	Name     string
 	cfg      *config.Config
 	log      *slog.Logger
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	follower *keywordsync.Follower
 	flusher  *flush.Flusher
 	pub      *publish.Publisher
@@ -46,7 +46,7 @@ func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) 
 		return nil, err
 	}
 	log := base.With("instance", name, "stream", cfg.Stream)
-	rdb := redis.NewClient(cfg.Redis)
+	rdb := redis.NewUniversalClient(cfg.Redis)
 	f, err := keywordsync.New(rdb, keywordsync.Options{
 		Static:   cfg.Keywords,
 		Key:      cfg.RulesKey,

@@ -1,4 +1,7 @@
-package config
+// Package redisurl parses the Redis URL form the plugin's Redis_URL and
+// keyalertd's KEYALERT_REDIS_URL share: one server, or a Redis Cluster when
+// several addresses are given.
+package redisurl
 
 import (
 	"crypto/tls"
@@ -12,12 +15,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisURL is a parsed KEYALERT_REDIS_URL:
+// URL is a parsed Redis URL:
 //
 //	redis://[user:pass@]host:port[/db]          one server
 //	rediss://...                                 the same over TLS
 //	redis://[user:pass@]h1:p1,h2:p2,h3:p3        a Redis Cluster (db must be 0)
-type RedisURL struct {
+type URL struct {
 	TLS      bool
 	Username string
 	Password string
@@ -26,11 +29,11 @@ type RedisURL struct {
 }
 
 // Cluster reports whether the URL lists several addresses.
-func (u RedisURL) Cluster() bool { return len(u.Addrs) > 1 }
+func (u URL) Cluster() bool { return len(u.Addrs) > 1 }
 
 // Options returns go-redis options; NewUniversalClient picks a cluster client
 // for several addresses and a plain client for one.
-func (u RedisURL) Options() *redis.UniversalOptions {
+func (u URL) Options() *redis.UniversalOptions {
 	o := &redis.UniversalOptions{
 		Addrs:    u.Addrs,
 		Username: u.Username,
@@ -45,7 +48,7 @@ func (u RedisURL) Options() *redis.UniversalOptions {
 }
 
 // Redacted is the URL with the password replaced, for logs.
-func (u RedisURL) Redacted() string {
+func (u URL) Redacted() string {
 	var b strings.Builder
 	if u.TLS {
 		b.WriteString("rediss://")
@@ -64,10 +67,10 @@ func (u RedisURL) Redacted() string {
 	return b.String()
 }
 
-// ParseRedisURL parses the URL form described on RedisURL. Port defaults to
+// Parse parses the URL form described on URL. Port defaults to
 // 6379 and db to 0. Errors never include the password.
-func ParseRedisURL(s string) (RedisURL, error) {
-	var u RedisURL
+func Parse(s string) (URL, error) {
+	var u URL
 	rest, ok := strings.CutPrefix(s, "redis://")
 	if !ok {
 		if rest, ok = strings.CutPrefix(s, "rediss://"); !ok {
@@ -96,7 +99,7 @@ func ParseRedisURL(s string) (RedisURL, error) {
 	for _, h := range strings.Split(hosts, ",") {
 		h = strings.TrimSpace(h)
 		if h == "" {
-			return u, errors.New("empty host")
+			return u, errors.New("no host")
 		}
 		host, port, err := net.SplitHostPort(h)
 		if err != nil {
