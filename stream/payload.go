@@ -198,11 +198,12 @@ func scanStrings(s string, i int) ([]string, int, error) {
 	if i >= len(s) || s[i] != '[' {
 		return nil, 0, errSyntax
 	}
-	out := []string{}
 	i = skipSpace(s, i+1)
 	if i < len(s) && s[i] == ']' {
-		return out, i + 1, nil
+		return []string{}, i + 1, nil
 	}
+	out := make([]string, 0, 4) // plugins send a few samples; one allocation
+
 	for {
 		str, next, err := nullOr(s, i, scanString)
 		if err != nil {

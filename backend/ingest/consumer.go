@@ -329,6 +329,8 @@ func (c *Consumer) readGroup(ctx context.Context, id string, block time.Duration
 			return msgs, nil
 		}
 		if _, isReply := err.(errorReply); !isReply {
+			// Cannot happen with a real Redis. Entries that reply delivered
+			// stay pending and come back through a claim.
 			c.m.errors.WithLabelValues("read").Inc()
 			c.log.Warn("unreadable xreadgroup reply; reading again", "err", err)
 		}

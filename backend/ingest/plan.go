@@ -42,8 +42,7 @@ type deadEntry struct {
 type plan struct {
 	source  string         // "new", "pending" or "claim", for logs
 	entries []stream.Entry // counted entries, in ARGV order
-	ids     []string       // their stream ids
-	msgs    []message      // their messages, to dead-letter one that fails
+	msgs    []message      // their messages: ids to acknowledge, values to dead-letter one that fails
 	kwIDs   []string       // their keywords' ids
 	dedups  []string       // their dedup ids, 16 raw bytes each
 	order   []int          // the script's entry k is entries[order[k]]
@@ -73,7 +72,6 @@ type planner struct {
 func (p *planner) build(source string, msgs []message, deliveries map[string]int64, now time.Time) *plan {
 	pl := &plan{source: source, size: len(msgs),
 		entries: make([]stream.Entry, 0, len(msgs)),
-		ids:     make([]string, 0, len(msgs)),
 		msgs:    make([]message, 0, len(msgs)),
 		dedups:  make([]string, 0, len(msgs)),
 		kwIDs:   make([]string, 0, len(msgs)),
@@ -115,7 +113,6 @@ func (p *planner) build(source string, msgs []message, deliveries map[string]int
 		}
 		inBatch[d] = struct{}{}
 		pl.entries = append(pl.entries, e)
-		pl.ids = append(pl.ids, m.id)
 		pl.msgs = append(pl.msgs, m)
 		pl.dedups = append(pl.dedups, d)
 		pl.kwIDs = append(pl.kwIDs, kwID)
@@ -174,7 +171,7 @@ func (p *planner) layout(pl *plan) {
 
 	args := make([]any, 11, 11+3*n+3*len(pl.dead)+len(pl.expired)+len(pl.repeats)+64)
 	for _, e := range ord {
-		args = append(args, pl.ids[e])
+		args = append(args, pl.msgs[e].id)
 	}
 
 	// Seen groups: runs of entries in one event hour.

@@ -89,8 +89,8 @@ func (r *respReader) line() (byte, string, error) {
 	return t, text, nil
 }
 
-// length reads an aggregate header of one of the types want; -1 is null.
-func (r *respReader) length(want ...byte) (int, byte, error) {
+// length reads an aggregate header of one of the types in want; -1 is null.
+func (r *respReader) length(want string) (int, byte, error) {
 	t, text, err := r.line()
 	if err != nil {
 		return 0, 0, err
@@ -101,8 +101,8 @@ func (r *respReader) length(want ...byte) (int, byte, error) {
 	if t == '_' {
 		return -1, t, nil
 	}
-	for _, w := range want {
-		if t == w {
+	for k := 0; k < len(want); k++ {
+		if t == want[k] {
 			n, err := strconv.Atoi(text)
 			if err != nil || n < -1 || n > len(r.s) {
 				return 0, t, fmt.Errorf("xreadgroup reply: bad length %q", text)
@@ -143,7 +143,7 @@ func (r *respReader) str() (string, error) {
 func (r *respReader) readReply() ([]message, error) {
 	// RESP3: a map of one stream to its entries; RESP2: an array of one
 	// [name, entries] pair. Null: nothing to read.
-	n, t, err := r.length('%', '*')
+	n, t, err := r.length("%*")
 	if err != nil || n <= 0 {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func (r *respReader) readReply() ([]message, error) {
 		return nil, fmt.Errorf("xreadgroup reply: %d streams, want 1", n)
 	}
 	if t == '*' {
-		if n, _, err = r.length('*'); err != nil {
+		if n, _, err = r.length("*"); err != nil {
 			return nil, err
 		}
 		if n != 2 {
@@ -161,7 +161,7 @@ func (r *respReader) readReply() ([]message, error) {
 	if _, err := r.str(); err != nil { // the stream's name
 		return nil, err
 	}
-	count, _, err := r.length('*')
+	count, _, err := r.length("*")
 	if err != nil || count <= 0 {
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func (r *respReader) readReply() ([]message, error) {
 	// One backing array for all pairs, sized from the first entry's.
 	var pool []string
 	for k := range msgs {
-		if n, _, err := r.length('*'); err != nil || n != 2 {
+		if n, _, err := r.length("*"); err != nil || n != 2 {
 			if err == nil {
 				err = fmt.Errorf("xreadgroup reply: entry of %d items, want 2", n)
 			}
@@ -178,7 +178,7 @@ func (r *respReader) readReply() ([]message, error) {
 		if msgs[k].id, err = r.str(); err != nil {
 			return nil, err
 		}
-		nkv, t, err := r.length('*', '%')
+		nkv, t, err := r.length("*%")
 		if err != nil {
 			return nil, err
 		}
