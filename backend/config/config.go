@@ -132,8 +132,8 @@ var settings = append([]Setting{
 			c.BatchSize = int(n)
 			return err
 		}},
-	{Flag: "workers", Env: "KEYALERT_WORKERS", Default: "2",
-		Usage: "concurrent read-apply loops (1–16): one prepares a batch while another's is applied",
+	{Flag: "workers", Env: "KEYALERT_WORKERS", Default: "4",
+		Usage: "concurrent read-apply loops (1–16): some prepare batches while Redis applies another's",
 		set: func(c *Config, v string) error {
 			n, err := intIn(v, 1, 16)
 			c.Workers = int(n)

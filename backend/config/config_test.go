@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Stream != "keyalert:events" || c.Listen != "127.0.0.1:8080" || c.Group != "keyalertd" ||
-		c.Retention != 7*24*time.Hour || c.BatchSize != 1000 || c.Workers != 2 || c.Redis.Addrs[0] != "127.0.0.1:6379" {
+		c.Retention != 7*24*time.Hour || c.BatchSize != 1000 || c.Workers != 4 || c.Redis.Addrs[0] != "127.0.0.1:6379" {
 		t.Errorf("defaults: %+v", c)
 	}
 	host, _ := os.Hostname()

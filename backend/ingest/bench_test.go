@@ -93,7 +93,18 @@ func BenchmarkApply(b *testing.B) {
 	}
 }
 
-func benchApply(b *testing.B, aof string, scattered bool) {
+// BenchmarkApplyWorkers compares numbers of read-apply loops (Workers) on
+// the chunk-shaped workload without AOF; keyalertd's default comes from it.
+func BenchmarkApplyWorkers(b *testing.B) {
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	for _, w := range []int{1, 2, 3, 4, 6} {
+		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) { benchApplyWith(b, "off", false, w) })
+	}
+}
+
+func benchApply(b *testing.B, aof string, scattered bool) { benchApplyWith(b, aof, scattered, 0) }
+
+func benchApplyWith(b *testing.B, aof string, scattered bool, workers int) {
 	srv := redistest.Start(b)
 	rdb := srv.Client()
 	ctx := context.Background()
@@ -111,7 +122,7 @@ func benchApply(b *testing.B, aof string, scattered bool) {
 	var applied atomic.Int64
 	done := make(chan struct{})
 	c, err := New(Options{
-		Client: rdb, Stream: testStream, Consumer: "bench", Logger: quietLogger(), Block: 100 * time.Millisecond, // defaults otherwise, as keyalertd's
+		Client: rdb, Stream: testStream, Consumer: "bench", Logger: quietLogger(), Block: 100 * time.Millisecond, Workers: workers, // defaults otherwise, as keyalertd's
 		OnApplied: func(_ context.Context, a []stream.Entry) {
 			if applied.Add(int64(len(a))) == int64(b.N) {
 				close(done)

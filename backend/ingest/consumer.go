@@ -50,8 +50,9 @@ type Options struct {
 	// PruneIdle: a consumer of the group with nothing pending that has been
 	// silent this long is removed. Default the larger of 1h and 10*ClaimIdle.
 	PruneIdle time.Duration
-	// Workers is how many read-apply loops run at once (default 2): while
-	// one waits for its script, another reads and prepares the next batch.
+	// Workers is how many read-apply loops run at once (default 4): while
+	// one waits for its script, others read and prepare the next batches, so
+	// that Redis always has work queued.
 	Workers int
 	// DrainTimeout bounds how long, after Run's context ends, the batches
 	// already read keep being retried while Redis fails. Default 10s.
@@ -114,7 +115,7 @@ func New(o Options) (*Consumer, error) {
 		return nil, fmt.Errorf("ingest: BatchSize %d over the limit of 5000", o.BatchSize)
 	}
 	if o.Workers <= 0 {
-		o.Workers = 2
+		o.Workers = 4
 	}
 	if o.MaxDeliveries <= 0 {
 		o.MaxDeliveries = 10
