@@ -176,6 +176,10 @@ local seen, sum, n = {}, {}, 0
 for _, m in ipairs(redis.call("XRANGE", KEYS[1], "-", "+")) do
   local f, v = m[2], {}
   for i = 1, #f, 2 do v[f[i]] = f[i + 1] end
+  if v.e then -- entry format version 2: [batch, kw, match, icase, tag, host, minute, count, ...]
+    local a = cjson.decode(v.e)
+    v = {batch = a[1], kw = a[2], tag = a[5], host = a[6], minute = tostring(a[7]), count = a[8]}
+  end
   local id = table.concat({v.batch or "", v.kw or "", v.tag or "", v.host or "", v.minute or ""}, "|")
   n = n + 1
   if v.kw and not seen[id] then
