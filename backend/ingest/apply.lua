@@ -13,9 +13,10 @@
 -- [9] sample cap, [10] sample ttl seconds, [11] dead maxlen; then from [12]:
 --   entry ids:     id x entries (entries are numbered 1..n in this order)
 --   seen groups:   key, m, dedupID x m        (covering entries in order)
---   count groups:  key, field, first entry, m, sum, counts
---                  (entries first..first+m-1; counts: their counts separated
---                  by spaces when m > 1, read only if some are not counted)
+--   count groups:  key, field, first entry, m, sum[, counts]
+--                  (entries first..first+m-1; counts, only when m > 1: their
+--                  counts separated by spaces, read only if some are not
+--                  counted)
 --   sample groups: key, m, (entry, sample) x m   (oldest first)
 --   dead:          (id, reason, fields) x dead
 --   expire pairs:  (key, unixSeconds) x pairs
@@ -84,8 +85,12 @@ end
 -- Counts: one HINCRBY per cell for all its new entries.
 for g = 1, ncount do
   local key, field, first, m = KEYS[tonumber(ARGV[i])], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local sum, counts = ARGV[i + 4], ARGV[i + 5]
-  i = i + 6
+  local sum, counts = ARGV[i + 4], nil
+  i = i + 5
+  if m > 1 then
+    counts = ARGV[i]
+    i = i + 1
+  end
   if nflags > 0 then
     local some = false
     for en = first, first + m - 1 do

@@ -216,7 +216,10 @@ func (p *planner) layout(pl *plan) {
 				cb = strconv.AppendInt(cb, pl.entries[e].Count, 10)
 			}
 		}
-		args = append(args, wins[c], fields[c], i+1, j-i, sum, string(cb))
+		args = append(args, wins[c], fields[c], i+1, j-i, sum)
+		if j-i > 1 {
+			args = append(args, string(cb))
+		}
 		nCount++
 		i = j
 	}
