@@ -6,15 +6,16 @@ PKGS    := ./...
 
 export KEYALERT_BUILD := $(BUILD)
 
-.PHONY: all build plugin backend cli host receiver run clean-demo test test-short bench fuzz vet redis run clean FORCE
+.PHONY: all build plugin backend cli demo host receiver run clean-demo test test-short bench fuzz vet redis run clean FORCE
 
 all: build
 
-build: plugin backend cli host receiver
+build: plugin backend cli demo host receiver
 
 plugin: $(BUILD)/keyalert.so
 backend: $(BUILD)/keyalertd
 cli: $(BUILD)/keyalert
+demo: $(BUILD)/keyalert-demo
 host: $(BUILD)/flbhost
 receiver: $(BUILD)/pdreceiver
 
@@ -23,16 +24,19 @@ $(BUILD)/keyalert.so: FORCE
 	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -o $@ ./plugin
 
 $(BUILD)/keyalertd: FORCE
-	$(GO) build -trimpath -o $@ ./backend/cmd/keyalertd
+	$(GO) build -trimpath -o $@ ./cmd/keyalertd
 
 $(BUILD)/keyalert: FORCE
 	$(GO) build -trimpath -o $@ ./cmd/keyalert
 
+$(BUILD)/keyalert-demo: FORCE
+	$(GO) build -trimpath -o $@ ./cmd/keyalert-demo
+
 $(BUILD)/pdreceiver: FORCE
 	$(GO) build -trimpath -o $@ ./cmd/pdreceiver
 
-# The Fluent Bit stand-in that dlopens keyalert.so (see flbhost/README.md).
-$(BUILD)/flbhost: flbhost/c/flbhost.c
+# The Fluent Bit stand-in that dlopens keyalert.so (see harness/flbhost/README.md).
+$(BUILD)/flbhost: harness/flbhost/c/flbhost.c
 	@mkdir -p $(BUILD)
 	$(CC) -O2 -g -Wall -Wextra -o $@ $< -ldl -lpthread
 
@@ -62,11 +66,11 @@ test: redis build vet
 # Benchmarks: the commands behind the figures in README.md § Benchmarks and
 # bench/*.md (each file names its own command too). Takes several minutes.
 bench: redis build
-	$(GO) test -run '^$$' -bench . -benchmem ./match/
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/match/
 	$(GO) test -run '^$$' -bench 'Flush|GetRecord' -benchmem -cpu 1 -count 5 ./plugin/flush/
-	$(GO) test -run '^$$' -bench BenchmarkKeyalertd -benchtime=300000x -count 3 ./backend/cmd/keyalertd
+	$(GO) test -run '^$$' -bench BenchmarkKeyalertd -benchtime=300000x -count 3 ./cmd/keyalertd
 	$(GO) test -run '^$$' -bench EvaluateTick -benchtime 20x -count 3 ./backend/alert/
-	$(GO) test -run '^$$' -bench AlertLatency -benchtime 1x -count 3 ./backend/cmd/keyalertd/
+	$(GO) test -run '^$$' -bench AlertLatency -benchtime 1x -count 3 ./cmd/keyalertd/
 	@if [ -n "$$FLUENT_BIT" ]; then bash bench/fluentbit-cpu.sh; else echo "bench/fluentbit-cpu.sh skipped: set FLUENT_BIT=/path/to/fluent-bit"; fi
 
 # The demo, end to end (scripts/demo.sh); Ctrl-C stops everything.

@@ -82,7 +82,7 @@ for rule in \
 done
 
 say "log generator -> $var/demo/app.log (bursts of Exception every ${KEYALERT_DEMO_BURST_EVERY:-30s}, Disk Full now and then)"
-build/keyalert loggen -o "$var/demo/app.log" -host web-12 -burst-every "${KEYALERT_DEMO_BURST_EVERY:-30s}" &
+build/keyalert-demo loggen -o "$var/demo/app.log" -host web-12 -burst-every "${KEYALERT_DEMO_BURST_EVERY:-30s}" &
 pids+=($!)
 
 fluent_bit=${FLUENT_BIT:-$(command -v fluent-bit || true)}
@@ -93,7 +93,7 @@ if [ -n "$fluent_bit" ]; then
 		"$fluent_bit" -c conf/fluent-bit-multiline.conf >"$var/log/fluent-bit.log" 2>&1 &
 else
 	say "fluent-bit is not on PATH: feeding through build/flbhost + build/keyalert.so (log: var/log/plugin.log)"
-	build/keyalert feed -p "Redis_URL=$redis_url" -p Keywords=Exception -p Samples=3 -p Hostname=web-12 \
+	build/keyalert-demo feed -p "Redis_URL=$redis_url" -p Keywords=Exception -p Samples=3 -p Hostname=web-12 \
 		-tag app.demo "$var/demo/app.log" >"$var/log/plugin.log" 2>&1 &
 fi
 pids+=($!)

@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/flbhost"
-	"github.com/keyalert/keyalert/redistest"
+	"github.com/keyalert/keyalert/harness/flbhost"
+	"github.com/keyalert/keyalert/harness/redistest"
 )
 
 type syncBuffer struct {
@@ -65,7 +65,7 @@ func TestDemoPagesThenStopsCleanlyTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bin := range []string{"keyalert.so", "flbhost", "keyalertd", "keyalert", "pdreceiver"} {
+	for _, bin := range []string{"keyalert.so", "flbhost", "keyalertd", "keyalert", "keyalert-demo", "pdreceiver"} {
 		if _, err := os.Stat(filepath.Join(build, bin)); err != nil {
 			if os.Getenv("KEYALERT_REQUIRE_REDIS") == "1" {
 				t.Fatalf("%s missing: run `make build` first", bin)

@@ -14,9 +14,9 @@ import (
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/redistest"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
 

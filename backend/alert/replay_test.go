@@ -9,7 +9,7 @@ import (
 
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/window"
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 var replayBase = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -16,9 +16,9 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/keyalert/keyalert/backend/window"
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/redistest"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/window"
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 // Point is one minute of a counts answer.

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/rules"
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 // Alerting holds the settings of the alerting half (rules, alert engine,

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyalert/keyalert/redisurl"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/pkg/redisurl"
+	"github.com/keyalert/keyalert/pkg/stream"
 )
 
 // Config is the validated configuration of one keyalertd process.

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/window"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/window"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/zeebo/xxh3"
 )
 

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/window"
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 )
 
 func TestDedupBytesIsDedupID(t *testing.T) {

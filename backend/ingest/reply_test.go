@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyalert/keyalert/redistest"
+	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/redis/go-redis/v9"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/redistest"
+	"github.com/keyalert/keyalert/harness/redistest"
 )
 
 func TestLeaseIsExclusiveUntilReleased(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/rules"
-	"github.com/keyalert/keyalert/pdreceiver"
-	"github.com/keyalert/keyalert/redistest"
+	"github.com/keyalert/keyalert/harness/pdreceiver"
+	"github.com/keyalert/keyalert/harness/redistest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

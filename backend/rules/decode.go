@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/validate"
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 // Limits of a rule's fields.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 const testKey = "R0123456789abcdef0123456789ABCDE"

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 // Rule is one alert rule as the API shows it and the engine evaluates it.

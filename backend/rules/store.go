@@ -12,7 +12,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/redis/go-redis/v9"
 )
 

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/redistest"
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 func testRule(t *testing.T, name string, kws ...string) Rule {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/redistest"
+	"github.com/keyalert/keyalert/harness/redistest"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
 

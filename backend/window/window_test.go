@@ -10,8 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/keyalert/keyalert/redistest"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/stream"
 )
 
 func TestKeysShareTheStreamsHashTag(t *testing.T) {

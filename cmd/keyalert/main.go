@@ -1,8 +1,6 @@
 // Command keyalert is the user's tool beside the plugin and keyalertd:
 //
 //	keyalert replay --rules rules.json app.log   what would have fired, and when
-//	keyalert loggen [-o file]                    a realistic log with bursts (demo)
-//	keyalert feed [flags] file                   follow a log through the plugin .so (demo without Fluent Bit)
 //	keyalert watch [flags] keyword...            per-minute counts and alerts from keyalertd
 package main
 
@@ -15,8 +13,6 @@ const usage = `usage: keyalert <command> [flags] [args]
 
 commands:
   replay   run a log file through the plugin's matcher and a rules file; print what would fire
-  loggen   write a realistic application log with bursts of "Exception" and "Disk Full"
-  feed     follow a log file through build/keyalert.so the way Fluent Bit's tail input would
   watch    print per-minute counts and firing alerts from a running keyalertd
 
 Run 'keyalert <command> -h' for a command's flags.
@@ -31,10 +27,6 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "replay":
 		err = replayCmd(args)
-	case "loggen":
-		err = loggenCmd(args)
-	case "feed":
-		err = feedCmd(args)
 	case "watch":
 		err = watchCmd(args)
 	case "-h", "-help", "--help", "help":

@@ -21,8 +21,9 @@ import (
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/validate"
 	"github.com/keyalert/keyalert/backend/window"
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/match"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/match"
+	"github.com/keyalert/keyalert/pkg/multiline"
 	"github.com/keyalert/keyalert/plugin/chunk"
 	"github.com/keyalert/keyalert/plugin/flush"
 )
@@ -507,7 +508,7 @@ func (rd *recordReader) readFile(name string, stdin io.Reader) error {
 		}
 		rd.lines++
 		line = strings.TrimRight(line, "\r\n")
-		if rd.cfg.multiline && rec.Len() > 0 && isContinuation(line) {
+		if rd.cfg.multiline && rec.Len() > 0 && multiline.Continues(line) {
 			rec.WriteByte('\n')
 			rec.WriteString(line)
 		} else {

@@ -19,7 +19,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/keyalert/keyalert/pdreceiver"
+	"github.com/keyalert/keyalert/harness/pdreceiver"
 )
 
 func main() {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/pdreceiver"
+	"github.com/keyalert/keyalert/harness/pdreceiver"
 )
 
 func TestLineIsOneReadableLineWithoutTheRoutingKey(t *testing.T) {

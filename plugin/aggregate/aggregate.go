@@ -7,8 +7,8 @@ package aggregate
 import (
 	"sort"
 
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 )
 
 // Specs gives a keyword's canonical spec by index; *match.Matcher is one.

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 )
 
 type specList []keyword.Spec

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/redisurl"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/redisurl"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
 

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 )
 
 // props is a case-insensitive property set, as Fluent Bit looks keys up.

@@ -8,8 +8,8 @@ import (
 	"unsafe"
 
 	"github.com/fluent/fluent-bit-go/output"
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/match"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/match"
 	"github.com/keyalert/keyalert/plugin/chunk"
 	"github.com/keyalert/keyalert/plugin/loghub"
 )

@@ -10,10 +10,10 @@ package flush
 import (
 	"sync"
 
-	"github.com/keyalert/keyalert/match"
+	"github.com/keyalert/keyalert/pkg/match"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/keyalert/keyalert/plugin/aggregate"
 	"github.com/keyalert/keyalert/plugin/chunk"
-	"github.com/keyalert/keyalert/stream"
 )
 
 // maxDepth bounds how deep `Keys *` descends into nested maps and arrays.

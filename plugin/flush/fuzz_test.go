@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/plugin/chunk"
 )
 

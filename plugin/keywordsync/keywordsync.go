@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/match"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/match"
 	"github.com/redis/go-redis/v9"
 )
 

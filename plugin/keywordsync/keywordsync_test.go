@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/match"
-	"github.com/keyalert/keyalert/redistest"
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/match"
 	"github.com/redis/go-redis/v9"
 )
 

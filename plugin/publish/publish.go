@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/rules"
-	"github.com/keyalert/keyalert/pdreceiver"
+	"github.com/keyalert/keyalert/harness/pdreceiver"
 )
 
 const key = rules.Secret("R0123456789abcdef0123456789ABCDE")

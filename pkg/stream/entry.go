@@ -14,7 +14,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/zeebo/xxh3"
 )
 

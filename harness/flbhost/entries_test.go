@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/keyalert/keyalert/plugin/chunk"
-	"github.com/keyalert/keyalert/redistest"
-	"github.com/keyalert/keyalert/stream"
 	"github.com/redis/go-redis/v9"
 )
 

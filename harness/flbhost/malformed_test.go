@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/plugin/chunk"
-	"github.com/keyalert/keyalert/redistest"
 	"github.com/tinylib/msgp/msgp"
 )
 

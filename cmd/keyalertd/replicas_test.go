@@ -12,10 +12,10 @@ import (
 
 	"github.com/keyalert/keyalert/backend/alert"
 	"github.com/keyalert/keyalert/backend/lease"
-	"github.com/keyalert/keyalert/flbhost"
-	"github.com/keyalert/keyalert/pdreceiver"
+	"github.com/keyalert/keyalert/harness/flbhost"
+	"github.com/keyalert/keyalert/harness/pdreceiver"
+	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/plugin/chunk"
-	"github.com/keyalert/keyalert/redistest"
 )
 
 // leaseOwner is the token a keyalertd process writes into the lease keys it

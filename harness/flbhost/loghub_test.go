@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/keyalert/keyalert/plugin/loghub"
-	"github.com/keyalert/keyalert/redistest"
-	"github.com/keyalert/keyalert/stream"
 )
 
 // TestLoghubCountsMatchPublishedTable runs every loghub sample through two

@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keyalert/keyalert/loggen"
+	"github.com/keyalert/keyalert/harness/loggen"
 )
 
 func loggenCmd(args []string) error {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/keyalert/keyalert/backend/alert"
 	"github.com/keyalert/keyalert/backend/api"
-	"github.com/keyalert/keyalert/keyword"
-	"github.com/keyalert/keyalert/pdreceiver"
-	"github.com/keyalert/keyalert/redistest"
-	"github.com/keyalert/keyalert/stream"
+	"github.com/keyalert/keyalert/harness/pdreceiver"
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
 

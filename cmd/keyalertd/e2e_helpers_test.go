@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/config"
-	"github.com/keyalert/keyalert/flbhost"
-	"github.com/keyalert/keyalert/pdreceiver"
+	"github.com/keyalert/keyalert/harness/flbhost"
+	"github.com/keyalert/keyalert/harness/pdreceiver"
 )
 
 // The end-to-end tests run the real plugin (.so) in flbhost, real

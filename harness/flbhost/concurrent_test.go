@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/keyalert/keyalert/redistest"
+	"github.com/keyalert/keyalert/harness/redistest"
 )
 
 // TestConcurrentFlushesMatchSequential flushes the same chunks one at a time

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 func sub(t string) keyword.Spec { return keyword.Spec{Text: t, Match: keyword.Substring} }

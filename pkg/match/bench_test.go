@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 // realKeywords are the kind of keywords people alert on in these logs.

@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 // refPayload decodes a payload with encoding/json, the reference

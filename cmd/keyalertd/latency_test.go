@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/alert"
-	"github.com/keyalert/keyalert/flbhost"
-	"github.com/keyalert/keyalert/pdreceiver"
+	"github.com/keyalert/keyalert/harness/flbhost"
+	"github.com/keyalert/keyalert/harness/pdreceiver"
+	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/plugin/chunk"
 	"github.com/keyalert/keyalert/plugin/loghub"
-	"github.com/keyalert/keyalert/redistest"
 )
 
 // BenchmarkAlertLatency measures issue #4's alert latency (target: p99 under

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/keyalert/keyalert/plugin/chunk"
-	"github.com/keyalert/keyalert/redistest"
-	"github.com/keyalert/keyalert/stream"
 )
 
 // synthLines makes n log lines with a known, mixed keyword content.

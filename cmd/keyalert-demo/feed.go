@@ -14,7 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keyalert/keyalert/flbhost"
+	"github.com/keyalert/keyalert/harness/flbhost"
+	"github.com/keyalert/keyalert/pkg/multiline"
 	"github.com/keyalert/keyalert/plugin/chunk"
 )
 
@@ -111,7 +112,7 @@ func feedCmd(args []string) error {
 			line = strings.TrimRight(partial+line, "\r\n")
 			partial = ""
 			readAny = true
-			if isContinuation(line) && record.Len() > 0 {
+			if multiline.Continues(line) && record.Len() > 0 {
 				record.WriteByte('\n')
 				record.WriteString(line)
 				continue
@@ -154,10 +155,6 @@ func feedCmd(args []string) error {
 		case <-tick.C:
 		}
 	}
-}
-
-func isContinuation(line string) bool {
-	return strings.HasPrefix(line, "\t") || strings.HasPrefix(line, "    ") || strings.HasPrefix(line, "Caused by:")
 }
 
 func waitOpen(ctx context.Context, path string) (*os.File, error) {

@@ -86,7 +86,7 @@ import (
 	"fmt"
 	"regexp"
 
-	"github.com/keyalert/keyalert/keyword"
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 // Matcher is compiled from a keyword list and is safe for concurrent use; each
