@@ -19,6 +19,8 @@ import (
 	"syscall"
 
 	"github.com/keyalert/keyalert/backend/config"
+	"github.com/keyalert/keyalert/pkg/redislog"
+	"github.com/keyalert/keyalert/pkg/redisurl"
 )
 
 func main() {
@@ -38,6 +40,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg, stderr)
 	slog.SetDefault(log)
+	// go-redis repeats per connection attempt what the consumer and the API
+	// already log once; keep it in the structured log, at debug.
+	redislog.Route(log, slog.LevelDebug)
 	if getenv("GOGC") == "" {
 		// The live heap is a few MB of batches in flight; at the default 100
 		// the collector runs so often it costs as much CPU as the work.
@@ -57,7 +62,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	a := cfg.Alerting
 	pdURL, _ := url.Parse(a.PagerDutyURL) // validated by config
-	log.Info("keyalertd starting", "listen", srv.Addr(), "redis", cfg.Redis.Redacted(),
+	log.Info("keyalertd starting", "listen", srv.Addr(), "redis", redisurl.Redact(cfg.RedisURL),
 		"stream", cfg.Stream, "group", cfg.Group, "consumer", cfg.Consumer, "retention", cfg.Retention.String(),
 		"pagerduty_url", pdURL.Redacted(), "default_routing_key", a.PagerDutyRoutingKey != "",
 		"eval_shards", a.EvalShards, "lease_ttl", a.LeaseTTL.String(), "lease_owner", srv.Owner())

@@ -1,12 +1,15 @@
 // Package duration is the one duration grammar of keyalert: plugin keys,
 // keyalertd settings, rule fields and API parameters all read it. It is Go's
 // (time.ParseDuration: "90s", "1.5h", "500ms") plus days and weeks in the
-// Prometheus form ("7d", "2w", "1d12h"). A bare number is not a duration.
+// Prometheus form ("7d", "2w", "1d12h"), and a bare whole number of seconds
+// ("30"), which is how Fluent Bit's own time keys (Flush, Refresh_Interval)
+// are written, so a plugin key reads like its neighbours.
 package duration
 
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,16 +17,22 @@ import (
 )
 
 // Syntax describes the grammar for error messages.
-const Syntax = `a duration like "90s", "5m", "36h", "7d" or "2w"`
+const Syntax = `a duration like "90s", "5m", "36h", "7d", "2w" or whole seconds`
 
 // ErrSyntax is wrapped by Parse's errors.
 var ErrSyntax = errors.New("want " + Syntax)
+
+// maxSeconds keeps a bare number of seconds inside time.Duration.
+const maxSeconds = int64(1<<63-1) / int64(time.Second)
 
 // Parse reads s in the grammar above. Negative durations parse; callers
 // check their own bounds.
 func Parse(s string) (time.Duration, error) {
 	if d, err := time.ParseDuration(s); err == nil {
 		return d, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 && n <= maxSeconds {
+		return time.Duration(n) * time.Second, nil
 	}
 	// Prometheus' grammar also knows years; keyalert's does not, so that
 	// "1y" is not read as 365 days by some keys and refused by others.

@@ -20,6 +20,8 @@ func TestParseAcceptsGoDurationsDaysAndWeeks(t *testing.T) {
 		{"1d12h", 36 * time.Hour},
 		{"-5m", -5 * time.Minute},
 		{"0s", 0},
+		{"30", 30 * time.Second},
+		{"0", 0},
 	} {
 		got, err := Parse(tc.in)
 		if err != nil || got != tc.want {
@@ -29,7 +31,7 @@ func TestParseAcceptsGoDurationsDaysAndWeeks(t *testing.T) {
 }
 
 func TestParseRejectsWithTheGrammarInTheError(t *testing.T) {
-	for _, in := range []string{"", "5", "1y", "7 d", "d", "1.5d", "abc", "5m junk"} {
+	for _, in := range []string{"", "-5", "99999999999999999999", "1y", "7 d", "d", "1.5d", "abc", "5m junk"} {
 		if _, err := Parse(in); !errors.Is(err, ErrSyntax) {
 			t.Errorf("Parse(%q) err = %v, want ErrSyntax", in, err)
 		}
@@ -46,7 +48,7 @@ func TestFormatRoundTrips(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"90s", "7d", "2w", "1d12h", "1y", "", "5"} {
+	for _, s := range []string{"90s", "7d", "2w", "1d12h", "1y", "", "5", "9223372036"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

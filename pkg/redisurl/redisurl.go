@@ -11,22 +11,39 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/redis/go-redis/v9"
 )
 
 // URL is a parsed Redis URL:
 //
-//	redis://[user:pass@]host:port[/db]          one server
-//	rediss://...                                 the same over TLS
-//	redis://[user:pass@]h1:p1,h2:p2,h3:p3        a Redis Cluster (db must be 0)
+//	redis://[user:pass@]host:port[/db][?option=value&...]   one server
+//	rediss://...                                             the same over TLS
+//	redis://[user:pass@]h1:p1,h2:p2,h3:p3                    a Redis Cluster (db must be 0)
+//
+// Options (query parameters; see Params): dial_timeout, read_timeout,
+// write_timeout (durations such as 500ms or 2s) and pool_size (connections
+// per node). A zero field means the program's own default.
 type URL struct {
 	TLS      bool
 	Username string
 	Password string
 	Addrs    []string // host:port, at least one
 	DB       int
+
+	DialTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	PoolSize     int
 }
+
+// Params lists the query parameters Parse accepts, for docs and errors.
+var Params = []string{"dial_timeout", "read_timeout", "write_timeout", "pool_size"}
+
+// MaxPoolSize bounds pool_size.
+const MaxPoolSize = 10000
 
 // Cluster reports whether the URL lists several addresses.
 func (u URL) Cluster() bool { return len(u.Addrs) > 1 }
@@ -39,6 +56,15 @@ func (u URL) Options() *redis.UniversalOptions {
 		Username: u.Username,
 		Password: u.Password,
 		DB:       u.DB,
+
+		DialTimeout:  u.DialTimeout,
+		ReadTimeout:  u.ReadTimeout,
+		WriteTimeout: u.WriteTimeout,
+		PoolSize:     u.PoolSize,
+		// A request's context deadline bounds its socket reads and writes
+		// too: an API call or a flush never outlives its own deadline on a
+		// Redis that accepts connections but does not answer.
+		ContextTimeoutEnabled: true,
 	}
 	if u.TLS {
 		host, _, _ := net.SplitHostPort(u.Addrs[0])
@@ -47,24 +73,29 @@ func (u URL) Options() *redis.UniversalOptions {
 	return o
 }
 
-// Redacted is the URL with the password replaced, for logs.
-func (u URL) Redacted() string {
-	var b strings.Builder
-	if u.TLS {
-		b.WriteString("rediss://")
-	} else {
-		b.WriteString("redis://")
+// Redact replaces the password in raw's user info with "xxxxx" and keeps
+// the rest as written. It works on the text, so it also covers values that do
+// not parse: logs and config errors never show a password. It is keyalert's
+// one URL redactor (Redis URLs of both halves).
+func Redact(raw string) string {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return raw
 	}
-	if u.Username != "" || u.Password != "" {
-		b.WriteString(url.User(u.Username).String())
-		if u.Password != "" {
-			b.WriteString(":xxxxx")
-		}
-		b.WriteByte('@')
+	rest := raw[i+3:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
 	}
-	b.WriteString(strings.Join(u.Addrs, ","))
-	fmt.Fprintf(&b, "/%d", u.DB)
-	return b.String()
+	at := strings.LastIndexByte(rest[:end], '@')
+	if at < 0 {
+		return raw
+	}
+	user := rest[:at]
+	if c := strings.IndexByte(user, ':'); c >= 0 {
+		user = user[:c] + ":xxxxx"
+	}
+	return raw[:i+3] + user + rest[at:]
 }
 
 // Parse parses the URL form described on URL. Port defaults to
@@ -78,8 +109,14 @@ func Parse(s string) (URL, error) {
 		}
 		u.TLS = true
 	}
-	if strings.ContainsAny(rest, "?#") {
-		return u, errors.New("query parameters and fragments are not supported")
+	if strings.Contains(rest, "#") {
+		return u, errors.New("fragments are not supported")
+	}
+	rest, query, hasQuery := strings.Cut(rest, "?")
+	if hasQuery {
+		if err := u.parseQuery(query); err != nil {
+			return u, err
+		}
 	}
 	hosts, db, hasDB := strings.Cut(rest, "/")
 	if at := strings.LastIndexByte(hosts, '@'); at >= 0 {
@@ -133,6 +170,43 @@ func Parse(s string) (URL, error) {
 		return u, fmt.Errorf("database %d with a cluster: Redis Cluster has only database 0", u.DB)
 	}
 	return u, nil
+}
+
+func (u *URL) parseQuery(q string) error {
+	vals, err := url.ParseQuery(q)
+	if err != nil {
+		return fmt.Errorf("bad query: %v", err)
+	}
+	for k, vs := range vals {
+		if len(vs) != 1 {
+			return fmt.Errorf("option %s given %d times", k, len(vs))
+		}
+		v := vs[0]
+		var dst *time.Duration
+		switch k {
+		case "dial_timeout":
+			dst = &u.DialTimeout
+		case "read_timeout":
+			dst = &u.ReadTimeout
+		case "write_timeout":
+			dst = &u.WriteTimeout
+		case "pool_size":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > MaxPoolSize {
+				return fmt.Errorf("option pool_size=%q: want an integer from 1 to %d", v, MaxPoolSize)
+			}
+			u.PoolSize = n
+			continue
+		default:
+			return fmt.Errorf("unknown option %q (known: %s)", k, strings.Join(Params, ", "))
+		}
+		d, err := duration.Parse(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("option %s=%q: want a positive %s", k, v, duration.Syntax)
+		}
+		*dst = d
+	}
+	return nil
 }
 
 // validHost accepts the characters of host names and IP addresses (with an

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseAcceptsTheDocumentedForms(t *testing.T) {
@@ -19,6 +20,9 @@ func TestParseAcceptsTheDocumentedForms(t *testing.T) {
 		{"redis://a:7000,b:7001, c:7002", URL{Addrs: []string{"a:7000", "b:7001", "c:7002"}}},
 		{"redis://[::1]:6380/1", URL{Addrs: []string{"[::1]:6380"}, DB: 1}},
 		{"redis://[::1]", URL{Addrs: []string{"[::1]:6379"}}},
+		{"redis://h:1/0?dial_timeout=500ms&read_timeout=2s&write_timeout=1m&pool_size=20",
+			URL{Addrs: []string{"h:1"}, DialTimeout: 500 * time.Millisecond, ReadTimeout: 2 * time.Second, WriteTimeout: time.Minute, PoolSize: 20}},
+		{"redis://a:1,b:2?pool_size=5", URL{Addrs: []string{"a:1", "b:2"}, PoolSize: 5}},
 	}
 	for _, tt := range tests {
 		got, err := Parse(tt.in)
@@ -26,20 +30,36 @@ func TestParseAcceptsTheDocumentedForms(t *testing.T) {
 			t.Errorf("Parse(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
 		}
 	}
-	for _, bad := range []string{"", "localhost:6379", "redis://", "redis://h:0", "redis://h:x", "redis://h/-1", "redis://h/x", "redis://a:1,,b:2", "redis://h?db=1", "redis://::1"} {
+	for _, bad := range []string{"", "localhost:6379", "redis://", "redis://h:0", "redis://h:x", "redis://h/-1", "redis://h/x", "redis://a:1,,b:2", "redis://h?db=1", "redis://::1",
+		"redis://h?dial_timeout=5x", "redis://h?dial_timeout=-1s", "redis://h?pool_size=0", "redis://h?pool_size=x",
+		"redis://h?read_timeout=1s&read_timeout=2s", "redis://h#frag", "redis://h?%zz"} {
 		if _, err := Parse(bad); err == nil {
 			t.Errorf("Parse(%q): want an error", bad)
 		}
 	}
 }
 
-func TestRedactedHidesPassword(t *testing.T) {
-	u, _ := Parse("rediss://user:hunter2@a:1,b:2")
-	if got := u.Redacted(); got != "rediss://user:xxxxx@a:1,b:2/0" {
-		t.Errorf("Redacted = %q", got)
+func TestRedactHidesPasswordAndKeepsTheRest(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"redis://u:pw@h:1/0", "redis://u:xxxxx@h:1/0"},
+		{"rediss://user:hunter2@a:1,b:2", "rediss://user:xxxxx@a:1,b:2"},
+		{"redis://h:1/0", "redis://h:1/0"},
+		{"redis://u:pw@h:bad/0", "redis://u:xxxxx@h:bad/0"},
+		{"redis://:pw@h/0?dial_timeout=1s", "redis://:xxxxx@h/0?dial_timeout=1s"},
+		{"not a url", "not a url"},
 	}
+	for _, tt := range tests {
+		if got := Redact(tt.in); got != tt.want {
+			t.Errorf("Redact(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestOptionsCarryTheURL(t *testing.T) {
+	u, _ := Parse("rediss://user:hunter2@a:1,b:2?read_timeout=3s&pool_size=7")
 	o := u.Options()
-	if len(o.Addrs) != 2 || o.TLSConfig == nil || o.Password != "hunter2" {
+	if len(o.Addrs) != 2 || o.TLSConfig == nil || o.Password != "hunter2" || o.ReadTimeout != 3*time.Second ||
+		o.PoolSize != 7 || !o.ContextTimeoutEnabled {
 		t.Errorf("Options = %+v", o)
 	}
 }
@@ -60,11 +80,15 @@ func FuzzParse(f *testing.F) {
 		if len(u.Addrs) == 0 || (u.Cluster() && u.DB != 0) {
 			t.Errorf("%q parsed to %+v", s, u)
 		}
-		// A parsed URL survives a round trip through its redacted form
-		// apart from the password.
-		back, err := Parse(strings.Replace(u.Redacted(), ":xxxxx@", "@", 1))
+		// The redacted form of a valid URL is the same URL apart from
+		// the password, and never shows it.
+		red := Redact(s)
+		back, err := Parse(red)
 		if err != nil || !reflect.DeepEqual(back.Addrs, u.Addrs) || back.DB != u.DB || back.TLS != u.TLS {
-			t.Errorf("%q: redacted %q parses to %+v, %v", s, u.Redacted(), back, err)
+			t.Errorf("%q: redacted %q parses to %+v, %v", s, red, back, err)
+		}
+		if len(u.Password) >= 6 && strings.Contains(red, u.Password) && !strings.Contains(strings.Replace(s, u.Password, "", 1), u.Password) {
+			t.Errorf("Redact(%q) = %q shows the password", s, red)
 		}
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/redisurl"
 	"github.com/keyalert/keyalert/pkg/stream"
@@ -187,7 +188,7 @@ func (c *Config) parseRedisURL(raw string) error {
 	if raw == "" {
 		raw = DefaultRedisURL
 	}
-	safe := RedactURL(raw)
+	safe := redisurl.Redact(raw)
 	u, err := redisurl.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("%s: %q: %v", KeyRedisURL, safe, err)
@@ -195,30 +196,6 @@ func (c *Config) parseRedisURL(raw string) error {
 	c.Redis = u.Options()
 	c.RedisURL = safe
 	return nil
-}
-
-// RedactURL replaces the password of a URL's user info with "xxxxx" and keeps
-// the rest as written. It works on the text, so it also covers values that do
-// not parse as URLs: config errors never show a password.
-func RedactURL(raw string) string {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return raw
-	}
-	rest := raw[i+3:]
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	at := strings.LastIndexByte(rest[:end], '@')
-	if at < 0 {
-		return raw
-	}
-	user := rest[:at]
-	if c := strings.IndexByte(user, ':'); c >= 0 {
-		user = user[:c] + ":xxxxx"
-	}
-	return raw[:i+3] + user + rest[at:]
 }
 
 // DB is the database number from Redis_URL.
@@ -350,18 +327,15 @@ func parseInt(key, s string, def, max int64) (int64, error) {
 	return n, nil
 }
 
-// parseDuration reads a Go duration ("2s", "500ms") or bare seconds ("2").
+// parseDuration reads the one duration grammar (pkg/duration: "2s",
+// "500ms", or whole seconds as Fluent Bit's own keys take them).
 func parseDuration(key, s string, def, min, max time.Duration) (time.Duration, error) {
 	if s == "" {
 		return def, nil
 	}
-	d, err := time.ParseDuration(s)
+	d, err := duration.Parse(s)
 	if err != nil {
-		n, ierr := strconv.ParseInt(s, 10, 64)
-		if ierr != nil || n > int64(max/time.Second)+1 || n < 0 {
-			return 0, fmt.Errorf("%s: %q is not a duration (e.g. 2s, 500ms, or seconds as an integer)", key, s)
-		}
-		d = time.Duration(n) * time.Second
+		return 0, fmt.Errorf("%s: %q is not a duration (want %s)", key, s, duration.Syntax)
 	}
 	if d < min || d > max {
 		return 0, fmt.Errorf("%s: %q is out of range (want %v to %v)", key, s, min, max)

@@ -1,7 +1,6 @@
 package instance
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,8 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/keyalert/keyalert/pkg/redislog"
 	"github.com/keyalert/keyalert/plugin/config"
-	"github.com/redis/go-redis/v9"
 )
 
 // Registry holds the live instances of one process by id. Fluent Bit gets the
@@ -45,15 +44,6 @@ func DefaultLogger() *slog.Logger {
 
 var redisLogOnce sync.Once
 
-// redisLogger routes go-redis's internal messages into slog at debug level:
-// they repeat, per connection attempt, what the flush and follower errors
-// already report once.
-type redisLogger struct{ log *slog.Logger }
-
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	l.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "go-redis")
-}
-
 // Init opens an instance from the properties get returns and registers it.
 // It returns the instance id (0 on failure) and FLBOK or FLBError.
 func (r *Registry) Init(get config.Getter) (id uint64, code int) {
@@ -63,7 +53,7 @@ func (r *Registry) Init(get config.Getter) (id uint64, code int) {
 			id, code = 0, FLBError
 		}
 	}()
-	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{r.log}) })
+	redisLogOnce.Do(func() { redislog.Route(r.log, slog.LevelDebug) })
 	r.mu.Lock()
 	name := fmt.Sprintf("keyalert.%d", r.inits)
 	r.inits++
