@@ -79,8 +79,8 @@ type Config struct {
 	Samples int
 }
 
-// validate checks what the command's flags cannot get wrong but another
-// caller could; the command reports these first, naming its flags.
+// validate guards Run against any caller; the command checks the same
+// before it calls Run, so that its messages name its flags.
 func (c *Config) validate() error {
 	switch {
 	case len(c.Files) == 0:
