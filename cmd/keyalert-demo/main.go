@@ -6,39 +6,14 @@
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/keyalert/keyalert/pkg/subcommand"
 )
 
-const usage = `usage: keyalert-demo <command> [flags] [args]
-
-commands:
-  loggen   write a realistic application log with bursts of "Exception" and "Disk Full"
-  feed     follow a log file through build/keyalert.so the way Fluent Bit's tail input would
-
-Run 'keyalert-demo <command> -h' for a command's flags.
-`
-
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	var err error
-	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
-	case "loggen":
-		err = loggenCmd(args)
-	case "feed":
-		err = feedCmd(args)
-	case "-h", "-help", "--help", "help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "keyalert-demo: unknown command %q\n\n%s", cmd, usage)
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "keyalert-demo %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
+var commands = []subcommand.Command{
+	{Name: "loggen", Summary: `write a realistic application log with bursts of "Exception" and "Disk Full"`, Run: loggenCmd},
+	{Name: "feed", Summary: "follow a log file through build/keyalert.so the way Fluent Bit's tail input would", Run: feedCmd},
 }
+
+func main() { os.Exit(subcommand.Run("keyalert-demo", commands, os.Args[1:], os.Stdout, os.Stderr)) }

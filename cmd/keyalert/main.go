@@ -5,39 +5,14 @@
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/keyalert/keyalert/pkg/subcommand"
 )
 
-const usage = `usage: keyalert <command> [flags] [args]
-
-commands:
-  replay   run a log file through the plugin's matcher and a rules file; print what would fire
-  watch    print per-minute counts and firing alerts from a running keyalertd
-
-Run 'keyalert <command> -h' for a command's flags.
-`
-
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	var err error
-	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
-	case "replay":
-		err = replayCmd(args)
-	case "watch":
-		err = watchCmd(args)
-	case "-h", "-help", "--help", "help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "keyalert: unknown command %q\n\n%s", cmd, usage)
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "keyalert %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
+var commands = []subcommand.Command{
+	{Name: "replay", Summary: "run a log file through the plugin's matcher and a rules file; print what would fire", Run: replayCmd},
+	{Name: "watch", Summary: "print per-minute counts and firing alerts from a running keyalertd", Run: watchCmd},
 }
+
+func main() { os.Exit(subcommand.Run("keyalert", commands, os.Args[1:], os.Stdout, os.Stderr)) }
