@@ -12,7 +12,6 @@ package ingest
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,11 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
-
-//go:embed apply.lua
-var applySource string
-
-var applyScript = redis.NewScript(applySource)
 
 // Options configures a Consumer. Zero values take the defaults noted.
 type Options struct {
