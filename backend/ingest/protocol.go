@@ -65,12 +65,12 @@ const (
 )
 
 const (
-	countKey    = iota // KEYS index of the window hash
-	countField         // hash field of the cell
-	countFirst         // 1-based number of the cell's first entry
-	countLen           // m, entries in the cell
-	countSum           // their counts' sum
-	countFixed         // fixed fields; the counts string follows when m > 1
+	countKey   = iota // KEYS index of the window hash
+	countField        // hash field of the cell
+	countFirst        // 1-based number of the cell's first entry
+	countLen          // m, entries in the cell
+	countSum          // their counts' sum
+	countFixed        // fixed fields; the counts string follows when m > 1
 )
 
 const (
@@ -93,8 +93,8 @@ const (
 )
 
 const (
-	expireKey   = iota // KEYS index
-	expireAt           // Unix seconds
+	expireKey = iota // KEYS index
+	expireAt         // Unix seconds
 	expireWidth
 )
 
