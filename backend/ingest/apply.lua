@@ -6,32 +6,23 @@
 -- failures) takes their arguments straight from ARGV: the per-entry cost of
 -- Lua dominates otherwise.
 --
--- KEYS[1] stream, KEYS[2] dead-letter stream, KEYS[3..] windows, seen sets,
--- sample lists; ARGV refers to them by index.
--- ARGV[1] group, [2] entries, [3] seen groups, [4] count groups,
--- [5] sample groups, [6] dead entries, [7] expire pairs, [8] ack-only ids,
--- [9] sample cap, [10] sample ttl seconds, [11] dead maxlen; then from [12]:
---   entry ids:     id x entries (entries are numbered 1..n in this order)
---   seen groups:   key, m, dedupID x m        (covering entries in order)
---   count groups:  key, field, first entry, m, sum[, counts]
---                  (entries first..first+m-1; counts, only when m > 1: their
---                  counts separated by spaces, read only if some are not
---                  counted)
---   sample groups: key, m, (entry, sample) x m   (oldest first)
---   dead:          (id, reason, fields) x dead
---   expire pairs:  (key, unixSeconds) x pairs
---   ack-only ids
--- The caller sends each dedup id once per batch.
+-- The calling convention (which KEYS and ARGV slot holds what) is defined in
+-- protocol.go; the loader prepends its constants (KEY_*, ARG_*, and the field
+-- offsets SEEN_*, COUNT_*, SAMPLE_*, PICK_*, DEAD_*, EXPIRE_*) as locals, so
+-- this file names every slot and numbers none. ARGV refers to the batch's
+-- keys by their KEYS index. The caller sends each dedup id once per batch.
+--
 -- Returns {flags, failures}: flags has one byte per entry, '1' counted,
 -- '0' duplicate, 'x' failed (not acknowledged; failures lists index, error);
 -- dead entries that could not be written are listed as "d<index>", error,
 -- and stay pending.
 local ARGV, KEYS, tonumber, rpcall, unpack = ARGV, KEYS, tonumber, redis.pcall, unpack
-local stream, dead, group = KEYS[1], KEYS[2], ARGV[1]
-local n, nseen, ncount, nsample = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local ndead, nexp, nack = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local cap, sttl, dmax = tonumber(ARGV[9]), ARGV[10], ARGV[11]
-local ids = 12
+local stream, dead, group = KEYS[KEY_STREAM], KEYS[KEY_DEAD], ARGV[ARG_GROUP]
+local n, nseen = tonumber(ARGV[ARG_ENTRIES]), tonumber(ARGV[ARG_SEEN_GROUPS])
+local ncount, nsample = tonumber(ARGV[ARG_COUNT_GROUPS]), tonumber(ARGV[ARG_SAMPLE_GROUPS])
+local ndead, nexp, nack = tonumber(ARGV[ARG_DEAD]), tonumber(ARGV[ARG_EXPIRES]), tonumber(ARGV[ARG_ACK_ONLY])
+local cap, sttl, dmax = tonumber(ARGV[ARG_SAMPLE_CAP]), ARGV[ARG_SAMPLE_TTL], ARGV[ARG_DEAD_MAXLEN]
+local ids = ARG_ENTRY_IDS
 local i = ids + n
 
 -- flags holds only entries that are not counted ('0' or 'x'); nflags says
@@ -64,8 +55,8 @@ local wrote = false
 local groups = {}
 local e = 0
 for g = 1, nseen do
-  local key, m = KEYS[tonumber(ARGV[i])], tonumber(ARGV[i + 1])
-  local first = i + 2
+  local key, m = KEYS[tonumber(ARGV[i + SEEN_KEY])], tonumber(ARGV[i + SEEN_LEN])
+  local first = i + SEEN_FIXED
   local known = rpcall('SMISMEMBER', key, unpack(ARGV, first, first + m - 1))
   if failed(known) and not dataError(known.err) then
     return redis.error_reply(known.err)
@@ -84,9 +75,10 @@ end
 
 -- Counts: one HINCRBY per cell for all its new entries.
 for g = 1, ncount do
-  local key, field, first, m = KEYS[tonumber(ARGV[i])], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local sum, counts = ARGV[i + 4], nil
-  i = i + 5
+  local key, field = KEYS[tonumber(ARGV[i + COUNT_KEY])], ARGV[i + COUNT_FIELD]
+  local first, m = tonumber(ARGV[i + COUNT_FIRST]), tonumber(ARGV[i + COUNT_LEN])
+  local sum, counts = ARGV[i + COUNT_SUM], nil
+  i = i + COUNT_FIXED
   if m > 1 then
     counts = ARGV[i]
     i = i + 1
@@ -147,14 +139,14 @@ end
 
 -- Samples of counted entries, newest ending up first.
 for g = 1, nsample do
-  local key, m = KEYS[tonumber(ARGV[i])], tonumber(ARGV[i + 1])
-  i = i + 2
+  local key, m = KEYS[tonumber(ARGV[i + SAMPLE_KEY])], tonumber(ARGV[i + SAMPLE_LEN])
+  i = i + SAMPLE_FIXED
   local push = {}
   for j = 1, m do
-    if not flags[tonumber(ARGV[i])] then
-      push[#push + 1] = ARGV[i + 1]
+    if not flags[tonumber(ARGV[i + PICK_ENTRY])] then
+      push[#push + 1] = ARGV[i + PICK_LINE]
     end
-    i = i + 2
+    i = i + PICK_WIDTH
   end
   if #push > 0 then
     rpcall('LPUSH', key, unpack(push))
@@ -181,8 +173,8 @@ end
 
 local acks = {}
 for d = 1, ndead do
-  local id, reason, fields = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  i = i + 3
+  local id, reason, fields = ARGV[i + DEAD_ID], ARGV[i + DEAD_REASON], ARGV[i + DEAD_FIELDS]
+  i = i + DEAD_WIDTH
   local r = rpcall('XADD', dead, 'MAXLEN', '~', dmax, '*', 'reason', reason, 'source_id', id, 'fields', fields)
   if failed(r) then
     failures[#failures + 1] = 'd' .. d
@@ -193,8 +185,8 @@ for d = 1, ndead do
 end
 
 for x = 1, nexp do
-  rpcall('EXPIREAT', KEYS[tonumber(ARGV[i])], ARGV[i + 1])
-  i = i + 2
+  rpcall('EXPIREAT', KEYS[tonumber(ARGV[i + EXPIRE_KEY])], ARGV[i + EXPIRE_AT])
+  i = i + EXPIRE_WIDTH
 end
 
 for a = 1, nack do

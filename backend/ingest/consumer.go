@@ -12,7 +12,6 @@ package ingest
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,44 +21,68 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/pkg/backoff"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
-//go:embed apply.lua
-var applySource string
+// Defaults of the Options fields left zero.
+const (
+	DefaultGroup         = "keyalertd"
+	DefaultRetention     = 7 * 24 * time.Hour
+	DefaultBatchSize     = 1000
+	DefaultBlock         = 2 * time.Second
+	DefaultClaimIdle     = time.Minute
+	DefaultClaimInterval = 15 * time.Second
+	DefaultMaxDeliveries = 10
+	DefaultSamples       = 20
+	DefaultDeadMaxLen    = 100000
+	// DefaultPruneIdle is the least PruneIdle default: it is the larger of
+	// this and 10 times ClaimIdle.
+	DefaultPruneIdle    = time.Hour
+	DefaultWorkers      = 4
+	DefaultDrainTimeout = 10 * time.Second
+)
 
-var applyScript = redis.NewScript(applySource)
+// MaxBatchSize bounds BatchSize: the script unpacks a batch's ids onto the
+// Lua C stack, which must hold them.
+const MaxBatchSize = 5000
 
-// Options configures a Consumer. Zero values take the defaults noted.
+// Options configures a Consumer. The zero value of every field but Client
+// and Consumer is usable: a zero field means the package default, the
+// Default constant of the same name.
 type Options struct {
 	Client   redis.UniversalClient // required
-	Stream   string                // default stream.DefaultStream
-	Group    string                // default "keyalertd"
+	Stream   string                // 0: stream.DefaultStream
+	Group    string                // 0: DefaultGroup
 	Consumer string                // required: this process's name in the group
 
-	Retention     time.Duration // default 7 days
-	BatchSize     int           // default 1000
-	Block         time.Duration // default 2s
-	ClaimIdle     time.Duration // default 1m
-	ClaimInterval time.Duration // default 15s
-	MaxDeliveries int64         // default 10
-	Samples       int           // samples kept per keyword; default 20, -1 none
-	DeadMaxLen    int64         // default 100000
+	Retention     time.Duration // how long windows and dedup ids are kept
+	BatchSize     int           // entries per read and script call, up to MaxBatchSize
+	Block         time.Duration // how long one read waits for new entries
+	ClaimIdle     time.Duration // an entry pending this long elsewhere is claimed
+	ClaimInterval time.Duration // how often idle entries are looked for
+	MaxDeliveries int64         // more deliveries than this: dead letter
+	// Samples is how many sample lines are kept per keyword; 0 means
+	// DefaultSamples. NoSamples keeps none, whatever Samples says.
+	Samples    int
+	NoSamples  bool
+	DeadMaxLen int64 // approximate length cap of the dead-letter stream
 	// PruneIdle: a consumer of the group with nothing pending that has been
-	// silent this long is removed. Default the larger of 1h and 10*ClaimIdle.
+	// silent this long is removed. 0: the larger of DefaultPruneIdle and
+	// 10*ClaimIdle.
 	PruneIdle time.Duration
-	// Workers is how many read-apply loops run at once (default 4): while
-	// one waits for its script, others read and prepare the next batches, so
-	// that Redis always has work queued.
+	// Workers is how many read-apply loops run at once: while one waits for
+	// its script, others read and prepare the next batches, so that Redis
+	// always has work queued.
 	Workers int
 	// DrainTimeout bounds how long, after Run's context ends, the batches
-	// already read keep being retried while Redis fails. Default 10s.
+	// already read keep being retried while Redis fails.
 	DrainTimeout time.Duration
 
-	Logger     *slog.Logger          // default slog.Default()
-	Registerer prometheus.Registerer // default: a private registry
+	Logger     *slog.Logger          // nil: slog.Default()
+	Registerer prometheus.Registerer // nil: a private registry
 
 	// OnApplied is called after each committed batch with the entries newly
 	// counted (not duplicates). Calls never overlap, but they run on the
@@ -67,7 +90,56 @@ type Options struct {
 	// recovered and logged.
 	OnApplied func(ctx context.Context, applied []stream.Entry)
 
-	Now func() time.Time // default time.Now
+	Now func() time.Time // nil: time.Now
+}
+
+// withDefaults fills the zero fields.
+func (o Options) withDefaults() Options {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if o.Stream == "" {
+		o.Stream = stream.DefaultStream
+	}
+	if o.Group == "" {
+		o.Group = DefaultGroup
+	}
+	def(&o.Retention, DefaultRetention)
+	def(&o.Block, DefaultBlock)
+	def(&o.ClaimIdle, DefaultClaimIdle)
+	def(&o.ClaimInterval, DefaultClaimInterval)
+	def(&o.DrainTimeout, DefaultDrainTimeout)
+	def(&o.PruneIdle, max(DefaultPruneIdle, 10*o.ClaimIdle))
+	if o.BatchSize <= 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.MaxDeliveries <= 0 {
+		o.MaxDeliveries = DefaultMaxDeliveries
+	}
+	switch {
+	case o.NoSamples:
+		o.Samples = 0
+	case o.Samples <= 0:
+		o.Samples = DefaultSamples
+	}
+	if o.DeadMaxLen <= 0 {
+		o.DeadMaxLen = DefaultDeadMaxLen
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
 }
 
 // Consumer is one member of the consumer group.
@@ -91,53 +163,10 @@ func New(o Options) (*Consumer, error) {
 	if o.Consumer == "" {
 		return nil, errors.New("ingest: Options.Consumer is required")
 	}
-	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
+	if o.BatchSize > MaxBatchSize {
+		return nil, fmt.Errorf("ingest: Options.BatchSize %d over the limit of %d", o.BatchSize, MaxBatchSize)
 	}
-	if o.Stream == "" {
-		o.Stream = stream.DefaultStream
-	}
-	if o.Group == "" {
-		o.Group = "keyalertd"
-	}
-	def(&o.Retention, 7*24*time.Hour)
-	def(&o.Block, 2*time.Second)
-	def(&o.ClaimIdle, time.Minute)
-	def(&o.ClaimInterval, 15*time.Second)
-	def(&o.DrainTimeout, 10*time.Second)
-	def(&o.PruneIdle, max(time.Hour, 10*o.ClaimIdle))
-	if o.BatchSize <= 0 {
-		o.BatchSize = 1000
-	}
-	if o.BatchSize > 5000 { // Lua unpack() of the acks must fit the C stack
-		return nil, fmt.Errorf("ingest: BatchSize %d over the limit of 5000", o.BatchSize)
-	}
-	if o.Workers <= 0 {
-		o.Workers = 4
-	}
-	if o.MaxDeliveries <= 0 {
-		o.MaxDeliveries = 10
-	}
-	switch {
-	case o.Samples == 0:
-		o.Samples = 20
-	case o.Samples < 0:
-		o.Samples = 0
-	}
-	if o.DeadMaxLen <= 0 {
-		o.DeadMaxLen = 100000
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Registerer == nil {
-		o.Registerer = prometheus.NewRegistry()
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	o = o.withDefaults()
 	c := &Consumer{o: o, m: newMetrics(o.Registerer), log: o.Logger.With("stream", o.Stream, "group", o.Group, "consumer", o.Consumer)}
 	c.plan = planner{
 		keys:       window.NewKeys(o.Stream),
@@ -179,9 +208,20 @@ func (c *Consumer) ok() { c.lastOK.Store(time.Now().UnixNano()) }
 func (c *Consumer) Run(ctx context.Context) error {
 	c.running.Store(true)
 	defer c.running.Store(false)
-	// Redis calls of read batches must outlive ctx: a batch in flight is
-	// finished, not abandoned.
-	work := context.WithoutCancel(ctx)
+	// Redis calls of read batches, and their retries, outlive ctx by
+	// DrainTimeout: a batch in flight is finished, not abandoned, unless
+	// Redis keeps failing that long.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	defer context.AfterFunc(ctx, func() {
+		t := time.NewTimer(c.o.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelWork()
+		case <-work.Done():
+		}
+	})()
 	if !c.retry(ctx, "group", func() error { return c.ensureGroup(work) }) {
 		return nil
 	}
@@ -217,7 +257,7 @@ func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 			return
 		}
 		c.log.Info("re-applying own pending entries", "entries", len(msgs))
-		c.apply(ctx, work, c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now()))
+		c.apply(work, c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now()))
 		start = msgs[len(msgs)-1].id
 	}
 }
@@ -225,7 +265,7 @@ func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 // work is one read-apply loop: new entries, and idle ones when a claim is
 // due.
 func (c *Consumer) work(ctx, work context.Context) {
-	attempt := 0
+	retry := backoff.New(backoff.Policy{})
 	for ctx.Err() == nil {
 		now := time.Now().UnixNano()
 		if next := c.nextClaim.Load(); now >= next && c.claiming.TryLock() {
@@ -243,37 +283,28 @@ func (c *Consumer) work(ctx, work context.Context) {
 		}
 		if err != nil {
 			c.m.errors.WithLabelValues("read").Inc()
-			c.log.Warn("xreadgroup failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(c.backoff(attempt)):
-			}
-			attempt++
+			c.log.Warn("xreadgroup failed; retrying", "err", err, "attempt", retry.Attempt()+1)
+			retry.Wait(ctx) // an error is ctx's end, which ends the loop
 			continue
 		}
-		attempt = 0
+		retry.Reset()
 		c.ok()
 		if len(msgs) > 0 {
-			c.apply(ctx, work, c.plan.build("new", msgs, nil, c.o.Now()))
+			c.apply(work, c.plan.build("new", msgs, nil, c.o.Now()))
 		}
 	}
 }
 
-// apply commits pl, retrying while Redis fails; once ctx has ended it gives
-// up after DrainTimeout, leaving the entries pending for a later run.
-func (c *Consumer) apply(ctx, work context.Context, pl *plan) {
-	var stopAt time.Time
-	for attempt := 0; !c.commit(work, pl); attempt++ {
-		if ctx.Err() != nil {
-			if stopAt.IsZero() {
-				stopAt = time.Now()
-			}
-			if time.Since(stopAt) > c.o.DrainTimeout {
-				c.log.Warn("giving up on a batch at shutdown; it stays pending and is applied later", "entries", pl.size)
-				return
-			}
+// apply commits pl, retrying while Redis fails, until work ends
+// (DrainTimeout after ctx): then it gives up, leaving the entries pending for
+// a later run.
+func (c *Consumer) apply(work context.Context, pl *plan) {
+	retry := backoff.New(backoff.Policy{})
+	for !c.commit(work, pl) {
+		if retry.Wait(work) != nil {
+			c.log.Warn("giving up on a batch at shutdown; it stays pending and is applied later", "entries", pl.size)
+			return
 		}
-		time.Sleep(c.backoff(attempt))
 	}
 }
 
@@ -288,24 +319,10 @@ func (c *Consumer) ensureGroup(ctx context.Context) error {
 
 // retry runs f until it succeeds (true) or ctx ends (false), with backoff.
 func (c *Consumer) retry(ctx context.Context, op string, f func() error) bool {
-	for attempt := 0; ; attempt++ {
-		err := f()
-		if err == nil {
-			return true
-		}
+	return backoff.Retry(ctx, backoff.Policy{}, func(context.Context) error { return f() }, func(err error, attempt int) {
 		c.m.errors.WithLabelValues(op).Inc()
-		c.log.Warn("redis call failed; retrying", "op", op, "err", err, "attempt", attempt+1)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(c.backoff(attempt)):
-		}
-	}
-}
-
-func (c *Consumer) backoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt, 6)
-	return min(d, 5*time.Second)
+		c.log.Warn("redis call failed; retrying", "op", op, "err", err, "attempt", attempt)
+	}) == nil
 }
 
 // readGroup reads from id ("0"-style: own pending; ">": new). block < 0
@@ -403,7 +420,7 @@ func (c *Consumer) claim(ctx, work context.Context) {
 		if len(msgs) > 0 {
 			c.m.claimed.Add(float64(len(msgs)))
 			c.log.Info("claimed idle entries", "entries", len(msgs))
-			c.apply(ctx, work, c.plan.build("claim", msgs, c.deliveries(work, msgs), c.o.Now()))
+			c.apply(work, c.plan.build("claim", msgs, c.deliveries(work, msgs), c.o.Now()))
 		}
 		if next == "0-0" || next == "" {
 			return

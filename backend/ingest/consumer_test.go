@@ -3,11 +3,13 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -587,5 +589,53 @@ func TestStoppedConsumersWithNothingPendingArePruned(t *testing.T) {
 			t.Fatalf("consumers %v: want gone-idle pruned, busy and test-1 kept", names)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// failEval makes every script call of rdb fail while it is on, counting them.
+type failEval struct {
+	on    atomic.Bool
+	fails atomic.Int64
+}
+
+func (h *failEval) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *failEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *failEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); h.on.Load() && (name == "evalsha" || name == "eval") {
+			h.fails.Add(1)
+			err := errors.New("injected failure")
+			cmd.SetErr(err)
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func TestBatchRetriedAtShutdownGivesUpAfterDrainTimeout(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	hook := &failEval{}
+	hook.on.Store(true)
+	rdb.AddHook(hook)
+	xadd(t, rdb, entry(1, "err", "h", "t", nowMinute(), 1))
+	const drain = 200 * time.Millisecond
+	r := start(t, Options{Client: rdb, DrainTimeout: drain})
+	// Five failures in, the next wait is around a second: shutdown must not
+	// sit it out.
+	for deadline := time.Now().Add(10 * time.Second); hook.fails.Load() < 5; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("apply attempted %d times in 10s", hook.fails.Load())
+		}
+	}
+	t0 := time.Now()
+	r.stop()
+	if d := time.Since(t0); d > drain+500*time.Millisecond {
+		t.Errorf("Run returned %v after its context ended, want about the drain timeout %v", d, drain)
+	}
+	pending, err := rdb.XPending(context.Background(), testStream, "keyalertd").Result()
+	if err != nil || pending.Count != 1 {
+		t.Errorf("pending after giving up = %+v, %v; want the entry still pending", pending, err)
 	}
 }

@@ -129,53 +129,110 @@ func deadOf(m message, kind, reason string) deadEntry {
 	return deadEntry{id: m.id, kind: kind, reason: reason, fields: string(fields)}
 }
 
-// layout fills pl.keys and pl.args in the order apply.lua reads them: the
+// layout fills pl.keys and pl.args as protocol.go defines them: the
 // script's entries are pl.entries taken in pl.order, grouped by seen set and
 // within it by window cell, so both kinds of group are contiguous runs.
 func (p *planner) layout(pl *plan) {
 	n := len(pl.entries)
-	idx := make(map[string]int, 16+n/4)
-	pl.keys = append(pl.keys[:0], p.stream, p.dead)
-	key := func(k string) int {
-		i, ok := idx[k]
-		if !ok {
-			pl.keys = append(pl.keys, k)
-			i = len(pl.keys) // Lua indexes from 1
-			idx[k] = i
-		}
-		return i
+	l := &argv{p: p, pl: pl, idx: make(map[string]int, 16+n/4), expiring: make(map[int]bool, 16)}
+	pl.keys = append(pl.keys[:0], make([]string, keyFixed)...)
+	pl.keys[keyStream], pl.keys[keyDead] = p.stream, p.dead
+	l.cells()
+	l.args = make([]any, argHeader, argHeader+3*n+3*len(pl.dead)+len(pl.expired)+len(pl.repeats)+64)
+	l.entryIDs()
+	nSeen := l.seenGroups()
+	nCount := l.countGroups()
+	nSample := l.sampleGroups()
+	l.deadEntries()
+	l.expirePairs()
+	l.ackOnly()
+
+	h := l.args[:argHeader]
+	h[argGroup] = p.group
+	h[argEntries] = n
+	h[argSeenGroups] = nSeen
+	h[argCountGroups] = nCount
+	h[argSampleGroups] = nSample
+	h[argDead] = len(pl.dead)
+	h[argExpires] = len(l.expires)
+	h[argAckOnly] = len(pl.expired) + len(pl.repeats)
+	h[argSampleCap] = p.sampleCap
+	h[argSampleTTL] = p.sampleTTL
+	h[argDeadMaxLen] = p.deadMaxLen
+	pl.args = l.args
+}
+
+// argv is layout's working state for one plan.
+type argv struct {
+	p    *planner
+	pl   *plan
+	args []any
+	idx  map[string]int // key -> its KEYS index (1-based, as Lua sees it)
+
+	fields []string // each entry's hash field
+	wins   []int    // each entry's window key
+
+	expires  []expiry
+	expiring map[int]bool
+}
+
+type expiry struct {
+	key int
+	at  int64
+}
+
+// key returns k's 1-based KEYS index, adding it on first use.
+func (l *argv) key(k string) int {
+	i, ok := l.idx[k]
+	if !ok {
+		l.pl.keys = append(l.pl.keys, k)
+		i = len(l.pl.keys)
+		l.idx[k] = i
 	}
-	kwIDs := pl.kwIDs
-	fields := make([]string, n)
-	wins := make([]int, n)
+	return i
+}
+
+// expire asks for key k to expire at at, once per key.
+func (l *argv) expire(k int, at int64) {
+	if !l.expiring[k] {
+		l.expiring[k] = true
+		l.expires = append(l.expires, expiry{k, at})
+	}
+}
+
+// record appends a record's fixed fields and returns them to be filled by
+// their offsets.
+func (l *argv) record(width int) []any {
+	n := len(l.args)
+	l.args = append(l.args, make([]any, width)...)
+	return l.args[n : n+width : n+width]
+}
+
+// cells finds each entry's window key and field, and the script's order.
+func (l *argv) cells() {
+	pl := l.pl
+	l.fields = make([]string, len(pl.entries))
+	l.wins = make([]int, len(pl.entries))
 	for i := range pl.entries {
 		e := &pl.entries[i]
-		fields[i] = window.Field(e.Host, e.Tag)
-		wins[i] = key(p.keys.Window(kwIDs[i], e.Minute))
+		l.fields[i] = window.Field(e.Host, e.Tag)
+		l.wins[i] = l.key(l.p.keys.Window(pl.kwIDs[i], e.Minute))
 	}
-	ord := p.order(pl, fields, wins)
-	pl.order = ord
+	pl.order = l.p.order(pl, l.fields, l.wins)
+}
 
-	type expiry struct {
-		key int
-		at  int64
+// entryIDs writes the entries' message ids, numbering them for the script.
+func (l *argv) entryIDs() {
+	for _, e := range l.pl.order {
+		l.args = append(l.args, l.pl.msgs[e].id)
 	}
-	var expires []expiry
-	expiring := make(map[int]bool, 16)
-	expire := func(k int, at int64) {
-		if !expiring[k] {
-			expiring[k] = true
-			expires = append(expires, expiry{k, at})
-		}
-	}
+}
 
-	args := make([]any, 11, 11+3*n+3*len(pl.dead)+len(pl.expired)+len(pl.repeats)+64)
-	for _, e := range ord {
-		args = append(args, pl.msgs[e].id)
-	}
-
-	// Seen groups: runs of entries in one event hour.
-	nSeen := 0
+// seenGroups writes one record per run of entries in one event hour: the
+// seen set and the entries' dedup ids.
+func (l *argv) seenGroups() int {
+	pl, ord, n := l.pl, l.pl.order, len(l.pl.order)
+	groups := 0
 	for i := 0; i < n; {
 		first := &pl.entries[ord[i]]
 		h := window.Hour(first.Minute)
@@ -183,18 +240,26 @@ func (p *planner) layout(pl *plan) {
 		for j < n && window.Hour(pl.entries[ord[j]].Minute) == h {
 			j++
 		}
-		k := key(p.keys.Seen(first.Minute))
-		expire(k, window.SeenExpireAt(first.Minute, p.retention))
-		args = append(args, k, j-i)
+		k := l.key(l.p.keys.Seen(first.Minute))
+		l.expire(k, window.SeenExpireAt(first.Minute, l.p.retention))
+		r := l.record(seenFixed)
+		r[seenKey], r[seenLen] = k, j-i
 		for _, e := range ord[i:j] {
-			args = append(args, pl.dedups[e])
+			l.args = append(l.args, pl.dedups[e])
 		}
-		nSeen++
+		groups++
 		i = j
 	}
+	return groups
+}
 
-	// Count groups: runs of entries in one window cell.
-	nCount := 0
+// countGroups writes one record per run of entries in one window cell: the
+// cell's sum, and its entries' counts for the rare batch in which some of
+// them turn out to be duplicates.
+func (l *argv) countGroups() int {
+	pl, ord, n := l.pl, l.pl.order, len(l.pl.order)
+	wins, fields := l.wins, l.fields
+	groups := 0
 	var cb []byte
 	for i := 0; i < n; {
 		c := ord[i]
@@ -202,9 +267,7 @@ func (p *planner) layout(pl *plan) {
 		for j < n && wins[ord[j]] == wins[c] && fields[ord[j]] == fields[c] {
 			j++
 		}
-		expire(wins[c], window.WindowExpireAt(pl.entries[c].Minute, p.retention))
-		// The cell's sum, and its entries' counts for the rare batch in
-		// which some of them turn out to be duplicates.
+		l.expire(wins[c], window.WindowExpireAt(pl.entries[c].Minute, l.p.retention))
 		var sum int64
 		cb = cb[:0]
 		for k, e := range ord[i:j] {
@@ -216,83 +279,99 @@ func (p *planner) layout(pl *plan) {
 				cb = strconv.AppendInt(cb, pl.entries[e].Count, 10)
 			}
 		}
-		args = append(args, wins[c], fields[c], i+1, j-i, sum)
+		r := l.record(countFixed)
+		r[countKey], r[countField], r[countFirst], r[countLen], r[countSum] = wins[c], fields[c], i+1, j-i, sum
 		if j-i > 1 {
-			args = append(args, string(cb))
+			l.args = append(l.args, string(cb))
 		}
-		nCount++
+		groups++
 		i = j
 	}
+	return groups
+}
 
-	// Sample groups: each keyword's newest samples of the batch, in stream
-	// order so the newest is pushed last and ends up first. A batch adds at
-	// most a quarter of the cap, so the list spans several batches rather
-	// than one burst, and a backlog does not push samples only to trim them.
-	nSample := 0
-	if p.sampleCap > 0 {
-		perBatch := max(1, (p.sampleCap+3)/4)
-		pos := make([]int, n) // script position of each entry
-		for k, e := range ord {
-			pos[e] = k
+// sampleGroups writes one record per keyword with samples: each keyword's
+// newest samples of the batch, in stream order so the newest is pushed last
+// and ends up first. A batch adds at most a quarter of the cap, so the list
+// spans several batches rather than one burst, and a backlog does not push
+// samples only to trim them.
+func (l *argv) sampleGroups() int {
+	if l.p.sampleCap <= 0 {
+		return 0
+	}
+	pl, kwIDs, n := l.pl, l.pl.kwIDs, len(l.pl.entries)
+	perBatch := max(1, (l.p.sampleCap+3)/4)
+	pos := make([]int, n) // script position of each entry
+	for k, e := range pl.order {
+		pos[e] = k
+	}
+	take := make([]int, n)
+	left := map[string]int{}
+	for e := n - 1; e >= 0; e-- {
+		q, ok := left[kwIDs[e]]
+		if !ok {
+			q = perBatch
 		}
-		take := make([]int, n)
-		left := map[string]int{}
-		for e := n - 1; e >= 0; e-- {
-			q, ok := left[kwIDs[e]]
-			if !ok {
-				q = perBatch
-			}
-			if q > 0 {
-				take[e] = min(q, len(pl.entries[e].Samples))
-				left[kwIDs[e]] = q - take[e]
-			}
-		}
-		var sampleKeys []string
-		picks := map[string][]any{}
-		for e := range pl.entries {
-			if take[e] == 0 {
-				continue
-			}
-			en := &pl.entries[e]
-			sk := p.keys.Samples(kwIDs[e])
-			if _, ok := picks[sk]; !ok {
-				sampleKeys = append(sampleKeys, sk)
-			}
-			for _, line := range en.Samples[len(en.Samples)-take[e]:] {
-				picks[sk] = append(picks[sk], pos[e]+1, window.EncodeSample(window.Sample{Minute: en.Minute, Host: en.Host, Tag: en.Tag, Line: line}))
-			}
-		}
-		for _, sk := range sampleKeys {
-			args = append(args, key(sk), len(picks[sk])/2)
-			args = append(args, picks[sk]...)
-			nSample++
+		if q > 0 {
+			take[e] = min(q, len(pl.entries[e].Samples))
+			left[kwIDs[e]] = q - take[e]
 		}
 	}
+	type pick struct {
+		entry int
+		line  string
+	}
+	var sampleKeys []string
+	picks := map[string][]pick{}
+	for e := range pl.entries {
+		if take[e] == 0 {
+			continue
+		}
+		en := &pl.entries[e]
+		sk := l.p.keys.Samples(kwIDs[e])
+		if _, ok := picks[sk]; !ok {
+			sampleKeys = append(sampleKeys, sk)
+		}
+		for _, line := range en.Samples[len(en.Samples)-take[e]:] {
+			picks[sk] = append(picks[sk], pick{pos[e] + 1, window.EncodeSample(window.Sample{Minute: en.Minute, Host: en.Host, Tag: en.Tag, Line: line})})
+		}
+	}
+	for _, sk := range sampleKeys {
+		r := l.record(sampleFixed)
+		r[sampleKey], r[sampleLen] = l.key(sk), len(picks[sk])
+		for _, pk := range picks[sk] {
+			q := l.record(pickWidth)
+			q[pickEntry], q[pickLine] = pk.entry, pk.line
+		}
+	}
+	return len(sampleKeys)
+}
 
-	for _, d := range pl.dead {
-		args = append(args, d.id, d.reason, d.fields)
+// deadEntries writes the entries bound for the dead-letter stream.
+func (l *argv) deadEntries() {
+	for _, d := range l.pl.dead {
+		r := l.record(deadWidth)
+		r[deadID], r[deadReason], r[deadFields] = d.id, d.reason, d.fields
 	}
-	for _, x := range expires {
-		args = append(args, x.key, x.at)
+}
+
+// expirePairs writes the expiry of every window and seen set touched.
+func (l *argv) expirePairs() {
+	for _, x := range l.expires {
+		r := l.record(expireWidth)
+		r[expireKey], r[expireAt] = x.key, x.at
 	}
-	for _, id := range pl.expired {
-		args = append(args, id)
+}
+
+// ackOnly writes the ids acknowledged without counting: too old, or a
+// dedup id repeated within the batch.
+func (l *argv) ackOnly() {
+	for _, id := range l.pl.expired {
+		l.args = append(l.args, id)
 	}
-	for _, id := range pl.repeats {
-		args = append(args, id)
+	for _, id := range l.pl.repeats {
+		l.args = append(l.args, id)
 	}
-	args[0] = p.group
-	args[1] = n
-	args[2] = nSeen
-	args[3] = nCount
-	args[4] = nSample
-	args[5] = len(pl.dead)
-	args[6] = len(expires)
-	args[7] = len(pl.expired) + len(pl.repeats)
-	args[8] = p.sampleCap
-	args[9] = p.sampleTTL
-	args[10] = p.deadMaxLen
-	pl.args = args
 }
 
 // order returns the entry indexes sorted by event hour, then window cell,

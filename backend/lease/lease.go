@@ -16,31 +16,35 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyalert/keyalert/pkg/backoff"
 	"github.com/redis/go-redis/v9"
 )
 
-// Settings of leases.
-type Settings struct {
-	// TTL is how long a lease outlives its last renewal (KEYALERT_LEASE_TTL);
-	// a killed replica's work is taken over after about this long.
+// Defaults of the Options fields left zero.
+const (
+	DefaultTTL    = 5 * time.Second
+	DefaultShards = 16
+)
+
+// Options of leases. The zero value is usable: a zero field means its
+// Default constant.
+type Options struct {
+	// TTL is how long a lease outlives its last renewal; a killed replica's
+	// work is taken over after about this long.
 	TTL time.Duration
-	// Shards is how many evaluation shards rules are spread over
-	// (KEYALERT_EVAL_SHARDS); each replica holds a fair share.
+	// Shards is how many evaluation shards rules are spread over; each
+	// replica holds a fair share. Every replica must use the same number.
 	Shards int
 }
 
-// DefaultSettings returns the defaults.
-func DefaultSettings() Settings { return Settings{TTL: 5 * time.Second, Shards: 16} }
-
-// Validate names the bad setting.
-func (s Settings) Validate() error {
-	if s.TTL < 300*time.Millisecond || s.TTL > 5*time.Minute {
-		return fmt.Errorf("KEYALERT_LEASE_TTL=%s: want between 300ms and 5m", s.TTL)
+func (o Options) withDefaults() Options {
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
 	}
-	if s.Shards < 1 || s.Shards > 1024 {
-		return fmt.Errorf("KEYALERT_EVAL_SHARDS=%d: want between 1 and 1024", s.Shards)
+	if o.Shards <= 0 {
+		o.Shards = DefaultShards
 	}
-	return nil
+	return o
 }
 
 // NewOwner returns a token unique to this process: the host name for people
@@ -82,7 +86,11 @@ type Lease struct {
 }
 
 // New returns a lease on key for owner; nothing is taken until TryAcquire.
+// A ttl of 0 means DefaultTTL.
 func New(rdb redis.UniversalClient, key, owner string, ttl time.Duration) *Lease {
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
 	return &Lease{rdb: rdb, key: key, owner: owner, ttl: ttl}
 }
 
@@ -161,10 +169,8 @@ func (l *Lease) Hold(ctx context.Context, work func(ctx context.Context)) {
 			cancel()
 			<-done
 		}
-		select {
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, interval) != nil {
 			return
-		case <-time.After(interval):
 		}
 	}
 }

@@ -2,7 +2,6 @@ package lease
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -100,7 +99,7 @@ func TestHoldCancelsWorkWhenTheLeaseIsLost(t *testing.T) {
 func TestShardsSpreadFairlyAndTakeOverAKilledReplica(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	set := Settings{TTL: 600 * time.Millisecond, Shards: 6}
+	set := Options{TTL: 600 * time.Millisecond, Shards: 6}
 	reps := []*Shards{
 		NewShards(srv.Client(), "ka:{alerts}:lease", "r1", set, nil),
 		NewShards(srv.Client(), "ka:{alerts}:lease", "r2", set, nil),
@@ -159,14 +158,12 @@ func TestShardOfIsStableAndInRange(t *testing.T) {
 	}
 }
 
-func TestSettingsValidateNamesTheSetting(t *testing.T) {
-	for _, s := range []Settings{{TTL: time.Millisecond, Shards: 1}, {TTL: time.Second, Shards: 0}} {
-		err := s.Validate()
-		if err == nil || !strings.Contains(err.Error(), "KEYALERT_") {
-			t.Errorf("%+v: %v", s, err)
-		}
+func TestZeroOptionsTakeTheDefaults(t *testing.T) {
+	s := NewShards(nil, "p", "o", Options{}, nil)
+	if s.N() != DefaultShards || s.ttl != DefaultTTL || s.Lease(0).ttl != DefaultTTL {
+		t.Errorf("zero Options: %d shards, ttl %v, lease ttl %v; want %d, %v", s.N(), s.ttl, s.Lease(0).ttl, DefaultShards, DefaultTTL)
 	}
-	if err := DefaultSettings().Validate(); err != nil {
-		t.Fatal(err)
+	if l := New(nil, "k", "o", 0); l.ttl != DefaultTTL {
+		t.Errorf("New with ttl 0: ttl %v, want %v", l.ttl, DefaultTTL)
 	}
 }

@@ -35,15 +35,16 @@ type Shards struct {
 	seenFree map[int]bool
 }
 
-// NewShards returns a manager for n shard leases under prefix (keys
+// NewShards returns a manager for o.Shards shard leases under prefix (keys
 // prefix:shard:<i> and prefix:members).
-func NewShards(rdb redis.UniversalClient, prefix, owner string, set Settings, log *slog.Logger) *Shards {
+func NewShards(rdb redis.UniversalClient, prefix, owner string, o Options, log *slog.Logger) *Shards {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Shards{rdb: rdb, prefix: prefix, owner: owner, ttl: set.TTL, log: log, seenFree: map[int]bool{}}
-	for i := 0; i < set.Shards; i++ {
-		s.leases = append(s.leases, New(rdb, prefix+":shard:"+strconv.Itoa(i), owner, set.TTL))
+	o = o.withDefaults()
+	s := &Shards{rdb: rdb, prefix: prefix, owner: owner, ttl: o.TTL, log: log, seenFree: map[int]bool{}}
+	for i := 0; i < o.Shards; i++ {
+		s.leases = append(s.leases, New(rdb, prefix+":shard:"+strconv.Itoa(i), owner, o.TTL))
 	}
 	return s
 }

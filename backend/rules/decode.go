@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/validate"
+	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
@@ -159,11 +160,11 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		w.PagerDuty.RoutingKey = Secret(key)
 	}
 
-	w.RepeatInterval = Duration(duration(&errs, "repeat_interval", repeat, 0, 0, MaxRepeat, false))
+	w.RepeatInterval = Duration(parseDuration(&errs, "repeat_interval", repeat, 0, 0, MaxRepeat, false))
 	if w.RepeatInterval != 0 && w.RepeatInterval.D() < time.Minute && !errs.Has("repeat_interval") {
 		errs.Add("repeat_interval", "%s: want 0 (never) or at least 1m", repeat)
 	}
-	w.ResolveAfter = Duration(duration(&errs, "resolve_after", resolve, DefaultResolve, 0, MaxResolve, false))
+	w.ResolveAfter = Duration(parseDuration(&errs, "resolve_after", resolve, DefaultResolve, 0, MaxResolve, false))
 
 	w.Enabled = enabled
 
@@ -206,7 +207,7 @@ func decodeCondition(raw json.RawMessage, present bool, errs *validate.Errors) C
 	default:
 		errs.Add("condition.type", "%q: want threshold, absence or spike", typ)
 	}
-	c.Window = Duration(duration(errs, "condition.window", window, 0, time.Minute, MaxWindow, true))
+	c.Window = Duration(parseDuration(errs, "condition.window", window, 0, time.Minute, MaxWindow, true))
 	if window == "" && !errs.Has("condition.window") {
 		errs.Add("condition.window", "required, e.g. \"5m\"")
 	}
@@ -244,24 +245,24 @@ func decodeCondition(raw json.RawMessage, present bool, errs *validate.Errors) C
 		} else if minCount < 1 && !errs.Has("condition.min_count") {
 			errs.Add("condition.min_count", "%d: want at least 1", minCount)
 		}
-		c.Baseline = Duration(duration(errs, "condition.baseline", baseline, c.Window.D(), time.Minute, MaxBaseline, true))
+		c.Baseline = Duration(parseDuration(errs, "condition.baseline", baseline, c.Window.D(), time.Minute, MaxBaseline, true))
 	}
 	return c
 }
 
-// duration parses field's value, using def when empty, and checks its bounds;
+// parseDuration parses field's value, using def when empty, and checks its bounds;
 // wholeMinutes requires a multiple of a minute (counts are per minute).
-func duration(errs *validate.Errors, field, v string, def, lo, hi time.Duration, wholeMinutes bool) time.Duration {
+func parseDuration(errs *validate.Errors, field, v string, def, lo, hi time.Duration, wholeMinutes bool) time.Duration {
 	if errs.Has(field) {
 		return def
 	}
 	if v == "" {
 		return def
 	}
-	d, err := time.ParseDuration(v)
+	d, err := duration.Parse(v)
 	switch {
 	case err != nil:
-		errs.Add(field, "%q is not a duration (want e.g. \"90s\", \"5m\", \"1h\")", v)
+		errs.Add(field, "%q is not a duration: want %s", v, duration.Syntax)
 	case d < lo || d > hi:
 		errs.Add(field, "%q: want between %s and %s", v, Duration(lo), Duration(hi))
 	case wholeMinutes && d%time.Minute != 0:

@@ -86,6 +86,17 @@ func TestDecodeReportsEachBadField(t *testing.T) {
 		{"bad repeat interval", func(m map[string]any) { m["repeat_interval"] = "soon" }, []string{"repeat_interval"}},
 		{"repeat interval too short", func(m map[string]any) { m["repeat_interval"] = "10s" }, []string{"repeat_interval"}},
 		{"negative resolve_after", func(m map[string]any) { m["resolve_after"] = "-5m" }, []string{"resolve_after"}},
+		{"window in years", func(m map[string]any) { m["condition"].(map[string]any)["window"] = "1y" }, []string{"condition.window"}},
+		{"window a bare number", func(m map[string]any) { m["condition"].(map[string]any)["window"] = "5" }, []string{"condition.window"}},
+		{"window of a week", func(m map[string]any) { m["condition"].(map[string]any)["window"] = "1w" }, []string{"condition.window"}},
+		{"repeat interval of two weeks", func(m map[string]any) { m["repeat_interval"] = "2w" }, []string{"repeat_interval"}},
+		{"resolve_after in years", func(m map[string]any) { m["resolve_after"] = "1y" }, []string{"resolve_after"}},
+		{"spike baseline of two weeks", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "baseline": "2w"}
+		}, []string{"condition.baseline"}},
+		{"spike baseline a bare number", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "baseline": "5"}
+		}, []string{"condition.baseline"}},
 		{"bad condition type", func(m map[string]any) { m["condition"].(map[string]any)["type"] = "rate" }, []string{"condition.type"}},
 		{"zero count", func(m map[string]any) { m["condition"].(map[string]any)["count"] = 0 }, []string{"condition.count"}},
 		{"count of wrong type", func(m map[string]any) { m["condition"].(map[string]any)["count"] = "5" }, []string{"condition.count"}},
@@ -184,8 +195,67 @@ func TestSecretIsRedactedEverywhere(t *testing.T) {
 	}
 }
 
+func TestDecodeReadsDaysAndWeeks(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(m map[string]any)
+		get    func(r Rule) time.Duration
+		want   time.Duration
+	}{
+		{"window of a day", func(m map[string]any) { m["condition"].(map[string]any)["window"] = "1d" },
+			func(r Rule) time.Duration { return r.Condition.Window.D() }, 24 * time.Hour},
+		{"repeat interval of 7d", func(m map[string]any) { m["repeat_interval"] = "7d" },
+			func(r Rule) time.Duration { return r.RepeatInterval.D() }, 7 * 24 * time.Hour},
+		{"repeat interval of 1w", func(m map[string]any) { m["repeat_interval"] = "1w" },
+			func(r Rule) time.Duration { return r.RepeatInterval.D() }, 7 * 24 * time.Hour},
+		{"resolve_after of 1d", func(m map[string]any) { m["resolve_after"] = "1d" },
+			func(r Rule) time.Duration { return r.ResolveAfter.D() }, 24 * time.Hour},
+		{"spike baseline of 7d", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "baseline": "7d"}
+		}, func(r Rule) time.Duration { return r.Condition.Baseline.D() }, 7 * 24 * time.Hour},
+		{"spike baseline of 1d12h", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "baseline": "1d12h"}
+		}, func(r Rule) time.Duration { return r.Condition.Baseline.D() }, 36 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := validBody()
+			tt.mutate(m)
+			r, errs := Decode(encode(t, m), DecodeOptions{})
+			if errs.Err() != nil {
+				t.Fatal(errs)
+			}
+			if got := tt.get(r); got != tt.want {
+				t.Errorf("decoded %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDurationUnmarshalJSON(t *testing.T) {
+	tests := []struct {
+		json string
+		want time.Duration
+		ok   bool
+	}{
+		{`"90s"`, 90 * time.Second, true},
+		{`"7d"`, 7 * 24 * time.Hour, true},
+		{`"2w"`, 14 * 24 * time.Hour, true},
+		{`"1y"`, 0, false},
+		{`"5"`, 0, false},
+		{`5`, 0, false},
+	}
+	for _, tt := range tests {
+		var d Duration
+		err := json.Unmarshal([]byte(tt.json), &d)
+		if (err == nil) != tt.ok || (tt.ok && d.D() != tt.want) {
+			t.Errorf("%s: got %v, %v; want %v (ok %v)", tt.json, d.D(), err, tt.want, tt.ok)
+		}
+	}
+}
+
 func TestDurationJSONRoundTrip(t *testing.T) {
-	for _, d := range []time.Duration{0, 90 * time.Second, 5 * time.Minute, time.Hour, 1500 * time.Millisecond} {
+	for _, d := range []time.Duration{0, 90 * time.Second, 5 * time.Minute, time.Hour, 1500 * time.Millisecond, 14 * 24 * time.Hour} {
 		b, _ := json.Marshal(Duration(d))
 		var back Duration
 		if err := json.Unmarshal(b, &back); err != nil || back.D() != d {

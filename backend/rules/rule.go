@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
@@ -159,39 +160,28 @@ func (s Secret) LogValue() slog.Value         { return slog.StringValue(s.Redact
 func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.Redacted()) }
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.Redacted()), nil }
 
-// Duration is a time.Duration written as "5m", "1h", "90s" in JSON.
+// Duration is a time.Duration written in keyalert's duration grammar in
+// JSON (pkg/duration: "90s", "5m", "36h", "7d", "2w").
 type Duration time.Duration
 
 // D returns the duration as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-func (d Duration) String() string {
-	t := time.Duration(d)
-	switch {
-	case t == 0:
-		return "0s"
-	case t%time.Hour == 0:
-		return fmt.Sprintf("%dh", t/time.Hour)
-	case t%time.Minute == 0:
-		return fmt.Sprintf("%dm", t/time.Minute)
-	case t%time.Second == 0:
-		return fmt.Sprintf("%ds", t/time.Second)
-	}
-	return t.String()
-}
+// String is the short form: "5m", "1h", "168h", "1.5s".
+func (d Duration) String() string { return duration.Format(time.Duration(d)) }
 
 // MarshalJSON writes the short form.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
-// UnmarshalJSON reads a Go duration string.
+// UnmarshalJSON reads a duration string.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("duration: want a string like \"5m\": %w", err)
 	}
-	v, err := time.ParseDuration(s)
+	v, err := duration.Parse(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("duration: %w", err)
 	}
 	*d = Duration(v)
 	return nil

@@ -33,41 +33,38 @@ const (
 // ErrNotFound is returned for an unknown rule id.
 var ErrNotFound = errors.New("rule not found")
 
-// Settings of the rules store.
-type Settings struct {
-	// KeywordsKey is the string key where the keyword set is published
-	// (KEYALERT_KEYWORDS_KEY).
+// DefaultKeywordsKey is where the keyword set is published when
+// Options.KeywordsKey is empty: the key the plugin follows by default.
+const DefaultKeywordsKey = keyword.DefaultSetKey
+
+// Options of the rules store. The zero value is usable.
+type Options struct {
+	// KeywordsKey is the string key where the keyword set is published;
+	// empty: DefaultKeywordsKey.
 	KeywordsKey string
-}
-
-// DefaultSettings returns the defaults.
-func DefaultSettings() Settings { return Settings{KeywordsKey: keyword.DefaultSetKey} }
-
-// Validate names the bad setting.
-func (s Settings) Validate() error {
-	if s.KeywordsKey == "" {
-		return errors.New("KEYALERT_KEYWORDS_KEY: must not be empty")
-	}
-	return nil
 }
 
 // Store keeps rules in Redis.
 type Store struct {
 	rdb redis.UniversalClient
-	set Settings
+	o   Options
 	now func() time.Time
 	log *slog.Logger
 }
 
-// NewStore returns a store; now may be nil for time.Now.
-func NewStore(rdb redis.UniversalClient, set Settings, now func() time.Time, log *slog.Logger) *Store {
+// NewStore returns a store; now may be nil for time.Now, log nil for
+// slog.Default().
+func NewStore(rdb redis.UniversalClient, o Options, now func() time.Time, log *slog.Logger) *Store {
+	if o.KeywordsKey == "" {
+		o.KeywordsKey = DefaultKeywordsKey
+	}
 	if now == nil {
 		now = time.Now
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Store{rdb: rdb, set: set, now: now, log: log}
+	return &Store{rdb: rdb, o: o, now: now, log: log}
 }
 
 // unref drops a rule's keyword references (KEYS[4], KEYS[5], ARGV[1] = id).
@@ -270,7 +267,7 @@ func (s *Store) publishAfterChange(ctx context.Context) {
 		return err
 	}()
 	if err != nil {
-		s.log.Warn("publish keyword set after rule change", "key", s.set.KeywordsKey, "err", err)
+		s.log.Warn("publish keyword set after rule change", "key", s.o.KeywordsKey, "err", err)
 	}
 }
 
@@ -309,15 +306,15 @@ func (s *Store) SyncKeywords(ctx context.Context, rs []Rule) (bool, error) {
 // Publish writes an encoded keyword set (KeywordSet) at the keywords key
 // unless it is already there; it reports whether it wrote.
 func (s *Store) Publish(ctx context.Context, doc []byte) (bool, error) {
-	cur, err := s.rdb.Get(ctx, s.set.KeywordsKey).Bytes()
+	cur, err := s.rdb.Get(ctx, s.o.KeywordsKey).Bytes()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, fmt.Errorf("get %s: %w", s.set.KeywordsKey, err)
+		return false, fmt.Errorf("get %s: %w", s.o.KeywordsKey, err)
 	}
 	if bytes.Equal(cur, doc) {
 		return false, nil
 	}
-	if err := s.rdb.Set(ctx, s.set.KeywordsKey, doc, 0).Err(); err != nil {
-		return false, fmt.Errorf("set %s: %w", s.set.KeywordsKey, err)
+	if err := s.rdb.Set(ctx, s.o.KeywordsKey, doc, 0).Err(); err != nil {
+		return false, fmt.Errorf("set %s: %w", s.o.KeywordsKey, err)
 	}
 	return true, nil
 }

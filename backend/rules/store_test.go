@@ -41,7 +41,7 @@ func publishedSet(t *testing.T, s *Store) []string {
 func TestStoreCRUDPublishesKeywordUnion(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s := NewStore(srv.Client(), DefaultSettings(), nil, nil)
+	s := NewStore(srv.Client(), Options{}, nil, nil)
 
 	a, err := s.Create(ctx, testRule(t, "a", "Exception", "Timeout"))
 	if err != nil {
@@ -93,7 +93,7 @@ func TestStoreCRUDPublishesKeywordUnion(t *testing.T) {
 func TestStoreKeepsRoutingKeyOutOfRuleDocuments(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s := NewStore(srv.Client(), DefaultSettings(), nil, nil)
+	s := NewStore(srv.Client(), Options{}, nil, nil)
 	r, err := s.Create(ctx, testRule(t, "a", "x"))
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func TestStoreKeepsRoutingKeyOutOfRuleDocuments(t *testing.T) {
 func TestSyncKeywordsRepairsAStaleSet(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s := NewStore(srv.Client(), Settings{KeywordsKey: "custom:keywords"}, nil, nil)
+	s := NewStore(srv.Client(), Options{KeywordsKey: "custom:keywords"}, nil, nil)
 	r, err := s.Create(ctx, testRule(t, "a", "x"))
 	if err != nil {
 		t.Fatal(err)
@@ -128,11 +128,14 @@ func TestSyncKeywordsRepairsAStaleSet(t *testing.T) {
 	}
 }
 
-func TestSettingsValidateNamesTheKey(t *testing.T) {
-	if err := (Settings{}).Validate(); err == nil || !strings.Contains(err.Error(), "KEYALERT_KEYWORDS_KEY") {
-		t.Fatalf("got %v", err)
-	}
-	if err := DefaultSettings().Validate(); err != nil {
+func TestZeroOptionsPublishToTheDefaultKey(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s := NewStore(srv.Client(), Options{}, nil, nil)
+	if _, err := s.Create(ctx, testRule(t, "a", "x")); err != nil {
 		t.Fatal(err)
+	}
+	if n, err := s.rdb.Exists(ctx, DefaultKeywordsKey).Result(); err != nil || n != 1 {
+		t.Fatalf("keyword set at %s: exists=%d err=%v", DefaultKeywordsKey, n, err)
 	}
 }

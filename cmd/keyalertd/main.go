@@ -80,15 +80,6 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 // GCPercent is keyalertd's GOGC unless the environment sets one.
 const GCPercent = 400
 
-// samplesOption maps the setting (0 = keep none) to ingest's convention
-// (0 = default, -1 = none).
-func samplesOption(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
-}
-
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	switch strings.ToLower(cfg.LogLevel) {

@@ -72,17 +72,17 @@ func (e *setupError) Unwrap() error { return e.err }
 
 // alertingSettings turns the configuration into the alerting packages'
 // settings and runs their own validation, a second check of config's bounds.
-func alertingSettings(a config.Alerting) (pd pagerduty.Settings, rs rules.Settings, ls lease.Settings,
+func alertingSettings(a config.Alerting) (pd pagerduty.Settings, rs rules.Options, ls lease.Options,
 	as alert.Settings, obs outbox.Settings, apis alertapi.Settings, err error) {
 	pd = pagerduty.Settings{URL: a.PagerDutyURL, Timeout: a.PagerDutyTimeout, DefaultRoutingKey: rules.Secret(a.PagerDutyRoutingKey)}
-	rs = rules.Settings{KeywordsKey: a.KeywordsKey}
-	ls = lease.Settings{TTL: a.LeaseTTL, Shards: a.EvalShards}
+	rs = rules.Options{KeywordsKey: a.KeywordsKey}
+	ls = lease.Options{TTL: a.LeaseTTL, Shards: a.EvalShards}
 	as = alert.Settings{EvalInterval: a.EvalInterval, PublicURL: a.PublicURL, SampleLines: a.SampleLines}
 	obs = outbox.DefaultSettings()
 	obs.BackoffMin, obs.BackoffMax, obs.Concurrency = a.OutboxBackoffMin, a.OutboxBackoffMax, a.OutboxConcurrency
 	apis = alertapi.DefaultSettings()
 	apis.MaxBodyBytes, apis.DefaultRoutingKey = a.APIMaxBodyBytes, a.PagerDutyRoutingKey != ""
-	err = errors.Join(pd.Validate(), rs.Validate(), ls.Validate(), as.Validate(), obs.Validate(), apis.Validate())
+	err = errors.Join(pd.Validate(), as.Validate(), obs.Validate(), apis.Validate())
 	return
 }
 
@@ -134,7 +134,8 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 		ClaimIdle:     cfg.ClaimIdle,
 		ClaimInterval: cfg.ClaimInterval,
 		MaxDeliveries: cfg.MaxDeliveries,
-		Samples:       samplesOption(cfg.Samples),
+		Samples:       cfg.Samples,
+		NoSamples:     cfg.Samples == 0,
 		DeadMaxLen:    cfg.DeadMaxLen,
 		DrainTimeout:  cfg.ShutdownTimeout,
 		Logger:        log,

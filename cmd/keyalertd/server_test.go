@@ -7,10 +7,8 @@ import (
 	"github.com/keyalert/keyalert/backend/alert"
 	"github.com/keyalert/keyalert/backend/alertapi"
 	"github.com/keyalert/keyalert/backend/config"
-	"github.com/keyalert/keyalert/backend/lease"
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
-	"github.com/keyalert/keyalert/backend/rules"
 )
 
 // The settings table's defaults are the alerting packages' own defaults, and
@@ -20,14 +18,14 @@ func TestAlertingDefaultsAreThePackagesDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pd, rs, ls, as, obs, apis, err := alertingSettings(cfg.Alerting)
+	pd, _, _, as, obs, apis, err := alertingSettings(cfg.Alerting)
 	if err != nil {
 		t.Fatalf("defaults fail the packages' validation: %v", err)
 	}
-	if pd != pagerduty.DefaultSettings() || rs != rules.DefaultSettings() || ls != lease.DefaultSettings() ||
+	if pd != pagerduty.DefaultSettings() ||
 		as != alert.DefaultSettings() || obs != outbox.DefaultSettings() || apis != alertapi.DefaultSettings() {
-		t.Errorf("config defaults differ from the packages':\n pagerduty %+v vs %+v\n rules %+v vs %+v\n lease %+v vs %+v\n alert %+v vs %+v\n outbox %+v vs %+v\n api %+v vs %+v",
-			pd, pagerduty.DefaultSettings(), rs, rules.DefaultSettings(), ls, lease.DefaultSettings(),
+		t.Errorf("config defaults differ from the packages':\n pagerduty %+v vs %+v\n alert %+v vs %+v\n outbox %+v vs %+v\n api %+v vs %+v",
+			pd, pagerduty.DefaultSettings(),
 			as, alert.DefaultSettings(), obs, outbox.DefaultSettings(), apis, alertapi.DefaultSettings())
 	}
 }

@@ -1,0 +1,209 @@
+package ingest
+
+import (
+	"context"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/stream"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+// goldenBatch is a fixed batch touching every section of the protocol: two
+// event hours, a cell of several entries, samples over the per-batch quota,
+// entries dead-lettered for each reason known before the script runs, one
+// too old and one repeated.
+func goldenBatch() ([]message, map[string]int64, time.Time) {
+	now := time.Unix(1714561800, 0) // 2024-05-01 11:10:00 UTC
+	m := now.Unix() - 120           // 11:08, hour 476267
+	prev := m - 3600                // 10:08, hour 476266
+	with := func(e stream.Entry, samples ...string) stream.Entry { e.Samples = samples; return e }
+	es := []stream.Entry{
+		with(entry(1, "err", "web-1", "app", m, 3), "err one", "err two"),
+		with(entry(1, "err", "web-1", "app", prev, 2), "err old"),
+		entry(2, "err", "web-1", "app", m, 4),
+		with(entry(2, "timeout", "web-2", "nginx", m, 1), "timeout a", "timeout b", "timeout c"),
+		entry(3, "err", "web-2", "app", m, 7),
+		entry(1, "err", "web-1", "app", m, 3),                 // repeat of the first
+		entry(4, "err", "web-1", "app", now.Unix()-4*3600, 1), // older than retention
+		entry(5, "err", "web-1", "app", m, 1),                 // delivered too often
+	}
+	var msgs []message
+	for i, e := range es {
+		var kv []string
+		for _, v := range e.AppendValues(nil) {
+			kv = append(kv, v.(string))
+		}
+		msgs = append(msgs, message{id: fmt.Sprintf("1714561100000-%d", i), kv: kv})
+	}
+	msgs = append(msgs,
+		message{id: "1714561100000-8", kv: []string{"v", "2", "count", "x"}}, // does not parse
+		message{id: "1714561100000-9"},                                       // deleted
+	)
+	return msgs, map[string]int64{"1714561100000-7": 6}, now
+}
+
+func TestLayoutMatchesGolden(t *testing.T) {
+	msgs, deliveries, now := goldenBatch()
+	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
+		retention: 2 * time.Hour, sampleCap: 8, sampleTTL: 7200, deadMaxLen: 1000, maxDeliv: 5}
+	got := renderPlan(p.build("new", msgs, deliveries, now))
+	path := filepath.Join("testdata", "layout.golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestLayoutMatchesGolden -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("script arguments differ from %s (go test -run TestLayoutMatchesGolden -update rewrites it):\n%s", path, got)
+	}
+}
+
+// The golden batch runs as laid out: the script counts each cell's sum and
+// dead-letters the three dead entries. (Retention is long here so that the
+// windows of the fixed clock's past do not expire at once.)
+func TestGoldenBatchApplies(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	if err := rdb.XGroupCreateMkStream(ctx, testStream, "keyalertd", "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, deliveries, now := goldenBatch()
+	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
+		retention: 20 * 365 * 24 * time.Hour, sampleCap: 8, sampleTTL: 7200, deadMaxLen: 1000, maxDeliv: 5}
+	pl := p.build("new", msgs, deliveries, now)
+	v, err := applyScript.Run(ctx, rdb, pl.keys, pl.args...).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := parseResult(pl, v)
+	if err != nil || len(r.applied) != len(pl.entries) || r.duplicates != 0 || len(r.failed)+len(r.deadFailed) != 0 {
+		t.Fatalf("result %+v, %v; want all %d entries applied", r, err, len(pl.entries))
+	}
+	if n := rdb.XLen(ctx, DeadStream(testStream)).Val(); n != 3 {
+		t.Errorf("dead-letter stream holds %d entries, want 3", n)
+	}
+	m := now.Unix() - 120
+	if got := rdb.HGet(ctx, p.keys.Window("substring:err", m), window.Field("web-1", "app")).Val(); got != "7" {
+		t.Errorf("cell of two entries = %q, want 7", got)
+	}
+}
+
+// renderPlan prints a plan's KEYS and ARGV one slot a line, with the Lua
+// index and what protocol.go says the slot holds.
+func renderPlan(pl *plan) string {
+	var b strings.Builder
+	b.WriteString("KEYS\n")
+	for i, k := range pl.keys {
+		fmt.Fprintf(&b, "%4d  %s\n", i+1, k)
+	}
+	a := pl.args
+	i := 0
+	line := func(label, v string) {
+		fmt.Fprintf(&b, "%4d  %-13s %s\n", i+1, label, v)
+		i++
+	}
+	slot := func(label string) { line(label, fmt.Sprintf("%#v", a[i])) }
+	// rec prints a record's fixed fields, labelled by their offsets.
+	rec := func(width int, labels map[int]string) (base int) {
+		base = i
+		for k := range width {
+			slot(labels[k])
+		}
+		return base
+	}
+	num := func(at int) int { return a[at].(int) }
+
+	b.WriteString("ARGV header\n")
+	rec(argHeader, map[int]string{argGroup: "group", argEntries: "entries", argSeenGroups: "seen groups",
+		argCountGroups: "count groups", argSampleGroups: "sample groups", argDead: "dead", argExpires: "expires",
+		argAckOnly: "ack-only", argSampleCap: "sample cap", argSampleTTL: "sample ttl", argDeadMaxLen: "dead maxlen"})
+	b.WriteString("entry ids\n")
+	for k := range num(argEntries) {
+		slot(fmt.Sprintf("entry %d", k+1))
+	}
+	for g := range num(argSeenGroups) {
+		fmt.Fprintf(&b, "seen group %d\n", g+1)
+		r := rec(seenFixed, map[int]string{seenKey: "key", seenLen: "m"})
+		for range num(r + seenLen) {
+			line("dedup id", hex.EncodeToString([]byte(a[i].(string))))
+		}
+	}
+	for g := range num(argCountGroups) {
+		fmt.Fprintf(&b, "count group %d\n", g+1)
+		r := rec(countFixed, map[int]string{countKey: "key", countField: "field", countFirst: "first entry", countLen: "m", countSum: "sum"})
+		if num(r+countLen) > 1 {
+			slot("counts")
+		}
+	}
+	for g := range num(argSampleGroups) {
+		fmt.Fprintf(&b, "sample group %d\n", g+1)
+		r := rec(sampleFixed, map[int]string{sampleKey: "key", sampleLen: "m"})
+		for range num(r + sampleLen) {
+			rec(pickWidth, map[int]string{pickEntry: "  entry", pickLine: "  sample"})
+		}
+	}
+	for d := range num(argDead) {
+		fmt.Fprintf(&b, "dead %d\n", d+1)
+		rec(deadWidth, map[int]string{deadID: "id", deadReason: "reason", deadFields: "fields"})
+	}
+	for x := range num(argExpires) {
+		fmt.Fprintf(&b, "expire %d\n", x+1)
+		rec(expireWidth, map[int]string{expireKey: "key", expireAt: "at"})
+	}
+	b.WriteString("ack-only ids\n")
+	for range num(argAckOnly) {
+		slot("id")
+	}
+	if i != len(a) {
+		fmt.Fprintf(&b, "!! %d slots read, %d sent\n", i, len(a))
+	}
+	return b.String()
+}
+
+// TestScriptNamesEverySlot keeps apply.lua free of slot numbers: every KEYS
+// and ARGV index is a protocol constant or a running position, and every
+// constant the prelude defines is one the script uses.
+func TestScriptNamesEverySlot(t *testing.T) {
+	if m := regexp.MustCompile(`(KEYS|ARGV)\[\s*\d`).FindAllString(applyBody, -1); m != nil {
+		t.Errorf("apply.lua indexes by number: %q", m)
+	}
+	if m := regexp.MustCompile(`(KEYS|ARGV)\[[^\]]*\+\s*\d`).FindAllString(applyBody, -1); m != nil {
+		t.Errorf("apply.lua offsets by number: %q", m)
+	}
+	defined := map[string]bool{}
+	for _, c := range protocol {
+		if defined[c.name] {
+			t.Errorf("%s defined twice", c.name)
+		}
+		defined[c.name] = true
+		if !regexp.MustCompile(`\b` + c.name + `\b`).MatchString(applyBody) {
+			t.Errorf("%s is defined but apply.lua does not use it", c.name)
+		}
+	}
+	for _, name := range regexp.MustCompile(`\b(?:KEY|ARG|SEEN|COUNT|SAMPLE|PICK|DEAD|EXPIRE)_[A-Z_]+\b`).FindAllString(applyBody, -1) {
+		if !defined[name] {
+			t.Errorf("apply.lua uses %s, which protocol.go does not define", name)
+		}
+	}
+	if !strings.HasPrefix(applySource, luaPrelude()) || strings.Count(luaPrelude(), "\n") != 1 {
+		t.Errorf("the script does not start with a one-line prelude:\n%s", luaPrelude())
+	}
+}

@@ -1,0 +1,180 @@
+package ingest
+
+import (
+	_ "embed"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The apply script's calling convention, defined once: the constants below
+// are what the Go side (layout) writes and, rendered by luaPrelude as Lua
+// locals of the same names in upper case (argGroup -> ARG_GROUP), what
+// apply.lua reads. Neither side writes a slot number of its own.
+//
+// KEYS: the stream, the dead-letter stream, then the batch's windows, seen
+// sets and sample lists, which ARGV refers to by their KEYS index.
+//
+// ARGV: a fixed header, the entries' message ids (the script numbers
+// entries 1..n in this order), then sections of records, each record a few
+// fixed fields (offsets below, added to the record's first ARGV index)
+// followed, for some kinds, by a variable tail:
+//
+//	seen groups   key, m, then m dedup ids (covering the next m entries)
+//	count groups  key, field, first entry, m, sum[, counts]: entries
+//	              first..first+m-1 of one window cell; counts, only when
+//	              m > 1, are their counts separated by spaces, read only if
+//	              some of them are not counted
+//	sample groups key, m, then m picks (entry, encoded sample), oldest first
+//	dead entries  id, reason, fields
+//	expire pairs  key, unix seconds
+//	ack-only ids  one id each
+//
+// The header says how many records each section holds.
+
+// KEYS fixed at the front, 0-based (Lua index = value + 1).
+const (
+	keyStream = iota // the stream
+	keyDead          // its dead-letter stream
+	keyFixed         // number of fixed keys; the batch's keys follow
+)
+
+// ARGV header slots, 0-based (Lua index = value + 1).
+const (
+	argGroup        = iota // consumer group
+	argEntries             // entries to count: n
+	argSeenGroups          // records in the seen section
+	argCountGroups         // records in the count section
+	argSampleGroups        // records in the sample section
+	argDead                // records in the dead section
+	argExpires             // records in the expire section
+	argAckOnly             // ids in the ack-only section
+	argSampleCap           // length cap of a sample list
+	argSampleTTL           // sample list TTL, seconds
+	argDeadMaxLen          // approximate MAXLEN of the dead-letter stream
+	argHeader              // header length: the n entry ids follow
+)
+
+// Field offsets within the records of each section, and the number of fixed
+// fields (the record's width when it has no tail).
+const (
+	seenKey   = iota // KEYS index of the seen set
+	seenLen          // m, the dedup ids that follow
+	seenFixed        // fixed fields; the dedup ids follow
+)
+
+const (
+	countKey   = iota // KEYS index of the window hash
+	countField        // hash field of the cell
+	countFirst        // 1-based number of the cell's first entry
+	countLen          // m, entries in the cell
+	countSum          // their counts' sum
+	countFixed        // fixed fields; the counts string follows when m > 1
+)
+
+const (
+	sampleKey   = iota // KEYS index of the sample list
+	sampleLen          // m, the picks that follow
+	sampleFixed        // fixed fields; the picks follow
+)
+
+const (
+	pickEntry = iota // 1-based number of the entry the sample belongs to
+	pickLine         // encoded sample
+	pickWidth
+)
+
+const (
+	deadID     = iota // message id
+	deadReason        // human-readable reason
+	deadFields        // the original values as a JSON object
+	deadWidth
+)
+
+const (
+	expireKey = iota // KEYS index
+	expireAt         // Unix seconds
+	expireWidth
+)
+
+// luaConst is one constant of the protocol as the script sees it.
+type luaConst struct {
+	name  string
+	value int
+}
+
+// protocol lists the constants the script reads, converted to Lua's
+// 1-based indexes where they index KEYS or ARGV directly.
+var protocol = []luaConst{
+	{"KEY_STREAM", keyStream + 1},
+	{"KEY_DEAD", keyDead + 1},
+
+	{"ARG_GROUP", argGroup + 1},
+	{"ARG_ENTRIES", argEntries + 1},
+	{"ARG_SEEN_GROUPS", argSeenGroups + 1},
+	{"ARG_COUNT_GROUPS", argCountGroups + 1},
+	{"ARG_SAMPLE_GROUPS", argSampleGroups + 1},
+	{"ARG_DEAD", argDead + 1},
+	{"ARG_EXPIRES", argExpires + 1},
+	{"ARG_ACK_ONLY", argAckOnly + 1},
+	{"ARG_SAMPLE_CAP", argSampleCap + 1},
+	{"ARG_SAMPLE_TTL", argSampleTTL + 1},
+	{"ARG_DEAD_MAXLEN", argDeadMaxLen + 1},
+	{"ARG_ENTRY_IDS", argHeader + 1},
+
+	// Offsets are added to a record's first ARGV index: not shifted.
+	{"SEEN_KEY", seenKey},
+	{"SEEN_LEN", seenLen},
+	{"SEEN_FIXED", seenFixed},
+	{"COUNT_KEY", countKey},
+	{"COUNT_FIELD", countField},
+	{"COUNT_FIRST", countFirst},
+	{"COUNT_LEN", countLen},
+	{"COUNT_SUM", countSum},
+	{"COUNT_FIXED", countFixed},
+	{"SAMPLE_KEY", sampleKey},
+	{"SAMPLE_LEN", sampleLen},
+	{"SAMPLE_FIXED", sampleFixed},
+	{"PICK_ENTRY", pickEntry},
+	{"PICK_LINE", pickLine},
+	{"PICK_WIDTH", pickWidth},
+	{"DEAD_ID", deadID},
+	{"DEAD_REASON", deadReason},
+	{"DEAD_FIELDS", deadFields},
+	{"DEAD_WIDTH", deadWidth},
+	{"EXPIRE_KEY", expireKey},
+	{"EXPIRE_AT", expireAt},
+	{"EXPIRE_WIDTH", expireWidth},
+}
+
+// luaPrelude renders protocol as Lua locals on one line, so that line
+// numbers in the script's error messages are apply.lua's plus one.
+func luaPrelude() string {
+	var b strings.Builder
+	b.WriteString("local ")
+	for i, c := range protocol {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(c.name)
+	}
+	b.WriteString(" = ")
+	for i, c := range protocol {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, c.value)
+	}
+	b.WriteString(" -- generated from backend/ingest/protocol.go\n")
+	return b.String()
+}
+
+//go:embed apply.lua
+var applyBody string
+
+// applySource is the script as Redis runs it: the protocol's constants, then
+// apply.lua.
+var applySource = luaPrelude() + applyBody
+
+var applyScript = redis.NewScript(applySource)
