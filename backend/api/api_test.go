@@ -311,3 +311,18 @@ func TestUnknownPathIsJSON404(t *testing.T) {
 		t.Errorf("got %d %+v", code, e)
 	}
 }
+
+func TestTopWindowReadsDaysAndWeeks(t *testing.T) {
+	f := newFixture(t, nil)
+	f.count(t, "substring:Error", minute(10, 30), "web-1", "app", 5)
+	for _, w := range []string{"1d", "1w", "1d12h"} {
+		var got TopResponse
+		if code := f.get(t, "/api/v1/counts/top?keyword=Error&window="+w, "tok-a", &got); code != http.StatusOK || got.Window != w || got.Total != 5 {
+			t.Errorf("window=%s: %d %+v", w, code, got)
+		}
+	}
+	var e Error
+	if code := f.get(t, "/api/v1/counts/top?keyword=Error&window=2w", "tok-a", &e); code != http.StatusBadRequest || e.Fields[0].Field != "window" {
+		t.Errorf("window=2w, over the retention: %d %+v", code, e)
+	}
+}
