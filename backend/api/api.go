@@ -1,13 +1,19 @@
-// Package api is keyalertd's HTTP interface: JSON under /api/v1 behind bearer
-// token auth, plus /healthz, /readyz and /metrics without auth. Other packages
-// add routes under /api/v1 through Options.Mount.
+// Package api is keyalertd's HTTP interface: JSON under /api/v1 (counts,
+// rules, silences, alerts and the notification outbox) behind bearer token
+// auth, plus /healthz, /readyz and /metrics without auth.
+//
+// Every 4xx and 5xx answer has one body, Error. A request gets
+// Options.RequestTimeout to finish; when Redis is unreachable or does not
+// answer in that time the answer is 503 "redis unavailable: <reason>".
+// Routing keys only ever leave in redacted form, and no request body is
+// logged.
 package api
 
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -15,42 +21,98 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/keyalert/keyalert/backend/alert"
+	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Options configures the router.
+// Defaults of the Options fields left zero.
+const (
+	// DefaultRequestTimeout bounds one request, Redis round trips included.
+	DefaultRequestTimeout = 5 * time.Second
+	// DefaultMaxBodyBytes bounds a request body; larger ones get 413.
+	DefaultMaxBodyBytes = 64 << 10
+	// DefaultDetailSamples is how many sample lines an alert's detail shows.
+	DefaultDetailSamples = 10
+	// DefaultRetention is how far back counts are read.
+	DefaultRetention = 7 * 24 * time.Hour
+	// DefaultReadyTimeout bounds the readiness check of /readyz.
+	DefaultReadyTimeout = 2 * time.Second
+)
+
+// Options configures the router. The zero value of every field but the
+// stores is usable: a zero field takes the Default constant of the same name.
 type Options struct {
-	Store *window.Store // required: window reads
+	// Counts reads the per-minute windows (counts API, alert detail).
+	Counts   *window.Store
+	Rules    *rules.Store
+	Silences *silence.Store
+	Alerts   *alert.Store
+	Outbox   *outbox.Outbox
+
 	// Tokens are the accepted bearer tokens. With none, /api/v1 is refused
 	// unless InsecureNoAuth is set.
 	Tokens         []string
 	InsecureNoAuth bool
-	Retention      time.Duration // bounds queries; default 7 days
+	// DefaultRoutingKey says a default PagerDuty routing key is configured,
+	// so rules may omit theirs.
+	DefaultRoutingKey bool
+
+	Retention      time.Duration // bounds count queries; zero: DefaultRetention
+	RequestTimeout time.Duration // bounds one request; zero: DefaultRequestTimeout
+	MaxBodyBytes   int64         // bounds a request body; zero: DefaultMaxBodyBytes
+	DetailSamples  int           // sample lines in an alert's detail; zero: DefaultDetailSamples
+
 	// Ready reports whether the service can do its work (Redis reachable,
-	// consumer running); nil means always ready.
-	Ready    func(ctx context.Context) error
-	Gatherer prometheus.Gatherer // default prometheus.DefaultGatherer
-	Logger   *slog.Logger        // default slog.Default()
-	// Mount registers extra routes under /api/v1, behind the same auth.
-	Mount []func(r chi.Router)
-	Now   func() time.Time // default time.Now
+	// consumer running); nil means always ready. It gets at most
+	// DefaultReadyTimeout (and never more than RequestTimeout).
+	Ready func(ctx context.Context) error
+	// Gatherer is what /metrics serves; nil: prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// Registerer takes the HTTP request metrics; nil:
+	// prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger     // nil: slog.Default()
+	Now        func() time.Time // nil: time.Now
 }
 
-// NewRouter returns the HTTP handler.
-func NewRouter(o Options) (http.Handler, error) {
-	if o.Store == nil {
-		return nil, errors.New("api: Options.Store is required")
+// withDefaults fills the zero fields and checks the invariants.
+func (o Options) withDefaults() (Options, error) {
+	var errs []error
+	if o.Counts == nil || o.Rules == nil || o.Silences == nil || o.Alerts == nil || o.Outbox == nil {
+		errs = append(errs, errors.New("the Counts, Rules, Silences, Alerts and Outbox stores are required"))
 	}
 	if len(o.Tokens) == 0 && !o.InsecureNoAuth {
-		return nil, errors.New("api: no API tokens configured and InsecureNoAuth not set")
+		errs = append(errs, errors.New("no API tokens and InsecureNoAuth not set"))
 	}
-	if o.Retention <= 0 {
-		o.Retention = 7 * 24 * time.Hour
+	if o.Retention < 0 || o.RequestTimeout < 0 || o.MaxBodyBytes < 0 || o.DetailSamples < 0 {
+		errs = append(errs, fmt.Errorf("negative setting: retention %v, request timeout %v, max body bytes %d, detail samples %d",
+			o.Retention, o.RequestTimeout, o.MaxBodyBytes, o.DetailSamples))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return o, fmt.Errorf("api options: %w", err)
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.DetailSamples == 0 {
+		o.DetailSamples = DefaultDetailSamples
 	}
 	if o.Gatherer == nil {
 		o.Gatherer = prometheus.DefaultGatherer
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.DefaultRegisterer
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -58,49 +120,83 @@ func NewRouter(o Options) (http.Handler, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &handlers{o: o}
+	return o, nil
+}
+
+type handlers struct {
+	o   Options
+	log *slog.Logger
+}
+
+// NewRouter returns the HTTP handler.
+func NewRouter(opts Options) (http.Handler, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	m, err := newHTTPMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	h := &handlers{o: o, log: o.Logger}
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, accessLog(o.Logger), recoverer(o.Logger))
+	r.Use(middleware.RequestID, observe(r, m, o.Logger), recoverer(o.Logger), deadline(o.RequestTimeout))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, http.StatusNotFound, "", "no such endpoint: "+r.URL.Path)
+		WriteError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, http.StatusMethodNotAllowed, "", "method "+r.Method+" not allowed on "+r.URL.Path)
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		if allow := allowed(r, req.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		WriteError(w, http.StatusMethodNotAllowed, "method "+req.Method+" not allowed on "+req.URL.Path)
 	})
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", h.readyz)
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
+		// What a collector cannot read (Redis down) is left out and logged;
+		// the rest is still served, with 200.
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
+	}))
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Use(auth(o.Tokens))
 		r.Get("/counts", h.counts)
 		r.Get("/counts/top", h.top)
-		for _, m := range o.Mount {
-			m(r)
-		}
+		r.Route("/rules", func(r chi.Router) {
+			r.Post("/", h.createRule)
+			r.Get("/", h.listRules)
+			r.Get("/{id}", h.getRule)
+			r.Put("/{id}", h.updateRule)
+			r.Delete("/{id}", h.deleteRule)
+		})
+		r.Route("/silences", func(r chi.Router) {
+			r.Post("/", h.createSilence)
+			r.Get("/", h.listSilences)
+			r.Get("/{id}", h.getSilence)
+			r.Delete("/{id}", h.deleteSilence)
+		})
+		r.Route("/alerts", func(r chi.Router) {
+			r.Get("/", h.listAlerts)
+			r.Get("/{id}", h.getAlert)
+			r.Post("/{id}/ack", h.ackAlert)
+			r.Post("/{id}/resolve", h.resolveAlert)
+		})
+		r.Get("/outbox", h.outbox)
 	})
 	return r, nil
 }
 
-// Error is the JSON body of every error response.
-type Error struct {
-	Error string `json:"error"`
-	Param string `json:"param,omitempty"` // the bad query parameter, if any
-}
-
-// WriteJSON writes v as a JSON response.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v) // the client may be gone; nothing to do about it
-}
-
-// WriteError writes an Error body; param names the bad parameter or is "".
-func WriteError(w http.ResponseWriter, status int, param, msg string) {
-	WriteJSON(w, status, Error{Error: msg, Param: param})
+// allowed lists the methods the router serves on path, for a 405's Allow.
+func allowed(r *chi.Mux, path string) string {
+	var ms []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		if r.Find(chi.NewRouteContext(), m, path) != "" {
+			ms = append(ms, m)
+		}
+	}
+	return strings.Join(ms, ", ")
 }
 
 // auth accepts "Authorization: Bearer <token>" for any configured token,
@@ -125,7 +221,7 @@ func auth(tokens []string) func(http.Handler) http.Handler {
 			}
 			if !ok || !strings.EqualFold(scheme, "Bearer") || len(got) == 0 || match != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="keyalert"`)
-				WriteError(w, http.StatusUnauthorized, "", "missing or invalid bearer token")
+				WriteError(w, http.StatusUnauthorized, "missing or invalid bearer token")
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -133,6 +229,7 @@ func auth(tokens []string) func(http.Handler) http.Handler {
 	}
 }
 
+// recoverer answers a panicking handler with 500 in the common error body.
 func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -141,8 +238,9 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 					if p == http.ErrAbortHandler {
 						panic(p)
 					}
-					log.Error("handler panicked", "path", r.URL.Path, "panic", p)
-					WriteError(w, http.StatusInternalServerError, "", "internal error")
+					log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", p,
+						"req_id", middleware.GetReqID(r.Context()))
+					WriteError(w, http.StatusInternalServerError, "internal error")
 				}
 			}()
 			next.ServeHTTP(w, r)
@@ -150,26 +248,24 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 	}
 }
 
-func accessLog(log *slog.Logger) func(http.Handler) http.Handler {
+// deadline gives each request at most d, through its context: every Redis
+// call of a handler ends by then.
+func deadline(d time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-			t0 := time.Now()
-			next.ServeHTTP(ww, r)
-			log.Debug("http", "method", r.Method, "path", r.URL.Path, "status", ww.Status(),
-				"bytes", ww.BytesWritten(), "dur", time.Since(t0), "req_id", middleware.GetReqID(r.Context()))
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
 }
 
-type handlers struct{ o Options }
-
 func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) {
 	if h.o.Ready != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), DefaultReadyTimeout)
 		defer cancel()
 		if err := h.o.Ready(ctx); err != nil {
-			WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			WriteError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
 	}

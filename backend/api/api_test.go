@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
+	"github.com/keyalert/keyalert/backend/alert"
+	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/keyword"
@@ -32,17 +35,31 @@ type fixture struct {
 	kw  window.Keys
 }
 
+// storeOptions are Options with every store on rdb, the clock now and the
+// logger log, and fresh metric registries.
+func storeOptions(rdb redis.UniversalClient, now func() time.Time, log *slog.Logger) Options {
+	rs := rules.NewStore(rdb, rules.DefaultSettings(), now, log)
+	ob := outbox.New(rdb, outbox.DefaultSettings(), log)
+	reg := prometheus.NewRegistry()
+	return Options{
+		Counts:     window.NewStore(rdb, stream.DefaultStream),
+		Rules:      rs,
+		Silences:   silence.NewStore(rdb, now, log),
+		Alerts:     alert.NewStore(rdb, ob, alert.RuleKeys{Rules: rs}, now, log),
+		Outbox:     ob,
+		Gatherer:   reg,
+		Registerer: reg,
+		Logger:     log,
+		Now:        now,
+	}
+}
+
 func newFixture(t *testing.T, mutate func(o *Options)) *fixture {
 	t.Helper()
 	rdb := redistest.Start(t).Client()
-	o := Options{
-		Store:     window.NewStore(rdb, stream.DefaultStream),
-		Tokens:    []string{"tok-a", "tok-b"},
-		Retention: 7 * 24 * time.Hour,
-		Gatherer:  prometheus.NewRegistry(),
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:       func() time.Time { return now },
-	}
+	o := storeOptions(rdb, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o.Tokens = []string{"tok-a", "tok-b"}
+	o.Retention = 7 * 24 * time.Hour
 	if mutate != nil {
 		mutate(&o)
 	}
@@ -128,7 +145,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestNoTokensNeedsInsecureNoAuth(t *testing.T) {
-	if _, err := NewRouter(Options{Store: &window.Store{}}); err == nil {
+	if _, err := NewRouter(storeOptions(nil, nil, nil)); err == nil {
 		t.Fatal("NewRouter without tokens: want an error")
 	}
 	f := newFixture(t, func(o *Options) { o.Tokens, o.InsecureNoAuth = nil, true })
@@ -223,7 +240,7 @@ func TestBadQueryParametersAre400NamingTheParameter(t *testing.T) {
 			if code := f.get(t, tt.path, "tok-a", &e); code != http.StatusBadRequest {
 				t.Fatalf("status %d, want 400", code)
 			}
-			if e.Param != tt.param || !strings.Contains(e.Error, tt.param) {
+			if len(e.Fields) != 1 || e.Fields[0].Field != tt.param || !strings.Contains(e.Error, tt.param) {
 				t.Errorf("error %+v, want it to name %q", e, tt.param)
 			}
 		})
@@ -263,18 +280,14 @@ func TestTop(t *testing.T) {
 	}
 }
 
-func TestMountedRoutesShareAuth(t *testing.T) {
-	f := newFixture(t, func(o *Options) {
-		o.Mount = append(o.Mount, func(r chi.Router) {
-			r.Get("/rules", func(w http.ResponseWriter, r *http.Request) { WriteJSON(w, http.StatusOK, []string{"r1"}) })
-		})
-	})
+func TestAlertingRoutesShareAuth(t *testing.T) {
+	f := newFixture(t, nil)
 	if code := f.get(t, "/api/v1/rules", "", nil); code != http.StatusUnauthorized {
-		t.Errorf("mounted route without token: %d, want 401", code)
+		t.Errorf("rules without token: %d, want 401", code)
 	}
-	var got []string
-	if code := f.get(t, "/api/v1/rules", "tok-a", &got); code != http.StatusOK || len(got) != 1 {
-		t.Errorf("mounted route: %d %v", code, got)
+	var got struct{ Rules []any }
+	if code := f.get(t, "/api/v1/rules", "tok-a", &got); code != http.StatusOK || len(got.Rules) != 0 {
+		t.Errorf("rules: %d %v", code, got)
 	}
 }
 
@@ -296,5 +309,20 @@ func TestUnknownPathIsJSON404(t *testing.T) {
 	var e Error
 	if code := f.get(t, "/api/v1/nothing", "tok-a", &e); code != http.StatusNotFound || e.Error == "" {
 		t.Errorf("got %d %+v", code, e)
+	}
+}
+
+func TestTopWindowReadsDaysAndWeeks(t *testing.T) {
+	f := newFixture(t, nil)
+	f.count(t, "substring:Error", minute(10, 30), "web-1", "app", 5)
+	for _, w := range []string{"1d", "1w", "1d12h"} {
+		var got TopResponse
+		if code := f.get(t, "/api/v1/counts/top?keyword=Error&window="+w, "tok-a", &got); code != http.StatusOK || got.Window != w || got.Total != 5 {
+			t.Errorf("window=%s: %d %+v", w, code, got)
+		}
+	}
+	var e Error
+	if code := f.get(t, "/api/v1/counts/top?keyword=Error&window=2w", "tok-a", &e); code != http.StatusBadRequest || e.Fields[0].Field != "window" {
+		t.Errorf("window=2w, over the retention: %d %+v", code, e)
 	}
 }

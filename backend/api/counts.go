@@ -2,14 +2,15 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"time"
 
+	"github.com/keyalert/keyalert/backend/validate"
 	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
@@ -47,22 +48,22 @@ type TopResponse struct {
 	Total   int64     `json:"total"` // over all hosts/tags, not only the listed ones
 }
 
-// paramError is a bad query parameter.
-type paramError struct{ param, msg string }
-
-func (e *paramError) Error() string { return e.param + ": " + e.msg }
-
+// bad is one bad query parameter.
 func bad(param, format string, args ...any) error {
-	return &paramError{param, fmt.Sprintf(format, args...)}
+	var errs validate.Errors
+	errs.Add(param, format, args...)
+	return errs
 }
 
-func writeErr(w http.ResponseWriter, err error) {
-	var pe *paramError
-	if errors.As(err, &pe) {
-		WriteError(w, http.StatusBadRequest, pe.param, "bad parameter "+pe.param+": "+pe.msg)
+// writeErr answers err: 400 naming the parameter for a bad query
+// parameter, else as fail does.
+func (h *handlers) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	var ve validate.Errors
+	if errors.As(err, &ve) {
+		invalid(w, "query", ve)
 		return
 	}
-	WriteError(w, http.StatusInternalServerError, "", err.Error())
+	h.fail(w, r, err)
 }
 
 // spec reads keyword, match and ignore_case.
@@ -110,25 +111,25 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	s, err := spec(q)
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
 	from, err := timeParam(q, "from")
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
 	to, err := timeParam(q, "to")
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
 	if !to.After(from) {
-		writeErr(w, bad("to", "must be after from"))
+		h.writeErr(w, r, bad("to", "must be after from"))
 		return
 	}
 	if to.Sub(from) > window.MaxMinutes*time.Minute {
-		writeErr(w, bad("to", "range over %d days", window.MaxMinutes/(24*60)))
+		h.writeErr(w, r, bad("to", "range over %d days", window.MaxMinutes/(24*60)))
 		return
 	}
 	host, hostSet := q.Get("host"), q.Has("host")
@@ -141,9 +142,9 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 	if oldest := h.o.Now().Add(-h.o.Retention - time.Minute).Unix(); lo < oldest {
 		lo = oldest
 	}
-	cells, err := h.o.Store.Cells(r.Context(), s.ID(), lo, to.Unix())
+	cells, err := h.o.Counts.Cells(r.Context(), s.ID(), lo, to.Unix())
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
 	resp := CountsResponse{Keyword: s.Text, ID: s.ID(), From: from.UTC(), To: to.UTC(), Points: []Point{}}
@@ -167,19 +168,19 @@ func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	s, err := spec(q)
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
 	win := 15 * time.Minute
 	winText := "15m"
 	if v := q.Get("window"); v != "" {
-		d, err := time.ParseDuration(v)
+		d, err := duration.Parse(v)
 		if err != nil || d < time.Minute {
-			writeErr(w, bad("window", "%q: want a duration of at least 1m, like 15m or 2h", v))
+			h.writeErr(w, r, bad("window", "%q: want a duration of at least 1m, like 15m, 2h or 1d", v))
 			return
 		}
 		if d > h.o.Retention || d > window.MaxMinutes*time.Minute {
-			writeErr(w, bad("window", "%q is longer than the retention (%v)", v, h.o.Retention))
+			h.writeErr(w, r, bad("window", "%q is longer than the retention (%s)", v, duration.Format(h.o.Retention)))
 			return
 		}
 		win, winText = d, v
@@ -187,7 +188,7 @@ func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
 	by := "host"
 	if v := q.Get("by"); v != "" {
 		if v != "host" && v != "tag" {
-			writeErr(w, bad("by", "%q: want host or tag", v))
+			h.writeErr(w, r, bad("by", "%q: want host or tag", v))
 			return
 		}
 		by = v
@@ -196,7 +197,7 @@ func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			writeErr(w, bad("limit", "%q: want an integer from 1 to 1000", v))
+			h.writeErr(w, r, bad("limit", "%q: want an integer from 1 to 1000", v))
 			return
 		}
 		limit = n
@@ -205,9 +206,9 @@ func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
 	now := h.o.Now().Unix()
 	to := now - now%60 + 60
 	from := to - int64((win+time.Minute-1)/time.Minute)*60
-	cells, err := h.o.Store.Cells(r.Context(), s.ID(), from, to)
+	cells, err := h.o.Counts.Cells(r.Context(), s.ID(), from, to)
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
 	sums := map[string]int64{}

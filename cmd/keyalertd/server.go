@@ -10,10 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/keyalert/keyalert/backend/alert"
-	"github.com/keyalert/keyalert/backend/alertapi"
 	"github.com/keyalert/keyalert/backend/api"
+	"github.com/keyalert/keyalert/backend/buildinfo"
 	"github.com/keyalert/keyalert/backend/config"
 	"github.com/keyalert/keyalert/backend/ingest"
 	"github.com/keyalert/keyalert/backend/lease"
@@ -73,17 +72,27 @@ func (e *setupError) Unwrap() error { return e.err }
 // alertingSettings turns the configuration into the alerting packages'
 // settings and runs their own validation, a second check of config's bounds.
 func alertingSettings(a config.Alerting) (pd pagerduty.Settings, rs rules.Options, ls lease.Options,
-	as alert.Settings, obs outbox.Settings, apis alertapi.Settings, err error) {
+	as alert.Settings, obs outbox.Settings, err error) {
 	pd = pagerduty.Settings{URL: a.PagerDutyURL, Timeout: a.PagerDutyTimeout, DefaultRoutingKey: rules.Secret(a.PagerDutyRoutingKey)}
 	rs = rules.Options{KeywordsKey: a.KeywordsKey}
 	ls = lease.Options{TTL: a.LeaseTTL, Shards: a.EvalShards}
 	as = alert.Settings{EvalInterval: a.EvalInterval, PublicURL: a.PublicURL, SampleLines: a.SampleLines}
 	obs = outbox.DefaultSettings()
 	obs.BackoffMin, obs.BackoffMax, obs.Concurrency = a.OutboxBackoffMin, a.OutboxBackoffMax, a.OutboxConcurrency
-	apis = alertapi.DefaultSettings()
-	apis.MaxBodyBytes, apis.DefaultRoutingKey = a.APIMaxBodyBytes, a.PagerDutyRoutingKey != ""
-	err = errors.Join(pd.Validate(), as.Validate(), obs.Validate(), apis.Validate())
+	err = errors.Join(pd.Validate(), as.Validate(), obs.Validate())
 	return
+}
+
+// apiOptions maps the configuration onto the API's options; the stores,
+// readiness check, metrics and clock are added by newServer.
+func apiOptions(cfg *config.Config) api.Options {
+	return api.Options{
+		Tokens:            cfg.APITokens,
+		InsecureNoAuth:    cfg.InsecureNoAuth,
+		DefaultRoutingKey: cfg.Alerting.PagerDutyRoutingKey != "",
+		Retention:         cfg.Retention,
+		MaxBodyBytes:      cfg.Alerting.APIMaxBodyBytes,
+	}
 }
 
 // newServer wires a server and opens its listener; nothing runs until Run.
@@ -94,7 +103,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	pdSet, rulesSet, leaseSet, alertSet, obSet, apiSet, err := alertingSettings(cfg.Alerting)
+	pdSet, rulesSet, leaseSet, alertSet, obSet, err := alertingSettings(cfg.Alerting)
 	if err != nil {
 		return nil, &setupError{2, err}
 	}
@@ -108,6 +117,9 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := buildinfo.Register(s.reg); err != nil {
+		return fail(1, err)
+	}
 
 	counts := window.NewStore(s.rdb, cfg.Stream)
 	ruleStore := rules.NewStore(s.rdb, rulesSet, o.Now, log)
@@ -146,24 +158,16 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	if err != nil {
 		return fail(1, fmt.Errorf("consumer setup: %w", err))
 	}
-	alertAPI := &alertapi.Handler{Rules: ruleStore, Silences: sils, Alerts: alerts, Outbox: s.outbox, Counts: counts,
-		Settings: apiSet, Now: o.Now, Log: log}
-	handler, err := api.NewRouter(api.Options{
-		Store:          counts,
-		Tokens:         cfg.APITokens,
-		InsecureNoAuth: cfg.InsecureNoAuth,
-		Retention:      cfg.Retention,
-		Gatherer:       s.reg,
-		Logger:         log,
-		Mount:          []func(chi.Router){alertAPI.Mount},
-		Now:            o.Now,
-		Ready: func(ctx context.Context) error {
-			if err := s.rdb.Ping(ctx).Err(); err != nil {
-				return fmt.Errorf("redis: %w", err)
-			}
-			return s.consumer.Ready()
-		},
-	})
+	apiOpts := apiOptions(cfg)
+	apiOpts.Counts, apiOpts.Rules, apiOpts.Silences, apiOpts.Alerts, apiOpts.Outbox = counts, ruleStore, sils, alerts, s.outbox
+	apiOpts.Gatherer, apiOpts.Registerer, apiOpts.Logger, apiOpts.Now = s.reg, s.reg, log, o.Now
+	apiOpts.Ready = func(ctx context.Context) error {
+		if err := s.rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return s.consumer.Ready()
+	}
+	handler, err := api.NewRouter(apiOpts)
 	if err != nil {
 		return fail(1, fmt.Errorf("router setup: %w", err))
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/keyalert/keyalert/backend/alert"
-	"github.com/keyalert/keyalert/backend/alertapi"
+	"github.com/keyalert/keyalert/backend/api"
 	"github.com/keyalert/keyalert/backend/config"
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
@@ -18,15 +18,13 @@ func TestAlertingDefaultsAreThePackagesDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pd, _, _, as, obs, apis, err := alertingSettings(cfg.Alerting)
+	pd, _, _, as, obs, err := alertingSettings(cfg.Alerting)
 	if err != nil {
 		t.Fatalf("defaults fail the packages' validation: %v", err)
 	}
-	if pd != pagerduty.DefaultSettings() ||
-		as != alert.DefaultSettings() || obs != outbox.DefaultSettings() || apis != alertapi.DefaultSettings() {
-		t.Errorf("config defaults differ from the packages':\n pagerduty %+v vs %+v\n alert %+v vs %+v\n outbox %+v vs %+v\n api %+v vs %+v",
-			pd, pagerduty.DefaultSettings(),
-			as, alert.DefaultSettings(), obs, outbox.DefaultSettings(), apis, alertapi.DefaultSettings())
+	if pd != pagerduty.DefaultSettings() || as != alert.DefaultSettings() || obs != outbox.DefaultSettings() ||
+		apiOptions(cfg).MaxBodyBytes != api.DefaultMaxBodyBytes {
+		t.Errorf("config defaults differ from the packages'")
 	}
 }
 
@@ -50,10 +48,11 @@ func TestAlertingBoundsPassThePackagesValidation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pd, _, _, _, _, apis, err := alertingSettings(cfg.Alerting)
+			pd, _, _, _, _, err := alertingSettings(cfg.Alerting)
 			if err != nil {
 				t.Fatalf("config accepted values the packages reject: %v", err)
 			}
+			apis := apiOptions(cfg)
 			if hasKey := tt.env["KEYALERT_PAGERDUTY_ROUTING_KEY"] != ""; apis.DefaultRoutingKey != hasKey || (pd.DefaultRoutingKey != "") != hasKey {
 				t.Errorf("default routing key not passed on: api %v, pagerduty set %v", apis.DefaultRoutingKey, pd.DefaultRoutingKey != "")
 			}

@@ -66,6 +66,10 @@ func (u URL) Options() *redis.UniversalOptions {
 		// Redis that accepts connections but does not answer.
 		ContextTimeoutEnabled: true,
 	}
+	// Context deadlines bound socket reads and writes too, so a Redis that
+	// accepts connections but never answers cannot hold a caller past its
+	// deadline.
+	o.ContextTimeoutEnabled = true
 	if u.TLS {
 		host, _, _ := net.SplitHostPort(u.Addrs[0])
 		o.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}

@@ -1,4 +1,4 @@
-package alertapi
+package api
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/keyalert/keyalert/backend/alert"
 	"github.com/keyalert/keyalert/backend/lease"
 	"github.com/keyalert/keyalert/backend/outbox"
@@ -22,7 +21,6 @@ import (
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/keyword"
-	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -43,47 +41,49 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-type fixture struct {
+type alertFixture struct {
 	t    *testing.T
 	url  string
-	h    *Handler
+	o    Options
 	eng  *alert.Engine
 	win  *window.Store
 	logs *syncBuffer
 	rdb  *redis.Client
 }
 
-func newFixture(t *testing.T) *fixture {
+func newAlertFixture(t *testing.T, mutate func(o *Options)) *alertFixture {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	now := func() time.Time { return t0 }
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	rs := rules.NewStore(rdb, rules.DefaultSettings(), now, log)
-	sils := silence.NewStore(rdb, now, log)
-	ob := outbox.New(rdb, outbox.DefaultSettings(), log)
-	as := alert.NewStore(rdb, ob, alert.RuleKeys{Rules: rs}, now, log)
-	win := window.NewStore(rdb, stream.DefaultStream)
+	o := storeOptions(rdb, now, log)
+	o.Tokens = []string{"tok-a"}
+	if mutate != nil {
+		mutate(&o)
+	}
 	shards := lease.NewShards(rdb, alert.LeasePrefix, "test", lease.Settings{TTL: 5 * time.Second, Shards: 1}, log)
 	if err := shards.Step(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eng := alert.New(alert.Config{Redis: rdb, Rules: rs, Silences: sils, Counts: win, Store: as, Shards: shards,
+	eng := alert.New(alert.Config{Redis: rdb, Rules: o.Rules, Silences: o.Silences, Counts: o.Counts, Store: o.Alerts, Shards: shards,
 		Settings: alert.DefaultSettings(), Now: now, Log: log})
-	h := &Handler{Rules: rs, Silences: sils, Alerts: as, Outbox: ob, Counts: win, Settings: DefaultSettings(), Now: now, Log: log}
-	r := chi.NewRouter()
-	r.Route("/api/v1", h.Mount)
-	ts := httptest.NewServer(r)
+	h, err := NewRouter(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
-	return &fixture{t: t, url: ts.URL + "/api/v1", h: h, eng: eng, win: win, logs: logs, rdb: rdb}
+	return &alertFixture{t: t, url: ts.URL + "/api/v1", o: o, eng: eng, win: o.Counts, logs: logs, rdb: rdb}
 }
 
-func (f *fixture) do(method, path, body string) (int, string) {
+func (f *alertFixture) do(method, path, body string) (int, string) {
 	f.t.Helper()
 	req, err := http.NewRequest(method, f.url+path, strings.NewReader(body))
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer tok-a")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		f.t.Fatal(err)
@@ -108,7 +108,7 @@ const ruleBody = `{"name":"java exceptions","keywords":["Exception"],"ignore_cas
 	"enabled":true,"runbook_url":"https://runbooks.example/java"}`
 
 func TestRulesCRUDWithRedactedRoutingKey(t *testing.T) {
-	f := newFixture(t)
+	f := newAlertFixture(t, nil)
 	status, body := f.do("POST", "/rules", ruleBody)
 	if status != http.StatusCreated {
 		t.Fatalf("create: %d %s", status, body)
@@ -133,7 +133,7 @@ func TestRulesCRUDWithRedactedRoutingKey(t *testing.T) {
 	if status, body = f.do("PUT", "/rules/"+id, string(put)); status != 200 || !strings.Contains(body, `"severity":"warning"`) {
 		t.Fatalf("put: %d %s", status, body)
 	}
-	stored, err := f.h.Rules.Get(context.Background(), id)
+	stored, err := f.o.Rules.Get(context.Background(), id)
 	if err != nil || stored.PagerDuty.RoutingKey.Reveal() != key {
 		t.Fatalf("stored key after PUT of the redacted form: %v", err)
 	}
@@ -158,8 +158,8 @@ func TestRulesCRUDWithRedactedRoutingKey(t *testing.T) {
 	}
 }
 
-func publishedSet(t *testing.T, f *fixture) []keyword.Spec {
-	snap, err := f.h.Rules.Snapshot(context.Background())
+func publishedSet(t *testing.T, f *alertFixture) []keyword.Spec {
+	snap, err := f.o.Rules.Snapshot(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func publishedSet(t *testing.T, f *fixture) []keyword.Spec {
 }
 
 func TestRuleValidationListsEachBadField(t *testing.T) {
-	f := newFixture(t)
+	f := newAlertFixture(t, nil)
 	mutate := func(fn func(m map[string]any)) string {
 		var m map[string]any
 		json.Unmarshal([]byte(ruleBody), &m)
@@ -210,10 +210,14 @@ func TestRuleValidationListsEachBadField(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, method := range []string{"POST"} {
 				status, body := f.do(method, "/rules", tt.body)
-				if status != http.StatusBadRequest {
+				want := http.StatusBadRequest
+				if tt.name == "over the size limit" {
+					want = http.StatusRequestEntityTooLarge
+				}
+				if status != want {
 					t.Fatalf("%d %s", status, body)
 				}
-				eb := decode[errorBody](t, body)
+				eb := decode[Error](t, body)
 				var got []string
 				for _, fe := range eb.Fields {
 					got = append(got, fe.Field)
@@ -236,25 +240,25 @@ func TestRuleValidationListsEachBadField(t *testing.T) {
 }
 
 func TestDefaultRoutingKeyMakesTheRulesKeyOptional(t *testing.T) {
-	f := newFixture(t)
+	f := newAlertFixture(t, nil)
 	body := `{"name":"n","keywords":["x"],"condition":{"type":"threshold","count":1,"window":"1m"}}`
 	if status, _ := f.do("POST", "/rules", body); status != 400 {
 		t.Fatalf("no key, no default: %d", status)
 	}
-	f.h.Settings.DefaultRoutingKey = true
+	f = newAlertFixture(t, func(o *Options) { o.DefaultRoutingKey = true })
 	if status, resp := f.do("POST", "/rules", body); status != 201 {
 		t.Fatalf("with a default: %d %s", status, resp)
 	}
 }
 
 func TestSilencesAPI(t *testing.T) {
-	f := newFixture(t)
+	f := newAlertFixture(t, nil)
 	status, body := f.do("POST", "/silences", `{"host":"web-*","start":"2025-03-01T12:00:00Z","end":"2025-03-01T14:00:00Z","author":"ana","comment":"deploy"}`)
 	if status != 201 {
 		t.Fatalf("create: %d %s", status, body)
 	}
 	id := decode[map[string]any](t, body)["id"].(string)
-	if _, err := f.h.Silences.Create(context.Background(), silence.Silence{RuleID: "r", Start: t0.Add(time.Hour), End: t0.Add(2 * time.Hour), Author: "bo"}); err != nil {
+	if _, err := f.o.Silences.Create(context.Background(), silence.Silence{RuleID: "r", Start: t0.Add(time.Hour), End: t0.Add(2 * time.Hour), Author: "bo"}); err != nil {
 		t.Fatal(err)
 	}
 	_, body = f.do("GET", "/silences?active=true", "")
@@ -275,7 +279,7 @@ func TestSilencesAPI(t *testing.T) {
 		t.Fatalf("delete again: %d", status)
 	}
 	status, body = f.do("POST", "/silences", `{"end":"2025-03-01T11:00:00Z","colour":1}`)
-	eb := decode[errorBody](t, body)
+	eb := decode[Error](t, body)
 	if status != 400 || len(eb.Fields) != 4 {
 		t.Fatalf("invalid silence: %d %s", status, body)
 	}
@@ -285,7 +289,7 @@ func TestSilencesAPI(t *testing.T) {
 }
 
 func TestAlertsAPI(t *testing.T) {
-	f := newFixture(t)
+	f := newAlertFixture(t, nil)
 	_, body := f.do("POST", "/rules", ruleBody)
 	ruleID := decode[map[string]any](t, body)["id"].(string)
 	ctx := context.Background()
@@ -351,14 +355,5 @@ func TestAlertsAPI(t *testing.T) {
 	}
 	if strings.Contains(f.logs.String(), key) {
 		t.Fatal("routing key logged")
-	}
-}
-
-func TestSettingsValidate(t *testing.T) {
-	if err := (Settings{MaxBodyBytes: 1}).Validate(); err == nil || !strings.Contains(err.Error(), "KEYALERT_API_MAX_BODY_BYTES") {
-		t.Fatal(err)
-	}
-	if err := DefaultSettings().Validate(); err != nil {
-		t.Fatal(err)
 	}
 }
