@@ -61,7 +61,7 @@ func newFixture(t *testing.T) *fixture {
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rs := rules.NewStore(rdb, rules.DefaultSettings(), now, log)
 	sils := silence.NewStore(rdb, now, log)
-	ob := outbox.New(rdb, outbox.DefaultSettings(), log)
+	ob := outbox.New(rdb, outbox.Options{}, log)
 	as := alert.NewStore(rdb, ob, alert.RuleKeys{Rules: rs}, now, log)
 	win := window.NewStore(rdb, stream.DefaultStream)
 	shards := lease.NewShards(rdb, alert.LeasePrefix, "test", lease.Settings{TTL: 5 * time.Second, Shards: 1}, log)
@@ -69,7 +69,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	eng := alert.New(alert.Config{Redis: rdb, Rules: rs, Silences: sils, Counts: win, Store: as, Shards: shards,
-		Settings: alert.DefaultSettings(), Now: now, Log: log})
+		Now: now, Log: log})
 	h := &Handler{Rules: rs, Silences: sils, Alerts: as, Outbox: ob, Counts: win, Settings: DefaultSettings(), Now: now, Log: log}
 	r := chi.NewRouter()
 	r.Route("/api/v1", h.Mount)
