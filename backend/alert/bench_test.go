@@ -17,6 +17,7 @@ import (
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -117,14 +118,14 @@ func (m memCounts) Samples(context.Context, string, int) ([]window.Sample, error
 func benchEngine(b *testing.B, rdb *redis.Client, counts Counts) *Engine {
 	ctx := context.Background()
 	now := func() time.Time { return benchNow }
-	rs := rules.NewStore(rdb, rules.DefaultSettings(), now, quiet)
-	ob := outbox.New(rdb, outbox.DefaultSettings(), quiet)
-	shards := lease.NewShards(rdb, LeasePrefix, "bench", lease.Settings{TTL: time.Minute, Shards: 16}, quiet)
+	rs := rules.NewStore(rdb, rules.Options{}, now, quiet)
+	ob := outbox.New(rdb, outbox.Options{}, quiet)
+	shards := lease.NewShards(rdb, LeasePrefix, "bench", lease.Options{TTL: time.Minute, Shards: 16}, quiet)
 	if err := shards.Step(ctx); err != nil {
 		b.Fatal(err)
 	}
 	e := New(Config{Redis: rdb, Rules: rs, Silences: silence.NewStore(rdb, now, quiet), Counts: counts,
-		Store: NewStore(rdb, ob, RuleKeys{Rules: rs}, now, quiet), Shards: shards, Settings: DefaultSettings(), Now: now, Log: quiet})
+		Store: NewStore(rdb, ob, RuleKeys{Rules: rs}, now, quiet), Shards: shards, Now: now, Log: quiet})
 	// The rules are compiled from memory: creating 10,000 through the store
 	// is the API's business, not the tick's. Version 0 matches an empty
 	// store, so Tick does not reload them.
@@ -139,7 +140,7 @@ func benchEngine(b *testing.B, rdb *redis.Client, counts Counts) *Engine {
 
 func runTicks(b *testing.B, e *Engine, rdb *redis.Client) {
 	ctx := context.Background()
-	fired := e.Stats().Fired
+	fired := testutil.ToFloat64(e.met.episodes)
 	redisBefore := redisCPU(b, rdb)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -152,7 +153,7 @@ func runTicks(b *testing.B, e *Engine, rdb *redis.Client) {
 	b.StopTimer()
 	b.ReportMetric(float64(processCPU()-cpuBefore)/float64(time.Millisecond)/float64(b.N), "cpu-ms/tick")
 	b.ReportMetric(float64(redisCPU(b, rdb)-redisBefore)/float64(time.Millisecond)/float64(b.N), "redis-cpu-ms/tick")
-	if e.Stats().Fired != fired {
+	if testutil.ToFloat64(e.met.episodes) != fired {
 		b.Fatal("steady-state ticks changed alerts")
 	}
 	tracked, _ := e.c.Store.Tracked(ctx)

@@ -6,57 +6,54 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/keyalert/keyalert/backend/lease"
-	"github.com/keyalert/keyalert/backend/notify/pagerduty"
-	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
-// Settings of the engine.
-type Settings struct {
+// Defaults of a zero Options.
+const (
+	// DefaultEvalInterval is the tick re-evaluating every owned rule.
+	DefaultEvalInterval = 3 * time.Second
+	// DefaultSampleLines is how many sample lines a trigger carries.
+	DefaultSampleLines = 5
+)
+
+// Options of the engine. The zero value is usable: a zero field means the
+// default above.
+type Options struct {
 	// EvalInterval is the tick that re-evaluates every owned rule, for
-	// resolution and absence (KEYALERT_EVAL_INTERVAL). Thresholds fire on
-	// applied batches without waiting for it.
+	// resolution and absence. Thresholds fire on applied batches without
+	// waiting for it.
 	EvalInterval time.Duration
-	// PublicURL is the API's external base URL for links in pages, e.g.
-	// https://keyalert.example.com (KEYALERT_PUBLIC_URL); empty: no link.
+	// PublicURL is the API's external base URL for links in notifications,
+	// e.g. https://keyalert.example.com; empty: no link.
 	PublicURL string
-	// SampleLines is how many sample lines a trigger carries
-	// (KEYALERT_ALERT_SAMPLE_LINES).
+	// SampleLines is how many sample lines a trigger carries; negative: none.
 	SampleLines int
+	// Registerer takes the engine's metrics; nil: not registered.
+	Registerer prometheus.Registerer
 }
 
-// DefaultSettings returns the defaults.
-func DefaultSettings() Settings {
-	return Settings{EvalInterval: 3 * time.Second, SampleLines: 5}
-}
-
-// Validate names the bad setting.
-func (s Settings) Validate() error {
-	if s.EvalInterval < 100*time.Millisecond || s.EvalInterval > time.Minute {
-		return fmt.Errorf("KEYALERT_EVAL_INTERVAL=%s: want between 100ms and 1m", s.EvalInterval)
+func (o Options) withDefaults() Options {
+	if o.EvalInterval <= 0 {
+		o.EvalInterval = DefaultEvalInterval
 	}
-	if s.PublicURL != "" {
-		u, err := url.Parse(s.PublicURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("KEYALERT_PUBLIC_URL=%q: want an absolute http or https URL", s.PublicURL)
-		}
+	if o.SampleLines == 0 {
+		o.SampleLines = DefaultSampleLines
 	}
-	if s.SampleLines < 0 || s.SampleLines > 50 {
-		return fmt.Errorf("KEYALERT_ALERT_SAMPLE_LINES=%d: want between 0 and 50", s.SampleLines)
-	}
-	return nil
+	o.SampleLines = max(o.SampleLines, 0)
+	return o
 }
 
 // Shards is the engine's view of the shard leases (*lease.Shards).
@@ -68,26 +65,18 @@ type Shards interface {
 
 // Config wires an engine.
 type Config struct {
-	Redis             redis.UniversalClient
-	Rules             *rules.Store
-	Silences          *silence.Store
-	Counts            Counts
-	Store             *Store
-	Shards            Shards
-	Settings          Settings
+	Redis    redis.UniversalClient
+	Rules    *rules.Store
+	Silences *silence.Store
+	Counts   Counts
+	Store    *Store
+	Shards   Shards
+	Options  Options
+	// DefaultRoutingKey is the target of rules without their own
+	// pagerduty.routing_key.
 	DefaultRoutingKey rules.Secret
 	Now               func() time.Time // nil: time.Now
 	Log               *slog.Logger
-}
-
-// Stats are counters for metrics.
-type Stats struct {
-	Ticks         int64
-	LastTick      time.Duration // wall time of the last full tick
-	Fired         int64         // new episodes
-	Notifications int64         // triggers and resolves stored in the outbox
-	Resolved      int64
-	Errors        int64
 }
 
 // Engine evaluates the rules of the shards this replica holds.
@@ -106,7 +95,11 @@ type Engine struct {
 	remoteKW map[string]struct{} // from other replicas: evaluate
 	wake     chan struct{}
 
-	ticks, lastTick, fired, notes, resolved, errs atomic.Int64
+	met *metrics
+	// active is the state of each active alert of the owned shards, as of
+	// this replica's evaluation: the source of the keyalert_alerts gauge.
+	// Used by the run goroutine only.
+	active map[string]State
 }
 
 // New returns an engine; call Run, or Tick in tests.
@@ -117,14 +110,10 @@ func New(c Config) *Engine {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	c.Options = c.Options.withDefaults()
 	return &Engine{c: c, owner: lease.NewOwner(), rs: &ruleSet{byKW: map[string][]int{}, byID: map[string]*crule{}},
-		silVer: -1, localKW: map[string]struct{}{}, remoteKW: map[string]struct{}{}, wake: make(chan struct{}, 1)}
-}
-
-// Stats returns the counters.
-func (e *Engine) Stats() Stats {
-	return Stats{Ticks: e.ticks.Load(), LastTick: time.Duration(e.lastTick.Load()), Fired: e.fired.Load(),
-		Notifications: e.notes.Load(), Resolved: e.resolved.Load(), Errors: e.errs.Load()}
+		silVer: -1, localKW: map[string]struct{}{}, remoteKW: map[string]struct{}{}, wake: make(chan struct{}, 1),
+		met: newMetrics(c.Options.Registerer), active: map[string]State{}}
 }
 
 // OnApplied is the ingest hook: it notes the batch's keywords and wakes the
@@ -156,7 +145,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	sub := e.c.Redis.Subscribe(ctx, AppliedChannel)
 	defer sub.Close()
 	go e.listen(ctx, sub)
-	t := time.NewTicker(e.c.Settings.EvalInterval)
+	t := time.NewTicker(e.c.Options.EvalInterval)
 	defer t.Stop()
 	e.logErr(e.Tick(ctx))
 	for {
@@ -173,7 +162,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 func (e *Engine) logErr(err error) {
 	if err != nil && !errors.Is(err, context.Canceled) {
-		e.errs.Add(1)
+		e.met.failures.Inc()
 		e.c.Log.Error("alert evaluation", "err", err)
 	}
 }
@@ -269,8 +258,8 @@ func (e *Engine) Tick(ctx context.Context) error {
 		idxs[i] = i
 	}
 	err := e.evaluate(ctx, rs, idxs, now, true)
-	e.ticks.Add(1)
-	e.lastTick.Store(int64(time.Since(start)))
+	e.met.evaluations.Inc()
+	e.met.lastDuration.Set(time.Since(start).Seconds())
 	return err
 }
 
@@ -318,8 +307,17 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 	}
 	if full {
+		// Rebuilt from Redis on every full tick, so the gauge follows shards
+		// moving between replicas and changes made through the API.
+		e.active = map[string]State{}
+		for _, a := range tracked {
+			if e.c.Shards.Owns(lease.ShardOf(a.RuleID, e.c.Shards.N())) {
+				e.track(a)
+			}
+		}
 		e.retireOrphans(ctx, rs, tracked, now)
 	}
+	defer e.publishActive()
 	if len(owned) == 0 {
 		return nil
 	}
@@ -413,9 +411,9 @@ func (e *Engine) apply(ctx context.Context, cr *crule, o obs, cur *Alert, cells 
 	if next, _ := decide(cur, in); next == nil {
 		return nil // the common case: nothing changes, nothing is written
 	}
-	var built *outbox.Message
+	var built *notify.Notification
 	id := ID(cr.rule.ID, o.group)
-	_, err := e.c.Store.change(ctx, id, e.c.Shards.Lease(cr.shard), func(fresh *Alert) (*Alert, write, error) {
+	committed, err := e.c.Store.change(ctx, id, e.c.Shards.Lease(cr.shard), func(fresh *Alert) (*Alert, write, error) {
 		next, acts := decide(fresh, in)
 		var w write
 		if next == nil {
@@ -425,18 +423,18 @@ func (e *Engine) apply(ctx context.Context, cr *crule, o obs, cur *Alert, cells 
 			switch act {
 			case actTrigger:
 				if built == nil {
-					m, err := e.trigger(ctx, cr, o, next, cells, nowMin, in.summary)
+					n, err := e.trigger(ctx, cr, o, next, cells, nowMin, in.summary)
 					if err != nil {
 						next.Notified = false
 						next.record(now, "not_paged", err.Error())
 						continue
 					}
-					built = &m
+					built = &n
 				}
-				w.msgs = append(w.msgs, *built)
-				w.routingKey = e.routingKey(cr)
+				w.notes = append(w.notes, *built)
+				w.routingKey = built.Target
 			case actResolve:
-				w.msgs = append(w.msgs, e.c.Store.actionMsg(ctx, next, "resolve", now)...)
+				w.notes = append(w.notes, e.c.Store.actionNote(ctx, next, notify.Resolve, now)...)
 			}
 		}
 		return next, w, nil
@@ -447,24 +445,51 @@ func (e *Engine) apply(ctx context.Context, cr *crule, o obs, cur *Alert, cells 
 		}
 		return fmt.Errorf("alert %s of rule %s: %w", id, cr.rule.ID, err)
 	}
+	e.track(committed)
 	e.count(cur, in)
 	return nil
 }
 
-// count updates stats for a committed change (approximately: from the
+// count updates the counters for a committed change (approximately: from the
 // decision on the cached alert).
 func (e *Engine) count(cur *Alert, in input) {
-	next, acts := decide(cur, in)
+	next, _ := decide(cur, in)
 	if next == nil {
 		return
 	}
 	if next.State == Firing && (cur == nil || cur.State == Resolved) {
-		e.fired.Add(1)
+		e.met.episodes.Inc()
 	}
 	if next.State == Resolved && cur != nil && cur.Active() {
-		e.resolved.Add(1)
+		e.met.resolutions.Inc()
 	}
-	e.notes.Add(int64(len(acts)))
+}
+
+// track notes the committed state of an alert of an owned shard for the
+// keyalert_alerts gauge.
+func (e *Engine) track(a *Alert) {
+	if a == nil {
+		return
+	}
+	if a.Active() {
+		e.active[a.ID] = a.State
+	} else {
+		delete(e.active, a.ID)
+	}
+}
+
+// publishActive sets the keyalert_alerts gauge from e.active.
+func (e *Engine) publishActive() {
+	var firing, acked int
+	for _, st := range e.active {
+		if st == Firing {
+			firing++
+		} else {
+			acked++
+		}
+	}
+	e.met.alerts.WithLabelValues(string(Firing)).Set(float64(firing))
+	e.met.alerts.WithLabelValues(string(Acknowledged)).Set(float64(acked))
 }
 
 // retireOrphans resolves tracked alerts whose rule was deleted or disabled,
@@ -478,7 +503,7 @@ func (e *Engine) retireOrphans(ctx context.Context, rs *ruleSet, tracked map[str
 		if !e.c.Shards.Owns(shard) {
 			continue
 		}
-		_, err := e.c.Store.change(ctx, id, e.c.Shards.Lease(shard), func(fresh *Alert) (*Alert, write, error) {
+		committed, err := e.c.Store.change(ctx, id, e.c.Shards.Lease(shard), func(fresh *Alert) (*Alert, write, error) {
 			var w write
 			if fresh == nil || !fresh.tracked() {
 				return nil, w, nil
@@ -492,7 +517,7 @@ func (e *Engine) retireOrphans(ctx context.Context, rs *ruleSet, tracked map[str
 				next.State, next.ResolvedAt = Resolved, now.UTC()
 				next.record(now, "resolved", "rule deleted or disabled")
 				if next.Notified {
-					w.msgs = e.c.Store.actionMsg(ctx, next, "resolve", now)
+					w.notes = e.c.Store.actionNote(ctx, next, notify.Resolve, now)
 				}
 				next.Notified, next.SilencedBy, next.FalseSince = false, "", time.Time{}
 			}
@@ -500,6 +525,9 @@ func (e *Engine) retireOrphans(ctx context.Context, rs *ruleSet, tracked map[str
 		})
 		if err != nil && !errors.Is(err, ErrLeaseLost) {
 			e.c.Log.Warn("retire alert of a removed rule", "alert_id", id, "err", err)
+		}
+		if err == nil {
+			e.track(committed)
 		}
 	}
 }
@@ -529,62 +557,47 @@ func (e *Engine) routingKey(cr *crule) rules.Secret {
 	return e.c.DefaultRoutingKey
 }
 
-// trigger builds the trigger event of an alert.
-func (e *Engine) trigger(ctx context.Context, cr *crule, o obs, a *Alert, cells map[string][]window.Cell, nowMin int64, summary string) (outbox.Message, error) {
+// trigger builds the trigger notification of an alert.
+func (e *Engine) trigger(ctx context.Context, cr *crule, o obs, a *Alert, cells map[string][]window.Cell, nowMin int64, summary string) (notify.Notification, error) {
 	r := &cr.rule
 	key := e.routingKey(cr)
 	if key == "" {
-		return outbox.Message{}, errors.New("trigger not sent: no routing key")
+		return notify.Notification{}, errors.New("trigger not sent: no routing key")
 	}
-	source := "fleet"
-	if r.GroupBy == rules.GroupHost && o.group != "" {
-		source = o.group
+	n := notify.Notification{
+		Action: notify.Trigger, AlertID: a.ID, DedupKey: a.DedupKey,
+		Rule: notify.Rule{ID: r.ID, Name: r.Name, Severity: r.Severity, Runbook: r.RunbookURL,
+			Condition: conditionText(r), GroupBy: r.GroupBy, Filters: r.Filters},
+		Group: o.group, Keywords: r.Keywords, Summary: summary,
+		Count: o.count, Window: r.Condition.Window.String(),
+		CountsPerMinute: minuteCounts(cr, cells, nowMin, o.group),
+		Samples:         e.samples(ctx, cr, o.group),
+		At:              e.c.Now(), Target: key,
 	}
-	component := ""
-	if r.GroupBy == rules.GroupTag {
-		component = o.group
-	} else if o.tags == 1 {
-		component = o.tag
+	switch {
+	case r.GroupBy == rules.GroupHost:
+		n.Host = o.group
+	case r.GroupBy == rules.GroupTag:
+		n.Tag = o.group
 	}
-	group := o.group
-	if group == "" {
-		group = "fleet"
+	if r.GroupBy != rules.GroupTag && o.tags == 1 {
+		n.Tag = o.tag // the only tag seen
 	}
-	details := map[string]any{
-		"rule": map[string]any{"id": r.ID, "name": r.Name, "condition": conditionText(r), "group_by": r.GroupBy,
-			"filters": r.Filters},
-		"count":             o.count,
-		"window":            r.Condition.Window.String(),
-		"counts_per_minute": minuteCounts(cr, cells, nowMin, o.group),
-	}
-	if lines := e.samples(ctx, cr, o.group); len(lines) > 0 {
-		details["sample_lines"] = lines
-	}
-	var links []pagerduty.Link
 	if r.RunbookURL != "" {
-		links = append(links, pagerduty.Link{Href: r.RunbookURL, Text: "Runbook"})
+		n.Links = append(n.Links, notify.Link{Href: r.RunbookURL, Text: "Runbook"})
 	}
-	clientURL := ""
-	if e.c.Settings.PublicURL != "" {
-		clientURL = strings.TrimRight(e.c.Settings.PublicURL, "/") + "/api/v1/alerts/" + a.ID
-		links = append(links, pagerduty.Link{Href: clientURL, Text: "Alert in keyalert"})
+	if e.c.Options.PublicURL != "" {
+		n.AlertURL = strings.TrimRight(e.c.Options.PublicURL, "/") + "/api/v1/alerts/" + a.ID
+		n.Links = append(n.Links, notify.Link{Href: n.AlertURL, Text: "Alert in keyalert"})
 	}
-	body, err := pagerduty.Trigger{
-		RoutingKey: key, DedupKey: a.DedupKey, Summary: summary, Source: source, Severity: string(r.Severity),
-		Timestamp: e.c.Now(), Component: component, Group: group, Class: strings.Join(r.Keywords, ", "),
-		Details: details, Links: links, ClientURL: clientURL,
-	}.Encode()
-	if err != nil {
-		return outbox.Message{}, err
-	}
-	return outbox.Message{Key: a.DedupKey, Kind: actTrigger, Body: body}, nil
+	return n, nil
 }
 
 // samples picks recent sample lines of the rule's keywords that belong to
 // the group and pass the filters.
 func (e *Engine) samples(ctx context.Context, cr *crule, group string) []string {
-	n := e.c.Settings.SampleLines
-	if n == 0 {
+	n := e.c.Options.SampleLines
+	if n <= 0 {
 		return nil
 	}
 	var out []string
@@ -636,7 +649,7 @@ func summarize(cr *crule, o obs) string {
 			s += fmt.Sprintf(", none in the %s before", c.Baseline)
 		}
 	}
-	return pagerduty.Truncate(s+" (rule "+r.Name+")", pagerduty.MaxSummaryChars)
+	return truncate(s+" (rule "+r.Name+")", MaxSummaryChars)
 }
 
 func conditionText(r *rules.Rule) string {

@@ -2,7 +2,6 @@ package alert
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,15 +11,16 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/lease"
-	"github.com/keyalert/keyalert/backend/notify/pagerduty"
+	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
-	"github.com/keyalert/keyalert/harness/pdreceiver"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -54,7 +54,8 @@ type env struct {
 	store  *Store
 	shards *lease.Shards
 	eng    *Engine
-	recv   *pdreceiver.Server
+	recv   *recorder
+	reg    *prometheus.Registry
 }
 
 func newEnv(t *testing.T) *env {
@@ -64,23 +65,21 @@ func newEnv(t *testing.T) *env {
 
 func newReplica(t *testing.T, srv *redistest.Server, clk *clock, nShards int, takeShards bool) *env {
 	v := &env{t: t, ctx: context.Background(), srv: srv, rdb: srv.Client(), clk: clk}
-	v.rules = rules.NewStore(v.rdb, rules.DefaultSettings(), clk.Now, quiet)
+	v.rules = rules.NewStore(v.rdb, rules.Options{}, clk.Now, quiet)
 	v.sils = silence.NewStore(v.rdb, clk.Now, quiet)
 	v.win = window.NewStore(v.rdb, stream.DefaultStream)
-	obs := outbox.DefaultSettings()
-	obs.BackoffMin, obs.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
-	v.ob = outbox.New(v.rdb, obs, quiet)
+	v.ob = outbox.New(v.rdb, outbox.Options{BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+		Integrations: []string{"recorder"}}, quiet)
 	v.store = NewStore(v.rdb, v.ob, RuleKeys{Rules: v.rules}, clk.Now, quiet)
-	v.shards = lease.NewShards(v.rdb, LeasePrefix, lease.NewOwner(), lease.Settings{TTL: 5 * time.Second, Shards: nShards}, quiet)
+	v.shards = lease.NewShards(v.rdb, LeasePrefix, lease.NewOwner(), lease.Options{TTL: 5 * time.Second, Shards: nShards}, quiet)
 	if takeShards {
 		if err := v.shards.Step(v.ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	set := DefaultSettings()
-	set.PublicURL = "http://keyalert.example"
+	v.reg = prometheus.NewRegistry()
 	v.eng = New(Config{Redis: v.rdb, Rules: v.rules, Silences: v.sils, Counts: v.win, Store: v.store,
-		Shards: v.shards, Settings: set, Now: clk.Now, Log: quiet})
+		Shards: v.shards, Options: Options{PublicURL: "http://keyalert.example", Registerer: v.reg}, Now: clk.Now, Log: quiet})
 	return v
 }
 
@@ -125,37 +124,73 @@ func (v *env) alert(ruleID, group string) *Alert {
 	return a
 }
 
+// recorder is a notifier that keeps the notifications it is sent: the
+// engine's output, whatever an integration makes of it.
+type recorder struct {
+	mu   sync.Mutex
+	evs  []notify.Notification
+	more chan struct{}
+}
+
+func (r *recorder) Encode(n notify.Notification) ([]byte, error) { return notify.Marshal(n) }
+
+func (r *recorder) Send(_ context.Context, body []byte) notify.Delivery {
+	n, err := notify.Unmarshal(body)
+	if err != nil {
+		return notify.Delivery{Outcome: notify.Reject, Reason: err.Error()}
+	}
+	r.mu.Lock()
+	r.evs = append(r.evs, n)
+	r.mu.Unlock()
+	select {
+	case r.more <- struct{}{}:
+	default:
+	}
+	return notify.Delivery{Outcome: notify.Delivered, Status: 202}
+}
+
+func (r *recorder) Events() []notify.Notification {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]notify.Notification(nil), r.evs...)
+}
+
 func (v *env) startSender() {
-	v.recv = pdreceiver.Start(v.t)
+	v.recv = &recorder{more: make(chan struct{}, 1)}
+	reg := notify.NewRegistry()
+	if err := reg.Register("recorder", v.recv); err != nil {
+		v.t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		v.ob.Run(ctx, pagerduty.NewClient(pagerduty.Settings{URL: v.recv.URL, Timeout: 2 * time.Second}, nil))
+		v.ob.Run(ctx, reg)
 	}()
 	v.t.Cleanup(func() { cancel(); <-done })
 }
 
-// events waits until the receiver holds n events and returns them as
-// "action dedup" strings; the receiver has validated each.
-func (v *env) events(n int) []pdreceiver.Event {
+// events waits until the recorder holds n notifications and returns them.
+func (v *env) events(n int) []notify.Notification {
 	v.t.Helper()
-	ctx, cancel := context.WithTimeout(v.ctx, 10*time.Second)
-	defer cancel()
-	evs, err := v.recv.WaitForN(ctx, n)
-	if err != nil {
-		v.t.Fatalf("%v: %s", err, actions(evs))
+	deadline := time.After(10 * time.Second)
+	for {
+		evs := v.recv.Events()
+		if len(evs) >= n {
+			return evs
+		}
+		select {
+		case <-v.recv.more:
+		case <-deadline:
+			v.t.Fatalf("want %d notifications, got %s", n, actions(evs))
+		}
 	}
-	if rej := v.recv.Rejections(); len(rej) > 0 {
-		v.t.Fatalf("receiver rejected events: %+v", rej)
-	}
-	return evs
 }
 
-func actions(evs []pdreceiver.Event) string {
+func actions(evs []notify.Notification) string {
 	var s []string
 	for _, e := range evs {
-		s = append(s, e.Action)
+		s = append(s, string(e.Action))
 	}
 	return strings.Join(s, ",")
 }
@@ -191,26 +226,23 @@ func TestThresholdFiresPerGroupPagesAndAutoResolves(t *testing.T) {
 		t.Fatal("alerts for groups below the threshold or filtered out")
 	}
 	ev := v.events(1)[0]
-	p := ev.Payload
-	if ev.Action != "trigger" || ev.DedupKey != DedupKey(a.ID) || ev.RoutingKey != testKey ||
-		p.Summary != "Exception seen 37 times in 5m on web-12 (rule java exceptions)" ||
-		p.Source != "web-12" || p.Severity != "critical" || p.Component != "app.web" || p.Class != "Exception" {
-		t.Fatalf("trigger %+v payload %+v", ev, p)
+	if ev.Action != notify.Trigger || ev.DedupKey != DedupKey(a.ID) || ev.AlertID != a.ID || ev.Target != testKey ||
+		ev.Summary != "Exception seen 37 times in 5m on web-12 (rule java exceptions)" ||
+		ev.Group != "web-12" || ev.Host != "web-12" || ev.Rule.Severity != rules.Critical || ev.Tag != "app.web" ||
+		strings.Join(ev.Keywords, ",") != "Exception" || ev.Count != 37 || ev.Window != "5m" || !ev.At.Equal(v.clk.Now()) {
+		t.Fatalf("trigger %+v", ev)
 	}
-	var details struct {
-		Rule            map[string]any   `json:"rule"`
-		CountsPerMinute map[string]int64 `json:"counts_per_minute"`
-		SampleLines     []string         `json:"sample_lines"`
+	if ev.Rule.ID != r.ID || ev.Rule.Name != "java exceptions" || ev.Rule.Runbook != "https://runbooks.example/java" ||
+		ev.Rule.Condition != "count >= 5 over 5m" || ev.Rule.GroupBy != rules.GroupHost || ev.Rule.Filters.Host != "web-*" {
+		t.Fatalf("rule %+v", ev.Rule)
 	}
-	if err := json.Unmarshal(p.CustomDetails, &details); err != nil {
-		t.Fatal(err)
+	if ev.CountsPerMinute["2025-03-01T12:00:00Z"] != 17 || ev.CountsPerMinute["2025-03-01T11:59:00Z"] != 20 ||
+		len(ev.Samples) == 0 || ev.Samples[0] != "Exception on web-12" {
+		t.Fatalf("counts %v samples %q", ev.CountsPerMinute, ev.Samples)
 	}
-	if details.Rule["name"] != "java exceptions" || details.CountsPerMinute["2025-03-01T12:00:00Z"] != 17 ||
-		details.CountsPerMinute["2025-03-01T11:59:00Z"] != 20 || len(details.SampleLines) == 0 || details.SampleLines[0] != "Exception on web-12" {
-		t.Fatalf("custom details %s", p.CustomDetails)
-	}
-	if len(ev.Links) != 2 || ev.Links[0].Href != "https://runbooks.example/java" || ev.Links[1].Href != "http://keyalert.example/api/v1/alerts/"+a.ID {
-		t.Fatalf("links %+v", ev.Links)
+	if len(ev.Links) != 2 || ev.Links[0].Href != "https://runbooks.example/java" || ev.Links[1].Href != "http://keyalert.example/api/v1/alerts/"+a.ID ||
+		ev.AlertURL != ev.Links[1].Href {
+		t.Fatalf("links %+v alert URL %q", ev.Links, ev.AlertURL)
 	}
 
 	// Still true on the next tick: nothing new.
@@ -230,7 +262,7 @@ func TestThresholdFiresPerGroupPagesAndAutoResolves(t *testing.T) {
 		t.Fatalf("after resolve_after: %+v", a)
 	}
 	evs := v.events(2)
-	if evs[1].Action != "resolve" || evs[1].DedupKey != ev.DedupKey {
+	if evs[1].Action != notify.Resolve || evs[1].DedupKey != ev.DedupKey || evs[1].Target != testKey {
 		t.Fatalf("events %s", actions(evs))
 	}
 
@@ -238,11 +270,11 @@ func TestThresholdFiresPerGroupPagesAndAutoResolves(t *testing.T) {
 	v.count("Exception", "web-12", "app.web", 0, 5)
 	v.tick()
 	evs = v.events(3)
-	if evs[2].Action != "trigger" || evs[2].DedupKey != ev.DedupKey {
+	if evs[2].Action != notify.Trigger || evs[2].DedupKey != ev.DedupKey {
 		t.Fatalf("refire: %s", actions(evs))
 	}
-	if st := v.eng.Stats(); st.Fired != 2 || st.Resolved != 1 || st.Notifications != 3 {
-		t.Fatalf("stats %+v", st)
+	if ep, res := testutil.ToFloat64(v.eng.met.episodes), testutil.ToFloat64(v.eng.met.resolutions); ep != 2 || res != 1 {
+		t.Fatalf("%v episodes and %v resolutions, want 2 and 1", ep, res)
 	}
 }
 
@@ -261,14 +293,14 @@ func TestRepeatIntervalRenotifiesUntilAcknowledged(t *testing.T) {
 	v.clk.Add(time.Minute)
 	keep()
 	v.tick()
-	if evs := v.events(2); evs[1].Action != "trigger" {
+	if evs := v.events(2); evs[1].Action != notify.Trigger {
 		t.Fatalf("repeat: %s", actions(evs))
 	}
 	a, err := v.store.Ack(v.ctx, ID(r.ID, "web-1"), "ana")
 	if err != nil || a.State != Acknowledged || a.AckedBy != "ana" {
 		t.Fatalf("ack: %+v %v", a, err)
 	}
-	if evs := v.events(3); evs[2].Action != "acknowledge" {
+	if evs := v.events(3); evs[2].Action != notify.Acknowledge {
 		t.Fatalf("ack event: %s", actions(evs))
 	}
 	v.clk.Add(2 * time.Hour)
@@ -286,7 +318,7 @@ func TestRepeatIntervalRenotifiesUntilAcknowledged(t *testing.T) {
 	v.tick()
 	v.clk.Add(2 * time.Minute)
 	v.tick()
-	if evs := v.events(4); evs[3].Action != "resolve" {
+	if evs := v.events(4); evs[3].Action != notify.Resolve {
 		t.Fatalf("resolve: %s", actions(evs))
 	}
 	if _, err := v.store.Ack(v.ctx, ID(r.ID, "web-1"), "bo"); err != ErrConflict {
@@ -311,8 +343,8 @@ func TestSilencedAlertIsRecordedButNotPaged(t *testing.T) {
 	}
 	evs := v.events(1)
 	v.noMoreEvents(1)
-	if evs[0].Payload.Source != "web-2" {
-		t.Fatalf("only web-2 pages: %+v", evs[0].Payload)
+	if evs[0].Host != "web-2" {
+		t.Fatalf("only web-2 pages: %+v", evs[0])
 	}
 	// The silence ends while the alert still fires: it pages then.
 	if err := v.sils.Delete(v.ctx, sil.ID); err != nil {
@@ -321,8 +353,8 @@ func TestSilencedAlertIsRecordedButNotPaged(t *testing.T) {
 	v.clk.Add(10 * time.Second)
 	v.tick()
 	evs = v.events(2)
-	if evs[1].Payload.Source != "web-1" {
-		t.Fatalf("after the silence: %+v", evs[1].Payload)
+	if evs[1].Host != "web-1" {
+		t.Fatalf("after the silence: %+v", evs[1])
 	}
 	if a := v.alert(r.ID, "web-1"); a.SilencedBy != "" || !a.Notified {
 		t.Fatalf("unsilenced: %+v", a)
@@ -358,8 +390,8 @@ func TestAbsenceFiresWhenHeartbeatsStop(t *testing.T) {
 		t.Fatal("h1 still beats")
 	}
 	ev := v.events(1)[0]
-	if ev.Payload.Summary != "heartbeat ok seen 0 times in 3m on h2, expected at least 1 (rule heartbeat)" {
-		t.Fatalf("summary %q", ev.Payload.Summary)
+	if ev.Summary != "heartbeat ok seen 0 times in 3m on h2, expected at least 1 (rule heartbeat)" {
+		t.Fatalf("summary %q", ev.Summary)
 	}
 	// Long gone: it stays firing (the heartbeat is still missing).
 	v.clk.Add(30 * time.Minute)
@@ -408,7 +440,7 @@ func TestManualResolveWaitsForTheConditionToClear(t *testing.T) {
 	if err != nil || a.State != Resolved || !a.Rearm {
 		t.Fatalf("resolve: %+v %v", a, err)
 	}
-	if evs := v.events(2); evs[1].Action != "resolve" {
+	if evs := v.events(2); evs[1].Action != notify.Resolve {
 		t.Fatalf("%s", actions(evs))
 	}
 	v.clk.Add(10 * time.Second)
@@ -442,7 +474,7 @@ func TestDeletedRuleResolvesItsAlerts(t *testing.T) {
 	if a := v.alert(r.ID, "web-1"); a.State != Resolved {
 		t.Fatalf("state %s", a.State)
 	}
-	if evs := v.events(2); evs[1].Action != "resolve" || evs[1].RoutingKey != testKey {
+	if evs := v.events(2); evs[1].Action != notify.Resolve || evs[1].Target != testKey {
 		t.Fatalf("%s", actions(evs))
 	}
 }
@@ -495,14 +527,14 @@ func TestAppliedBatchFiresWithoutWaitingForTheTick(t *testing.T) {
 	owner := newReplica(t, srv, clk, 1, true)
 	r := owner.rule(javaRule)
 	for _, v := range []*env{ingester, owner} {
-		v.eng.c.Settings.EvalInterval = time.Hour // only the first tick runs
+		v.eng.c.Options.EvalInterval = time.Hour // only the first tick runs
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func(v *env) { defer close(done); v.eng.Run(ctx) }(v)
 		t.Cleanup(func() { cancel(); <-done })
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for owner.eng.Stats().Ticks == 0 || ingester.eng.Stats().Ticks == 0 {
+	for testutil.ToFloat64(owner.eng.met.evaluations) == 0 || testutil.ToFloat64(ingester.eng.met.evaluations) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("engines did not start")
 		}
@@ -539,17 +571,62 @@ func TestBuildDetail(t *testing.T) {
 	}
 }
 
-func TestSettingsValidateNamesTheSetting(t *testing.T) {
-	for _, s := range []Settings{
-		{EvalInterval: time.Millisecond, SampleLines: 5},
-		{EvalInterval: time.Second, PublicURL: "keyalert.example", SampleLines: 5},
-		{EvalInterval: time.Second, SampleLines: -1},
-	} {
-		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "KEYALERT_") {
-			t.Errorf("%+v: %v", s, err)
-		}
+// Each replica reports the alerts of the shards it owns, so the sum over
+// replicas counts every alert once; the gauge follows acknowledgements.
+func TestAlertsGaugeCountsTheOwnedShardsOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := &clock{t: time.Date(2025, 3, 1, 12, 0, 30, 0, time.UTC)}
+	owner := newReplica(t, srv, clk, 1, true)
+	other := newReplica(t, srv, clk, 1, true) // holds no shard
+	r := owner.rule(javaRule)
+	owner.count("Exception", "web-1", "", 0, 10)
+	owner.count("Exception", "web-2", "", 0, 10)
+	owner.tick()
+	other.tick()
+	gauge := func(v *env, state State) float64 {
+		return testutil.ToFloat64(v.eng.met.alerts.WithLabelValues(string(state)))
 	}
-	if err := DefaultSettings().Validate(); err != nil {
+	if f, o := gauge(owner, Firing), gauge(other, Firing); f != 2 || o != 0 {
+		t.Fatalf("firing: owner %v, other %v; want 2 and 0", f, o)
+	}
+	if _, err := owner.store.Ack(owner.ctx, ID(r.ID, "web-1"), "ana"); err != nil {
 		t.Fatal(err)
+	}
+	owner.clk.Add(10 * time.Second)
+	owner.tick()
+	if f, a := gauge(owner, Firing), gauge(owner, Acknowledged); f != 1 || a != 1 {
+		t.Fatalf("after an ack: firing %v, acknowledged %v; want 1 and 1", f, a)
+	}
+	// Redis gone: a scrape still answers with the last evaluation's figures.
+	srv.Stop()
+	if f := gauge(owner, Firing); f != 1 {
+		t.Fatalf("firing %v with Redis down", f)
+	}
+}
+
+func TestMetricNamesAndLabels(t *testing.T) {
+	v := newEnv(t)
+	mfs, err := v.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, mf := range mfs {
+		var labels []string
+		for _, l := range mf.GetMetric()[0].GetLabel() {
+			labels = append(labels, l.GetName())
+		}
+		got[mf.GetName()] = mf.GetType().String() + " " + strings.Join(labels, ",")
+	}
+	want := map[string]string{
+		"keyalert_alerts":                                 "GAUGE state",
+		"keyalert_alert_evaluations_total":                "COUNTER ",
+		"keyalert_alert_evaluation_failures_total":        "COUNTER ",
+		"keyalert_alert_last_evaluation_duration_seconds": "GAUGE ",
+		"keyalert_alert_episodes_total":                   "COUNTER ",
+		"keyalert_alert_resolutions_total":                "COUNTER ",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("metrics %v, want %v", got, want)
 	}
 }

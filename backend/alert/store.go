@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/lease"
-	"github.com/keyalert/keyalert/backend/notify/pagerduty"
-	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/redis/go-redis/v9"
 )
@@ -64,17 +63,23 @@ func (k RuleKeys) RoutingKey(ctx context.Context, ruleID string) (rules.Secret, 
 	return k.Default, nil
 }
 
+// Stage takes the notifications of a transition into the transaction that
+// commits it (the outbox), so that both commit or neither does.
+type Stage interface {
+	AddTo(ctx context.Context, p redis.Pipeliner, n notify.Notification) error
+}
+
 // Store keeps alerts in Redis.
 type Store struct {
 	rdb    redis.UniversalClient
-	outbox *outbox.Outbox
+	outbox Stage
 	keys   RoutingKeys
 	now    func() time.Time
 	log    *slog.Logger
 }
 
 // NewStore returns a store; now may be nil for time.Now.
-func NewStore(rdb redis.UniversalClient, ob *outbox.Outbox, keys RoutingKeys, now func() time.Time, log *slog.Logger) *Store {
+func NewStore(rdb redis.UniversalClient, ob Stage, keys RoutingKeys, now func() time.Time, log *slog.Logger) *Store {
 	if now == nil {
 		now = time.Now
 	}
@@ -86,7 +91,7 @@ func NewStore(rdb redis.UniversalClient, ob *outbox.Outbox, keys RoutingKeys, no
 
 // write is what a transition stores besides the alert.
 type write struct {
-	msgs       []outbox.Message
+	notes      []notify.Notification
 	routingKey rules.Secret // set with a trigger
 }
 
@@ -143,8 +148,10 @@ func (s *Store) change(ctx context.Context, id string, fence *lease.Lease,
 				p.SRem(ctx, KeyTracked, id)
 			}
 			p.ZAdd(ctx, KeyIndex, redis.Z{Score: float64(next.UpdatedAt.UnixMilli()), Member: id})
-			for _, m := range w.msgs {
-				s.outbox.AddTo(ctx, p, m)
+			for _, n := range w.notes {
+				if err := s.outbox.AddTo(ctx, p, n); err != nil {
+					return err
+				}
 			}
 			if w.routingKey != "" {
 				p.HSet(ctx, KeyRoutingKeys, id, w.routingKey.Reveal())
@@ -284,7 +291,7 @@ func (s *Store) Ack(ctx context.Context, id, by string) (*Alert, error) {
 		next.record(now, "acknowledged", "by "+orUnknown(by))
 		var w write
 		if next.Notified {
-			w.msgs = s.actionMsg(ctx, next, "acknowledge", now)
+			w.notes = s.actionNote(ctx, next, notify.Acknowledge, now)
 		}
 		return next, w, nil
 	})
@@ -308,16 +315,16 @@ func (s *Store) Resolve(ctx context.Context, id, by string) (*Alert, error) {
 		next.record(now, "resolved", "by "+orUnknown(by))
 		var w write
 		if next.Notified {
-			w.msgs = s.actionMsg(ctx, next, "resolve", now)
+			w.notes = s.actionNote(ctx, next, notify.Resolve, now)
 		}
 		next.Notified = false
 		return next, w, nil
 	})
 }
 
-// actionMsg builds an acknowledge or resolve for an alert, to the routing
+// actionNote builds an acknowledge or resolve for an alert, to the routing
 // key its trigger went to.
-func (s *Store) actionMsg(ctx context.Context, a *Alert, action string, now time.Time) []outbox.Message {
+func (s *Store) actionNote(ctx context.Context, a *Alert, action notify.Action, now time.Time) []notify.Notification {
 	var key rules.Secret
 	k, err := s.rdb.HGet(ctx, KeyRoutingKeys, a.ID).Result()
 	switch {
@@ -330,16 +337,9 @@ func (s *Store) actionMsg(ctx context.Context, a *Alert, action string, now time
 		a.record(now, "not_paged", fmt.Sprintf("%s not sent: no routing key", action))
 		return nil
 	}
-	enc := pagerduty.Resolve
-	if action == "acknowledge" {
-		enc = pagerduty.Acknowledge
-	}
-	body, err := enc(key, a.DedupKey)
-	if err != nil {
-		a.record(now, "not_paged", err.Error())
-		return nil
-	}
-	return []outbox.Message{{Key: a.DedupKey, Kind: action, Body: body}}
+	return []notify.Notification{{Action: action, AlertID: a.ID, DedupKey: a.DedupKey,
+		Rule: notify.Rule{ID: a.RuleID, Name: a.RuleName, Severity: a.Severity}, Group: a.Group,
+		Keywords: a.Keywords, At: now.UTC(), Target: key}}
 }
 
 func orUnknown(s string) string {

@@ -62,12 +62,12 @@ func newAlertFixture(t *testing.T, mutate func(o *Options)) *alertFixture {
 	if mutate != nil {
 		mutate(&o)
 	}
-	shards := lease.NewShards(rdb, alert.LeasePrefix, "test", lease.Settings{TTL: 5 * time.Second, Shards: 1}, log)
+	shards := lease.NewShards(rdb, alert.LeasePrefix, "test", lease.Options{TTL: 5 * time.Second, Shards: 1}, log)
 	if err := shards.Step(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	eng := alert.New(alert.Config{Redis: rdb, Rules: o.Rules, Silences: o.Silences, Counts: o.Counts, Store: o.Alerts, Shards: shards,
-		Settings: alert.DefaultSettings(), Now: now, Log: log})
+		Now: now, Log: log})
 	h, err := NewRouter(o)
 	if err != nil {
 		t.Fatal(err)

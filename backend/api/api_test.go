@@ -38,8 +38,8 @@ type fixture struct {
 // storeOptions are Options with every store on rdb, the clock now and the
 // logger log, and fresh metric registries.
 func storeOptions(rdb redis.UniversalClient, now func() time.Time, log *slog.Logger) Options {
-	rs := rules.NewStore(rdb, rules.DefaultSettings(), now, log)
-	ob := outbox.New(rdb, outbox.DefaultSettings(), log)
+	rs := rules.NewStore(rdb, rules.Options{}, now, log)
+	ob := outbox.New(rdb, outbox.Options{}, log)
 	reg := prometheus.NewRegistry()
 	return Options{
 		Counts:     window.NewStore(rdb, stream.DefaultStream),

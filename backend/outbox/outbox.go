@@ -1,10 +1,16 @@
-// Package outbox delivers notifications durably: a message is stored in a
-// Redis stream before anything is sent and deleted only once the receiver
+// Package outbox delivers notifications durably: a notification is stored in
+// a Redis stream before anything is sent and deleted only once the receiver
 // accepted it, so it survives a crash or restart. Messages with the same key
-// (a PagerDuty dedup key) go out one at a time in the order they were stored,
+// (the alert's dedup key) go out one at a time in the order they were stored,
 // so a trigger is never overtaken by its resolve; different keys go out in
 // parallel. Temporary failures are retried with exponential backoff and
 // jitter; a permanent rejection is set aside with its reason.
+//
+// A stream entry holds the notification value (notify.Marshal's versioned
+// JSON) and the integration it is for; it is encoded to the receiver's wire
+// format only when sent, by the notifier registered under that name. Entries
+// written before that format (field "body": PagerDuty wire bytes) are still
+// read and sent as they are.
 package outbox
 
 import (
@@ -13,146 +19,165 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/keyalert/keyalert/backend/notify"
+	"github.com/keyalert/keyalert/pkg/backoff"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
-// Settings of the outbox.
-type Settings struct {
+// Defaults of a zero Options.
+const (
+	// DefaultKey is the stream key.
+	DefaultKey = "ka:{alerts}:outbox"
+	// DefaultBackoffMin and DefaultBackoffMax bound a message's retry delay.
+	DefaultBackoffMin = time.Second
+	DefaultBackoffMax = 5 * time.Minute
+	// DefaultConcurrency bounds sends in flight.
+	DefaultConcurrency = 4
+	// DefaultIntegration is the integration every notification is stored for
+	// unless Options.Integrations says otherwise, and the one entries of the
+	// old format (PagerDuty wire bytes) belong to.
+	DefaultIntegration = "pagerduty"
+)
+
+// Options of the outbox. The zero value is usable: a zero field means the
+// default above.
+type Options struct {
 	// Key is the stream holding pending messages; its retry and failed
 	// hashes share its hash tag. It must share the alert keys' hash tag so an
 	// alert transition and its message commit in one transaction.
 	Key string
-	// BackoffMin and BackoffMax bound the retry delay
-	// (KEYALERT_OUTBOX_BACKOFF_MIN, KEYALERT_OUTBOX_BACKOFF_MAX).
+	// BackoffMin and BackoffMax bound the retry delay of a message; a max
+	// below the min is raised to it.
 	BackoffMin, BackoffMax time.Duration
-	// Concurrency bounds sends in flight, each for a different key
-	// (KEYALERT_OUTBOX_CONCURRENCY).
+	// Concurrency bounds sends in flight, each for a different key.
 	Concurrency int
+	// Integrations are the names each notification is stored for, one entry
+	// each (the notifiers registered for Run); nil: DefaultIntegration.
+	Integrations []string
+	// Registerer takes the outbox's metrics; nil: not registered.
+	Registerer prometheus.Registerer
 }
 
-// DefaultKey is the default stream key.
-const DefaultKey = "ka:{alerts}:outbox"
-
-// DefaultSettings returns the defaults.
-func DefaultSettings() Settings {
-	return Settings{Key: DefaultKey, BackoffMin: time.Second, BackoffMax: 5 * time.Minute, Concurrency: 4}
-}
-
-// Validate names the bad setting.
-func (s Settings) Validate() error {
-	switch {
-	case s.Key == "":
-		return errors.New("outbox key: must not be empty")
-	case s.BackoffMin <= 0:
-		return fmt.Errorf("KEYALERT_OUTBOX_BACKOFF_MIN=%s: want a positive duration", s.BackoffMin)
-	case s.BackoffMax < s.BackoffMin:
-		return fmt.Errorf("KEYALERT_OUTBOX_BACKOFF_MAX=%s: want at least KEYALERT_OUTBOX_BACKOFF_MIN (%s)", s.BackoffMax, s.BackoffMin)
-	case s.Concurrency < 1 || s.Concurrency > 64:
-		return fmt.Errorf("KEYALERT_OUTBOX_CONCURRENCY=%d: want between 1 and 64", s.Concurrency)
+func (o Options) withDefaults() Options {
+	if o.Key == "" {
+		o.Key = DefaultKey
 	}
-	return nil
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = DefaultBackoffMin
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = DefaultBackoffMax
+	}
+	o.BackoffMax = max(o.BackoffMax, o.BackoffMin)
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if len(o.Integrations) == 0 {
+		o.Integrations = []string{DefaultIntegration}
+	}
+	return o
 }
 
-// Message is one notification to deliver.
-type Message struct {
-	// Key orders messages: same key, strict order (the dedup key).
-	Key string
-	// Kind describes the message for people ("trigger", "resolve").
-	Kind string
-	// Body is sent as is.
-	Body []byte
-}
-
-// Outcome of one delivery attempt.
-type Outcome int
-
-// Outcomes.
+// Notification results, the values of keyalert_notifications_total's
+// result label.
 const (
-	// Delivered: accepted (202); the message is deleted.
-	Delivered Outcome = iota
-	// Retry: rate limited, server or network error; tried again later.
-	Retry
-	// Reject: the receiver will never accept it (400); set aside.
-	Reject
+	ResultSent     = "sent"     // the receiver accepted it
+	ResultRetry    = "retry"    // failed temporarily, rescheduled
+	ResultRejected = "rejected" // refused for good, set aside
 )
 
-// Delivery is the result of one attempt.
-type Delivery struct {
-	Outcome Outcome
-	Status  int    // HTTP status, 0 for a network error
-	Reason  string // why it was not delivered
-	// RetryAfter is the receiver's requested delay, if any.
-	RetryAfter time.Duration
+type metrics struct {
+	notes   *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+	pending prometheus.Gauge
 }
 
-// Sender delivers one message body.
-type Sender interface {
-	Send(ctx context.Context, body []byte) Delivery
-}
-
-// Stats are counters for metrics.
-type Stats struct {
-	Pending   int64 // messages waiting in this sender (0 when not sending)
-	Delivered int64
-	Retries   int64
-	Rejected  int64
+func newMetrics(reg prometheus.Registerer, integrations []string) *metrics {
+	m := &metrics{
+		notes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyalert_notifications_total",
+			Help: "Delivery attempts of notifications by this replica's outbox sender, by integration, event " +
+				"(trigger, acknowledge, resolve) and result: sent (accepted), retry (failed temporarily: 429, 5xx, " +
+				"network; rescheduled with backoff) or rejected (refused for good, set aside in the failed list).",
+		}, []string{"integration", "event", "result"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "keyalert_notification_latency_seconds",
+			Help:    "Time from storing a notification in the outbox to the receiver accepting it, retries included.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+		}, []string{"integration"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keyalert_outbox_pending",
+			Help: "Notifications waiting in this replica's outbox sender (0 unless it holds the sender lease).",
+		}),
+	}
+	// Every series exists from the start, so a rate() sees the first event.
+	for _, in := range integrations {
+		for _, ev := range []notify.Action{notify.Trigger, notify.Acknowledge, notify.Resolve} {
+			for _, res := range []string{ResultSent, ResultRetry, ResultRejected} {
+				m.notes.WithLabelValues(in, string(ev), res)
+			}
+		}
+		m.latency.WithLabelValues(in)
+	}
+	if reg != nil {
+		reg.MustRegister(m.notes, m.latency, m.pending)
+	}
+	return m
 }
 
 // Outbox stores and sends messages.
 type Outbox struct {
 	rdb redis.UniversalClient
-	set Settings
+	opt Options
 	log *slog.Logger
-
-	pending, delivered, retries, rejected atomic.Int64
+	met *metrics
 }
 
 // New returns an outbox.
-func New(rdb redis.UniversalClient, set Settings, log *slog.Logger) *Outbox {
+func New(rdb redis.UniversalClient, opt Options, log *slog.Logger) *Outbox {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Outbox{rdb: rdb, set: set, log: log}
+	opt = opt.withDefaults()
+	return &Outbox{rdb: rdb, opt: opt, log: log, met: newMetrics(opt.Registerer, opt.Integrations)}
 }
 
 // Key is the stream key.
-func (o *Outbox) Key() string { return o.set.Key }
+func (o *Outbox) Key() string { return o.opt.Key }
 
-func (o *Outbox) retryKey() string  { return o.set.Key + ":retry" }
-func (o *Outbox) failedKey() string { return o.set.Key + ":failed" }
+func (o *Outbox) retryKey() string  { return o.opt.Key + ":retry" }
+func (o *Outbox) failedKey() string { return o.opt.Key + ":failed" }
 
-// Stats returns the counters.
-func (o *Outbox) Stats() Stats {
-	return Stats{Pending: o.pending.Load(), Delivered: o.delivered.Load(), Retries: o.retries.Load(), Rejected: o.rejected.Load()}
-}
-
-// Enqueue stores m; the sender (in whichever replica holds it) picks it up
-// at once.
-func (o *Outbox) Enqueue(ctx context.Context, m Message) (string, error) {
-	id, err := o.rdb.XAdd(ctx, o.xadd(m)).Result()
+// Enqueue stores n, one entry per integration; the sender (in whichever
+// replica holds it) picks it up at once.
+func (o *Outbox) Enqueue(ctx context.Context, n notify.Notification) error {
+	_, err := o.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { return o.AddTo(ctx, p, n) })
 	if err != nil {
-		return "", fmt.Errorf("xadd %s: %w", o.set.Key, err)
+		return fmt.Errorf("xadd %s: %w", o.opt.Key, err)
 	}
-	return id, nil
+	return nil
 }
 
-// AddTo queues the store of m in a caller's MULTI transaction, so that a
+// AddTo queues the store of n in a caller's MULTI transaction, so that a
 // state change and its notification commit together.
-func (o *Outbox) AddTo(ctx context.Context, p redis.Pipeliner, m Message) {
-	p.XAdd(ctx, o.xadd(m))
-}
-
-func (o *Outbox) xadd(m Message) *redis.XAddArgs {
-	return &redis.XAddArgs{Stream: o.set.Key, Values: []any{
-		"key", m.Key, "kind", m.Kind, "body", m.Body, "at", strconv.FormatInt(time.Now().UnixMilli(), 10),
-	}}
+func (o *Outbox) AddTo(ctx context.Context, p redis.Pipeliner, n notify.Notification) error {
+	doc, err := notify.Marshal(n)
+	if err != nil {
+		return err
+	}
+	at := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	for _, in := range o.opt.Integrations {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: o.opt.Key, Values: []any{
+			"key", n.DedupKey, "kind", string(n.Action), "integration", in, "note", doc, "at", at,
+		}})
+	}
+	return nil
 }
 
 // retryState is what is kept about a message that failed temporarily.
@@ -167,24 +192,27 @@ type Pending struct {
 	ID          string    `json:"id"`
 	Key         string    `json:"key"`
 	Kind        string    `json:"kind"`
+	Integration string    `json:"integration"`
 	EnqueuedAt  time.Time `json:"enqueued_at"`
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 }
 
-// Failure is a message the receiver rejected for good. The body stays in
-// Redis for a manual replay but is not shown: it carries the routing key.
+// Failure is a message the receiver rejected for good. The body (the stored
+// notification, or an old entry's wire bytes) stays in Redis for a manual
+// replay but is not shown: it carries the routing key.
 type Failure struct {
-	ID         string    `json:"id"`
-	Key        string    `json:"key"`
-	Kind       string    `json:"kind"`
-	EnqueuedAt time.Time `json:"enqueued_at"`
-	FailedAt   time.Time `json:"failed_at"`
-	Status     int       `json:"status"`
-	Reason     string    `json:"reason"`
-	Attempts   int       `json:"attempts"`
-	Body       []byte    `json:"-"`
+	ID          string    `json:"id"`
+	Key         string    `json:"key"`
+	Kind        string    `json:"kind"`
+	Integration string    `json:"integration"`
+	EnqueuedAt  time.Time `json:"enqueued_at"`
+	FailedAt    time.Time `json:"failed_at"`
+	Status      int       `json:"status"`
+	Reason      string    `json:"reason"`
+	Attempts    int       `json:"attempts"`
+	Body        []byte    `json:"-"`
 }
 
 type failureDoc struct {
@@ -200,7 +228,8 @@ func (o *Outbox) ListPending(ctx context.Context) ([]Pending, error) {
 	}
 	out := make([]Pending, len(items))
 	for i, it := range items {
-		out[i] = Pending{ID: it.id, Key: it.key, Kind: it.kind, EnqueuedAt: it.at, Attempts: it.attempts, NextAttempt: it.next, LastError: it.lastErr}
+		out[i] = Pending{ID: it.id, Key: it.key, Kind: it.kind, Integration: it.integration, EnqueuedAt: it.at,
+			Attempts: it.attempts, NextAttempt: it.next, LastError: it.lastErr}
 	}
 	return out, nil
 }
@@ -219,6 +248,9 @@ func (o *Outbox) Failed(ctx context.Context) ([]Failure, error) {
 			continue
 		}
 		f.Failure.Body = f.Body
+		if f.Integration == "" {
+			f.Integration = DefaultIntegration // set aside before integrations were named
+		}
 		out = append(out, f.Failure)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].FailedAt.After(out[j].FailedAt) })
@@ -226,23 +258,42 @@ func (o *Outbox) Failed(ctx context.Context) ([]Failure, error) {
 }
 
 type item struct {
-	id, key, kind string
-	body          []byte
-	at            time.Time
-	attempts      int
-	next          time.Time
-	lastErr       string
+	id, key, kind, integration string
+	// note is the stored notification; wire is an old entry's encoded body,
+	// sent as is.
+	note, wire []byte
+	at         time.Time
+	attempts   int
+	next       time.Time
+	lastErr    string
 }
 
 func parseItem(msg redis.XMessage) *item {
 	it := &item{id: msg.ID}
 	it.key, _ = msg.Values["key"].(string)
 	it.kind, _ = msg.Values["kind"].(string)
-	body, _ := msg.Values["body"].(string)
-	it.body = []byte(body)
+	it.integration, _ = msg.Values["integration"].(string)
+	if note, ok := msg.Values["note"].(string); ok {
+		it.note = []byte(note)
+	} else {
+		// The format before notification values: PagerDuty wire bytes.
+		body, _ := msg.Values["body"].(string)
+		it.wire = []byte(body)
+	}
+	if it.integration == "" {
+		it.integration = DefaultIntegration
+	}
 	ms, _ := strconv.ParseInt(fmt.Sprint(msg.Values["at"]), 10, 64)
 	it.at = time.UnixMilli(ms).UTC()
 	return it
+}
+
+// body is what a failure record keeps for a replay.
+func (it *item) body() []byte {
+	if it.note != nil {
+		return it.note
+	}
+	return it.wire
 }
 
 // load reads every stored message with its retry state, oldest first.
@@ -250,9 +301,9 @@ func (o *Outbox) load(ctx context.Context) ([]*item, error) {
 	var items []*item
 	start := "-"
 	for {
-		msgs, err := o.rdb.XRangeN(ctx, o.set.Key, start, "+", 1000).Result()
+		msgs, err := o.rdb.XRangeN(ctx, o.opt.Key, start, "+", 1000).Result()
 		if err != nil {
-			return nil, fmt.Errorf("xrange %s: %w", o.set.Key, err)
+			return nil, fmt.Errorf("xrange %s: %w", o.opt.Key, err)
 		}
 		for _, m := range msgs {
 			items = append(items, parseItem(m))
@@ -277,21 +328,22 @@ func (o *Outbox) load(ctx context.Context) ([]*item, error) {
 	return items, nil
 }
 
-// Run sends stored messages until ctx ends. Exactly one process should run it
-// at a time (hold the outbox lease), or per-key order is lost.
-func (o *Outbox) Run(ctx context.Context, sender Sender) error {
+// Run sends stored messages through the notifiers of reg until ctx ends.
+// Exactly one process should run it at a time (hold the outbox lease), or
+// per-key order is lost.
+func (o *Outbox) Run(ctx context.Context, reg *notify.Registry) error {
 	items, err := o.load(ctx)
 	if err != nil {
 		return err
 	}
-	r := &runner{o: o, sender: sender, queues: map[string][]*item{}, inflight: map[string]bool{},
+	r := &runner{o: o, reg: reg, queues: map[string][]*item{}, inflight: map[string]bool{},
 		results: make(chan result), fresh: make(chan []*item)}
 	lastID := "0-0"
 	for _, it := range items {
 		r.add(it)
 		lastID = it.id
 	}
-	defer o.pending.Store(0)
+	defer o.met.pending.Set(0)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The follower is not waited for: a blocked XREAD ignores cancellation
@@ -308,21 +360,20 @@ func (o *Outbox) Run(ctx context.Context, sender Sender) error {
 // follow blocks on the stream for messages after lastID and hands them over:
 // a new message wakes the sender at once, without polling.
 func (o *Outbox) follow(ctx context.Context, lastID string, out chan<- []*item) {
-	delay := 100 * time.Millisecond
+	bo := backoff.New(backoff.Policy{})
 	for ctx.Err() == nil {
-		res, err := o.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{o.set.Key, lastID}, Count: 100, Block: 5 * time.Second}).Result()
+		res, err := o.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{o.opt.Key, lastID}, Count: 100, Block: 5 * time.Second}).Result()
 		if errors.Is(err, redis.Nil) {
 			continue
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				o.log.Warn("outbox: reading new messages", "stream", o.set.Key, "err", err)
-				sleep(ctx, delay)
-				delay = min(2*delay, 5*time.Second)
+				o.log.Warn("outbox: reading new messages", "stream", o.opt.Key, "err", err)
+				_ = bo.Wait(ctx)
 			}
 			continue
 		}
-		delay = 100 * time.Millisecond
+		bo.Reset()
 		var batch []*item
 		for _, s := range res {
 			for _, m := range s.Messages {
@@ -339,12 +390,12 @@ func (o *Outbox) follow(ctx context.Context, lastID string, out chan<- []*item) 
 
 type result struct {
 	it *item
-	d  Delivery
+	d  notify.Delivery
 }
 
 type runner struct {
 	o        *Outbox
-	sender   Sender
+	reg      *notify.Registry
 	queues   map[string][]*item
 	inflight map[string]bool
 	results  chan result
@@ -353,7 +404,7 @@ type runner struct {
 
 func (r *runner) add(it *item) {
 	r.queues[it.key] = append(r.queues[it.key], it)
-	r.o.pending.Add(1)
+	r.o.met.pending.Inc()
 }
 
 func (r *runner) loop(ctx context.Context, wg *sync.WaitGroup) {
@@ -400,14 +451,14 @@ func (r *runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 			}
 			continue
 		}
-		if len(r.inflight) >= r.o.set.Concurrency {
+		if len(r.inflight) >= r.o.opt.Concurrency {
 			return now.Add(time.Hour) // a result wakes the loop
 		}
 		r.inflight[key] = true
 		wg.Add(1)
 		go func(it *item) {
 			defer wg.Done()
-			d := r.sender.Send(ctx, it.body)
+			d := r.send(ctx, it)
 			select {
 			case r.results <- result{it, d}:
 			case <-ctx.Done():
@@ -417,52 +468,77 @@ func (r *runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 	return wake
 }
 
+// send encodes the item for its integration, now rather than when stored,
+// and delivers it. What can never be sent (no such integration, a record of
+// an unknown version, an event the encoder refuses) is rejected: retrying
+// would hold back the key's later messages forever.
+func (r *runner) send(ctx context.Context, it *item) notify.Delivery {
+	n, ok := r.reg.Lookup(it.integration)
+	if !ok {
+		return notify.Delivery{Outcome: notify.Reject, Reason: fmt.Sprintf("no notifier registered as %q", it.integration)}
+	}
+	body := it.wire
+	if it.note != nil {
+		note, err := notify.Unmarshal(it.note)
+		if err != nil {
+			return notify.Delivery{Outcome: notify.Reject, Reason: err.Error()}
+		}
+		if body, err = n.Encode(note); err != nil {
+			return notify.Delivery{Outcome: notify.Reject, Reason: err.Error()}
+		}
+	}
+	return n.Send(ctx, body)
+}
+
 func (r *runner) handle(ctx context.Context, res result) {
 	it, d := res.it, res.d
 	o := r.o
 	delete(r.inflight, it.key)
 	switch d.Outcome {
-	case Delivered:
+	case notify.Delivered:
 		// Removed only now; retried until Redis takes it, holding back the
 		// key's next message so that a restart never resends out of order.
-		o.retryRedis(ctx, "delete delivered message", func() error {
+		o.retryRedis(ctx, "delete delivered message", func(ctx context.Context) error {
 			_, err := o.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.XDel(ctx, o.set.Key, it.id)
+				p.XDel(ctx, o.opt.Key, it.id)
 				p.HDel(ctx, o.retryKey(), it.id)
 				return nil
 			})
 			return err
 		})
-		o.delivered.Add(1)
+		o.met.notes.WithLabelValues(it.integration, it.kind, ResultSent).Inc()
+		o.met.latency.WithLabelValues(it.integration).Observe(time.Since(it.at).Seconds())
 		r.pop(it)
-	case Reject:
-		f := failureDoc{Failure: Failure{ID: it.id, Key: it.key, Kind: it.kind, EnqueuedAt: it.at, FailedAt: time.Now().UTC(),
-			Status: d.Status, Reason: d.Reason, Attempts: it.attempts + 1}, Body: it.body}
+	case notify.Reject:
+		f := failureDoc{Failure: Failure{ID: it.id, Key: it.key, Kind: it.kind, Integration: it.integration, EnqueuedAt: it.at,
+			FailedAt: time.Now().UTC(), Status: d.Status, Reason: d.Reason, Attempts: it.attempts + 1}, Body: it.body()}
 		doc, _ := json.Marshal(f)
-		o.retryRedis(ctx, "set aside rejected message", func() error {
+		o.retryRedis(ctx, "set aside rejected message", func(ctx context.Context) error {
 			_, err := o.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.HSet(ctx, o.failedKey(), it.id, doc)
-				p.XDel(ctx, o.set.Key, it.id)
+				p.XDel(ctx, o.opt.Key, it.id)
 				p.HDel(ctx, o.retryKey(), it.id)
 				return nil
 			})
 			return err
 		})
-		o.rejected.Add(1)
-		o.log.Error("outbox: message rejected, not retried", "id", it.id, "key", it.key, "kind", it.kind, "status", d.Status, "reason", d.Reason)
+		o.met.notes.WithLabelValues(it.integration, it.kind, ResultRejected).Inc()
+		o.log.Error("outbox: message rejected, not retried", "id", it.id, "key", it.key, "kind", it.kind,
+			"integration", it.integration, "status", d.Status, "reason", d.Reason)
 		r.pop(it)
 	default:
 		it.attempts++
-		delay := max(o.backoff(it.attempts), d.RetryAfter)
+		delay := max(o.retryDelay(it.attempts), d.RetryAfter)
 		it.next = time.Now().Add(delay)
 		it.lastErr = d.Reason
-		o.retries.Add(1)
+		o.met.notes.WithLabelValues(it.integration, it.kind, ResultRetry).Inc()
 		doc, _ := json.Marshal(retryState{Attempts: it.attempts, Next: it.next.UTC(), LastError: d.Reason})
 		if err := o.rdb.HSet(ctx, o.retryKey(), it.id, doc).Err(); err != nil && ctx.Err() == nil {
 			o.log.Warn("outbox: recording retry state", "id", it.id, "err", err) // only informational
 		}
 		o.log.Warn("outbox: delivery failed, will retry", "id", it.id, "key", it.key, "kind", it.kind,
-			"status", d.Status, "reason", d.Reason, "attempt", it.attempts, "retry_in", delay.Round(time.Millisecond))
+			"integration", it.integration, "status", d.Status, "reason", d.Reason, "attempt", it.attempts,
+			"retry_in", delay.Round(time.Millisecond))
 	}
 }
 
@@ -476,39 +552,19 @@ func (r *runner) pop(it *item) {
 	} else {
 		r.queues[it.key] = q
 	}
-	r.o.pending.Add(-1)
+	r.o.met.pending.Dec()
 }
 
-// backoff is exponential from BackoffMin, capped at BackoffMax, with "equal
-// jitter": half fixed, half random, so retries spread out but never come
-// sooner than half the nominal delay.
-func (o *Outbox) backoff(attempt int) time.Duration {
-	d := o.set.BackoffMin
-	for i := 1; i < attempt && d < o.set.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, o.set.BackoffMax)
-	return d/2 + rand.N(d/2+1)
+// retryDelay is the delay before a message's next attempt after its
+// attempts-th failure (attempts >= 1). The count lives with the message, so
+// the policy's stateless Delay is used rather than a Backoff.
+func (o *Outbox) retryDelay(attempts int) time.Duration {
+	return backoff.Policy{Min: o.opt.BackoffMin, Max: o.opt.BackoffMax}.Delay(attempts - 1)
 }
 
-func (o *Outbox) retryRedis(ctx context.Context, what string, fn func() error) {
-	delay := 50 * time.Millisecond
-	for {
-		err := fn()
-		if err == nil || ctx.Err() != nil {
-			return
-		}
-		o.log.Warn("outbox: "+what, "err", err)
-		sleep(ctx, delay)
-		delay = min(2*delay, 5*time.Second)
-	}
-}
+// redisRetry paces retries of a Redis write the sender cannot skip.
+var redisRetry = backoff.Policy{Min: 50 * time.Millisecond}
 
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+func (o *Outbox) retryRedis(ctx context.Context, what string, fn func(context.Context) error) {
+	_ = backoff.Retry(ctx, redisRetry, fn, func(err error, _ int) { o.log.Warn("outbox: "+what, "err", err) })
 }

@@ -6,53 +6,48 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/harness/pdreceiver"
 	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 const routingKey = rules.Secret("R0123456789abcdef0123456789ABCDE")
 
-func fastSettings() outbox.Settings {
-	s := outbox.DefaultSettings()
-	s.BackoffMin, s.BackoffMax = 10*time.Millisecond, 80*time.Millisecond
-	return s
+func fastOptions(reg prometheus.Registerer) outbox.Options {
+	return outbox.Options{BackoffMin: 10 * time.Millisecond, BackoffMax: 80 * time.Millisecond, Registerer: reg}
 }
 
-func triggerMsg(t *testing.T, key string) outbox.Message {
-	b, err := pagerduty.Trigger{RoutingKey: routingKey, DedupKey: key, Summary: "s " + key, Source: "fleet",
-		Severity: "critical", Timestamp: time.Now()}.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return outbox.Message{Key: key, Kind: "trigger", Body: b}
+func triggerMsg(key string) notify.Notification {
+	return notify.Notification{Action: notify.Trigger, AlertID: key, DedupKey: key, Target: routingKey, Summary: "s " + key,
+		Rule: notify.Rule{ID: "r", Name: "r", Severity: rules.Critical}, At: time.Now()}
 }
 
-func actionMsg(t *testing.T, kind, key string) outbox.Message {
-	enc := pagerduty.Resolve
-	if kind == "acknowledge" {
-		enc = pagerduty.Acknowledge
-	}
-	b, err := enc(routingKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return outbox.Message{Key: key, Kind: kind, Body: b}
+func actionMsg(action notify.Action, key string) notify.Notification {
+	return notify.Notification{Action: action, AlertID: key, DedupKey: key, Target: routingKey, At: time.Now()}
 }
 
 func runSender(t *testing.T, ob *outbox.Outbox, url string) (stop func()) {
+	reg := notify.NewRegistry()
+	if err := reg.Register(pagerduty.Name, pagerduty.NewClient(pagerduty.Options{URL: url, Timeout: 2 * time.Second}, nil)); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ob.Run(ctx, pagerduty.NewClient(pagerduty.Settings{URL: url, Timeout: 2 * time.Second}, nil))
+		ob.Run(ctx, reg)
 	}()
 	stop = func() {
 		cancel()
@@ -64,6 +59,35 @@ func runSender(t *testing.T, ob *outbox.Outbox, url string) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// counter sums the samples of a counter family whose labels include want.
+func counter(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if have[k] != v {
+					continue next
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }
 
 func waitCtx(t *testing.T) context.Context {
@@ -95,12 +119,13 @@ func TestReceiverFailingThenAcceptingGetsEveryEventOnceInOrder(t *testing.T) {
 			srv := redistest.Start(t)
 			recv := pdreceiver.Start(t)
 			recv.FailNext(7, status)
-			ob := outbox.New(srv.Client(), fastSettings(), quiet)
+			reg := prometheus.NewRegistry()
+			ob := outbox.New(srv.Client(), fastOptions(reg), quiet)
 			ctx := context.Background()
 			keys := []string{"ka-a", "ka-b", "ka-c"}
 			for _, k := range keys {
-				for _, m := range []outbox.Message{triggerMsg(t, k), actionMsg(t, "acknowledge", k), actionMsg(t, "resolve", k)} {
-					if _, err := ob.Enqueue(ctx, m); err != nil {
+				for _, m := range []notify.Notification{triggerMsg(k), actionMsg(notify.Acknowledge, k), actionMsg(notify.Resolve, k)} {
+					if err := ob.Enqueue(ctx, m); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -119,8 +144,10 @@ func TestReceiverFailingThenAcceptingGetsEveryEventOnceInOrder(t *testing.T) {
 				t.Fatalf("receiver rejected: %+v", recv.Rejections())
 			}
 			waitEmpty(t, ob)
-			if st := ob.Stats(); st.Retries != 7 || st.Delivered != 9 {
-				t.Fatalf("stats %+v, want 7 retries and 9 delivered", st)
+			retries := counter(t, reg, "keyalert_notifications_total", map[string]string{"result": "retry"})
+			sent := counter(t, reg, "keyalert_notifications_total", map[string]string{"result": "sent", "integration": "pagerduty"})
+			if retries != 7 || sent != 9 {
+				t.Fatalf("%v retries and %v sent, want 7 retries and 9 sent", retries, sent)
 			}
 		})
 	}
@@ -149,10 +176,10 @@ func TestMessagesSurviveASenderRestart(t *testing.T) {
 	recv := pdreceiver.Start(t)
 	recv.FailNext(1000, http.StatusServiceUnavailable)
 	ctx := context.Background()
-	first := outbox.New(srv.Client(), fastSettings(), quiet)
+	first := outbox.New(srv.Client(), fastOptions(nil), quiet)
 	stop := runSender(t, first, recv.URL)
-	for _, m := range []outbox.Message{triggerMsg(t, "k1"), actionMsg(t, "resolve", "k1"), triggerMsg(t, "k2")} {
-		if _, err := first.Enqueue(ctx, m); err != nil {
+	for _, m := range []notify.Notification{triggerMsg("k1"), actionMsg(notify.Resolve, "k1"), triggerMsg("k2")} {
+		if err := first.Enqueue(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -171,7 +198,7 @@ func TestMessagesSurviveASenderRestart(t *testing.T) {
 
 	// A new process (new Outbox, new Redis client) delivers what is left.
 	recv.FailNext(0, 0)
-	second := outbox.New(srv.Client(), fastSettings(), quiet)
+	second := outbox.New(srv.Client(), fastOptions(nil), quiet)
 	runSender(t, second, recv.URL)
 	evs, err := recv.WaitForN(waitCtx(t), 3)
 	if err != nil {
@@ -187,11 +214,13 @@ func TestMessagesSurviveASenderRestart(t *testing.T) {
 func TestRejectedEventIsKeptWithItsReasonAndNotRetried(t *testing.T) {
 	srv := redistest.Start(t)
 	recv := pdreceiver.Start(t)
-	ob := outbox.New(srv.Client(), fastSettings(), quiet)
+	reg := prometheus.NewRegistry()
+	ob := outbox.New(srv.Client(), fastOptions(reg), quiet)
 	ctx := context.Background()
-	bad := outbox.Message{Key: "k", Kind: "trigger", Body: []byte(`{"routing_key":"short","event_action":"trigger","dedup_key":"k"}`)}
-	for _, m := range []outbox.Message{bad, actionMsg(t, "resolve", "k")} {
-		if _, err := ob.Enqueue(ctx, m); err != nil {
+	bad := triggerMsg("k")
+	bad.Target = "short" // the receiver answers 400
+	for _, m := range []notify.Notification{bad, actionMsg(notify.Resolve, "k")} {
+		if err := ob.Enqueue(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -205,25 +234,25 @@ func TestRejectedEventIsKeptWithItsReasonAndNotRetried(t *testing.T) {
 		t.Fatalf("failed: %+v %v", failed, err)
 	}
 	f := failed[0]
-	if f.Status != 400 || f.Kind != "trigger" || f.Key != "k" || f.Attempts != 1 || f.Reason == "" {
+	if f.Status != 400 || f.Kind != "trigger" || f.Key != "k" || f.Attempts != 1 || f.Reason == "" || f.Integration != "pagerduty" {
 		t.Fatalf("failure record %+v", f)
 	}
 	if recv.Attempts() != 2 {
 		t.Fatalf("%d attempts: a 400 must not be retried", recv.Attempts())
 	}
-	if st := ob.Stats(); st.Rejected != 1 {
-		t.Fatalf("stats %+v", st)
+	if n := counter(t, reg, "keyalert_notifications_total", map[string]string{"result": "rejected", "event": "trigger"}); n != 1 {
+		t.Fatalf("%v rejected, want 1", n)
 	}
 }
 
 func TestNewMessageWakesAnIdleSender(t *testing.T) {
 	srv := redistest.Start(t)
 	recv := pdreceiver.Start(t)
-	ob := outbox.New(srv.Client(), outbox.DefaultSettings(), quiet)
+	ob := outbox.New(srv.Client(), outbox.Options{}, quiet)
 	runSender(t, ob, recv.URL)
 	time.Sleep(100 * time.Millisecond) // let the sender block on the empty stream
 	start := time.Now()
-	if _, err := ob.Enqueue(context.Background(), triggerMsg(t, "wake")); err != nil {
+	if err := ob.Enqueue(context.Background(), triggerMsg("wake")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := recv.WaitForN(waitCtx(t), 1); err != nil {
@@ -232,18 +261,118 @@ func TestNewMessageWakesAnIdleSender(t *testing.T) {
 	t.Logf("enqueue to receiver: %s", time.Since(start))
 }
 
-func TestSettingsValidateNamesTheSetting(t *testing.T) {
-	bad := []outbox.Settings{
-		{Key: "k", BackoffMin: 0, BackoffMax: time.Second, Concurrency: 1},
-		{Key: "k", BackoffMin: time.Second, BackoffMax: time.Millisecond, Concurrency: 1},
-		{Key: "k", BackoffMin: time.Second, BackoffMax: time.Second, Concurrency: 0},
-	}
-	for _, s := range bad {
-		if err := s.Validate(); err == nil {
-			t.Errorf("%+v accepted", s)
+// An outbox written before notification values held PagerDuty wire bytes;
+// after an upgrade those entries are still delivered, as they are, and in
+// order with the new entries of the same key.
+func TestEntriesOfTheOldFormatAreStillDelivered(t *testing.T) {
+	srv := redistest.Start(t)
+	recv := pdreceiver.Start(t)
+	ctx := context.Background()
+	rdb := srv.Client()
+	oldTrigger := `{"routing_key":"` + routingKey.Reveal() + `","event_action":"trigger","dedup_key":"old-1","client":"keyalert",` +
+		`"payload":{"summary":"written by the old version","source":"fleet","severity":"critical","timestamp":"2025-03-01T12:00:00Z"}}`
+	oldAck := `{"routing_key":"` + routingKey.Reveal() + `","event_action":"acknowledge","dedup_key":"old-1","client":"keyalert"}`
+	for _, e := range [][2]string{{"trigger", oldTrigger}, {"acknowledge", oldAck}} {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: outbox.DefaultKey, Values: []any{
+			"key", "old-1", "kind", e[0], "body", e[1], "at", strconv.FormatInt(time.Now().UnixMilli(), 10)}}).Err(); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if err := outbox.DefaultSettings().Validate(); err != nil {
+	ob := outbox.New(rdb, fastOptions(nil), quiet)
+	if err := ob.Enqueue(ctx, actionMsg(notify.Resolve, "old-1")); err != nil {
 		t.Fatal(err)
+	}
+	pending, err := ob.ListPending(ctx)
+	if err != nil || len(pending) != 3 || pending[0].Integration != "pagerduty" || pending[0].Kind != "trigger" {
+		t.Fatalf("pending %+v %v", pending, err)
+	}
+	runSender(t, ob, recv.URL)
+	evs, err := recv.WaitForN(waitCtx(t), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(actionsByKey(t, evs)["old-1"]); got != "[trigger acknowledge resolve]" {
+		t.Fatalf("actions %s", got)
+	}
+	if evs[0].Payload == nil || evs[0].Payload.Summary != "written by the old version" || string(evs[0].Raw) != oldTrigger {
+		t.Fatalf("old trigger not sent as stored: %s", evs[0].Raw)
+	}
+	if len(recv.Rejections()) != 0 {
+		t.Fatalf("receiver rejected: %+v", recv.Rejections())
+	}
+	waitEmpty(t, ob)
+}
+
+// A notification is stored once per integration and encoded by each one's
+// notifier when sent.
+func TestEachIntegrationGetsItsOwnEncoding(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	ob := outbox.New(srv.Client(), outbox.Options{Integrations: []string{"a", "b"}}, quiet)
+	if err := ob.Enqueue(ctx, triggerMsg("k")); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 2)
+	reg := notify.NewRegistry()
+	for _, name := range []string{"a", "b"} {
+		reg.Register(name, recorder{name: name, got: got})
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); ob.Run(rctx, reg) }()
+	t.Cleanup(func() { cancel(); <-done })
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case s := <-got:
+			seen[s] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("delivered only %v", seen)
+		}
+	}
+	if !seen["a:trigger k "+routingKey.Reveal()] || !seen["b:trigger k "+routingKey.Reveal()] {
+		t.Fatalf("delivered %v", seen)
+	}
+	waitEmpty(t, ob)
+}
+
+// recorder is a notifier whose wire format is a line of text.
+type recorder struct {
+	name string
+	got  chan<- string
+}
+
+func (r recorder) Encode(n notify.Notification) ([]byte, error) {
+	return []byte(fmt.Sprintf("%s:%s %s %s", r.name, n.Action, n.DedupKey, n.Target.Reveal())), nil
+}
+
+func (r recorder) Send(_ context.Context, body []byte) notify.Delivery {
+	r.got <- string(body)
+	return notify.Delivery{Outcome: notify.Delivered, Status: 200}
+}
+
+func TestMetricNamesAndLabels(t *testing.T) {
+	srv := redistest.Start(t)
+	reg := prometheus.NewRegistry()
+	outbox.New(srv.Client(), outbox.Options{Registerer: reg}, quiet)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, mf := range mfs {
+		var labels []string
+		for _, l := range mf.GetMetric()[0].GetLabel() {
+			labels = append(labels, l.GetName())
+		}
+		got[mf.GetName()] = mf.GetType().String() + " " + strings.Join(labels, ",")
+	}
+	want := map[string]string{
+		"keyalert_notifications_total":          "COUNTER event,integration,result",
+		"keyalert_notification_latency_seconds": "HISTOGRAM integration",
+		"keyalert_outbox_pending":               "GAUGE ",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("metrics %v, want %v", got, want)
 	}
 }

@@ -217,6 +217,41 @@ func metricValue(t testing.TB, addr, name string) (float64, bool) {
 	return 0, false
 }
 
+// metricSum sums the series of metric family name whose labels include
+// every one of labels (each written k="v"), and reports whether the family
+// is exposed at all.
+func metricSum(t testing.TB, addr, name string, labels ...string) (float64, bool) {
+	t.Helper()
+	status, raw := call(t, addr, "", http.MethodGet, "/metrics", nil)
+	if status != http.StatusOK {
+		t.Fatalf("/metrics: status %d", status)
+	}
+	var sum float64
+	found := false
+next:
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "# TYPE "+name+" ") {
+			found = true
+			continue
+		}
+		series, v, ok := strings.Cut(line, " ")
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(series, l) {
+				continue next
+			}
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			t.Fatalf("metric %s = %q", series, v)
+		}
+		sum += f
+	}
+	return sum, found
+}
+
 // eventually polls cond every 20ms until it holds, failing after d.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -241,9 +241,10 @@ func TestHadoopExceptionsPageOnceThenResolve(t *testing.T) {
 			t.Errorf("sample line %.100q is not one of the Exception lines", s)
 		}
 	}
-	if v, _ := metricValue(t, srv.addr, "keyalert_alerts_firing"); v != 1 {
-		t.Errorf("keyalert_alerts_firing = %v, want 1", v)
-	}
+	eventually(t, 5*time.Second, "keyalert_alerts{state=\"firing\"} did not reach 1", func() bool {
+		v, _ := metricValue(t, srv.addr, `keyalert_alerts{state="firing"}`)
+		return v == 1
+	})
 
 	// The window moves past the data: the condition turns false, then stays
 	// false for resolve_after (the default 5m).
@@ -267,11 +268,11 @@ func TestHadoopExceptionsPageOnceThenResolve(t *testing.T) {
 	if a.State != "resolved" || a.Count != 8 {
 		t.Errorf("alert after resolve: state %s count %d", a.State, a.Count)
 	}
-	if v, _ := metricValue(t, srv.addr, "keyalert_alerts_firing"); v != 0 {
-		t.Errorf("keyalert_alerts_firing = %v after the resolve, want 0", v)
+	if v, _ := metricValue(t, srv.addr, `keyalert_alerts{state="firing"}`); v != 0 {
+		t.Errorf(`keyalert_alerts{state="firing"} = %v after the resolve, want 0`, v)
 	}
-	if v, _ := metricValue(t, srv.addr, "keyalert_outbox_sent_total"); v != 2 {
-		t.Errorf("keyalert_outbox_sent_total = %v, want 2", v)
+	if v, _ := metricSum(t, srv.addr, "keyalert_notifications_total", `integration="pagerduty"`, `result="sent"`); v != 2 {
+		t.Errorf(`keyalert_notifications_total{integration="pagerduty",result="sent"} = %v, want 2`, v)
 	}
 	noRejections(t, recv)
 }
@@ -379,9 +380,9 @@ func TestPagerDutyFailuresDelayButNeitherLoseNorReorderEvents(t *testing.T) {
 		d := pending()
 		return len(d.Pending) == 0 && len(d.Failed) == 0
 	})
-	retries, _ := metricValue(t, srv.addr, "keyalert_outbox_retries_total")
-	sent, _ := metricValue(t, srv.addr, "keyalert_outbox_sent_total")
-	failed, _ := metricValue(t, srv.addr, "keyalert_outbox_failed_total")
+	retries, _ := metricSum(t, srv.addr, "keyalert_notifications_total", `result="retry"`)
+	sent, _ := metricSum(t, srv.addr, "keyalert_notifications_total", `result="sent"`)
+	failed, _ := metricSum(t, srv.addr, "keyalert_notifications_total", `result="rejected"`)
 	if int64(retries) != failures.Load() || int(sent) != len(evs) || failed != 0 {
 		t.Errorf("metrics: retries %v sent %v failed %v; want %d, %d, 0", retries, sent, failed, failures.Load(), len(evs))
 	}
@@ -456,10 +457,11 @@ func TestAPIAuthAndRoutingKeyRedaction(t *testing.T) {
 			t.Errorf("GET %s without a token: %d, want 200", path, status)
 		}
 	}
-	for _, name := range []string{"keyalert_alerts_firing", "keyalert_alert_notifications_total", "keyalert_outbox_pending",
-		"keyalert_outbox_failed_total", "keyalert_outbox_sent_total", "keyalert_outbox_retries_total",
+	for _, name := range []string{"keyalert_alerts", "keyalert_alert_evaluations_total", "keyalert_alert_evaluation_failures_total",
+		"keyalert_alert_last_evaluation_duration_seconds", "keyalert_alert_episodes_total", "keyalert_alert_resolutions_total",
+		"keyalert_notifications_total", "keyalert_notification_latency_seconds", "keyalert_outbox_pending",
 		"keyalert_eval_shards_owned", "keyalert_outbox_sender", "keyalert_ingest_entries_applied_total"} {
-		if _, ok := metricValue(t, srv.addr, name); !ok {
+		if _, ok := metricSum(t, srv.addr, name); !ok {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}

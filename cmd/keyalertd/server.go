@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,11 +15,13 @@ import (
 	"github.com/keyalert/keyalert/backend/config"
 	"github.com/keyalert/keyalert/backend/ingest"
 	"github.com/keyalert/keyalert/backend/lease"
+	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/pkg/backoff"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -56,7 +57,8 @@ type server struct {
 	shards   *lease.Shards
 	sender   *lease.Lease
 	outbox   *outbox.Outbox
-	pd       *pagerduty.Client
+	// notifiers are the integrations the outbox sends through, by name.
+	notifiers *notify.Registry
 }
 
 // setupError is a startup failure; code is the exit status (2 for a bad
@@ -70,16 +72,17 @@ func (e *setupError) Error() string { return e.err.Error() }
 func (e *setupError) Unwrap() error { return e.err }
 
 // alertingSettings turns the configuration into the alerting packages'
-// settings and runs their own validation, a second check of config's bounds.
-func alertingSettings(a config.Alerting) (pd pagerduty.Settings, rs rules.Options, ls lease.Options,
-	as alert.Settings, obs outbox.Settings, err error) {
-	pd = pagerduty.Settings{URL: a.PagerDutyURL, Timeout: a.PagerDutyTimeout, DefaultRoutingKey: rules.Secret(a.PagerDutyRoutingKey)}
+// options and settings, running the validation of those that have one.
+func alertingSettings(a config.Alerting) (pd pagerduty.Options, rs rules.Options, ls lease.Options,
+	as alert.Options, obs outbox.Options, err error) {
+	pd = pagerduty.Options{URL: a.PagerDutyURL, Timeout: a.PagerDutyTimeout}
 	rs = rules.Options{KeywordsKey: a.KeywordsKey}
 	ls = lease.Options{TTL: a.LeaseTTL, Shards: a.EvalShards}
-	as = alert.Settings{EvalInterval: a.EvalInterval, PublicURL: a.PublicURL, SampleLines: a.SampleLines}
-	obs = outbox.DefaultSettings()
-	obs.BackoffMin, obs.BackoffMax, obs.Concurrency = a.OutboxBackoffMin, a.OutboxBackoffMax, a.OutboxConcurrency
-	err = errors.Join(pd.Validate(), as.Validate(), obs.Validate())
+	as = alert.Options{EvalInterval: a.EvalInterval, PublicURL: a.PublicURL, SampleLines: a.SampleLines}
+	if a.SampleLines == 0 {
+		as.SampleLines = -1 // configured off; a zero option means the default
+	}
+	obs = outbox.Options{BackoffMin: a.OutboxBackoffMin, BackoffMax: a.OutboxBackoffMax, Concurrency: a.OutboxConcurrency}
 	return
 }
 
@@ -103,7 +106,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	pdSet, rulesSet, leaseSet, alertSet, obSet, err := alertingSettings(cfg.Alerting)
+	pdOpt, rulesSet, leaseSet, alertOpt, obOpt, err := alertingSettings(cfg.Alerting)
 	if err != nil {
 		return nil, &setupError{2, err}
 	}
@@ -124,15 +127,21 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	counts := window.NewStore(s.rdb, cfg.Stream)
 	ruleStore := rules.NewStore(s.rdb, rulesSet, o.Now, log)
 	sils := silence.NewStore(s.rdb, o.Now, log)
-	s.outbox = outbox.New(s.rdb, obSet, log)
-	alerts := alert.NewStore(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: pdSet.DefaultRoutingKey}, o.Now, log)
+	defaultKey := rules.Secret(cfg.Alerting.PagerDutyRoutingKey)
+	s.notifiers = notify.NewRegistry()
+	if err := s.notifiers.Register(pagerduty.Name, pagerduty.NewClient(pdOpt, nil)); err != nil {
+		return fail(1, err)
+	}
+	obOpt.Integrations, obOpt.Registerer = s.notifiers.Names(), s.reg
+	s.outbox = outbox.New(s.rdb, obOpt, log)
+	alerts := alert.NewStore(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log)
 	s.owner = lease.NewOwner()
 	s.shards = lease.NewShards(s.rdb, alert.LeasePrefix, s.owner, leaseSet, log)
 	s.sender = lease.New(s.rdb, alert.OutboxLeaseKey, s.owner, leaseSet.TTL)
-	s.pd = pagerduty.NewClient(pdSet, nil)
+	alertOpt.Registerer = s.reg
 	s.engine = alert.New(alert.Config{Redis: s.rdb, Rules: ruleStore, Silences: sils, Counts: counts, Store: alerts,
-		Shards: s.shards, Settings: alertSet, DefaultRoutingKey: pdSet.DefaultRoutingKey, Now: o.Now, Log: log})
-	s.registerAlertMetrics(alerts)
+		Shards: s.shards, Options: alertOpt, DefaultRoutingKey: defaultKey, Now: o.Now, Log: log})
+	s.registerLeaseMetrics()
 
 	s.consumer, err = ingest.New(ingest.Options{
 		Client:        s.rdb,
@@ -257,97 +266,29 @@ func (s *server) Run(ctx context.Context) error {
 func (s *server) sendOutbox(ctx context.Context) {
 	s.log.Info("outbox sender started")
 	defer s.log.Info("outbox sender stopped")
-	delay := 100 * time.Millisecond
-	for {
-		err := s.outbox.Run(ctx, s.pd)
+	_ = backoff.Retry(ctx, backoff.Policy{}, func(ctx context.Context) error {
+		err := s.outbox.Run(ctx, s.notifiers)
 		if ctx.Err() != nil {
-			return
+			return nil // stopped, not failed
 		}
-		s.log.Warn("outbox sender", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
+		return err
+	}, func(err error, _ int) { s.log.Warn("outbox sender", "err", err) })
 }
 
-// registerAlertMetrics exposes the engine's and the outbox's counters, the
-// leases this replica holds, and the alerts active across all replicas.
-func (s *server) registerAlertMetrics(alerts *alert.Store) {
-	counter := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
-	}
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
-	}
-	eng, ob := s.engine.Stats, s.outbox.Stats
+// registerLeaseMetrics exposes the leases this replica holds; the alerting
+// packages register their own metrics.
+func (s *server) registerLeaseMetrics() {
 	s.reg.MustRegister(
-		counter("keyalert_alert_evaluations_total", "Full evaluation ticks run by this replica.",
-			func() float64 { return float64(eng().Ticks) }),
-		gauge("keyalert_alert_evaluation_seconds", "Wall time of this replica's last full evaluation tick.",
-			func() float64 { return eng().LastTick.Seconds() }),
-		counter("keyalert_alert_evaluation_errors_total", "Evaluations that failed (Redis errors).",
-			func() float64 { return float64(eng().Errors) }),
-		counter("keyalert_alerts_fired_total", "Alert episodes started by this replica.",
-			func() float64 { return float64(eng().Fired) }),
-		counter("keyalert_alerts_resolved_total", "Alerts resolved by this replica's evaluation.",
-			func() float64 { return float64(eng().Resolved) }),
-		counter("keyalert_alert_notifications_total", "Triggers and resolves this replica stored in the outbox.",
-			func() float64 { return float64(eng().Notifications) }),
-		gauge("keyalert_outbox_pending", "Notifications waiting in this replica's outbox sender (0 unless it holds the sender lease).",
-			func() float64 { return float64(ob().Pending) }),
-		counter("keyalert_outbox_sent_total", "Notifications PagerDuty accepted (202) from this replica.",
-			func() float64 { return float64(ob().Delivered) }),
-		counter("keyalert_outbox_retries_total", "Deliveries that failed temporarily (429, 5xx, network) and were rescheduled.",
-			func() float64 { return float64(ob().Retries) }),
-		counter("keyalert_outbox_failed_total", "Notifications PagerDuty rejected for good (400), set aside in the failed list.",
-			func() float64 { return float64(ob().Rejected) }),
-		gauge("keyalert_eval_shards_owned", "Evaluation shard leases this replica holds.",
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyalert_eval_shards_owned",
+			Help: "Evaluation shard leases this replica holds."},
 			func() float64 { return float64(len(s.shards.Owned())) }),
-		gauge("keyalert_outbox_sender", "1 while this replica holds the outbox sender lease.",
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyalert_outbox_sender",
+			Help: "1 while this replica holds the outbox sender lease."},
 			func() float64 {
 				if s.sender.Held() {
 					return 1
 				}
 				return 0
 			}),
-		&activeAlerts{store: alerts, log: s.log,
-			firing: prometheus.NewDesc("keyalert_alerts_firing", "Alerts firing now, across all replicas.", nil, nil),
-			acked:  prometheus.NewDesc("keyalert_alerts_acknowledged", "Alerts acknowledged and not yet resolved, across all replicas.", nil, nil),
-		},
 	)
-}
-
-// activeAlerts counts the active alerts in Redis on each scrape: they are
-// shared by all replicas, so no replica's counters know the number.
-type activeAlerts struct {
-	store         *alert.Store
-	log           *slog.Logger
-	firing, acked *prometheus.Desc
-}
-
-func (c *activeAlerts) Describe(ch chan<- *prometheus.Desc) { ch <- c.firing; ch <- c.acked }
-
-func (c *activeAlerts) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	tracked, err := c.store.Tracked(ctx)
-	if err != nil {
-		c.log.Warn("metrics: reading active alerts", "err", err)
-		ch <- prometheus.NewInvalidMetric(c.firing, err)
-		return
-	}
-	var firing, acked float64
-	for _, a := range tracked {
-		switch a.State {
-		case alert.Firing:
-			firing++
-		case alert.Acknowledged:
-			acked++
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(c.firing, prometheus.GaugeValue, firing)
-	ch <- prometheus.MustNewConstMetric(c.acked, prometheus.GaugeValue, acked)
 }

@@ -1,12 +1,10 @@
-// Package pagerduty builds PagerDuty Events API v2 events and sends them.
+// Package pagerduty is the PagerDuty integration: it renders notifications
+// as Events API v2 events and sends them.
 //
-// The event types are go-pagerduty's own (V2Event, V2Payload). Its client is
-// not used for sending: v1.8's Client.ManageEventWithContext appends
-// "/v2/enqueue" to a base URL set with WithV2EventsAPIEndpoint, so the full
-// endpoint (KEYALERT_PAGERDUTY_URL) cannot be configured as given, and the
-// package-level ManageEventWithContext always posts to events.pagerduty.com.
-// The small client here posts to the configured URL and classifies the answer
-// for the outbox: 202 delivered, 400 rejected for good, 429/5xx/network retried.
+// The few wire types are the project's own (the go-pagerduty module was used
+// for three structs only). The client posts to the configured full endpoint
+// and classifies the answer for the outbox: 202 delivered, 400 rejected for
+// good, 429/5xx/network retried.
 package pagerduty
 
 import (
@@ -17,19 +15,25 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	pd "github.com/PagerDuty/go-pagerduty"
-	"github.com/keyalert/keyalert/backend/outbox"
-	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/notify"
 )
 
-// DefaultURL is PagerDuty's Events API v2 endpoint.
-const DefaultURL = "https://events.pagerduty.com/v2/enqueue"
+// Name is the integration's name in the notify registry and in stored
+// outbox records; never change it.
+const Name = "pagerduty"
+
+// Defaults of a zero Options.
+const (
+	// DefaultURL is PagerDuty's Events API v2 endpoint.
+	DefaultURL = "https://events.pagerduty.com/v2/enqueue"
+	// DefaultTimeout bounds one request.
+	DefaultTimeout = 10 * time.Second
+)
 
 // Limits of the Events API v2.
 const (
@@ -37,35 +41,12 @@ const (
 	MaxEventBytes   = 512 * 1024
 )
 
-// Settings of the PagerDuty client.
-type Settings struct {
-	// URL is the full enqueue endpoint (KEYALERT_PAGERDUTY_URL).
+// Options of the PagerDuty client. The zero value is usable.
+type Options struct {
+	// URL is the full enqueue endpoint; "": DefaultURL.
 	URL string
-	// Timeout bounds one request (KEYALERT_PAGERDUTY_TIMEOUT).
+	// Timeout bounds one request; 0: DefaultTimeout.
 	Timeout time.Duration
-	// DefaultRoutingKey is used by rules without their own
-	// (KEYALERT_PAGERDUTY_ROUTING_KEY); empty means every rule needs one.
-	DefaultRoutingKey rules.Secret
-}
-
-// DefaultSettings returns the defaults.
-func DefaultSettings() Settings { return Settings{URL: DefaultURL, Timeout: 10 * time.Second} }
-
-// Validate names the bad setting; it never echoes the routing key.
-func (s Settings) Validate() error {
-	u, err := url.Parse(s.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("KEYALERT_PAGERDUTY_URL=%q: want an absolute http or https URL", s.URL)
-	}
-	if s.Timeout < 100*time.Millisecond || s.Timeout > 2*time.Minute {
-		return fmt.Errorf("KEYALERT_PAGERDUTY_TIMEOUT=%s: want between 100ms and 2m", s.Timeout)
-	}
-	if k := s.DefaultRoutingKey.Reveal(); k != "" {
-		if !rules.ValidRoutingKey(k) {
-			return fmt.Errorf("KEYALERT_PAGERDUTY_ROUTING_KEY: want %d letters or digits", rules.RoutingKeyLen)
-		}
-	}
-	return nil
 }
 
 // Client posts events to the configured endpoint.
@@ -74,45 +55,51 @@ type Client struct {
 	hc  *http.Client
 }
 
-// NewClient returns a client; hc may be nil for one with the settings'
+// NewClient returns a client; hc may be nil for one with the options'
 // timeout.
-func NewClient(set Settings, hc *http.Client) *Client {
-	if hc == nil {
-		hc = &http.Client{Timeout: set.Timeout}
+func NewClient(o Options, hc *http.Client) *Client {
+	if o.URL == "" {
+		o.URL = DefaultURL
 	}
-	return &Client{url: set.URL, hc: hc}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if hc == nil {
+		hc = &http.Client{Timeout: o.Timeout}
+	}
+	return &Client{url: o.URL, hc: hc}
 }
 
-var _ outbox.Sender = (*Client)(nil)
+var _ notify.Notifier = (*Client)(nil)
 
 // Send posts one encoded event and classifies the answer. The body is never
 // logged or echoed: it carries the routing key.
-func (c *Client) Send(ctx context.Context, body []byte) outbox.Delivery {
+func (c *Client) Send(ctx context.Context, body []byte) notify.Delivery {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
-		return outbox.Delivery{Outcome: outbox.Reject, Reason: fmt.Sprintf("build request: %v", err)}
+		return notify.Delivery{Outcome: notify.Reject, Reason: fmt.Sprintf("build request: %v", err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "keyalert")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return outbox.Delivery{Outcome: outbox.Retry, Reason: fmt.Sprintf("post event: %v", err)}
+		return notify.Delivery{Outcome: notify.Retry, Reason: fmt.Sprintf("post event: %v", err)}
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	d := outbox.Delivery{Status: resp.StatusCode}
+	d := notify.Delivery{Status: resp.StatusCode}
 	switch {
 	case resp.StatusCode == http.StatusAccepted:
-		d.Outcome = outbox.Delivered
+		d.Outcome = notify.Delivered
 		return d
 	case resp.StatusCode == http.StatusBadRequest, resp.StatusCode == http.StatusRequestEntityTooLarge,
 		resp.StatusCode == http.StatusUnprocessableEntity:
 		// The same event will never be accepted: do not retry.
-		d.Outcome = outbox.Reject
+		d.Outcome = notify.Reject
 	default:
 		// 429, 5xx and anything unexpected (a proxy's 404 or 403 is fixable
 		// configuration): keep the event and retry with backoff.
-		d.Outcome = outbox.Retry
+		d.Outcome = notify.Retry
 		if s := resp.Header.Get("Retry-After"); s != "" {
 			if secs, err := strconv.Atoi(s); err == nil && secs > 0 {
 				d.RetryAfter = time.Duration(secs) * time.Second
@@ -125,7 +112,7 @@ func (c *Client) Send(ctx context.Context, body []byte) outbox.Delivery {
 
 // errorText extracts PagerDuty's error message and errors from a response.
 func errorText(raw []byte) string {
-	var r pd.V2EventResponse
+	var r eventResponse
 	if json.Unmarshal(raw, &r) == nil && (r.Message != "" || len(r.Errors) > 0) {
 		s := r.Message
 		if len(r.Errors) > 0 {
@@ -136,86 +123,107 @@ func errorText(raw []byte) string {
 	return Truncate(strings.TrimSpace(string(raw)), 200)
 }
 
-// Link is a link shown with an incident.
-type Link struct {
-	Href string `json:"href"`
-	Text string `json:"text,omitempty"`
+// event and payload are the Events API v2 wire format. Field order and
+// omitempty match what keyalert has always sent (go-pagerduty's V2Event and
+// V2Payload), so encoded events stay byte-for-byte the same.
+type event struct {
+	RoutingKey string        `json:"routing_key"`
+	Action     notify.Action `json:"event_action"`
+	DedupKey   string        `json:"dedup_key,omitempty"`
+	Links      []notify.Link `json:"links,omitempty"`
+	Client     string        `json:"client,omitempty"`
+	ClientURL  string        `json:"client_url,omitempty"`
+	Payload    *payload      `json:"payload,omitempty"`
 }
 
-// Trigger is what an alert tells PagerDuty when it fires.
-type Trigger struct {
-	RoutingKey rules.Secret
-	DedupKey   string
-	Summary    string
-	Source     string
-	Severity   string
-	Timestamp  time.Time
-	Component  string
-	Group      string
-	Class      string
-	Details    map[string]any
-	Links      []Link
-	ClientURL  string
+type payload struct {
+	Summary   string `json:"summary"`
+	Source    string `json:"source"`
+	Severity  string `json:"severity"`
+	Timestamp string `json:"timestamp,omitempty"`
+	Component string `json:"component,omitempty"`
+	Group     string `json:"group,omitempty"`
+	Class     string `json:"class,omitempty"`
+	Details   any    `json:"custom_details,omitempty"`
 }
 
-// Encode renders the trigger event. The summary is cut to PagerDuty's 1024
-// characters; if the event would exceed 512 KB, custom details are dropped
-// down to the rule alone.
-func (t Trigger) Encode() ([]byte, error) {
-	links := make([]any, len(t.Links))
-	for i, l := range t.Links {
-		links[i] = l
+// eventResponse is PagerDuty's answer to an event.
+type eventResponse struct {
+	Status   string   `json:"status,omitempty"`
+	DedupKey string   `json:"dedup_key,omitempty"`
+	Message  string   `json:"message,omitempty"`
+	Errors   []string `json:"errors,omitempty"`
+}
+
+// ErrNoRoutingKey: the notification has no target to page.
+var ErrNoRoutingKey = errors.New("no routing key")
+
+// Encode renders n as an Events API v2 event; its Target is the routing key.
+// A trigger's summary is cut to PagerDuty's 1024 characters; if the event
+// would exceed 512 KB, custom details are dropped down to the rule alone.
+func (c *Client) Encode(n notify.Notification) ([]byte, error) { return Encode(n) }
+
+// Encode is Client.Encode, usable without a client.
+func Encode(n notify.Notification) ([]byte, error) {
+	if n.Target == "" {
+		return nil, fmt.Errorf("encode %s %s: %w", n.Action, n.DedupKey, ErrNoRoutingKey)
 	}
-	ev := pd.V2Event{
-		RoutingKey: t.RoutingKey.Reveal(),
-		Action:     "trigger",
-		DedupKey:   t.DedupKey,
-		Links:      links,
-		Client:     "keyalert",
-		ClientURL:  t.ClientURL,
-		Payload: &pd.V2Payload{
-			Summary:   Truncate(t.Summary, MaxSummaryChars),
-			Source:    t.Source,
-			Severity:  t.Severity,
-			Timestamp: t.Timestamp.UTC().Format(time.RFC3339Nano),
-			Component: t.Component,
-			Group:     t.Group,
-			Class:     t.Class,
-		},
+	ev := event{RoutingKey: n.Target.Reveal(), Action: n.Action, DedupKey: n.DedupKey, Client: "keyalert"}
+	switch n.Action {
+	case notify.Acknowledge, notify.Resolve:
+		return marshal(ev)
+	case notify.Trigger:
+	default:
+		return nil, fmt.Errorf("encode %s: unknown action %q", n.DedupKey, n.Action)
 	}
-	if len(t.Details) > 0 {
-		ev.Payload.Details = t.Details
+	source := n.Host
+	if source == "" {
+		source = "fleet"
 	}
-	b, err := json.Marshal(ev)
+	group := n.Group
+	if group == "" {
+		group = "fleet"
+	}
+	ev.Links, ev.ClientURL = n.Links, n.AlertURL
+	ev.Payload = &payload{
+		Summary:   Truncate(n.Summary, MaxSummaryChars),
+		Source:    source,
+		Severity:  string(n.Rule.Severity),
+		Timestamp: n.At.UTC().Format(time.RFC3339Nano),
+		Component: n.Tag,
+		Group:     group,
+		Class:     strings.Join(n.Keywords, ", "),
+	}
+	rule := map[string]any{"id": n.Rule.ID, "name": n.Rule.Name, "condition": n.Rule.Condition,
+		"group_by": n.Rule.GroupBy, "filters": n.Rule.Filters}
+	details := map[string]any{"rule": rule, "count": n.Count, "window": n.Window, "counts_per_minute": n.CountsPerMinute}
+	if n.CountsPerMinute == nil {
+		details["counts_per_minute"] = map[string]int64{}
+	}
+	if len(n.Samples) > 0 {
+		details["sample_lines"] = n.Samples
+	}
+	ev.Payload.Details = details
+	b, err := marshal(ev)
 	if err != nil {
-		return nil, fmt.Errorf("encode trigger %s: %w", t.DedupKey, err)
+		return nil, err
 	}
 	if len(b) > MaxEventBytes {
-		ev.Payload.Details = map[string]any{"rule": t.Details["rule"], "note": "details dropped: event over 512 KB"}
-		if b, err = json.Marshal(ev); err != nil {
-			return nil, fmt.Errorf("encode trigger %s: %w", t.DedupKey, err)
+		ev.Payload.Details = map[string]any{"rule": rule, "note": "details dropped: event over 512 KB"}
+		if b, err = marshal(ev); err != nil {
+			return nil, err
 		}
 		if len(b) > MaxEventBytes {
-			return nil, errors.New("trigger over 512 KB even without details")
+			return nil, fmt.Errorf("encode trigger %s: over 512 KB even without details", n.DedupKey)
 		}
 	}
 	return b, nil
 }
 
-// Acknowledge renders an acknowledge event for dedupKey.
-func Acknowledge(routingKey rules.Secret, dedupKey string) ([]byte, error) {
-	return action("acknowledge", routingKey, dedupKey)
-}
-
-// Resolve renders a resolve event for dedupKey.
-func Resolve(routingKey rules.Secret, dedupKey string) ([]byte, error) {
-	return action("resolve", routingKey, dedupKey)
-}
-
-func action(act string, routingKey rules.Secret, dedupKey string) ([]byte, error) {
-	b, err := json.Marshal(pd.V2Event{RoutingKey: routingKey.Reveal(), Action: act, DedupKey: dedupKey, Client: "keyalert"})
+func marshal(ev event) ([]byte, error) {
+	b, err := json.Marshal(ev)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s %s: %w", act, dedupKey, err)
+		return nil, fmt.Errorf("encode %s %s: %w", ev.Action, ev.DedupKey, err)
 	}
 	return b, nil
 }

@@ -2,26 +2,68 @@ package pagerduty
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/harness/pdreceiver"
 )
 
 const key = rules.Secret("R0123456789abcdef0123456789ABCDE")
 
-func sample() Trigger {
-	return Trigger{
-		RoutingKey: key, DedupKey: "keyalert-a1", Summary: "Exception seen 37 times in 5m on web-12 (rule java exceptions)",
-		Source: "web-12", Severity: "critical", Timestamp: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC),
-		Component: "app.web", Group: "web-12", Class: "Exception",
-		Details: map[string]any{"rule": "java exceptions", "counts_per_minute": map[string]int{"12:00": 37}},
-		Links:   []Link{{Href: "https://runbooks.example/java", Text: "Runbook"}}, ClientURL: "http://keyalert.example/api/v1/alerts/a1",
+func sample() notify.Notification {
+	return notify.Notification{
+		Action: notify.Trigger, AlertID: "a1", DedupKey: "keyalert-a1", Target: key,
+		Rule: notify.Rule{ID: "r1", Name: "java exceptions", Severity: rules.Critical, Condition: "count >= 5 over 5m",
+			GroupBy: rules.GroupHost, Filters: rules.Filters{Host: "web-*"}},
+		Summary: "Exception seen 37 times in 5m on web-12 (rule java exceptions)",
+		Group:   "web-12", Host: "web-12", Tag: "app.web", Keywords: []string{"Exception"},
+		Count: 37, Window: "5m", CountsPerMinute: map[string]int64{"2025-03-01T12:00:00Z": 37},
+		Samples: []string{"Exception on web-12"},
+		At:      time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC),
+		Links:   []notify.Link{{Href: "https://runbooks.example/java", Text: "Runbook"}}, AlertURL: "http://keyalert.example/api/v1/alerts/a1",
+	}
+}
+
+// The wire bytes are exactly what keyalert sent with go-pagerduty's types:
+// field order, omitted empty fields and all.
+func TestEncodeIsByteForByteTheEventsAPIv2Format(t *testing.T) {
+	ack := sample()
+	ack.Action = notify.Acknowledge
+	fleet := sample()
+	fleet.Host, fleet.Group, fleet.Tag, fleet.Links, fleet.AlertURL, fleet.Samples = "", "", "", nil, "", nil
+	tests := []struct {
+		name string
+		n    notify.Notification
+		want string
+	}{
+		{"trigger", sample(), `{"routing_key":"R0123456789abcdef0123456789ABCDE","event_action":"trigger","dedup_key":"keyalert-a1",` +
+			`"links":[{"href":"https://runbooks.example/java","text":"Runbook"}],"client":"keyalert","client_url":"http://keyalert.example/api/v1/alerts/a1",` +
+			`"payload":{"summary":"Exception seen 37 times in 5m on web-12 (rule java exceptions)","source":"web-12","severity":"critical",` +
+			`"timestamp":"2025-03-01T12:00:00Z","component":"app.web","group":"web-12","class":"Exception","custom_details":` +
+			`{"count":37,"counts_per_minute":{"2025-03-01T12:00:00Z":37},"rule":{"condition":"count \u003e= 5 over 5m","filters":{"host":"web-*"},` +
+			`"group_by":"host","id":"r1","name":"java exceptions"},"sample_lines":["Exception on web-12"],"window":"5m"}}}`},
+		{"fleet trigger without links", fleet, `{"routing_key":"R0123456789abcdef0123456789ABCDE","event_action":"trigger","dedup_key":"keyalert-a1",` +
+			`"client":"keyalert","payload":{"summary":"Exception seen 37 times in 5m on web-12 (rule java exceptions)","source":"fleet","severity":"critical",` +
+			`"timestamp":"2025-03-01T12:00:00Z","group":"fleet","class":"Exception","custom_details":` +
+			`{"count":37,"counts_per_minute":{"2025-03-01T12:00:00Z":37},"rule":{"condition":"count \u003e= 5 over 5m","filters":{"host":"web-*"},` +
+			`"group_by":"host","id":"r1","name":"java exceptions"},"window":"5m"}}}`},
+		{"acknowledge", ack, `{"routing_key":"R0123456789abcdef0123456789ABCDE","event_action":"acknowledge","dedup_key":"keyalert-a1","client":"keyalert"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := Encode(tt.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tt.want {
+				t.Fatalf("encoded\n%s\nwant\n%s", b, tt.want)
+			}
+		})
 	}
 }
 
@@ -29,9 +71,12 @@ func TestEncodedEventsPassTheReceiverSchema(t *testing.T) {
 	long := sample()
 	long.Summary = strings.Repeat("é", 3000)
 	huge := sample()
-	huge.Details = map[string]any{"rule": "r", "samples": []string{strings.Repeat("x", MaxEventBytes)}}
-	for name, tr := range map[string]Trigger{"full": sample(), "long summary": long, "huge details": huge} {
-		b, err := tr.Encode()
+	huge.Samples = []string{strings.Repeat("x", MaxEventBytes)}
+	ack, resolve := sample(), sample()
+	ack.Action, resolve.Action = notify.Acknowledge, notify.Resolve
+	for name, n := range map[string]notify.Notification{"full": sample(), "long summary": long, "huge details": huge,
+		"acknowledge": ack, "resolve": resolve} {
+		b, err := Encode(n)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -39,40 +84,38 @@ func TestEncodedEventsPassTheReceiverSchema(t *testing.T) {
 		if len(errs) > 0 {
 			t.Fatalf("%s: receiver rejects: %v", name, errs)
 		}
-		if n := len([]rune(ev.Payload.Summary)); n > MaxSummaryChars {
-			t.Fatalf("%s: summary of %d characters", name, n)
+		if ev.Payload != nil {
+			if n := len([]rune(ev.Payload.Summary)); n > MaxSummaryChars {
+				t.Fatalf("%s: summary of %d characters", name, n)
+			}
 		}
 	}
-	for _, enc := range []func(rules.Secret, string) ([]byte, error){Acknowledge, Resolve} {
-		b, _ := enc(key, "keyalert-a1")
-		if _, errs := pdreceiver.Validate(b); len(errs) > 0 {
-			t.Fatalf("%s: %v", b, errs)
-		}
-	}
-	b, _ := sample().Encode()
-	var m map[string]any
-	json.Unmarshal(b, &m)
-	if m["routing_key"] != key.Reveal() || m["payload"].(map[string]any)["timestamp"] != "2025-03-01T12:00:00Z" {
-		t.Fatalf("encoded %s", b)
+}
+
+func TestEncodeWithoutRoutingKeyFails(t *testing.T) {
+	n := sample()
+	n.Target = ""
+	if _, err := Encode(n); !errors.Is(err, ErrNoRoutingKey) {
+		t.Fatalf("err %v, want ErrNoRoutingKey", err)
 	}
 }
 
 func TestSendClassifiesAnswers(t *testing.T) {
 	recv := pdreceiver.Start(t)
-	c := NewClient(Settings{URL: recv.URL, Timeout: 2 * time.Second}, nil)
+	c := NewClient(Options{URL: recv.URL, Timeout: 2 * time.Second}, nil)
 	ctx := context.Background()
-	good, _ := sample().Encode()
+	good, _ := Encode(sample())
 	tests := []struct {
 		name    string
 		fail    int
 		body    []byte
-		outcome outbox.Outcome
+		outcome notify.Outcome
 		status  int
 	}{
-		{"accepted", 0, good, outbox.Delivered, 202},
-		{"invalid is rejected", 0, []byte(`{"event_action":"trigger"}`), outbox.Reject, 400},
-		{"server error is retried", 500, good, outbox.Retry, 500},
-		{"rate limit is retried", 429, good, outbox.Retry, 429},
+		{"accepted", 0, good, notify.Delivered, 202},
+		{"invalid is rejected", 0, []byte(`{"event_action":"trigger"}`), notify.Reject, 400},
+		{"server error is retried", 500, good, notify.Retry, 500},
+		{"rate limit is retried", 429, good, notify.Retry, 429},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,13 +126,13 @@ func TestSendClassifiesAnswers(t *testing.T) {
 			if d.Outcome != tt.outcome || d.Status != tt.status {
 				t.Fatalf("got %+v", d)
 			}
-			if d.Outcome != outbox.Delivered && d.Reason == "" {
+			if d.Outcome != notify.Delivered && d.Reason == "" {
 				t.Fatal("no reason for a failed delivery")
 			}
 		})
 	}
 	recv.Close()
-	if d := c.Send(ctx, good); d.Outcome != outbox.Retry || d.Status != 0 {
+	if d := c.Send(ctx, good); d.Outcome != notify.Retry || d.Status != 0 {
 		t.Fatalf("network error: %+v", d)
 	}
 }
@@ -102,34 +145,9 @@ func TestSendHonoursRetryAfter(t *testing.T) {
 	l := listen(t)
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	d := NewClient(Settings{URL: "http://" + l.Addr().String() + "/v2/enqueue", Timeout: time.Second}, nil).Send(context.Background(), []byte(`{}`))
-	if d.Outcome != outbox.Retry || d.RetryAfter != 7*time.Second {
+	d := NewClient(Options{URL: "http://" + l.Addr().String() + "/v2/enqueue", Timeout: time.Second}, nil).Send(context.Background(), []byte(`{}`))
+	if d.Outcome != notify.Retry || d.RetryAfter != 7*time.Second {
 		t.Fatalf("got %+v", d)
-	}
-}
-
-func TestSettingsValidate(t *testing.T) {
-	tests := []struct {
-		s    Settings
-		want string
-	}{
-		{Settings{URL: "events.pagerduty.com", Timeout: time.Second}, "KEYALERT_PAGERDUTY_URL"},
-		{Settings{URL: DefaultURL, Timeout: 0}, "KEYALERT_PAGERDUTY_TIMEOUT"},
-		{Settings{URL: DefaultURL, Timeout: time.Second, DefaultRoutingKey: "secret-but-too-short"}, "KEYALERT_PAGERDUTY_ROUTING_KEY"},
-	}
-	for _, tt := range tests {
-		err := tt.s.Validate()
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%+v: %v", tt.s, err)
-		}
-		if err != nil && strings.Contains(err.Error(), "secret-but") {
-			t.Errorf("error echoes the routing key: %v", err)
-		}
-	}
-	ok := DefaultSettings()
-	ok.DefaultRoutingKey = key
-	if err := ok.Validate(); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -1,0 +1,69 @@
+package alert
+
+import (
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	alerts       *prometheus.GaugeVec
+	evaluations  prometheus.Counter
+	failures     prometheus.Counter
+	lastDuration prometheus.Gauge
+	episodes     prometheus.Counter
+	resolutions  prometheus.Counter
+}
+
+// newMetrics creates the engine's metrics and registers them with reg
+// unless it is nil.
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		alerts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "keyalert_alerts",
+			Help: "Active alerts by state (firing, acknowledged) of the rules in the evaluation shards this replica owns, " +
+				"as of its last evaluation (changes made through the API show after the next tick). Each alert is " +
+				"counted by one replica only, so sum over replicas for the total; no Redis read at scrape time.",
+		}, []string{"state"}),
+		evaluations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_alert_evaluations_total",
+			Help: "Full evaluation ticks run by this replica.",
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_alert_evaluation_failures_total",
+			Help: "Evaluations (ticks or applied batches) that failed, mostly Redis errors.",
+		}),
+		lastDuration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keyalert_alert_last_evaluation_duration_seconds",
+			Help: "Wall time of this replica's last full evaluation tick.",
+		}),
+		episodes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_alert_episodes_total",
+			Help: "Alert episodes (an alert starting to fire) started by this replica's evaluation.",
+		}),
+		resolutions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_alert_resolutions_total",
+			Help: "Alerts resolved by this replica's evaluation (not by hand through the API).",
+		}),
+	}
+	// Both states exist from the start: a dashboard sees 0, not no data.
+	m.alerts.WithLabelValues(string(Firing))
+	m.alerts.WithLabelValues(string(Acknowledged))
+	if reg != nil {
+		reg.MustRegister(m.alerts, m.evaluations, m.failures, m.lastDuration, m.episodes, m.resolutions)
+	}
+	return m
+}
+
+// MaxSummaryChars bounds an alert's one-line summary: PagerDuty's limit,
+// the tightest of the receivers.
+const MaxSummaryChars = 1024
+
+// truncate cuts s to at most n characters (runes), ending with "…" when cut.
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	runes := []rune(s)
+	return string(runes[:n-1]) + "…"
+}
