@@ -39,8 +39,11 @@ type Options struct {
 	// PublicURL is the API's external base URL for links in notifications,
 	// e.g. https://keyalert.example.com; empty: no link.
 	PublicURL string
-	// SampleLines is how many sample lines a trigger carries; negative: none.
-	SampleLines int
+	// SampleLines is how many sample lines a trigger carries; 0:
+	// DefaultSampleLines. NoSampleLines sends none, whatever SampleLines says
+	// (the same convention as ingest.Options.NoSamples).
+	SampleLines   int
+	NoSampleLines bool
 	// Registerer takes the engine's metrics; nil: not registered.
 	Registerer prometheus.Registerer
 }
@@ -49,10 +52,12 @@ func (o Options) withDefaults() Options {
 	if o.EvalInterval <= 0 {
 		o.EvalInterval = DefaultEvalInterval
 	}
-	if o.SampleLines == 0 {
+	switch {
+	case o.NoSampleLines:
+		o.SampleLines = 0
+	case o.SampleLines <= 0:
 		o.SampleLines = DefaultSampleLines
 	}
-	o.SampleLines = max(o.SampleLines, 0)
 	return o
 }
 

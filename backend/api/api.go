@@ -38,8 +38,6 @@ const (
 	DefaultMaxBodyBytes = 64 << 10
 	// DefaultDetailSamples is how many sample lines an alert's detail shows.
 	DefaultDetailSamples = 10
-	// DefaultRetention is how far back counts are read.
-	DefaultRetention = 7 * 24 * time.Hour
 	// DefaultReadyTimeout bounds the readiness check of /readyz.
 	DefaultReadyTimeout = 2 * time.Second
 )
@@ -62,7 +60,7 @@ type Options struct {
 	// so rules may omit theirs.
 	DefaultRoutingKey bool
 
-	Retention      time.Duration // bounds count queries; zero: DefaultRetention
+	Retention      time.Duration // bounds count queries; zero: window.DefaultRetention
 	RequestTimeout time.Duration // bounds one request; zero: DefaultRequestTimeout
 	MaxBodyBytes   int64         // bounds a request body; zero: DefaultMaxBodyBytes
 	DetailSamples  int           // sample lines in an alert's detail; zero: DefaultDetailSamples
@@ -97,7 +95,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("api options: %w", err)
 	}
 	if o.Retention == 0 {
-		o.Retention = DefaultRetention
+		o.Retention = window.DefaultRetention
 	}
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = DefaultRequestTimeout

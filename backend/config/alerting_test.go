@@ -12,14 +12,12 @@ func TestAlertingDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Alerting{
-		PagerDutyURL: "https://events.pagerduty.com/v2/enqueue", PagerDutyTimeout: 10 * time.Second,
-		KeywordsKey: "keyalert:keywords", LeaseTTL: 5 * time.Second, EvalShards: 16, EvalInterval: 3 * time.Second,
-		SampleLines: 5, OutboxBackoffMin: time.Second, OutboxBackoffMax: 5 * time.Minute, OutboxConcurrency: 4,
-		APIMaxBodyBytes: 65536,
-	}
-	if c.Alerting != want {
-		t.Errorf("alerting defaults\n got %+v\nwant %+v", c.Alerting, want)
+	if c.PagerDuty.URL != "https://events.pagerduty.com/v2/enqueue" || c.PagerDuty.Timeout != 10*time.Second ||
+		c.Rules.KeywordsKey != "keyalert:keywords" || c.Lease.TTL != 5*time.Second || c.Lease.Shards != 16 ||
+		c.Alert.EvalInterval != 3*time.Second || c.Alert.SampleLines != 5 || c.Alert.NoSampleLines ||
+		c.Outbox.BackoffMin != time.Second || c.Outbox.BackoffMax != 5*time.Minute || c.Outbox.Concurrency != 4 ||
+		c.API.MaxBodyBytes != 65536 || c.API.RequestTimeout != 5*time.Second || c.DefaultRoutingKey != "" || c.API.DefaultRoutingKey {
+		t.Errorf("alerting defaults: %+v", c)
 	}
 }
 
@@ -33,11 +31,10 @@ func TestAlertingFromFlagsAndEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := c.Alerting
-	if a.PagerDutyURL != "http://127.0.0.1:8095/v2/enqueue" || a.PagerDutyRoutingKey != key || a.LeaseTTL != time.Second ||
-		a.EvalShards != 4 || a.PublicURL != "https://keyalert.example.com" || a.OutboxBackoffMin != 50*time.Millisecond ||
-		a.OutboxBackoffMax != 200*time.Millisecond {
-		t.Errorf("got %+v", a)
+	if c.PagerDuty.URL != "http://127.0.0.1:8095/v2/enqueue" || c.DefaultRoutingKey != key || !c.API.DefaultRoutingKey || c.Lease.TTL != time.Second ||
+		c.Lease.Shards != 4 || c.Alert.PublicURL != "https://keyalert.example.com" || c.Outbox.BackoffMin != 50*time.Millisecond ||
+		c.Outbox.BackoffMax != 200*time.Millisecond {
+		t.Errorf("got %+v", c)
 	}
 }
 
@@ -63,6 +60,7 @@ func TestBadAlertingValuesNameTheSetting(t *testing.T) {
 		{"backoff max below min", map[string]string{"KEYALERT_OUTBOX_BACKOFF_MIN": "10s", "KEYALERT_OUTBOX_BACKOFF_MAX": "5s"}, "KEYALERT_OUTBOX_BACKOFF_MAX = \"5s\": want between KEYALERT_OUTBOX_BACKOFF_MIN", ""},
 		{"concurrency zero", map[string]string{"KEYALERT_OUTBOX_CONCURRENCY": "0"}, "KEYALERT_OUTBOX_CONCURRENCY", ""},
 		{"body limit tiny", map[string]string{"KEYALERT_API_MAX_BODY_BYTES": "10"}, "KEYALERT_API_MAX_BODY_BYTES", ""},
+		{"api timeout too long", map[string]string{"KEYALERT_API_TIMEOUT": "2m"}, `KEYALERT_API_TIMEOUT = "2m": want between 100ms and 1m`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,11 +82,12 @@ func TestBadAlertingValuesNameTheSetting(t *testing.T) {
 	}
 }
 
-func TestSettingsTableListsAlerting(t *testing.T) {
-	table := MarkdownTable()
-	for _, s := range alertingSettings {
-		if !strings.Contains(table, "| `"+s.Env+"` | `--"+s.Flag+"` |") {
-			t.Errorf("table lacks %s", s.Env)
-		}
+func TestZeroSampleLinesMeansNone(t *testing.T) {
+	c, err := Load(nil, env(map[string]string{"KEYALERT_API_TOKENS": "t", "KEYALERT_ALERT_SAMPLE_LINES": "0", "KEYALERT_SAMPLES": "0"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Alert.NoSampleLines || !c.Ingest.NoSamples {
+		t.Errorf("0 sample lines: alert %+v, ingest NoSamples %v", c.Alert, c.Ingest.NoSamples)
 	}
 }

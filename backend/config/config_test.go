@@ -20,13 +20,14 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Stream != "keyalert:events" || c.Listen != "127.0.0.1:8080" || c.Group != "keyalertd" ||
-		c.Retention != 7*24*time.Hour || c.BatchSize != 1000 || c.Workers != 4 || c.Redis.Addrs[0] != "127.0.0.1:6379" {
+	if c.Ingest.Stream != "keyalert:events" || c.Listen != "127.0.0.1:8080" || c.Ingest.Group != "keyalertd" ||
+		c.Ingest.Retention != 7*24*time.Hour || c.API.Retention != 7*24*time.Hour || c.Ingest.BatchSize != 1000 ||
+		c.Ingest.Workers != 4 || c.Redis.Addrs[0] != "127.0.0.1:6379" {
 		t.Errorf("defaults: %+v", c)
 	}
 	host, _ := os.Hostname()
-	if !strings.HasPrefix(c.Consumer, host+"-") {
-		t.Errorf("consumer %q: want <hostname>-<pid>", c.Consumer)
+	if !strings.HasPrefix(c.Ingest.Consumer, host+"-") {
+		t.Errorf("consumer %q: want <hostname>-<pid>", c.Ingest.Consumer)
 	}
 }
 
@@ -36,11 +37,11 @@ func TestFlagBeatsEnvBeatsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Stream != "from-flag" || c.Group != "g-env" || !c.InsecureNoAuth {
-		t.Errorf("got stream %q group %q insecure %v", c.Stream, c.Group, c.InsecureNoAuth)
+	if c.Ingest.Stream != "from-flag" || c.Ingest.Group != "g-env" || !c.API.InsecureNoAuth {
+		t.Errorf("got stream %q group %q insecure %v", c.Ingest.Stream, c.Ingest.Group, c.API.InsecureNoAuth)
 	}
-	if !reflect.DeepEqual(c.APITokens, []string{"a", "b"}) {
-		t.Errorf("tokens %q", c.APITokens)
+	if !reflect.DeepEqual(c.API.Tokens, []string{"a", "b"}) {
+		t.Errorf("tokens %q", c.API.Tokens)
 	}
 }
 
@@ -57,6 +58,7 @@ func TestBadValuesNameTheSetting(t *testing.T) {
 		{"batch size zero", nil, map[string]string{"KEYALERT_BATCH_SIZE": "0"}, "KEYALERT_BATCH_SIZE", ""},
 		{"batch size text", nil, map[string]string{"KEYALERT_BATCH_SIZE": "lots"}, "want an integer", ""},
 		{"redis url scheme", nil, map[string]string{"KEYALERT_REDIS_URL": "http://u:hunter2@x:1"}, "KEYALERT_REDIS_URL", "hunter2"},
+		{"redis url unknown option", nil, map[string]string{"KEYALERT_REDIS_URL": "redis://:hunter2@x:1/0?dial=1s"}, `unknown option "dial"`, "hunter2"},
 		{"redis url port", nil, map[string]string{"KEYALERT_REDIS_URL": "redis://:hunter2@x:99999/0"}, "port must be", "hunter2"},
 		{"cluster with a db", nil, map[string]string{"KEYALERT_REDIS_URL": "redis://a:1,b:2/3"}, "only database 0", ""},
 		{"stream with empty braces", nil, map[string]string{"KEYALERT_STREAM": "a{}b"}, "KEYALERT_STREAM", ""},
@@ -103,6 +105,8 @@ func TestParseDuration(t *testing.T) {
 		ok   bool
 	}{
 		{"7d", 7 * 24 * time.Hour, true},
+		{"2w", 14 * 24 * time.Hour, true},
+		{"1d12h", 36 * time.Hour, true},
 		{"36h", 36 * time.Hour, true},
 		{"90s", 90 * time.Second, true},
 		{"0d", 0, false},
@@ -111,9 +115,9 @@ func TestParseDuration(t *testing.T) {
 		{"1.5d", 0, false},
 	}
 	for _, tt := range tests {
-		got, err := ParseDuration(tt.in)
+		got, err := parseDuration(tt.in)
 		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v ok=%v", tt.in, got, err, tt.want, tt.ok)
+			t.Errorf("parseDuration(%q) = %v, %v; want %v ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
 }
@@ -158,8 +162,8 @@ func FuzzParseDuration(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if d, err := ParseDuration(s); err == nil && d <= 0 {
-			t.Errorf("ParseDuration(%q) = %v without error", s, d)
+		if d, err := parseDuration(s); err == nil && d <= 0 {
+			t.Errorf("parseDuration(%q) = %v without error", s, d)
 		}
 	})
 }

@@ -30,7 +30,6 @@ import (
 // Defaults of the Options fields left zero.
 const (
 	DefaultGroup         = "keyalertd"
-	DefaultRetention     = 7 * 24 * time.Hour
 	DefaultBatchSize     = 1000
 	DefaultBlock         = 2 * time.Second
 	DefaultClaimIdle     = time.Minute
@@ -106,7 +105,7 @@ func (o Options) withDefaults() Options {
 	if o.Group == "" {
 		o.Group = DefaultGroup
 	}
-	def(&o.Retention, DefaultRetention)
+	def(&o.Retention, window.DefaultRetention)
 	def(&o.Block, DefaultBlock)
 	def(&o.ClaimIdle, DefaultClaimIdle)
 	def(&o.ClaimInterval, DefaultClaimInterval)

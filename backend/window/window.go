@@ -27,6 +27,10 @@ import (
 // MaxMinutes bounds one query: 31 days of minutes.
 const MaxMinutes = 31 * 24 * 60
 
+// DefaultRetention is how long counts and dedup ids are kept, and so how far
+// back they can be read: ingest writes with it, the API bounds queries by it.
+const DefaultRetention = 7 * 24 * time.Hour
+
 // Keys names the keys belonging to one stream.
 type Keys struct {
 	prefix string // "ka:{tag}:"

@@ -102,17 +102,17 @@ func startInProc(t testing.TB, env map[string]string, now func() time.Time) *inp
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("server %s: Run: %v", cfg.Consumer, err)
+				t.Errorf("server %s: Run: %v", cfg.Ingest.Consumer, err)
 			}
 		case <-time.After(20 * time.Second):
-			t.Errorf("server %s did not stop 20s after its context ended", cfg.Consumer)
+			t.Errorf("server %s did not stop 20s after its context ended", cfg.Ingest.Consumer)
 		}
 		if t.Failed() {
 			out := logs.String()
 			if len(out) > 30000 {
 				out = "...\n" + out[len(out)-30000:]
 			}
-			t.Logf("keyalertd %s log:\n%s", cfg.Consumer, out)
+			t.Logf("keyalertd %s log:\n%s", cfg.Ingest.Consumer, out)
 		}
 	})
 	return p

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/keyalert/keyalert/backend/buildinfo"
 	"github.com/keyalert/keyalert/backend/config"
 	"github.com/keyalert/keyalert/pkg/redislog"
 	"github.com/keyalert/keyalert/pkg/redisurl"
@@ -57,15 +58,14 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		}
 		return 1
 	}
-	if cfg.InsecureNoAuth && len(cfg.APITokens) == 0 {
+	if cfg.API.InsecureNoAuth && len(cfg.API.Tokens) == 0 {
 		log.Warn("serving /api/v1 without authentication (--insecure-no-auth)")
 	}
-	a := cfg.Alerting
-	pdURL, _ := url.Parse(a.PagerDutyURL) // validated by config
-	log.Info("keyalertd starting", "listen", srv.Addr(), "redis", redisurl.Redact(cfg.RedisURL),
-		"stream", cfg.Stream, "group", cfg.Group, "consumer", cfg.Consumer, "retention", cfg.Retention.String(),
-		"pagerduty_url", pdURL.Redacted(), "default_routing_key", a.PagerDutyRoutingKey != "",
-		"eval_shards", a.EvalShards, "lease_ttl", a.LeaseTTL.String(), "lease_owner", srv.Owner())
+	pdURL, _ := url.Parse(cfg.PagerDuty.URL) // validated by config
+	log.Info("keyalertd starting", "version", buildinfo.Version(), "listen", srv.Addr(), "redis", redisurl.Redact(cfg.RedisURL),
+		"stream", cfg.Ingest.Stream, "group", cfg.Ingest.Group, "consumer", cfg.Ingest.Consumer, "retention", cfg.Ingest.Retention.String(),
+		"pagerduty_url", pdURL.Redacted(), "default_routing_key", cfg.DefaultRoutingKey != "",
+		"eval_shards", cfg.Lease.Shards, "lease_ttl", cfg.Lease.TTL.String(), "lease_owner", srv.Owner())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -71,33 +71,6 @@ type setupError struct {
 func (e *setupError) Error() string { return e.err.Error() }
 func (e *setupError) Unwrap() error { return e.err }
 
-// alertingSettings turns the configuration into the alerting packages'
-// options and settings, running the validation of those that have one.
-func alertingSettings(a config.Alerting) (pd pagerduty.Options, rs rules.Options, ls lease.Options,
-	as alert.Options, obs outbox.Options, err error) {
-	pd = pagerduty.Options{URL: a.PagerDutyURL, Timeout: a.PagerDutyTimeout}
-	rs = rules.Options{KeywordsKey: a.KeywordsKey}
-	ls = lease.Options{TTL: a.LeaseTTL, Shards: a.EvalShards}
-	as = alert.Options{EvalInterval: a.EvalInterval, PublicURL: a.PublicURL, SampleLines: a.SampleLines}
-	if a.SampleLines == 0 {
-		as.SampleLines = -1 // configured off; a zero option means the default
-	}
-	obs = outbox.Options{BackoffMin: a.OutboxBackoffMin, BackoffMax: a.OutboxBackoffMax, Concurrency: a.OutboxConcurrency}
-	return
-}
-
-// apiOptions maps the configuration onto the API's options; the stores,
-// readiness check, metrics and clock are added by newServer.
-func apiOptions(cfg *config.Config) api.Options {
-	return api.Options{
-		Tokens:            cfg.APITokens,
-		InsecureNoAuth:    cfg.InsecureNoAuth,
-		DefaultRoutingKey: cfg.Alerting.PagerDutyRoutingKey != "",
-		Retention:         cfg.Retention,
-		MaxBodyBytes:      cfg.Alerting.APIMaxBodyBytes,
-	}
-}
-
 // newServer wires a server and opens its listener; nothing runs until Run.
 func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	if o.Now == nil {
@@ -105,10 +78,6 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
-	}
-	pdOpt, rulesSet, leaseSet, alertOpt, obOpt, err := alertingSettings(cfg.Alerting)
-	if err != nil {
-		return nil, &setupError{2, err}
 	}
 	log := o.Log
 	s := &server{cfg: cfg, log: log, now: o.Now}
@@ -124,50 +93,36 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 		return fail(1, err)
 	}
 
-	counts := window.NewStore(s.rdb, cfg.Stream)
-	ruleStore := rules.NewStore(s.rdb, rulesSet, o.Now, log)
+	counts := window.NewStore(s.rdb, cfg.Ingest.Stream)
+	ruleStore := rules.NewStore(s.rdb, cfg.Rules, o.Now, log)
 	sils := silence.NewStore(s.rdb, o.Now, log)
-	defaultKey := rules.Secret(cfg.Alerting.PagerDutyRoutingKey)
+	defaultKey := cfg.DefaultRoutingKey
 	s.notifiers = notify.NewRegistry()
-	if err := s.notifiers.Register(pagerduty.Name, pagerduty.NewClient(pdOpt, nil)); err != nil {
+	if err := s.notifiers.Register(pagerduty.Name, pagerduty.NewClient(cfg.PagerDuty, nil)); err != nil {
 		return fail(1, err)
 	}
+	obOpt := cfg.Outbox
 	obOpt.Integrations, obOpt.Registerer = s.notifiers.Names(), s.reg
 	s.outbox = outbox.New(s.rdb, obOpt, log)
 	alerts := alert.NewStore(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log)
 	s.owner = lease.NewOwner()
-	s.shards = lease.NewShards(s.rdb, alert.LeasePrefix, s.owner, leaseSet, log)
-	s.sender = lease.New(s.rdb, alert.OutboxLeaseKey, s.owner, leaseSet.TTL)
+	s.shards = lease.NewShards(s.rdb, alert.LeasePrefix, s.owner, cfg.Lease, log)
+	s.sender = lease.New(s.rdb, alert.OutboxLeaseKey, s.owner, cfg.Lease.TTL)
+	alertOpt := cfg.Alert
 	alertOpt.Registerer = s.reg
 	s.engine = alert.New(alert.Config{Redis: s.rdb, Rules: ruleStore, Silences: sils, Counts: counts, Store: alerts,
 		Shards: s.shards, Options: alertOpt, DefaultRoutingKey: defaultKey, Now: o.Now, Log: log})
 	s.registerLeaseMetrics()
 
-	s.consumer, err = ingest.New(ingest.Options{
-		Client:        s.rdb,
-		Stream:        cfg.Stream,
-		Group:         cfg.Group,
-		Consumer:      cfg.Consumer,
-		Retention:     cfg.Retention,
-		BatchSize:     cfg.BatchSize,
-		Workers:       cfg.Workers,
-		Block:         cfg.Block,
-		ClaimIdle:     cfg.ClaimIdle,
-		ClaimInterval: cfg.ClaimInterval,
-		MaxDeliveries: cfg.MaxDeliveries,
-		Samples:       cfg.Samples,
-		NoSamples:     cfg.Samples == 0,
-		DeadMaxLen:    cfg.DeadMaxLen,
-		DrainTimeout:  cfg.ShutdownTimeout,
-		Logger:        log,
-		Registerer:    s.reg,
-		OnApplied:     s.engine.OnApplied, // no I/O: it only wakes the engine
-		Now:           o.Now,
-	})
+	ingOpt := cfg.Ingest
+	ingOpt.Client, ingOpt.Logger, ingOpt.Registerer, ingOpt.Now = s.rdb, log, s.reg, o.Now
+	ingOpt.OnApplied = s.engine.OnApplied // no I/O: it only wakes the engine
+	var err error
+	s.consumer, err = ingest.New(ingOpt)
 	if err != nil {
 		return fail(1, fmt.Errorf("consumer setup: %w", err))
 	}
-	apiOpts := apiOptions(cfg)
+	apiOpts := cfg.API
 	apiOpts.Counts, apiOpts.Rules, apiOpts.Silences, apiOpts.Alerts, apiOpts.Outbox = counts, ruleStore, sils, alerts, s.outbox
 	apiOpts.Gatherer, apiOpts.Registerer, apiOpts.Logger, apiOpts.Now = s.reg, s.reg, log, o.Now
 	apiOpts.Ready = func(ctx context.Context) error {
@@ -241,7 +196,7 @@ func (s *server) Run(ctx context.Context) error {
 	// The consumer stops within one read (Block) plus the batch in flight.
 	select {
 	case <-consumed:
-	case <-time.After(s.cfg.ShutdownTimeout + s.cfg.Block):
+	case <-time.After(s.cfg.ShutdownTimeout + s.cfg.Ingest.Block):
 		s.log.Warn("consumer did not stop in time; its unacknowledged entries stay pending")
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)

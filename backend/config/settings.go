@@ -1,0 +1,313 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/alert"
+	"github.com/keyalert/keyalert/backend/api"
+	"github.com/keyalert/keyalert/backend/ingest"
+	"github.com/keyalert/keyalert/backend/lease"
+	"github.com/keyalert/keyalert/backend/notify/pagerduty"
+	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/pkg/duration"
+	"github.com/keyalert/keyalert/pkg/redisurl"
+	"github.com/keyalert/keyalert/pkg/stream"
+)
+
+// settings is the table: one row per setting, in README order. Rows are
+// set in this order, so a setter may read a setting listed before it.
+var settings = []Setting{
+	{Flag: "redis-url", Env: "KEYALERT_REDIS_URL", Default: "redis://127.0.0.1:6379/0", Secret: true,
+		Usage: "Redis to consume from: `redis://[user:pass@]host:port/db[?option=value&…]`, `rediss://` for TLS; several `host:port` separated by commas mean a Redis Cluster; options: " +
+			"`" + strings.Join(redisurl.Params, "`, `") + "`",
+		set: func(c *Config, v string) error {
+			u, err := redisurl.Parse(v)
+			c.Redis, c.RedisURL = u, v
+			return err
+		}},
+	{Flag: "stream", Env: "KEYALERT_STREAM", Default: stream.DefaultStream,
+		Usage: "stream key the plugin writes to; windows, dedup ids and the dead-letter stream `{stream}:dead` share its cluster slot",
+		set: func(c *Config, v string) error {
+			if err := checkStreamKey(v); err != nil {
+				return err
+			}
+			c.Ingest.Stream = v
+			return nil
+		}},
+	text("group", "KEYALERT_GROUP", ingest.DefaultGroup,
+		"consumer group; every keyalertd on one stream uses the same group (created if missing)",
+		func(c *Config) *string { return &c.Ingest.Group }),
+	{Flag: "consumer", Env: "KEYALERT_CONSUMER", Default: "",
+		Usage: "this process's consumer name in the group (default `<hostname>-<pid>`); a fixed name lets a restarted process resume its own pending entries at once",
+		set: func(c *Config, v string) error {
+			if v == "" {
+				h, err := os.Hostname()
+				if err != nil || h == "" {
+					h = "keyalertd"
+				}
+				v = fmt.Sprintf("%s-%d", h, os.Getpid())
+			}
+			c.Ingest.Consumer = v
+			return nil
+		}},
+	text("listen", "KEYALERT_LISTEN", "127.0.0.1:8080", "HTTP listen address (API, health, metrics)",
+		func(c *Config) *string { return &c.Listen }),
+	durationRow("retention", "KEYALERT_RETENTION", window.DefaultRetention, 2*time.Minute, 3650*24*time.Hour,
+		"how long per-minute counts and dedup ids are kept; older entries are acknowledged and not counted, and counts are not read further back",
+		func(c *Config) *time.Duration { return &c.Ingest.Retention }, func(c *Config) *time.Duration { return &c.API.Retention }),
+	{Flag: "api-tokens", Env: "KEYALERT_API_TOKENS", Default: "", Secret: true,
+		Usage: "comma-separated bearer tokens accepted on /api/v1 (prefer the variable: flags show in `ps`)",
+		set: func(c *Config, v string) error {
+			c.API.Tokens = nil
+			for _, t := range strings.Split(v, ",") {
+				if t = strings.TrimSpace(t); t != "" {
+					c.API.Tokens = append(c.API.Tokens, t)
+				}
+			}
+			return nil
+		}},
+	{Flag: "insecure-no-auth", Env: "KEYALERT_INSECURE_NO_AUTH", Default: "false", Bool: true,
+		Usage: "serve /api/v1 without tokens; required to start when KEYALERT_API_TOKENS is empty",
+		set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("want true or false")
+			}
+			c.API.InsecureNoAuth = b
+			return nil
+		}},
+	intRow("batch-size", "KEYALERT_BATCH_SIZE", ingest.DefaultBatchSize, 1, ingest.MaxBatchSize,
+		"entries read and applied per batch", func(c *Config) *int { return &c.Ingest.BatchSize }),
+	intRow("workers", "KEYALERT_WORKERS", ingest.DefaultWorkers, 1, 16,
+		"concurrent read-apply loops: some prepare batches while Redis applies another's", func(c *Config) *int { return &c.Ingest.Workers }),
+	durationRow("block", "KEYALERT_BLOCK", ingest.DefaultBlock, time.Millisecond, time.Minute,
+		"how long one read waits for new entries; also bounds how long SIGTERM waits for a read",
+		func(c *Config) *time.Duration { return &c.Ingest.Block }),
+	durationRow("claim-idle", "KEYALERT_CLAIM_IDLE", ingest.DefaultClaimIdle, 100*time.Millisecond, 24*time.Hour,
+		"an entry pending this long with another consumer (presumed dead) is claimed",
+		func(c *Config) *time.Duration { return &c.Ingest.ClaimIdle }),
+	durationRow("claim-interval", "KEYALERT_CLAIM_INTERVAL", ingest.DefaultClaimInterval, 50*time.Millisecond, time.Hour,
+		"how often idle pending entries are looked for", func(c *Config) *time.Duration { return &c.Ingest.ClaimInterval }),
+	intRow("max-deliveries", "KEYALERT_MAX_DELIVERIES", int64(ingest.DefaultMaxDeliveries), 1, 1000000,
+		"an entry delivered more often than this goes to the dead-letter stream", func(c *Config) *int64 { return &c.Ingest.MaxDeliveries }),
+	{Flag: "samples", Env: "KEYALERT_SAMPLES", Default: strconv.Itoa(ingest.DefaultSamples), Bounds: "0–1000",
+		Usage: "sample lines kept per keyword; 0 keeps none",
+		set: func(c *Config, v string) error {
+			n, err := intIn(v, 0, 1000)
+			c.Ingest.Samples, c.Ingest.NoSamples = int(n), n == 0
+			return err
+		}},
+	intRow("dead-maxlen", "KEYALERT_DEAD_MAXLEN", int64(ingest.DefaultDeadMaxLen), 1, 1<<40,
+		"approximate length cap of the dead-letter stream", func(c *Config) *int64 { return &c.Ingest.DeadMaxLen }),
+	oneOf("log-format", "KEYALERT_LOG_FORMAT", "json", "log format", func(c *Config) *string { return &c.LogFormat }, "json", "text"),
+	oneOf("log-level", "KEYALERT_LOG_LEVEL", "info", "log level", func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error"),
+	durationRow("shutdown-timeout", "KEYALERT_SHUTDOWN_TIMEOUT", ingest.DefaultDrainTimeout, time.Second, 10*time.Minute,
+		"on SIGTERM, how long to wait for the batch in flight and open HTTP requests",
+		func(c *Config) *time.Duration { return &c.ShutdownTimeout }, func(c *Config) *time.Duration { return &c.Ingest.DrainTimeout }),
+
+	// The alerting half.
+	{Flag: "pagerduty-url", Env: "KEYALERT_PAGERDUTY_URL", Default: pagerduty.DefaultURL,
+		Usage: "full PagerDuty Events API v2 enqueue URL (point it at `pdreceiver` for a demo)",
+		set: func(c *Config, v string) error {
+			if err := absoluteHTTPURL(v); err != nil {
+				return err
+			}
+			c.PagerDuty.URL = v
+			return nil
+		}},
+	durationRow("pagerduty-timeout", "KEYALERT_PAGERDUTY_TIMEOUT", pagerduty.DefaultTimeout, 100*time.Millisecond, 2*time.Minute,
+		"bound on one request to PagerDuty; a timeout is retried", func(c *Config) *time.Duration { return &c.PagerDuty.Timeout }),
+	{Flag: "pagerduty-routing-key", Env: "KEYALERT_PAGERDUTY_ROUTING_KEY", Default: "", Secret: true,
+		Usage: "routing (integration) key for rules without their own: 32 letters or digits; never logged or returned (prefer the variable: flags show in `ps`)",
+		set: func(c *Config, v string) error {
+			if v != "" && !rules.ValidRoutingKey(v) {
+				return fmt.Errorf("want %d letters or digits (a PagerDuty integration key)", rules.RoutingKeyLen)
+			}
+			c.DefaultRoutingKey = rules.Secret(v)
+			c.API.DefaultRoutingKey = v != ""
+			return nil
+		}},
+	text("keywords-key", "KEYALERT_KEYWORDS_KEY", rules.DefaultKeywordsKey,
+		"Redis key where the union of enabled rules' keywords is published; the plugin's `Rules_Key`",
+		func(c *Config) *string { return &c.Rules.KeywordsKey }),
+	durationRow("lease-ttl", "KEYALERT_LEASE_TTL", lease.DefaultTTL, 300*time.Millisecond, 5*time.Minute,
+		"lifetime of the evaluation shard leases and the outbox sender lease, renewed every third of it; a killed replica's work is taken over after about this long",
+		func(c *Config) *time.Duration { return &c.Lease.TTL }),
+	intRow("eval-shards", "KEYALERT_EVAL_SHARDS", lease.DefaultShards, 1, 1024,
+		"rules are spread over this many shard leases, each replica holding a fair share; must be equal on all replicas",
+		func(c *Config) *int { return &c.Lease.Shards }),
+	durationRow("eval-interval", "KEYALERT_EVAL_INTERVAL", alert.DefaultEvalInterval, 100*time.Millisecond, time.Minute,
+		"full evaluation tick: resolution, absence, repeats, rule and silence reload; thresholds fire on applied batches without waiting for it",
+		func(c *Config) *time.Duration { return &c.Alert.EvalInterval }),
+	{Flag: "public-url", Env: "KEYALERT_PUBLIC_URL", Default: "",
+		Usage: "external base URL of the API; pages link to `<url>/api/v1/alerts/<id>` (empty: no link)",
+		set: func(c *Config, v string) error {
+			if v != "" {
+				if err := absoluteHTTPURL(v); err != nil {
+					return err
+				}
+			}
+			c.Alert.PublicURL = v
+			return nil
+		}},
+	{Flag: "alert-sample-lines", Env: "KEYALERT_ALERT_SAMPLE_LINES", Default: strconv.Itoa(alert.DefaultSampleLines), Bounds: "0–50",
+		Usage: "sample lines in a notification (PagerDuty `custom_details`); 0 sends none",
+		set: func(c *Config, v string) error {
+			n, err := intIn(v, 0, 50)
+			c.Alert.SampleLines, c.Alert.NoSampleLines = int(n), n == 0
+			return err
+		}},
+	durationRow("outbox-backoff-min", "KEYALERT_OUTBOX_BACKOFF_MIN", outbox.DefaultBackoffMin, 10*time.Millisecond, time.Hour,
+		"first retry delay after a 429, 5xx or network error; doubles per attempt, half of it random",
+		func(c *Config) *time.Duration { return &c.Outbox.BackoffMin }),
+	{Flag: "outbox-backoff-max", Env: "KEYALERT_OUTBOX_BACKOFF_MAX", Default: formatDuration(outbox.DefaultBackoffMax),
+		Bounds: "KEYALERT_OUTBOX_BACKOFF_MIN–24h",
+		Usage:  "retry delay cap; a `Retry-After` from the receiver can exceed it",
+		set: func(c *Config, v string) error {
+			d, err := parseDuration(v)
+			if err != nil {
+				return err
+			}
+			// KEYALERT_OUTBOX_BACKOFF_MIN comes before this one in the table.
+			if d < c.Outbox.BackoffMin || d > 24*time.Hour {
+				return fmt.Errorf("want between KEYALERT_OUTBOX_BACKOFF_MIN (%v) and 24h", c.Outbox.BackoffMin)
+			}
+			c.Outbox.BackoffMax = d
+			return nil
+		}},
+	intRow("outbox-concurrency", "KEYALERT_OUTBOX_CONCURRENCY", outbox.DefaultConcurrency, 1, 64,
+		"notifications in flight, each for a different alert", func(c *Config) *int { return &c.Outbox.Concurrency }),
+	intRow("api-max-body-bytes", "KEYALERT_API_MAX_BODY_BYTES", int64(api.DefaultMaxBodyBytes), 1024, 16<<20,
+		"larger request bodies to the rules, silences and alerts API get 413", func(c *Config) *int64 { return &c.API.MaxBodyBytes }),
+	durationRow("api-timeout", "KEYALERT_API_TIMEOUT", api.DefaultRequestTimeout, 100*time.Millisecond, time.Minute,
+		"deadline of one API request; a Redis that does not answer within it gets 503",
+		func(c *Config) *time.Duration { return &c.API.RequestTimeout }),
+}
+
+func text(flag, env, def, usage string, field func(*Config) *string) Setting {
+	return Setting{Flag: flag, Env: env, Default: def, Usage: usage, set: func(c *Config, v string) error {
+		if strings.TrimSpace(v) == "" {
+			return errors.New("must not be empty")
+		}
+		*field(c) = v
+		return nil
+	}}
+}
+
+func oneOf(flag, env, def, usage string, field func(*Config) *string, allowed ...string) Setting {
+	return Setting{Flag: flag, Env: env, Default: def, Usage: usage, Bounds: "`" + strings.Join(allowed, "`, `") + "`",
+		set: func(c *Config, v string) error {
+			for _, a := range allowed {
+				if strings.EqualFold(v, a) {
+					*field(c) = a
+					return nil
+				}
+			}
+			return fmt.Errorf("want one of %s", strings.Join(allowed, ", "))
+		}}
+}
+
+// intRow is an integer setting in [lo, hi].
+func intRow[T ~int | ~int64](flag, env string, def, lo, hi T, usage string, field func(*Config) *T) Setting {
+	return Setting{Flag: flag, Env: env, Default: strconv.FormatInt(int64(def), 10),
+		Bounds: fmt.Sprintf("%d–%d", lo, hi), Usage: usage,
+		set: func(c *Config, v string) error {
+			n, err := intIn(v, int64(lo), int64(hi))
+			if err != nil {
+				return err
+			}
+			*field(c) = T(n)
+			return nil
+		}}
+}
+
+// durationRow is a duration setting in [lo, hi], stored into every field
+// given (one setting can bound two packages, like the retention).
+func durationRow(flag, env string, def, lo, hi time.Duration, usage string, fields ...func(*Config) *time.Duration) Setting {
+	return Setting{Flag: flag, Env: env, Default: formatDuration(def),
+		Bounds: formatDuration(lo) + "–" + formatDuration(hi), Usage: usage,
+		set: func(c *Config, v string) error {
+			d, err := parseDuration(v)
+			if err != nil {
+				return err
+			}
+			if d < lo || d > hi {
+				return fmt.Errorf("want between %s and %s", formatDuration(lo), formatDuration(hi))
+			}
+			for _, f := range fields {
+				*f(c) = d
+			}
+			return nil
+		}}
+}
+
+// parseDuration is the one duration grammar (pkg/duration), positive only.
+func parseDuration(v string) (time.Duration, error) {
+	d, err := duration.Parse(v)
+	if err != nil {
+		return 0, err
+	}
+	if d <= 0 {
+		return 0, errors.New("want a positive duration")
+	}
+	return d, nil
+}
+
+// formatDuration writes whole days as days ("7d"), so the docs read as
+// people write retention; anything else as duration.Format does.
+func formatDuration(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return duration.Format(d)
+}
+
+func intIn(v string, lo, hi int64) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, errors.New("want an integer")
+	}
+	if n < lo || n > hi {
+		return 0, fmt.Errorf("want between %d and %d", lo, hi)
+	}
+	return n, nil
+}
+
+func absoluteHTTPURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("want an absolute http or https URL")
+	}
+	return nil
+}
+
+// checkStreamKey rejects stream names whose derived keys would not share the
+// stream's cluster slot (a "{}" with nothing inside, or a stray brace).
+func checkStreamKey(v string) error {
+	if v == "" {
+		return errors.New("must not be empty")
+	}
+	if clusterTag(v) != clusterTag(stream.HashTag(v)+":x") {
+		return errors.New("its keys could not share one cluster slot: use a plain name or one hash tag like {keyalert}:events")
+	}
+	return nil
+}
+
+// clusterTag is the part of key that Redis Cluster hashes: the text between
+// the first '{' and the next '}' if that is non-empty, else the whole key.
+func clusterTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
+}
