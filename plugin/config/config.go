@@ -1,12 +1,18 @@
 // Package config reads and validates a keyalert [OUTPUT] section. It takes the
 // property lookup as a plain func, so it is tested without Fluent Bit; every
 // error names the key and the bad value (with any Redis password redacted).
+//
+// Every key is one row of the settings table below: its name, default,
+// bounds, documentation and parser. Parse walks the table and MarkdownTable
+// renders the README's "Plugin keys" table from it, so code and docs cannot
+// drift apart. A new key adds a Config field and a row.
 package config
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,7 +43,8 @@ const (
 	KeyRedisTimeout  = "Redis_Timeout"
 )
 
-// Defaults for keys left unset.
+// Defaults and bounds; the settings table refers to them, so they are the
+// values Parse enforces and the README shows.
 const (
 	DefaultRedisURL      = "redis://127.0.0.1:6379/0"
 	DefaultKeys          = "log,message"
@@ -82,88 +89,208 @@ type Config struct {
 // Getter returns a property's value, "" when unset.
 type Getter func(key string) string
 
-// Parse reads every key through get and validates the result.
+// Setting is one [OUTPUT] key: its name, its default, its bounds, its README
+// documentation and how its value is stored into Config.
+type Setting struct {
+	Key string // as written in the configuration; matched case-insensitively
+	// Default is what an unset (or blank) key reads as, written as a user
+	// would write it; "" means the key has no value.
+	Default string
+	// DefaultDoc is the README's Default cell where the default is not a value
+	// a user could write (Hostname: the machine's hostname); "" shows Default.
+	DefaultDoc string
+	// Min and Max bound the value, written as a user would write them; ""
+	// where that side is unbounded. Kind says how they (and the value) read.
+	Min, Max string
+	Kind     Kind
+	Doc      string // the README's "Meaning" cell
+	// after lists keys this one is read with: it is read once they are, and
+	// not at all if any of them is invalid, as its errors would be noise.
+	after []string
+	// set parses v (trimmed, Default when blank) into c. Its errors need not
+	// name the key (Parse adds it) but must show the value.
+	set func(c *Config, s Setting, v string) error
+}
+
+// Kind is what a bounded setting's value is.
+type Kind uint8
+
+const (
+	KindText     Kind = iota // no bounds
+	KindInteger              // a base-10 integer
+	KindDuration             // pkg/duration's grammar
+)
+
+// Settings lists every key in README order.
+func Settings() []Setting { return slices.Clone(settings) }
+
+var settings = []Setting{
+	{Key: KeyRedisURL, Default: DefaultRedisURL,
+		Doc: "Redis server: `redis://[user:password@]host:port/db`, or `rediss://…` for TLS; several `host:port` separated by commas mean a Redis Cluster (the same form as `KEYALERT_REDIS_URL`). " +
+			"Query options (`?option=value&…`): `dial_timeout`, `read_timeout` and `write_timeout` (durations, by default `Redis_Timeout`) and `pool_size` (connections per node, `1` to `" + strconv.Itoa(redisurl.MaxPoolSize) + "`). " +
+			"The password is never logged.",
+		set: func(c *Config, _ Setting, v string) error {
+			safe := redisurl.Redact(v)
+			u, err := redisurl.Parse(v)
+			if err != nil {
+				return fmt.Errorf("%q: %v", safe, err)
+			}
+			c.Redis, c.RedisURL = u.Options(), safe
+			return nil
+		}},
+	{Key: KeyStream, Default: stream.DefaultStream,
+		Doc: "Stream key the entries are appended to.",
+		set: func(c *Config, _ Setting, v string) error { c.Stream = v; return nil }},
+	{Key: KeyKeywords, after: []string{KeyIgnoreCase, KeyMatch},
+		Doc: "Static keywords, comma-separated; `\\,` is a literal comma; spaces around each keyword are trimmed. Keywords equal after case folding (with `Ignore_Case on`) are kept once. May be empty when `Rules_Key` is followed.",
+		set: func(c *Config, _ Setting, v string) (err error) {
+			c.Keywords, err = parseKeywords(v, c.Match, c.IgnoreCase)
+			return err
+		}},
+	{Key: KeyIgnoreCase, Default: "off",
+		Doc: "`on`/`off`, `true`/`false`, `yes`/`no`, `1`/`0`. Applies to every static keyword: ASCII case folding for `substring`/`word`, `(?i)` for `regex`.",
+		set: func(c *Config, _ Setting, v string) (err error) {
+			c.IgnoreCase, err = parseBool(v)
+			return err
+		}},
+	{Key: KeyMatch, Default: keyword.Substring.String(),
+		Doc: "How static keywords match: `substring` (anywhere), `word` (not next to a letter, digit, `_` or non-ASCII byte) or `regex` (Go RE2; each keyword must compile).",
+		set: func(c *Config, _ Setting, v string) error {
+			m, err := keyword.ParseMode(v)
+			if err != nil {
+				return fmt.Errorf("%q is not a match mode (want substring, word or regex)", v)
+			}
+			c.Match = m
+			return nil
+		}},
+	{Key: KeyKeys, Default: DefaultKeys,
+		Doc: "Top-level record keys whose string (or binary) values are scanned, comma-separated. `*` scans every string and binary value of the record, inside nested maps and arrays too. A record counts once per distinct keyword, however many of its values contain it.",
+		set: func(c *Config, _ Setting, v string) (err error) {
+			c.Keys, c.AllKeys, err = parseKeys(v)
+			return err
+		}},
+	{Key: KeyHostname, DefaultDoc: "the machine's hostname",
+		Doc: "Host label of the entries.",
+		set: func(c *Config, _ Setting, v string) error {
+			if v == "" {
+				h, err := os.Hostname()
+				if err != nil || h == "" {
+					return fmt.Errorf("not set and the system hostname is unavailable (%v)", err)
+				}
+				v = h
+			}
+			c.Hostname = v
+			return nil
+		}},
+	{Key: KeyHostnameKey,
+		Doc: "Record key whose string value is the host label instead; records without it (or with an empty or non-string value) use `Hostname`.",
+		set: func(c *Config, _ Setting, v string) error { c.HostnameKey = v; return nil }},
+	{Key: KeySamples, Default: strconv.Itoa(DefaultSamples), Kind: KindInteger, Min: "0", Max: strconv.Itoa(stream.MaxSamples),
+		Doc: "Matching lines kept per keyword per flush, `0` to `" + strconv.Itoa(stream.MaxSamples) + "`; each is cut to 512 bytes at a UTF-8 boundary.",
+		set: func(c *Config, s Setting, v string) error {
+			n, err := s.integer(v)
+			c.Samples = int(n)
+			return err
+		}},
+	{Key: KeyMaxLen, Default: strconv.Itoa(DefaultMaxLen), Kind: KindInteger, Min: "0",
+		Doc: "Approximate stream length (`XADD MAXLEN ~ n`); `0` disables trimming.",
+		set: func(c *Config, s Setting, v string) (err error) {
+			c.MaxLen, err = s.integer(v)
+			return err
+		}},
+	{Key: KeyRulesKey, Default: keyword.DefaultSetKey,
+		Doc: "Redis key where the backend publishes its keyword set; `off` or `none` stops following it. The effective keywords are the static ones plus the published ones (each ID once). If Redis is unreachable at start, the static keywords apply until the set can be read. With no keywords in effect, chunks are accepted and nothing is counted.",
+		set: func(c *Config, _ Setting, v string) error {
+			c.RulesKey = v
+			if strings.EqualFold(v, "off") || strings.EqualFold(v, "none") {
+				c.RulesKey = ""
+			}
+			return nil
+		}},
+	{Key: KeyRulesInterval, Default: durationText(DefaultRulesInterval), Kind: KindDuration,
+		Min: durationText(MinRulesInterval), Max: durationText(MaxRulesInterval),
+		Doc: "How often `Rules_Key` is read (`" + durationText(MinRulesInterval) + "` to `" + durationText(MaxRulesInterval) + "`), so a change applies within a few seconds without a restart. " +
+			"Written in keyalert's one duration grammar (`pkg/duration`): a Go duration such as `1500ms` or `1m`, `d`/`w` units, or whole seconds such as `10` as Fluent Bit's own time keys take them. " +
+			"A document that does not parse is logged and the previous keywords are kept.",
+		set: func(c *Config, s Setting, v string) (err error) {
+			c.RulesInterval, err = s.duration(v)
+			return err
+		}},
+	{Key: KeyRedisTimeout, Default: durationText(DefaultRedisTimeout), Kind: KindDuration,
+		Min: durationText(MinRedisTimeout), Max: durationText(MaxRedisTimeout),
+		Doc: "Deadline for one flush's Redis round trip and for one `Rules_Key` read (`" + durationText(MinRedisTimeout) + "` to `" + durationText(MaxRedisTimeout) + "`, in the duration grammar of `Rules_Interval`); " +
+			"also the dial, read and write timeouts unless the URL sets them (`?dial_timeout=…`, `read_timeout`, `write_timeout`).",
+		set: func(c *Config, s Setting, v string) (err error) {
+			c.RedisTimeout, err = s.duration(v)
+			return err
+		}},
+}
+
+// Parse reads every key through get, walking the settings table, and
+// validates the result. The error has a line per bad value (a list key may
+// have several), each naming its key.
 func Parse(get Getter) (*Config, error) {
 	c := &Config{}
 	var errs []error
-	fail := func(err error) { errs = append(errs, err) }
-	val := func(key string) string { return strings.TrimSpace(get(key)) }
-
-	if err := c.parseRedisURL(val(KeyRedisURL)); err != nil {
-		fail(err)
+	read := map[string]bool{}   // keys whose turn has come
+	failed := map[string]bool{} // keys with a bad value
+	val := func(s Setting) string {
+		if v := strings.TrimSpace(get(s.Key)); v != "" {
+			return v
+		}
+		return s.Default
 	}
-	c.Stream = val(KeyStream)
-	if c.Stream == "" {
-		c.Stream = stream.DefaultStream
+	ready := func(s Setting) bool {
+		for _, k := range s.after {
+			if !read[k] {
+				return false
+			}
+		}
+		return true
 	}
-
-	var err error
-	optsOK := true
-	if c.IgnoreCase, err = parseBool(KeyIgnoreCase, val(KeyIgnoreCase), false); err != nil {
-		fail(err)
-		optsOK = false
-	}
-	if m := val(KeyMatch); m != "" {
-		if c.Match, err = keyword.ParseMode(m); err != nil {
-			fail(fmt.Errorf("%s: %q is not a match mode (want substring, word or regex)", KeyMatch, m))
-			optsOK = false
+	apply := func(s Setting) {
+		read[s.Key] = true
+		for _, k := range s.after {
+			if failed[k] {
+				return
+			}
+		}
+		if err := s.set(c, s, val(s)); err != nil {
+			failed[s.Key] = true
+			errs = append(errs, nameErr(s.Key, err))
 		}
 	}
-	// Keywords are read with Ignore_Case and Match_Mode; with either invalid,
-	// keyword errors would be noise.
-	if optsOK {
-		if c.Keywords, err = parseKeywords(val(KeyKeywords), c.Match, c.IgnoreCase); err != nil {
-			fail(err)
+	// Table order, except that a key read with others waits for them
+	// (Keywords for Ignore_Case and Match_Mode), so errors follow the README.
+	var waiting []Setting
+	for _, s := range settings {
+		if !ready(s) {
+			waiting = append(waiting, s)
+			continue
+		}
+		apply(s)
+		for progress := true; progress; {
+			n := len(waiting)
+			waiting = slices.DeleteFunc(waiting, func(w Setting) bool {
+				if ready(w) {
+					apply(w)
+					return true
+				}
+				return false
+			})
+			progress = len(waiting) < n
 		}
 	}
-
-	keys := val(KeyKeys)
-	if keys == "" {
-		keys = DefaultKeys
-	}
-	if c.Keys, c.AllKeys, err = parseKeys(keys); err != nil {
-		fail(err)
-	}
-
-	c.Hostname = val(KeyHostname)
-	if c.Hostname == "" {
-		h, herr := os.Hostname()
-		if herr != nil || h == "" {
-			fail(fmt.Errorf("%s: not set and the system hostname is unavailable (%v)", KeyHostname, herr))
-		}
-		c.Hostname = h
-	}
-	c.HostnameKey = val(KeyHostnameKey)
-
-	samples, err := parseInt(KeySamples, val(KeySamples), DefaultSamples, stream.MaxSamples)
-	if err != nil {
-		fail(err)
-	}
-	c.Samples = int(samples)
-	if c.MaxLen, err = parseInt(KeyMaxLen, val(KeyMaxLen), DefaultMaxLen, -1); err != nil {
-		fail(err)
-	}
-
-	switch rk := val(KeyRulesKey); {
-	case rk == "":
-		c.RulesKey = keyword.DefaultSetKey
-	case strings.EqualFold(rk, "off"), strings.EqualFold(rk, "none"):
-		c.RulesKey = ""
-	default:
-		c.RulesKey = rk
-	}
-	if c.RulesInterval, err = parseDuration(KeyRulesInterval, val(KeyRulesInterval), DefaultRulesInterval, MinRulesInterval, MaxRulesInterval); err != nil {
-		fail(err)
-	}
-	if c.RedisTimeout, err = parseDuration(KeyRedisTimeout, val(KeyRedisTimeout), DefaultRedisTimeout, MinRedisTimeout, MaxRedisTimeout); err != nil {
-		fail(err)
+	for _, w := range waiting { // unreachable while every after names a row (tested)
+		apply(w)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 
+	// What no single key can check.
 	if len(c.Keywords) == 0 && c.RulesKey == "" {
-		return nil, fmt.Errorf("%s: no keywords configured and %s is %q, so nothing would ever be counted", KeyKeywords, KeyRulesKey, val(KeyRulesKey))
+		return nil, fmt.Errorf("%s: no keywords configured and %s is %q, so nothing would ever be counted", KeyKeywords, KeyRulesKey, strings.TrimSpace(get(KeyRulesKey)))
 	}
 	// Timeouts follow Redis_Timeout unless the URL's query set them.
 	if c.Redis.DialTimeout == 0 {
@@ -184,18 +311,88 @@ func Parse(get Getter) (*Config, error) {
 	return c, nil
 }
 
-func (c *Config) parseRedisURL(raw string) error {
-	if raw == "" {
-		raw = DefaultRedisURL
+// nameErr prefixes each of err's errors (a key may report several, one per
+// bad list item) with the key, so every line of Parse's error names it.
+func nameErr(key string, err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var errs []error
+		for _, e := range j.Unwrap() {
+			errs = append(errs, nameErr(key, e))
+		}
+		return errors.Join(errs...)
 	}
-	safe := redisurl.Redact(raw)
-	u, err := redisurl.Parse(raw)
+	return fmt.Errorf("%s: %w", key, err)
+}
+
+// MarkdownTable renders the settings as the README's "Plugin keys" table.
+func MarkdownTable() string {
+	var b strings.Builder
+	b.WriteString("| Key | Default | Meaning |\n|---|---|---|\n")
+	for _, s := range settings {
+		def := s.DefaultDoc
+		switch {
+		case def != "":
+		case s.Default == "":
+			def = "(none)"
+		default:
+			def = "`" + s.Default + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", s.Key, def, strings.ReplaceAll(s.Doc, "|", "\\|"))
+	}
+	return b.String()
+}
+
+// durationText writes a duration bound or default as the README has always
+// shown them, whole seconds up to a minute ("60s", not "1m").
+func durationText(d time.Duration) string {
+	if d%time.Second == 0 && d <= time.Minute {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return duration.Format(d)
+}
+
+// Range writes the setting's bounds for messages: "1s to 60s", "at least 0";
+// "" when it has none.
+func (s Setting) Range() string {
+	switch {
+	case s.Min != "" && s.Max != "":
+		return s.Min + " to " + s.Max
+	case s.Min != "":
+		return "at least " + s.Min
+	case s.Max != "":
+		return "at most " + s.Max
+	}
+	return ""
+}
+
+// integer reads a non-negative integer within the setting's bounds.
+func (s Setting) integer(v string) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a non-negative integer", v)
+	}
+	if lo, _ := strconv.ParseInt(s.Min, 10, 64); s.Min != "" && n < lo {
+		return 0, fmt.Errorf("%d is under the minimum of %d", n, lo)
+	}
+	if hi, _ := strconv.ParseInt(s.Max, 10, 64); s.Max != "" && n > hi {
+		return 0, fmt.Errorf("%d is over the limit of %d", n, hi)
+	}
+	return n, nil
+}
+
+// duration reads pkg/duration's grammar ("2s", "500ms", or whole seconds as
+// Fluent Bit's own keys take them) within the setting's bounds.
+func (s Setting) duration(v string) (time.Duration, error) {
+	d, err := duration.Parse(v)
 	if err != nil {
-		return fmt.Errorf("%s: %q: %v", KeyRedisURL, safe, err)
+		return 0, fmt.Errorf("%q is not a duration (want %s)", v, duration.Syntax)
 	}
-	c.Redis = u.Options()
-	c.RedisURL = safe
-	return nil
+	lo, _ := duration.Parse(s.Min) // "" reads as no lower bound: 0
+	hi, err := duration.Parse(s.Max)
+	if d < lo || (err == nil && d > hi) {
+		return 0, fmt.Errorf("%q is out of range (want %s)", v, s.Range())
+	}
+	return d, nil
 }
 
 // DB is the database number from Redis_URL.
@@ -263,12 +460,12 @@ func parseKeywords(s string, mode keyword.Mode, icase bool) ([]keyword.Spec, err
 	var errs []error
 	for i, it := range items {
 		if it == "" {
-			errs = append(errs, fmt.Errorf("%s: item %d of %q is empty", KeyKeywords, i+1, s))
+			errs = append(errs, fmt.Errorf("item %d of %q is empty", i+1, s))
 			continue
 		}
 		sp := keyword.Spec{Text: it, Match: mode, IgnoreCase: icase}
 		if err := sp.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q: %w", KeyKeywords, it, err))
+			errs = append(errs, fmt.Errorf("%q: %w", it, err))
 			continue
 		}
 		sp = sp.Canonical()
@@ -287,7 +484,7 @@ func parseKeys(s string) ([]string, bool, error) {
 	for i, k := range SplitList(s) {
 		switch k {
 		case "":
-			return nil, false, fmt.Errorf("%s: item %d of %q is empty", KeyKeys, i+1, s)
+			return nil, false, fmt.Errorf("item %d of %q is empty", i+1, s)
 		case "*":
 			all = true
 		default:
@@ -300,45 +497,12 @@ func parseKeys(s string) ([]string, bool, error) {
 	return keys, all, nil
 }
 
-func parseBool(key, s string, def bool) (bool, error) {
+func parseBool(s string) (bool, error) {
 	switch strings.ToLower(s) {
-	case "":
-		return def, nil
 	case "on", "true", "yes", "1":
 		return true, nil
 	case "off", "false", "no", "0":
 		return false, nil
 	}
-	return false, fmt.Errorf("%s: %q is not a boolean (want on/off, true/false, yes/no, 1/0)", key, s)
-}
-
-// parseInt reads a non-negative integer; max < 0 means unbounded.
-func parseInt(key, s string, def, max int64) (int64, error) {
-	if s == "" {
-		return def, nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%s: %q is not a non-negative integer", key, s)
-	}
-	if max >= 0 && n > max {
-		return 0, fmt.Errorf("%s: %d is over the limit of %d", key, n, max)
-	}
-	return n, nil
-}
-
-// parseDuration reads the one duration grammar (pkg/duration: "2s",
-// "500ms", or whole seconds as Fluent Bit's own keys take them).
-func parseDuration(key, s string, def, min, max time.Duration) (time.Duration, error) {
-	if s == "" {
-		return def, nil
-	}
-	d, err := duration.Parse(s)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %q is not a duration (want %s)", key, s, duration.Syntax)
-	}
-	if d < min || d > max {
-		return 0, fmt.Errorf("%s: %q is out of range (want %v to %v)", key, s, min, max)
-	}
-	return d, nil
+	return false, fmt.Errorf("%q is not a boolean (want on/off, true/false, yes/no, 1/0)", s)
 }
