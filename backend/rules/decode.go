@@ -262,7 +262,7 @@ func parseDuration(errs *validate.Errors, field, v string, def, lo, hi time.Dura
 	d, err := duration.Parse(v)
 	switch {
 	case err != nil:
-		errs.Add(field, "%q is not a duration: want %s", v, duration.Syntax)
+		errs.Add(field, "%v", err)
 	case d < lo || d > hi:
 		errs.Add(field, "%q: want between %s and %s", v, Duration(lo), Duration(hi))
 	case wholeMinutes && d%time.Minute != 0:

@@ -1,9 +1,9 @@
 // Package duration is the one duration grammar of keyalert: plugin keys,
 // keyalertd settings, rule fields and API parameters all read it. It is Go's
 // (time.ParseDuration: "90s", "1.5h", "500ms") plus days and weeks in the
-// Prometheus form ("7d", "2w", "1d12h"), and a bare whole number of seconds
-// ("30"), which is how Fluent Bit's own time keys (Flush, Refresh_Interval)
-// are written, so a plugin key reads like its neighbours.
+// Prometheus form ("7d", "2w", "1d12h"). A bare number is refused with a
+// hint to add its unit: "30" could mean seconds (Fluent Bit's own keys) or
+// minutes, and a page that comes 60 times too late is worse than an error.
 package duration
 
 import (
@@ -17,13 +17,26 @@ import (
 )
 
 // Syntax describes the grammar for error messages.
-const Syntax = `a duration like "90s", "5m", "36h", "7d", "2w" or whole seconds`
+const Syntax = `a duration like "90s", "5m", "36h", "7d" or "2w"`
 
 // ErrSyntax is wrapped by Parse's errors.
 var ErrSyntax = errors.New("want " + Syntax)
 
-// maxSeconds keeps a bare number of seconds inside time.Duration.
-const maxSeconds = int64(1<<63-1) / int64(time.Second)
+// Error is Parse's error: it quotes the value, so callers prefix only the
+// key ("Rules_Interval: \"10\" is not a duration: ...").
+type Error struct {
+	Value string
+	Hint  string // what to write instead, when there is a likely fix
+}
+
+func (e *Error) Error() string {
+	if e.Hint != "" {
+		return fmt.Sprintf("%q is not a duration: %s", e.Value, e.Hint)
+	}
+	return fmt.Sprintf("%q is not a duration: %v", e.Value, ErrSyntax)
+}
+
+func (e *Error) Unwrap() error { return ErrSyntax }
 
 // Parse reads s in the grammar above. Negative durations parse; callers
 // check their own bounds.
@@ -31,17 +44,17 @@ func Parse(s string) (time.Duration, error) {
 	if d, err := time.ParseDuration(s); err == nil {
 		return d, nil
 	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 && n <= maxSeconds {
-		return time.Duration(n) * time.Second, nil
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return 0, &Error{Value: s, Hint: fmt.Sprintf("it has no unit (write %q for seconds)", s+"s")}
 	}
 	// Prometheus' grammar also knows years; keyalert's does not, so that
 	// "1y" is not read as 365 days by some keys and refused by others.
 	if s == "" || strings.ContainsRune(s, 'y') {
-		return 0, fmt.Errorf("%q: %w", s, ErrSyntax)
+		return 0, &Error{Value: s}
 	}
 	d, err := model.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("%q: %w", s, ErrSyntax)
+		return 0, &Error{Value: s}
 	}
 	return time.Duration(d), nil
 }

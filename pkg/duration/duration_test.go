@@ -2,6 +2,7 @@ package duration
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -20,8 +21,7 @@ func TestParseAcceptsGoDurationsDaysAndWeeks(t *testing.T) {
 		{"1d12h", 36 * time.Hour},
 		{"-5m", -5 * time.Minute},
 		{"0s", 0},
-		{"30", 30 * time.Second},
-		{"0", 0},
+		{"0", 0}, // Go's own exception: zero needs no unit
 	} {
 		got, err := Parse(tc.in)
 		if err != nil || got != tc.want {
@@ -31,10 +31,17 @@ func TestParseAcceptsGoDurationsDaysAndWeeks(t *testing.T) {
 }
 
 func TestParseRejectsWithTheGrammarInTheError(t *testing.T) {
-	for _, in := range []string{"", "-5", "99999999999999999999", "1y", "7 d", "d", "1.5d", "abc", "5m junk"} {
+	for _, in := range []string{"", "5", "-5", "1.5", "99999999999999999999", "1y", "7 d", "d", "1.5d", "abc", "5m junk"} {
 		if _, err := Parse(in); !errors.Is(err, ErrSyntax) {
 			t.Errorf("Parse(%q) err = %v, want ErrSyntax", in, err)
 		}
+	}
+}
+
+func TestParseHintsAtTheUnitOfABareNumber(t *testing.T) {
+	_, err := Parse("30")
+	if err == nil || !strings.Contains(err.Error(), `"30" is not a duration: it has no unit (write "30s" for seconds)`) {
+		t.Errorf("Parse(\"30\") err = %v, want a hint to write 30s", err)
 	}
 }
 

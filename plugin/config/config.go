@@ -210,7 +210,7 @@ var settings = []Setting{
 	{Key: KeyRulesInterval, Default: durationText(DefaultRulesInterval), Kind: KindDuration,
 		Min: durationText(MinRulesInterval), Max: durationText(MaxRulesInterval),
 		Doc: "How often `Rules_Key` is read (`" + durationText(MinRulesInterval) + "` to `" + durationText(MaxRulesInterval) + "`), so a change applies within a few seconds without a restart. " +
-			"Written in keyalert's one duration grammar (`pkg/duration`): a Go duration such as `1500ms` or `1m`, `d`/`w` units, or whole seconds such as `10` as Fluent Bit's own time keys take them. " +
+			"Written in keyalert's one duration grammar (`pkg/duration`): a Go duration such as `1500ms` or `1m`, or `d`/`w` units; a bare number such as `10` is refused (write `10s`). " +
 			"A document that does not parse is logged and the previous keywords are kept.",
 		set: func(c *Config, s Setting, v string) (err error) {
 			c.RulesInterval, err = s.duration(v)
@@ -380,12 +380,12 @@ func (s Setting) integer(v string) (int64, error) {
 	return n, nil
 }
 
-// duration reads pkg/duration's grammar ("2s", "500ms", or whole seconds as
-// Fluent Bit's own keys take them) within the setting's bounds.
+// duration reads pkg/duration's grammar ("2s", "500ms", "1d") within the
+// setting's bounds.
 func (s Setting) duration(v string) (time.Duration, error) {
 	d, err := duration.Parse(v)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration (want %s)", v, duration.Syntax)
+		return 0, err
 	}
 	lo, _ := duration.Parse(s.Min) // "" reads as no lower bound: 0
 	hi, err := duration.Parse(s.Max)

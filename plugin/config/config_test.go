@@ -120,7 +120,7 @@ func TestParseValues(t *testing.T) {
 					t.Errorf("password leaks: %q / %q", c.RedisURL, c.Identity())
 				}
 			}},
-		{"durations as seconds and Go syntax", props{"keywords": "x", "rules_interval": "10", "redis_timeout": "750ms"},
+		{"durations in Go syntax", props{"keywords": "x", "rules_interval": "10s", "redis_timeout": "750ms"},
 			func(t *testing.T, c *Config) {
 				if c.RulesInterval != 10*time.Second || c.RedisTimeout != 750*time.Millisecond || c.Redis.WriteTimeout != 750*time.Millisecond {
 					t.Errorf("%v %v", c.RulesInterval, c.RedisTimeout)
@@ -168,7 +168,8 @@ func TestParseErrorsNameKeyAndValue(t *testing.T) {
 		{"keyword too long", props{"keywords": strings.Repeat("k", 300)}, []string{"Keywords:", "over the limit"}, ""},
 		{"empty keys item", props{"keywords": "x", "keys": "log,"}, []string{`Keys: item 2 of "log," is empty`}, ""},
 		{"rules interval too short", props{"keywords": "x", "rules_interval": "500ms"}, []string{`Rules_Interval: "500ms" is out of range`}, ""},
-		{"rules interval too long", props{"keywords": "x", "rules_interval": "61"}, []string{`Rules_Interval: "61" is out of range`}, ""},
+		{"rules interval too long", props{"keywords": "x", "rules_interval": "61s"}, []string{`Rules_Interval: "61s" is out of range`}, ""},
+		{"rules interval without a unit", props{"keywords": "x", "rules_interval": "10"}, []string{`Rules_Interval: "10" is not a duration: it has no unit (write "10s" for seconds)`}, ""},
 		{"rules interval garbage", props{"keywords": "x", "rules_interval": "soon"}, []string{`Rules_Interval: "soon" is not a duration`}, ""},
 		{"timeout zero", props{"keywords": "x", "redis_timeout": "0s"}, []string{`Redis_Timeout: "0s"`}, ""},
 		{"nothing to match", props{"rules_key": "none"}, []string{"Keywords:", "Rules_Key"}, ""},
