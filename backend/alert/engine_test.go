@@ -16,6 +16,7 @@ import (
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/harness/metrictest"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/stream"
@@ -606,18 +607,7 @@ func TestAlertsGaugeCountsTheOwnedShardsOnce(t *testing.T) {
 
 func TestMetricNamesAndLabels(t *testing.T) {
 	v := newEnv(t)
-	mfs, err := v.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	for _, mf := range mfs {
-		var labels []string
-		for _, l := range mf.GetMetric()[0].GetLabel() {
-			labels = append(labels, l.GetName())
-		}
-		got[mf.GetName()] = mf.GetType().String() + " " + strings.Join(labels, ",")
-	}
+	got := metrictest.Shapes(t, v.reg)
 	want := map[string]string{
 		"keyalert_alerts":                                 "GAUGE state",
 		"keyalert_alert_evaluations_total":                "COUNTER ",

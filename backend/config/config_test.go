@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyalert/keyalert/harness/gendoc"
 )
 
 func env(m map[string]string) func(string) string {
@@ -127,34 +129,8 @@ var update = flag.Bool("update", false, "rewrite the settings table in the root 
 // The root README's settings table — the one place settings are documented —
 // is generated from the settings; keep them in step.
 func TestReadmeTableMatchesSettings(t *testing.T) {
-	checkReadmeTable(t, "../../README.md")
-}
-
-func checkReadmeTable(t *testing.T, path string) {
-	const begin, end = "<!-- settings:begin -->\n", "<!-- settings:end -->"
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("%s does not exist yet; once it has the settings markers, run\n  go test ./backend/config -run TestReadme -update", path)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
-	i, j := strings.Index(doc, begin), strings.Index(doc, end)
-	if i < 0 || j < i {
-		t.Skipf("%s has no %q ... %q markers yet; add them and run\n  go test ./backend/config -run TestReadme -update", path, strings.TrimSpace(begin), end)
-	}
-	if doc[i+len(begin):j] == MarkdownTable() {
-		return
-	}
-	if *update {
-		doc = doc[:i+len(begin)] + MarkdownTable() + doc[j:]
-		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	t.Errorf("the settings table in %s is stale; run\n  go test ./backend/config -run TestReadme -update", path)
+	gendoc.Section{Path: "../../README.md", Begin: "<!-- settings:begin -->\n", End: "<!-- settings:end -->",
+		Fix: "go test ./backend/config -run TestReadme -update"}.Check(t, MarkdownTable(), *update)
 }
 
 func FuzzParseDuration(f *testing.F) {

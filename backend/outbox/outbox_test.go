@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/harness/metrictest"
 	"github.com/keyalert/keyalert/harness/pdreceiver"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -355,18 +355,7 @@ func TestMetricNamesAndLabels(t *testing.T) {
 	srv := redistest.Start(t)
 	reg := prometheus.NewRegistry()
 	outbox.New(srv.Client(), outbox.Options{Registerer: reg}, quiet)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	for _, mf := range mfs {
-		var labels []string
-		for _, l := range mf.GetMetric()[0].GetLabel() {
-			labels = append(labels, l.GetName())
-		}
-		got[mf.GetName()] = mf.GetType().String() + " " + strings.Join(labels, ",")
-	}
+	got := metrictest.Shapes(t, reg)
 	want := map[string]string{
 		"keyalert_notifications_total":          "COUNTER event,integration,result",
 		"keyalert_notification_latency_seconds": "HISTOGRAM integration",

@@ -2,13 +2,13 @@ package config
 
 import (
 	"flag"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyalert/keyalert/harness/gendoc"
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/redisurl"
 )
@@ -24,27 +24,7 @@ func TestReadmeTableMatchesSettings(t *testing.T) {
 		path  = "../../README.md"
 		fix   = "go test ./plugin/config -run TestReadme -update"
 	)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
-	i := strings.Index(doc, begin)
-	j := strings.Index(doc, end)
-	if i < 0 || j < i {
-		t.Fatalf("%s has no %q ... %q markers around the plugin keys table", path, strings.TrimSpace(begin), end)
-	}
-	if doc[i+len(begin):j] == MarkdownTable() {
-		return
-	}
-	if *update {
-		doc = doc[:i+len(begin)] + MarkdownTable() + doc[j:]
-		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	t.Errorf("the plugin keys table in %s is stale; run\n  %s", path, fix)
+	gendoc.Section{Path: path, Begin: begin, End: end, Fix: fix}.Check(t, MarkdownTable(), *update)
 }
 
 func TestEverySettingIsDocumentedAndUnique(t *testing.T) {
