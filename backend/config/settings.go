@@ -60,7 +60,9 @@ var settings = []Setting{
 		}},
 	text("listen", "KEYALERT_LISTEN", "127.0.0.1:8080", "HTTP listen address (API, health, metrics)",
 		func(c *Config) *string { return &c.Listen }),
-	durationRow("retention", "KEYALERT_RETENTION", window.DefaultRetention, 2*time.Minute, 3650*24*time.Hour,
+	// The upper bound only keeps the value inside time.Duration: replaying
+	// years-old logs (tests, loghub) needs a retention that reaches them.
+	durationRow("retention", "KEYALERT_RETENTION", window.DefaultRetention, 2*time.Minute, maxRetention,
 		"how long per-minute counts and dedup ids are kept; older entries are acknowledged and not counted, and counts are not read further back",
 		func(c *Config) *time.Duration { return &c.Ingest.Retention }, func(c *Config) *time.Duration { return &c.API.Retention }),
 	{Flag: "api-tokens", Env: "KEYALERT_API_TOKENS", Default: "", Secret: true,
@@ -191,6 +193,9 @@ var settings = []Setting{
 		"deadline of one API request; a Redis that does not answer within it gets 503",
 		func(c *Config) *time.Duration { return &c.API.RequestTimeout }),
 }
+
+// maxRetention is about 270 years, near the largest time.Duration.
+const maxRetention = 100000 * 24 * time.Hour
 
 func text(flag, env, def, usage string, field func(*Config) *string) Setting {
 	return Setting{Flag: flag, Env: env, Default: def, Usage: usage, set: func(c *Config, v string) error {
