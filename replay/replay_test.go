@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/plugin/loghub"
+	"github.com/keyalert/keyalert/harness/loghub"
 )
 
 var replayLogBase = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)

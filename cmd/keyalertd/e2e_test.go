@@ -21,7 +21,7 @@ import (
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/keyalert/keyalert/plugin/chunk"
-	"github.com/keyalert/keyalert/plugin/loghub"
+	"github.com/keyalert/keyalert/harness/loghub"
 )
 
 // loghubTable reads the counts table of ../shared/loghub/README.md: per

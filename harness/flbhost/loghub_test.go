@@ -8,7 +8,7 @@ import (
 
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/stream"
-	"github.com/keyalert/keyalert/plugin/loghub"
+	"github.com/keyalert/keyalert/harness/loghub"
 )
 
 // TestLoghubCountsMatchPublishedTable runs every loghub sample through two

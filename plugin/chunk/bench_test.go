@@ -3,7 +3,7 @@ package chunk
 import (
 	"testing"
 
-	"github.com/keyalert/keyalert/plugin/loghub"
+	"github.com/keyalert/keyalert/harness/loghub"
 )
 
 // BenchmarkRead walks every event and its record's values in place, the

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/plugin/loghub"
+	"github.com/keyalert/keyalert/harness/loghub"
 	"github.com/tinylib/msgp/msgp"
 )
 

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyalert/keyalert/plugin/loghub"
+	"github.com/keyalert/keyalert/harness/loghub"
 )
 
 // FuzzDecode: whatever the bytes, reading a chunk never panics, stops at the

@@ -11,7 +11,7 @@ import (
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/match"
 	"github.com/keyalert/keyalert/plugin/chunk"
-	"github.com/keyalert/keyalert/plugin/loghub"
+	"github.com/keyalert/keyalert/harness/loghub"
 )
 
 // benchKeywords are 32 realistic alert keywords; some occur in the loghub

@@ -12,7 +12,7 @@ import (
 	"github.com/keyalert/keyalert/pkg/match"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/keyalert/keyalert/plugin/chunk"
-	"github.com/keyalert/keyalert/plugin/loghub"
+	"github.com/keyalert/keyalert/harness/loghub"
 )
 
 var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC) // a minute start
