@@ -11,10 +11,10 @@ import (
 
 	"github.com/keyalert/keyalert/backend/alert"
 	"github.com/keyalert/keyalert/harness/flbhost"
+	"github.com/keyalert/keyalert/harness/loghub"
 	"github.com/keyalert/keyalert/harness/pdreceiver"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/plugin/chunk"
-	"github.com/keyalert/keyalert/harness/loghub"
 )
 
 // BenchmarkAlertLatency measures issue #4's alert latency (target: p99 under

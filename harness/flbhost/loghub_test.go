@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyalert/keyalert/harness/loghub"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/stream"
-	"github.com/keyalert/keyalert/harness/loghub"
 )
 
 // TestLoghubCountsMatchPublishedTable runs every loghub sample through two

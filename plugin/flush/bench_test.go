@@ -8,10 +8,10 @@ import (
 	"unsafe"
 
 	"github.com/fluent/fluent-bit-go/output"
+	"github.com/keyalert/keyalert/harness/loghub"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/match"
 	"github.com/keyalert/keyalert/plugin/chunk"
-	"github.com/keyalert/keyalert/harness/loghub"
 )
 
 // benchKeywords are 32 realistic alert keywords; some occur in the loghub

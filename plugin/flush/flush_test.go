@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyalert/keyalert/harness/loghub"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/match"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/keyalert/keyalert/plugin/chunk"
-	"github.com/keyalert/keyalert/harness/loghub"
 )
 
 var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC) // a minute start
