@@ -45,14 +45,14 @@ func feedCmd(args []string) error {
 	interval := fs.Duration("flush", time.Second, "flush interval")
 	follow := fs.Bool("follow", true, "keep reading as the file grows (false: stop at end of file)")
 	so := fs.String("so", "", "plugin library (default build/keyalert.so)")
-	host := fs.String("host", "", "test host binary (default build/flbhost)")
+	flbhostBin := fs.String("flbhost", "", "the Fluent Bit stand-in binary (default build/flbhost)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return errors.New("want exactly one log file")
 	}
-	if *so == "" || *host == "" {
+	if *so == "" || *flbhostBin == "" {
 		dso, dhost, err := flbhost.Paths()
 		if err != nil {
 			return err
@@ -60,14 +60,14 @@ func feedCmd(args []string) error {
 		if *so == "" {
 			*so = dso
 		}
-		if *host == "" {
-			*host = dhost
+		if *flbhostBin == "" {
+			*flbhostBin = dhost
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	h, err := flbhost.Start(ctx, *so, *host)
+	h, err := flbhost.Start(ctx, *so, *flbhostBin)
 	if err != nil {
 		return err
 	}
