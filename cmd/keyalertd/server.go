@@ -124,6 +124,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	guardOpt := cfg.Guard
 	guardOpt.Slots = append(append([]string(nil), redisguard.DefaultSlots...), stream.HashTag(cfg.Ingest.Stream))
 	guardOpt.Registerer, guardOpt.Logger, guardOpt.Now = s.reg, log, o.Now
+	guardOpt.Interval = cfg.Alert.EvalInterval // a wipe is noticed within one tick
 	guardOpt.OnLoss = func(ctx context.Context) error {
 		// The rules went with the data: keep the agents counting the
 		// keywords published before until the rules are recreated.
