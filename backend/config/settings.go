@@ -34,15 +34,6 @@ var settings = []Setting{
 			c.Redis, c.RedisURL = u, v
 			return err
 		}},
-	{Flag: "stream", Env: "KEYALERT_STREAM", Default: stream.DefaultStream,
-		Usage: "stream key the plugin writes to; windows, dedup ids and the dead-letter stream `{stream}:dead` share its cluster slot",
-		set: func(c *Config, v string) error {
-			if err := checkStreamKey(v); err != nil {
-				return err
-			}
-			c.Ingest.Stream = v
-			return nil
-		}},
 	{Flag: "allow-volatile-redis", Env: "KEYALERT_ALLOW_VOLATILE_REDIS", Default: "false", Bool: true,
 		Usage: "start even when a Redis master has no persistence (neither `appendonly yes` nor `save` rules), with a warning; a restart of that Redis loses every count, rule, alert and pending page",
 		set: func(c *Config, v string) error {
@@ -56,6 +47,15 @@ var settings = []Setting{
 	durationRow("redis-loss-unready", "KEYALERT_REDIS_LOSS_UNREADY", redisguard.DefaultUnreadyFor, time.Second, 24*time.Hour,
 		"after keyalertd finds that Redis lost its data (its epoch keys vanished), /readyz answers 503 with the reason for this long, or until keyalertd restarts",
 		func(c *Config) *time.Duration { return &c.Guard.UnreadyFor }),
+	{Flag: "stream", Env: "KEYALERT_STREAM", Default: stream.DefaultStream,
+		Usage: "stream key the plugin writes to; windows, dedup ids and the dead-letter stream `{stream}:dead` share its cluster slot",
+		set: func(c *Config, v string) error {
+			if err := checkStreamKey(v); err != nil {
+				return err
+			}
+			c.Ingest.Stream = v
+			return nil
+		}},
 	text("group", "KEYALERT_GROUP", ingest.DefaultGroup,
 		"consumer group; every keyalertd on one stream uses the same group (created if missing)",
 		func(c *Config) *string { return &c.Ingest.Group }),
