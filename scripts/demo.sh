@@ -48,7 +48,7 @@ mkdir -p "$var/redis" "$var/demo" "$var/log"
 
 redis_bin=$(command -v redis-server || echo /usr/bin/redis-server)
 say "redis-server on 127.0.0.1:$redis_port (data in var/redis)"
-"$redis_bin" --port "$redis_port" --bind 127.0.0.1 --dir "$var/redis" --appendonly yes \
+"$redis_bin" --port "$redis_port" --bind 127.0.0.1 --dir "$var/redis" --appendonly yes --appendfsync everysec \
 	--save "" --daemonize no --logfile "$var/log/redis.log" &
 pids+=($!)
 for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done

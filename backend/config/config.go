@@ -21,6 +21,7 @@ import (
 	"github.com/keyalert/keyalert/backend/lease"
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/pkg/redisurl"
 )
@@ -37,13 +38,14 @@ type Config struct {
 	LogLevel        string // debug, info, warn or error
 	ShutdownTimeout time.Duration
 
-	Ingest    ingest.Options    // stream, group, batches, retention, dead letters
-	API       api.Options       // tokens, body and request bounds
-	Rules     rules.Options     // where the keyword set is published
-	Lease     lease.Options     // shard and sender leases
-	Alert     alert.Options     // evaluation tick, links, sample lines
-	Outbox    outbox.Options    // retry delays, concurrency
-	PagerDuty pagerduty.Options // endpoint and timeout
+	Ingest    ingest.Options     // stream, group, batches, retention, dead letters
+	API       api.Options        // tokens, body and request bounds
+	Rules     rules.Options      // where the keyword set is published
+	Lease     lease.Options      // shard and sender leases
+	Alert     alert.Options      // evaluation tick, links, sample lines
+	Outbox    outbox.Options     // retry delays, concurrency
+	PagerDuty pagerduty.Options  // endpoint and timeout
+	Guard     redisguard.Options // persistence check, data loss readiness
 	// DefaultRoutingKey pages rules without their own routing key; "" none.
 	DefaultRoutingKey rules.Secret
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/keyalert/keyalert/backend/lease"
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/duration"
@@ -33,6 +34,19 @@ var settings = []Setting{
 			c.Redis, c.RedisURL = u, v
 			return err
 		}},
+	{Flag: "allow-volatile-redis", Env: "KEYALERT_ALLOW_VOLATILE_REDIS", Default: "false", Bool: true,
+		Usage: "start even when a Redis master has no persistence (neither `appendonly yes` nor `save` rules), with a warning; a restart of that Redis loses every count, rule, alert and pending page",
+		set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("want true or false")
+			}
+			c.Guard.AllowVolatile = b
+			return nil
+		}},
+	durationRow("redis-loss-unready", "KEYALERT_REDIS_LOSS_UNREADY", redisguard.DefaultUnreadyFor, time.Second, 24*time.Hour,
+		"after keyalertd finds that Redis lost its data (its epoch keys vanished), /readyz answers 503 with the reason for this long, or until keyalertd restarts",
+		func(c *Config) *time.Duration { return &c.Guard.UnreadyFor }),
 	{Flag: "stream", Env: "KEYALERT_STREAM", Default: stream.DefaultStream,
 		Usage: "stream key the plugin writes to; windows, dedup ids and the dead-letter stream `{stream}:dead` share its cluster slot",
 		set: func(c *Config, v string) error {

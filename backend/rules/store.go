@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/keyalert/keyalert/pkg/keyword"
@@ -50,7 +51,17 @@ type Store struct {
 	o   Options
 	now func() time.Time
 	log *slog.Logger
+
+	// After Redis lost its data the rules are gone too; the keywords
+	// published before stay in every set published until restart, so the
+	// agents keep counting them while the rules are recreated.
+	mu       sync.Mutex
+	last     []byte         // last non-empty set read at or written to the keywords key
+	retained []keyword.Spec // added to every set published
 }
+
+// emptySet is the encoding of no keywords.
+var emptySet, _ = keyword.EncodeSet(nil)
 
 // NewStore returns a store; now may be nil for time.Now, log nil for
 // slog.Default().
@@ -246,29 +257,88 @@ func (s *Store) Version(ctx context.Context) (int64, error) {
 // keyword reference counts. A failure is only logged: the write stands, and
 // the engine's periodic SyncKeywords heals the published set within a tick.
 func (s *Store) publishAfterChange(ctx context.Context) {
-	err := func() error {
-		ids, err := s.rdb.HKeys(ctx, KeyKeywordRefs).Result()
-		if err != nil {
-			return fmt.Errorf("hkeys %s: %w", KeyKeywordRefs, err)
-		}
-		specs := make([]keyword.Spec, 0, len(ids))
-		for _, id := range ids {
-			sp, err := keyword.ParseID(id)
-			if err != nil {
-				return err
-			}
-			specs = append(specs, sp)
-		}
-		doc, err := encodeSpecs(specs)
+	if err := s.publishFromRefs(ctx); err != nil {
+		s.log.Warn("publish keyword set after rule change", "key", s.o.KeywordsKey, "err", err)
+	}
+}
+
+func (s *Store) publishFromRefs(ctx context.Context) error {
+	ids, err := s.rdb.HKeys(ctx, KeyKeywordRefs).Result()
+	if err != nil {
+		return fmt.Errorf("hkeys %s: %w", KeyKeywordRefs, err)
+	}
+	specs := make([]keyword.Spec, 0, len(ids))
+	for _, id := range ids {
+		sp, err := keyword.ParseID(id)
 		if err != nil {
 			return err
 		}
-		_, err = s.Publish(ctx, doc)
-		return err
-	}()
-	if err != nil {
-		s.log.Warn("publish keyword set after rule change", "key", s.o.KeywordsKey, "err", err)
+		specs = append(specs, sp)
 	}
+	doc, err := encodeSpecs(specs)
+	if err != nil {
+		return err
+	}
+	_, err = s.Publish(ctx, doc)
+	return err
+}
+
+// RetainKeywords is called after Redis lost its data: the last keyword set
+// this store saw published (or, if none, the one published now) is kept in
+// every set it publishes until the process restarts, and the set is
+// republished at once. It returns the number of keywords retained.
+func (s *Store) RetainKeywords(ctx context.Context) (int, error) {
+	cur, err := s.rdb.Get(ctx, s.o.KeywordsKey).Bytes()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("get %s: %w", s.o.KeywordsKey, err)
+	}
+	s.mu.Lock()
+	var add []keyword.Spec
+	for _, doc := range [][]byte{s.last, cur} {
+		if len(doc) == 0 {
+			continue
+		}
+		specs, err := keyword.DecodeSet(doc)
+		if err != nil {
+			s.mu.Unlock()
+			return 0, fmt.Errorf("decode keyword set to retain: %w", err)
+		}
+		add = append(add, specs...)
+	}
+	s.retained = union(s.retained, add)
+	n := len(s.retained)
+	s.mu.Unlock()
+	return n, s.publishFromRefs(ctx)
+}
+
+// union is a and b without repeated IDs.
+func union(a, b []keyword.Spec) []keyword.Spec {
+	seen := map[string]bool{}
+	var out []keyword.Spec
+	for _, set := range [][]keyword.Spec{a, b} {
+		for _, sp := range set {
+			if id := sp.ID(); !seen[id] {
+				seen[id] = true
+				out = append(out, sp)
+			}
+		}
+	}
+	return out
+}
+
+// withRetained adds the retained keywords to doc.
+func (s *Store) withRetained(doc []byte) ([]byte, error) {
+	s.mu.Lock()
+	retained := s.retained
+	s.mu.Unlock()
+	if len(retained) == 0 {
+		return doc, nil
+	}
+	specs, err := keyword.DecodeSet(doc)
+	if err != nil {
+		return nil, fmt.Errorf("decode keyword set: %w", err)
+	}
+	return encodeSpecs(union(specs, retained))
 }
 
 // KeywordSet encodes the union of enabled rules' keywords as a keyword.Set
@@ -305,18 +375,37 @@ func (s *Store) SyncKeywords(ctx context.Context, rs []Rule) (bool, error) {
 
 // Publish writes an encoded keyword set (KeywordSet) at the keywords key
 // unless it is already there; it reports whether it wrote.
+// After a data loss (RetainKeywords) the keywords retained are added.
 func (s *Store) Publish(ctx context.Context, doc []byte) (bool, error) {
+	doc, err := s.withRetained(doc)
+	if err != nil {
+		return false, err
+	}
 	cur, err := s.rdb.Get(ctx, s.o.KeywordsKey).Bytes()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, fmt.Errorf("get %s: %w", s.o.KeywordsKey, err)
 	}
+	s.remember(cur)
 	if bytes.Equal(cur, doc) {
 		return false, nil
 	}
 	if err := s.rdb.Set(ctx, s.o.KeywordsKey, doc, 0).Err(); err != nil {
 		return false, fmt.Errorf("set %s: %w", s.o.KeywordsKey, err)
 	}
+	s.remember(doc)
 	return true, nil
+}
+
+// remember keeps doc as the last set seen unless it is empty.
+func (s *Store) remember(doc []byte) {
+	if len(doc) == 0 || bytes.Equal(doc, emptySet) {
+		return
+	}
+	s.mu.Lock()
+	if !bytes.Equal(s.last, doc) {
+		s.last = bytes.Clone(doc)
+	}
+	s.mu.Unlock()
 }
 
 func newID() string {

@@ -71,6 +71,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	defer stop()
 	if err := srv.Run(ctx); err != nil {
 		log.Error("keyalertd stopped", "err", err)
+		if se := (*setupError)(nil); errors.As(err, &se) {
+			return se.code
+		}
 		return 1
 	}
 	log.Info("keyalertd stopped")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,10 +19,12 @@ import (
 	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/backoff"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -57,6 +60,7 @@ type server struct {
 	shards   *lease.Shards
 	sender   *lease.Lease
 	outbox   *outbox.Outbox
+	guard    *redisguard.Guard
 	// notifiers are the integrations the outbox sends through, by name.
 	notifiers *notify.Registry
 }
@@ -117,7 +121,26 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	ingOpt := cfg.Ingest
 	ingOpt.Client, ingOpt.Logger, ingOpt.Registerer, ingOpt.Now = s.rdb, log, s.reg, o.Now
 	ingOpt.OnApplied = s.engine.OnApplied // no I/O: it only wakes the engine
+	guardOpt := cfg.Guard
+	guardOpt.Slots = append(append([]string(nil), redisguard.DefaultSlots...), stream.HashTag(cfg.Ingest.Stream))
+	guardOpt.Registerer, guardOpt.Logger, guardOpt.Now = s.reg, log, o.Now
+	guardOpt.Interval = cfg.Alert.EvalInterval // a wipe is noticed within one tick
+	guardOpt.OnLoss = func(ctx context.Context) error {
+		// The rules went with the data: keep the agents counting the
+		// keywords published before until the rules are recreated.
+		n, err := ruleStore.RetainKeywords(ctx)
+		if err == nil {
+			log.Warn("republished the keyword set after redis data loss; its keywords stay published until restart", "keywords", n)
+		}
+		return err
+	}
 	var err error
+	if s.guard, err = redisguard.New(s.rdb, guardOpt); err != nil {
+		return fail(1, err)
+	}
+	if err := s.checkPersistence(); err != nil {
+		return fail(2, err)
+	}
 	s.consumer, err = ingest.New(ingOpt)
 	if err != nil {
 		return fail(1, fmt.Errorf("consumer setup: %w", err))
@@ -128,6 +151,9 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	apiOpts.Ready = func(ctx context.Context) error {
 		if err := s.rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
+		}
+		if err := s.guard.Ready(); err != nil {
+			return err
 		}
 		return s.consumer.Ready()
 	}
@@ -148,6 +174,22 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// checkPersistence runs the guard's start check; only a volatile Redis is an
+// error. An unreachable Redis must not stop the start (the consumer retries),
+// so the guard checks again once Redis answers.
+func (s *server) checkPersistence() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := s.guard.Start(ctx)
+	if errors.Is(err, redisguard.ErrVolatile) {
+		return err
+	}
+	if err != nil {
+		s.log.Warn("redis persistence not checked yet; checking again when redis answers", "err", err)
+	}
+	return nil
 }
 
 // Addr is the HTTP listen address (host:port).
@@ -178,6 +220,12 @@ func (s *server) Run(ctx context.Context) error {
 	alerting.Go(func() { s.shards.Run(ctx) })
 	alerting.Go(func() { s.engine.Run(ctx) })
 	alerting.Go(func() { s.sender.Hold(ctx, s.sendOutbox) })
+	guardErr := make(chan error, 1)
+	alerting.Go(func() {
+		if err := s.guard.Run(ctx); err != nil {
+			guardErr <- err
+		}
+	})
 	consumed := make(chan struct{})
 	go func() {
 		defer close(consumed)
@@ -191,6 +239,12 @@ func (s *server) Run(ctx context.Context) error {
 	case err = <-serveErr:
 		s.log.Error("http server stopped", "err", err)
 		err = fmt.Errorf("http server: %w", err)
+		stop()
+	case gerr := <-guardErr:
+		// Redis was unreachable at start and turned out volatile: the same
+		// refusal as at start, only later.
+		s.log.Error("stopping", "err", gerr)
+		err = &setupError{2, gerr}
 		stop()
 	}
 	// The consumer stops within one read (Block) plus the batch in flight.

@@ -55,6 +55,33 @@ func Start(tb testing.TB) *Server {
 	return startWith(tb)
 }
 
+// Persistence is how a server started by StartPersistence keeps its data.
+type Persistence int
+
+const (
+	// AOF is Start's append-only file (appendfsync always).
+	AOF Persistence = iota
+	// RDB is snapshots only (save 900 1 60 100), no append-only file.
+	RDB
+	// Volatile is no persistence at all (appendonly no, save ""): a restart
+	// comes back empty, as with a cache-style redis.conf.
+	Volatile
+)
+
+// StartPersistence is Start with the given persistence, for tests of what
+// keyalertd does with a Redis that can lose its data.
+func StartPersistence(tb testing.TB, p Persistence) *Server {
+	tb.Helper()
+	switch p {
+	case RDB:
+		// The later directives override start's AOF defaults.
+		return startWith(tb, "--appendonly", "no", "--save", "900 1", "--save", "60 100")
+	case Volatile:
+		return startWith(tb, "--appendonly", "no", "--save", "")
+	}
+	return startWith(tb)
+}
+
 func startWith(tb testing.TB, args ...string) *Server {
 	tb.Helper()
 	bin, err := Binary()
