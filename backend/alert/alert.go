@@ -114,12 +114,13 @@ func (a *Alert) stampShape(r *rules.Rule) {
 // shapeChange describes how r differs from the rule shape the alert was
 // judged by, e.g. "group_by host → none"; "" if it does not. Name, severity,
 // routing, repeat_interval, resolve_after and for are not part of the shape.
-func shapeChange(a *Alert, r *rules.Rule) string {
+// kwIDs are r.KeywordIDs(), which the engine has at hand.
+func shapeChange(a *Alert, r *rules.Rule, kwIDs []string) string {
 	var d []string
 	if a.GroupBy != r.GroupBy {
 		d = append(d, fmt.Sprintf("group_by %s → %s", a.GroupBy, r.GroupBy))
 	}
-	if !slices.Equal(a.KeywordIDs, r.KeywordIDs()) {
+	if !slices.Equal(a.KeywordIDs, kwIDs) {
 		if slices.Equal(a.Keywords, r.Keywords) {
 			d = append(d, "keyword match or ignore_case changed")
 		} else {

@@ -522,7 +522,7 @@ func retireReason(rs *ruleSet, a *Alert) string {
 	if !ok {
 		return "rule deleted or disabled"
 	}
-	if d := shapeChange(a, &cr.rule); d != "" {
+	if d := shapeChange(a, &cr.rule, cr.kwIDs); d != "" {
 		return "rule changed: " + d
 	}
 	return ""

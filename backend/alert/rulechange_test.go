@@ -1,8 +1,12 @@
 package alert
 
 import (
+	"bytes"
+	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,8 +85,10 @@ func TestRuleEditRetiresAlertsItNoLongerJudges(t *testing.T) {
 			firing: []string{"web-1", "web-2"},
 		},
 		{
-			name:   "a name, severity or resolve_after change keeps the alerts",
-			edit:   func(r *rules.Rule) { r.Name, r.Severity, r.ResolveAfter = "renamed", rules.Warning, rules.Duration(time.Minute) },
+			name: "a name, severity or resolve_after change keeps the alerts",
+			edit: func(r *rules.Rule) {
+				r.Name, r.Severity, r.ResolveAfter = "renamed", rules.Warning, rules.Duration(time.Minute)
+			},
 			notes:  map[string]string{"web-1": "trigger", "web-2": "trigger"},
 			firing: []string{"web-1", "web-2"},
 		},
@@ -97,6 +103,8 @@ func TestRuleEditRetiresAlertsItNoLongerJudges(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			v := newEnv(t)
 			v.startSender()
+			var logs syncBuffer
+			v.eng.c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			r := v.rule(perHostRule)
 			v.count("Exception", "web-1", "app", 0, 10)
 			v.count("Exception", "web-2", "app", 0, 10)
@@ -126,6 +134,9 @@ func TestRuleEditRetiresAlertsItNoLongerJudges(t *testing.T) {
 				i := slices.IndexFunc(h, func(e Event) bool { return e.Event == "resolved" })
 				if i < 0 || h[i].Detail != reason {
 					t.Errorf("%s: history %+v, want a resolve for %q", g, h, reason)
+				}
+				if line := fmt.Sprintf("level=INFO msg=\"alert resolved\" alert_id=%s rule_id=%s group=%s reason=%q", a.ID, r.ID, g, reason); !strings.Contains(logs.String(), line) {
+					t.Errorf("no log line %s in\n%s", line, logs.String())
 				}
 			}
 			var firing []string
@@ -196,11 +207,11 @@ func TestAlertWithoutARecordedShapeIsJudgedOnGroupByAndKeywords(t *testing.T) {
 	r := &rules.Rule{Keywords: []string{"Exception"}, GroupBy: rules.GroupHost, Filters: rules.Filters{Host: "web-*"},
 		Condition: rules.Condition{Type: rules.Threshold, Count: 5}}
 	legacy := &Alert{GroupBy: rules.GroupHost, Keywords: r.Keywords, KeywordIDs: r.KeywordIDs()}
-	if d := shapeChange(legacy, r); d != "" {
+	if d := shapeChange(legacy, r, r.KeywordIDs()); d != "" {
 		t.Fatalf("legacy alert judged changed: %s", d)
 	}
 	r.GroupBy = rules.GroupNone
-	if d := shapeChange(legacy, r); d != "group_by host → none" {
+	if d := shapeChange(legacy, r, r.KeywordIDs()); d != "group_by host → none" {
 		t.Fatalf("change %q", d)
 	}
 }
@@ -281,4 +292,22 @@ func TestEditingAPendingAlertsRuleDropsItSilently(t *testing.T) {
 		t.Fatalf("fleet-wide alert %+v", a)
 	}
 	v.noMoreEvents(0)
+}
+
+// syncBuffer is a log sink the engine and the test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
