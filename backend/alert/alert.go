@@ -13,6 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/keyalert/keyalert/backend/rules"
@@ -22,8 +24,10 @@ import (
 // State of an alert.
 type State string
 
-// States.
+// States. Pending is an alert whose condition holds but not yet for the
+// rule's "for": tracked, never notified.
 const (
+	Pending      State = "pending"
 	Firing       State = "firing"
 	Acknowledged State = "acknowledged"
 	Resolved     State = "resolved"
@@ -32,10 +36,10 @@ const (
 // ParseState accepts a state name.
 func ParseState(s string) (State, error) {
 	switch st := State(s); st {
-	case Firing, Acknowledged, Resolved:
+	case Pending, Firing, Acknowledged, Resolved:
 		return st, nil
 	}
-	return "", fmt.Errorf("unknown alert state %q (want firing, acknowledged or resolved)", s)
+	return "", fmt.Errorf("unknown alert state %q (want pending, firing, acknowledged or resolved)", s)
 }
 
 // MaxHistory bounds the history kept per alert.
@@ -52,12 +56,21 @@ type Alert struct {
 	Group    string   `json:"group"`
 	Keywords []string `json:"keywords"`
 	// KeywordIDs are the counted series (keyword.Spec IDs).
-	KeywordIDs []string       `json:"keyword_ids"`
-	Severity   rules.Severity `json:"severity"`
-	State      State          `json:"state"`
+	KeywordIDs []string `json:"keyword_ids"`
+	// Filters and Condition are, with GroupBy and KeywordIDs, the rule's
+	// shape when the episode started: an alert whose rule no longer has that
+	// shape is retired, since its group may no longer exist. Condition is nil
+	// for alerts stored before shapes were recorded.
+	Filters   rules.Filters    `json:"filters,omitzero"`
+	Condition *rules.Condition `json:"condition,omitempty"`
+	Severity  rules.Severity   `json:"severity"`
+	State     State            `json:"state"`
 	// Count is the rule's count when the alert last fired or re-notified.
 	Count     int64     `json:"count"`
 	StartedAt time.Time `json:"started_at"`
+	// PendingSince is when the condition started holding, for a rule with
+	// "for": set while pending and kept through the episode it led to.
+	PendingSince time.Time `json:"pending_since,omitzero"`
 	// FalseSince is when the condition last turned false while active; the
 	// alert resolves once it stays false for the rule's resolve_after.
 	FalseSince     time.Time `json:"false_since,omitzero"`
@@ -88,7 +101,57 @@ type Event struct {
 func (a *Alert) Active() bool { return a.State == Firing || a.State == Acknowledged }
 
 // tracked reports whether the engine must look at the alert on every tick.
-func (a *Alert) tracked() bool { return a.Active() || a.Rearm }
+func (a *Alert) tracked() bool { return a.Active() || a.State == Pending || a.Rearm }
+
+// stampShape records r's shape on the alert, at the start of an episode or
+// of a pending spell.
+func (a *Alert) stampShape(r *rules.Rule) {
+	a.RuleName, a.Keywords, a.KeywordIDs, a.Severity = r.Name, append([]string(nil), r.Keywords...), r.KeywordIDs(), r.Severity
+	c := r.Condition
+	a.GroupBy, a.Filters, a.Condition = r.GroupBy, r.Filters, &c
+}
+
+// shapeChange describes how r differs from the rule shape the alert was
+// judged by, e.g. "group_by host → none"; "" if it does not. Name, severity,
+// routing, repeat_interval, resolve_after and for are not part of the shape.
+// kwIDs are r.KeywordIDs(), which the engine has at hand.
+func shapeChange(a *Alert, r *rules.Rule, kwIDs []string) string {
+	var d []string
+	if a.GroupBy != r.GroupBy {
+		d = append(d, fmt.Sprintf("group_by %s → %s", a.GroupBy, r.GroupBy))
+	}
+	if !slices.Equal(a.KeywordIDs, kwIDs) {
+		if slices.Equal(a.Keywords, r.Keywords) {
+			d = append(d, "keyword match or ignore_case changed")
+		} else {
+			d = append(d, fmt.Sprintf("keywords %s → %s", strings.Join(a.Keywords, ", "), strings.Join(r.Keywords, ", ")))
+		}
+	}
+	// Alerts from before shapes were recorded can be judged on the above only.
+	if a.Condition != nil {
+		if a.Filters != r.Filters {
+			d = append(d, fmt.Sprintf("filters %s → %s", filtersText(a.Filters), filtersText(r.Filters)))
+		}
+		if *a.Condition != r.Condition {
+			d = append(d, fmt.Sprintf("condition %s → %s", conditionText(*a.Condition), conditionText(r.Condition)))
+		}
+	}
+	return strings.Join(d, "; ")
+}
+
+func filtersText(f rules.Filters) string {
+	var s []string
+	if f.Host != "" {
+		s = append(s, "host="+f.Host)
+	}
+	if f.Tag != "" {
+		s = append(s, "tag="+f.Tag)
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ",")
+}
 
 func (a *Alert) record(at time.Time, event, detail string) {
 	a.History = append(a.History, Event{At: at.UTC(), Event: event, Detail: detail})
@@ -101,6 +164,10 @@ func (a *Alert) clone() *Alert {
 	c := *a
 	c.Keywords = append([]string(nil), a.Keywords...)
 	c.KeywordIDs = append([]string(nil), a.KeywordIDs...)
+	if a.Condition != nil {
+		cond := *a.Condition
+		c.Condition = &cond
+	}
 	c.History = append([]Event(nil), a.History...)
 	return &c
 }

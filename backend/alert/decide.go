@@ -33,9 +33,17 @@ func decide(cur *Alert, in input) (*Alert, []string) {
 	if in.o.cond {
 		switch {
 		case cur == nil || (cur.State == Resolved && !cur.Rearm):
+			if r.For > 0 {
+				return pend(cur, in)
+			}
 			return fire(cur, in)
 		case cur.State == Resolved:
 			return nil, nil // manually resolved: waits for the condition to clear
+		case cur.State == Pending:
+			if heldFor(cur, r, now) {
+				return fire(cur, in)
+			}
+			return nil, nil
 		}
 		next := cur.clone()
 		changed := false
@@ -77,6 +85,14 @@ func decide(cur *Alert, in input) (*Alert, []string) {
 	if cur == nil {
 		return nil, nil
 	}
+	if cur.State == Pending {
+		// Never paged, so nothing to tell PagerDuty.
+		next := cur.clone()
+		next.State, next.ResolvedAt, next.UpdatedAt = Resolved, now, now
+		next.record(now, "dropped", fmt.Sprintf("condition stopped holding after %s pending (for %s); not paged",
+			rules.Duration(now.Sub(cur.PendingSince).Round(time.Second)), r.For))
+		return next, nil
+	}
 	if cur.State == Resolved {
 		if !cur.Rearm {
 			return nil, nil
@@ -109,21 +125,51 @@ func decide(cur *Alert, in input) (*Alert, []string) {
 	return next, acts
 }
 
-// fire starts a new episode, reusing the stored alert's id and history.
-func fire(cur *Alert, in input) (*Alert, []string) {
-	now := in.now.UTC()
+// heldFor reports whether a pending alert's condition has held for the
+// rule's "for", counted in whole minutes from the minute it started holding:
+// counts are per minute, so the check is too (in replay and live alike).
+func heldFor(a *Alert, r *rules.Rule, now time.Time) bool {
+	return floorMinute(now.Unix())-floorMinute(a.PendingSince.Unix()) >= int64(r.For.D()/time.Second)
+}
+
+// startSpell returns the stored alert to start an episode or a pending spell on,
+// reusing its id and history, or a new one, with the rule's shape and every
+// per-episode field cleared.
+func startSpell(cur *Alert, in input) *Alert {
 	r := in.rule
 	var next *Alert
 	if cur != nil {
 		next = cur.clone()
 	} else {
 		id := ID(r.ID, in.o.group)
-		next = &Alert{ID: id, DedupKey: DedupKey(id), RuleID: r.ID, GroupBy: r.GroupBy, Group: in.o.group}
+		next = &Alert{ID: id, DedupKey: DedupKey(id), RuleID: r.ID, Group: in.o.group}
 	}
-	next.RuleName, next.Keywords, next.KeywordIDs, next.Severity = r.Name, append([]string(nil), r.Keywords...), r.KeywordIDs(), r.Severity
-	next.State, next.Count, next.StartedAt, next.UpdatedAt = Firing, in.o.count, now, now
+	next.stampShape(r)
 	next.FalseSince, next.AckedAt, next.AckedBy, next.ResolvedAt = time.Time{}, time.Time{}, "", time.Time{}
 	next.Notified, next.SilencedBy, next.Rearm, next.LastNotifiedAt = false, "", false, time.Time{}
+	return next
+}
+
+// pend starts a pending spell: the condition holds, the rule wants it to
+// hold for a while before paging.
+func pend(cur *Alert, in input) (*Alert, []string) {
+	now := in.now.UTC()
+	next := startSpell(cur, in)
+	next.State, next.Count, next.PendingSince, next.UpdatedAt = Pending, in.o.count, now, now
+	next.record(now, "pending", fmt.Sprintf("pages if the condition holds for %s: %s", in.rule.For, in.summary))
+	return next, nil
+}
+
+// fire starts a new episode, reusing the stored alert's id and history; a
+// pending alert keeps its pending_since.
+func fire(cur *Alert, in input) (*Alert, []string) {
+	now := in.now.UTC()
+	wasPending := cur != nil && cur.State == Pending
+	next := startSpell(cur, in)
+	if !wasPending {
+		next.PendingSince = time.Time{}
+	}
+	next.State, next.Count, next.StartedAt, next.UpdatedAt = Firing, in.o.count, now, now
 	next.record(now, "firing", in.summary)
 	if in.silence != nil {
 		next.SilencedBy = in.silence.ID

@@ -75,3 +75,45 @@ func TestIDIsStablePerRuleAndGroup(t *testing.T) {
 		t.Fatal("ids must be stable and distinct")
 	}
 }
+
+func TestDecideWithFor(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 0, 30, 0, time.UTC)
+	rule := &rules.Rule{ID: "r1", Name: "n", Keywords: []string{"x"}, For: rules.Duration(2 * time.Minute), ResolveAfter: rules.Duration(5 * time.Minute)}
+	pendingSince := func(at time.Time) *Alert { return &Alert{ID: "a", State: Pending, PendingSince: at} }
+	resolved := &Alert{ID: "a", State: Resolved}
+	tests := []struct {
+		name      string
+		cur       *Alert
+		cond      bool
+		sil       *silence.Silence
+		wantState State // "" means no change
+		wantActs  string
+		wantEvent string
+	}{
+		{"first match: pending, not paged", nil, true, nil, Pending, "", "pending"},
+		{"match after a resolved episode: pending", resolved, true, nil, Pending, "", "pending"},
+		{"held under for: still pending", pendingSince(now.Add(-time.Minute)), true, nil, "", "", ""},
+		{"held 2m in whole minutes: pages", pendingSince(now.Add(-2 * time.Minute)), true, nil, Firing, "trigger", "firing"},
+		// 12:00:59 to 12:02:30 is two minute boundaries: the minutes count, not the seconds.
+		{"held since late in the minute: pages on the minute", pendingSince(now.Add(-91 * time.Second)), true, nil, Firing, "trigger", "firing"},
+		{"held 2m but silenced: fires unpaged", pendingSince(now.Add(-2 * time.Minute)), true, &silence.Silence{ID: "s1"}, Firing, "", "silenced"},
+		{"stops while pending: dropped without a resolve", pendingSince(now.Add(-time.Minute)), false, nil, Resolved, "", "dropped"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			next, acts := decide(tt.cur, input{rule: rule, o: obs{cond: tt.cond, count: 7}, silence: tt.sil, now: now, summary: "s"})
+			if tt.wantState == "" {
+				if next != nil {
+					t.Fatalf("want no change, got %+v %v", next, acts)
+				}
+				return
+			}
+			if next == nil || next.State != tt.wantState || strings.Join(acts, ",") != tt.wantActs || lastEvent(next).Event != tt.wantEvent {
+				t.Fatalf("got %+v acts %v", next, acts)
+			}
+			if next.Notified != (tt.wantActs == "trigger") {
+				t.Fatalf("notified %v", next.Notified)
+			}
+		})
+	}
+}

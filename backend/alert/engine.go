@@ -101,7 +101,7 @@ type Engine struct {
 	wake     chan struct{}
 
 	met *metrics
-	// active is the state of each active alert of the owned shards, as of
+	// active is the state of each pending or active alert of the owned shards, as of
 	// this replica's evaluation: the source of the keyalert_alerts gauge.
 	// Used by the run goroutine only.
 	active map[string]State
@@ -345,7 +345,14 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		return err
 	}
 	byRule := map[string][]string{}
-	for _, a := range tracked {
+	stale := map[string]bool{}
+	for id, a := range tracked {
+		if retireReason(rs, a) != "" {
+			// Left to retireOrphans on the next full tick: judging it by a
+			// rule of another shape could keep it open for good.
+			stale[id] = true
+			continue
+		}
 		byRule[a.RuleID] = append(byRule[a.RuleID], a.Group)
 	}
 	var firstErr error
@@ -355,7 +362,11 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 			continue // too new to tell absence from not-yet-counted
 		}
 		for _, o := range evalRule(cr, cells, nowMin, byRule[cr.rule.ID]) {
-			if err := e.apply(ctx, cr, o, tracked[ID(cr.rule.ID, o.group)], cells, nowMin, now); err != nil && firstErr == nil {
+			id := ID(cr.rule.ID, o.group)
+			if stale[id] {
+				continue
+			}
+			if err := e.apply(ctx, cr, o, tracked[id], cells, nowMin, now); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		}
@@ -462,7 +473,7 @@ func (e *Engine) count(cur *Alert, in input) {
 	if next == nil {
 		return
 	}
-	if next.State == Firing && (cur == nil || cur.State == Resolved) {
+	if next.State == Firing && (cur == nil || !cur.Active()) {
 		e.met.episodes.Inc()
 	}
 	if next.State == Resolved && cur != nil && cur.Active() {
@@ -476,7 +487,7 @@ func (e *Engine) track(a *Alert) {
 	if a == nil {
 		return
 	}
-	if a.Active() {
+	if a.Active() || a.State == Pending {
 		e.active[a.ID] = a.State
 	} else {
 		delete(e.active, a.ID)
@@ -485,54 +496,98 @@ func (e *Engine) track(a *Alert) {
 
 // publishActive sets the keyalert_alerts gauge from e.active.
 func (e *Engine) publishActive() {
-	var firing, acked int
+	var pending, firing, acked int
 	for _, st := range e.active {
-		if st == Firing {
+		switch st {
+		case Pending:
+			pending++
+		case Firing:
 			firing++
-		} else {
+		default:
 			acked++
 		}
 	}
+	e.met.alerts.WithLabelValues(string(Pending)).Set(float64(pending))
 	e.met.alerts.WithLabelValues(string(Firing)).Set(float64(firing))
 	e.met.alerts.WithLabelValues(string(Acknowledged)).Set(float64(acked))
 }
 
-// retireOrphans resolves tracked alerts whose rule was deleted or disabled,
-// for the rules whose shard this replica owns.
+// retireReason says why a tracked alert no longer belongs to the rules of
+// rs, "" if it does. An alert belongs to the rule only while the rule has the
+// shape (group_by, filters, keywords, condition) the alert was judged by:
+// after a change its group may not exist any more — group_by host → none
+// never observes the per-host groups again — so nothing would ever resolve it.
+func retireReason(rs *ruleSet, a *Alert) string {
+	cr, ok := rs.byID[a.RuleID]
+	if !ok {
+		return "rule deleted or disabled"
+	}
+	if d := shapeChange(a, &cr.rule, cr.kwIDs); d != "" {
+		return "rule changed: " + d
+	}
+	return ""
+}
+
+// retireOrphans resolves, with a resolve notification if it paged, every
+// tracked alert whose rule was deleted, disabled or changed shape, and drops
+// such pending alerts, for the rules whose shard this replica owns. tracked
+// is updated with the outcome, so that the evaluation that follows starts
+// the changed rule's alerts afresh.
 func (e *Engine) retireOrphans(ctx context.Context, rs *ruleSet, tracked map[string]*Alert, now time.Time) {
 	for id, a := range tracked {
-		if _, ok := rs.byID[a.RuleID]; ok {
+		reason := retireReason(rs, a)
+		if reason == "" {
 			continue
 		}
 		shard := lease.ShardOf(a.RuleID, e.c.Shards.N())
 		if !e.c.Shards.Owns(shard) {
 			continue
 		}
+		var event string
 		committed, err := e.c.Store.change(ctx, id, e.c.Shards.Lease(shard), func(fresh *Alert) (*Alert, write, error) {
 			var w write
+			event = ""
 			if fresh == nil || !fresh.tracked() {
 				return nil, w, nil
 			}
-			if _, ok := e.rs.byID[fresh.RuleID]; ok {
+			if reason = retireReason(rs, fresh); reason == "" {
 				return nil, w, nil
 			}
 			next := fresh.clone()
 			next.Rearm, next.UpdatedAt = false, now.UTC()
-			if next.Active() {
+			switch {
+			case next.Active():
+				event = "resolved"
 				next.State, next.ResolvedAt = Resolved, now.UTC()
-				next.record(now, "resolved", "rule deleted or disabled")
+				next.record(now, "resolved", reason)
 				if next.Notified {
 					w.notes = e.c.Store.actionNote(ctx, next, notify.Resolve, now)
 				}
 				next.Notified, next.SilencedBy, next.FalseSince = false, "", time.Time{}
+			case next.State == Pending:
+				event = "dropped"
+				next.State, next.ResolvedAt = Resolved, now.UTC()
+				next.record(now, "dropped", reason+"; not paged")
 			}
 			return next, w, nil
 		})
-		if err != nil && !errors.Is(err, ErrLeaseLost) {
-			e.c.Log.Warn("retire alert of a removed rule", "alert_id", id, "err", err)
+		if err != nil {
+			if !errors.Is(err, ErrLeaseLost) {
+				e.c.Log.Warn("retire alert of a removed or changed rule", "alert_id", id, "rule_id", a.RuleID, "err", err)
+			}
+			continue
 		}
-		if err == nil {
-			e.track(committed)
+		e.track(committed)
+		if committed == nil || !committed.tracked() {
+			delete(tracked, id)
+		} else {
+			tracked[id] = committed
+		}
+		if event != "" {
+			e.c.Log.Info("alert "+event, "alert_id", id, "rule_id", a.RuleID, "group", a.Group, "reason", reason)
+			if event == "resolved" {
+				e.met.resolutions.Inc()
+			}
 		}
 	}
 }
@@ -572,7 +627,7 @@ func (e *Engine) trigger(ctx context.Context, cr *crule, o obs, a *Alert, cells 
 	n := notify.Notification{
 		Action: notify.Trigger, AlertID: a.ID, DedupKey: a.DedupKey,
 		Rule: notify.Rule{ID: r.ID, Name: r.Name, Severity: r.Severity, Runbook: r.RunbookURL,
-			Condition: conditionText(r), GroupBy: r.GroupBy, Filters: r.Filters},
+			Condition: conditionText(r.Condition), GroupBy: r.GroupBy, Filters: r.Filters},
 		Group: o.group, Keywords: r.Keywords, Summary: summary,
 		Count: o.count, Window: r.Condition.Window.String(),
 		CountsPerMinute: minuteCounts(cr, cells, nowMin, o.group),
@@ -657,8 +712,7 @@ func summarize(cr *crule, o obs) string {
 	return truncate(s+" (rule "+r.Name+")", MaxSummaryChars)
 }
 
-func conditionText(r *rules.Rule) string {
-	c := r.Condition
+func conditionText(c rules.Condition) string {
 	switch c.Type {
 	case rules.Threshold:
 		return fmt.Sprintf("count >= %d over %s", c.Count, c.Window)

@@ -21,7 +21,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		alerts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "keyalert_alerts",
-			Help: "Active alerts by state (firing, acknowledged) of the rules in the evaluation shards this replica owns, " +
+			Help: "Pending and active alerts by state (pending, firing, acknowledged) of the rules in the evaluation shards this replica owns, " +
 				"as of its last evaluation (changes made through the API show after the next tick). Each alert is " +
 				"counted by one replica only, so sum over replicas for the total; no Redis read at scrape time.",
 		}, []string{"state"}),
@@ -46,7 +46,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Alerts resolved by this replica's evaluation (not by hand through the API).",
 		}),
 	}
-	// Both states exist from the start: a dashboard sees 0, not no data.
+	// Every state exists from the start: a dashboard sees 0, not no data.
+	m.alerts.WithLabelValues(string(Pending))
 	m.alerts.WithLabelValues(string(Firing))
 	m.alerts.WithLabelValues(string(Acknowledged))
 	if reg != nil {

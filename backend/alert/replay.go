@@ -126,7 +126,7 @@ func Replay(rs []rules.Rule, cells map[string][]window.Cell, from, to time.Time,
 		group string
 	}
 	alerts := map[key]*Alert{}
-	tracked := make([]map[string]bool, len(rs)) // groups with an active alert, per rule
+	tracked := make([]map[string]bool, len(rs)) // groups with a pending or active alert, per rule
 	for i := range tracked {
 		tracked[i] = map[string]bool{}
 	}
@@ -157,6 +157,8 @@ func Replay(rs []rules.Rule, cells map[string][]window.Cell, from, to time.Time,
 			for _, o := range obs {
 				k := key{i, o.group}
 				cur := alerts[k]
+				// After the data no alert starts, and a pending one cannot
+				// have held on data that is not there.
 				if after && (cur == nil || !cur.Active()) {
 					continue
 				}
@@ -169,18 +171,23 @@ func Replay(rs []rules.Rule, cells map[string][]window.Cell, from, to time.Time,
 					continue
 				}
 				alerts[k] = next
+				// Pending alerts are known groups too, as in the engine, so
+				// that a group going silent drops its pending alert.
+				if next.tracked() {
+					tracked[i][o.group] = true
+				} else {
+					delete(tracked[i], o.group)
+				}
 				wasActive := cur != nil && cur.Active()
 				switch {
 				case next.Active() && !wasActive:
-					tracked[i][o.group] = true
 					open++
 				case !next.Active() && wasActive:
-					delete(tracked[i], o.group)
 					open--
 				}
 				for _, act := range acts {
 					ev := ReplayEvent{At: now, Rule: i, RuleID: rs[i].ID, RuleName: cr.rule.Name, GroupBy: cr.rule.GroupBy,
-						Group: o.group, Count: o.count, Condition: conditionText(&cr.rule), StartedAt: next.StartedAt}
+						Group: o.group, Count: o.count, Condition: conditionText(cr.rule.Condition), StartedAt: next.StartedAt}
 					switch act {
 					case actTrigger:
 						ev.Kind, ev.Summary = ReplayTrigger, in.summary

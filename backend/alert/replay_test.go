@@ -130,6 +130,31 @@ var replayScenarios = []struct {
 		want: []string{"+0 trigger web-1 6", "+2 trigger web-2 5", "+5 resolve web-1 0", "+5 resolve web-2 3"},
 	},
 	{
+		name: "for: pages once the condition held for 2m",
+		rules: []string{`{"name":"held","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"1m"},
+			"for":"2m","resolve_after":"1m"}`},
+		puts: replayEvery("Exception", "h", 0, 5, 6),
+		to:   5,
+		// Pending at +0 and +1; false from +6, resolved a minute later.
+		want: []string{"+2 trigger  6", "+7 resolve  0"},
+	},
+	{
+		name: "for: a condition that stops at 1m never pages",
+		rules: []string{`{"name":"blip","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"1m"},
+			"for":"2m","resolve_after":"1m"}`},
+		puts: replayEvery("Exception", "h", 0, 1, 6),
+		to:   5,
+		want: nil,
+	},
+	{
+		name: "for: a host going silent drops its pending alert; it starts over when it is back",
+		rules: []string{`{"name":"per host","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"1m"},
+			"group_by":"host","for":"2m","resolve_after":"1m"}`},
+		puts: append([]replayPut{{"Exception", 0, "web-1", 6}}, replayEvery("Exception", "web-1", 3, 6, 6)...),
+		to:   6,
+		want: []string{"+5 trigger web-1 6", "+8 resolve web-1 0"},
+	},
+	{
 		name:  "a disabled rule is not evaluated",
 		rules: []string{`{"name":"off","keywords":["Exception"],"condition":{"type":"threshold","count":1,"window":"1m"},"enabled":false}`},
 		puts:  []replayPut{{"Exception", 0, "h", 9}},

@@ -242,7 +242,7 @@ func (s *Store) mget(ctx context.Context, ids []string) ([]*Alert, error) {
 func (s *Store) List(ctx context.Context, state State, limit int) ([]*Alert, error) {
 	var ids []string
 	var err error
-	if state == Firing || state == Acknowledged {
+	if state == Pending || state == Firing || state == Acknowledged {
 		ids, err = s.rdb.SMembers(ctx, KeyTracked).Result()
 	} else {
 		ids, err = s.rdb.ZRevRange(ctx, KeyIndex, 0, -1).Result()
@@ -282,7 +282,7 @@ func (s *Store) Ack(ctx context.Context, id, by string) (*Alert, error) {
 		switch cur.State {
 		case Acknowledged:
 			return nil, write{}, nil
-		case Resolved:
+		case Resolved, Pending: // a pending alert has not paged: nothing to acknowledge
 			return nil, write{}, ErrConflict
 		}
 		now := s.now().UTC()

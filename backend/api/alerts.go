@@ -196,7 +196,7 @@ func (h *handlers) listAlerts(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("state"); v != "" {
 		st, err := alert.ParseState(v)
 		if err != nil {
-			errs.Add("state", "%q: want firing, acknowledged or resolved", v)
+			errs.Add("state", "%q: want pending, firing, acknowledged or resolved", v)
 		}
 		state = st
 	}

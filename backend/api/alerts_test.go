@@ -357,3 +357,36 @@ func TestAlertsAPI(t *testing.T) {
 		t.Fatal("routing key logged")
 	}
 }
+
+// A rule with "for" shows its alert as pending, through the API, before it
+// pages; the rule's "for" round-trips.
+func TestPendingAlertsAreListed(t *testing.T) {
+	f := newAlertFixture(t, nil)
+	status, body := f.do("POST", "/rules", strings.Replace(ruleBody, `"enabled":true`, `"enabled":true,"for":"2m"`, 1))
+	created := decode[map[string]any](t, body)
+	if status != 201 || created["for"] != "2m" {
+		t.Fatalf("create: %d %s", status, body)
+	}
+	ctx := context.Background()
+	spec := keyword.Spec{Text: "Exception"}
+	minute := t0.Unix() - t0.Unix()%60
+	f.rdb.HIncrBy(ctx, f.win.Keys().Window(spec.ID(), minute), window.Field("web-1", "app.web"), 9)
+	if err := f.eng.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := alert.ID(created["id"].(string), "web-1")
+	for q, want := range map[string]int{"state=pending": 1, "state=firing": 0, "": 1} {
+		_, body = f.do("GET", "/alerts?"+q, "")
+		if n := len(decode[map[string][]alert.Alert](t, body)["alerts"]); n != want {
+			t.Errorf("?%s: %d alerts, want %d", q, n, want)
+		}
+	}
+	status, body = f.do("GET", "/alerts/"+id, "")
+	d := decode[alert.Alert](t, body)
+	if status != 200 || d.State != alert.Pending || len(d.History) != 1 || d.History[0].Event != "pending" {
+		t.Fatalf("detail: %d %s", status, body)
+	}
+	if status, _ = f.do("POST", "/alerts/"+id+"/ack", ""); status != http.StatusConflict {
+		t.Fatalf("ack of a pending alert: %d", status)
+	}
+}

@@ -22,6 +22,7 @@ const (
 	MaxBaseline    = 7 * 24 * time.Hour
 	MaxRepeat      = 7 * 24 * time.Hour
 	MaxResolve     = 24 * time.Hour
+	MaxFor         = 24 * time.Hour
 	RoutingKeyLen  = 32
 	DefaultResolve = 5 * time.Minute
 )
@@ -45,7 +46,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		errs                           validate.Errors
 		w                              Rule
 		name, match, groupBy, severity string
-		repeat, resolve, runbook       string
+		repeat, resolve, runbook, forD string
 		keywords                       []string
 		ignoreCase                     bool
 		enabled                        = true
@@ -55,7 +56,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	present := validate.Object(body, "", map[string]any{
 		"name": &name, "keywords": &keywords, "ignore_case": &ignoreCase, "match": &match,
 		"condition": &cond, "group_by": &groupBy, "filters": &filters, "severity": &severity,
-		"pagerduty": &pd, "repeat_interval": &repeat, "resolve_after": &resolve,
+		"pagerduty": &pd, "repeat_interval": &repeat, "resolve_after": &resolve, "for": &forD,
 		"enabled": &enabled, "runbook_url": &runbook,
 		"id": &ignoredID, "created_at": &ignoredC, "updated_at": &ignoredU,
 	}, &errs)
@@ -165,6 +166,10 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		errs.Add("repeat_interval", "%s: want 0 (never) or at least 1m", repeat)
 	}
 	w.ResolveAfter = Duration(parseDuration(&errs, "resolve_after", resolve, DefaultResolve, 0, MaxResolve, false))
+
+	// Whole minutes: the condition is judged once per event minute, so "90s"
+	// could only mean 1m or 2m.
+	w.For = Duration(parseDuration(&errs, "for", forD, 0, 0, MaxFor, true))
 
 	w.Enabled = enabled
 

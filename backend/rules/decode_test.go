@@ -91,6 +91,11 @@ func TestDecodeReportsEachBadField(t *testing.T) {
 		{"window of a week", func(m map[string]any) { m["condition"].(map[string]any)["window"] = "1w" }, []string{"condition.window"}},
 		{"repeat interval of two weeks", func(m map[string]any) { m["repeat_interval"] = "2w" }, []string{"repeat_interval"}},
 		{"resolve_after in years", func(m map[string]any) { m["resolve_after"] = "1y" }, []string{"resolve_after"}},
+		{"for not whole minutes", func(m map[string]any) { m["for"] = "90s" }, []string{"for"}},
+		{"negative for", func(m map[string]any) { m["for"] = "-2m" }, []string{"for"}},
+		{"for over a day", func(m map[string]any) { m["for"] = "25h" }, []string{"for"}},
+		{"for a bare number", func(m map[string]any) { m["for"] = "2" }, []string{"for"}},
+		{"for not a string", func(m map[string]any) { m["for"] = 120 }, []string{"for"}},
 		{"spike baseline of two weeks", func(m map[string]any) {
 			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "baseline": "2w"}
 		}, []string{"condition.baseline"}},
@@ -210,6 +215,12 @@ func TestDecodeReadsDaysAndWeeks(t *testing.T) {
 			func(r Rule) time.Duration { return r.RepeatInterval.D() }, 7 * 24 * time.Hour},
 		{"resolve_after of 1d", func(m map[string]any) { m["resolve_after"] = "1d" },
 			func(r Rule) time.Duration { return r.ResolveAfter.D() }, 24 * time.Hour},
+		{"for of 2m", func(m map[string]any) { m["for"] = "2m" },
+			func(r Rule) time.Duration { return r.For.D() }, 2 * time.Minute},
+		{"for of 1d", func(m map[string]any) { m["for"] = "1d" },
+			func(r Rule) time.Duration { return r.For.D() }, 24 * time.Hour},
+		{"for left out: pages at once", func(m map[string]any) {},
+			func(r Rule) time.Duration { return r.For.D() }, 0},
 		{"spike baseline of 7d", func(m map[string]any) {
 			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "baseline": "7d"}
 		}, func(r Rule) time.Duration { return r.Condition.Baseline.D() }, 7 * 24 * time.Hour},

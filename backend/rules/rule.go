@@ -28,10 +28,13 @@ type Rule struct {
 	PagerDuty      PagerDuty    `json:"pagerduty"`
 	RepeatInterval Duration     `json:"repeat_interval"`
 	ResolveAfter   Duration     `json:"resolve_after"`
-	Enabled        bool         `json:"enabled"`
-	RunbookURL     string       `json:"runbook_url,omitempty"`
-	CreatedAt      time.Time    `json:"created_at"`
-	UpdatedAt      time.Time    `json:"updated_at"`
+	// For is how long the condition must hold, on evaluations in whole event
+	// minutes, before the alert pages; until then it is pending. 0: at once.
+	For        Duration  `json:"for,omitzero"`
+	Enabled    bool      `json:"enabled"`
+	RunbookURL string    `json:"runbook_url,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // Specs returns the rule's keywords with its match options, canonical.
