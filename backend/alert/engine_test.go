@@ -107,7 +107,7 @@ func (v *env) count(kw, host, tag string, back int, n int64) {
 		v.t.Fatal(err)
 	}
 	line := window.EncodeSample(window.Sample{Minute: minute, Host: host, Tag: tag, Line: fmt.Sprintf("%s on %s", kw, host)})
-	v.rdb.LPush(v.ctx, v.win.Keys().Samples(spec.ID()), line)
+	v.rdb.LPush(v.ctx, v.win.Keys().Samples(spec.ID(), host, tag), line)
 }
 
 func (v *env) tick() {
