@@ -33,7 +33,7 @@ func TestEntries(t *testing.T) {
 		samples  int
 		perFlush int // 0: DefaultSamplesPerFlush
 		adds     []add
-		want    []string // "id host minute count samples|..."
+		want     []string // "id host minute count samples|..."
 	}{
 		{"nothing counted", 1, 0, nil, nil},
 		{"counts per series, sorted by id, host, minute", 1, 0,
