@@ -291,10 +291,11 @@ func (l *argv) countGroups() int {
 }
 
 // sampleGroups writes one record per (keyword, host, tag) series with
-// samples: each series' newest samples of the batch, in stream order so the newest is pushed last
-// and ends up first. A batch adds at most a quarter of the cap, so the list
-// spans several batches rather than one burst, and a backlog does not push
-// samples only to trim them.
+// samples: each series' newest samples of the batch, in stream order so the
+// newest is pushed last and ends up first. Lists are per series so that a
+// busy host cannot push a quiet one's lines out. A batch adds at most a
+// quarter of the cap to a list, so it spans several batches rather than one
+// burst, and a backlog does not push samples only to trim them.
 func (l *argv) sampleGroups() int {
 	if l.p.sampleCap <= 0 {
 		return 0
