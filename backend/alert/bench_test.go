@@ -113,7 +113,9 @@ func (m memCounts) CellsMany(_ context.Context, kwIDs []string, from, to int64) 
 	return out, nil
 }
 
-func (m memCounts) Samples(context.Context, string, int) ([]window.Sample, error) { return nil, nil }
+func (m memCounts) Samples(context.Context, []window.Series, int) ([]window.Sample, error) {
+	return nil, nil
+}
 
 func benchEngine(b *testing.B, rdb *redis.Client, counts Counts) *Engine {
 	ctx := context.Background()

@@ -47,20 +47,12 @@ func BuildDetail(ctx context.Context, counts Counts, rule *rules.Rule, a *Alert,
 			}
 		}
 	}
-	for _, kw := range a.KeywordIDs {
-		list, err := counts.Samples(ctx, kw, 4*samples)
-		if err != nil {
-			return d, err
-		}
-		for _, s := range list {
-			if len(d.SampleLines) == samples {
-				break
-			}
-			if filters.Match(s.Host, s.Tag) && inGroup(a.GroupBy, a.Group, window.Cell{Host: s.Host, Tag: s.Tag}) {
-				d.SampleLines = append(d.SampleLines, s)
-			}
-		}
+	series := sampleSeries(a.KeywordIDs, cells, filters, a.GroupBy, a.Group, from, nowMin, samples)
+	list, err := counts.Samples(ctx, series, samples)
+	if err != nil {
+		return d, err
 	}
+	d.SampleLines = append(d.SampleLines, list...)
 	return d, nil
 }
 

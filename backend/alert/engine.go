@@ -631,7 +631,7 @@ func (e *Engine) trigger(ctx context.Context, cr *crule, o obs, a *Alert, cells 
 		Group: o.group, Keywords: r.Keywords, Summary: summary,
 		Count: o.count, Window: r.Condition.Window.String(),
 		CountsPerMinute: minuteCounts(cr, cells, nowMin, o.group),
-		Samples:         e.samples(ctx, cr, o.group),
+		Samples:         e.samples(ctx, cr, o.group, cells, nowMin),
 		At:              e.c.Now(), Target: key,
 	}
 	switch {
@@ -653,28 +653,23 @@ func (e *Engine) trigger(ctx context.Context, cr *crule, o obs, a *Alert, cells 
 	return n, nil
 }
 
-// samples picks recent sample lines of the rule's keywords that belong to
-// the group and pass the filters.
-func (e *Engine) samples(ctx context.Context, cr *crule, group string) []string {
+// samples picks the newest sample lines of the group's own series (see
+// sampleSeries) over the rule's lookback.
+func (e *Engine) samples(ctx context.Context, cr *crule, group string, cells map[string][]window.Cell, nowMin int64) []string {
 	n := e.c.Options.SampleLines
 	if n <= 0 {
 		return nil
 	}
-	var out []string
-	for _, kw := range cr.kwIDs {
-		list, err := e.c.Counts.Samples(ctx, kw, 4*n)
-		if err != nil {
-			e.c.Log.Warn("read sample lines", "keyword", kw, "err", err)
-			continue
-		}
-		for _, s := range list {
-			if cr.rule.Filters.Match(s.Host, s.Tag) && inGroup(cr.rule.GroupBy, group, window.Cell{Host: s.Host, Tag: s.Tag}) {
-				out = append(out, s.Line)
-				if len(out) == n {
-					return out
-				}
-			}
-		}
+	lookStart := nowMin - (cr.lookMin-1)*60
+	series := sampleSeries(cr.kwIDs, cells, cr.rule.Filters, cr.rule.GroupBy, group, lookStart, nowMin, n)
+	list, err := e.c.Counts.Samples(ctx, series, n)
+	if err != nil {
+		e.c.Log.Warn("read sample lines", "rule_id", cr.rule.ID, "group", group, "err", err)
+		return nil
+	}
+	out := make([]string, 0, len(list))
+	for _, s := range list {
+		out = append(out, s.Line)
 	}
 	return out
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -107,7 +109,7 @@ func (v *env) count(kw, host, tag string, back int, n int64) {
 		v.t.Fatal(err)
 	}
 	line := window.EncodeSample(window.Sample{Minute: minute, Host: host, Tag: tag, Line: fmt.Sprintf("%s on %s", kw, host)})
-	v.rdb.LPush(v.ctx, v.win.Keys().Samples(spec.ID()), line)
+	v.rdb.LPush(v.ctx, v.win.Keys().Samples(spec.ID(), host, tag), line)
 }
 
 func (v *env) tick() {
@@ -618,5 +620,69 @@ func TestMetricNamesAndLabels(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("metrics %v, want %v", got, want)
+	}
+}
+
+// countLines adds one record per line of kw to the window back minutes ago,
+// and pushes the lines to the series' sample list in order, as the ingest
+// would (the last pushed is the newest).
+func (v *env) countLines(kw, host, tag string, back int, lines ...string) {
+	v.t.Helper()
+	spec := keyword.Spec{Text: kw}
+	minute := v.clk.Now().Unix() - v.clk.Now().Unix()%60 - int64(back)*60
+	if err := v.rdb.HIncrBy(v.ctx, v.win.Keys().Window(spec.ID(), minute), window.Field(host, tag), int64(len(lines))).Err(); err != nil {
+		v.t.Fatal(err)
+	}
+	for _, l := range lines {
+		enc := window.EncodeSample(window.Sample{Minute: minute, Host: host, Tag: tag, Line: l})
+		if err := v.rdb.LPush(v.ctx, v.win.Keys().Samples(spec.ID(), host, tag), enc).Err(); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+}
+
+func TestPagesCarryTheirOwnGroupsSamplesNewestFirst(t *testing.T) {
+	var busy []string
+	for i := range 30 {
+		busy = append(busy, fmt.Sprintf("busy %d", i))
+	}
+	tests := []struct {
+		name    string
+		groupBy rules.GroupBy
+		want    map[string][]string // group -> samples of its page
+	}{
+		{"group by host: each host its own lines; a busy host crowds out no one", rules.GroupHost, map[string][]string{
+			"web-1": {"web-1 app m0", "web-1 worker m-1", "web-1 app m-2"},
+			"web-2": {"web-2 app m-1"},
+			"busy":  {"busy 29", "busy 28", "busy 27", "busy 26", "busy 25"},
+		}},
+		{"group by tag: the tag's series across hosts", rules.GroupTag, map[string][]string{
+			"app":    {"busy 29", "web-1 app m0", "busy 28", "busy 27", "busy 26"},
+			"worker": {"web-1 worker m-1"},
+		}},
+		{"no grouping: newest across series", rules.GroupNone, map[string][]string{
+			"": {"busy 29", "web-1 app m0", "busy 28", "busy 27", "busy 26"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newEnv(t)
+			v.startSender()
+			v.rule(`{"name":"errors","keywords":["ERROR"],"condition":{"type":"threshold","count":1,"window":"5m"},
+				"group_by":"` + string(tt.groupBy) + `","pagerduty":{"routing_key":"` + testKey + `"}}`)
+			v.countLines("ERROR", "web-1", "app", 2, "web-1 app m-2")
+			v.countLines("ERROR", "web-1", "worker", 1, "web-1 worker m-1")
+			v.countLines("ERROR", "web-1", "app", 0, "web-1 app m0")
+			v.countLines("ERROR", "web-2", "app", 1, "web-2 app m-1")
+			v.countLines("ERROR", "busy", "app", 0, busy...)
+			v.tick()
+			got := map[string][]string{}
+			for _, ev := range v.events(len(tt.want)) {
+				got[ev.Group] = ev.Samples
+			}
+			if !maps.EqualFunc(got, tt.want, slices.Equal) {
+				t.Errorf("samples per page %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -1,7 +1,9 @@
 package alert
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/keyalert/keyalert/backend/lease"
@@ -15,8 +17,9 @@ type Counts interface {
 	// CellsMany returns the cells of each keyword id for minutes in
 	// [from, to) (Unix seconds), in one round trip.
 	CellsMany(ctx context.Context, kwIDs []string, from, to int64) (map[string][]window.Cell, error)
-	// Samples returns up to n recent sample lines of a keyword, newest first.
-	Samples(ctx context.Context, kwID string, n int) ([]window.Sample, error)
+	// Samples returns up to n recent sample lines of the given series,
+	// newest first.
+	Samples(ctx context.Context, series []window.Series, n int) ([]window.Sample, error)
 }
 
 var _ Counts = (*window.Store)(nil)
@@ -191,4 +194,43 @@ func inGroup(by rules.GroupBy, group string, c window.Cell) bool {
 		return c.Tag == group
 	}
 	return true
+}
+
+// sampleSeries picks the series whose sample lines a page of group shows:
+// the group's series (past the filters) with counts in minutes [from, to],
+// the latest count first, then the largest, at most n. The newest n lines of
+// the group lie in at most n series, so reading n lists of n lines is bounded
+// by the lines wanted, not by the size of the fleet; the cells are the ones
+// evaluation already read.
+func sampleSeries(kwIDs []string, cells map[string][]window.Cell, filters rules.Filters, by rules.GroupBy, group string, from, to int64, n int) []window.Series {
+	if n <= 0 {
+		return nil
+	}
+	type seen struct {
+		last, total int64
+	}
+	found := map[window.Series]*seen{}
+	for _, kw := range kwIDs {
+		for _, c := range cells[kw] {
+			if c.Count <= 0 || c.Minute < from || c.Minute > to || !filters.Match(c.Host, c.Tag) || !inGroup(by, group, c) {
+				continue
+			}
+			k := window.Series{KeywordID: kw, Host: c.Host, Tag: c.Tag}
+			if f := found[k]; f != nil {
+				f.last, f.total = max(f.last, c.Minute), f.total+c.Count
+			} else {
+				found[k] = &seen{c.Minute, c.Count}
+			}
+		}
+	}
+	out := make([]window.Series, 0, len(found))
+	for k := range found {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b window.Series) int {
+		fa, fb := found[a], found[b]
+		return cmp.Or(cmp.Compare(fb.last, fa.last), cmp.Compare(fb.total, fa.total),
+			cmp.Compare(a.KeywordID, b.KeywordID), cmp.Compare(a.Host, b.Host), cmp.Compare(a.Tag, b.Tag))
+	})
+	return out[:min(n, len(out))]
 }

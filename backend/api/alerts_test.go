@@ -298,7 +298,7 @@ func TestAlertsAPI(t *testing.T) {
 	client := f.rdb
 	client.HIncrBy(ctx, f.win.Keys().Window(spec.ID(), minute), window.Field("web-1", "app.web"), 9)
 	client.HIncrBy(ctx, f.win.Keys().Window(spec.ID(), minute), window.Field("web-2", "app.web"), 9)
-	client.LPush(ctx, f.win.Keys().Samples(spec.ID()), window.EncodeSample(window.Sample{Minute: minute, Host: "web-1", Tag: "app.web", Line: "java.lang.Exception: boom"}))
+	client.LPush(ctx, f.win.Keys().Samples(spec.ID(), "web-1", "app.web"), window.EncodeSample(window.Sample{Minute: minute, Host: "web-1", Tag: "app.web", Line: "java.lang.Exception: boom"}))
 	if err := f.eng.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -115,7 +115,7 @@ var settings = []Setting{
 	intRow("max-deliveries", "KEYALERT_MAX_DELIVERIES", int64(ingest.DefaultMaxDeliveries), 1, 1000000,
 		"an entry delivered more often than this goes to the dead-letter stream", func(c *Config) *int64 { return &c.Ingest.MaxDeliveries }),
 	{Flag: "samples", Env: "KEYALERT_SAMPLES", Default: strconv.Itoa(ingest.DefaultSamples), Bounds: "0–1000",
-		Usage: "sample lines kept per keyword; 0 keeps none",
+		Usage: "sample lines kept per (keyword, host, tag) series, each list expiring after the retention; 0 keeps none",
 		set: func(c *Config, v string) error {
 			n, err := intIn(v, 0, 1000)
 			c.Ingest.Samples, c.Ingest.NoSamples = int(n), n == 0

@@ -137,7 +137,7 @@ for g = 1, nseen do
   end
 end
 
--- Samples of counted entries, newest ending up first.
+-- Samples of counted entries, one list per series, newest ending up first.
 for g = 1, nsample do
   local key, m = KEYS[tonumber(ARGV[i + SAMPLE_KEY])], tonumber(ARGV[i + SAMPLE_LEN])
   i = i + SAMPLE_FIXED
@@ -149,8 +149,11 @@ for g = 1, nsample do
     i = i + PICK_WIDTH
   end
   if #push > 0 then
-    rpcall('LPUSH', key, unpack(push))
-    rpcall('LTRIM', key, 0, cap - 1)
+    -- Lists are per series, so most are short: trim only those over the cap.
+    local len = rpcall('LPUSH', key, unpack(push))
+    if type(len) == 'number' and len > cap then
+      rpcall('LTRIM', key, 0, cap - 1)
+    end
     rpcall('EXPIRE', key, sttl)
   end
 end

@@ -410,51 +410,84 @@ func TestWindowAndSeenKeysExpireAfterRetention(t *testing.T) {
 	}
 }
 
-// sampledEntries are ten batches of "err" at minute, from hosts h0…h9, each
+// sampledEntries are ten batches of "err" at minute, from host(i), each
 // with the samples "line <i> a" and "line <i> b".
-func sampledEntries(minute int64) []stream.Entry {
+func sampledEntries(minute int64, host func(i int) string) []stream.Entry {
 	var es []stream.Entry
 	for i := 0; i < 10; i++ {
-		e := entry(i, "err", fmt.Sprintf("h%d", i), "t", minute, 2)
+		e := entry(i, "err", host(i), "t", minute, 2)
 		e.Samples = []string{fmt.Sprintf("line %d a", i), fmt.Sprintf("line %d b", i)}
 		es = append(es, e)
 	}
 	return es
 }
 
-func TestSamplesNewestFirstAndCapped(t *testing.T) {
+func oneHost(int) string { return "h" }
+
+func seriesSamples(t *testing.T, rdb redis.UniversalClient, host string) []window.Sample {
+	t.Helper()
+	got, err := window.NewStore(rdb, testStream).Samples(context.Background(), []window.Series{{KeywordID: "substring:err", Host: host, Tag: "t"}}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestSamplesNewestFirstAndCappedPerSeries(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	now := nowMinute()
-	es := sampledEntries(now)
-	const sampleCap = 4 // a batch adds at most cap/4 = 1 sample per keyword
+	es := sampledEntries(now, oneHost)
+	const sampleCap = 4 // a batch adds at most cap/4 = 1 sample per series
 	r := start(t, Options{Client: rdb, Samples: sampleCap})
 	for _, e := range es {
 		xadd(t, rdb, e)
 		drained(t, rdb, "keyalertd")
 	}
 	r.stop()
-	got, err := window.NewStore(rdb, testStream).Samples(context.Background(), "substring:err", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := seriesSamples(t, rdb, "h")
 	var want []window.Sample
 	for i := 9; i > 9-sampleCap; i-- {
-		want = append(want, window.Sample{Minute: now, Host: fmt.Sprintf("h%d", i), Tag: "t", Line: fmt.Sprintf("line %d b", i)})
+		want = append(want, window.Sample{Minute: now, Host: "h", Tag: "t", Line: fmt.Sprintf("line %d b", i)})
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("samples = %v, want %v", got, want)
+	}
+	ttl := rdb.TTL(context.Background(), window.NewKeys(testStream).Samples("substring:err", "h", "t")).Val()
+	if ttl < window.DefaultRetention-time.Minute || ttl > window.DefaultRetention {
+		t.Errorf("sample list TTL %v, want the retention %v", ttl, window.DefaultRetention)
+	}
+}
+
+func TestBusyHostDoesNotCrowdOutQuietOne(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	now := nowMinute()
+	quiet := entry(100, "err", "quiet", "t", now, 1)
+	quiet.Samples = []string{"quiet line"}
+	r := start(t, Options{Client: rdb, Samples: 4})
+	xadd(t, rdb, quiet)
+	drained(t, rdb, "keyalertd")
+	for _, e := range sampledEntries(now, func(i int) string { return "busy" }) {
+		xadd(t, rdb, e)
+		drained(t, rdb, "keyalertd")
+	}
+	r.stop()
+	if got, want := seriesSamples(t, rdb, "quiet"), []window.Sample{{Minute: now, Host: "quiet", Tag: "t", Line: "quiet line"}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("quiet host's samples = %v, want %v", got, want)
+	}
+	if got := seriesSamples(t, rdb, "busy"); len(got) != 4 || got[0].Line != "line 9 b" {
+		t.Errorf("busy host's samples = %v, want the newest 4 from line 9 b", got)
 	}
 }
 
 func TestBacklogBatchAddsAQuarterOfTheCap(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	now := nowMinute()
-	es := sampledEntries(now)
+	es := sampledEntries(now, oneHost)
 	xadd(t, rdb, es...) // one read batch
 	start(t, Options{Client: rdb, Samples: 8})
 	drained(t, rdb, "keyalertd")
-	got, _ := window.NewStore(rdb, testStream).Samples(context.Background(), "substring:err", 10)
-	want := []window.Sample{{Minute: now, Host: "h9", Tag: "t", Line: "line 9 b"}, {Minute: now, Host: "h9", Tag: "t", Line: "line 9 a"}}
+	got := seriesSamples(t, rdb, "h")
+	want := []window.Sample{{Minute: now, Host: "h", Tag: "t", Line: "line 9 b"}, {Minute: now, Host: "h", Tag: "t", Line: "line 9 a"}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("samples = %v, want the batch's newest two %v", got, want)
 	}

@@ -290,11 +290,12 @@ func (l *argv) countGroups() int {
 	return groups
 }
 
-// sampleGroups writes one record per keyword with samples: each keyword's
-// newest samples of the batch, in stream order so the newest is pushed last
-// and ends up first. A batch adds at most a quarter of the cap, so the list
-// spans several batches rather than one burst, and a backlog does not push
-// samples only to trim them.
+// sampleGroups writes one record per (keyword, host, tag) series with
+// samples: each series' newest samples of the batch, in stream order so the
+// newest is pushed last and ends up first. Lists are per series so that a
+// busy host cannot push a quiet one's lines out. A batch adds at most a
+// quarter of the cap to a list, so it spans several batches rather than one
+// burst, and a backlog does not push samples only to trim them.
 func (l *argv) sampleGroups() int {
 	if l.p.sampleCap <= 0 {
 		return 0
@@ -306,15 +307,21 @@ func (l *argv) sampleGroups() int {
 		pos[e] = k
 	}
 	take := make([]int, n)
+	keys := make([]string, n) // sample list of each entry with samples
 	left := map[string]int{}
 	for e := n - 1; e >= 0; e-- {
-		q, ok := left[kwIDs[e]]
+		en := &pl.entries[e]
+		if len(en.Samples) == 0 {
+			continue
+		}
+		keys[e] = l.p.keys.Samples(kwIDs[e], en.Host, en.Tag)
+		q, ok := left[keys[e]]
 		if !ok {
 			q = perBatch
 		}
 		if q > 0 {
-			take[e] = min(q, len(pl.entries[e].Samples))
-			left[kwIDs[e]] = q - take[e]
+			take[e] = min(q, len(en.Samples))
+			left[keys[e]] = q - take[e]
 		}
 	}
 	type pick struct {
@@ -328,7 +335,7 @@ func (l *argv) sampleGroups() int {
 			continue
 		}
 		en := &pl.entries[e]
-		sk := l.p.keys.Samples(kwIDs[e])
+		sk := keys[e]
 		if _, ok := picks[sk]; !ok {
 			sampleKeys = append(sampleKeys, sk)
 		}

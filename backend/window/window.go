@@ -3,12 +3,14 @@
 // the ingest script can touch them with the stream in one slot:
 //
 //	ka:{tag}:w:<keywordID>:<minute>   HASH  "<host>\x00<tag>" -> count
-//	ka:{tag}:s:<keywordID>            LIST  sample JSON, newest first, capped
+//	ka:{tag}:s:<keywordID>\x00<host>\x00<tag>  LIST  sample JSON of one series, newest first, capped
 //	ka:{tag}:seen:<hour>              SET   dedup ids applied, by event hour
 //
 // <minute> is Unix seconds of the minute start, <hour> is minute/3600. Window
 // hashes expire Retention after their minute ends, seen sets Retention after
-// their hour ends, so a dedup id outlives every count it protects.
+// their hour ends, so a dedup id outlives every count it protects. Sample
+// lists are per (keyword, host, tag) series, so a busy host cannot push a
+// quiet one's lines out; they expire Retention after their last write.
 package window
 
 import (
@@ -46,8 +48,12 @@ func (k Keys) Window(kwID string, minute int64) string {
 	return k.prefix + "w:" + kwID + ":" + strconv.FormatInt(minute, 10)
 }
 
-// Samples is the list of one keyword's recent sample lines.
-func (k Keys) Samples(kwID string) string { return k.prefix + "s:" + kwID }
+// Samples is the list of one (keyword, host, tag) series' recent sample
+// lines. NUL separates the parts because a keyword ID may hold ':' and a
+// host cannot hold NUL (see Field), so no two series share a key.
+func (k Keys) Samples(kwID, host, tag string) string {
+	return k.prefix + "s:" + kwID + "\x00" + Field(host, tag)
+}
 
 // Seen is the set of dedup ids applied for entries of minute's hour.
 func (k Keys) Seen(minute int64) string {
@@ -188,22 +194,61 @@ func (s *Store) CellsMany(ctx context.Context, kwIDs []string, from, to int64) (
 	return out, nil
 }
 
-// Samples returns up to n of kwID's most recent samples, newest first. Entries
-// that do not decode are skipped.
-func (s *Store) Samples(ctx context.Context, kwID string, n int) ([]Sample, error) {
-	if n <= 0 {
+// Series names one (keyword, host, tag) series.
+type Series struct {
+	KeywordID, Host, Tag string
+}
+
+// MaxSampleSeries bounds the series one Samples call reads, so a caller
+// cannot turn it into a scan of a fleet.
+const MaxSampleSeries = 1000
+
+// Samples returns up to n of the most recent samples of the given series,
+// newest first: by event minute, then by each list's own order (newest
+// pushed first). It reads at most n from each list, in one pipelined round
+// trip; entries that do not decode are skipped.
+func (s *Store) Samples(ctx context.Context, series []Series, n int) ([]Sample, error) {
+	if n <= 0 || len(series) == 0 {
 		return nil, nil
 	}
-	raw, err := s.rdb.LRange(ctx, s.keys.Samples(kwID), 0, int64(n-1)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("samples of %s: %w", kwID, err)
+	if len(series) > MaxSampleSeries {
+		return nil, fmt.Errorf("samples: %d series requested, over the limit of %d", len(series), MaxSampleSeries)
 	}
-	out := make([]Sample, 0, len(raw))
-	for _, r := range raw {
-		var sm Sample
-		if json.Unmarshal([]byte(r), &sm) == nil {
-			out = append(out, sm)
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, len(series))
+	for i, sr := range series {
+		cmds[i] = pipe.LRange(ctx, s.keys.Samples(sr.KeywordID, sr.Host, sr.Tag), 0, int64(n-1))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("samples of %d series: %w", len(series), err)
+	}
+	type ranked struct {
+		Sample
+		list, pos int
+	}
+	var all []ranked
+	for i, c := range cmds {
+		for j, r := range c.Val() {
+			var sm Sample
+			if json.Unmarshal([]byte(r), &sm) == nil {
+				all = append(all, ranked{sm, i, j})
+			}
 		}
+	}
+	// Lists are newest first already; a stable merge by minute keeps that
+	// order within a minute, and the series order given across lists.
+	sort.SliceStable(all, func(i, j int) bool {
+		if all[i].Minute != all[j].Minute {
+			return all[i].Minute > all[j].Minute
+		}
+		if all[i].pos != all[j].pos {
+			return all[i].pos < all[j].pos
+		}
+		return all[i].list < all[j].list
+	})
+	out := make([]Sample, 0, min(n, len(all)))
+	for _, r := range all[:min(n, len(all))] {
+		out = append(out, r.Sample)
 	}
 	return out, nil
 }

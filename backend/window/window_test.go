@@ -24,7 +24,7 @@ func TestKeysShareTheStreamsHashTag(t *testing.T) {
 	}
 	for _, tt := range tests {
 		k := NewKeys(tt.stream)
-		for _, key := range []string{k.Window("substring:a{b}", 60), k.Samples("regex:}{"), k.Seen(7200)} {
+		for _, key := range []string{k.Window("substring:a{b}", 60), k.Samples("regex:}{", "h", "t"), k.Seen(7200)} {
 			if !strings.HasPrefix(key, "ka:"+tt.tag+":") {
 				t.Errorf("key %q for stream %q: want prefix ka:%s:", key, tt.stream, tt.tag)
 			}
@@ -37,7 +37,7 @@ func TestKeySchema(t *testing.T) {
 	if got := k.Window("word/i:error", 1714557600); got != "ka:{keyalert:events}:w:word/i:error:1714557600" {
 		t.Errorf("Window = %q", got)
 	}
-	if got := k.Samples("substring:x"); got != "ka:{keyalert:events}:s:substring:x" {
+	if got := k.Samples("substring:x", "web-1", "app"); got != "ka:{keyalert:events}:s:substring:x\x00web-1\x00app" {
 		t.Errorf("Samples = %q", got)
 	}
 	if got := k.Seen(1714557660); got != "ka:{keyalert:events}:seen:476266" {
@@ -112,15 +112,59 @@ func TestSamplesNewestFirstSkipsUndecodable(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	ctx := context.Background()
 	s := NewStore(rdb, stream.DefaultStream)
-	key := s.Keys().Samples("substring:a")
+	key := s.Keys().Samples("substring:a", "h", "t")
 	rdb.LPush(ctx, key, EncodeSample(Sample{60, "h", "t", "old"}), "not json", EncodeSample(Sample{120, "h", "t", "new"}))
-	got, err := s.Samples(ctx, "substring:a", 10)
+	got, err := s.Samples(ctx, []Series{{"substring:a", "h", "t"}}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Sample{{120, "h", "t", "new"}, {60, "h", "t", "old"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Samples = %v, want %v", got, want)
+	}
+}
+
+func TestSamplesReadOnlyTheGivenSeriesMergedNewestFirst(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	push := func(host, tag string, samples ...Sample) {
+		for _, sm := range samples {
+			rdb.LPush(ctx, s.Keys().Samples("substring:a", host, tag), EncodeSample(sm))
+		}
+	}
+	push("a", "t", Sample{60, "a", "t", "a1"}, Sample{180, "a", "t", "a3"})
+	push("b", "t", Sample{120, "b", "t", "b2"}, Sample{240, "b", "t", "b4"})
+	push("c", "t", Sample{300, "c", "t", "c5"})
+	tests := []struct {
+		name   string
+		series []Series
+		n      int
+		want   []string
+	}{
+		{"one series", []Series{{"substring:a", "a", "t"}}, 10, []string{"a3", "a1"}},
+		{"two series merged by minute", []Series{{"substring:a", "a", "t"}, {"substring:a", "b", "t"}}, 10, []string{"b4", "a3", "b2", "a1"}},
+		{"cut to n", []Series{{"substring:a", "a", "t"}, {"substring:a", "b", "t"}}, 3, []string{"b4", "a3", "b2"}},
+		{"a series without samples", []Series{{"substring:a", "z", "t"}}, 10, nil},
+		{"none asked", nil, 10, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.Samples(ctx, tt.series, tt.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var lines []string
+			for _, sm := range got {
+				lines = append(lines, sm.Line)
+			}
+			if !reflect.DeepEqual(lines, tt.want) {
+				t.Errorf("lines %q, want %q", lines, tt.want)
+			}
+		})
+	}
+	if _, err := s.Samples(ctx, make([]Series, MaxSampleSeries+1), 1); err == nil {
+		t.Error("no error for more than MaxSampleSeries series")
 	}
 }
 

@@ -1,5 +1,6 @@
 // Package aggregate counts one flush's keyword hits per (keyword, host, event
-// minute) series and keeps the first sample lines of each keyword. An
+// minute) series and keeps the first sample lines of each (keyword, host)
+// group, so every host of a chunk gets its own (the tag is the chunk's). An
 // Aggregator is reused flush after flush, so steady-state counting allocates
 // nothing: hosts are interned once, series live in a reused slice and index.
 package aggregate
@@ -21,6 +22,20 @@ type Specs interface {
 // Hostname_Key with ever-changing values cannot grow it without limit.
 const maxInternedHosts = 4096
 
+// DefaultSamplesPerFlush and MaxSamplesPerFlush bound the sample lines one
+// flush keeps over all its series: with samples per (keyword, host), a chunk
+// of many hosts would otherwise copy up to hosts × keywords × 512 bytes.
+const (
+	DefaultSamplesPerFlush = 1000
+	MaxSamplesPerFlush     = 100000
+)
+
+// groupKey is what the Samples bound applies to: one keyword on one host.
+type groupKey struct {
+	kw   int32
+	host int32
+}
+
 type seriesKey struct {
 	kw     int32
 	host   int32
@@ -30,29 +45,33 @@ type seriesKey struct {
 type series struct {
 	seriesKey
 	count   int64
+	group   int32    // index into Aggregator.taken
 	samples [][]byte // alias the chunk until Entries copies them
 }
 
 // Aggregator collects the counts of one flush. It is not safe for concurrent
 // use; each concurrent flush takes its own (see sync.Pool in package flush).
 type Aggregator struct {
-	samples int
-	hostIDs map[string]int32
-	hosts   []string
-	index   map[seriesKey]int32
-	series  []series
-	taken   []int32 // samples taken per keyword this flush
+	samples  int
+	perFlush int // samples left for this flush over all groups
+	hostIDs  map[string]int32
+	hosts    []string
+	index    map[seriesKey]int32
+	series   []series
+	groups   map[groupKey]int32 // looked up only when a series is new
+	taken    []int32            // samples taken per group this flush
 }
 
 // New returns an empty aggregator.
 func New() *Aggregator {
-	return &Aggregator{hostIDs: map[string]int32{}, index: map[seriesKey]int32{}}
+	return &Aggregator{hostIDs: map[string]int32{}, index: map[seriesKey]int32{}, groups: map[groupKey]int32{}}
 }
 
-// Reset starts a flush over keywords keywords, keeping up to samples lines per
-// keyword. Interned hosts survive, so their strings are not built again.
-func (a *Aggregator) Reset(keywords, samples int) {
-	a.samples = samples
+// Reset starts a flush, keeping up to samples lines per (keyword, host) and
+// up to perFlush lines in all. Interned hosts survive, so their strings are
+// not built again.
+func (a *Aggregator) Reset(samples, perFlush int) {
+	a.samples, a.perFlush = samples, perFlush
 	if len(a.hosts) > maxInternedHosts {
 		clear(a.hostIDs)
 		a.hosts = a.hosts[:0]
@@ -63,11 +82,8 @@ func (a *Aggregator) Reset(keywords, samples int) {
 		a.series[i].samples = a.series[i].samples[:0]
 	}
 	a.series = a.series[:0]
-	if cap(a.taken) < keywords {
-		a.taken = make([]int32, keywords)
-	}
-	a.taken = a.taken[:keywords]
-	clear(a.taken)
+	clear(a.groups)
+	a.taken = a.taken[:0]
 }
 
 // Host returns the id of a host name, interning it on first sight. The lookup
@@ -96,28 +112,45 @@ func (a *Aggregator) HostString(name string) int32 {
 
 // Add counts one record containing keyword kw, from host, in the minute
 // starting at minute (Unix seconds). line is the value the keyword was found
-// in; it is kept as a sample while the keyword has fewer than the configured
-// samples, and must stay valid until Entries.
+// in; it is kept as a sample while its (keyword, host) group has fewer than
+// the configured samples and the flush's bound is not reached, and must stay
+// valid until Entries.
 func (a *Aggregator) Add(kw int, host int32, minute int64, line []byte) {
 	k := seriesKey{kw: int32(kw), host: host, minute: minute}
 	i, ok := a.index[k]
 	if !ok {
-		i = int32(len(a.series))
-		if len(a.series) < cap(a.series) {
-			a.series = a.series[:i+1]
-			a.series[i].seriesKey = k
-			a.series[i].count = 0
-		} else {
-			a.series = append(a.series, series{seriesKey: k})
-		}
-		a.index[k] = i
+		i = a.newSeries(k)
 	}
 	s := &a.series[i]
 	s.count++
-	if int(a.taken[kw]) < a.samples {
-		a.taken[kw]++
+	if a.perFlush > 0 && int(a.taken[s.group]) < a.samples {
+		a.taken[s.group]++
+		a.perFlush--
 		s.samples = append(s.samples, line)
 	}
+}
+
+// newSeries adds the series k, found in its group (a series per minute shares
+// the group's sample budget), reusing the slices of earlier flushes.
+func (a *Aggregator) newSeries(k seriesKey) int32 {
+	gk := groupKey{kw: k.kw, host: k.host}
+	g, ok := a.groups[gk]
+	if !ok {
+		g = int32(len(a.taken))
+		a.taken = append(a.taken, 0)
+		a.groups[gk] = g
+	}
+	i := int32(len(a.series))
+	if len(a.series) < cap(a.series) {
+		a.series = a.series[:i+1]
+		a.series[i].seriesKey = k
+		a.series[i].count = 0
+	} else {
+		a.series = append(a.series, series{seriesKey: k})
+	}
+	a.series[i].group = g
+	a.index[k] = i
+	return i
 }
 
 // Len is the number of series counted so far.

@@ -29,28 +29,43 @@ type add struct {
 
 func TestEntries(t *testing.T) {
 	tests := []struct {
-		name    string
-		samples int
-		adds    []add
-		want    []string // "id host minute count samples|..."
+		name     string
+		samples  int
+		perFlush int // 0: DefaultSamplesPerFlush
+		adds     []add
+		want     []string // "id host minute count samples|..."
 	}{
-		{"nothing counted", 1, nil, nil},
-		{"counts per series, sorted by id, host, minute", 1,
+		{"nothing counted", 1, 0, nil, nil},
+		{"counts per series, sorted by id, host, minute", 1, 0,
 			[]add{{0, "b", 120, "w1"}, {0, "a", 120, "w2"}, {1, "a", 60, "e1"}, {0, "a", 60, "w3"}, {0, "a", 120, "w4"}},
 			[]string{
 				"substring/i:error a 60 1 e1",
 				"substring:warn a 60 1 ",
-				"substring:warn a 120 2 ",
+				"substring:warn a 120 2 w2", // host a's first warn line: samples are per host
 				"substring:warn b 120 1 w1",
 			}},
-		{"samples are the first N per keyword across series", 2,
+		{"samples are the first N per keyword of a host across minutes", 2, 0,
 			[]add{{0, "h", 0, "one"}, {0, "h", 60, "two"}, {0, "h", 60, "three"}, {1, "h", 0, "x"}},
 			[]string{
 				"substring/i:error h 0 1 x",
 				"substring:warn h 0 1 one",
 				"substring:warn h 60 2 two",
 			}},
-		{"zero samples keeps none", 0,
+		{"every host gets its own samples", 1, 0,
+			[]add{{0, "a", 0, "a1"}, {0, "a", 0, "a2"}, {0, "b", 0, "b1"}, {0, "c", 60, "c1"}, {0, "b", 0, "b2"}},
+			[]string{
+				"substring:warn a 0 2 a1",
+				"substring:warn b 0 2 b1",
+				"substring:warn c 60 1 c1",
+			}},
+		{"the flush bound stops samples in record order", 2, 3,
+			[]add{{0, "a", 0, "a1"}, {0, "a", 0, "a2"}, {0, "b", 0, "b1"}, {0, "b", 0, "b2"}, {0, "c", 0, "c1"}},
+			[]string{
+				"substring:warn a 0 2 a1|a2",
+				"substring:warn b 0 2 b1",
+				"substring:warn c 0 1 ",
+			}},
+		{"zero samples keeps none", 0, 0,
 			[]add{{1, "h", 0, "x"}, {1, "h", 0, "y"}},
 			[]string{"substring/i:error h 0 2 "}},
 	}
@@ -58,9 +73,13 @@ func TestEntries(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a := New()
 			// A previous flush must not leak into this one.
-			a.Reset(len(specs), 5)
+			a.Reset(5, DefaultSamplesPerFlush)
 			a.Add(0, a.Host([]byte("old")), 0, []byte("stale"))
-			a.Reset(len(specs), tt.samples)
+			perFlush := tt.perFlush
+			if perFlush == 0 {
+				perFlush = DefaultSamplesPerFlush
+			}
+			a.Reset(tt.samples, perFlush)
 			for _, ad := range tt.adds {
 				a.Add(ad.kw, a.Host([]byte(ad.host)), ad.minute, []byte(ad.line))
 			}
@@ -83,7 +102,7 @@ func TestEntries(t *testing.T) {
 
 func TestSamplesAreCutAndCopied(t *testing.T) {
 	a := New()
-	a.Reset(1, 1)
+	a.Reset(1, DefaultSamplesPerFlush)
 	line := []byte(strings.Repeat("é", 400)) // 800 bytes, 2-byte runes
 	a.Add(0, a.Host([]byte("h")), 0, line)
 	es := a.Entries(specs[:1], "b", "t", nil)
@@ -102,7 +121,7 @@ func TestSteadyStateDoesNotAllocate(t *testing.T) {
 	hosts := [][]byte{[]byte("web-1"), []byte("web-2")}
 	line := []byte("some line")
 	run := func() {
-		a.Reset(2, 1)
+		a.Reset(1, DefaultSamplesPerFlush)
 		for i := 0; i < 100; i++ {
 			a.Add(i%2, a.Host(hosts[i%2]), int64(i/10)*60, line)
 		}
@@ -115,11 +134,11 @@ func TestSteadyStateDoesNotAllocate(t *testing.T) {
 
 func TestInternedHostsBounded(t *testing.T) {
 	a := New()
-	a.Reset(1, 0)
+	a.Reset(0, DefaultSamplesPerFlush)
 	for i := 0; i <= maxInternedHosts+1; i++ {
 		a.Host([]byte(itoa(int64(i))))
 	}
-	a.Reset(1, 0)
+	a.Reset(0, DefaultSamplesPerFlush)
 	if len(a.hosts) != 0 {
 		t.Fatalf("%d hosts kept", len(a.hosts))
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/redisurl"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/keyalert/keyalert/plugin/aggregate"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -37,6 +38,7 @@ const (
 	KeyHostname      = "Hostname"
 	KeyHostnameKey   = "Hostname_Key"
 	KeySamples       = "Samples"
+	KeySamplesFlush  = "Samples_Per_Flush"
 	KeyMaxLen        = "Max_Len"
 	KeyRulesKey      = "Rules_Key"
 	KeyRulesInterval = "Rules_Interval"
@@ -79,7 +81,9 @@ type Config struct {
 	Hostname    string
 	HostnameKey string
 	Samples     int
-	MaxLen      int64
+	// SamplesPerFlush bounds the sample lines of one flush over all series.
+	SamplesPerFlush int
+	MaxLen          int64
 	// RulesKey is where the published keyword set is read; "" disables it.
 	RulesKey      string
 	RulesInterval time.Duration
@@ -186,10 +190,17 @@ var settings = []Setting{
 		Doc: "Record key whose string value is the host label instead; records without it (or with an empty or non-string value) use `Hostname`.",
 		set: func(c *Config, _ Setting, v string) error { c.HostnameKey = v; return nil }},
 	{Key: KeySamples, Default: strconv.Itoa(DefaultSamples), Kind: KindInteger, Min: "0", Max: strconv.Itoa(stream.MaxSamples),
-		Doc: "Matching lines kept per keyword per flush, `0` to `" + strconv.Itoa(stream.MaxSamples) + "`; each is cut to 512 bytes at a UTF-8 boundary.",
+		Doc: "Matching lines kept per flush for each keyword on each host (with `Hostname_Key`, every host of a chunk gets its own), `0` to `" + strconv.Itoa(stream.MaxSamples) + "`; each is cut to 512 bytes at a UTF-8 boundary. `Samples_Per_Flush` bounds them over the whole flush.",
 		set: func(c *Config, s Setting, v string) error {
 			n, err := s.integer(v)
 			c.Samples = int(n)
+			return err
+		}},
+	{Key: KeySamplesFlush, Default: strconv.Itoa(aggregate.DefaultSamplesPerFlush), Kind: KindInteger, Min: "1", Max: strconv.Itoa(aggregate.MaxSamplesPerFlush),
+		Doc: "Most sample lines one flush keeps over all keywords and hosts, `1` to `" + strconv.Itoa(aggregate.MaxSamplesPerFlush) + "`: with many hosts per chunk, `Samples` per host would otherwise copy up to hosts × keywords × 512 bytes per flush. Lines are taken in record order, so once the bound is reached, hosts first seen later in the chunk get none in that flush.",
+		set: func(c *Config, s Setting, v string) error {
+			n, err := s.integer(v)
+			c.SamplesPerFlush = int(n)
 			return err
 		}},
 	{Key: KeyMaxLen, Default: strconv.Itoa(DefaultMaxLen), Kind: KindInteger, Min: "0",

@@ -29,8 +29,11 @@ type Options struct {
 	// absent or not a non-empty string, Hostname is used.
 	HostnameKey string
 	Hostname    string
-	// Samples is how many matching lines to keep per keyword per flush.
-	Samples int
+	// Samples is how many matching lines to keep per (keyword, host) per
+	// flush; SamplesPerFlush bounds them over the whole flush (0:
+	// aggregate.DefaultSamplesPerFlush).
+	Samples         int
+	SamplesPerFlush int
 	// Identity is the instance identity batch ids are derived from.
 	Identity string
 }
@@ -63,6 +66,9 @@ type Flusher struct {
 
 // New returns a flusher.
 func New(opt Options) *Flusher {
+	if opt.SamplesPerFlush <= 0 {
+		opt.SamplesPerFlush = aggregate.DefaultSamplesPerFlush
+	}
 	f := &Flusher{opt: opt}
 	f.pool.New = func() any { return &state{agg: aggregate.New()} }
 	return f
@@ -103,7 +109,7 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 	if s.m != m {
 		s.m, s.scratch = m, m.NewScratch()
 	}
-	s.agg.Reset(m.Len(), f.opt.Samples)
+	s.agg.Reset(f.opt.Samples, f.opt.SamplesPerFlush)
 	defaultHost := s.agg.HostString(f.opt.Hostname)
 
 	s.r.Reset(data)

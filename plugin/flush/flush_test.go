@@ -106,7 +106,8 @@ func TestProcess(t *testing.T) {
 				{3, map[string]any{"log": "ERROR", "host": ""}},
 				{4, map[string]any{"log": "ERROR", "host": int64(7)}},
 			},
-			[]string{"substring:ERROR agent +0 3", "substring:ERROR web-1 +0 2 [ERROR]"}, 5},
+			// Samples are per host: the fallback host gets its own line.
+			[]string{"substring:ERROR agent +0 3 [ERROR]", "substring:ERROR web-1 +0 2 [ERROR]"}, 5},
 		{"samples: first N per keyword",
 			func(o *Options) { o.Samples = 2 },
 			[]ev{
@@ -115,6 +116,15 @@ func TestProcess(t *testing.T) {
 				{2, map[string]any{"log": "WARN 3"}},
 			},
 			[]string{"substring:WARN agent +0 3 [WARN 1|WARN 2]"}, 3},
+		{"samples: first N per keyword on each host, bounded per flush",
+			func(o *Options) { o.HostnameKey, o.Samples, o.SamplesPerFlush = "host", 1, 2 },
+			[]ev{
+				{0, map[string]any{"log": "WARN a1", "host": "a"}},
+				{1, map[string]any{"log": "WARN a2", "host": "a"}},
+				{2, map[string]any{"log": "WARN b1", "host": "b"}},
+				{3, map[string]any{"log": "WARN c1", "host": "c"}},
+			},
+			[]string{"substring:WARN a +0 2 [WARN a1]", "substring:WARN b +0 1 [WARN b1]", "substring:WARN c +0 1"}, 4},
 		{"samples zero",
 			func(o *Options) { o.Samples = 0 },
 			[]ev{{0, map[string]any{"log": "WARN 1"}}},

@@ -70,7 +70,9 @@ func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) 
 			HostnameKey: cfg.HostnameKey,
 			Hostname:    cfg.Hostname,
 			Samples:     cfg.Samples,
-			Identity:    cfg.Identity(),
+			// The config's bound is at least 1, so flush's zero default never applies.
+			SamplesPerFlush: cfg.SamplesPerFlush,
+			Identity:        cfg.Identity(),
 		}),
 		pub: publish.New(rdb, cfg.Stream, cfg.MaxLen),
 	}
@@ -82,7 +84,7 @@ func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) 
 	log.Info("keyalert output started",
 		"redis", cfg.RedisURL, "keywords", len(cfg.Keywords), "effective_keywords", f.Matcher().Len(),
 		"rules_key", cfg.RulesKey, "keys", keys, "hostname", cfg.Hostname, "hostname_key", cfg.HostnameKey,
-		"samples", cfg.Samples, "max_len", cfg.MaxLen)
+		"samples", cfg.Samples, "samples_per_flush", cfg.SamplesPerFlush, "max_len", cfg.MaxLen)
 	return in, nil
 }
 
