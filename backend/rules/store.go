@@ -304,14 +304,28 @@ func (s *Store) SyncKeywords(ctx context.Context, rs []Rule) (bool, error) {
 }
 
 // Publish writes an encoded keyword set (KeywordSet) at the keywords key
-// unless it is already there; it reports whether it wrote.
+// unless it is already there; it reports whether it wrote. The set carries
+// its sum in its first bytes (keyword.SumPrefixLen), so the check reads only
+// those instead of the whole set, and the one SET writes document and sum
+// together: nothing for agents to see half-written, one key in one cluster
+// slot whatever the key is called.
 func (s *Store) Publish(ctx context.Context, doc []byte) (bool, error) {
-	cur, err := s.rdb.Get(ctx, s.o.KeywordsKey).Bytes()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, fmt.Errorf("get %s: %w", s.o.KeywordsKey, err)
-	}
-	if bytes.Equal(cur, doc) {
-		return false, nil
+	if sum, ok := keyword.PeekSum(doc); ok {
+		cur, err := s.rdb.GetRange(ctx, s.o.KeywordsKey, 0, int64(keyword.SumPrefixLen-1)).Bytes()
+		if err != nil {
+			return false, fmt.Errorf("getrange %s: %w", s.o.KeywordsKey, err)
+		}
+		if curSum, ok := keyword.PeekSum(cur); ok && curSum == sum {
+			return false, nil
+		}
+	} else {
+		cur, err := s.rdb.Get(ctx, s.o.KeywordsKey).Bytes()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return false, fmt.Errorf("get %s: %w", s.o.KeywordsKey, err)
+		}
+		if bytes.Equal(cur, doc) {
+			return false, nil
+		}
 	}
 	if err := s.rdb.Set(ctx, s.o.KeywordsKey, doc, 0).Err(); err != nil {
 		return false, fmt.Errorf("set %s: %w", s.o.KeywordsKey, err)
