@@ -15,7 +15,6 @@ import (
 // Limits of a rule's fields.
 const (
 	MaxNameLen     = 200
-	MaxKeywords    = 100
 	MaxFilterLen   = 256
 	MaxURLLen      = 2048
 	MaxWindow      = 24 * time.Hour
@@ -34,6 +33,9 @@ type DecodeOptions struct {
 	// Existing is the stored rule a PUT replaces: a routing key sent back in
 	// its redacted form keeps the stored key.
 	Existing *Rule
+	// Limits bound the rule's keywords; zero fields take the defaults
+	// (Store.Limits returns the configured ones).
+	Limits Limits
 }
 
 // Decode parses and validates a rule from a JSON body. Every problem is
@@ -41,6 +43,7 @@ type DecodeOptions struct {
 // optional fields. ID and timestamps in the body are ignored (the store owns
 // them).
 func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
+	lim := opts.Limits.withDefaults()
 	var (
 		errs                           validate.Errors
 		w                              Rule
@@ -86,13 +89,17 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	case errs.Has("keywords"):
 	case len(keywords) == 0:
 		errs.Add("keywords", "at least one keyword is required")
-	case len(keywords) > MaxKeywords:
-		errs.Add("keywords", "%d keywords, over the limit of %d", len(keywords), MaxKeywords)
+	case len(keywords) > lim.MaxRuleKeywords:
+		errs.Add("keywords", "%d keywords, over the limit of %d (KEYALERT_MAX_RULE_KEYWORDS)", len(keywords), lim.MaxRuleKeywords)
 	default:
 		seen := map[string]int{}
 		for i, k := range keywords {
 			f := "keywords[" + strconv.Itoa(i) + "]"
 			spec := keyword.Spec{Text: k, Match: w.Match, IgnoreCase: ignoreCase}
+			if len(k) > lim.MaxKeywordBytes {
+				errs.Add(f, "%d bytes, over the limit of %d (KEYALERT_MAX_KEYWORD_BYTES)", len(k), lim.MaxKeywordBytes)
+				continue
+			}
 			if err := spec.Validate(); err != nil {
 				if !errs.Has("match") {
 					errs.Add(f, "%s", err.Error())
