@@ -10,19 +10,25 @@ import (
 	"github.com/keyalert/keyalert/backend/validate"
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/keyword"
+	matcher "github.com/keyalert/keyalert/pkg/match"
 )
 
 // Limits of a rule's fields.
 const (
-	MaxNameLen     = 200
-	MaxFilterLen   = 256
-	MaxURLLen      = 2048
-	MaxWindow      = 24 * time.Hour
-	MaxBaseline    = 7 * 24 * time.Hour
-	MaxRepeat      = 7 * 24 * time.Hour
-	MaxResolve     = 24 * time.Hour
-	RoutingKeyLen  = 32
-	DefaultResolve = 5 * time.Minute
+	MaxNameLen    = 200
+	MaxFilterLen  = 256
+	MaxURLLen     = 2048
+	MaxWindow     = 24 * time.Hour
+	MaxBaseline   = 7 * 24 * time.Hour
+	MaxRepeat     = 7 * 24 * time.Hour
+	MaxResolve    = 24 * time.Hour
+	RoutingKeyLen = 32
+	// MinRegexLiteral is the shortest literal a regex keyword must require
+	// (unless accept_slow_regex): agents find it with their prefilter and run
+	// the regex only on lines holding it. Shorter gates (one or two bytes,
+	// such as the "50".."59" of `5\d\d`) fire on nearly every line.
+	MinRegexLiteral = 3
+	DefaultResolve  = 5 * time.Minute
 )
 
 // DecodeOptions carry what validation needs beyond the body.
@@ -50,7 +56,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		name, match, groupBy, severity string
 		repeat, resolve, runbook       string
 		keywords                       []string
-		ignoreCase                     bool
+		ignoreCase, acceptSlow         bool
 		enabled                        = true
 		cond, filters, pd              json.RawMessage
 		ignoredID, ignoredC, ignoredU  json.RawMessage
@@ -59,7 +65,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		"name": &name, "keywords": &keywords, "ignore_case": &ignoreCase, "match": &match,
 		"condition": &cond, "group_by": &groupBy, "filters": &filters, "severity": &severity,
 		"pagerduty": &pd, "repeat_interval": &repeat, "resolve_after": &resolve,
-		"enabled": &enabled, "runbook_url": &runbook,
+		"enabled": &enabled, "runbook_url": &runbook, "accept_slow_regex": &acceptSlow,
 		"id": &ignoredID, "created_at": &ignoredC, "updated_at": &ignoredU,
 	}, &errs)
 	if present == nil && len(errs) > 0 {
@@ -109,6 +115,13 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 			if j, dup := seen[spec.ID()]; dup {
 				errs.Add(f, "same keyword as keywords[%d]", j)
 				continue
+			}
+			if spec.Match == keyword.Regex && !acceptSlow {
+				if n := matcher.RequiredLiteralLen(spec); n < MinRegexLiteral {
+					errs.Add(f, "regex requires no literal of at least %d bytes (its best has %d), so every agent would run it on every line; "+
+						"include a fixed word (e.g. `ERROR.*timeout`) or set \"accept_slow_regex\": true", MinRegexLiteral, n)
+					continue
+				}
 			}
 			seen[spec.ID()] = i
 		}
@@ -174,6 +187,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	w.ResolveAfter = Duration(parseDuration(&errs, "resolve_after", resolve, DefaultResolve, 0, MaxResolve, false))
 
 	w.Enabled = enabled
+	w.AcceptSlowRegex = acceptSlow
 
 	if runbook != "" {
 		u, err := url.Parse(runbook)

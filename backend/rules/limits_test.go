@@ -122,3 +122,46 @@ func TestStoreEnforcesFleetLimits(t *testing.T) {
 		})
 	}
 }
+
+func TestDecodeRefusesRegexWithoutRequiredLiteral(t *testing.T) {
+	tests := []struct {
+		name      string
+		keyword   string
+		ignore    bool
+		optIn     bool
+		wantField string // "" accepts
+	}{
+		{"literal alternation", "ERROR|FATAL", false, false, ""},
+		{"gated on a word", `disk\s+full`, false, false, ""},
+		{"ignore case keeps the literal", "time ?out", true, false, ""},
+		{"classes only (the issue's slow regex)", "[a-z ]{60}[0-9]{20}", false, false, "keywords[0]"},
+		{"digits only gate too short", `5\d\d`, false, false, "keywords[0]"},
+		{"dot star", ".*", false, false, "keywords[0]"},
+		{"opted in", "[a-z ]{60}[0-9]{20}", false, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := validBody()
+			m["match"] = "regex"
+			m["keywords"] = []string{tt.keyword}
+			m["ignore_case"] = tt.ignore
+			if tt.optIn {
+				m["accept_slow_regex"] = true
+			}
+			r, errs := Decode(encode(t, m), DecodeOptions{})
+			if tt.wantField == "" {
+				if errs.Err() != nil {
+					t.Fatalf("refused: %v", errs)
+				}
+				if r.AcceptSlowRegex != tt.optIn {
+					t.Fatalf("AcceptSlowRegex = %v", r.AcceptSlowRegex)
+				}
+				return
+			}
+			if len(errs) != 1 || errs[0].Field != tt.wantField || !strings.Contains(errs[0].Message, "accept_slow_regex") ||
+				!strings.Contains(errs[0].Message, fmt.Sprintf("at least %d bytes", MinRegexLiteral)) {
+				t.Fatalf("errors %v, want %s naming the limit and the opt-in", errs, tt.wantField)
+			}
+		})
+	}
+}

@@ -29,9 +29,12 @@ type Rule struct {
 	RepeatInterval Duration     `json:"repeat_interval"`
 	ResolveAfter   Duration     `json:"resolve_after"`
 	Enabled        bool         `json:"enabled"`
-	RunbookURL     string       `json:"runbook_url,omitempty"`
-	CreatedAt      time.Time    `json:"created_at"`
-	UpdatedAt      time.Time    `json:"updated_at"`
+	// AcceptSlowRegex admits regex keywords without a required literal of
+	// MinRegexLiteral bytes, which every agent runs on every line.
+	AcceptSlowRegex bool      `json:"accept_slow_regex,omitempty"`
+	RunbookURL      string    `json:"runbook_url,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
 }
 
 // Specs returns the rule's keywords with its match options, canonical.
