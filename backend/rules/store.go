@@ -354,11 +354,20 @@ func (s *Store) SyncKeywords(ctx context.Context, rs []Rule) (bool, error) {
 // slot whatever the key is called.
 func (s *Store) Publish(ctx context.Context, doc []byte) (bool, error) {
 	if sum, ok := keyword.PeekSum(doc); ok {
-		cur, err := s.rdb.GetRange(ctx, s.o.KeywordsKey, 0, int64(keyword.SumPrefixLen-1)).Bytes()
+		var prefix *redis.StringCmd
+		var size *redis.IntCmd
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			prefix = p.GetRange(ctx, s.o.KeywordsKey, 0, int64(keyword.SumPrefixLen-1))
+			size = p.StrLen(ctx, s.o.KeywordsKey)
+			return nil
+		})
 		if err != nil {
 			return false, fmt.Errorf("getrange %s: %w", s.o.KeywordsKey, err)
 		}
-		if curSum, ok := keyword.PeekSum(cur); ok && curSum == sum {
+		// The length too, so that a set edited by hand under its old sum
+		// (which agents ignore) is most likely repaired rather than kept.
+		cur := []byte(prefix.Val())
+		if curSum, ok := keyword.PeekSum(cur); ok && curSum == sum && size.Val() == int64(len(doc)) {
 			return false, nil
 		}
 	} else {

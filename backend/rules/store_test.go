@@ -164,6 +164,7 @@ func TestPublishWritesOnlyAChangedSum(t *testing.T) {
 		{"same set is left alone", string(x), x, false},
 		{"same set without sum (older keyalertd) is rewritten with one", `{"v":1,"keywords":[{"text":"x","match":"substring","ignore_case":false}]}`, x, true},
 		{"other set is written", string(set(keyword.Spec{Text: "y"})), x, true},
+		{"set edited by hand under its old sum is repaired", strings.Replace(string(x), `"x"`, `"xyz"`, 1), x, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
