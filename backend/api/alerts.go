@@ -59,12 +59,15 @@ func (h *handlers) createRule(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey})
+	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, Limits: h.o.Rules.Limits()})
 	if errs.Err() != nil {
 		invalid(w, "rule", errs)
 		return
 	}
 	stored, err := h.o.Rules.Create(r.Context(), rule)
+	if overLimit(w, err) {
+		return
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -72,6 +75,17 @@ func (h *handlers) createRule(w http.ResponseWriter, r *http.Request) {
 	h.log.Info("rule created", "rule", stored)
 	w.Header().Set("Location", "rules/"+stored.ID)
 	WriteJSON(w, http.StatusCreated, stored)
+}
+
+// overLimit answers 400 when the store refused a write past a limit
+// (validate.Errors naming the limit).
+func overLimit(w http.ResponseWriter, err error) bool {
+	var errs validate.Errors
+	if !errors.As(err, &errs) {
+		return false
+	}
+	invalid(w, "rule", errs)
+	return true
 }
 
 func (h *handlers) listRules(w http.ResponseWriter, r *http.Request) {
@@ -101,12 +115,15 @@ func (h *handlers) updateRule(w http.ResponseWriter, r *http.Request) {
 	if h.failed(w, r, err, rules.ErrNotFound, "rule") {
 		return
 	}
-	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, Existing: &existing})
+	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, Existing: &existing, Limits: h.o.Rules.Limits()})
 	if errs.Err() != nil {
 		invalid(w, "rule", errs)
 		return
 	}
 	stored, err := h.o.Rules.Update(r.Context(), id, rule)
+	if overLimit(w, err) {
+		return
+	}
 	if h.failed(w, r, err, rules.ErrNotFound, "rule") {
 		return
 	}

@@ -10,21 +10,26 @@ import (
 	"github.com/keyalert/keyalert/backend/validate"
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/keyword"
+	matcher "github.com/keyalert/keyalert/pkg/match"
 )
 
 // Limits of a rule's fields.
 const (
-	MaxNameLen     = 200
-	MaxKeywords    = 100
-	MaxFilterLen   = 256
-	MaxURLLen      = 2048
-	MaxWindow      = 24 * time.Hour
-	MaxBaseline    = 7 * 24 * time.Hour
-	MaxRepeat      = 7 * 24 * time.Hour
-	MaxResolve     = 24 * time.Hour
-	MaxFor         = 24 * time.Hour
-	RoutingKeyLen  = 32
-	DefaultResolve = 5 * time.Minute
+	MaxNameLen    = 200
+	MaxFilterLen  = 256
+	MaxURLLen     = 2048
+	MaxWindow     = 24 * time.Hour
+	MaxBaseline   = 7 * 24 * time.Hour
+	MaxRepeat     = 7 * 24 * time.Hour
+	MaxResolve    = 24 * time.Hour
+	MaxFor        = 24 * time.Hour
+	RoutingKeyLen = 32
+	// MinRegexLiteral is the shortest literal a regex keyword must require
+	// (unless accept_slow_regex): agents find it with their prefilter and run
+	// the regex only on lines holding it. Shorter gates (one or two bytes,
+	// such as the "50".."59" of `5\d\d`) fire on nearly every line.
+	MinRegexLiteral = 3
+	DefaultResolve  = 5 * time.Minute
 )
 
 // DecodeOptions carry what validation needs beyond the body.
@@ -35,6 +40,9 @@ type DecodeOptions struct {
 	// Existing is the stored rule a PUT replaces: a routing key sent back in
 	// its redacted form keeps the stored key.
 	Existing *Rule
+	// Limits bound the rule's keywords; zero fields take the defaults
+	// (Store.Limits returns the configured ones).
+	Limits Limits
 }
 
 // Decode parses and validates a rule from a JSON body. Every problem is
@@ -42,13 +50,14 @@ type DecodeOptions struct {
 // optional fields. ID and timestamps in the body are ignored (the store owns
 // them).
 func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
+	lim := opts.Limits.withDefaults()
 	var (
 		errs                           validate.Errors
 		w                              Rule
 		name, match, groupBy, severity string
 		repeat, resolve, runbook, forD string
 		keywords                       []string
-		ignoreCase                     bool
+		ignoreCase, acceptSlow         bool
 		enabled                        = true
 		cond, filters, pd              json.RawMessage
 		ignoredID, ignoredC, ignoredU  json.RawMessage
@@ -57,7 +66,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		"name": &name, "keywords": &keywords, "ignore_case": &ignoreCase, "match": &match,
 		"condition": &cond, "group_by": &groupBy, "filters": &filters, "severity": &severity,
 		"pagerduty": &pd, "repeat_interval": &repeat, "resolve_after": &resolve, "for": &forD,
-		"enabled": &enabled, "runbook_url": &runbook,
+		"enabled": &enabled, "runbook_url": &runbook, "accept_slow_regex": &acceptSlow,
 		"id": &ignoredID, "created_at": &ignoredC, "updated_at": &ignoredU,
 	}, &errs)
 	if present == nil && len(errs) > 0 {
@@ -87,13 +96,17 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	case errs.Has("keywords"):
 	case len(keywords) == 0:
 		errs.Add("keywords", "at least one keyword is required")
-	case len(keywords) > MaxKeywords:
-		errs.Add("keywords", "%d keywords, over the limit of %d", len(keywords), MaxKeywords)
+	case len(keywords) > lim.MaxRuleKeywords:
+		errs.Add("keywords", "%d keywords, over the limit of %d (KEYALERT_MAX_RULE_KEYWORDS)", len(keywords), lim.MaxRuleKeywords)
 	default:
 		seen := map[string]int{}
 		for i, k := range keywords {
 			f := "keywords[" + strconv.Itoa(i) + "]"
 			spec := keyword.Spec{Text: k, Match: w.Match, IgnoreCase: ignoreCase}
+			if len(k) > lim.MaxKeywordBytes {
+				errs.Add(f, "%d bytes, over the limit of %d (KEYALERT_MAX_KEYWORD_BYTES)", len(k), lim.MaxKeywordBytes)
+				continue
+			}
 			if err := spec.Validate(); err != nil {
 				if !errs.Has("match") {
 					errs.Add(f, "%s", err.Error())
@@ -103,6 +116,13 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 			if j, dup := seen[spec.ID()]; dup {
 				errs.Add(f, "same keyword as keywords[%d]", j)
 				continue
+			}
+			if spec.Match == keyword.Regex && !acceptSlow {
+				if n := matcher.RequiredLiteralLen(spec); n < MinRegexLiteral {
+					errs.Add(f, "regex requires no literal of at least %d bytes (its best has %d), so every agent would run it on every line; "+
+						"include a fixed word (e.g. `ERROR.*timeout`) or set \"accept_slow_regex\": true", MinRegexLiteral, n)
+					continue
+				}
 			}
 			seen[spec.ID()] = i
 		}
@@ -172,6 +192,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	w.For = Duration(parseDuration(&errs, "for", forD, 0, 0, MaxFor, true))
 
 	w.Enabled = enabled
+	w.AcceptSlowRegex = acceptSlow
 
 	if runbook != "" {
 		u, err := url.Parse(runbook)

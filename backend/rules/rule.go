@@ -30,11 +30,14 @@ type Rule struct {
 	ResolveAfter   Duration     `json:"resolve_after"`
 	// For is how long the condition must hold, on evaluations in whole event
 	// minutes, before the alert pages; until then it is pending. 0: at once.
-	For        Duration  `json:"for,omitzero"`
-	Enabled    bool      `json:"enabled"`
-	RunbookURL string    `json:"runbook_url,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	For     Duration `json:"for,omitzero"`
+	Enabled bool     `json:"enabled"`
+	// AcceptSlowRegex admits regex keywords without a required literal of
+	// MinRegexLiteral bytes, which every agent runs on every line.
+	AcceptSlowRegex bool      `json:"accept_slow_regex,omitempty"`
+	RunbookURL      string    `json:"runbook_url,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
 }
 
 // Specs returns the rule's keywords with its match options, canonical.

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyalert/keyalert/backend/validate"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/redis/go-redis/v9"
 )
@@ -43,6 +44,8 @@ type Options struct {
 	// KeywordsKey is the string key where the keyword set is published;
 	// empty: DefaultKeywordsKey.
 	KeywordsKey string
+	// Limits bound rule writes; zero fields take the defaults.
+	Limits Limits
 }
 
 // Store keeps rules in Redis.
@@ -69,6 +72,7 @@ func NewStore(rdb redis.UniversalClient, o Options, now func() time.Time, log *s
 	if o.KeywordsKey == "" {
 		o.KeywordsKey = DefaultKeywordsKey
 	}
+	o.Limits = o.Limits.withDefaults()
 	if now == nil {
 		now = time.Now
 	}
@@ -77,6 +81,9 @@ func NewStore(rdb redis.UniversalClient, o Options, now func() time.Time, log *s
 	}
 	return &Store{rdb: rdb, o: o, now: now, log: log}
 }
+
+// Limits returns the limits in force, defaults filled in, for Decode.
+func (s *Store) Limits() Limits { return s.o.Limits }
 
 // unref drops a rule's keyword references (KEYS[4], KEYS[5], ARGV[1] = id).
 const unrefLua = `
@@ -91,20 +98,41 @@ end
 
 // writeScript stores a rule. ARGV: id, json, routing key, mode ("create"
 // fails if the id exists, "update" if it does not), JSON array of the
-// keyword ids it references (empty when disabled). Returns 1 or 0.
+// keyword ids it references (empty when disabled), the rule limit, the
+// published keyword limit. Returns {1, 0} on success, {0, 0} for the id
+// conflict, {-1, rules} past the rule limit, {-2, distinct} when the write
+// would add keywords to a set already at (or pushed past) the keyword limit.
+// The limits are checked here, in the same script as the write, so two
+// concurrent writes cannot both slip under them.
 var writeScript = redis.NewScript(`
 local exists = redis.call('HEXISTS', KEYS[1], ARGV[1])
-if (ARGV[4] == 'create' and exists == 1) or (ARGV[4] == 'update' and exists == 0) then return 0 end
+if (ARGV[4] == 'create' and exists == 1) or (ARGV[4] == 'update' and exists == 0) then return {0, 0} end
+if ARGV[4] == 'create' then
+  local n = redis.call('HLEN', KEYS[1])
+  if n >= tonumber(ARGV[6]) then return {-1, n} end
+end
+local new = cjson.decode(ARGV[5])
+local before = redis.call('HLEN', KEYS[5])
+local oldset, newset, distinct = {}, {}, before
+local oldDoc = redis.call('HGET', KEYS[4], ARGV[1])
+if oldDoc then for _, k in ipairs(cjson.decode(oldDoc)) do oldset[k] = true end end
+for _, k in ipairs(new) do
+  newset[k] = true
+  if not oldset[k] and redis.call('HEXISTS', KEYS[5], k) == 0 then distinct = distinct + 1 end
+end
+for k in pairs(oldset) do
+  if not newset[k] and tonumber(redis.call('HGET', KEYS[5], k) or '0') <= 1 then distinct = distinct - 1 end
+end
+if distinct > before and distinct > tonumber(ARGV[7]) then return {-2, distinct} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] == '' then redis.call('HDEL', KEYS[2], ARGV[1]) else redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
 ` + unrefLua + `
-local new = cjson.decode(ARGV[5])
 if #new > 0 then
   for _, k in ipairs(new) do redis.call('HINCRBY', KEYS[5], k, 1) end
   redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
 end
 redis.call('INCR', KEYS[3])
-return 1`)
+return {1, 0}`)
 
 var deleteScript = redis.NewScript(`
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -116,6 +144,7 @@ return 1`)
 var scriptKeys = []string{KeyRules, KeySecrets, KeyVersion, KeyRuleKeywords, KeyKeywordRefs}
 
 // Create stores a new rule under a fresh id and publishes the keyword set.
+// Past a limit of Options.Limits it returns validate.Errors naming it.
 func (s *Store) Create(ctx context.Context, r Rule) (Rule, error) {
 	r.ID = newID()
 	r.CreatedAt = s.now().UTC().Truncate(time.Millisecond)
@@ -152,17 +181,31 @@ func (s *Store) write(ctx context.Context, r Rule, mode string) error {
 		refs = r.KeywordIDs()
 	}
 	refDoc, _ := json.Marshal(refs)
-	n, err := writeScript.Run(ctx, s.rdb, scriptKeys, r.ID, doc, r.PagerDuty.RoutingKey.Reveal(), mode, refDoc).Int()
+	res, err := writeScript.Run(ctx, s.rdb, scriptKeys, r.ID, doc, r.PagerDuty.RoutingKey.Reveal(), mode, refDoc,
+		s.o.Limits.MaxRules, s.o.Limits.MaxPublishedKeywords).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("%s rule %s: %w", mode, r.ID, err)
 	}
-	if n == 0 {
+	if len(res) != 2 {
+		return fmt.Errorf("%s rule %s: script returned %v", mode, r.ID, res)
+	}
+	switch res[0] {
+	case 1:
+		return nil
+	case 0:
 		if mode == "update" {
 			return ErrNotFound
 		}
 		return fmt.Errorf("create rule %s: id already taken", r.ID)
+	case -1:
+		return validate.Errors{{Field: "rules", Message: fmt.Sprintf(
+			"%d rules stored, the limit is %d (KEYALERT_MAX_RULES): delete rules or raise it", res[1], s.o.Limits.MaxRules)}}
+	case -2:
+		return validate.Errors{{Field: "keywords", Message: fmt.Sprintf(
+			"enabled rules would publish %d distinct keywords, over the limit of %d (KEYALERT_MAX_PUBLISHED_KEYWORDS) that every agent follows",
+			res[1], s.o.Limits.MaxPublishedKeywords)}}
 	}
-	return nil
+	return fmt.Errorf("%s rule %s: script returned %v", mode, r.ID, res)
 }
 
 // Delete removes rule id.
@@ -374,20 +417,44 @@ func (s *Store) SyncKeywords(ctx context.Context, rs []Rule) (bool, error) {
 }
 
 // Publish writes an encoded keyword set (KeywordSet) at the keywords key
-// unless it is already there; it reports whether it wrote.
-// After a data loss (RetainKeywords) the keywords retained are added.
+// unless it is already there; it reports whether it wrote. After a data
+// loss (RetainKeywords) the keywords retained are added. The set carries its
+// sum in its first bytes (keyword.SumPrefixLen), so the check reads only
+// those instead of the whole set, and the one SET writes document and sum
+// together: nothing for agents to see half-written, one key in one cluster
+// slot whatever the key is called.
 func (s *Store) Publish(ctx context.Context, doc []byte) (bool, error) {
 	doc, err := s.withRetained(doc)
 	if err != nil {
 		return false, err
 	}
-	cur, err := s.rdb.Get(ctx, s.o.KeywordsKey).Bytes()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, fmt.Errorf("get %s: %w", s.o.KeywordsKey, err)
-	}
-	s.remember(cur)
-	if bytes.Equal(cur, doc) {
-		return false, nil
+	if sum, ok := keyword.PeekSum(doc); ok {
+		var prefix *redis.StringCmd
+		var size *redis.IntCmd
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			prefix = p.GetRange(ctx, s.o.KeywordsKey, 0, int64(keyword.SumPrefixLen-1))
+			size = p.StrLen(ctx, s.o.KeywordsKey)
+			return nil
+		})
+		if err != nil {
+			return false, fmt.Errorf("getrange %s: %w", s.o.KeywordsKey, err)
+		}
+		// The length too, so that a set edited by hand under its old sum
+		// (which agents ignore) is most likely repaired rather than kept.
+		cur := []byte(prefix.Val())
+		if curSum, ok := keyword.PeekSum(cur); ok && curSum == sum && size.Val() == int64(len(doc)) {
+			s.remember(doc) // the same set is in Redis
+			return false, nil
+		}
+	} else {
+		cur, err := s.rdb.Get(ctx, s.o.KeywordsKey).Bytes()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return false, fmt.Errorf("get %s: %w", s.o.KeywordsKey, err)
+		}
+		s.remember(cur)
+		if bytes.Equal(cur, doc) {
+			return false, nil
+		}
 	}
 	if err := s.rdb.Set(ctx, s.o.KeywordsKey, doc, 0).Err(); err != nil {
 		return false, fmt.Errorf("set %s: %w", s.o.KeywordsKey, err)

@@ -139,3 +139,48 @@ func TestZeroOptionsPublishToTheDefaultKey(t *testing.T) {
 		t.Fatalf("keyword set at %s: exists=%d err=%v", DefaultKeywordsKey, n, err)
 	}
 }
+
+// Publish compares sums (a GETRANGE) rather than whole documents, and leaves
+// a document with a verified sum for agents to poll cheaply.
+func TestPublishWritesOnlyAChangedSum(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s := NewStore(srv.Client(), Options{KeywordsKey: "pub:keywords"}, nil, nil)
+	set := func(specs ...keyword.Spec) []byte {
+		b, err := keyword.EncodeSet(specs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	x := set(keyword.Spec{Text: "x"})
+	tests := []struct {
+		name      string
+		stored    string // "" deletes the key
+		publish   []byte
+		wantWrote bool
+	}{
+		{"absent key is written", "", x, true},
+		{"same set is left alone", string(x), x, false},
+		{"same set without sum (older keyalertd) is rewritten with one", `{"v":1,"keywords":[{"text":"x","match":"substring","ignore_case":false}]}`, x, true},
+		{"other set is written", string(set(keyword.Spec{Text: "y"})), x, true},
+		{"set edited by hand under its old sum is repaired", strings.Replace(string(x), `"x"`, `"xyz"`, 1), x, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.stored == "" {
+				s.rdb.Del(ctx, "pub:keywords")
+			} else {
+				s.rdb.Set(ctx, "pub:keywords", tt.stored, 0)
+			}
+			wrote, err := s.Publish(ctx, tt.publish)
+			if err != nil || wrote != tt.wantWrote {
+				t.Fatalf("wrote=%v err=%v, want wrote=%v", wrote, err, tt.wantWrote)
+			}
+			got, _ := s.rdb.Get(ctx, "pub:keywords").Bytes()
+			if _, ok := keyword.VerifiedSum(got); !ok {
+				t.Fatalf("stored document has no verified sum: %s", got)
+			}
+		})
+	}
+}

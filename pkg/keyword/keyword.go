@@ -5,6 +5,8 @@
 package keyword
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -193,13 +195,31 @@ const SetVersion = 1
 
 // Set is the document stored at the set key:
 //
-//	{"v":1,"keywords":[{"text":"Exception","match":"substring","ignore_case":false}]}
+//	{"v":1,"sum":"<32 hex>","keywords":[{"text":"Exception","match":"substring","ignore_case":false}]}
+//
+// Sum lets followers skip unchanged sets cheaply: it is always the first
+// field after "v", so reading SumPrefixLen bytes of the key (GETRANGE) tells
+// whether the set changed without transferring it. It is the first 16 bytes
+// of the SHA-256 of the document without its sum field (the format before
+// sums existed), so readers that ignore it still read the same set and a
+// document without a sum stays valid. Keeping the version inside the one
+// key makes writing both atomic and keeps them in one cluster slot whatever
+// the key is called.
 type Set struct {
 	V        int    `json:"v"`
+	Sum      string `json:"sum,omitempty"`
 	Keywords []Spec `json:"keywords"`
 }
 
-// EncodeSet renders specs as a Set document, canonical and de-duplicated.
+// sumHead is how a summed document starts; SumPrefixLen covers the sum and
+// its closing quote.
+const sumHead = `{"v":1,"sum":"`
+
+// SumPrefixLen is how many leading bytes of a document PeekSum needs.
+const SumPrefixLen = len(sumHead) + 32 + 1
+
+// EncodeSet renders specs as a Set document, canonical and de-duplicated,
+// with its sum.
 func EncodeSet(specs []Spec) ([]byte, error) {
 	seen := make(map[string]bool, len(specs))
 	out := Set{V: SetVersion, Keywords: make([]Spec, 0, len(specs))}
@@ -213,7 +233,58 @@ func EncodeSet(specs []Spec) ([]byte, error) {
 			out.Keywords = append(out.Keywords, c)
 		}
 	}
-	return json.Marshal(out)
+	plain, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	// Insert the sum of the plain document right after "v" (plain starts
+	// with {"v":1, and continues with "keywords").
+	const vHead = `{"v":1,`
+	sum := sumOf(plain)
+	doc := make([]byte, 0, len(plain)+len(sum)+9)
+	doc = append(doc, sumHead...)
+	doc = append(doc, sum...)
+	doc = append(doc, `",`...)
+	doc = append(doc, plain[len(vHead):]...)
+	return doc, nil
+}
+
+func sumOf(plain []byte) string {
+	h := sha256.Sum256(plain)
+	return hex.EncodeToString(h[:16])
+}
+
+// PeekSum returns the sum a document starts with, from at least its first
+// SumPrefixLen bytes; ok is false for a document without one (written by a
+// keyalertd before sums, or by hand), which a follower must then read whole.
+func PeekSum(prefix []byte) (sum string, ok bool) {
+	if len(prefix) < SumPrefixLen || string(prefix[:len(sumHead)]) != sumHead || prefix[SumPrefixLen-1] != '"' {
+		return "", false
+	}
+	sum = string(prefix[len(sumHead) : SumPrefixLen-1])
+	for i := 0; i < len(sum); i++ {
+		if c := sum[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return "", false
+		}
+	}
+	return sum, true
+}
+
+// VerifiedSum returns the sum of a whole document if it has one that matches
+// its content; a document edited by hand without updating its sum reports
+// false, so followers read it whole every time instead of trusting the sum.
+func VerifiedSum(doc []byte) (string, bool) {
+	sum, ok := PeekSum(doc)
+	if !ok || len(doc) < SumPrefixLen+1 || doc[SumPrefixLen] != ',' {
+		return "", false
+	}
+	plain := make([]byte, 0, len(doc))
+	plain = append(plain, `{"v":1,`...)
+	plain = append(plain, doc[SumPrefixLen+1:]...)
+	if sumOf(plain) != sum {
+		return "", false
+	}
+	return sum, true
 }
 
 // DecodeSet parses and validates a Set document.

@@ -121,3 +121,40 @@ func FuzzParseID(f *testing.F) {
 		}
 	})
 }
+
+func TestSetSum(t *testing.T) {
+	a, _ := EncodeSet([]Spec{{Text: "a"}})
+	b, _ := EncodeSet([]Spec{{Text: "b"}})
+	sumA, okA := VerifiedSum(a)
+	sumB, _ := VerifiedSum(b)
+	if !okA || sumA == sumB {
+		t.Fatalf("sums %q %q from %s and %s", sumA, sumB, a, b)
+	}
+	if peek, ok := PeekSum(a[:SumPrefixLen]); !ok || peek != sumA {
+		t.Fatalf("PeekSum of the prefix = %q, %v; want %q", peek, ok, sumA)
+	}
+	// The sum is the hash of the document as it was before sums: readers
+	// that ignore it see the same set.
+	legacy := `{"v":1,"keywords":[{"text":"a","match":"substring","ignore_case":false}]}`
+	if want := sumOf([]byte(legacy)); sumA != want {
+		t.Fatalf("sum %s, want the legacy document's %s", sumA, want)
+	}
+	tampered := strings.Replace(string(a), `"a"`, `"z"`, 1)
+	for name, tt := range map[string]struct {
+		doc    string
+		wantOK bool
+	}{
+		"summed":            {string(a), true},
+		"legacy, no sum":    {legacy, false},
+		"edited, stale sum": {tampered, false},
+		"short":             {`{"v":1,"sum":"ab"}`, false},
+		"empty":             {"", false},
+	} {
+		if _, ok := VerifiedSum([]byte(tt.doc)); ok != tt.wantOK {
+			t.Errorf("%s: VerifiedSum ok = %v, want %v", name, ok, tt.wantOK)
+		}
+		if specs, err := DecodeSet([]byte(tt.doc)); tt.wantOK && (err != nil || len(specs) != 1) {
+			t.Errorf("%s: DecodeSet = %v, %v", name, specs, err)
+		}
+	}
+}

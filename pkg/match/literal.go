@@ -5,6 +5,8 @@ import (
 	"slices"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
 // This file derives, from a regex's syntax tree, sets of literals such that
@@ -413,4 +415,27 @@ func asciiLower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// RequiredLiteralLen is, for a regex keyword, the length in bytes of the
+// shortest literal the matcher's prefilter must find in a text before it runs
+// the regex (or, for a regex that is a set of literals, instead of running
+// it). 0 means no usable literal: the regex runs on every text, which is what
+// makes a flush slow. Other modes are literals themselves: their text length.
+func RequiredLiteralLen(s keyword.Spec) int {
+	if s.Match != keyword.Regex {
+		return len(s.Text)
+	}
+	expr := s.Text
+	if s.IgnoreCase {
+		expr = "(?i)" + expr
+	}
+	plan := planRegex(expr)
+	switch {
+	case plan.direct:
+		return plan.lits.score()
+	case len(plan.gates) > 0:
+		return plan.gates[0].score()
+	}
+	return 0
 }

@@ -210,7 +210,7 @@ var settings = []Setting{
 			return err
 		}},
 	{Key: KeyRulesKey, Default: keyword.DefaultSetKey,
-		Doc: "Redis key where the backend publishes its keyword set; `off` or `none` stops following it. The effective keywords are the static ones plus the published ones (each ID once). If Redis is unreachable at start, the static keywords apply until the set can be read. With no keywords in effect, chunks are accepted and nothing is counted.",
+		Doc: "Redis key where the backend publishes its keyword set; `off` or `none` stops following it. The effective keywords are the static ones plus the published ones (each ID once). Each `Rules_Interval` only the set's sum (its first 47 bytes, `GETRANGE`) is read, the whole set only when the sum changed; a set without a sum (published by a keyalertd that predates sums, or by hand) is read whole every `Rules_Interval`. If Redis is unreachable at start, the static keywords apply until the set can be read. With no keywords in effect, chunks are accepted and nothing is counted.",
 		set: func(c *Config, _ Setting, v string) error {
 			c.RulesKey = v
 			if strings.EqualFold(v, "off") || strings.EqualFold(v, "none") {
