@@ -150,11 +150,18 @@ for g = 1, nsample do
   end
   if #push > 0 then
     -- Lists are per series, so most are short: trim only those over the cap.
+    -- The TTL is set when the push creates the list, not on every push: a
+    -- busy series' list then lives one retention and is created again by
+    -- its next sample, which saves an EXPIRE per series per batch.
     local len = rpcall('LPUSH', key, unpack(push))
-    if type(len) == 'number' and len > cap then
-      rpcall('LTRIM', key, 0, cap - 1)
+    if type(len) == 'number' then
+      if len > cap then
+        rpcall('LTRIM', key, 0, cap - 1)
+      end
+      if len == #push then
+        rpcall('EXPIRE', key, sttl)
+      end
     end
-    rpcall('EXPIRE', key, sttl)
   end
 end
 
