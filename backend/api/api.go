@@ -40,6 +40,12 @@ const (
 	DefaultDetailSamples = 10
 	// DefaultReadyTimeout bounds the readiness check of /readyz.
 	DefaultReadyTimeout = 2 * time.Second
+	// DefaultMaxCellsPerQuery bounds the Redis entries one counts or top
+	// call sums: with it a top over 100,000 hosts may span 10 minutes.
+	DefaultMaxCellsPerQuery = 1_000_000
+	// DefaultMaxConcurrentQueries bounds the counts and top calls served at
+	// once; more get 503.
+	DefaultMaxConcurrentQueries = 4
 )
 
 // Options configures the router. The zero value of every field but the
@@ -64,6 +70,12 @@ type Options struct {
 	RequestTimeout time.Duration // bounds one request; zero: DefaultRequestTimeout
 	MaxBodyBytes   int64         // bounds a request body; zero: DefaultMaxBodyBytes
 	DetailSamples  int           // sample lines in an alert's detail; zero: DefaultDetailSamples
+	// MaxCellsPerQuery bounds the cells (or rolled-up hosts or tags) one
+	// counts or top call may sum; more get 400. Zero: DefaultMaxCellsPerQuery.
+	MaxCellsPerQuery int64
+	// MaxConcurrentQueries bounds the counts and top calls in flight; more
+	// get 503. Zero: DefaultMaxConcurrentQueries.
+	MaxConcurrentQueries int
 
 	// Ready reports whether the service can do its work (Redis reachable,
 	// consumer running); nil means always ready. It gets at most
@@ -87,6 +99,10 @@ func (o Options) withDefaults() (Options, error) {
 	if len(o.Tokens) == 0 && !o.InsecureNoAuth {
 		errs = append(errs, errors.New("no API tokens and InsecureNoAuth not set"))
 	}
+	if o.MaxCellsPerQuery < 0 || o.MaxConcurrentQueries < 0 {
+		errs = append(errs, fmt.Errorf("negative setting: max cells per query %d, max concurrent queries %d",
+			o.MaxCellsPerQuery, o.MaxConcurrentQueries))
+	}
 	if o.Retention < 0 || o.RequestTimeout < 0 || o.MaxBodyBytes < 0 || o.DetailSamples < 0 {
 		errs = append(errs, fmt.Errorf("negative setting: retention %v, request timeout %v, max body bytes %d, detail samples %d",
 			o.Retention, o.RequestTimeout, o.MaxBodyBytes, o.DetailSamples))
@@ -106,6 +122,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.DetailSamples == 0 {
 		o.DetailSamples = DefaultDetailSamples
 	}
+	if o.MaxCellsPerQuery == 0 {
+		o.MaxCellsPerQuery = DefaultMaxCellsPerQuery
+	}
+	if o.MaxConcurrentQueries == 0 {
+		o.MaxConcurrentQueries = DefaultMaxConcurrentQueries
+	}
 	if o.Gatherer == nil {
 		o.Gatherer = prometheus.DefaultGatherer
 	}
@@ -124,6 +146,8 @@ func (o Options) withDefaults() (Options, error) {
 type handlers struct {
 	o   Options
 	log *slog.Logger
+	// queries holds a token per counts or top call in flight.
+	queries chan struct{}
 }
 
 // NewRouter returns the HTTP handler.
@@ -136,7 +160,7 @@ func NewRouter(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &handlers{o: o, log: o.Logger}
+	h := &handlers{o: o, log: o.Logger, queries: make(chan struct{}, o.MaxConcurrentQueries)}
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, observe(r, m, o.Logger), recoverer(o.Logger), deadline(o.RequestTimeout))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {

@@ -2,9 +2,9 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"time"
 
@@ -132,8 +132,7 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 		h.writeErr(w, r, bad("to", "range over %d days", window.MaxMinutes/(24*60)))
 		return
 	}
-	host, hostSet := q.Get("host"), q.Has("host")
-	tag, tagSet := q.Get("tag"), q.Has("tag")
+	f := window.Filter{Host: q.Get("host"), HostSet: q.Has("host"), Tag: q.Get("tag"), TagSet: q.Has("tag")}
 
 	// Minutes overlapping [from, to); nothing older than the retention
 	// exists, so that part is not read.
@@ -142,24 +141,49 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 	if oldest := h.o.Now().Add(-h.o.Retention - time.Minute).Unix(); lo < oldest {
 		lo = oldest
 	}
-	cells, err := h.o.Counts.Cells(r.Context(), s.ID(), lo, to.Unix())
-	if err != nil {
-		h.writeErr(w, r, err)
+	if !h.acquire(w) {
 		return
 	}
-	resp := CountsResponse{Keyword: s.Text, ID: s.ID(), From: from.UTC(), To: to.UTC(), Points: []Point{}}
-	for _, c := range cells {
-		if c.Minute < first || (hostSet && c.Host != host) || (tagSet && c.Tag != tag) {
-			continue
-		}
-		if n := len(resp.Points); n > 0 && resp.Points[n-1].Minute.Unix() == c.Minute {
-			resp.Points[n-1].Count += c.Count
-		} else {
-			resp.Points = append(resp.Points, Point{Minute: time.Unix(c.Minute, 0).UTC(), Count: c.Count})
-		}
+	defer h.release()
+	mcs, err := h.o.Counts.Counts(r.Context(), s.ID(), lo, to.Unix(), f, h.o.MaxCellsPerQuery)
+	if err != nil {
+		h.writeCountsErr(w, r, err, "to")
+		return
+	}
+	resp := CountsResponse{Keyword: s.Text, ID: s.ID(), From: from.UTC(), To: to.UTC(), Points: make([]Point, 0, len(mcs))}
+	for _, c := range mcs {
+		resp.Points = append(resp.Points, Point{Minute: time.Unix(c.Minute, 0).UTC(), Count: c.Count})
 		resp.Total += c.Count
 	}
 	WriteJSON(w, http.StatusOK, resp)
+}
+
+// acquire takes a query slot, or answers 503 and returns false: a counts or
+// top call holds Redis replies and sums in memory while it runs, so their
+// number in flight bounds what they can cost together.
+func (h *handlers) acquire(w http.ResponseWriter) bool {
+	select {
+	case h.queries <- struct{}{}:
+		return true
+	default:
+		w.Header().Set("Retry-After", "1")
+		WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf(
+			"too many counts queries in flight (limit %d, KEYALERT_MAX_CONCURRENT_QUERIES); retry shortly", h.o.MaxConcurrentQueries))
+		return false
+	}
+}
+
+func (h *handlers) release() { <-h.queries }
+
+// writeCountsErr answers a read over the cell limit with 400 naming param
+// and the limit, anything else as writeErr does.
+func (h *handlers) writeCountsErr(w http.ResponseWriter, r *http.Request, err error, param string) {
+	var le *window.LimitError
+	if errors.As(err, &le) {
+		h.writeErr(w, r, bad(param, "%v", le))
+		return
+	}
+	h.writeErr(w, r, err)
 }
 
 // top serves GET /api/v1/counts/top: the hosts or tags with the most matches
@@ -206,33 +230,18 @@ func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
 	now := h.o.Now().Unix()
 	to := now - now%60 + 60
 	from := to - int64((win+time.Minute-1)/time.Minute)*60
-	cells, err := h.o.Counts.Cells(r.Context(), s.ID(), from, to)
-	if err != nil {
-		h.writeErr(w, r, err)
+	if !h.acquire(w) {
 		return
 	}
-	sums := map[string]int64{}
-	var total int64
-	for _, c := range cells {
-		k := c.Host
-		if by == "tag" {
-			k = c.Tag
-		}
-		sums[k] += c.Count
-		total += c.Count
+	defer h.release()
+	groups, total, err := h.o.Counts.Top(r.Context(), s.ID(), from, to, by, limit, h.o.MaxCellsPerQuery)
+	if err != nil {
+		h.writeCountsErr(w, r, err, "window")
+		return
 	}
-	items := make([]TopItem, 0, len(sums))
-	for k, n := range sums {
-		items = append(items, TopItem{Value: k, Count: n})
-	}
-	sort.Slice(items, func(i, j int) bool {
-		if items[i].Count != items[j].Count {
-			return items[i].Count > items[j].Count
-		}
-		return items[i].Value < items[j].Value
-	})
-	if len(items) > limit {
-		items = items[:limit]
+	items := make([]TopItem, len(groups))
+	for i, g := range groups {
+		items[i] = TopItem{Value: g.Value, Count: g.Count}
 	}
 	WriteJSON(w, http.StatusOK, TopResponse{
 		Keyword: s.Text, ID: s.ID(), By: by, Window: winText,

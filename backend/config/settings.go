@@ -218,6 +218,12 @@ var settings = []Setting{
 	durationRow("api-timeout", "KEYALERT_API_TIMEOUT", api.DefaultRequestTimeout, 100*time.Millisecond, time.Minute,
 		"deadline of one API request; a Redis that does not answer within it gets 503",
 		func(c *Config) *time.Duration { return &c.API.RequestTimeout }),
+	intRow("max-cells-per-query", "KEYALERT_MAX_CELLS_PER_QUERY", int64(api.DefaultMaxCellsPerQuery), 1000, 100_000_000,
+		"Redis entries one counts or counts/top call may sum (per minute: the hosts or tags of a top, the cells of a minute counted before rollups); over it the call gets 400 naming this limit",
+		func(c *Config) *int64 { return &c.API.MaxCellsPerQuery }),
+	intRow("max-concurrent-queries", "KEYALERT_MAX_CONCURRENT_QUERIES", api.DefaultMaxConcurrentQueries, 1, 256,
+		"counts and counts/top calls served at once; more get 503 with Retry-After",
+		func(c *Config) *int { return &c.API.MaxConcurrentQueries }),
 }
 
 // maxRetention is about 270 years, near the largest time.Duration.

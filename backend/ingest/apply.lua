@@ -73,6 +73,26 @@ for g = 1, nseen do
   i = first + m
 end
 
+-- Rollups of each window hash (window.Keys.HostTotals/TagTotals): per-host
+-- and per-tag sums and the minute's total, so that readers need not read
+-- every cell. Summed per batch here, one ZINCRBY per (rollup, member) below.
+local roll = {}
+local function rollup(key, field, c)
+  local ro = roll[key]
+  if not ro then
+    ro = {h = {}, t = {}, n = 0}
+    roll[key] = ro
+  end
+  local host, tag = field, ''
+  local p = string.find(field, '\0', 1, true)
+  if p then
+    host, tag = string.sub(field, 1, p - 1), string.sub(field, p + 1)
+  end
+  ro.h[host] = (ro.h[host] or 0) + c
+  ro.t[tag] = (ro.t[tag] or 0) + c
+  ro.n = ro.n + c
+end
+
 -- Counts: one HINCRBY per cell for all its new entries.
 for g = 1, ncount do
   local key, field = KEYS[tonumber(ARGV[i + COUNT_KEY])], ARGV[i + COUNT_FIELD]
@@ -109,6 +129,7 @@ for g = 1, ncount do
       return redis.error_reply(r.err)
     elseif not failed(r) then
       wrote = true
+      rollup(key, field, tonumber(sum))
     else
       for en = first, first + m - 1 do
         if not flags[en] then
@@ -116,6 +137,18 @@ for g = 1, ncount do
         end
       end
     end
+  end
+end
+
+-- A rollup is derived data: a failure to write it does not fail the entries.
+for key, ro in pairs(roll) do
+  local hk, tk = key .. '\0h', key .. '\0t'
+  for h, c in pairs(ro.h) do
+    rpcall('ZINCRBY', hk, c, h)
+  end
+  rpcall('ZINCRBY', hk, ro.n, '\0')
+  for t, c in pairs(ro.t) do
+    rpcall('ZINCRBY', tk, c, t)
   end
 end
 
@@ -195,7 +228,12 @@ for d = 1, ndead do
 end
 
 for x = 1, nexp do
-  rpcall('EXPIREAT', KEYS[tonumber(ARGV[i + EXPIRE_KEY])], ARGV[i + EXPIRE_AT])
+  local k = KEYS[tonumber(ARGV[i + EXPIRE_KEY])]
+  rpcall('EXPIREAT', k, ARGV[i + EXPIRE_AT])
+  if roll[k] then
+    rpcall('EXPIREAT', k .. '\0h', ARGV[i + EXPIRE_AT])
+    rpcall('EXPIREAT', k .. '\0t', ARGV[i + EXPIRE_AT])
+  end
   i = i + EXPIRE_WIDTH
 end
 

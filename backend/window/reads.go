@@ -1,0 +1,403 @@
+package window
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Bounded reads for the counts API. A window hash holds one field per (host,
+// tag) cell, so with a large fleet reading it whole costs memory and time in
+// the number of cells. The ingest script therefore keeps two rollups of
+// every window hash, in the same slot and with the same expiry:
+//
+//	<window key>\x00h   ZSET  host -> count, plus member "\x00" -> the minute's total
+//	<window key>\x00t   ZSET  tag -> count
+//
+// A count of one host, tag or the whole minute is then one ZMSCORE or HGET
+// per minute, and a top-N is a ZUNIONSTORE in Redis of which only N members
+// come back. Minutes counted before the rollups existed (a window hash
+// without its "\x00h") are read by streaming their cells in pages of
+// ScanPage fields and are charged against the caller's cell limit.
+
+// TotalMember is the member of a host rollup holding the minute's total;
+// a host name cannot hold NUL.
+const TotalMember = "\x00"
+
+// ScanPage is the HSCAN COUNT of the fallback scan of a minute without
+// rollups: the most cells one reply holds in memory.
+const ScanPage = 1000
+
+// HostTotals is the rollup of the window hash of (kwID, minute) by host. No
+// window key ends in NUL and a letter, so rollup keys never collide with one.
+func (k Keys) HostTotals(kwID string, minute int64) string {
+	return k.Window(kwID, minute) + "\x00h"
+}
+
+// TagTotals is the rollup of the window hash of (kwID, minute) by tag.
+func (k Keys) TagTotals(kwID string, minute int64) string {
+	return k.Window(kwID, minute) + "\x00t"
+}
+
+// Filter selects the cells a count covers; an unset part matches all.
+type Filter struct {
+	Host, Tag       string
+	HostSet, TagSet bool
+}
+
+func (f Filter) match(host, tag string) bool {
+	return (!f.HostSet || host == f.Host) && (!f.TagSet || tag == f.Tag)
+}
+
+// MinuteCount is the count of one minute.
+type MinuteCount struct {
+	Minute int64 // Unix seconds, minute start
+	Count  int64
+}
+
+// LimitError says a read would touch more cells than allowed.
+type LimitError struct {
+	Cells, Max int64
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("the query would read %d cells, over the limit of %d (KEYALERT_MAX_CELLS_PER_QUERY); narrow the range or the window", e.Cells, e.Max)
+}
+
+// minutes lists the minute starts in [from, to).
+func minutes(from, to int64) ([]int64, error) {
+	first := ceilDiv(from, 60) * 60
+	n := (to - first + 59) / 60
+	if n <= 0 {
+		return nil, nil
+	}
+	if n > MaxMinutes {
+		return nil, fmt.Errorf("%d minutes requested, over the limit of %d", n, MaxMinutes)
+	}
+	ms := make([]int64, 0, n)
+	for m := first; m < to; m += 60 {
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+// Counts returns kwID's per-minute counts of the cells f selects, for the
+// minutes in [from, to) that have one, ascending. Memory and Redis work are
+// O(minutes) for minutes with rollups; minutes without are scanned, at most
+// maxCells cells in all (else *LimitError), ScanPage at a time.
+func (s *Store) Counts(ctx context.Context, kwID string, from, to int64, f Filter, maxCells int64) ([]MinuteCount, error) {
+	ms, err := minutes(from, to)
+	if err != nil || len(ms) == 0 {
+		return nil, err
+	}
+	type ask struct {
+		cell   *redis.StringCmd     // host and tag given: the one cell
+		scores *redis.FloatSliceCmd // host rollup: [host,] total
+		tag    *redis.FloatSliceCmd // tag rollup: tag
+		cells  *redis.IntCmd        // HLEN of the window: cells to scan without rollup
+	}
+	asks := make([]ask, len(ms))
+	pipe := s.rdb.Pipeline()
+	for i, m := range ms {
+		w := s.keys.Window(kwID, m)
+		if f.HostSet && f.TagSet {
+			asks[i].cell = pipe.HGet(ctx, w, Field(f.Host, f.Tag))
+			continue
+		}
+		members := []string{TotalMember}
+		if f.HostSet {
+			members = []string{f.Host, TotalMember}
+		}
+		asks[i].scores = pipe.ZMScore(ctx, s.keys.HostTotals(kwID, m), members...)
+		if f.TagSet {
+			asks[i].tag = pipe.ZMScore(ctx, s.keys.TagTotals(kwID, m), f.Tag)
+		}
+		asks[i].cells = pipe.HLen(ctx, w)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("counts of %s over %d minutes: %w", kwID, len(ms), err)
+	}
+	out := make([]MinuteCount, 0, len(ms))
+	var legacy []int64
+	var legacyCells int64
+	for i, a := range asks {
+		var n int64
+		switch {
+		case a.cell != nil:
+			v, err := a.cell.Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if n, err = strconv.ParseInt(v, 10, 64); err != nil {
+				return nil, fmt.Errorf("window %s field of %q/%q: count %q is not an integer", s.keys.Window(kwID, ms[i]), f.Host, f.Tag, v)
+			}
+		default:
+			sc := a.scores.Val()
+			if len(sc) == 0 || sc[len(sc)-1] == 0 {
+				// No total: no rollup. Cells there predate it (or a
+				// rollup write failed) and are scanned below.
+				if c := a.cells.Val(); c > 0 {
+					legacy = append(legacy, ms[i])
+					legacyCells += c
+				}
+				continue
+			}
+			switch {
+			case f.TagSet:
+				if t := a.tag.Val(); len(t) == 1 {
+					n = int64(t[0])
+				}
+			case f.HostSet:
+				n = int64(sc[0])
+			default:
+				n = int64(sc[0])
+			}
+		}
+		if n != 0 {
+			out = append(out, MinuteCount{ms[i], n})
+		}
+	}
+	if len(legacy) == 0 {
+		return out, nil
+	}
+	if legacyCells > maxCells {
+		return nil, &LimitError{Cells: legacyCells, Max: maxCells}
+	}
+	for _, m := range legacy {
+		var n int64
+		err := s.scanCells(ctx, s.keys.Window(kwID, m), f, func(_, _ string, c int64) { n += c })
+		if err != nil {
+			return nil, err
+		}
+		if n != 0 {
+			out = append(out, MinuteCount{m, n})
+		}
+	}
+	sortMinutes(out)
+	return out, nil
+}
+
+func sortMinutes(out []MinuteCount) {
+	// Few minutes are out of order (only scanned ones); insertion sort.
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Minute < out[j-1].Minute; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+}
+
+// globEscape quotes the glob specials of s for HSCAN MATCH.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// scanCells streams the cells of one window hash that f selects, ScanPage
+// fields per reply, to fn. A host filter is a MATCH prefix so that Redis
+// drops the other hosts before replying.
+func (s *Store) scanCells(ctx context.Context, key string, f Filter, fn func(host, tag string, n int64)) error {
+	match := ""
+	if f.HostSet {
+		match = globEscape(f.Host) + "\x00*"
+	}
+	var cursor uint64
+	for {
+		kvs, next, err := s.rdb.HScan(ctx, key, cursor, match, ScanPage).Result()
+		if err != nil {
+			return fmt.Errorf("scan of %s: %w", key, err)
+		}
+		for i := 0; i+1 < len(kvs); i += 2 {
+			host, tag := SplitField(kvs[i])
+			if !f.match(host, tag) {
+				continue
+			}
+			n, err := strconv.ParseInt(kvs[i+1], 10, 64)
+			if err != nil {
+				return fmt.Errorf("window %s field %q: count %q is not an integer", key, kvs[i], kvs[i+1])
+			}
+			fn(host, tag, n)
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// Group is one host or tag of a top answer.
+type Group struct {
+	Value string
+	Count int64
+}
+
+// topScript sums the rollups KEYS[2..] into KEYS[1] (which may already hold
+// the sums of scanned minutes; the minutes' totals are dropped when ARGV[2]
+// is 1) and returns the top ARGV[1] members, highest first and equal counts
+// by value ascending, as member, score pairs. Only those come back: Redis
+// holds the union for the call, keyalertd holds limit members.
+var topScript = redis.NewScript(`
+local dst, limit = KEYS[1], tonumber(ARGV[1])
+redis.call('ZUNIONSTORE', dst, #KEYS, unpack(KEYS))
+if ARGV[2] == '1' then
+  redis.call('ZREM', dst, '\0')
+end
+local out = {}
+local top = redis.call('ZRANGE', dst, 0, limit - 1, 'REV', 'WITHSCORES')
+if #top == 0 then
+  redis.call('DEL', dst)
+  return out
+end
+-- ZRANGE REV orders equal scores by value descending: take the members
+-- above the lowest score shown, then that score's first ones by value.
+local last = top[#top]
+for j = 1, #top, 2 do
+  if top[j + 1] ~= last then
+    out[#out + 1] = top[j]
+    out[#out + 1] = top[j + 1]
+  end
+end
+local rest = redis.call('ZRANGE', dst, last, last, 'BYSCORE', 'LIMIT', 0, limit - #out / 2, 'WITHSCORES')
+for j = 1, #rest do
+  out[#out + 1] = rest[j]
+end
+redis.call('DEL', dst)
+return out
+`)
+
+// Top returns the limit hosts (by "host") or tags (by "tag") of kwID with the
+// most matches over the minutes in [from, to), and the total over all of
+// them. Redis sums the minutes' rollups; at most limit groups come back. The
+// groups summed, a minute's hosts or tags counted once per minute, and the
+// cells of minutes without rollups together must not exceed maxCells, else
+// *LimitError (checked with O(1) calls per minute before any sum).
+func (s *Store) Top(ctx context.Context, kwID string, from, to int64, by string, limit int, maxCells int64) ([]Group, int64, error) {
+	ms, err := minutes(from, to)
+	if err != nil || len(ms) == 0 || limit <= 0 {
+		return nil, 0, err
+	}
+	roll := s.keys.HostTotals
+	if by == "tag" {
+		roll = s.keys.TagTotals
+	}
+	type ask struct {
+		members *redis.IntCmd
+		total   *redis.FloatCmd
+		cells   *redis.IntCmd
+	}
+	asks := make([]ask, len(ms))
+	pipe := s.rdb.Pipeline()
+	for i, m := range ms {
+		asks[i] = ask{
+			pipe.ZCard(ctx, roll(kwID, m)),
+			pipe.ZScore(ctx, s.keys.HostTotals(kwID, m), TotalMember),
+			pipe.HLen(ctx, s.keys.Window(kwID, m)),
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, 0, fmt.Errorf("top of %s over %d minutes: %w", kwID, len(ms), err)
+	}
+	var keys, legacy []string
+	var cells, total int64
+	for i, a := range asks {
+		if t, err := a.total.Result(); err == nil && t != 0 {
+			keys = append(keys, roll(kwID, ms[i]))
+			cells += a.members.Val()
+			total += int64(t)
+		} else if c := a.cells.Val(); c > 0 {
+			legacy = append(legacy, s.keys.Window(kwID, ms[i]))
+			cells += c
+		}
+	}
+	if cells > maxCells {
+		return nil, 0, &LimitError{Cells: cells, Max: maxCells}
+	}
+	if len(keys) == 0 && len(legacy) == 0 {
+		return []Group{}, 0, nil
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	dst := s.keys.prefix + "top:" + hex.EncodeToString(rnd[:])
+	// Minutes without rollups: their cells are summed by group a page at a
+	// time into the destination, which the script then adds the rollups to.
+	for _, w := range legacy {
+		page := make(map[string]int64, ScanPage)
+		flush := func() error {
+			if len(page) == 0 {
+				return nil
+			}
+			p := s.rdb.Pipeline()
+			for g, n := range page {
+				p.ZIncrBy(ctx, dst, float64(n), g)
+			}
+			p.Expire(ctx, dst, 60e9)
+			clear(page)
+			if _, err := p.Exec(ctx); err != nil {
+				return fmt.Errorf("top of %s: summing %s: %w", kwID, w, err)
+			}
+			return nil
+		}
+		var ferr error
+		err := s.scanCells(ctx, w, Filter{}, func(host, tag string, n int64) {
+			g := host
+			if by == "tag" {
+				g = tag
+			}
+			page[g] += n
+			total += n
+			if len(page) >= ScanPage && ferr == nil {
+				ferr = flush()
+			}
+		})
+		if err == nil {
+			err = ferr
+		}
+		if err == nil {
+			err = flush()
+		}
+		if err != nil {
+			s.rdb.Del(context.WithoutCancel(ctx), dst)
+			return nil, 0, err
+		}
+	}
+	wantTotal := "0"
+	if by == "host" {
+		wantTotal = "1"
+	}
+	res, err := topScript.Run(ctx, s.rdb, append([]string{dst}, keys...), limit, wantTotal).Slice()
+	if err != nil {
+		s.rdb.Del(context.WithoutCancel(ctx), dst)
+		return nil, 0, fmt.Errorf("top of %s over %d minutes: %w", kwID, len(ms), err)
+	}
+	out := make([]Group, 0, len(res)/2)
+	for j := 0; j+1 < len(res); j += 2 {
+		name, _ := res[j].(string)
+		sc, _ := res[j+1].(string)
+		n, err := strconv.ParseFloat(sc, 64)
+		if err != nil {
+			return nil, 0, fmt.Errorf("top of %s: score %q of %q: %w", kwID, sc, name, err)
+		}
+		out = append(out, Group{name, int64(n)})
+	}
+	// Equal counts above the cut come back by value descending too.
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Value < out[j].Value
+	})
+	return out, total, nil
+}
