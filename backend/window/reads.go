@@ -316,6 +316,9 @@ func (s *Store) Top(ctx context.Context, kwID string, from, to int64, by string,
 		if t, err := a.total.Result(); err == nil && t != 0 {
 			keys = append(keys, roll(kwID, ms[i]))
 			cells += a.members.Val()
+			if by == "host" {
+				cells-- // the total member
+			}
 			total += int64(t)
 		} else if c := a.cells.Val(); c > 0 {
 			legacy = append(legacy, s.keys.Window(kwID, ms[i]))

@@ -1,0 +1,320 @@
+package window
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/redis/go-redis/v9"
+)
+
+// fleet is a deterministic keyword history: hosts × minutes cells, each
+// host on one of three tags.
+type fleet struct {
+	hosts, minutes int
+	base           int64
+}
+
+func (f fleet) host(h int) string { return fmt.Sprintf("web-%05d", h) }
+func (f fleet) tag(h int) string  { return "tag-" + strconv.Itoa(h%3) }
+func (f fleet) count(h, m int) int64 {
+	return int64((h*7+m*13)%101 + 1)
+}
+
+// write stores the fleet's window hashes with pipelined HSETs and, with
+// rollups, the rollups the ingest script keeps beside them.
+func (f fleet) write(tb testing.TB, rdb redis.UniversalClient, k Keys, kwID string, rollups bool) {
+	tb.Helper()
+	ctx := context.Background()
+	const chunk = 1000
+	for m := 0; m < f.minutes; m++ {
+		minute := f.base + int64(m)*60
+		pipe := rdb.Pipeline()
+		tags := map[string]int64{}
+		var total int64
+		for h0 := 0; h0 < f.hosts; h0 += chunk {
+			cells := make([]any, 0, 2*chunk)
+			hosts := make([]redis.Z, 0, chunk)
+			for h := h0; h < min(h0+chunk, f.hosts); h++ {
+				n := f.count(h, m)
+				cells = append(cells, Field(f.host(h), f.tag(h)), n)
+				hosts = append(hosts, redis.Z{Score: float64(n), Member: f.host(h)})
+				tags[f.tag(h)] += n
+				total += n
+			}
+			pipe.HSet(ctx, k.Window(kwID, minute), cells...)
+			if rollups {
+				pipe.ZAdd(ctx, k.HostTotals(kwID, minute), hosts...)
+			}
+		}
+		if rollups {
+			pipe.ZAdd(ctx, k.HostTotals(kwID, minute), redis.Z{Score: float64(total), Member: TotalMember})
+			for t, n := range tags {
+				pipe.ZAdd(ctx, k.TagTotals(kwID, minute), redis.Z{Score: float64(n), Member: t})
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			tb.Fatalf("writing minute %d of the fleet: %v", m, err)
+		}
+	}
+}
+
+// counts is the expected per-minute count of the cells f selects.
+func (fl fleet) counts(f Filter) []MinuteCount {
+	var out []MinuteCount
+	for m := 0; m < fl.minutes; m++ {
+		var n int64
+		for h := 0; h < fl.hosts; h++ {
+			if f.match(fl.host(h), fl.tag(h)) {
+				n += fl.count(h, m)
+			}
+		}
+		if n != 0 {
+			out = append(out, MinuteCount{fl.base + int64(m)*60, n})
+		}
+	}
+	return out
+}
+
+// top is the expected top by host or tag over the whole fleet history.
+func (fl fleet) top(by string, limit int) ([]Group, int64) {
+	sums := map[string]int64{}
+	var total int64
+	for m := 0; m < fl.minutes; m++ {
+		for h := 0; h < fl.hosts; h++ {
+			g := fl.host(h)
+			if by == "tag" {
+				g = fl.tag(h)
+			}
+			sums[g] += fl.count(h, m)
+			total += fl.count(h, m)
+		}
+	}
+	out := make([]Group, 0, len(sums))
+	for g, n := range sums {
+		out = append(out, Group{g, n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Value < out[j].Value
+	})
+	return out[:min(limit, len(out))], total
+}
+
+// commandCalls returns the calls per command since the last CONFIG RESETSTAT.
+func commandCalls(t *testing.T, rdb *redis.Client) map[string]int {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
+		out[strings.TrimPrefix(name, "cmdstat_")] = n
+	}
+	return out
+}
+
+// heapGrowth runs fn and returns how much it grew the live heap and how much
+// it allocated in all, which bounds the heap growth of any one call.
+func heapGrowth(fn func()) (inuse int64, alloc uint64) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return int64(after.HeapInuse) - int64(before.HeapInuse), after.TotalAlloc - before.TotalAlloc
+}
+
+// Bounds of one read of a 20,000-host fleet, whatever the fleet size: the
+// rollup reads hold O(minutes + limit) values.
+const (
+	maxCallAlloc  = 1 << 20
+	maxHeapGrowth = 4 << 20
+)
+
+func TestCountsOfAFleetReadOnlyTheRollupsAndStayBounded(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	fl := fleet{hosts: 20000, minutes: 20, base: 1714557600}
+	fl.write(t, rdb, s.Keys(), "substring:x", true)
+	from, to := fl.base, fl.base+int64(fl.minutes)*60
+	tests := []struct {
+		name   string
+		filter Filter
+		calls  map[string]int // Redis commands the call may make
+	}{
+		{"host alone is one ZMSCORE of two members per minute", Filter{Host: fl.host(4321), HostSet: true},
+			map[string]int{"zmscore": 20, "hlen": 20}},
+		{"tag alone is a ZMSCORE on each rollup per minute", Filter{Tag: fl.tag(2), TagSet: true},
+			map[string]int{"zmscore": 40, "hlen": 20}},
+		{"host and tag is one HGET per minute", Filter{Host: fl.host(17), HostSet: true, Tag: fl.tag(17), TagSet: true},
+			map[string]int{"hget": 20}},
+		{"no filter reads each minute's total", Filter{}, map[string]int{"zmscore": 20, "hlen": 20}},
+		{"an unknown host counts nothing", Filter{Host: "nobody", HostSet: true}, map[string]int{"zmscore": 20, "hlen": 20}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			var got []MinuteCount
+			var err error
+			inuse, alloc := heapGrowth(func() { got, err = s.Counts(ctx, "substring:x", from, to, tt.filter, 1000) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fl.counts(tt.filter); !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+				t.Errorf("Counts = %v, want %v", got, want)
+			}
+			calls := commandCalls(t, rdb)
+			delete(calls, "config|resetstat")
+			delete(calls, "config")
+			if !reflect.DeepEqual(calls, tt.calls) {
+				t.Errorf("commands %v, want %v", calls, tt.calls)
+			}
+			if alloc > maxCallAlloc || inuse > maxHeapGrowth {
+				t.Errorf("one call allocated %d bytes and grew the heap by %d, want at most %d and %d", alloc, inuse, maxCallAlloc, maxHeapGrowth)
+			}
+		})
+	}
+}
+
+func TestTopOfAFleetReturnsOnlyLimitGroups(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	fl := fleet{hosts: 20000, minutes: 20, base: 1714557600}
+	fl.write(t, rdb, s.Keys(), "substring:x", true)
+	fl.write(t, rdb, s.Keys(), "substring:old", false) // counted before rollups
+	from, to := fl.base, fl.base+int64(fl.minutes)*60
+	tests := []struct {
+		name, kw, by string
+		limit        int
+		maxCells     int64
+		bounded      bool // the call's memory does not grow with the fleet
+	}{
+		{"top hosts from rollups", "substring:x", "host", 10, 1_000_000, true},
+		{"top tags from rollups", "substring:x", "tag", 2, 1_000_000, true},
+		{"the whole limit of hosts", "substring:x", "host", 1000, 1_000_000, true},
+		{"top hosts of minutes without rollups", "substring:old", "host", 10, 1_000_000, true},
+		{"top tags of minutes without rollups", "substring:old", "tag", 3, 1_000_000, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []Group
+			var total int64
+			var err error
+			inuse, alloc := heapGrowth(func() { got, total, err = s.Top(ctx, tt.kw, from, to, tt.by, tt.limit, tt.maxCells) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, wantTotal := fl.top(tt.by, tt.limit)
+			if !reflect.DeepEqual(got, want) || total != wantTotal {
+				t.Errorf("Top = %v total %d, want %v total %d", got, total, want, wantTotal)
+			}
+			// Scanned minutes allocate per page, not per fleet: bound the
+			// live heap, not the bytes that passed through.
+			if inuse > maxHeapGrowth || (tt.kw == "substring:x" && alloc > maxCallAlloc) {
+				t.Errorf("one call allocated %d bytes and grew the heap by %d, want at most %d (rollups) and %d", alloc, inuse, maxCallAlloc, maxHeapGrowth)
+			}
+			if n, _ := rdb.Keys(ctx, "ka:*top:*").Result(); len(n) != 0 {
+				t.Errorf("temporary keys left: %v", n)
+			}
+		})
+	}
+}
+
+func TestReadsOverTheCellLimitFailNamingIt(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	fl := fleet{hosts: 2000, minutes: 5, base: 1714557600}
+	fl.write(t, rdb, s.Keys(), "substring:x", true)
+	fl.write(t, rdb, s.Keys(), "substring:old", false)
+	from, to := fl.base, fl.base+int64(fl.minutes)*60
+	tests := []struct {
+		name string
+		read func() error
+	}{
+		{"top by host sums 5 × 2000 hosts", func() error {
+			_, _, err := s.Top(ctx, "substring:x", from, to, "host", 10, 9999)
+			return err
+		}},
+		{"top of minutes without rollups", func() error {
+			_, _, err := s.Top(ctx, "substring:old", from, to, "tag", 10, 9999)
+			return err
+		}},
+		{"counts of minutes without rollups", func() error {
+			_, err := s.Counts(ctx, "substring:old", from, to, Filter{}, 9999)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.read()
+			var le *LimitError
+			if !errors.As(err, &le) || le.Cells != 10000 || le.Max != 9999 {
+				t.Fatalf("err = %v, want a LimitError of 10000 cells over 9999", err)
+			}
+			if !strings.Contains(err.Error(), "KEYALERT_MAX_CELLS_PER_QUERY") {
+				t.Errorf("error %q does not name the setting", err)
+			}
+		})
+	}
+	// Rollups make counts independent of the fleet: no limit applies.
+	if _, err := s.Counts(ctx, "substring:x", from, to, Filter{}, 1); err != nil {
+		t.Errorf("counts from rollups with a limit of 1: %v", err)
+	}
+}
+
+func TestCountsWithoutRollupsEqualCountsWithThem(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	fl := fleet{hosts: 300, minutes: 4, base: 1714557600}
+	fl.write(t, rdb, s.Keys(), "substring:x", true)
+	fl.write(t, rdb, s.Keys(), "substring:old", false)
+	// A host name with glob specials is matched literally.
+	if err := rdb.HSet(ctx, s.Keys().Window("substring:glob", fl.base), Field("w*b[1]", "t"), 5).Err(); err != nil {
+		t.Fatal(err)
+	}
+	from, to := fl.base, fl.base+int64(fl.minutes)*60
+	for _, f := range []Filter{{}, {Host: fl.host(3), HostSet: true}, {Tag: fl.tag(1), TagSet: true},
+		{Host: fl.host(4), HostSet: true, Tag: fl.tag(4), TagSet: true}} {
+		a, err := s.Counts(ctx, "substring:x", from, to, f, 1e6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.Counts(ctx, "substring:old", from, to, f, 1e6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a, b) || !reflect.DeepEqual(a, fl.counts(f)) {
+			t.Errorf("filter %+v: with rollups %v, without %v, want %v", f, a, b, fl.counts(f))
+		}
+	}
+	if err := rdb.HSet(ctx, s.Keys().Window("substring:glob", fl.base), Field("wxb1", "t"), 7).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Counts(ctx, "substring:glob", from, to, Filter{Host: "w*b[1]", HostSet: true}, 1e6)
+	if err != nil || !reflect.DeepEqual(got, []MinuteCount{{fl.base, 5}}) {
+		t.Errorf("host with glob specials: %v, %v", got, err)
+	}
+}
