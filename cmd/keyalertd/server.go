@@ -24,6 +24,7 @@ import (
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/backoff"
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -97,6 +98,17 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 		return fail(1, err)
 	}
 
+	// A full Redis (maxmemory, noeviction) makes MULTI/EXEC answer only
+	// EXECABORT: the hook puts the OOM cause into the error, the reporter
+	// counts it and names it in the log once per interval.
+	s.rdb.AddHook(redisoom.Hook{})
+	oomTotal := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "keyalert_redis_oom_total",
+		Help: "Redis commands refused because Redis reached its maxmemory (OOM command not allowed), as seen by the API.",
+	})
+	s.reg.MustRegister(oomTotal)
+	oom := redisoom.NewReporter(s.rdb, log, 0, oomTotal.Inc)
+
 	counts := window.NewStore(s.rdb, cfg.Ingest.Stream)
 	ruleStore := rules.NewStore(s.rdb, cfg.Rules, o.Now, log)
 	sils := silence.NewStore(s.rdb, o.Now, log)
@@ -148,6 +160,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	apiOpts := cfg.API
 	apiOpts.Counts, apiOpts.Rules, apiOpts.Silences, apiOpts.Alerts, apiOpts.Outbox = counts, ruleStore, sils, alerts, s.outbox
 	apiOpts.Gatherer, apiOpts.Registerer, apiOpts.Logger, apiOpts.Now = s.reg, s.reg, log, o.Now
+	apiOpts.OOM = oom
 	apiOpts.Ready = func(ctx context.Context) error {
 		if err := s.rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)

@@ -123,3 +123,21 @@ func (r *Reporter) memory(ctx context.Context) (maxmem, used string) {
 	}
 	return
 }
+
+// Hook makes every MULTI/EXEC pipeline of a client return its OOM cause
+// (see Tx), so that stores using TxPipelined need not each unwrap it:
+// rdb.AddHook(redisoom.Hook{}).
+type Hook struct{}
+
+// DialHook implements redis.Hook.
+func (Hook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessHook implements redis.Hook.
+func (Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+// ProcessPipelineHook implements redis.Hook.
+func (Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		return Tx(cmds, next(ctx, cmds))
+	}
+}

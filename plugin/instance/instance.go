@@ -53,6 +53,7 @@ func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) 
 	}
 	log := base.With("instance", name, "stream", cfg.Stream)
 	rdb := redis.NewUniversalClient(cfg.Redis)
+	rdb.AddHook(redisoom.Hook{}) // an EXECABORT says it was for lack of memory
 	f, err := keywordsync.New(rdb, keywordsync.Options{
 		Static:   cfg.Keywords,
 		Key:      cfg.RulesKey,
