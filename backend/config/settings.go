@@ -193,6 +193,12 @@ var settings = []Setting{
 			c.Alert.SampleLines, c.Alert.NoSampleLines = int(n), n == 0
 			return err
 		}},
+	durationRow("resolved-alert-ttl", "KEYALERT_RESOLVED_ALERT_TTL", alert.DefaultResolvedTTL, time.Minute, 3650*24*time.Hour,
+		"a resolved alert is kept (GET /api/v1/alerts) this long after its last change, then expires and its id is pruned from the index",
+		func(c *Config) *time.Duration { return &c.AlertStore.ResolvedTTL }),
+	intRow("alert-history", "KEYALERT_ALERT_HISTORY", alert.DefaultHistory, 1, alert.MaxHistory,
+		"history entries kept per alert; older ones are dropped and counted in the alert's `history_dropped`",
+		func(c *Config) *int { return &c.AlertStore.History }),
 	durationRow("outbox-backoff-min", "KEYALERT_OUTBOX_BACKOFF_MIN", outbox.DefaultBackoffMin, 10*time.Millisecond, time.Hour,
 		"first retry delay after a 429, 5xx or network error; doubles per attempt, half of it random",
 		func(c *Config) *time.Duration { return &c.Outbox.BackoffMin }),

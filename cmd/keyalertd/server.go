@@ -58,6 +58,7 @@ type server struct {
 	http     *http.Server
 	consumer *ingest.Consumer
 	engine   *alert.Engine
+	alerts   *alert.Store
 	shards   *lease.Shards
 	sender   *lease.Lease
 	outbox   *outbox.Outbox
@@ -120,7 +121,8 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	obOpt := cfg.Outbox
 	obOpt.Integrations, obOpt.Registerer = s.notifiers.Names(), s.reg
 	s.outbox = outbox.New(s.rdb, obOpt, log)
-	alerts := alert.NewStore(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log)
+	alerts := alert.NewStoreOptions(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log, cfg.AlertStore)
+	s.alerts = alerts
 	s.owner = lease.NewOwner()
 	s.shards = lease.NewShards(s.rdb, alert.LeasePrefix, s.owner, cfg.Lease, log)
 	s.sender = lease.New(s.rdb, alert.OutboxLeaseKey, s.owner, cfg.Lease.TTL)
@@ -233,6 +235,8 @@ func (s *server) Run(ctx context.Context) error {
 	alerting.Go(func() { s.shards.Run(ctx) })
 	alerting.Go(func() { s.engine.Run(ctx) })
 	alerting.Go(func() { s.sender.Hold(ctx, s.sendOutbox) })
+	// Bounded work per tick: ids of expired alerts leave the index.
+	alerting.Go(func() { s.alerts.RunPruner(ctx, s.cfg.Alert.EvalInterval) })
 	guardErr := make(chan error, 1)
 	alerting.Go(func() {
 		if err := s.guard.Run(ctx); err != nil {
