@@ -105,7 +105,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	s.rdb.AddHook(redisoom.Hook{})
 	oomTotal := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "keyalert_redis_oom_total",
-		Help: "Redis commands refused because Redis reached its maxmemory (OOM command not allowed), as seen by the API.",
+		Help: "Redis writes refused because Redis reached its maxmemory (OOM command not allowed), as seen by the API and the shard leases.",
 	})
 	s.reg.MustRegister(oomTotal)
 	oom := redisoom.NewReporter(s.rdb, log, 0, oomTotal.Inc)
@@ -124,7 +124,9 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	alerts := alert.NewStoreOptions(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log, cfg.AlertStore)
 	s.alerts = alerts
 	s.owner = lease.NewOwner()
-	s.shards = lease.NewShards(s.rdb, alert.LeasePrefix, s.owner, cfg.Lease, log)
+	leaseOpt := cfg.Lease
+	leaseOpt.OOM = oom
+	s.shards = lease.NewShards(s.rdb, alert.LeasePrefix, s.owner, leaseOpt, log)
 	s.sender = lease.New(s.rdb, alert.OutboxLeaseKey, s.owner, cfg.Lease.TTL)
 	alertOpt := cfg.Alert
 	alertOpt.Registerer = s.reg
