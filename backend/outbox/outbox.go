@@ -26,6 +26,7 @@ import (
 
 	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/pkg/backoff"
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -71,6 +72,9 @@ type Options struct {
 	FailedTTL time.Duration
 	// Registerer takes the outbox's metrics; nil: not registered.
 	Registerer prometheus.Registerer
+	// OOM, if set, reports Redis writes refused for lack of memory once per
+	// interval instead of a warning per retry; nil: warned like the rest.
+	OOM *redisoom.Reporter
 }
 
 func (o Options) withDefaults() Options {
@@ -616,5 +620,9 @@ func (o *Outbox) retryDelay(attempts int) time.Duration {
 var redisRetry = backoff.Policy{Min: 50 * time.Millisecond}
 
 func (o *Outbox) retryRedis(ctx context.Context, what string, fn func(context.Context) error) {
-	_ = backoff.Retry(ctx, redisRetry, fn, func(err error, _ int) { o.log.Warn("outbox: "+what, "err", err) })
+	_ = backoff.Retry(ctx, redisRetry, fn, func(err error, _ int) {
+		if !o.opt.OOM.Note(ctx, err, "what", "outbox: "+what) {
+			o.log.Warn("outbox: "+what, "err", err)
+		}
+	})
 }

@@ -105,7 +105,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	s.rdb.AddHook(redisoom.Hook{})
 	oomTotal := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "keyalert_redis_oom_total",
-		Help: "Redis writes refused because Redis reached its maxmemory (OOM command not allowed), as seen by the API and the shard leases.",
+		Help: "Redis writes refused because Redis reached its maxmemory (OOM command not allowed), as seen by the API, ingest, the outbox and the shard leases.",
 	})
 	s.reg.MustRegister(oomTotal)
 	oom := redisoom.NewReporter(s.rdb, log, 0, oomTotal.Inc)
@@ -119,7 +119,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 		return fail(1, err)
 	}
 	obOpt := cfg.Outbox
-	obOpt.Integrations, obOpt.Registerer = s.notifiers.Names(), s.reg
+	obOpt.Integrations, obOpt.Registerer, obOpt.OOM = s.notifiers.Names(), s.reg, oom
 	s.outbox = outbox.New(s.rdb, obOpt, log)
 	alerts := alert.NewStoreOptions(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log, cfg.AlertStore)
 	s.alerts = alerts
@@ -135,7 +135,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	s.registerLeaseMetrics()
 
 	ingOpt := cfg.Ingest
-	ingOpt.Client, ingOpt.Logger, ingOpt.Registerer, ingOpt.Now = s.rdb, log, s.reg, o.Now
+	ingOpt.Client, ingOpt.Logger, ingOpt.Registerer, ingOpt.Now, ingOpt.OOM = s.rdb, log, s.reg, o.Now, oom
 	ingOpt.OnApplied = s.engine.OnApplied // no I/O: it only wakes the engine
 	guardOpt := cfg.Guard
 	guardOpt.Slots = append(append([]string(nil), redisguard.DefaultSlots...), stream.HashTag(cfg.Ingest.Stream))

@@ -69,9 +69,10 @@ func NewReporter(rdb redis.Cmdable, log *slog.Logger, interval time.Duration, on
 // Note reports whether err is an OOM error. If so it counts it and, at most
 // once per interval, logs "Redis is out of memory (maxmemory <n>, used <m>)"
 // with what it refused, the figures read with INFO memory (a read, which a
-// full Redis still serves).
+// full Redis still serves). A nil Reporter reports nothing and returns false,
+// so the caller logs err as it otherwise would.
 func (r *Reporter) Note(ctx context.Context, err error, attrs ...any) bool {
-	if !Is(err) {
+	if r == nil || !Is(err) {
 		return false
 	}
 	if r.onOOM != nil {
