@@ -38,15 +38,15 @@ type Config struct {
 	LogLevel        string // debug, info, warn or error
 	ShutdownTimeout time.Duration
 
-	Ingest     ingest.Options     // stream, group, batches, retention, dead letters
-	API        api.Options        // tokens, body and request bounds
-	Rules      rules.Options      // where the keyword set is published
-	Lease      lease.Options      // shard and sender leases
-	Alert      alert.Options      // evaluation tick, links, sample lines
-	AlertStore alert.StoreOptions // what is kept of alerts
-	Outbox     outbox.Options     // retry delays, concurrency
-	PagerDuty  pagerduty.Options  // endpoint and timeout
-	Guard      redisguard.Options // persistence check, data loss readiness
+	Ingest    ingest.Options     // stream, group, batches, retention, dead letters
+	API       api.Options        // tokens, body and request bounds
+	Rules     rules.Options      // where the keyword set is published
+	Lease     lease.Options      // shard and sender leases
+	Alert     alert.Options      // evaluation tick, links, sample lines
+	Alerts    alert.StoreOptions // what is kept of alerts: resolved ones' TTL, history
+	Outbox    outbox.Options     // retry delays, concurrency
+	PagerDuty pagerduty.Options  // endpoint and timeout
+	Guard     redisguard.Options // persistence check, data loss readiness
 	// DefaultRoutingKey pages rules without their own routing key; "" none.
 	DefaultRoutingKey rules.Secret
 }

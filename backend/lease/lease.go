@@ -12,12 +12,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/keyalert/keyalert/pkg/redisoom"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/keyalert/keyalert/pkg/backoff"
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/redis/go-redis/v9"
 )
 

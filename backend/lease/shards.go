@@ -3,13 +3,13 @@ package lease
 import (
 	"context"
 	"fmt"
-	"github.com/keyalert/keyalert/pkg/redisoom"
 	"log/slog"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/redis/go-redis/v9"
 	"github.com/zeebo/xxh3"
 )

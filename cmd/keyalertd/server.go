@@ -121,7 +121,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	obOpt := cfg.Outbox
 	obOpt.Integrations, obOpt.Registerer, obOpt.OOM = s.notifiers.Names(), s.reg, oom
 	s.outbox = outbox.New(s.rdb, obOpt, log)
-	alerts := alert.NewStoreOptions(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log, cfg.AlertStore)
+	alerts := alert.NewStoreOptions(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log, cfg.Alerts)
 	s.alerts = alerts
 	s.owner = lease.NewOwner()
 	leaseOpt := cfg.Lease
