@@ -42,8 +42,9 @@ func ParseState(s string) (State, error) {
 	return "", fmt.Errorf("unknown alert state %q (want pending, firing, acknowledged or resolved)", s)
 }
 
-// MaxHistory bounds the history kept per alert.
-const MaxHistory = 50
+// MaxHistory bounds the history an alert can keep in memory; the store
+// keeps StoreOptions.History of it (DefaultHistory).
+const MaxHistory = 1000
 
 // Alert is one (rule, group) alert.
 type Alert struct {
@@ -88,6 +89,10 @@ type Alert struct {
 	Rearm     bool      `json:"rearm,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 	History   []Event   `json:"history"`
+	// HistoryDropped counts the oldest history entries dropped to keep the
+	// history bounded: a non-zero value says History does not start at the
+	// beginning.
+	HistoryDropped int `json:"history_dropped,omitempty"`
 }
 
 // Event is one line of an alert's history.
@@ -155,8 +160,14 @@ func filtersText(f rules.Filters) string {
 
 func (a *Alert) record(at time.Time, event, detail string) {
 	a.History = append(a.History, Event{At: at.UTC(), Event: event, Detail: detail})
-	if n := len(a.History); n > MaxHistory {
-		a.History = append(a.History[:0:0], a.History[n-MaxHistory:]...)
+	a.trimHistory(MaxHistory)
+}
+
+// trimHistory keeps the newest max entries, counting those dropped.
+func (a *Alert) trimHistory(max int) {
+	if n := len(a.History); n > max {
+		a.HistoryDropped += n - max
+		a.History = append(a.History[:0:0], a.History[n-max:]...)
 	}
 }
 

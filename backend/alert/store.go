@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/keyalert/keyalert/backend/lease"
@@ -69,6 +71,40 @@ type Stage interface {
 	AddTo(ctx context.Context, p redis.Pipeliner, n notify.Notification) error
 }
 
+// Defaults of a zero StoreOptions.
+const (
+	// DefaultResolvedTTL is how long a resolved alert is kept after its last
+	// change.
+	DefaultResolvedTTL = 30 * 24 * time.Hour
+	// DefaultHistory is how many history entries an alert keeps.
+	DefaultHistory = 50
+	// PruneBatch bounds the index entries one prune step looks at.
+	PruneBatch = 500
+)
+
+// StoreOptions bound what the store keeps. The zero value is usable: a zero
+// field means the default above.
+type StoreOptions struct {
+	// ResolvedTTL is how long a resolved alert (one the engine no longer
+	// tracks) is kept after its last change; it expires then, and its id
+	// is pruned from the index.
+	ResolvedTTL time.Duration
+	// History is how many history entries an alert keeps, at most
+	// MaxHistory; older ones are dropped and counted in HistoryDropped.
+	History int
+}
+
+func (o StoreOptions) withDefaults() StoreOptions {
+	if o.ResolvedTTL <= 0 {
+		o.ResolvedTTL = DefaultResolvedTTL
+	}
+	if o.History <= 0 {
+		o.History = DefaultHistory
+	}
+	o.History = min(o.History, MaxHistory)
+	return o
+}
+
 // Store keeps alerts in Redis.
 type Store struct {
 	rdb    redis.UniversalClient
@@ -76,17 +112,27 @@ type Store struct {
 	keys   RoutingKeys
 	now    func() time.Time
 	log    *slog.Logger
+	opt    StoreOptions
+
+	pruneMu     sync.Mutex
+	pruneOffset int64 // where the next prune step starts in the index's expired range
 }
 
-// NewStore returns a store; now may be nil for time.Now.
+// NewStore returns a store with default StoreOptions; now may be nil for
+// time.Now.
 func NewStore(rdb redis.UniversalClient, ob Stage, keys RoutingKeys, now func() time.Time, log *slog.Logger) *Store {
+	return NewStoreOptions(rdb, ob, keys, now, log, StoreOptions{})
+}
+
+// NewStoreOptions returns a store keeping what opt allows.
+func NewStoreOptions(rdb redis.UniversalClient, ob Stage, keys RoutingKeys, now func() time.Time, log *slog.Logger, opt StoreOptions) *Store {
 	if now == nil {
 		now = time.Now
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Store{rdb: rdb, outbox: ob, keys: keys, now: now, log: log}
+	return &Store{rdb: rdb, outbox: ob, keys: keys, now: now, log: log, opt: opt.withDefaults()}
 }
 
 // write is what a transition stores besides the alert.
@@ -136,16 +182,24 @@ func (s *Store) change(ctx context.Context, id string, fence *lease.Lease,
 			result = cur
 			return nil
 		}
+		next.trimHistory(s.opt.History)
 		doc, err := json.Marshal(next)
 		if err != nil {
 			return fmt.Errorf("encode alert %s: %w", id, err)
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, alertKey(id), doc, 0)
 			if next.tracked() {
+				p.Set(ctx, alertKey(id), doc, 0) // no expiry: an alert firing again loses its TTL
 				p.SAdd(ctx, KeyTracked, id)
 			} else {
+				// Resolved for good: kept for a while for the API, then gone.
+				p.Set(ctx, alertKey(id), doc, s.opt.ResolvedTTL)
 				p.SRem(ctx, KeyTracked, id)
+			}
+			if next.State == Resolved {
+				// The episode is over and its resolve (if any) built; the
+				// next trigger records its routing key again.
+				p.HDel(ctx, KeyRoutingKeys, id)
 			}
 			p.ZAdd(ctx, KeyIndex, redis.Z{Score: float64(next.UpdatedAt.UnixMilli()), Member: id})
 			for _, n := range w.notes {
@@ -347,4 +401,93 @@ func orUnknown(s string) string {
 		return "api"
 	}
 	return s
+}
+
+// pruneScript removes from the index the ids of alerts that expired (the
+// key is gone) and still carry the score they had then, so an alert written
+// again meanwhile keeps its entry. A resolved, untracked alert stored before
+// resolved alerts expired (no TTL) and past the TTL is deleted here too.
+//
+// KEYS: index, tracked set, routing hash, then one alert key per id.
+// ARGV: cutoff (ms), then the ids.
+var pruneScript = redis.NewScript(`
+local cutoff = tonumber(ARGV[1])
+local removed = 0
+for i = 2, #ARGV do
+  local id, key = ARGV[i], KEYS[i + 2]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= cutoff then
+    local gone = redis.call('EXISTS', key) == 0
+    if not gone and redis.call('PTTL', key) == -1 and redis.call('SISMEMBER', KEYS[2], id) == 0 then
+      local ok, a = pcall(cjson.decode, redis.call('GET', key))
+      if ok and type(a) == 'table' and a.state == 'resolved' and not a.rearm then
+        redis.call('DEL', key)
+        gone = true
+      end
+    end
+    if gone then
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('HDEL', KEYS[3], id)
+      removed = removed + 1
+    end
+  end
+end
+return removed`)
+
+// Prune does one bounded step of index upkeep: it looks at up to PruneBatch
+// ids whose last change is older than the resolved-alert TTL and removes
+// those whose alert has expired, so the index does not keep ids of expired
+// alerts forever. Alerts still kept there (active ones that have not changed
+// for that long) are stepped over on the next call. It returns how many ids
+// it removed.
+func (s *Store) Prune(ctx context.Context) (int, error) {
+	s.pruneMu.Lock()
+	defer s.pruneMu.Unlock()
+	cutoff := s.now().Add(-s.opt.ResolvedTTL).UnixMilli()
+	ids, err := s.rdb.ZRangeByScore(ctx, KeyIndex, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(cutoff, 10),
+		Offset: s.pruneOffset, Count: PruneBatch}).Result()
+	if err != nil {
+		return 0, fmt.Errorf("prune %s: %w", KeyIndex, err)
+	}
+	if len(ids) == 0 {
+		s.pruneOffset = 0
+		return 0, nil
+	}
+	keys := append(make([]string, 0, len(ids)+3), KeyIndex, KeyTracked, KeyRoutingKeys)
+	args := append(make([]any, 0, len(ids)+1), cutoff)
+	for _, id := range ids {
+		keys = append(keys, alertKey(id))
+		args = append(args, id)
+	}
+	n, err := pruneScript.Run(ctx, s.rdb, keys, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("prune %s: %w", KeyIndex, err)
+	}
+	if len(ids) < PruneBatch {
+		s.pruneOffset = 0 // reached the end of the range: start over next time
+	} else {
+		s.pruneOffset += int64(len(ids) - n) // step over the ids kept
+	}
+	return n, nil
+}
+
+// RunPruner calls Prune every interval until ctx ends.
+func (s *Store) RunPruner(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = DefaultEvalInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("prune alert index", "err", err)
+			} else if n > 0 {
+				s.log.Debug("pruned expired alerts from the index", "ids", n)
+			}
+		}
+	}
 }

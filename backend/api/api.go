@@ -26,6 +26,7 @@ import (
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -90,6 +91,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger     // nil: slog.Default()
 	Now        func() time.Time // nil: time.Now
+	// OOM names a Redis that refuses writes for lack of memory in the log,
+	// once per interval (shared with the rest of the process, which counts
+	// them); nil: a reporter of the API's own.
+	OOM *redisoom.Reporter
 }
 
 // withDefaults fills the zero fields and checks the invariants.
@@ -161,6 +166,9 @@ func NewRouter(opts Options) (http.Handler, error) {
 	m, err := newHTTPMetrics(o.Registerer)
 	if err != nil {
 		return nil, err
+	}
+	if o.OOM == nil {
+		o.OOM = redisoom.NewReporter(nil, o.Logger, 0, nil)
 	}
 	h := &handlers{o: o, log: o.Logger, queries: make(chan struct{}, o.MaxConcurrentQueries)}
 	r := chi.NewRouter()

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/keyalert/keyalert/backend/validate"
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -63,6 +64,12 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return // the client went away
+	}
+	// A full Redis refuses writes while reads still work: say so, as 503
+	// (retry later), and log it once per interval rather than per request.
+	if h.o.OOM.Note(ctx, err, "method", r.Method, "path", r.URL.Path) || redisoom.Is(err) {
+		WriteError(w, http.StatusServiceUnavailable, "redis out of memory: writes are refused until memory is freed")
+		return
 	}
 	if reason, ok := unavailable(ctx, err, h.o.RequestTimeout.String()); ok {
 		h.log.Warn("api: redis unavailable", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/keyalert/keyalert/pkg/redisurl"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -181,4 +182,41 @@ func TestReadyzAnswersWithinTheReadyTimeoutWhenRedisNeverAnswers(t *testing.T) {
 		t.Fatalf("readyz: %d after %v: %s", resp.StatusCode, time.Since(t0), body)
 	}
 	decodeError(t, resp, body)
+}
+
+// TestRedisOutOfMemoryRefusesWritesWith503AndServesReads: a Redis at
+// maxmemory (noeviction) refuses writes, which answer 503 naming the cause;
+// reads still answer.
+func TestRedisOutOfMemoryRefusesWritesWith503AndServesReads(t *testing.T) {
+	rs := redistest.StartMaxMemory(t, 3<<20)
+	rdb := client(t, rs.Addr())
+	rdb.AddHook(redisoom.Hook{}) // as keyalertd does
+	url := unavailableServer(t, rdb, 0)
+	rs.FillMemory()
+	tests := []struct {
+		name, method, path, body string
+		want                     int
+	}{
+		{"creating a rule is refused", http.MethodPost, "/rules", ruleBody, http.StatusServiceUnavailable},
+		{"creating a silence is refused", http.MethodPost, "/silences", `{"host":"web-*","end":"2025-03-01T14:00:00Z","author":"ana"}`, http.StatusServiceUnavailable},
+		{"rules are listed", http.MethodGet, "/rules", "", http.StatusOK},
+		{"a rule is read", http.MethodGet, "/rules/r0000000000000000", "", http.StatusNotFound},
+		{"silences are listed", http.MethodGet, "/silences", "", http.StatusOK},
+		{"alerts are listed", http.MethodGet, "/alerts", "", http.StatusOK},
+		{"the outbox is listed", http.MethodGet, "/outbox", "", http.StatusOK},
+		{"counts are read", http.MethodGet, "/counts?keyword=x&from=2025-03-01T11:00:00Z&to=2025-03-01T12:00:00Z", "", http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := send(t, tt.method, url+"/api/v1"+tt.path, "tok-a", tt.body)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.want, body)
+			}
+			if tt.want == http.StatusServiceUnavailable {
+				if e := decodeError(t, resp, body); !strings.HasPrefix(e.Error, "redis out of memory") {
+					t.Errorf("error %q, want redis out of memory…", e.Error)
+				}
+			}
+		})
+	}
 }

@@ -43,6 +43,7 @@ type Config struct {
 	Rules     rules.Options      // where the keyword set is published
 	Lease     lease.Options      // shard and sender leases
 	Alert     alert.Options      // evaluation tick, links, sample lines
+	Alerts    alert.StoreOptions // what is kept of alerts: resolved ones' TTL, history
 	Outbox    outbox.Options     // retry delays, concurrency
 	PagerDuty pagerduty.Options  // endpoint and timeout
 	Guard     redisguard.Options // persistence check, data loss readiness

@@ -22,6 +22,7 @@ import (
 
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/backoff"
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -82,6 +83,9 @@ type Options struct {
 
 	Logger     *slog.Logger          // nil: slog.Default()
 	Registerer prometheus.Registerer // nil: a private registry
+	// OOM, if set, reports failures that are Redis out of memory once per
+	// interval instead of a warning per retry; nil: warned like the rest.
+	OOM *redisoom.Reporter
 
 	// OnApplied is called after each committed batch with the entries newly
 	// counted (not duplicates). Calls never overlap, but they run on the
@@ -320,7 +324,9 @@ func (c *Consumer) ensureGroup(ctx context.Context) error {
 func (c *Consumer) retry(ctx context.Context, op string, f func() error) bool {
 	return backoff.Retry(ctx, backoff.Policy{}, func(context.Context) error { return f() }, func(err error, attempt int) {
 		c.m.errors.WithLabelValues(op).Inc()
-		c.log.Warn("redis call failed; retrying", "op", op, "err", err, "attempt", attempt)
+		if !c.o.OOM.Note(ctx, err, "what", op) {
+			c.log.Warn("redis call failed; retrying", "op", op, "err", err, "attempt", attempt)
+		}
 	}) == nil
 }
 
@@ -481,7 +487,9 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 	v, err := applyScript.Run(ctx, c.o.Client, pl.keys, pl.args...).Result()
 	if err != nil {
 		c.m.errors.WithLabelValues("apply").Inc()
-		c.log.Warn("apply script failed; retrying the batch", "source", pl.source, "entries", pl.size, "err", err)
+		if !c.o.OOM.Note(ctx, err, "what", "apply batch") {
+			c.log.Warn("apply script failed; retrying the batch", "source", pl.source, "entries", pl.size, "err", err)
+		}
 		return false
 	}
 	c.m.applySecs.Observe(time.Since(t0).Seconds())

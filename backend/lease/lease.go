@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/pkg/backoff"
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -35,6 +36,9 @@ type Options struct {
 	// Shards is how many evaluation shards rules are spread over; each
 	// replica holds a fair share. Every replica must use the same number.
 	Shards int
+	// OOM, if set, reports the step failures that are Redis out of memory
+	// (once per interval) instead of a warning per step; not a setting.
+	OOM *redisoom.Reporter
 }
 
 func (o Options) withDefaults() Options {

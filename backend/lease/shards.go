@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/redis/go-redis/v9"
 	"github.com/zeebo/xxh3"
 )
@@ -29,6 +30,7 @@ type Shards struct {
 	owner  string
 	ttl    time.Duration
 	log    *slog.Logger
+	oom    *redisoom.Reporter
 	leases []*Lease
 
 	mu       sync.Mutex
@@ -42,7 +44,7 @@ func NewShards(rdb redis.UniversalClient, prefix, owner string, o Options, log *
 		log = slog.Default()
 	}
 	o = o.withDefaults()
-	s := &Shards{rdb: rdb, prefix: prefix, owner: owner, ttl: o.TTL, log: log, seenFree: map[int]bool{}}
+	s := &Shards{rdb: rdb, prefix: prefix, owner: owner, ttl: o.TTL, log: log, oom: o.OOM, seenFree: map[int]bool{}}
 	for i := 0; i < o.Shards; i++ {
 		s.leases = append(s.leases, New(rdb, prefix+":shard:"+strconv.Itoa(i), owner, o.TTL))
 	}
@@ -74,7 +76,7 @@ func (s *Shards) Run(ctx context.Context) {
 	t := time.NewTicker(s.ttl / 3)
 	defer t.Stop()
 	for {
-		if err := s.Step(ctx); err != nil && ctx.Err() == nil {
+		if err := s.Step(ctx); err != nil && ctx.Err() == nil && (s.oom == nil || !s.oom.Note(ctx, err, "what", "shard leases")) {
 			s.log.Warn("shard leases", "err", err)
 		}
 		select {

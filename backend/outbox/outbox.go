@@ -26,6 +26,7 @@ import (
 
 	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/pkg/backoff"
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -43,6 +44,10 @@ const (
 	// unless Options.Integrations says otherwise, and the one entries of the
 	// old format (PagerDuty wire bytes) belong to.
 	DefaultIntegration = "pagerduty"
+	// DefaultFailedMax bounds the rejected messages kept (the oldest go).
+	DefaultFailedMax = 1000
+	// DefaultFailedTTL is how long a rejected message is kept.
+	DefaultFailedTTL = 30 * 24 * time.Hour
 )
 
 // Options of the outbox. The zero value is usable: a zero field means the
@@ -60,8 +65,16 @@ type Options struct {
 	// Integrations are the names each notification is stored for, one entry
 	// each (the notifiers registered for Run); nil: DefaultIntegration.
 	Integrations []string
+	// FailedMax bounds the rejected messages kept for inspection and manual
+	// replay, each with its body; the oldest are dropped beyond it.
+	FailedMax int
+	// FailedTTL is how long a rejected message is kept.
+	FailedTTL time.Duration
 	// Registerer takes the outbox's metrics; nil: not registered.
 	Registerer prometheus.Registerer
+	// OOM, if set, reports Redis writes refused for lack of memory once per
+	// interval instead of a warning per retry; nil: warned like the rest.
+	OOM *redisoom.Reporter
 }
 
 func (o Options) withDefaults() Options {
@@ -80,6 +93,12 @@ func (o Options) withDefaults() Options {
 	}
 	if len(o.Integrations) == 0 {
 		o.Integrations = []string{DefaultIntegration}
+	}
+	if o.FailedMax <= 0 {
+		o.FailedMax = DefaultFailedMax
+	}
+	if o.FailedTTL <= 0 {
+		o.FailedTTL = DefaultFailedTTL
 	}
 	return o
 }
@@ -153,6 +172,43 @@ func (o *Outbox) Key() string { return o.opt.Key }
 
 func (o *Outbox) retryKey() string  { return o.opt.Key + ":retry" }
 func (o *Outbox) failedKey() string { return o.opt.Key + ":failed" }
+
+// failedAtKey is a sorted set of the failed hash's ids by time set aside
+// (ms), so the oldest can be found and dropped without reading the bodies.
+func (o *Outbox) failedAtKey() string { return o.opt.Key + ":failed:at" }
+
+// setAsideScript moves a rejected message from the stream to the failed
+// hash and keeps that hash bounded: ids set aside before FailedTTL and the
+// oldest beyond FailedMax are dropped (at most 1000 per call, so one call's
+// work is bounded; each call drops more than it adds until within bounds).
+// Records from before the index existed are indexed as of now, once. Both
+// keys expire FailedTTL after the last rejection, so a quiet outbox ends up
+// with none.
+//
+// KEYS: stream, retry hash, failed hash, failed index.
+// ARGV: id, document, now (ms), ttl (ms), max.
+var setAsideScript = redis.NewScript(`
+local stream, retry, failed, idx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, doc, now, ttl, max = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('HLEN', failed) > redis.call('ZCARD', idx) then
+  for _, f in ipairs(redis.call('HKEYS', failed)) do redis.call('ZADD', idx, 'NX', now, f) end
+end
+redis.call('HSET', failed, id, doc)
+redis.call('ZADD', idx, now, id)
+redis.call('XDEL', stream, id)
+redis.call('HDEL', retry, id)
+local drop = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. (now - ttl), 'LIMIT', 0, 1000)
+local over = redis.call('ZCARD', idx) - #drop - max
+if over > 0 then
+  drop = redis.call('ZRANGE', idx, 0, #drop + math.min(over, 1000) - 1)
+end
+if #drop > 0 then
+  redis.call('HDEL', failed, unpack(drop))
+  redis.call('ZREM', idx, unpack(drop))
+end
+redis.call('PEXPIRE', failed, ttl)
+redis.call('PEXPIRE', idx, ttl)
+return #drop`)
 
 // Enqueue stores n, one entry per integration; the sender (in whichever
 // replica holds it) picks it up at once.
@@ -246,6 +302,9 @@ func (o *Outbox) Failed(ctx context.Context) ([]Failure, error) {
 		if err := json.Unmarshal([]byte(doc), &f); err != nil {
 			o.log.Error("skipping undecodable outbox failure", "id", id, "err", err)
 			continue
+		}
+		if time.Since(f.FailedAt) > o.opt.FailedTTL {
+			continue // expired, dropped at the next rejection
 		}
 		f.Failure.Body = f.Body
 		if f.Integration == "" {
@@ -514,13 +573,8 @@ func (r *runner) handle(ctx context.Context, res result) {
 			FailedAt: time.Now().UTC(), Status: d.Status, Reason: d.Reason, Attempts: it.attempts + 1}, Body: it.body()}
 		doc, _ := json.Marshal(f)
 		o.retryRedis(ctx, "set aside rejected message", func(ctx context.Context) error {
-			_, err := o.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.HSet(ctx, o.failedKey(), it.id, doc)
-				p.XDel(ctx, o.opt.Key, it.id)
-				p.HDel(ctx, o.retryKey(), it.id)
-				return nil
-			})
-			return err
+			return setAsideScript.Run(ctx, o.rdb, []string{o.opt.Key, o.retryKey(), o.failedKey(), o.failedAtKey()},
+				it.id, doc, time.Now().UnixMilli(), o.opt.FailedTTL.Milliseconds(), o.opt.FailedMax).Err()
 		})
 		o.met.notes.WithLabelValues(it.integration, it.kind, ResultRejected).Inc()
 		o.log.Error("outbox: message rejected, not retried", "id", it.id, "key", it.key, "kind", it.kind,
@@ -566,5 +620,9 @@ func (o *Outbox) retryDelay(attempts int) time.Duration {
 var redisRetry = backoff.Policy{Min: 50 * time.Millisecond}
 
 func (o *Outbox) retryRedis(ctx context.Context, what string, fn func(context.Context) error) {
-	_ = backoff.Retry(ctx, redisRetry, fn, func(err error, _ int) { o.log.Warn("outbox: "+what, "err", err) })
+	_ = backoff.Retry(ctx, redisRetry, fn, func(err error, _ int) {
+		if !o.opt.OOM.Note(ctx, err, "what", "outbox: "+what) {
+			o.log.Warn("outbox: "+what, "err", err)
+		}
+	})
 }

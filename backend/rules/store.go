@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -223,23 +224,21 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 
 // Get returns rule id with its routing key.
 func (s *Store) Get(ctx context.Context, id string) (Rule, error) {
-	var doc, key *redis.StringCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		doc = p.HGet(ctx, KeyRules, id)
-		key = p.HGet(ctx, KeySecrets, id)
-		return nil
-	})
-	if errors.Is(doc.Err(), redis.Nil) {
-		return Rule{}, ErrNotFound
-	}
-	if err != nil && !errors.Is(err, redis.Nil) {
+	// A read-only script rather than MULTI: a Redis out of memory refuses
+	// every command queued in a MULTI, reads too, but runs a script that
+	// only reads.
+	vals, err := getScript.Run(ctx, s.rdb, []string{KeyRules, KeySecrets}, id).StringSlice()
+	if err != nil {
 		return Rule{}, fmt.Errorf("get rule %s: %w", id, err)
 	}
+	if len(vals) != 2 || vals[0] == "" {
+		return Rule{}, ErrNotFound
+	}
 	var r Rule
-	if err := json.Unmarshal([]byte(doc.Val()), &r); err != nil {
+	if err := json.Unmarshal([]byte(vals[0]), &r); err != nil {
 		return Rule{}, fmt.Errorf("decode rule %s: %w", id, err)
 	}
-	r.PagerDuty.RoutingKey = Secret(key.Val())
+	r.PagerDuty.RoutingKey = Secret(vals[1])
 	return r, nil
 }
 
@@ -251,27 +250,27 @@ type Snapshot struct {
 
 // Snapshot reads all rules and the version atomically.
 func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
-	var ver *redis.StringCmd
-	var docs, keys *redis.MapStringStringCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		ver = p.Get(ctx, KeyVersion)
-		docs = p.HGetAll(ctx, KeyRules)
-		keys = p.HGetAll(ctx, KeySecrets)
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	// A read-only script, atomic like the MULTI it replaces, but served by
+	// a Redis out of memory (which refuses anything queued in a MULTI).
+	res, err := snapshotScript.Run(ctx, s.rdb, []string{KeyVersion, KeyRules, KeySecrets}).Slice()
+	if err != nil {
 		return Snapshot{}, fmt.Errorf("load rules: %w", err)
 	}
-	snap := Snapshot{Rules: make([]Rule, 0, len(docs.Val()))}
-	snap.Version, _ = ver.Int64() // absent: version 0
-	for id, doc := range docs.Val() {
+	if len(res) != 3 {
+		return Snapshot{}, fmt.Errorf("load rules: script answered %d values, want 3", len(res))
+	}
+	ver, _ := res[0].(string)
+	docs, keys := pairs(res[1]), pairs(res[2])
+	snap := Snapshot{Rules: make([]Rule, 0, len(docs))}
+	snap.Version, _ = strconv.ParseInt(ver, 10, 64) // absent: version 0
+	for id, doc := range docs {
 		var r Rule
 		if err := json.Unmarshal([]byte(doc), &r); err != nil {
 			// One corrupt document must not stop every other rule.
 			s.log.Error("skipping undecodable rule", "rule_id", id, "err", err)
 			continue
 		}
-		r.PagerDuty.RoutingKey = Secret(keys.Val()[id])
+		r.PagerDuty.RoutingKey = Secret(keys[id])
 		snap.Rules = append(snap.Rules, r)
 	}
 	sort.Slice(snap.Rules, func(i, j int) bool {
@@ -282,6 +281,24 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		return a.ID < b.ID
 	})
 	return snap, nil
+}
+
+var getScript = redis.NewScript(`
+return {redis.call('HGET', KEYS[1], ARGV[1]) or '', redis.call('HGET', KEYS[2], ARGV[1]) or ''}`)
+
+var snapshotScript = redis.NewScript(`
+return {redis.call('GET', KEYS[1]) or '', redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}`)
+
+// pairs turns an HGETALL reply from a script (a flat list) into a map.
+func pairs(v any) map[string]string {
+	list, _ := v.([]any)
+	m := make(map[string]string, len(list)/2)
+	for i := 0; i+1 < len(list); i += 2 {
+		k, _ := list[i].(string)
+		val, _ := list[i+1].(string)
+		m[k] = val
+	}
+	return m
 }
 
 // Version returns the counter bumped by every change (0 before any).

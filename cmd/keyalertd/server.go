@@ -24,6 +24,7 @@ import (
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/backoff"
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -57,6 +58,7 @@ type server struct {
 	http     *http.Server
 	consumer *ingest.Consumer
 	engine   *alert.Engine
+	alerts   *alert.Store
 	shards   *lease.Shards
 	sender   *lease.Lease
 	outbox   *outbox.Outbox
@@ -97,6 +99,17 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 		return fail(1, err)
 	}
 
+	// A full Redis (maxmemory, noeviction) makes MULTI/EXEC answer only
+	// EXECABORT: the hook puts the OOM cause into the error, the reporter
+	// counts it and names it in the log once per interval.
+	s.rdb.AddHook(redisoom.Hook{})
+	oomTotal := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "keyalert_redis_oom_total",
+		Help: "Redis writes refused because Redis reached its maxmemory (OOM command not allowed), as seen by the API, ingest, the outbox and the shard leases.",
+	})
+	s.reg.MustRegister(oomTotal)
+	oom := redisoom.NewReporter(s.rdb, log, 0, oomTotal.Inc)
+
 	counts := window.NewStore(s.rdb, cfg.Ingest.Stream)
 	ruleStore := rules.NewStore(s.rdb, cfg.Rules, o.Now, log)
 	sils := silence.NewStore(s.rdb, o.Now, log)
@@ -106,11 +119,14 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 		return fail(1, err)
 	}
 	obOpt := cfg.Outbox
-	obOpt.Integrations, obOpt.Registerer = s.notifiers.Names(), s.reg
+	obOpt.Integrations, obOpt.Registerer, obOpt.OOM = s.notifiers.Names(), s.reg, oom
 	s.outbox = outbox.New(s.rdb, obOpt, log)
-	alerts := alert.NewStore(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log)
+	alerts := alert.NewStoreOptions(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log, cfg.Alerts)
+	s.alerts = alerts
 	s.owner = lease.NewOwner()
-	s.shards = lease.NewShards(s.rdb, alert.LeasePrefix, s.owner, cfg.Lease, log)
+	leaseOpt := cfg.Lease
+	leaseOpt.OOM = oom
+	s.shards = lease.NewShards(s.rdb, alert.LeasePrefix, s.owner, leaseOpt, log)
 	s.sender = lease.New(s.rdb, alert.OutboxLeaseKey, s.owner, cfg.Lease.TTL)
 	alertOpt := cfg.Alert
 	alertOpt.Registerer = s.reg
@@ -119,7 +135,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	s.registerLeaseMetrics()
 
 	ingOpt := cfg.Ingest
-	ingOpt.Client, ingOpt.Logger, ingOpt.Registerer, ingOpt.Now = s.rdb, log, s.reg, o.Now
+	ingOpt.Client, ingOpt.Logger, ingOpt.Registerer, ingOpt.Now, ingOpt.OOM = s.rdb, log, s.reg, o.Now, oom
 	ingOpt.OnApplied = s.engine.OnApplied // no I/O: it only wakes the engine
 	guardOpt := cfg.Guard
 	guardOpt.Slots = append(append([]string(nil), redisguard.DefaultSlots...), stream.HashTag(cfg.Ingest.Stream))
@@ -148,6 +164,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	apiOpts := cfg.API
 	apiOpts.Counts, apiOpts.Rules, apiOpts.Silences, apiOpts.Alerts, apiOpts.Outbox = counts, ruleStore, sils, alerts, s.outbox
 	apiOpts.Gatherer, apiOpts.Registerer, apiOpts.Logger, apiOpts.Now = s.reg, s.reg, log, o.Now
+	apiOpts.OOM = oom
 	apiOpts.Ready = func(ctx context.Context) error {
 		if err := s.rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
@@ -220,6 +237,8 @@ func (s *server) Run(ctx context.Context) error {
 	alerting.Go(func() { s.shards.Run(ctx) })
 	alerting.Go(func() { s.engine.Run(ctx) })
 	alerting.Go(func() { s.sender.Hold(ctx, s.sendOutbox) })
+	// Bounded work per tick: ids of expired alerts leave the index.
+	alerting.Go(func() { s.alerts.RunPruner(ctx, s.cfg.Alert.EvalInterval) })
 	guardErr := make(chan error, 1)
 	alerting.Go(func() {
 		if err := s.guard.Run(ctx); err != nil {

@@ -82,6 +82,14 @@ func StartPersistence(tb testing.TB, p Persistence) *Server {
 	return startWith(tb)
 }
 
+// StartMaxMemory is Start with a memory limit and the noeviction policy, so
+// that writes beyond it fail with "OOM command not allowed" while reads
+// still work, as a full production Redis behaves.
+func StartMaxMemory(tb testing.TB, bytes int64) *Server {
+	tb.Helper()
+	return startWith(tb, "--maxmemory", strconv.FormatInt(bytes, 10), "--maxmemory-policy", "noeviction")
+}
+
 func startWith(tb testing.TB, args ...string) *Server {
 	tb.Helper()
 	bin, err := Binary()
@@ -216,4 +224,35 @@ func (s *Server) SetAOF(mode string) {
 	if err := c.ConfigSet(context.Background(), key, val).Err(); err != nil {
 		s.tb.Fatalf("config set %s %s: %v", key, val, err)
 	}
+}
+
+// FillMemory writes until the server refuses writes for lack of memory (a
+// server from StartMaxMemory), so a test can check what happens when Redis is
+// full.
+func (s *Server) FillMemory() {
+	s.tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	defer c.Close()
+	val := strings.Repeat("x", 64<<10)
+	for i := 0; i < 100000; i++ {
+		err := c.Set(context.Background(), "redistest:fill:"+strconv.Itoa(i), val, 0).Err()
+		if err != nil && strings.HasPrefix(err.Error(), "OOM ") {
+			// The refused write's buffers are freed when it fails, which can
+			// bring memory back under the limit: lower the limit below what
+			// is used so every later write is refused too.
+			info, err2 := c.InfoMap(context.Background(), "memory").Result()
+			if err2 != nil {
+				s.tb.Fatalf("fill memory: info: %v", err2)
+			}
+			n, _ := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
+			if err := c.ConfigSet(context.Background(), "maxmemory", strconv.FormatInt(n-(512<<10), 10)).Err(); err != nil {
+				s.tb.Fatalf("fill memory: lower maxmemory: %v", err)
+			}
+			return
+		}
+		if err != nil {
+			s.tb.Fatalf("fill memory: %v", err)
+		}
+	}
+	s.tb.Fatal("fill memory: the server never refused a write; was it started with StartMaxMemory?")
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/keyalert/keyalert/plugin/config"
 	"github.com/keyalert/keyalert/plugin/flush"
 	"github.com/keyalert/keyalert/plugin/keywordsync"
@@ -26,6 +27,10 @@ const (
 	FLBRetry = 2
 )
 
+// OOMLogInterval is how often an instance logs that Redis is out of memory
+// while it refuses writes. A variable so tests can shorten it.
+var OOMLogInterval = redisoom.DefaultInterval
+
 // Instance is one configured output.
 type Instance struct {
 	Name     string
@@ -35,6 +40,7 @@ type Instance struct {
 	follower *keywordsync.Follower
 	flusher  *flush.Flusher
 	pub      *publish.Publisher
+	oom      *redisoom.Reporter
 }
 
 // Open parses the configuration, connects the Redis client (lazily: an
@@ -47,6 +53,7 @@ func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) 
 	}
 	log := base.With("instance", name, "stream", cfg.Stream)
 	rdb := redis.NewUniversalClient(cfg.Redis)
+	rdb.AddHook(redisoom.Hook{}) // an EXECABORT says it was for lack of memory
 	f, err := keywordsync.New(rdb, keywordsync.Options{
 		Static:   cfg.Keywords,
 		Key:      cfg.RulesKey,
@@ -75,6 +82,7 @@ func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) 
 			Identity:        cfg.Identity(),
 		}),
 		pub: publish.New(rdb, cfg.Stream, cfg.MaxLen),
+		oom: redisoom.NewReporter(rdb, log, OOMLogInterval, nil),
 	}
 	f.Start()
 	keys := "*"
@@ -106,6 +114,11 @@ func (in *Instance) Flush(data []byte, tag string) int {
 		ctx, cancel := context.WithTimeout(context.Background(), in.cfg.RedisTimeout)
 		err := in.pub.Publish(ctx, res.Entries)
 		cancel()
+		// A full Redis refuses every chunk until memory is freed: one named
+		// line per interval, not one per chunk. The chunk is retried.
+		if in.oom.Note(context.Background(), err, "tag", tag, "entries", len(res.Entries)) {
+			return FLBRetry
+		}
 		if err != nil {
 			in.log.Error("publish failed; Fluent Bit will retry the chunk", "tag", tag, "batch", res.Batch,
 				"entries", len(res.Entries), "err", err)

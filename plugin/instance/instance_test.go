@@ -333,3 +333,35 @@ func TestPanicsAreRecovered(t *testing.T) {
 		t.Errorf("%d panics logged, want 3:\n%s", n, logs.String())
 	}
 }
+
+func TestRedisOutOfMemoryRetriesAndIsNamedOncePerInterval(t *testing.T) {
+	old := OOMLogInterval
+	OOMLogInterval = time.Hour
+	t.Cleanup(func() { OOMLogInterval = old })
+	srv := redistest.StartMaxMemory(t, 3<<20)
+	r, logs := newRegistry(t)
+	id, _ := r.Init(props{"redis_url": srv.URL(), "keywords": "ERROR", "rules_key": "off"}.get)
+	srv.FillMemory()
+	data := lines("ERROR one")
+	for i := 0; i < 20; i++ {
+		if c := r.Flush(id, data, "t"); c != FLBRetry {
+			t.Fatalf("flush %d with Redis full = %d, want retry", i, c)
+		}
+	}
+	if n := strings.Count(logs.String(), "Redis is out of memory (maxmemory "); n != 1 {
+		t.Errorf("named OOM message logged %d times, want once:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "publish failed") {
+		t.Errorf("a line per failure besides the named one:\n%s", logs.String())
+	}
+	// Memory freed: the retried chunk is delivered, nothing lost.
+	if err := srv.Client().FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Flush(id, data, "t"); c != FLBOK {
+		t.Fatalf("flush after memory was freed = %d", c)
+	}
+	if got := totals(readStream(t, srv.Client(), stream.DefaultStream)); got["substring:ERROR"] != 1 {
+		t.Fatalf("totals %v", got)
+	}
+}

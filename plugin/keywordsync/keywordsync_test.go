@@ -210,3 +210,27 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A Redis at maxmemory refuses writes only: the follower's plain reads (no
+// MULTI, which a full Redis refuses too) still get the keyword set.
+func TestReadsTheSetFromARedisOutOfMemory(t *testing.T) {
+	srv := redistest.StartMaxMemory(t, 3<<20)
+	rdb := srv.Client()
+	ctx := context.Background()
+	rdb.Set(ctx, "ks", doc(t, sub("a")), 0)
+	srv.FillMemory()
+	if err := rdb.Set(ctx, "probe", "x", 0).Err(); err == nil {
+		t.Fatal("a write succeeded: Redis is not full")
+	}
+	f, err := New(rdb, Options{Static: []keyword.Spec{sub("s")}, Key: "ks", Interval: time.Hour, Timeout: time.Second,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Poll(ctx); err != nil {
+		t.Fatalf("poll of a full Redis: %v", err)
+	}
+	if got := ids(f.Matcher()); got != "substring:s,substring:a" {
+		t.Fatalf("keywords %q, want the static and the published one", got)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
@@ -36,7 +37,7 @@ func (p *Publisher) Publish(ctx context.Context, entries []stream.Entry) error {
 	}
 	sent := p.now().UnixMilli()
 	var vals []any
-	_, err := p.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+	cmds, err := p.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i := range entries {
 			entries[i].SentMs = sent
 			start := len(vals)
@@ -51,7 +52,8 @@ func (p *Publisher) Publish(ctx context.Context, entries []stream.Entry) error {
 		}
 		return nil
 	})
-	if err != nil {
+	// A full Redis refuses the XADDs and EXEC says only EXECABORT: name the cause.
+	if err = redisoom.Tx(cmds, err); err != nil {
 		return fmt.Errorf("xadd %d entries to %s: %w", len(entries), p.stream, err)
 	}
 	return nil

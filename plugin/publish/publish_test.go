@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
@@ -133,5 +134,14 @@ func TestPublishHonoursDeadline(t *testing.T) {
 	}
 	if d := time.Since(start); d > 900*time.Millisecond {
 		t.Fatalf("publish returned after %v, deadline was 200ms", d)
+	}
+}
+
+func TestPublishNamesOutOfMemoryBehindExecAbort(t *testing.T) {
+	srv := redistest.StartMaxMemory(t, 3<<20)
+	srv.FillMemory()
+	err := New(srv.Client(), "s", 0).Publish(context.Background(), entries(3))
+	if !redisoom.Is(err) {
+		t.Fatalf("publish to a full Redis: %v, want an OOM error", err)
 	}
 }
