@@ -421,7 +421,7 @@ func (e *Engine) readCells(ctx context.Context, rs *ruleSet, kwIDs []string, now
 func (e *Engine) apply(ctx context.Context, cr *crule, o obs, cur *Alert, cells map[string][]window.Cell, nowMin int64, now time.Time) error {
 	in := input{rule: &cr.rule, o: o, now: now}
 	if o.cond {
-		in.silence = silence.Matching(e.sils, e.target(cr, o), now)
+		in.silence = silence.Matching(e.sils, silenceTarget(cr, o, cells, nowMin), now)
 		in.summary = summarize(cr, o)
 	}
 	if next, _ := decide(cur, in); next == nil {
@@ -590,24 +590,6 @@ func (e *Engine) retireOrphans(ctx context.Context, rs *ruleSet, tracked map[str
 			}
 		}
 	}
-}
-
-func (e *Engine) target(cr *crule, o obs) silence.Target {
-	t := silence.Target{RuleID: cr.rule.ID, Keywords: cr.rule.Keywords}
-	switch cr.rule.GroupBy {
-	case rules.GroupHost:
-		t.Host = o.group
-		if o.tags == 1 {
-			t.Tag = o.tag
-		}
-	case rules.GroupTag:
-		t.Tag = o.group
-	default:
-		if o.tags == 1 {
-			t.Tag = o.tag
-		}
-	}
-	return t
 }
 
 func (e *Engine) routingKey(cr *crule) rules.Secret {
