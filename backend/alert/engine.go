@@ -94,6 +94,7 @@ type Engine struct {
 	sils      []silence.Silence
 	silVer    int64
 	lastPrune time.Time
+	seasonal  seasonalCache
 
 	mu       sync.Mutex
 	localKW  map[string]struct{} // from our ingest: broadcast, then evaluate
@@ -343,6 +344,10 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 	cells, err := e.readCells(ctx, rs, kwIDs, nowMin)
 	if err != nil {
 		return err
+	}
+	if err := e.addSeasonal(ctx, rs, owned, nowMin, cells); err != nil {
+		// Seasonal spikes then lack their baseline and are not judged.
+		e.c.Log.Warn("seasonal baselines", "err", err)
 	}
 	byRule := map[string][]string{}
 	stale := map[string]bool{}
@@ -679,12 +684,7 @@ func summarize(cr *crule, o obs) string {
 	case rules.Absence:
 		s += fmt.Sprintf(", expected at least %d", c.Count)
 	case rules.Spike:
-		expected := float64(o.base) * float64(cr.winMin) / float64(cr.baseMin)
-		if expected > 0 {
-			s += fmt.Sprintf(", %.1fx the usual %.0f (baseline %s)", float64(o.count)/expected, expected, c.Baseline)
-		} else {
-			s += fmt.Sprintf(", none in the %s before", c.Baseline)
-		}
+		s += spikeSummary(c, o)
 	}
 	return truncate(s+" (rule "+r.Name+")", MaxSummaryChars)
 }
@@ -696,7 +696,7 @@ func conditionText(c rules.Condition) string {
 	case rules.Absence:
 		return fmt.Sprintf("count < %d over %s", c.Count, c.Window)
 	case rules.Spike:
-		return fmt.Sprintf("count over %s >= %g x the %s baseline and >= %d", c.Window, c.Factor, c.Baseline, c.MinCount)
+		return spikeText(c)
 	}
 	return string(c.Type)
 }
