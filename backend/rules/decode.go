@@ -48,6 +48,10 @@ type DecodeOptions struct {
 	// Limits bound the rule's keywords; zero fields take the defaults
 	// (Store.Limits returns the configured ones).
 	Limits Limits
+	// Retention is how long counts are kept (KEYALERT_RETENTION): a
+	// seasonal baseline reaching further back would never have data. Zero:
+	// not checked (replay reads a recording, not Redis).
+	Retention time.Duration
 }
 
 // Decode parses and validates a rule from a JSON body. Every problem is
@@ -134,7 +138,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		w.Keywords = keywords
 	}
 
-	w.Condition = decodeCondition(cond, present["condition"], &errs)
+	w.Condition = decodeCondition(cond, present["condition"], opts.Retention, &errs)
 
 	w.GroupBy = GroupNone
 	if groupBy != "" {
@@ -212,7 +216,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	return w, errs
 }
 
-func decodeCondition(raw json.RawMessage, present bool, errs *validate.Errors) Condition {
+func decodeCondition(raw json.RawMessage, present bool, retention time.Duration, errs *validate.Errors) Condition {
 	var c Condition
 	if !present {
 		if !errs.Has("condition") {
@@ -281,7 +285,7 @@ func decodeCondition(raw json.RawMessage, present bool, errs *validate.Errors) C
 			if got["baseline"] {
 				errs.Add("condition.baseline", "does not apply with seasonal (the seasonal windows are the baseline)")
 			}
-			c.Seasonal = decodeSeasonal(seasonal, c.Window.D(), errs)
+			c.Seasonal = decodeSeasonal(seasonal, c.Window.D(), retention, errs)
 			break
 		}
 		c.Baseline = Duration(parseDuration(errs, "condition.baseline", baseline, c.Window.D(), time.Minute, MaxBaseline, true))
@@ -290,7 +294,7 @@ func decodeCondition(raw json.RawMessage, present bool, errs *validate.Errors) C
 }
 
 // decodeSeasonal reads a spike's {"period":"1d"|"1w","n":N} (n default 1).
-func decodeSeasonal(raw json.RawMessage, window time.Duration, errs *validate.Errors) Seasonal {
+func decodeSeasonal(raw json.RawMessage, window, retention time.Duration, errs *validate.Errors) Seasonal {
 	var period string
 	var n int
 	got := validate.Object(raw, "condition.seasonal", map[string]any{"period": &period, "n": &n}, errs)
@@ -321,6 +325,9 @@ func decodeSeasonal(raw json.RawMessage, window time.Duration, errs *validate.Er
 		case window > 0 && time.Duration(s.N)*window > MaxSeasonalSpan:
 			errs.Add("condition.seasonal.n", "%d windows of %s read %s per evaluation, over the limit of %s",
 				s.N, Duration(window), Duration(time.Duration(s.N)*window), Duration(MaxSeasonalSpan))
+		case retention > 0 && s.Period > 0 && time.Duration(s.N)*s.Period.D()+window > retention:
+			errs.Add("condition.seasonal.n", "%d × %s back reaches past the retention of %s (KEYALERT_RETENTION): those counts are gone",
+				s.N, s.Period, Duration(retention))
 		}
 	}
 	return s

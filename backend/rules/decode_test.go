@@ -64,6 +64,27 @@ func TestDecodeFillsDefaults(t *testing.T) {
 	}
 }
 
+func TestDecodeSeasonalSpikeWithinTheRetention(t *testing.T) {
+	tests := []struct {
+		name, seasonal string
+		ok             bool
+	}{
+		{"6 days back with a 7d retention", `{"period":"1d","n":6}`, true},
+		{"7 days and a window back with a 7d retention", `{"period":"1d","n":7}`, false},
+		{"a week and a window back with a 7d retention", `{"period":"1w"}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := `{"name":"n","keywords":["err"],"condition":{"type":"spike","window":"5m","factor":3,"seasonal":` + tt.seasonal +
+				`},"pagerduty":{"routing_key":"` + testKey + `"}}`
+			_, errs := Decode([]byte(body), DecodeOptions{Retention: 7 * 24 * time.Hour})
+			if tt.ok != (errs.Err() == nil) || (!tt.ok && (len(errs) != 1 || errs[0].Field != "condition.seasonal.n")) {
+				t.Fatalf("errors %v, want ok=%v", errs, tt.ok)
+			}
+		})
+	}
+}
+
 func TestDecodeSeasonalSpike(t *testing.T) {
 	tests := []struct {
 		name     string
