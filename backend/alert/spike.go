@@ -32,12 +32,12 @@ func judgeSpikes(cr *crule, cells map[string][]window.Cell, nowMin int64, out []
 	}
 	winStart := nowMin - (cr.winMin-1)*60
 	baseStart := winStart - cr.baseMin*60
-	type seen struct {
+	type groupSeen struct {
 		first    int64   // earliest minute with a count in the trailing baseline
 		base     int64   // count in the trailing baseline
 		seasonal []int64 // count in each seasonal window, 1×period back first
 	}
-	per := make([]seen, len(out))
+	per := make([]groupSeen, len(out))
 	for i := range per {
 		per[i].first = winStart
 		if c.Seasonal.On() {
@@ -228,11 +228,16 @@ func (e *Engine) addSeasonal(ctx context.Context, rs *ruleSet, idxs []int, nowMi
 // replaySeasonal appends to view the seasonal windows the replayed rules read
 // at nowMin, taken from the recording's cells sorted by minute.
 func replaySeasonal(rs *ruleSet, sorted, view map[string][]window.Cell, nowMin int64) {
-	all := make([]int, len(rs.rules))
-	for i := range all {
-		all[i] = i
+	var seasonal []int
+	for i, cr := range rs.rules {
+		if cr.rule.Condition.Seasonal.On() {
+			seasonal = append(seasonal, i)
+		}
 	}
-	for kw, runs := range seasonalNeeds(rs, all, nowMin) {
+	if len(seasonal) == 0 {
+		return
+	}
+	for kw, runs := range seasonalNeeds(rs, seasonal, nowMin) {
 		c := sorted[kw]
 		for _, run := range runs {
 			lo, _ := slices.BinarySearchFunc(c, run.from, func(x window.Cell, m int64) int { return cmp.Compare(x.Minute, m) })
