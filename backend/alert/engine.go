@@ -426,7 +426,7 @@ func (e *Engine) readCells(ctx context.Context, rs *ruleSet, kwIDs []string, now
 func (e *Engine) apply(ctx context.Context, cr *crule, o obs, cur *Alert, cells map[string][]window.Cell, nowMin int64, now time.Time) error {
 	in := input{rule: &cr.rule, o: o, now: now}
 	if o.cond {
-		in.silence = silence.Matching(e.sils, silenceTarget(cr, o, cells, nowMin), now)
+		in.silence = silence.Matching(e.sils, silenceTarget(cr, o, cur, cells, nowMin), now)
 		in.summary = summarize(cr, o)
 	}
 	if next, _ := decide(cur, in); next == nil {

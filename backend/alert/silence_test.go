@@ -107,3 +107,35 @@ func TestSilenceMatchesEverySeriesBehindTheAlert(t *testing.T) {
 		})
 	}
 }
+
+// An absence is about the series that went quiet: a tag silence covers a
+// host's absence alert when the host's heartbeats were under that tag, and
+// keeps covering it once they are long gone (nothing else is counted).
+func TestTagSilenceCoversAHostsAbsenceForItsDuration(t *testing.T) {
+	v := newEnv(t)
+	v.startSender()
+	r := v.rule(`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","count":1,"window":"3m"},
+		"group_by":"host","resolve_after":"0s","pagerduty":{"routing_key":"` + testKey + `"}}`)
+	sil, err := v.sils.Create(v.ctx, silence.Silence{Tag: "hb.*", Start: v.clk.Now(), End: v.clk.Now().Add(2 * time.Hour), Author: "ana"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		v.count("heartbeat ok", "h2", "hb.main", 0, 1)
+		v.tick()
+		v.clk.Add(time.Minute)
+	}
+	for i := 0; i < 3; i++ { // h2 stops
+		v.tick()
+		v.clk.Add(time.Minute)
+	}
+	if a := v.alert(r.ID, "h2"); a == nil || a.State != Firing || a.SilencedBy != sil.ID || a.Notified {
+		t.Fatalf("silenced absence: %+v", a)
+	}
+	v.clk.Add(30 * time.Minute) // nothing of h2 left in the lookback
+	v.tick()
+	if a := v.alert(r.ID, "h2"); a.SilencedBy != sil.ID || a.Notified {
+		t.Fatalf("still silenced: %+v", a)
+	}
+	v.noMoreEvents(0)
+}

@@ -47,6 +47,11 @@ type Target struct {
 	// for Host and Tag when the group does not name one.
 	Hosts []string
 	Tags  []string
+	// SilencedBy is the silence muting the alert now, if any. With no
+	// contributing series (a host whose heartbeat has long stopped), its
+	// host or tag matcher keeps matching: nothing it does not name is being
+	// counted, so there is no reason to end it.
+	SilencedBy string
 }
 
 // Active reports whether the silence is in force at now.
@@ -62,10 +67,11 @@ func (s *Silence) Matches(t Target, now time.Time) bool {
 	if s.RuleID != "" && s.RuleID != t.RuleID {
 		return false
 	}
-	if s.Host != "" && !matchAll(s.Host, t.Host, t.Hosts) {
+	keep := t.SilencedBy != "" && t.SilencedBy == s.ID
+	if s.Host != "" && !matchAll(s.Host, t.Host, t.Hosts, keep) {
 		return false
 	}
-	if s.Tag != "" && !matchAll(s.Tag, t.Tag, t.Tags) {
+	if s.Tag != "" && !matchAll(s.Tag, t.Tag, t.Tags, keep) {
 		return false
 	}
 	if s.Keyword != "" {
@@ -86,14 +92,14 @@ func (s *Silence) Matches(t Target, now time.Time) bool {
 // matchAll reports whether glob matches the group's value, or, when the group
 // has none (the rule does not group by that dimension), every contributing
 // value: a silence speaks for the alert only while everything the alert
-// counts is something the silence names. An alert nothing contributed to (an
-// absence of the whole fleet) is not covered by a host or tag matcher.
-func matchAll(glob, label string, contributing []string) bool {
+// counts is something the silence names. An alert nothing contributes to is
+// covered only by the silence already muting it (keep).
+func matchAll(glob, label string, contributing []string, keep bool) bool {
 	if label != "" {
 		return rules.MatchGlob(glob, label)
 	}
 	if len(contributing) == 0 {
-		return false
+		return keep
 	}
 	for _, v := range contributing {
 		if !rules.MatchGlob(glob, v) {
