@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/window"
@@ -250,9 +251,9 @@ func replaySeasonal(rs *ruleSet, sorted, view map[string][]window.Cell, nowMin i
 // spikeText is a spike condition in words.
 func spikeText(c rules.Condition) string {
 	if c.Seasonal.On() {
-		base := "the same window " + c.Seasonal.Period.String() + " earlier"
+		base := "the same window " + periodText(c.Seasonal) + " earlier"
 		if c.Seasonal.N > 1 {
-			base = fmt.Sprintf("the median of the same window over the last %d × %s", c.Seasonal.N, c.Seasonal.Period)
+			base = fmt.Sprintf("the median of the same window over the last %d × %s", c.Seasonal.N, periodText(c.Seasonal))
 		}
 		return fmt.Sprintf("count over %s >= %g x %s and >= %d", c.Window, c.Factor, base, c.MinCount)
 	}
@@ -263,13 +264,24 @@ func spikeText(c rules.Condition) string {
 func spikeSummary(c rules.Condition, o obs) string {
 	base := "baseline " + c.Baseline.String()
 	if c.Seasonal.On() {
-		base = "same window " + c.Seasonal.Period.String() + " earlier"
+		base = "same window " + periodText(c.Seasonal) + " earlier"
 		if c.Seasonal.N > 1 {
-			base = fmt.Sprintf("median of the last %d × %s", c.Seasonal.N, c.Seasonal.Period)
+			base = fmt.Sprintf("median of the last %d × %s", c.Seasonal.N, periodText(c.Seasonal))
 		}
 	}
 	if o.expected > 0 {
 		return fmt.Sprintf(", %.1fx the usual %.0f (%s)", float64(o.count)/o.expected, o.expected, base)
 	}
 	return fmt.Sprintf(", none in the %s before", c.Baseline)
+}
+
+// periodText writes a seasonal period as the rule does, "1d" or "1w".
+func periodText(s rules.Seasonal) string {
+	switch s.Period.D() {
+	case 24 * time.Hour:
+		return "1d"
+	case 7 * 24 * time.Hour:
+		return "1w"
+	}
+	return s.Period.String()
 }

@@ -56,7 +56,7 @@ func TestSeasonalSpikeComparesWithTheSameWindowOnPastDays(t *testing.T) {
 		dailySummary string
 	}{
 		{"daily rhythm doubling at its usual hour", 3, 20, true, false, ""},
-		{"real anomaly at the usual hour", 3, 60, true, true, "3.0x the usual 100 (median of the last 3 × 24h)"},
+		{"real anomaly at the usual hour", 3, 60, true, true, "3.0x the usual 100 (median of the last 3 × 1d)"},
 		{"one past day of three: not judged", 1, 60, true, false, ""},
 		{"two past days of three: judged", 2, 60, true, true, "3.0x the usual 100"},
 	}
