@@ -94,6 +94,7 @@ type Engine struct {
 	sils      []silence.Silence
 	silVer    int64
 	lastPrune time.Time
+	seasonal  seasonalCache
 
 	mu       sync.Mutex
 	localKW  map[string]struct{} // from our ingest: broadcast, then evaluate
@@ -344,6 +345,10 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 	if err != nil {
 		return err
 	}
+	if err := e.addSeasonal(ctx, rs, owned, nowMin, cells); err != nil {
+		// Seasonal spikes then lack their baseline and are not judged.
+		e.c.Log.Warn("seasonal baselines", "err", err)
+	}
 	byRule := map[string][]string{}
 	stale := map[string]bool{}
 	for id, a := range tracked {
@@ -421,7 +426,7 @@ func (e *Engine) readCells(ctx context.Context, rs *ruleSet, kwIDs []string, now
 func (e *Engine) apply(ctx context.Context, cr *crule, o obs, cur *Alert, cells map[string][]window.Cell, nowMin int64, now time.Time) error {
 	in := input{rule: &cr.rule, o: o, now: now}
 	if o.cond {
-		in.silence = silence.Matching(e.sils, e.target(cr, o), now)
+		in.silence = silence.Matching(e.sils, silenceTarget(cr, o, cur, cells, nowMin), now)
 		in.summary = summarize(cr, o)
 	}
 	if next, _ := decide(cur, in); next == nil {
@@ -592,24 +597,6 @@ func (e *Engine) retireOrphans(ctx context.Context, rs *ruleSet, tracked map[str
 	}
 }
 
-func (e *Engine) target(cr *crule, o obs) silence.Target {
-	t := silence.Target{RuleID: cr.rule.ID, Keywords: cr.rule.Keywords}
-	switch cr.rule.GroupBy {
-	case rules.GroupHost:
-		t.Host = o.group
-		if o.tags == 1 {
-			t.Tag = o.tag
-		}
-	case rules.GroupTag:
-		t.Tag = o.group
-	default:
-		if o.tags == 1 {
-			t.Tag = o.tag
-		}
-	}
-	return t
-}
-
 func (e *Engine) routingKey(cr *crule) rules.Secret {
 	if k := cr.rule.PagerDuty.RoutingKey; k != "" {
 		return k
@@ -697,12 +684,7 @@ func summarize(cr *crule, o obs) string {
 	case rules.Absence:
 		s += fmt.Sprintf(", expected at least %d", c.Count)
 	case rules.Spike:
-		expected := float64(o.base) * float64(cr.winMin) / float64(cr.baseMin)
-		if expected > 0 {
-			s += fmt.Sprintf(", %.1fx the usual %.0f (baseline %s)", float64(o.count)/expected, expected, c.Baseline)
-		} else {
-			s += fmt.Sprintf(", none in the %s before", c.Baseline)
-		}
+		s += spikeSummary(c, o)
 	}
 	return truncate(s+" (rule "+r.Name+")", MaxSummaryChars)
 }
@@ -714,7 +696,7 @@ func conditionText(c rules.Condition) string {
 	case rules.Absence:
 		return fmt.Sprintf("count < %d over %s", c.Count, c.Window)
 	case rules.Spike:
-		return fmt.Sprintf("count over %s >= %g x the %s baseline and >= %d", c.Window, c.Factor, c.Baseline, c.MinCount)
+		return spikeText(c)
 	}
 	return string(c.Type)
 }

@@ -85,6 +85,8 @@ type obs struct {
 	tag   string
 	tags  int // distinct tags seen (1: tag is the component)
 	cond  bool
+	// expected is a spike's baseline count scaled to the window (spike.go).
+	expected float64
 }
 
 // evalRule evaluates cr on cells at minute nowMin (a minute start, Unix
@@ -157,11 +159,10 @@ func evalRule(cr *crule, cells map[string][]window.Cell, nowMin int64, known []s
 			o.cond = o.count >= c.Count
 		case rules.Absence:
 			o.cond = o.count < c.Count
-		case rules.Spike:
-			// Compare rates: the baseline's count scaled to the window's length.
-			expected := float64(o.base) * float64(cr.winMin) / float64(cr.baseMin)
-			o.cond = o.count >= c.MinCount && float64(o.count) >= c.Factor*expected
 		}
+	}
+	if c.Type == rules.Spike {
+		judgeSpikes(cr, cells, nowMin, out)
 	}
 	return out
 }

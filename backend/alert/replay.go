@@ -143,6 +143,7 @@ func Replay(rs []rules.Rule, cells map[string][]window.Cell, from, to time.Time,
 			hi := sort.Search(len(c), func(j int) bool { return c[j].Minute > nowMin })
 			view[kw] = c[lo:hi:hi]
 		}
+		replaySeasonal(set, sorted, view, nowMin)
 		for _, cr := range set.rules {
 			i, _ := strconv.Atoi(cr.rule.ID)
 			if cr.rule.Condition.Type == rules.Absence && (after || now.Sub(cr.rule.UpdatedAt) < cr.rule.Condition.Window.D()) {

@@ -122,6 +122,15 @@ var replayScenarios = []struct {
 		want: []string{"+15 trigger  20", "+17 resolve  2"},
 	},
 	{
+		// Without coverage the first minute, with nothing before it, would page.
+		name: "spike at the start of a replay has no baseline",
+		rules: []string{`{"name":"spike","keywords":["WARN"],"condition":{"type":"spike","window":"1m","factor":3,"min_count":5,"baseline":"10m"},
+			"resolve_after":"1m"}`},
+		puts: append([]replayPut{{"WARN", 0, "h", 50}}, append(replayEvery("WARN", "h", 1, 14, 2), append([]replayPut{{"WARN", 15, "h", 20}}, replayEvery("WARN", "h", 16, 20, 2)...)...)...),
+		to:   20,
+		want: []string{"+15 trigger  20", "+17 resolve  2"},
+	},
+	{
 		name: "group_by host alerts per host and filters apply",
 		rules: []string{`{"name":"per host","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"5m"},
 			"group_by":"host","filters":{"host":"web-*"},"resolve_after":"0s"}`},
@@ -178,6 +187,46 @@ func TestReplayEmitsWhatTheRulesWouldHaveSent(t *testing.T) {
 				t.Fatalf("events\n got %q\nwant %q", got, sc.want)
 			}
 		})
+	}
+}
+
+// Replay reads a seasonal spike's past days from the recording as the engine
+// reads them from Redis: a rhythm that doubles every day at 22:00 pages
+// against the hour before (flat) but not against the same hour on the days
+// before (seasonal), which pages on the third day's real anomaly.
+func TestReplaySeasonalSpike(t *testing.T) {
+	const day = 24 * 60
+	var puts []replayPut
+	for d := 0; d < 3; d++ {
+		puts = append(puts, replayEvery("Timeout", "h", d*day, d*day+599, 10)...)
+		busy := int64(20)
+		if d == 2 {
+			busy = 60
+		}
+		puts = append(puts, replayEvery("Timeout", "h", d*day+600, d*day+659, busy)...) // 22:00-22:59
+		puts = append(puts, replayEvery("Timeout", "h", d*day+660, d*day+day-1, 10)...)
+	}
+	rs := []rules.Rule{
+		replayRule(t, `{"name":"flat","keywords":["Timeout"],"condition":{"type":"spike","window":"5m","factor":2,"min_count":10,"baseline":"1h"},"resolve_after":"0s"}`),
+		replayRule(t, `{"name":"daily","keywords":["Timeout"],"condition":{"type":"spike","window":"5m","factor":2,"min_count":10,"seasonal":{"period":"1d","n":2}},"resolve_after":"0s"}`),
+	}
+	evs, err := Replay(rs, replayCells(puts), replayBase, replayBase.Add(3*24*time.Hour-time.Minute), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		if e.Kind == ReplayTrigger {
+			got = append(got, fmt.Sprintf("%s %s", e.RuleName, replayClock(e.At)))
+		}
+	}
+	// Flat: each day at 22:04, when the window is all busy minutes (100 >= 2 x
+	// 50), on day 2 at once (4 x 10 + 60). Daily: days 0 and 1 have too few
+	// past days (more than half of n=2 must hold counts); on day 2 the window
+	// 3 x 10 + 2 x 60 is 2x the 70 of the same window on days 0 and 1.
+	want := []string{"flat +604", "flat +2044", "flat +3480", "daily +3481"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("triggers %q, want %q", got, want)
 	}
 }
 

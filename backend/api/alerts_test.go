@@ -202,6 +202,12 @@ func TestRuleValidationListsEachBadField(t *testing.T) {
 			m["severity"] = "high"
 			m["condition"].(map[string]any)["type"] = "rate"
 		}), []string{"condition.type", "group_by", "match", "severity"}},
+		{"seasonal spike past the retention", mutate(func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "seasonal": map[string]any{"period": "1w"}}
+		}), []string{"condition.seasonal.n"}},
+		{"seasonal spike with a bad period", mutate(func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "seasonal": map[string]any{"period": "1h", "n": 9}}
+		}), []string{"condition.seasonal.n", "condition.seasonal.period"}},
 		{"bad routing key", mutate(func(m map[string]any) { m["pagerduty"] = map[string]any{"routing_key": "short"} }), []string{"pagerduty.routing_key"}},
 		{"not JSON", `{"name":`, []string{"body"}},
 		{"over the size limit", `{"name":"` + strings.Repeat("x", 70<<10) + `"}`, []string{"body"}},

@@ -24,6 +24,11 @@ const (
 	MaxResolve    = 24 * time.Hour
 	MaxFor        = 24 * time.Hour
 	RoutingKeyLen = 32
+	// MaxSeasonalN is the most past windows a seasonal baseline takes the
+	// median of, and MaxSeasonalSpan bounds N × window: each evaluation reads
+	// that many minutes per keyword on top of the window.
+	MaxSeasonalN    = 7
+	MaxSeasonalSpan = 4 * time.Hour
 	// MinRegexLiteral is the shortest literal a regex keyword must require
 	// (unless accept_slow_regex): agents find it with their prefilter and run
 	// the regex only on lines holding it. Shorter gates (one or two bytes,
@@ -43,6 +48,10 @@ type DecodeOptions struct {
 	// Limits bound the rule's keywords; zero fields take the defaults
 	// (Store.Limits returns the configured ones).
 	Limits Limits
+	// Retention is how long counts are kept (KEYALERT_RETENTION): a
+	// seasonal baseline reaching further back would never have data. Zero:
+	// not checked (replay reads a recording, not Redis).
+	Retention time.Duration
 }
 
 // Decode parses and validates a rule from a JSON body. Every problem is
@@ -129,7 +138,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		w.Keywords = keywords
 	}
 
-	w.Condition = decodeCondition(cond, present["condition"], &errs)
+	w.Condition = decodeCondition(cond, present["condition"], opts.Retention, &errs)
 
 	w.GroupBy = GroupNone
 	if groupBy != "" {
@@ -207,7 +216,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	return w, errs
 }
 
-func decodeCondition(raw json.RawMessage, present bool, errs *validate.Errors) Condition {
+func decodeCondition(raw json.RawMessage, present bool, retention time.Duration, errs *validate.Errors) Condition {
 	var c Condition
 	if !present {
 		if !errs.Has("condition") {
@@ -218,9 +227,10 @@ func decodeCondition(raw json.RawMessage, present bool, errs *validate.Errors) C
 	var typ, window, baseline string
 	var count, minCount int64
 	var factor float64
+	var seasonal json.RawMessage
 	got := validate.Object(raw, "condition", map[string]any{
 		"type": &typ, "count": &count, "window": &window, "factor": &factor,
-		"min_count": &minCount, "baseline": &baseline,
+		"min_count": &minCount, "baseline": &baseline, "seasonal": &seasonal,
 	}, errs)
 	if got == nil {
 		return c
@@ -239,8 +249,8 @@ func decodeCondition(raw json.RawMessage, present bool, errs *validate.Errors) C
 	}
 	switch c.Type {
 	case Threshold, Absence:
-		if got["factor"] || got["min_count"] || got["baseline"] {
-			errs.Add("condition", "factor, min_count and baseline apply to spike only")
+		if got["factor"] || got["min_count"] || got["baseline"] || got["seasonal"] {
+			errs.Add("condition", "factor, min_count, baseline and seasonal apply to spike only")
 		}
 		c.Count = count
 		if !got["count"] && c.Type == Absence {
@@ -271,9 +281,56 @@ func decodeCondition(raw json.RawMessage, present bool, errs *validate.Errors) C
 		} else if minCount < 1 && !errs.Has("condition.min_count") {
 			errs.Add("condition.min_count", "%d: want at least 1", minCount)
 		}
+		if got["seasonal"] {
+			if got["baseline"] {
+				errs.Add("condition.baseline", "does not apply with seasonal (the seasonal windows are the baseline)")
+			}
+			c.Seasonal = decodeSeasonal(seasonal, c.Window.D(), retention, errs)
+			break
+		}
 		c.Baseline = Duration(parseDuration(errs, "condition.baseline", baseline, c.Window.D(), time.Minute, MaxBaseline, true))
 	}
 	return c
+}
+
+// decodeSeasonal reads a spike's {"period":"1d"|"1w","n":N} (n default 1).
+func decodeSeasonal(raw json.RawMessage, window, retention time.Duration, errs *validate.Errors) Seasonal {
+	var period string
+	var n int
+	got := validate.Object(raw, "condition.seasonal", map[string]any{"period": &period, "n": &n}, errs)
+	if got == nil {
+		return Seasonal{}
+	}
+	s := Seasonal{N: 1}
+	if got["n"] {
+		s.N = n
+	}
+	if !errs.Has("condition.seasonal.period") {
+		d, err := duration.Parse(period)
+		switch {
+		case period == "":
+			errs.Add("condition.seasonal.period", "required: \"1d\" or \"1w\"")
+		case err != nil || (d != 24*time.Hour && d != 7*24*time.Hour):
+			// Rhythms of logs are daily or weekly; other periods would
+			// compare with an arbitrary hour.
+			errs.Add("condition.seasonal.period", "%q: want \"1d\" or \"1w\"", period)
+		default:
+			s.Period = Duration(d)
+		}
+	}
+	if !errs.Has("condition.seasonal.n") {
+		switch {
+		case s.N < 1 || s.N > MaxSeasonalN:
+			errs.Add("condition.seasonal.n", "%d: want 1 to %d", s.N, MaxSeasonalN)
+		case window > 0 && time.Duration(s.N)*window > MaxSeasonalSpan:
+			errs.Add("condition.seasonal.n", "%d windows of %s read %s per evaluation, over the limit of %s",
+				s.N, Duration(window), Duration(time.Duration(s.N)*window), Duration(MaxSeasonalSpan))
+		case retention > 0 && s.Period > 0 && time.Duration(s.N)*s.Period.D()+window > retention:
+			errs.Add("condition.seasonal.n", "%d × %s back reaches past the retention of %s (KEYALERT_RETENTION): those counts are gone",
+				s.N, s.Period, Duration(retention))
+		}
+	}
+	return s
 }
 
 // parseDuration parses field's value, using def when empty, and checks its bounds;

@@ -64,6 +64,59 @@ func TestDecodeFillsDefaults(t *testing.T) {
 	}
 }
 
+func TestDecodeSeasonalSpikeWithinTheRetention(t *testing.T) {
+	tests := []struct {
+		name, seasonal string
+		ok             bool
+	}{
+		{"6 days back with a 7d retention", `{"period":"1d","n":6}`, true},
+		{"7 days and a window back with a 7d retention", `{"period":"1d","n":7}`, false},
+		{"a week and a window back with a 7d retention", `{"period":"1w"}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := `{"name":"n","keywords":["err"],"condition":{"type":"spike","window":"5m","factor":3,"seasonal":` + tt.seasonal +
+				`},"pagerduty":{"routing_key":"` + testKey + `"}}`
+			_, errs := Decode([]byte(body), DecodeOptions{Retention: 7 * 24 * time.Hour})
+			if tt.ok != (errs.Err() == nil) || (!tt.ok && (len(errs) != 1 || errs[0].Field != "condition.seasonal.n")) {
+				t.Fatalf("errors %v, want ok=%v", errs, tt.ok)
+			}
+		})
+	}
+}
+
+func TestDecodeSeasonalSpike(t *testing.T) {
+	tests := []struct {
+		name     string
+		seasonal string
+		want     Seasonal
+	}{
+		{"same window a day earlier", `{"period":"1d"}`, Seasonal{Period: Duration(24 * time.Hour), N: 1}},
+		{"same window a week earlier", `{"period":"1w"}`, Seasonal{Period: Duration(7 * 24 * time.Hour), N: 1}},
+		{"median of the last 7 days", `{"period":"1d","n":7}`, Seasonal{Period: Duration(24 * time.Hour), N: 7}},
+		{"a week written in days", `{"period":"7d","n":2}`, Seasonal{Period: Duration(7 * 24 * time.Hour), N: 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := `{"name":"n","keywords":["err"],"condition":{"type":"spike","window":"5m","factor":3,"seasonal":` + tt.seasonal +
+				`},"pagerduty":{"routing_key":"` + testKey + `"}}`
+			r, errs := Decode([]byte(body), DecodeOptions{})
+			if errs.Err() != nil {
+				t.Fatal(errs)
+			}
+			if r.Condition.Seasonal != tt.want || r.Condition.Baseline != 0 || r.Condition.Lookback() != 5*time.Minute {
+				t.Fatalf("condition %+v, lookback %s", r.Condition, r.Condition.Lookback())
+			}
+			// It survives the store's JSON round trip, compared as the engine does.
+			b, _ := json.Marshal(r.Condition)
+			var c Condition
+			if err := json.Unmarshal(b, &c); err != nil || c != r.Condition {
+				t.Fatalf("round trip %s: %+v %v", b, c, err)
+			}
+		})
+	}
+}
+
 func TestDecodeReportsEachBadField(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -96,6 +149,31 @@ func TestDecodeReportsEachBadField(t *testing.T) {
 		{"for over a day", func(m map[string]any) { m["for"] = "25h" }, []string{"for"}},
 		{"for a bare number", func(m map[string]any) { m["for"] = "2" }, []string{"for"}},
 		{"for not a string", func(m map[string]any) { m["for"] = 120 }, []string{"for"}},
+		{"seasonal period not a day or a week", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "seasonal": map[string]any{"period": "2d"}}
+		}, []string{"condition.seasonal.period"}},
+		{"seasonal without period", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "seasonal": map[string]any{"n": 3}}
+		}, []string{"condition.seasonal.period"}},
+		{"seasonal n over the limit", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "seasonal": map[string]any{"period": "1d", "n": 8}}
+		}, []string{"condition.seasonal.n"}},
+		{"seasonal n below 1", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "seasonal": map[string]any{"period": "1d", "n": 0}}
+		}, []string{"condition.seasonal.n"}},
+		{"seasonal n windows past the span", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "1h", "factor": 2, "seasonal": map[string]any{"period": "1d", "n": 5}}
+		}, []string{"condition.seasonal.n"}},
+		{"seasonal and baseline", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "baseline": "1h", "seasonal": map[string]any{"period": "1d"}}
+		}, []string{"condition.baseline"}},
+		{"seasonal unknown field", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "seasonal": map[string]any{"period": "1d", "count": 7}}
+		}, []string{"condition.seasonal.count"}},
+		{"seasonal not an object", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "seasonal": "1d"}
+		}, []string{"condition.seasonal"}},
+		{"seasonal on threshold", func(m map[string]any) { m["condition"].(map[string]any)["seasonal"] = map[string]any{"period": "1d"} }, []string{"condition"}},
 		{"spike baseline of two weeks", func(m map[string]any) {
 			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "baseline": "2w"}
 		}, []string{"condition.baseline"}},

@@ -79,11 +79,26 @@ type Condition struct {
 	Factor   float64  `json:"factor,omitempty"`
 	MinCount int64    `json:"min_count,omitempty"`
 	Baseline Duration `json:"baseline,omitempty"`
+	// Seasonal, for spike, replaces the baseline just before the window with
+	// the same window one period earlier, or the median of the last N such
+	// windows: a daily rhythm is then not a spike. Zero: the baseline.
+	Seasonal Seasonal `json:"seasonal,omitzero"`
 }
+
+// Seasonal is a spike's seasonal baseline: the windows Period, 2×Period, …
+// N×Period before the current one.
+type Seasonal struct {
+	Period Duration `json:"period"`
+	N      int      `json:"n"`
+}
+
+// On reports whether the seasonal baseline is in use.
+func (s Seasonal) On() bool { return s.N > 0 }
 
 // Lookback is how far back from the current minute the condition reads.
 func (c Condition) Lookback() time.Duration {
 	if c.Type == Spike {
+		// A seasonal baseline's windows are read apart (they lie days back).
 		return time.Duration(c.Window) + time.Duration(c.Baseline)
 	}
 	if c.Type == Absence {

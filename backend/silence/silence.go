@@ -35,12 +35,23 @@ type Silence struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// Target is what a silence is matched against: one alert's identity.
+// Target is what a silence is matched against: one alert's labels and the
+// series behind its current count.
 type Target struct {
 	RuleID   string
-	Host     string // empty unless the rule groups by host
-	Tag      string // empty unless the rule groups by tag
+	Host     string // the group's host; empty unless the rule groups by host
+	Tag      string // the group's tag; empty unless the rule groups by tag
 	Keywords []string
+	// Hosts and Tags are the distinct hosts and tags of the series that
+	// contributed to the alert's current count (its window). They stand in
+	// for Host and Tag when the group does not name one.
+	Hosts []string
+	Tags  []string
+	// SilencedBy is the silence muting the alert now, if any. With no
+	// contributing series (a host whose heartbeat has long stopped), its
+	// host or tag matcher keeps matching: nothing it does not name is being
+	// counted, so there is no reason to end it.
+	SilencedBy string
 }
 
 // Active reports whether the silence is in force at now.
@@ -56,10 +67,11 @@ func (s *Silence) Matches(t Target, now time.Time) bool {
 	if s.RuleID != "" && s.RuleID != t.RuleID {
 		return false
 	}
-	if s.Host != "" && !rules.MatchGlob(s.Host, t.Host) {
+	keep := t.SilencedBy != "" && t.SilencedBy == s.ID
+	if s.Host != "" && !matchAll(s.Host, t.Host, t.Hosts, keep) {
 		return false
 	}
-	if s.Tag != "" && !rules.MatchGlob(s.Tag, t.Tag) {
+	if s.Tag != "" && !matchAll(s.Tag, t.Tag, t.Tags, keep) {
 		return false
 	}
 	if s.Keyword != "" {
@@ -71,6 +83,26 @@ func (s *Silence) Matches(t Target, now time.Time) bool {
 			}
 		}
 		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// matchAll reports whether glob matches the group's value, or, when the group
+// has none (the rule does not group by that dimension), every contributing
+// value: a silence speaks for the alert only while everything the alert
+// counts is something the silence names. An alert nothing contributes to is
+// covered only by the silence already muting it (keep).
+func matchAll(glob, label string, contributing []string, keep bool) bool {
+	if label != "" {
+		return rules.MatchGlob(glob, label)
+	}
+	if len(contributing) == 0 {
+		return keep
+	}
+	for _, v := range contributing {
+		if !rules.MatchGlob(glob, v) {
 			return false
 		}
 	}

@@ -84,6 +84,37 @@ func TestMatches(t *testing.T) {
 	}
 }
 
+// A host or tag matcher the alert's group does not name applies when every
+// series behind the alert's count matches it.
+func TestMatchesContributingSeries(t *testing.T) {
+	tests := []struct {
+		name   string
+		s      Silence
+		target Target
+		want   bool
+	}{
+		{"fleet alert, all from the silenced host", Silence{Host: "web-1"}, Target{Hosts: []string{"web-1"}}, true},
+		{"fleet alert, one host outside the glob", Silence{Host: "web-*"}, Target{Hosts: []string{"db-1", "web-1"}}, false},
+		{"fleet alert, every host in the glob", Silence{Host: "web-*"}, Target{Hosts: []string{"web-1", "web-2"}}, true},
+		{"nothing contributed: host matcher does not apply", Silence{ID: "s1", Host: "*"}, Target{}, false},
+		{"nothing contributed: the silence muting the alert keeps it", Silence{ID: "s1", Tag: "hb"}, Target{Host: "h2", SilencedBy: "s1"}, true},
+		{"nothing contributed: another silence does not take over", Silence{ID: "s2", Tag: "hb"}, Target{Host: "h2", SilencedBy: "s1"}, false},
+		{"contributing series decide even for the silence muting the alert", Silence{ID: "s1", Tag: "hb"}, Target{Host: "h2", Tags: []string{"db"}, SilencedBy: "s1"}, false},
+		{"host alert, every tag in the glob", Silence{Tag: "app.*"}, Target{Host: "web-1", Tags: []string{"app.x", "app.y"}}, true},
+		{"host alert, a tag outside the glob", Silence{Tag: "app.*"}, Target{Host: "web-1", Tags: []string{"app.x", "db.z"}}, false},
+		{"the group's value wins over contributing series", Silence{Host: "web-1"}, Target{Host: "web-1", Hosts: []string{"web-1"}}, true},
+		{"tag alert, host silence over its hosts", Silence{Host: "web-*"}, Target{Tag: "app", Hosts: []string{"web-1", "web-2"}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.s.Start, tt.s.End = t0.Add(-time.Hour), t0.Add(time.Hour)
+			if got := tt.s.Matches(tt.target, t0); got != tt.want {
+				t.Fatalf("got %v", got)
+			}
+		})
+	}
+}
+
 func TestStoreLifecycle(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
