@@ -177,7 +177,7 @@ var settings = []Setting{
 		func(c *Config) *time.Duration { return &c.Alert.EvalInterval }),
 	{Flag: "eval-delay", Env: "KEYALERT_EVAL_DELAY", Default: formatDuration(alert.DefaultEvalDelay),
 		Bounds: "0s–" + formatDuration(rules.MaxEvalDelay) + ", whole minutes",
-		Usage: "absence and alert resolution are judged on complete minutes ending this long before the last complete one, so late entries and agents whose clock runs up to about this (plus an absence window) behind cause no false page; a threshold still fires on the current minute; a rule's `eval_delay` overrides it",
+		Usage:  "absence and alert resolution are judged on complete minutes ending this long before the last complete one, so late entries and agents whose clock runs up to about this (plus an absence window) behind cause no false page; a threshold still fires on the current minute; a rule's `eval_delay` overrides it",
 		set: func(c *Config, v string) error {
 			d, err := duration.Parse(v) // 0 is allowed: no delay beyond the complete minute
 			if err != nil {
