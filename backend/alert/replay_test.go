@@ -161,6 +161,42 @@ var replayScenarios = []struct {
 		want: []string{"+5 trigger web-1 6", "+10 resolve web-1 0"},
 	},
 	{
+		name: "absence 1m: a heartbeat every minute never pages",
+		rules: []string{`{"name":"hb","keywords":["heartbeat ok"],"condition":{"type":"absence","count":1,"window":"1m"},
+			"group_by":"host","resolve_after":"1m"}`},
+		puts: append(replayEvery("heartbeat ok", "h1", 0, 12, 6), replayEvery("heartbeat ok", "h2", 0, 12, 6)...),
+		to:   12,
+		want: nil,
+	},
+	{
+		name: "absence 1m: a heartbeat that stops pages once and resolves once when it resumes",
+		rules: []string{`{"name":"hb","keywords":["heartbeat ok"],"condition":{"type":"absence","count":1,"window":"1m"},
+			"group_by":"host","resolve_after":"1m"}`},
+		puts: append(append(replayEvery("heartbeat ok", "h1", 0, 4, 6), replayEvery("heartbeat ok", "h1", 10, 15, 6)...),
+			replayEvery("heartbeat ok", "h2", 0, 15, 6)...),
+		to: 15,
+		// Judged on the minute two back (complete, then the 1m eval_delay):
+		// minute 5 is empty at +7; minute 10 counts at +12, resolved 1m later.
+		want: []string{"+7 trigger h1 0", "+13 resolve h1 6"},
+	},
+	{
+		name: "absence: a host first seen after the rule started is not missed for the minutes before",
+		rules: []string{`{"name":"hb","keywords":["heartbeat ok"],"condition":{"type":"absence","count":1,"window":"1m"},
+			"group_by":"host"}`},
+		puts: append(replayEvery("heartbeat ok", "h1", 0, 12, 6), replayEvery("heartbeat ok", "h2", 5, 12, 6)...),
+		to:   12,
+		want: nil,
+	},
+	{
+		name: "absence: forget_after resolves the firing alert of a group silent that long",
+		rules: []string{`{"name":"hb","keywords":["heartbeat ok"],"condition":{"type":"absence","count":1,"window":"1m"},
+			"group_by":"host","forget_after":"1h"}`},
+		puts: append([]replayPut{{"heartbeat ok", 0, "h1", 6}}, replayEvery("heartbeat ok", "h2", 0, 62, 6)...),
+		to:   62,
+		// Last seen at +0: remembered through +60, forgotten at +61.
+		want: []string{"+3 trigger h1 0", "+61 resolve h1 0"},
+	},
+	{
 		name:  "a disabled rule is not evaluated",
 		rules: []string{`{"name":"off","keywords":["Exception"],"condition":{"type":"threshold","count":1,"window":"1m"},"enabled":false}`},
 		puts:  []replayPut{{"Exception", 0, "h", 9}},
