@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"bytes"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +177,30 @@ func TestGroupMemoryIsBounded(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(v.eng.met.groupsDropped); got != 1 {
 		t.Fatalf("dropped %v, want 1", got)
+	}
+}
+
+// Every state change the engine makes is logged at info with rule, group,
+// from, to and reason.
+func TestStateChangesAreLoggedAtInfo(t *testing.T) {
+	v := newEnv(t)
+	var buf bytes.Buffer // written by Tick, on this goroutine only
+	v.eng = New(Config{Redis: v.rdb, Rules: v.rules, Silences: v.sils, Counts: v.win, Store: v.store,
+		Shards: v.shards, Now: v.clk.Now, Log: slog.New(slog.NewTextHandler(&buf, nil))})
+	r := v.rule(javaRule)
+	v.count("Exception", "web-1", "", 0, 10)
+	v.tick()
+	v.clk.Add(8 * time.Minute) // the counts leave the settled window
+	v.tick()
+	v.clk.Add(2 * time.Minute) // resolve_after
+	v.tick()
+	for _, want := range []string{
+		`msg="alert state changed" rule_id=` + r.ID + ` rule="java exceptions" group=web-1`,
+		`from=none to=firing reason="Exception seen 10 times in 5m on web-1 (rule java exceptions)"`,
+		`from=firing to=resolved reason="condition false for 2m"`,
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, buf.String())
+		}
 	}
 }
