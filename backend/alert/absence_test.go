@@ -59,6 +59,13 @@ func TestAbsenceOnCompleteMinutesAndRememberedGroups(t *testing.T) {
 			firing:  map[string]int{"h1": 0, "h2": 0}, resolved: map[string]int{"h1": 0, "h2": 0},
 		},
 		{
+			name:    "heartbeat every 10s, resolve_after 0s: no page (it used to page and resolve every minute)",
+			extra:   `"resolve_after":"0s",`,
+			hosts:   []host{{"h1", always, 0}, {"h2", always, 0}},
+			seconds: 12 * 60,
+			firing:  map[string]int{"h1": 0, "h2": 0}, resolved: map[string]int{"h1": 0, "h2": 0},
+		},
+		{
 			name: "heartbeat stops: one page; resumes: one resolve",
 			hosts: []host{{"h1", func(s int) bool { return s < 5*60 || s >= 10*60 }, 0},
 				{"h2", always, 0}},
@@ -89,9 +96,14 @@ func TestAbsenceOnCompleteMinutesAndRememberedGroups(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			extra := tt.extra
+			if !strings.Contains(extra, "resolve_after") {
+				extra += `"resolve_after":"1m",`
+			}
 			v := newEnv(t) // 12:00:30
-			r := v.rule(`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","count":1,"window":"1m"},` + tt.extra +
-				`"group_by":"host","resolve_after":"1m","pagerduty":{"routing_key":"` + testKey + `"}}`)
+			r := v.rule(`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","count":1,"window":"1m"},` + extra +
+				`"group_by":"host","pagerduty":{"routing_key":"` + testKey + `"}}`)
+
 			wasDown := false
 			for s := 0; s < tt.seconds; s += 10 {
 				for _, h := range tt.hosts {
