@@ -130,7 +130,23 @@ type Engine struct {
 	// this replica's evaluation: the source of the keyalert_alerts gauge.
 	// Used by the run goroutine only.
 	active map[string]State
+	// mem caches each owned absence rule's remembered groups as Redis last
+	// returned them, so that a tick writes to Redis only when a group's
+	// minutes advance (about once a minute), not on every tick. Used by the
+	// run goroutine only.
+	mem map[string]*memEntry
 }
+
+// memEntry is a rule's remembered groups as of at.
+type memEntry struct {
+	groups   map[string]seen
+	at       time.Time
+	warnedAt time.Time // last warning that the rule is at the group bound
+}
+
+// memMaxAge bounds how long a cached group memory is used without reading
+// Redis: another replica may have owned the rule meanwhile.
+const memMaxAge = time.Minute
 
 // New returns an engine; call Run, or Tick in tests.
 func New(c Config) *Engine {
@@ -143,7 +159,7 @@ func New(c Config) *Engine {
 	c.Options = c.Options.withDefaults()
 	return &Engine{c: c, owner: lease.NewOwner(), rs: &ruleSet{byKW: map[string][]int{}, byID: map[string]*crule{}},
 		silVer: -1, localKW: map[string]struct{}{}, remoteKW: map[string]struct{}{}, wake: make(chan struct{}, 1),
-		met: newMetrics(c.Options.Registerer), active: map[string]State{}}
+		met: newMetrics(c.Options.Registerer), active: map[string]State{}, mem: map[string]*memEntry{}}
 }
 
 // OnApplied is the ingest hook: it notes the batch's keywords and wakes the
@@ -346,6 +362,12 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 			}
 		}
 		e.retireOrphans(ctx, rs, tracked, now)
+		// A rule owned again later must read its memory afresh.
+		for id := range e.mem {
+			if cr, ok := rs.byID[id]; !ok || !e.c.Shards.Owns(cr.shard) {
+				delete(e.mem, id)
+			}
+		}
 	}
 	defer e.publishActive()
 	if len(owned) == 0 {
@@ -424,6 +446,7 @@ func (e *Engine) groupMemory(ctx context.Context, rs *ruleSet, owned []int, trac
 	cells map[string][]window.Cell, byRule map[string][]string, nowMin int64, now time.Time) (map[string]map[string]seen, error) {
 	var reqs []memReq
 	var crs []*crule
+	out := map[string]map[string]seen{}
 	for _, i := range owned {
 		cr := rs.rules[i]
 		if cr.rule.Condition.Type != rules.Absence || cr.rule.GroupBy == rules.GroupNone {
@@ -440,6 +463,10 @@ func (e *Engine) groupMemory(ctx context.Context, rs *ruleSet, owned []int, trac
 				req.seeds[g] = seedMinute(a)
 			}
 		}
+		if c := e.mem[cr.rule.ID]; c != nil && now.Sub(c.at) < memMaxAge && !c.due(&req) {
+			out[cr.rule.ID] = c.groups // nothing new to remember or forget
+			continue
+		}
 		reqs = append(reqs, req)
 		crs = append(crs, cr)
 	}
@@ -447,14 +474,24 @@ func (e *Engine) groupMemory(ctx context.Context, rs *ruleSet, owned []int, trac
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]map[string]seen, len(res))
 	for j, r := range res {
 		cr := crs[j]
 		out[cr.rule.ID] = r.groups
+		c := e.mem[cr.rule.ID]
+		if c == nil {
+			c = &memEntry{}
+			e.mem[cr.rule.ID] = c
+		}
+		c.groups, c.at = r.groups, now
 		if r.dropped > 0 {
 			e.met.groupsDropped.Add(float64(r.dropped))
-			e.c.Log.Warn("absence rule remembers too many groups; new ones are not watched",
-				"rule_id", cr.rule.ID, "rule", cr.rule.Name, "not_remembered", r.dropped, "max_groups", e.c.Options.MaxGroups)
+			// Counted every time; logged every 10 minutes per rule, so the
+			// log stays readable.
+			if now.Sub(c.warnedAt) >= 10*time.Minute {
+				c.warnedAt = now
+				e.c.Log.Warn("absence rule remembers too many groups; new ones are not watched",
+					"rule_id", cr.rule.ID, "rule", cr.rule.Name, "not_remembered", r.dropped, "max_groups", e.c.Options.MaxGroups)
+			}
 		}
 		for _, g := range r.forgotten {
 			e.met.groupsForgotten.Inc()
@@ -471,6 +508,29 @@ func (e *Engine) groupMemory(ctx context.Context, rs *ruleSet, owned []int, trac
 		}
 	}
 	return out, nil
+}
+
+// due reports whether req must go to Redis although the cache is fresh: a
+// group is new or its minutes moved, a tracked group is missing, or a group
+// is due to be forgotten.
+func (c *memEntry) due(req *memReq) bool {
+	for g, s := range req.seen {
+		m, ok := c.groups[g]
+		if !ok || s.last > m.last || s.first < m.first {
+			return true
+		}
+	}
+	for g := range req.seeds {
+		if _, ok := c.groups[g]; !ok {
+			return true
+		}
+	}
+	for _, m := range c.groups {
+		if m.last < req.forgetBefore {
+			return true
+		}
+	}
+	return false
 }
 
 // forget resolves (or drops) the tracked alert of a forgotten group.

@@ -109,8 +109,8 @@ func (cr *crule) settledMinute(now time.Time) int64 {
 // settled minute only: a minute that has just begun, or whose late entries
 // may still arrive, must not make a steady source look absent. A threshold
 // or spike fires on the window ending with the current, partial minute —
-// firing early is fine — but holds while any window ending between the
-// settled minute and now holds, so it resolves only once the window that
+// firing early is fine — but a tracked alert's condition holds while any
+// window ending between the settled minute and now holds, so it resolves only once the window that
 // held is settled and false. The observation shown is the newest holding
 // window's, else the current one's.
 func judge(cr *crule, cells map[string][]window.Cell, now time.Time, known []string) []obs {
@@ -127,7 +127,10 @@ func judge(cr *crule, cells map[string][]window.Cell, now time.Time, known []str
 	for i := range out {
 		out[i].early = out[i].cond
 	}
-	if settled >= nowMin {
+	if settled >= nowMin || len(known) == 0 {
+		// Without tracked alerts there is nothing to hold: a new alert
+		// starts on the current window (which holds all but the oldest of
+		// the unsettled windows' minutes anyway).
 		return out
 	}
 	idx := make(map[string]int, len(out))
