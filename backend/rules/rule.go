@@ -98,7 +98,7 @@ func (c Condition) Lookback() time.Duration {
 	}
 	if c.Type == Absence {
 		// Groups that reported in the window before this one are the ones an
-		// absence can be noticed for.
+		// absence can be noticed for (besides the groups the engine remembers).
 		return 2 * time.Duration(c.Window)
 	}
 	return time.Duration(c.Window)
