@@ -402,11 +402,9 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 		byRule[a.RuleID] = append(byRule[a.RuleID], a.Group)
 	}
-	mem, err := e.groupMemory(ctx, rs, owned, tracked, cells, byRule, nowMin, now)
-	if err != nil {
-		return err
-	}
-	var firstErr error
+	// Without its memory a grouped absence rule cannot tell who is missing:
+	// it skips this round, the other rules do not.
+	mem, firstErr := e.groupMemory(ctx, rs, owned, tracked, cells, byRule, nowMin, now)
 	for _, i := range owned {
 		cr := rs.rules[i]
 		known := byRule[cr.rule.ID]
@@ -414,6 +412,9 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		if cr.rule.Condition.Type == rules.Absence {
 			if absenceTooNew(cr, now) {
 				continue // too new to tell absence from not-yet-counted
+			}
+			if !hasMem && cr.rule.GroupBy != rules.GroupNone {
+				continue // its memory could not be read (firstErr)
 			}
 			for g := range m {
 				if !slices.Contains(known, g) {
