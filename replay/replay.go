@@ -77,6 +77,10 @@ type Config struct {
 	// Samples is how many sample lines to show under each trigger, 0 to
 	// MaxSamples.
 	Samples int
+	// EvalDelay is keyalertd's KEYALERT_EVAL_DELAY, the eval_delay of rules
+	// without their own; 0: alert.DefaultEvalDelay. NoEvalDelay makes it 0.
+	EvalDelay   time.Duration
+	NoEvalDelay bool
 }
 
 // validate guards Run against any caller; the command checks the same
@@ -177,7 +181,8 @@ func Run(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.Wri
 	}
 	var events []alert.ReplayEvent
 	if ctr.records > 0 {
-		events, err = alert.Replay(rs, cells, ctr.first, ctr.last, time.Minute)
+		events, err = alert.ReplayWith(rs, cells, ctr.first, ctr.last, time.Minute,
+			alert.Options{EvalDelay: cfg.EvalDelay, NoEvalDelay: cfg.NoEvalDelay})
 		if err != nil {
 			// Only the data can make it fail: a span too long to step through.
 			return badInput("%v (check the log's timestamps, or set --time-layout)", err)

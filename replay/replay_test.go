@@ -162,8 +162,8 @@ func TestReplayReportsWhatWouldHaveFiredAndWhen(t *testing.T) {
 			name:  "a burst of 6 in 2 minutes fires once and resolves after resolve_after",
 			rules: burstRule,
 			log:   replayBurstLog().String(),
-			// 10:06: 6 in [10:02,10:06]; 10:10: 3 in [10:06,10:10], false; resolved 5m later.
-			want:   []string{"10:06 trigger  6", "10:15 resolve  0"},
+			// 10:06: 6 in [10:02,10:06]; 10:10: 3 in [10:06,10:10], false once settled (10:12: a complete minute and the 1m eval_delay); resolved 5m later.
+			want:   []string{"10:06 trigger  6", "10:17 resolve  0"},
 			totals: map[string]int64{"substring:Exception": 6},
 		},
 		{
@@ -172,7 +172,7 @@ func TestReplayReportsWhatWouldHaveFiredAndWhen(t *testing.T) {
 				"resolve_after":"2m"}]`,
 			log: (&replayLog{}).every(0, 29, 2, "INFO [main] request served").
 				every(0, 9, 1, "INFO [hb] heartbeat ok").every(20, 29, 1, "INFO [hb] heartbeat ok").String(),
-			want:   []string{"10:14 trigger  0", "10:22 resolve  3"},
+			want:   []string{"10:16 trigger  0", "10:24 resolve  3"},
 			totals: map[string]int64{"substring:heartbeat ok": 20},
 		},
 		{
@@ -180,7 +180,7 @@ func TestReplayReportsWhatWouldHaveFiredAndWhen(t *testing.T) {
 			rules: `[{"name":"slow","keywords":["WARN"],"condition":{"type":"spike","window":"1m","factor":3,
 				"min_count":5,"baseline":"10m"},"resolve_after":"1m"}]`,
 			log:    (&replayLog{}).every(0, 14, 2, "WARN slow request").every(15, 15, 10, "WARN slow request").every(15, 15, 10, "WARN slow request").every(16, 29, 2, "WARN slow request").String(),
-			want:   []string{"10:15 trigger  20", "10:17 resolve  2"},
+			want:   []string{"10:15 trigger  20", "10:19 resolve  2"},
 			totals: map[string]int64{"substring:WARN": 78},
 		},
 		{
@@ -189,7 +189,7 @@ func TestReplayReportsWhatWouldHaveFiredAndWhen(t *testing.T) {
 				"group_by":"host"}]`,
 			log:    replayBurstLog().String(),
 			cfg:    func(c *Config) { c.Host = "web-7" },
-			want:   []string{"10:06 trigger web-7 6", "10:15 resolve web-7 0"},
+			want:   []string{"10:06 trigger web-7 6", "10:17 resolve web-7 0"},
 			totals: map[string]int64{"substring:Exception": 6},
 		},
 		{
@@ -197,14 +197,14 @@ func TestReplayReportsWhatWouldHaveFiredAndWhen(t *testing.T) {
 			rules:  `[{"name":"traces","keywords":["Exception"],"condition":{"type":"threshold","count":3,"window":"1m"},"resolve_after":"0s"}]`,
 			log:    traces,
 			cfg:    func(c *Config) { c.Multiline = true },
-			want:   []string{"10:05 trigger  3", "10:06 resolve  0"},
+			want:   []string{"10:05 trigger  3", "10:08 resolve  0"},
 			totals: map[string]int64{"substring:Exception": 3},
 		},
 		{
 			name:   "without Multiline each line is a record",
 			rules:  `[{"name":"traces","keywords":["Exception"],"condition":{"type":"threshold","count":3,"window":"1m"},"resolve_after":"0s"}]`,
 			log:    traces,
-			want:   []string{"10:05 trigger  6", "10:06 resolve  0"},
+			want:   []string{"10:05 trigger  6", "10:08 resolve  0"},
 			totals: map[string]int64{"substring:Exception": 6},
 		},
 		{
@@ -216,7 +216,7 @@ func TestReplayReportsWhatWouldHaveFiredAndWhen(t *testing.T) {
 			cfg: func(c *Config) {
 				c.TimeRegex, c.TimeLayout = regexp.MustCompile(`\[([^\]]+)\]`), "02/Jan/2006:15:04:05 -0700"
 			},
-			want:   []string{"10:06 trigger  6", "10:15 resolve  0"},
+			want:   []string{"10:06 trigger  6", "10:17 resolve  0"},
 			totals: map[string]int64{"substring:Exception": 6},
 		},
 		{
@@ -224,7 +224,7 @@ func TestReplayReportsWhatWouldHaveFiredAndWhen(t *testing.T) {
 			rules:  burstRule,
 			log:    strings.Repeat("something threw an Exception\n", 6),
 			cfg:    func(c *Config) { c.Start = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC) },
-			want:   []string{"10:00 trigger  6", "10:10 resolve  0"},
+			want:   []string{"10:00 trigger  6", "10:12 resolve  0"},
 			totals: map[string]int64{"substring:Exception": 6},
 		},
 		{
@@ -312,8 +312,8 @@ func TestReplayHadoopLoghub(t *testing.T) {
 	if len(want) == 0 || !slices.Equal(triggers, want) {
 		t.Fatalf("triggers %q, want %q (from the file's timestamps)", triggers, want)
 	}
-	if got := rep.eventLines(); len(got) != 2 || got[1] != "18:16 resolve  0" {
-		t.Fatalf("events %q: want the trigger and its resolve 5m after the window empties", got)
+	if got := rep.eventLines(); len(got) != 2 || got[1] != "18:18 resolve  0" {
+		t.Fatalf("events %q: want the trigger and its resolve 5m after the empty window is settled", got)
 	}
 }
 

@@ -19,7 +19,7 @@ func TestReplayTablePrintsOneLinePerEventThenTotals(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	want := []string{
 		"2025-03-01 10:06  TRIGGER  burst  fleet  Exception seen 6 times in 5m across the fleet (rule burst)",
-		"2025-03-01 10:15  RESOLVE  burst  fleet  condition false for 5m, after firing for 9m (rule burst)",
+		"2025-03-01 10:17  RESOLVE  burst  fleet  condition false for 5m, after firing for 11m (rule burst)",
 		"",
 		"Exception: 6 records",
 		"",

@@ -133,7 +133,7 @@ func benchEngine(b *testing.B, rdb *redis.Client, counts Counts) *Engine {
 	// store, so Tick does not reload them.
 	snap := benchSnapshot()
 	snap.Version = 0
-	e.rs = compile(snap, shards.N())
+	e.rs = compile(snap, shards.N(), DefaultEvalDelay)
 	if err := e.Tick(ctx); err != nil { // the first tick fires the 1%
 		b.Fatal(err)
 	}

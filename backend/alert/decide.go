@@ -30,7 +30,14 @@ type input struct {
 func decide(cur *Alert, in input) (*Alert, []string) {
 	now := in.now.UTC()
 	r := in.rule
-	if in.o.cond {
+	cond := in.o.cond
+	if r.For > 0 && (cur == nil || !cur.Active()) {
+		// Pending spells (and what starts them) go by the current window
+		// alone: a window held only while awaiting settling would stretch
+		// "for". Firing alerts hold until the windows are settled false.
+		cond = in.o.early
+	}
+	if cond {
 		switch {
 		case cur == nil || (cur.State == Resolved && !cur.Rearm):
 			if r.For > 0 {
@@ -178,4 +185,39 @@ func fire(cur *Alert, in input) (*Alert, []string) {
 	}
 	next.Notified, next.LastNotifiedAt = true, now
 	return next, []string{actTrigger}
+}
+
+// forgetGroup ends a tracked alert whose group the rule forgot (not seen for
+// forget_after): a firing or acknowledged one resolves, with a resolve
+// notification if it paged; a pending one is dropped; a re-arming one is
+// released. Nothing else is left to resolve it: the group is no longer
+// observed. nil: nothing to change.
+func forgetGroup(cur *Alert, now time.Time, reason string) (*Alert, []string) {
+	if cur == nil || !cur.tracked() {
+		return nil, nil
+	}
+	now = now.UTC()
+	next := cur.clone()
+	next.Rearm, next.UpdatedAt = false, now
+	var acts []string
+	switch {
+	case next.Active():
+		next.State, next.ResolvedAt = Resolved, now
+		next.record(now, "resolved", reason)
+		if next.Notified {
+			acts = append(acts, actResolve)
+		}
+		next.Notified, next.SilencedBy, next.FalseSince = false, "", time.Time{}
+	case next.State == Pending:
+		next.State, next.ResolvedAt = Resolved, now
+		next.record(now, "dropped", reason+"; not paged")
+	default:
+		next.record(now, "rearmed", reason)
+	}
+	return next, acts
+}
+
+// forgetReason is the history detail of a forgotten group.
+func forgetReason(forget time.Duration) string {
+	return fmt.Sprintf("group forgotten: no count for forget_after (%s)", rules.Duration(forget))
 }

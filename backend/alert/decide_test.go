@@ -99,9 +99,16 @@ func TestDecideWithFor(t *testing.T) {
 		{"held 2m but silenced: fires unpaged", pendingSince(now.Add(-2 * time.Minute)), true, &silence.Silence{ID: "s1"}, Firing, "", "silenced"},
 		{"stops while pending: dropped without a resolve", pendingSince(now.Add(-time.Minute)), false, nil, Resolved, "", "dropped"},
 	}
+	// Holding only on a window awaiting settling (an earlier minute, not
+	// the current one) does not keep a pending alert: "for" counts minutes
+	// the condition held.
+	unsettled := map[string]bool{}
+	tests = append(tests, tests[len(tests)-1])
+	tests[len(tests)-1].name, tests[len(tests)-1].cond = "held only on a window awaiting settling: dropped", true
+	unsettled[tests[len(tests)-1].name] = true
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			next, acts := decide(tt.cur, input{rule: rule, o: obs{cond: tt.cond, count: 7}, silence: tt.sil, now: now, summary: "s"})
+			next, acts := decide(tt.cur, input{rule: rule, o: obs{cond: tt.cond, early: tt.cond && !unsettled[tt.name], count: 7}, silence: tt.sil, now: now, summary: "s"})
 			if tt.wantState == "" {
 				if next != nil {
 					t.Fatalf("want no change, got %+v %v", next, acts)

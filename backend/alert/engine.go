@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,6 +28,13 @@ const (
 	DefaultEvalInterval = 3 * time.Second
 	// DefaultSampleLines is how many sample lines a trigger carries.
 	DefaultSampleLines = 5
+	// DefaultEvalDelay is how long after a minute ends its counts are taken
+	// as complete: entries a flush or a retry delays, or a clock this much
+	// behind, cause no false absence. An absence window of W minutes also
+	// absorbs a clock up to about W behind (the heartbeat still lands in it).
+	DefaultEvalDelay = time.Minute
+	// DefaultMaxGroups bounds the groups an absence rule remembers.
+	DefaultMaxGroups = 10000
 )
 
 // Options of the engine. The zero value is usable: a zero field means the
@@ -44,6 +52,14 @@ type Options struct {
 	// (the same convention as ingest.Options.NoSamples).
 	SampleLines   int
 	NoSampleLines bool
+	// EvalDelay is the eval_delay of rules without their own; 0:
+	// DefaultEvalDelay. NoEvalDelay makes it 0.
+	EvalDelay   time.Duration
+	NoEvalDelay bool
+	// MaxGroups bounds the groups each absence rule remembers; a new group
+	// beyond it is not remembered, logged and counted
+	// (keyalert_alert_groups_dropped_total). 0: DefaultMaxGroups.
+	MaxGroups int
 	// Registerer takes the engine's metrics; nil: not registered.
 	Registerer prometheus.Registerer
 }
@@ -57,6 +73,15 @@ func (o Options) withDefaults() Options {
 		o.SampleLines = 0
 	case o.SampleLines <= 0:
 		o.SampleLines = DefaultSampleLines
+	}
+	switch {
+	case o.NoEvalDelay:
+		o.EvalDelay = 0
+	case o.EvalDelay <= 0:
+		o.EvalDelay = DefaultEvalDelay
+	}
+	if o.MaxGroups <= 0 {
+		o.MaxGroups = DefaultMaxGroups
 	}
 	return o
 }
@@ -106,7 +131,23 @@ type Engine struct {
 	// this replica's evaluation: the source of the keyalert_alerts gauge.
 	// Used by the run goroutine only.
 	active map[string]State
+	// mem caches each owned absence rule's remembered groups as Redis last
+	// returned them, so that a tick writes to Redis only when a group's
+	// minutes advance (about once a minute), not on every tick. Used by the
+	// run goroutine only.
+	mem map[string]*memEntry
 }
+
+// memEntry is a rule's remembered groups as of at.
+type memEntry struct {
+	groups   map[string]seen
+	at       time.Time
+	warnedAt time.Time // last warning that the rule is at the group bound
+}
+
+// memMaxAge bounds how long a cached group memory is used without reading
+// Redis: another replica may have owned the rule meanwhile.
+const memMaxAge = time.Minute
 
 // New returns an engine; call Run, or Tick in tests.
 func New(c Config) *Engine {
@@ -119,7 +160,7 @@ func New(c Config) *Engine {
 	c.Options = c.Options.withDefaults()
 	return &Engine{c: c, owner: lease.NewOwner(), rs: &ruleSet{byKW: map[string][]int{}, byID: map[string]*crule{}},
 		silVer: -1, localKW: map[string]struct{}{}, remoteKW: map[string]struct{}{}, wake: make(chan struct{}, 1),
-		met: newMetrics(c.Options.Registerer), active: map[string]State{}}
+		met: newMetrics(c.Options.Registerer), active: map[string]State{}, mem: map[string]*memEntry{}}
 }
 
 // OnApplied is the ingest hook: it notes the batch's keywords and wakes the
@@ -279,7 +320,7 @@ func (e *Engine) reload(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		e.rs = compile(snap, e.c.Shards.N())
+		e.rs = compile(snap, e.c.Shards.N(), e.c.Options.EvalDelay)
 	}
 	sv, err := e.c.Silences.Version(ctx)
 	if err != nil {
@@ -322,6 +363,12 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 			}
 		}
 		e.retireOrphans(ctx, rs, tracked, now)
+		// A rule owned again later must read its memory afresh.
+		for id := range e.mem {
+			if cr, ok := rs.byID[id]; !ok || !e.c.Shards.Owns(cr.shard) {
+				delete(e.mem, id)
+			}
+		}
 	}
 	defer e.publishActive()
 	if len(owned) == 0 {
@@ -360,13 +407,31 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 		byRule[a.RuleID] = append(byRule[a.RuleID], a.Group)
 	}
-	var firstErr error
+	// Without its memory a grouped absence rule cannot tell who is missing:
+	// it skips this round, the other rules do not.
+	mem, firstErr := e.groupMemory(ctx, rs, owned, tracked, cells, byRule, nowMin, now)
 	for _, i := range owned {
 		cr := rs.rules[i]
-		if cr.rule.Condition.Type == rules.Absence && now.Sub(cr.rule.UpdatedAt) < cr.rule.Condition.Window.D() {
-			continue // too new to tell absence from not-yet-counted
+		known := byRule[cr.rule.ID]
+		m, hasMem := mem[cr.rule.ID]
+		if cr.rule.Condition.Type == rules.Absence {
+			if absenceTooNew(cr, now) {
+				continue // too new to tell absence from not-yet-counted
+			}
+			if !hasMem && cr.rule.GroupBy != rules.GroupNone {
+				continue // its memory could not be read (firstErr)
+			}
+			for g := range m {
+				if !slices.Contains(known, g) {
+					known = append(known, g)
+				}
+			}
 		}
-		for _, o := range evalRule(cr, cells, nowMin, byRule[cr.rule.ID]) {
+		obs := judge(cr, cells, now, known)
+		if hasMem {
+			obs = remembered(cr, obs, now, m)
+		}
+		for _, o := range obs {
 			id := ID(cr.rule.ID, o.group)
 			if stale[id] {
 				continue
@@ -377,6 +442,145 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 	}
 	return firstErr
+}
+
+// groupMemory updates the remembered groups of the owned absence rules
+// grouped by host or tag with the groups their cells show, resolves the
+// tracked alerts of groups forgotten (dropping them from byRule and tracked)
+// and returns each such rule's remembered groups.
+func (e *Engine) groupMemory(ctx context.Context, rs *ruleSet, owned []int, tracked map[string]*Alert,
+	cells map[string][]window.Cell, byRule map[string][]string, nowMin int64, now time.Time) (map[string]map[string]seen, error) {
+	var reqs []memReq
+	var crs []*crule
+	out := map[string]map[string]seen{}
+	for _, i := range owned {
+		cr := rs.rules[i]
+		if cr.rule.Condition.Type != rules.Absence || cr.rule.GroupBy == rules.GroupNone {
+			continue
+		}
+		req := memReq{ruleID: cr.rule.ID, seen: seenGroups(cr, cells, nowMin), seeds: map[string]int64{},
+			forgetBefore: nowMin - int64(cr.forget/time.Second),
+			ttl:          cr.forget + time.Duration(cr.readMin)*time.Minute + time.Hour}
+		// A tracked alert's group missing from memory (memory older than
+		// this code, or a forget whose resolve was not committed) is
+		// remembered from when its episode started.
+		for _, g := range byRule[cr.rule.ID] {
+			if a := tracked[ID(cr.rule.ID, g)]; a != nil {
+				req.seeds[g] = seedMinute(a)
+			}
+		}
+		if c := e.mem[cr.rule.ID]; c != nil && now.Sub(c.at) < memMaxAge && !c.due(&req) {
+			out[cr.rule.ID] = c.groups // nothing new to remember or forget
+			continue
+		}
+		reqs = append(reqs, req)
+		crs = append(crs, cr)
+	}
+	res, err := remember(ctx, e.c.Redis, reqs, e.c.Options.MaxGroups)
+	if err != nil {
+		return nil, err
+	}
+	for j, r := range res {
+		cr := crs[j]
+		out[cr.rule.ID] = r.groups
+		c := e.mem[cr.rule.ID]
+		if c == nil {
+			c = &memEntry{}
+			e.mem[cr.rule.ID] = c
+		}
+		c.groups, c.at = r.groups, now
+		if r.dropped > 0 {
+			e.met.groupsDropped.Add(float64(r.dropped))
+			// Counted every time; logged every 10 minutes per rule, so the
+			// log stays readable.
+			if now.Sub(c.warnedAt) >= 10*time.Minute {
+				c.warnedAt = now
+				e.c.Log.Warn("absence rule remembers too many groups; new ones are not watched",
+					"rule_id", cr.rule.ID, "rule", cr.rule.Name, "not_remembered", r.dropped, "max_groups", e.c.Options.MaxGroups)
+			}
+		}
+		for _, g := range r.forgotten {
+			e.met.groupsForgotten.Inc()
+			id := ID(cr.rule.ID, g)
+			byRule[cr.rule.ID] = slices.DeleteFunc(byRule[cr.rule.ID], func(x string) bool { return x == g })
+			cur := tracked[id]
+			if cur == nil {
+				continue
+			}
+			delete(tracked, id)
+			if err := e.forget(ctx, cr, id, cur, now); err != nil {
+				e.c.Log.Warn("resolve alert of a forgotten group", "alert_id", id, "rule_id", cr.rule.ID, "group", g, "err", err)
+			}
+		}
+	}
+	return out, nil
+}
+
+// due reports whether req must go to Redis although the cache is fresh: a
+// group is new or its minutes moved, a tracked group is missing, or a group
+// is due to be forgotten.
+func (c *memEntry) due(req *memReq) bool {
+	for g, s := range req.seen {
+		m, ok := c.groups[g]
+		if !ok || s.last > m.last || s.first < m.first {
+			return true
+		}
+	}
+	for g := range req.seeds {
+		if _, ok := c.groups[g]; !ok {
+			return true
+		}
+	}
+	for _, m := range c.groups {
+		if m.last < req.forgetBefore {
+			return true
+		}
+	}
+	return false
+}
+
+// forget resolves (or drops) the tracked alert of a forgotten group.
+func (e *Engine) forget(ctx context.Context, cr *crule, id string, cur *Alert, now time.Time) error {
+	reason := forgetReason(cr.forget)
+	committed, err := e.c.Store.change(ctx, id, e.c.Shards.Lease(cr.shard), func(fresh *Alert) (*Alert, write, error) {
+		var w write
+		next, acts := forgetGroup(fresh, now, reason)
+		for _, act := range acts {
+			if act == actResolve {
+				w.notes = append(w.notes, e.c.Store.actionNote(ctx, next, notify.Resolve, now)...)
+			}
+		}
+		return next, w, nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			return nil
+		}
+		return err
+	}
+	e.track(committed)
+	e.logChange(cr, cur, committed)
+	if cur.Active() && committed != nil && !committed.Active() {
+		e.met.resolutions.Inc()
+	}
+	return nil
+}
+
+// logChange logs an alert's state change at info: rule, group, from → to
+// and the reason its history gives.
+func (e *Engine) logChange(cr *crule, cur, next *Alert) {
+	if next == nil {
+		return
+	}
+	from := State("none")
+	if cur != nil {
+		from = cur.State
+	}
+	if from == next.State && (cur == nil || cur.Rearm == next.Rearm) {
+		return
+	}
+	e.c.Log.Info("alert state changed", "rule_id", cr.rule.ID, "rule", cr.rule.Name, "group", next.Group,
+		"alert_id", next.ID, "from", string(from), "to", string(next.State), "reason", lastDetail(next))
 }
 
 // readCells reads the keywords' cells, each only as far back as its rules
@@ -467,6 +671,7 @@ func (e *Engine) apply(ctx context.Context, cr *crule, o obs, cur *Alert, cells 
 		return fmt.Errorf("alert %s of rule %s: %w", id, cr.rule.ID, err)
 	}
 	e.track(committed)
+	e.logChange(cr, cur, committed)
 	e.count(cur, in)
 	return nil
 }

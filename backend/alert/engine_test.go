@@ -253,8 +253,9 @@ func TestThresholdFiresPerGroupPagesAndAutoResolves(t *testing.T) {
 	v.tick()
 	v.noMoreEvents(1)
 
-	// The counts leave the window: false for 2m, then resolved.
-	v.clk.Add(5 * time.Minute)
+	// The counts leave the window: false (once the window without them is
+	// settled: a complete minute plus the 1m eval_delay) for 2m, then resolved.
+	v.clk.Add(7 * time.Minute)
 	v.tick()
 	if a := v.alert(r.ID, "web-12"); a.State != Firing || a.FalseSince.IsZero() {
 		t.Fatalf("just turned false: %+v", a)
@@ -316,8 +317,8 @@ func TestRepeatIntervalRenotifiesUntilAcknowledged(t *testing.T) {
 	if _, err := v.store.Ack(v.ctx, ID(r.ID, "web-1"), "bo"); err != nil {
 		t.Fatalf("acking twice is a no-op: %v", err)
 	}
-	// Acknowledged alerts still auto-resolve.
-	v.clk.Add(6 * time.Minute)
+	// Acknowledged alerts still auto-resolve (judged on settled minutes).
+	v.clk.Add(8 * time.Minute)
 	v.tick()
 	v.clk.Add(2 * time.Minute)
 	v.tick()
@@ -381,7 +382,9 @@ func TestAbsenceFiresWhenHeartbeatsStop(t *testing.T) {
 		v.count("heartbeat ok", "h2", "", 0, 1)
 		v.tick()
 	}
-	for i := 0; i < 3; i++ { // h2 stops
+	// h2 stops; absence is judged on the window ending at the settled
+	// minute (a complete minute and the 1m eval_delay back): 5 ticks.
+	for i := 0; i < 5; i++ {
 		v.clk.Add(time.Minute)
 		v.count("heartbeat ok", "h1", "", 0, 1)
 		v.tick()
@@ -403,6 +406,11 @@ func TestAbsenceFiresWhenHeartbeatsStop(t *testing.T) {
 		t.Fatalf("h2: %s", a.State)
 	}
 	v.count("heartbeat ok", "h2", "", 0, 1)
+	v.tick()
+	if a := v.alert(r.ID, "h2"); a.State != Firing {
+		t.Fatalf("h2 beats again, in a minute not settled yet: %s", a.State)
+	}
+	v.clk.Add(2 * time.Minute)
 	v.tick()
 	if a := v.alert(r.ID, "h2"); a.State != Resolved {
 		t.Fatalf("h2 beats again: %s", a.State)
@@ -451,7 +459,7 @@ func TestManualResolveWaitsForTheConditionToClear(t *testing.T) {
 	if a := v.alert(r.ID, "web-1"); a.State != Resolved {
 		t.Fatal("re-fired right after a manual resolve")
 	}
-	v.clk.Add(6 * time.Minute) // condition clears
+	v.clk.Add(8 * time.Minute) // condition clears on settled minutes
 	v.tick()
 	if a := v.alert(r.ID, "web-1"); a.Rearm {
 		t.Fatal("not re-armed after the condition cleared")
@@ -617,6 +625,8 @@ func TestMetricNamesAndLabels(t *testing.T) {
 		"keyalert_alert_last_evaluation_duration_seconds": "GAUGE ",
 		"keyalert_alert_episodes_total":                   "COUNTER ",
 		"keyalert_alert_resolutions_total":                "COUNTER ",
+		"keyalert_alert_groups_dropped_total":             "COUNTER ",
+		"keyalert_alert_groups_forgotten_total":           "COUNTER ",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("metrics %v, want %v", got, want)

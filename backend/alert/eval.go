@@ -29,9 +29,12 @@ type crule struct {
 	rule    rules.Rule
 	kwIDs   []string
 	shard   int
-	winMin  int64 // window, minutes
-	baseMin int64 // spike baseline, minutes
-	lookMin int64 // minutes read back from the current one, inclusive
+	winMin  int64         // window, minutes
+	baseMin int64         // spike baseline, minutes
+	lookMin int64         // minutes the condition reads back from the minute judged, inclusive
+	readMin int64         // minutes read back from the current one: lookMin from the settled minute
+	delay   time.Duration // eval_delay, or the engine's default
+	forget  time.Duration // forget_after of an absence rule's groups
 }
 
 // ruleSet is every enabled rule, indexed by keyword id so that a batch's
@@ -48,7 +51,9 @@ type ruleSet struct {
 	kwErr   error
 }
 
-func compile(snap rules.Snapshot, shards int) *ruleSet {
+// compile prepares snap's enabled rules; delay is the eval_delay of rules
+// without their own.
+func compile(snap rules.Snapshot, shards int, delay time.Duration) *ruleSet {
 	rs := &ruleSet{version: snap.Version, byKW: map[string][]int{}, byID: map[string]*crule{}, kwLook: map[string]int64{}}
 	rs.kwDoc, rs.kwErr = rules.KeywordSet(snap.Rules)
 	for _, r := range snap.Rules {
@@ -62,6 +67,16 @@ func compile(snap rules.Snapshot, shards int) *ruleSet {
 		if cr.winMin < 1 || cr.lookMin < cr.winMin {
 			continue // cannot happen for a validated rule
 		}
+		cr.delay = delay
+		if r.EvalDelay != nil {
+			cr.delay = r.EvalDelay.D()
+		}
+		cr.forget = r.ForgetAfter.D()
+		if cr.forget <= 0 {
+			cr.forget = rules.DefaultForgetAfter
+		}
+		// The judged windows end as far back as the settled minute.
+		cr.readMin = cr.lookMin + cr.settledBack()
 		i := len(rs.rules)
 		rs.rules = append(rs.rules, cr)
 		rs.byID[r.ID] = cr
@@ -70,11 +85,134 @@ func compile(snap rules.Snapshot, shards int) *ruleSet {
 				rs.kwIDs = append(rs.kwIDs, kw)
 			}
 			rs.byKW[kw] = append(rs.byKW[kw], i)
-			rs.kwLook[kw] = max(rs.kwLook[kw], cr.lookMin)
+			rs.kwLook[kw] = max(rs.kwLook[kw], cr.readMin)
 		}
-		rs.maxLook = max(rs.maxLook, cr.lookMin)
+		rs.maxLook = max(rs.maxLook, cr.readMin)
 	}
 	return rs
+}
+
+// settledBack is how many minutes the settled minute lies before the
+// current one: the current minute is partial, and eval_delay more are
+// awaited for late entries and skewed clocks.
+func (cr *crule) settledBack() int64 {
+	return 1 + int64((cr.delay+time.Minute-1)/time.Minute)
+}
+
+// settledMinute is the last minute whose counts are taken as complete at
+// now: the minute that ended eval_delay or more before now.
+func (cr *crule) settledMinute(now time.Time) int64 {
+	return floorMinute(now.Add(-cr.delay).Unix()) - 60
+}
+
+// judge evaluates cr at now. Absence is judged on the window ending at the
+// settled minute only: a minute that has just begun, or whose late entries
+// may still arrive, must not make a steady source look absent. A threshold
+// or spike fires on the window ending with the current, partial minute —
+// firing early is fine — but a tracked alert's condition holds while any
+// window ending between the settled minute and now holds, so it resolves only once the window that
+// held is settled and false. The observation shown is the newest holding
+// window's, else the current one's.
+func judge(cr *crule, cells map[string][]window.Cell, now time.Time, known []string) []obs {
+	nowMin := floorMinute(now.Unix())
+	settled := min(cr.settledMinute(now), nowMin)
+	if cr.rule.Condition.Type == rules.Absence {
+		out := evalRule(cr, cells, settled, known)
+		for i := range out {
+			out[i].early = out[i].cond
+		}
+		return out
+	}
+	out := evalRule(cr, cells, nowMin, known)
+	for i := range out {
+		out[i].early = out[i].cond
+	}
+	if settled >= nowMin || len(known) == 0 {
+		// Without tracked alerts there is nothing to hold: a new alert
+		// starts on the current window (which holds all but the oldest of
+		// the unsettled windows' minutes anyway).
+		return out
+	}
+	idx := make(map[string]int, len(out))
+	for i := range out {
+		idx[out[i].group] = i
+	}
+	for m := nowMin - 60; m >= settled; m -= 60 {
+		for _, o := range evalRule(cr, cells, m, known) {
+			i, ok := idx[o.group]
+			switch {
+			case !ok:
+				o.early = false // not seen in the current window
+				idx[o.group] = len(out)
+				out = append(out, o)
+			case o.cond && !out[i].cond:
+				o.early = out[i].early
+				out[i] = o
+			}
+		}
+	}
+	return out
+}
+
+// seen is a group's first and last minute with a count in the cells read.
+type seen struct{ first, last int64 }
+
+// seenGroups returns the groups of cr (past its filters) with counts in the
+// cells up to nowMin: what the rule's group memory learns from them.
+func seenGroups(cr *crule, cells map[string][]window.Cell, nowMin int64) map[string]seen {
+	r := &cr.rule
+	out := map[string]seen{}
+	if r.GroupBy == rules.GroupNone {
+		return out
+	}
+	lookStart := nowMin - (cr.readMin-1)*60
+	for _, kw := range cr.kwIDs {
+		for _, c := range cells[kw] {
+			if c.Count <= 0 || c.Minute < lookStart || c.Minute > nowMin || !r.Filters.Match(c.Host, c.Tag) {
+				continue
+			}
+			g := c.Host
+			if r.GroupBy == rules.GroupTag {
+				g = c.Tag
+			}
+			if s, ok := out[g]; ok {
+				out[g] = seen{min(s.first, c.Minute), max(s.last, c.Minute)}
+			} else {
+				out[g] = seen{c.Minute, c.Minute}
+			}
+		}
+	}
+	return out
+}
+
+// absenceTooNew says an absence rule cannot judge yet: its settled window
+// starts no later than the minute it was created or changed in, when its
+// keywords were not yet (fully) counted.
+func absenceTooNew(cr *crule, now time.Time) bool {
+	winStart := cr.settledMinute(now) - (cr.winMin-1)*60
+	return winStart <= floorMinute(cr.rule.UpdatedAt.Unix())
+}
+
+// remembered keeps the observations of an absence rule's remembered groups
+// (a group seen only in older cells but forgotten, or beyond the bound, is
+// not watched) and clears the absence of groups first seen after the judged
+// window began: a host that just started (or whose clock runs behind, so
+// that its first counts land in minutes after the settled one) is not
+// missing from minutes it never reported in.
+func remembered(cr *crule, out []obs, now time.Time, mem map[string]seen) []obs {
+	winStart := cr.settledMinute(now) - (cr.winMin-1)*60
+	kept := out[:0]
+	for _, o := range out {
+		s, ok := mem[o.group]
+		if !ok {
+			continue
+		}
+		if s.first > winStart {
+			o.cond = false
+		}
+		kept = append(kept, o)
+	}
+	return kept
 }
 
 // obs is what one evaluation saw for one group of one rule.
@@ -87,6 +225,10 @@ type obs struct {
 	cond  bool
 	// expected is a spike's baseline count scaled to the window (spike.go).
 	expected float64
+	// early is the condition on the current window alone (for absence, the
+	// settled one): what starts a pending spell and keeps it, so that "for"
+	// counts minutes the condition held, not minutes it awaits settling.
+	early bool
 }
 
 // evalRule evaluates cr on cells at minute nowMin (a minute start, Unix

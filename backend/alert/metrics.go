@@ -13,6 +13,9 @@ type metrics struct {
 	lastDuration prometheus.Gauge
 	episodes     prometheus.Counter
 	resolutions  prometheus.Counter
+	// Group memory of absence rules.
+	groupsDropped   prometheus.Counter
+	groupsForgotten prometheus.Counter
 }
 
 // newMetrics creates the engine's metrics and registers them with reg
@@ -45,13 +48,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "keyalert_alert_resolutions_total",
 			Help: "Alerts resolved by this replica's evaluation (not by hand through the API).",
 		}),
+		groupsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_alert_groups_dropped_total",
+			Help: "Groups seen by an absence rule but not remembered (nor watched for absence) because the rule already remembers KEYALERT_MAX_RULE_GROUPS; counted per evaluation that saw them.",
+		}),
+		groupsForgotten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_alert_groups_forgotten_total",
+			Help: "Groups absence rules forgot after forget_after without a count (a firing alert of the group resolves).",
+		}),
 	}
 	// Every state exists from the start: a dashboard sees 0, not no data.
 	m.alerts.WithLabelValues(string(Pending))
 	m.alerts.WithLabelValues(string(Firing))
 	m.alerts.WithLabelValues(string(Acknowledged))
 	if reg != nil {
-		reg.MustRegister(m.alerts, m.evaluations, m.failures, m.lastDuration, m.episodes, m.resolutions)
+		reg.MustRegister(m.alerts, m.evaluations, m.failures, m.lastDuration, m.episodes, m.resolutions, m.groupsDropped, m.groupsForgotten)
 	}
 	return m
 }

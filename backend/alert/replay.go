@@ -74,6 +74,15 @@ const maxReplaySteps = 5_000_000
 // rules are not evaluated, since the data ending is not an absence. Nothing is
 // silenced, acknowledged or resolved by hand, and no routing key is needed.
 func Replay(rs []rules.Rule, cells map[string][]window.Cell, from, to time.Time, step time.Duration) ([]ReplayEvent, error) {
+	return ReplayWith(rs, cells, from, to, step, Options{})
+}
+
+// ReplayWith is Replay with the engine options that decide (EvalDelay,
+// NoEvalDelay, MaxGroups; the others are ignored), as keyalertd would run
+// with them. Absence rules remember their groups as the engine does, in
+// memory, from the start of the replay.
+func ReplayWith(rs []rules.Rule, cells map[string][]window.Cell, from, to time.Time, step time.Duration, opt Options) ([]ReplayEvent, error) {
+	opt = opt.withDefaults()
 	if step <= 0 || step > time.Minute {
 		return nil, fmt.Errorf("replay step %s: want more than 0 and at most 1m", step)
 	}
@@ -94,7 +103,7 @@ func Replay(rs []rules.Rule, cells map[string][]window.Cell, from, to time.Time,
 			enabled++
 		}
 	}
-	set := compile(snap, 1)
+	set := compile(snap, 1, opt.EvalDelay)
 	if len(set.rules) != enabled {
 		for i, r := range snap.Rules {
 			if _, ok := set.byID[r.ID]; r.Enabled && !ok {
@@ -104,7 +113,8 @@ func Replay(rs []rules.Rule, cells map[string][]window.Cell, from, to time.Time,
 	}
 	var tail time.Duration
 	for _, cr := range set.rules {
-		tail = max(tail, cr.rule.Condition.Window.D()+cr.rule.ResolveAfter.D())
+		// A threshold holds until its window is settled: delay and a minute more.
+		tail = max(tail, cr.rule.Condition.Window.D()+cr.rule.ResolveAfter.D()+cr.delay+time.Minute)
 	}
 	end := dataEnd.Add(tail + time.Minute)
 	if n := end.Sub(start) / step; n > maxReplaySteps {
@@ -130,6 +140,10 @@ func Replay(rs []rules.Rule, cells map[string][]window.Cell, from, to time.Time,
 	for i := range tracked {
 		tracked[i] = map[string]bool{}
 	}
+	mem := make([]map[string]seen, len(rs)) // absence rules' remembered groups
+	for i := range mem {
+		mem[i] = map[string]seen{}
+	}
 	open := 0
 	var out []ReplayEvent
 	for now := start; !now.After(end); now = now.Add(step) {
@@ -146,14 +160,60 @@ func Replay(rs []rules.Rule, cells map[string][]window.Cell, from, to time.Time,
 		replaySeasonal(set, sorted, view, nowMin)
 		for _, cr := range set.rules {
 			i, _ := strconv.Atoi(cr.rule.ID)
-			if cr.rule.Condition.Type == rules.Absence && (after || now.Sub(cr.rule.UpdatedAt) < cr.rule.Condition.Window.D()) {
+			absence := cr.rule.Condition.Type == rules.Absence
+			withMem := absence && cr.rule.GroupBy != rules.GroupNone
+			if withMem {
+				// As the engine: tracked groups are remembered, then
+				// groups without a count for forget_after are forgotten.
+				seenNow := seenGroups(cr, view, nowMin)
+				for g := range tracked[i] {
+					if _, ok := mem[i][g]; !ok {
+						if _, ok := seenNow[g]; !ok {
+							m := seedMinute(alerts[key{i, g}])
+							mem[i][g] = seen{m, m}
+						}
+					}
+				}
+				forgotten, _ := rememberLocal(mem[i], seenNow, nowMin-int64(cr.forget/time.Second), opt.MaxGroups)
+				slices.Sort(forgotten)
+				for _, g := range forgotten {
+					k := key{i, g}
+					cur := alerts[k]
+					next, acts := forgetGroup(cur, now, forgetReason(cr.forget))
+					if next == nil {
+						continue
+					}
+					alerts[k] = next
+					delete(tracked[i], g)
+					if cur.Active() {
+						open--
+					}
+					for range acts {
+						out = append(out, ReplayEvent{At: now, Kind: ReplayResolve, Rule: i, RuleID: rs[i].ID, RuleName: cr.rule.Name,
+							GroupBy: cr.rule.GroupBy, Group: g, Condition: conditionText(cr.rule.Condition), StartedAt: next.StartedAt,
+							Summary: fmt.Sprintf("%s, after firing for %s (rule %s)", lastDetail(next),
+								rules.Duration(now.Sub(next.StartedAt).Round(time.Second)), cr.rule.Name)})
+					}
+				}
+			}
+			if absence && (after || absenceTooNew(cr, now)) {
 				continue // as the engine: too new to tell absence from not-yet-counted
 			}
 			known := make([]string, 0, len(tracked[i]))
 			for g := range tracked[i] {
 				known = append(known, g)
 			}
-			obs := evalRule(cr, view, nowMin, known)
+			if withMem {
+				for g := range mem[i] {
+					if !tracked[i][g] {
+						known = append(known, g)
+					}
+				}
+			}
+			obs := judge(cr, view, now, known)
+			if withMem {
+				obs = remembered(cr, obs, now, mem[i])
+			}
 			sort.Slice(obs, func(a, b int) bool { return obs[a].group < obs[b].group })
 			for _, o := range obs {
 				k := key{i, o.group}

@@ -74,15 +74,16 @@ var replayScenarios = []struct {
 		rules: []string{`{"name":"burst","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"5m"},"resolve_after":"5m"}`},
 		puts:  append(replayEvery("INFO", "h", 0, 20, 10), replayPut{"Exception", 3, "h", 3}, replayPut{"Exception", 4, "h", 3}),
 		to:    20,
-		// +4: 6 in [0,4]; false from +8 (3 in [4,8]); resolved 5m later.
-		want: []string{"+4 trigger  6", "+13 resolve  0"},
+		// +4: 6 in [0,4]; the window [4,8] (3) is settled false at +10 (a
+		// complete minute and the 1m eval_delay later); resolved 5m later.
+		want: []string{"+4 trigger  6", "+15 resolve  0"},
 	},
 	{
 		name:  "resolve shows after the data ends",
 		rules: []string{`{"name":"burst","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"5m"},"resolve_after":"5m"}`},
 		puts:  []replayPut{{"Exception", 3, "h", 3}, {"Exception", 4, "h", 3}},
 		to:    4,
-		want:  []string{"+4 trigger  6", "+13 resolve  0"},
+		want:  []string{"+4 trigger  6", "+15 resolve  0"},
 	},
 	{
 		name: "repeat_interval renotifies while firing",
@@ -90,21 +91,25 @@ var replayScenarios = []struct {
 			"repeat_interval":"2m","resolve_after":"1m"}`},
 		puts: replayEvery("Exception", "h", 0, 5, 6),
 		to:   5,
-		want: []string{"+0 trigger  6", "+2 renotify  6", "+4 renotify  6", "+7 resolve  0"},
+		// Minute 5 holds until settled at +7; false from +8, resolved at +9.
+		want: []string{"+0 trigger  6", "+2 renotify  6", "+4 renotify  6", "+6 renotify  6", "+9 resolve  0"},
 	},
 	{
 		name:  "absence fires when heartbeats stop and resolves when they resume",
 		rules: []string{`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","window":"5m"},"resolve_after":"2m"}`},
 		puts:  append(replayEvery("heartbeat ok", "h", 0, 9, 1), replayEvery("heartbeat ok", "h", 20, 29, 1)...),
 		to:    29,
-		want:  []string{"+14 trigger  0", "+22 resolve  3"},
+		// Judged on the window ending 2 minutes back (complete minute, 1m
+		// eval_delay): [10,14] is empty at +16; [16,20] holds one at +22.
+		want: []string{"+16 trigger  0", "+24 resolve  3"},
 	},
 	{
 		name:  "absence waits its first window",
 		rules: []string{`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","window":"5m"}}`},
 		puts:  replayEvery("INFO", "h", 0, 8, 1),
 		to:    8,
-		want:  []string{"+5 trigger  0"},
+		// The first settled window after the rule's minute, [1,5], at +7.
+		want: []string{"+7 trigger  0"},
 	},
 	{
 		name:  "absence does not fire because the data ended",
@@ -119,7 +124,7 @@ var replayScenarios = []struct {
 			"resolve_after":"1m"}`},
 		puts: append(replayEvery("WARN", "h", 0, 14, 2), append([]replayPut{{"WARN", 15, "h", 20}}, replayEvery("WARN", "h", 16, 29, 2)...)...),
 		to:   29,
-		want: []string{"+15 trigger  20", "+17 resolve  2"},
+		want: []string{"+15 trigger  20", "+19 resolve  2"},
 	},
 	{
 		// Without coverage the first minute, with nothing before it, would page.
@@ -128,7 +133,7 @@ var replayScenarios = []struct {
 			"resolve_after":"1m"}`},
 		puts: append([]replayPut{{"WARN", 0, "h", 50}}, append(replayEvery("WARN", "h", 1, 14, 2), append([]replayPut{{"WARN", 15, "h", 20}}, replayEvery("WARN", "h", 16, 20, 2)...)...)...),
 		to:   20,
-		want: []string{"+15 trigger  20", "+17 resolve  2"},
+		want: []string{"+15 trigger  20", "+19 resolve  2"},
 	},
 	{
 		name: "group_by host alerts per host and filters apply",
@@ -136,7 +141,7 @@ var replayScenarios = []struct {
 			"group_by":"host","filters":{"host":"web-*"},"resolve_after":"0s"}`},
 		puts: []replayPut{{"Exception", 0, "web-1", 6}, {"Exception", 0, "web-2", 2}, {"Exception", 0, "db-1", 50}, {"Exception", 2, "web-2", 3}},
 		to:   6,
-		want: []string{"+0 trigger web-1 6", "+2 trigger web-2 5", "+5 resolve web-1 0", "+5 resolve web-2 3"},
+		want: []string{"+0 trigger web-1 6", "+2 trigger web-2 5", "+7 resolve web-1 0", "+7 resolve web-2 0"},
 	},
 	{
 		name: "for: pages once the condition held for 2m",
@@ -144,8 +149,9 @@ var replayScenarios = []struct {
 			"for":"2m","resolve_after":"1m"}`},
 		puts: replayEvery("Exception", "h", 0, 5, 6),
 		to:   5,
-		// Pending at +0 and +1; false from +6, resolved a minute later.
-		want: []string{"+2 trigger  6", "+7 resolve  0"},
+		// Pending at +0 and +1; false once minute 5 is settled (+8),
+		// resolved a minute later.
+		want: []string{"+2 trigger  6", "+9 resolve  0"},
 	},
 	{
 		name: "for: a condition that stops at 1m never pages",
@@ -161,7 +167,43 @@ var replayScenarios = []struct {
 			"group_by":"host","for":"2m","resolve_after":"1m"}`},
 		puts: append([]replayPut{{"Exception", 0, "web-1", 6}}, replayEvery("Exception", "web-1", 3, 6, 6)...),
 		to:   6,
-		want: []string{"+5 trigger web-1 6", "+8 resolve web-1 0"},
+		want: []string{"+5 trigger web-1 6", "+10 resolve web-1 0"},
+	},
+	{
+		name: "absence 1m: a heartbeat every minute never pages",
+		rules: []string{`{"name":"hb","keywords":["heartbeat ok"],"condition":{"type":"absence","count":1,"window":"1m"},
+			"group_by":"host","resolve_after":"1m"}`},
+		puts: append(replayEvery("heartbeat ok", "h1", 0, 12, 6), replayEvery("heartbeat ok", "h2", 0, 12, 6)...),
+		to:   12,
+		want: nil,
+	},
+	{
+		name: "absence 1m: a heartbeat that stops pages once and resolves once when it resumes",
+		rules: []string{`{"name":"hb","keywords":["heartbeat ok"],"condition":{"type":"absence","count":1,"window":"1m"},
+			"group_by":"host","resolve_after":"1m"}`},
+		puts: append(append(replayEvery("heartbeat ok", "h1", 0, 4, 6), replayEvery("heartbeat ok", "h1", 10, 15, 6)...),
+			replayEvery("heartbeat ok", "h2", 0, 15, 6)...),
+		to: 15,
+		// Judged on the minute two back (complete, then the 1m eval_delay):
+		// minute 5 is empty at +7; minute 10 counts at +12, resolved 1m later.
+		want: []string{"+7 trigger h1 0", "+13 resolve h1 6"},
+	},
+	{
+		name: "absence: a host first seen after the rule started is not missed for the minutes before",
+		rules: []string{`{"name":"hb","keywords":["heartbeat ok"],"condition":{"type":"absence","count":1,"window":"1m"},
+			"group_by":"host"}`},
+		puts: append(replayEvery("heartbeat ok", "h1", 0, 12, 6), replayEvery("heartbeat ok", "h2", 5, 12, 6)...),
+		to:   12,
+		want: nil,
+	},
+	{
+		name: "absence: forget_after resolves the firing alert of a group silent that long",
+		rules: []string{`{"name":"hb","keywords":["heartbeat ok"],"condition":{"type":"absence","count":1,"window":"1m"},
+			"group_by":"host","forget_after":"1h"}`},
+		puts: append([]replayPut{{"heartbeat ok", 0, "h1", 6}}, replayEvery("heartbeat ok", "h2", 0, 62, 6)...),
+		to:   62,
+		// Last seen at +0: remembered through +60, forgotten at +61.
+		want: []string{"+3 trigger h1 0", "+61 resolve h1 0"},
 	},
 	{
 		name:  "a disabled rule is not evaluated",
@@ -249,9 +291,9 @@ func TestReplayEventCarriesTheEnginesSummaryAndDetails(t *testing.T) {
 	if tr.CountsPerMinute["2025-03-01T12:03:00Z"] != 2 || tr.CountsPerMinute["2025-03-01T12:04:00Z"] != 5 || len(tr.CountsPerMinute) != 5 {
 		t.Fatalf("counts per minute %v", tr.CountsPerMinute)
 	}
-	// False from +9 (the window [5,9] is empty), resolved after the default 5m.
-	if res.Kind != ReplayResolve || replayClock(res.At) != "+14" || !res.StartedAt.Equal(tr.At) ||
-		res.Summary != "condition false for 5m, after firing for 10m (rule java exceptions)" || res.CountsPerMinute != nil {
+	// False from +11 (the window [5,9] is empty and settled), resolved after the default 5m.
+	if res.Kind != ReplayResolve || replayClock(res.At) != "+16" || !res.StartedAt.Equal(tr.At) ||
+		res.Summary != "condition false for 5m, after firing for 12m (rule java exceptions)" || res.CountsPerMinute != nil {
 		t.Fatalf("resolve %+v", res)
 	}
 }
@@ -266,8 +308,8 @@ func TestReplayStepFinerThanAMinute(t *testing.T) {
 	for i, e := range evs {
 		got[i] = e.Kind + " " + e.At.Sub(replayBase).String()
 	}
-	// False from +5m; resolve_after 90s is honoured to the step, not the minute.
-	if want := []string{"trigger 0s", "resolve 6m30s"}; !slices.Equal(got, want) {
+	// The window ending +4m is settled at +6m, so false from +7m; resolve_after 90s is honoured to the step, not the minute.
+	if want := []string{"trigger 0s", "resolve 8m30s"}; !slices.Equal(got, want) {
 		t.Fatalf("got %q want %q", got, want)
 	}
 }

@@ -182,7 +182,7 @@ func TestFilterEditRetiresAnAbsenceAlert(t *testing.T) {
 	r := v.rule(`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","window":"2m"},
 		"group_by":"host","pagerduty":{"routing_key":"` + testKey + `"},"resolve_after":"1m"}`)
 	v.count("heartbeat ok", "web-1", "", 0, 1)
-	v.clk.Add(2 * time.Minute) // past the first window; web-1 reported in the window before
+	v.clk.Add(4 * time.Minute) // past the first settled window (12:01–12:02); web-1 reported before it
 	v.tick()
 	if a := v.alert(r.ID, "web-1"); a == nil || a.State != Firing {
 		t.Fatalf("absence alert %+v", a)

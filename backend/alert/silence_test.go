@@ -125,7 +125,7 @@ func TestTagSilenceCoversAHostsAbsenceForItsDuration(t *testing.T) {
 		v.tick()
 		v.clk.Add(time.Minute)
 	}
-	for i := 0; i < 3; i++ { // h2 stops
+	for i := 0; i < 6; i++ { // h2 stops (absence is judged on settled minutes)
 		v.tick()
 		v.clk.Add(time.Minute)
 	}

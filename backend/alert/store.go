@@ -329,7 +329,11 @@ func (s *Store) List(ctx context.Context, state State, limit int) ([]*Alert, err
 // Ack acknowledges a firing alert and tells PagerDuty; acknowledging an
 // acknowledged alert changes nothing; a resolved one is a conflict.
 func (s *Store) Ack(ctx context.Context, id, by string) (*Alert, error) {
-	return s.change(ctx, id, nil, func(cur *Alert) (*Alert, write, error) {
+	var from State
+	a, err := s.change(ctx, id, nil, func(cur *Alert) (*Alert, write, error) {
+		if cur != nil {
+			from = cur.State
+		}
 		if cur == nil {
 			return nil, write{}, ErrNotFound
 		}
@@ -349,13 +353,29 @@ func (s *Store) Ack(ctx context.Context, id, by string) (*Alert, error) {
 		}
 		return next, w, nil
 	})
+	s.logManual(a, err, from)
+	return a, err
+}
+
+// logManual logs a state change made through the API at info, as the
+// engine logs its own.
+func (s *Store) logManual(a *Alert, err error, from State) {
+	if err != nil || a == nil || a.State == from {
+		return
+	}
+	s.log.Info("alert state changed", "rule_id", a.RuleID, "rule", a.RuleName, "group", a.Group, "alert_id", a.ID,
+		"from", string(from), "to", string(a.State), "reason", lastDetail(a))
 }
 
 // Resolve resolves an active alert by hand and tells PagerDuty. If the
 // condition still holds, the alert fires again only after it has been false
 // once (Rearm), so a manual resolve is not undone on the next tick.
 func (s *Store) Resolve(ctx context.Context, id, by string) (*Alert, error) {
-	return s.change(ctx, id, nil, func(cur *Alert) (*Alert, write, error) {
+	var from State
+	a, err := s.change(ctx, id, nil, func(cur *Alert) (*Alert, write, error) {
+		if cur != nil {
+			from = cur.State
+		}
 		if cur == nil {
 			return nil, write{}, ErrNotFound
 		}
@@ -374,6 +394,8 @@ func (s *Store) Resolve(ctx context.Context, id, by string) (*Alert, error) {
 		next.Notified = false
 		return next, w, nil
 	})
+	s.logManual(a, err, from)
+	return a, err
 }
 
 // actionNote builds an acknowledge or resolve for an alert, to the routing

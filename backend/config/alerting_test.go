@@ -21,6 +21,23 @@ func TestAlertingDefaults(t *testing.T) {
 	}
 }
 
+func TestEvalDelayAndMaxGroups(t *testing.T) {
+	c, err := Load(nil, env(map[string]string{"KEYALERT_API_TOKENS": "t1"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Alert.EvalDelay != time.Minute || c.Alert.NoEvalDelay || c.Alert.MaxGroups != 10000 {
+		t.Errorf("defaults: %+v", c.Alert)
+	}
+	c, err = Load([]string{"--max-rule-groups=50"}, env(map[string]string{"KEYALERT_API_TOKENS": "t1", "KEYALERT_EVAL_DELAY": "0s"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Alert.EvalDelay != 0 || !c.Alert.NoEvalDelay || c.Alert.MaxGroups != 50 {
+		t.Errorf("set: %+v", c.Alert)
+	}
+}
+
 func TestAlertingFromFlagsAndEnv(t *testing.T) {
 	const key = "R0123456789abcdef0123456789ABCDE"
 	e := env(map[string]string{
@@ -54,6 +71,9 @@ func TestBadAlertingValuesNameTheSetting(t *testing.T) {
 		{"lease ttl too short", map[string]string{"KEYALERT_LEASE_TTL": "100ms"}, `KEYALERT_LEASE_TTL = "100ms"`, ""},
 		{"no shards", map[string]string{"KEYALERT_EVAL_SHARDS": "0"}, "KEYALERT_EVAL_SHARDS", ""},
 		{"eval interval too long", map[string]string{"KEYALERT_EVAL_INTERVAL": "2m"}, "KEYALERT_EVAL_INTERVAL", ""},
+		{"eval delay not whole minutes", map[string]string{"KEYALERT_EVAL_DELAY": "90s"}, `KEYALERT_EVAL_DELAY = "90s": want whole minutes`, ""},
+		{"eval delay too long", map[string]string{"KEYALERT_EVAL_DELAY": "2h"}, "KEYALERT_EVAL_DELAY", ""},
+		{"no groups", map[string]string{"KEYALERT_MAX_RULE_GROUPS": "0"}, "KEYALERT_MAX_RULE_GROUPS", ""},
 		{"public url relative", map[string]string{"KEYALERT_PUBLIC_URL": "/alerts"}, "KEYALERT_PUBLIC_URL", ""},
 		{"too many sample lines", map[string]string{"KEYALERT_ALERT_SAMPLE_LINES": "51"}, "KEYALERT_ALERT_SAMPLE_LINES", ""},
 		{"backoff min not a duration", map[string]string{"KEYALERT_OUTBOX_BACKOFF_MIN": "soon"}, "KEYALERT_OUTBOX_BACKOFF_MIN", ""},

@@ -175,6 +175,23 @@ var settings = []Setting{
 	durationRow("eval-interval", "KEYALERT_EVAL_INTERVAL", alert.DefaultEvalInterval, 100*time.Millisecond, time.Minute,
 		"full evaluation tick: resolution, absence, repeats, rule and silence reload; thresholds fire on applied batches without waiting for it",
 		func(c *Config) *time.Duration { return &c.Alert.EvalInterval }),
+	{Flag: "eval-delay", Env: "KEYALERT_EVAL_DELAY", Default: formatDuration(alert.DefaultEvalDelay),
+		Bounds: "0s–" + formatDuration(rules.MaxEvalDelay) + ", whole minutes",
+		Usage:  "absence and alert resolution are judged on complete minutes ending this long before the last complete one, so late entries and agents whose clock runs up to about this (plus an absence window) behind cause no false page; a threshold still fires on the current minute; a rule's `eval_delay` overrides it",
+		set: func(c *Config, v string) error {
+			d, err := duration.Parse(v) // 0 is allowed: no delay beyond the complete minute
+			if err != nil {
+				return err
+			}
+			if d < 0 || d > rules.MaxEvalDelay || d%time.Minute != 0 {
+				return fmt.Errorf("want whole minutes between 0s and %s", formatDuration(rules.MaxEvalDelay))
+			}
+			c.Alert.EvalDelay, c.Alert.NoEvalDelay = d, d == 0
+			return nil
+		}},
+	intRow("max-rule-groups", "KEYALERT_MAX_RULE_GROUPS", alert.DefaultMaxGroups, 1, 1000000,
+		"groups (hosts or tags) each absence rule remembers, and pages for when they fall silent, until `forget_after`; a new group beyond it is not watched, logged (warn) and counted in `keyalert_alert_groups_dropped_total`",
+		func(c *Config) *int { return &c.Alert.MaxGroups }),
 	{Flag: "public-url", Env: "KEYALERT_PUBLIC_URL", Default: "",
 		Usage: "external base URL of the API; pages link to `<url>/api/v1/alerts/<id>` (empty: no link)",
 		set: func(c *Config, v string) error {

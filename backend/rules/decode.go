@@ -37,6 +37,18 @@ const (
 	DefaultResolve  = 5 * time.Minute
 )
 
+// Limits of the absence fields.
+const (
+	// MaxEvalDelay bounds eval_delay: late entries and clock skew beyond an
+	// hour are a broken agent, which absence should report.
+	MaxEvalDelay = time.Hour
+	// MinForgetAfter and MaxForgetAfter bound forget_after, which must also
+	// exceed the window (a group forgotten sooner could never be missed).
+	MinForgetAfter     = time.Hour
+	MaxForgetAfter     = 30 * 24 * time.Hour
+	DefaultForgetAfter = 24 * time.Hour
+)
+
 // DecodeOptions carry what validation needs beyond the body.
 type DecodeOptions struct {
 	// DefaultRoutingKey says a default routing key is configured, so a rule
@@ -65,6 +77,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		w                              Rule
 		name, match, groupBy, severity string
 		repeat, resolve, runbook, forD string
+		evalDelay, forgetAfter         string
 		keywords                       []string
 		ignoreCase, acceptSlow         bool
 		enabled                        = true
@@ -76,6 +89,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		"condition": &cond, "group_by": &groupBy, "filters": &filters, "severity": &severity,
 		"pagerduty": &pd, "repeat_interval": &repeat, "resolve_after": &resolve, "for": &forD,
 		"enabled": &enabled, "runbook_url": &runbook, "accept_slow_regex": &acceptSlow,
+		"eval_delay": &evalDelay, "forget_after": &forgetAfter,
 		"id": &ignoredID, "created_at": &ignoredC, "updated_at": &ignoredU,
 	}, &errs)
 	if present == nil && len(errs) > 0 {
@@ -199,6 +213,18 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	// Whole minutes: the condition is judged once per event minute, so "90s"
 	// could only mean 1m or 2m.
 	w.For = Duration(parseDuration(&errs, "for", forD, 0, 0, MaxFor, true))
+
+	// Whole minutes, as for: a delay moves the judged window by minutes.
+	if evalDelay != "" {
+		d := Duration(parseDuration(&errs, "eval_delay", evalDelay, 0, 0, MaxEvalDelay, true))
+		w.EvalDelay = &d
+	}
+	if forgetAfter != "" {
+		w.ForgetAfter = Duration(parseDuration(&errs, "forget_after", forgetAfter, DefaultForgetAfter, MinForgetAfter, MaxForgetAfter, true))
+		if !errs.Has("forget_after") && !errs.Has("condition.window") && w.ForgetAfter <= w.Condition.Window {
+			errs.Add("forget_after", "%q: want more than the window (%s)", forgetAfter, w.Condition.Window)
+		}
+	}
 
 	w.Enabled = enabled
 	w.AcceptSlowRegex = acceptSlow

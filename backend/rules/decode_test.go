@@ -144,6 +144,14 @@ func TestDecodeReportsEachBadField(t *testing.T) {
 		{"window of a week", func(m map[string]any) { m["condition"].(map[string]any)["window"] = "1w" }, []string{"condition.window"}},
 		{"repeat interval of two weeks", func(m map[string]any) { m["repeat_interval"] = "2w" }, []string{"repeat_interval"}},
 		{"resolve_after in years", func(m map[string]any) { m["resolve_after"] = "1y" }, []string{"resolve_after"}},
+		{"eval_delay not whole minutes", func(m map[string]any) { m["eval_delay"] = "90s" }, []string{"eval_delay"}},
+		{"eval_delay over an hour", func(m map[string]any) { m["eval_delay"] = "2h" }, []string{"eval_delay"}},
+		{"forget_after under an hour", func(m map[string]any) { m["forget_after"] = "30m" }, []string{"forget_after"}},
+		{"forget_after over 30d", func(m map[string]any) { m["forget_after"] = "31d" }, []string{"forget_after"}},
+		{"forget_after not beyond the window", func(m map[string]any) {
+			m["condition"] = map[string]any{"type": "absence", "window": "2h"}
+			m["forget_after"] = "2h"
+		}, []string{"forget_after"}},
 		{"for not whole minutes", func(m map[string]any) { m["for"] = "90s" }, []string{"for"}},
 		{"negative for", func(m map[string]any) { m["for"] = "-2m" }, []string{"for"}},
 		{"for over a day", func(m map[string]any) { m["for"] = "25h" }, []string{"for"}},
@@ -299,6 +307,12 @@ func TestDecodeReadsDaysAndWeeks(t *testing.T) {
 			func(r Rule) time.Duration { return r.For.D() }, 24 * time.Hour},
 		{"for left out: pages at once", func(m map[string]any) {},
 			func(r Rule) time.Duration { return r.For.D() }, 0},
+		{"forget_after of 7d", func(m map[string]any) { m["forget_after"] = "7d" },
+			func(r Rule) time.Duration { return r.ForgetAfter.D() }, 7 * 24 * time.Hour},
+		{"forget_after left out: the engine's default", func(m map[string]any) {},
+			func(r Rule) time.Duration { return r.ForgetAfter.D() }, 0},
+		{"eval_delay of 5m", func(m map[string]any) { m["eval_delay"] = "5m" },
+			func(r Rule) time.Duration { return r.EvalDelay.D() }, 5 * time.Minute},
 		{"spike baseline of 7d", func(m map[string]any) {
 			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "baseline": "7d"}
 		}, func(r Rule) time.Duration { return r.Condition.Baseline.D() }, 7 * 24 * time.Hour},

@@ -30,8 +30,17 @@ type Rule struct {
 	ResolveAfter   Duration     `json:"resolve_after"`
 	// For is how long the condition must hold, on evaluations in whole event
 	// minutes, before the alert pages; until then it is pending. 0: at once.
-	For     Duration `json:"for,omitzero"`
-	Enabled bool     `json:"enabled"`
+	For Duration `json:"for,omitzero"`
+	// EvalDelay is how long after a minute ends its counts are taken as
+	// complete, absorbing late entries and skewed clocks: absence and
+	// resolution are judged on the window ending that long before the last
+	// complete minute. nil: the engine's default (KEYALERT_EVAL_DELAY).
+	EvalDelay *Duration `json:"eval_delay,omitempty"`
+	// ForgetAfter is how long an absence rule remembers a group it has seen
+	// (and pages for it while silent) after its last count. 0:
+	// DefaultForgetAfter (rules stored before the field).
+	ForgetAfter Duration `json:"forget_after,omitzero"`
+	Enabled     bool     `json:"enabled"`
 	// AcceptSlowRegex admits regex keywords without a required literal of
 	// MinRegexLiteral bytes, which every agent runs on every line.
 	AcceptSlowRegex bool      `json:"accept_slow_regex,omitempty"`
@@ -70,8 +79,9 @@ type Condition struct {
 	Type CondType `json:"type"`
 	// Count is N: threshold fires at count >= N, absence at count < N.
 	Count int64 `json:"count,omitempty"`
-	// Window is the span counted, in whole minutes, ending with the current
-	// (partial) minute.
+	// Window is the span counted, in whole minutes. A threshold or spike
+	// fires on the window ending with the current (partial) minute; absence
+	// and resolution are judged on windows of complete minutes, EvalDelay back.
 	Window Duration `json:"window"`
 	// Factor and MinCount drive spike: the window's count must be at least
 	// Factor times the baseline's count (scaled to the window's length) and at
@@ -103,7 +113,7 @@ func (c Condition) Lookback() time.Duration {
 	}
 	if c.Type == Absence {
 		// Groups that reported in the window before this one are the ones an
-		// absence can be noticed for.
+		// absence can be noticed for (besides the groups the engine remembers).
 		return 2 * time.Duration(c.Window)
 	}
 	return time.Duration(c.Window)

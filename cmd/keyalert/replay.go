@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/keyalert/keyalert/backend/alert"
+	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/replay"
 )
 
@@ -72,6 +74,7 @@ func parseReplayFlags(args []string, stderr io.Writer) (replay.Config, error) {
 	fs.StringVar(&c.Tag, "tag", "replay", "Fluent Bit tag of the records")
 	fs.BoolVar(&c.JSON, "json", false, "print JSON (events and totals) instead of a table")
 	fs.IntVar(&c.Samples, "samples", 0, fmt.Sprintf("sample lines shown under each trigger (0-%d)", replay.MaxSamples))
+	fs.DurationVar(&c.EvalDelay, "eval-delay", alert.DefaultEvalDelay, "keyalertd's KEYALERT_EVAL_DELAY: absence and resolution are judged on complete minutes this long back (whole minutes, 0s-1h; a rule's eval_delay overrides it)")
 
 	// Flags may come after the files too: parse again after each file name.
 	rest := args
@@ -106,6 +109,10 @@ func parseReplayFlags(args []string, stderr io.Writer) (replay.Config, error) {
 	if n := countStdin(c.Files); n > 1 {
 		return c, badInput("stdin (-) given %d times", n)
 	}
+	if c.EvalDelay < 0 || c.EvalDelay > rules.MaxEvalDelay || c.EvalDelay%time.Minute != 0 {
+		return c, badInput("--eval-delay %s: want whole minutes between 0s and 1h", c.EvalDelay)
+	}
+	c.NoEvalDelay = c.EvalDelay == 0
 	if c.Samples < 0 || c.Samples > replay.MaxSamples {
 		return c, badInput("--samples %d: want between 0 and %d", c.Samples, replay.MaxSamples)
 	}

@@ -334,9 +334,10 @@ func TestPagerDutyFailuresDelayButNeitherLoseNorReorderEvents(t *testing.T) {
 		}
 		return tried == len(hosts)
 	})
-	// The window (the current minute) moves past the data; the alerts see
-	// their condition false, then resolve a minute later.
-	clk.Set(start.Add(2 * time.Minute))
+	// The window moves past the data and is settled (a complete minute, then
+	// the 1m eval delay); the alerts see their condition false, then resolve
+	// a minute later.
+	clk.Set(start.Add(4 * time.Minute))
 	eventually(t, 10*time.Second, "the alerts never saw their condition turn false", func() bool {
 		var l struct{ Alerts []alertDoc }
 		apiJSON(t, srv.addr, http.MethodGet, "/api/v1/alerts?state=firing", nil, http.StatusOK, &l)
@@ -348,7 +349,7 @@ func TestPagerDutyFailuresDelayButNeitherLoseNorReorderEvents(t *testing.T) {
 		}
 		return n == len(hosts)
 	})
-	clk.Set(start.Add(3*time.Minute + 2*time.Second))
+	clk.Set(start.Add(5*time.Minute + 2*time.Second))
 	eventually(t, 10*time.Second, "the resolves were not queued behind the failing triggers", func() bool {
 		return len(pending().Pending) == 2*len(hosts)
 	})
