@@ -6,7 +6,6 @@
 package scripts
 
 import (
-	"bytes"
 	"errors"
 	"net"
 	"os"
@@ -14,31 +13,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/keyalert/keyalert/harness/flbhost"
+	"github.com/keyalert/keyalert/harness/logbuf"
 	"github.com/keyalert/keyalert/harness/redistest"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -92,7 +74,7 @@ func runDemo(t *testing.T, run int, varDir string) {
 	)
 	// Its own process group, as a terminal's foreground job: Ctrl-C reaches all.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out syncBuffer
+	var out logbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,17 +1,16 @@
 package alert
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/harness/logbuf"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -103,7 +102,7 @@ func TestRuleEditRetiresAlertsItNoLongerJudges(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			v := newEnv(t)
 			v.startSender()
-			var logs syncBuffer
+			var logs logbuf.Buffer
 			v.eng.c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			r := v.rule(perHostRule)
 			v.count("Exception", "web-1", "app", 0, 10)
@@ -292,22 +291,4 @@ func TestEditingAPendingAlertsRuleDropsItSilently(t *testing.T) {
 		t.Fatalf("fleet-wide alert %+v", a)
 	}
 	v.noMoreEvents(0)
-}
-
-// syncBuffer is a log sink the engine and the test may use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

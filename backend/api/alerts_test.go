@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/harness/logbuf"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/redis/go-redis/v9"
@@ -28,26 +27,13 @@ const key = "R0123456789abcdef0123456789ABCDE"
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 30, 0, time.UTC)
 
-// syncBuffer collects logs from handler goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 type alertFixture struct {
 	t    *testing.T
 	url  string
 	o    Options
 	eng  *alert.Engine
 	win  *window.Store
-	logs *syncBuffer
+	logs *logbuf.Buffer
 	rdb  *redis.Client
 }
 
@@ -55,7 +41,7 @@ func newAlertFixture(t *testing.T, mutate func(o *Options)) *alertFixture {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	now := func() time.Time { return t0 }
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o := storeOptions(rdb, now, log)
 	o.Tokens = []string{"tok-a"}

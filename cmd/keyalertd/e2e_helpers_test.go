@@ -16,6 +16,7 @@ import (
 
 	"github.com/keyalert/keyalert/backend/config"
 	"github.com/keyalert/keyalert/harness/flbhost"
+	"github.com/keyalert/keyalert/harness/logbuf"
 	"github.com/keyalert/keyalert/harness/pdreceiver"
 )
 
@@ -53,29 +54,11 @@ func alertEnv(redisURL, pdURL string) map[string]string {
 	return env
 }
 
-// lockedBuffer collects a server's logs, shown when its test fails.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // inproc is a whole keyalertd server running in the test process.
 type inproc struct {
 	*server
 	addr string
-	logs *lockedBuffer
+	logs *logbuf.Buffer
 }
 
 // startInProc builds a server from env (as the binary reads its
@@ -87,7 +70,7 @@ func startInProc(t testing.TB, env map[string]string, now func() time.Time) *inp
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s, err := newServer(cfg, serverOptions{Now: now, Log: log})
 	if err != nil {
