@@ -567,6 +567,11 @@ func (r *runner) handle(ctx context.Context, res result) {
 		})
 		o.met.notes.WithLabelValues(it.integration, it.kind, ResultSent).Inc()
 		o.met.latency.WithLabelValues(it.integration).Observe(time.Since(it.at).Seconds())
+		// One line per delivery, so on-call can match a page to the alert
+		// that sent it; the body (it holds the target) is never logged.
+		o.log.Info("outbox: message delivered", "id", it.id, "key", it.key, "kind", it.kind,
+			"integration", it.integration, "status", d.Status, "attempts", it.attempts+1,
+			"after", time.Since(it.at).Round(time.Millisecond))
 		r.pop(it)
 	case notify.Reject:
 		f := failureDoc{Failure: Failure{ID: it.id, Key: it.key, Kind: it.kind, Integration: it.integration, EnqueuedAt: it.at,
