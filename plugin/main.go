@@ -5,7 +5,55 @@
 package main
 
 /*
+#include <malloc.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
+
+// Fluent Bit v5.1.1's struct flb_config_map (include/fluent-bit/flb_config_map.h):
+// the host walks the array the plugin registers with this stride, so the
+// layout must be exactly that version's. Only the public fields are set.
+struct ka_config_map {
+	int type;
+	char *name;
+	char *def_value;
+	int flags;
+	int set_property;
+	uintptr_t offset;
+	char *desc;
+	void *value_val;
+	char *value_raw;
+	void *value_mult;
+	void *value_head[2];
+	void *head[2];
+};
+
+// The proxy definition as v5.1.1 declares it; older versions end before
+// config_map (v5.1.0 and v5.0 after event_type, older ones before it).
+struct ka_proxy_def {
+	int type;
+	int proxy;
+	int flags;
+	char *name;
+	char *description;
+	int event_type;
+	struct ka_config_map *config_map;
+};
+
+// ka_set_config_map stores map in def->config_map only when the host's
+// allocation of def reaches that field: Fluent Bit always allocates def on
+// its heap (flb_calloc, flb_malloc before v5.0), sized for its own struct, so
+// an older host's block ends before it and is left alone. A host whose
+// allocator rounds up (jemalloc) may get the pointer in slack it never reads:
+// within its block, so harmless. Returns 1 when stored.
+static int ka_set_config_map(void *def, struct ka_config_map *map) {
+	size_t need = offsetof(struct ka_proxy_def, config_map) + sizeof(void *);
+	if (def == NULL || malloc_usable_size(def) < need) {
+		return 0;
+	}
+	((struct ka_proxy_def *)def)->config_map = map;
+	return 1;
+}
 */
 import "C"
 
@@ -15,6 +63,7 @@ import (
 	"unsafe"
 
 	"github.com/fluent/fluent-bit-go/output"
+	"github.com/keyalert/keyalert/plugin/config"
 	"github.com/keyalert/keyalert/plugin/instance"
 )
 
@@ -36,7 +85,41 @@ func recoverTo(where string, code *int, fallback int) {
 //export FLBPluginRegister
 func FLBPluginRegister(def unsafe.Pointer) (code int) {
 	defer recoverTo("FLBPluginRegister", &code, output.FLB_ERROR)
-	return output.FLBPluginRegister(def, "keyalert", "Count keywords in log records into a Redis stream for alerting")
+	code = output.FLBPluginRegister(def, "keyalert", "Count keywords in log records into a Redis stream for alerting")
+	if code == 0 {
+		C.ka_set_config_map(def, configMap())
+	}
+	return code
+}
+
+// FLB_CONFIG_MAP_STR: every key is handed over as text; Parse reads it.
+const configMapStr = 0
+
+var cmap *C.struct_ka_config_map
+
+// configMap builds, once, the config map Fluent Bit v5.1.1+ validates the
+// instance's keys against (an unknown key stops Fluent Bit, naming it) and
+// prints for `fluent-bit -o keyalert -h`. It lives in C memory for the life
+// of the process, as Fluent Bit keeps the pointer. set_property stays 0: the
+// plugin reads its keys itself, core writes nothing into it.
+func configMap() *C.struct_ka_config_map {
+	if cmap != nil {
+		return cmap
+	}
+	keys := config.ConfigMap()
+	n := C.size_t(len(keys) + 1) // zeroed terminator
+	m := (*C.struct_ka_config_map)(C.calloc(n, C.size_t(unsafe.Sizeof(C.struct_ka_config_map{}))))
+	entries := unsafe.Slice(m, len(keys)+1)
+	for i, k := range keys {
+		entries[i]._type = configMapStr
+		entries[i].name = C.CString(k.Name)
+		if k.Default != "" {
+			entries[i].def_value = C.CString(k.Default)
+		}
+		entries[i].desc = C.CString(k.Description)
+	}
+	cmap = m
+	return m
 }
 
 //export FLBPluginInit

@@ -57,6 +57,12 @@ func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout =
 // WithEnv adds KEY=VALUE pairs to the host process's environment.
 func WithEnv(kv ...string) Option { return func(o *options) { o.env = append(o.env, kv...) } }
 
+// WithFluentBitVersion makes the host mimic that Fluent Bit version's proxy
+// ("5.1.0", "4.2"): the size it allocates for the plugin's definition and,
+// from 5.1.1, the check of an instance's keys against the plugin's config map.
+// The default mimics the newest behaviour (5.1.1).
+func WithFluentBitVersion(v string) Option { return WithEnv("FLBHOST_FLUENT_BIT_VERSION=" + v) }
+
 // Host is one running flbhost process with the plugin loaded. Its methods are
 // safe for concurrent use; commands run one at a time.
 type Host struct {
@@ -350,6 +356,17 @@ func (h *Host) Init(inst string, cfg map[string]string) (int, error) {
 		args = append(args, Escape(k)+"="+Escape(cfg[k]))
 	}
 	return h.rc(args...)
+}
+
+// ConfigMap returns the key names of the config map the plugin registered,
+// as `fluent-bit -o NAME -h` would list them; an error when the mimicked
+// version has none or the plugin registered none.
+func (h *Host) ConfigMap() ([]string, error) {
+	out, err := h.do("help")
+	if err != nil {
+		return nil, err
+	}
+	return strings.Split(out, ","), nil
 }
 
 func (h *Host) writeChunk(chunk []byte) (string, error) {

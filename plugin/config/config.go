@@ -243,6 +243,10 @@ var settings = []Setting{
 func Parse(get Getter) (*Config, error) {
 	c := &Config{}
 	var errs []error
+	for _, m := range Misspelled(get) {
+		v := redisurl.Redact(get(m.Key)) // any key may hold a URL
+		errs = append(errs, fmt.Errorf("%s: not a keyalert key (value %q); did you mean %s? Fluent Bit matches keys in any case", m.Key, v, m.Want))
+	}
 	read := map[string]bool{}   // keys whose turn has come
 	failed := map[string]bool{} // keys with a bad value
 	val := func(s Setting) string {

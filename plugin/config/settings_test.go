@@ -118,11 +118,16 @@ func TestBoundedKeysRejectValuesOutsideTheirBounds(t *testing.T) {
 }
 
 // Parse asks Fluent Bit for the table's keys and no others: a key read
-// without a row would be undocumented.
+// without a row would be undocumented. (It also probes the near misses of
+// every key, which it only reports: those lookups are left out here.)
 func TestParseReadsExactlyTheTableKeys(t *testing.T) {
+	probes := map[string]bool{}
+	Misspelled(func(k string) string { probes[k] = true; return "" })
 	var asked []string
 	if _, err := Parse(func(k string) string {
-		asked = append(asked, k)
+		if !probes[k] {
+			asked = append(asked, k)
+		}
 		if k == KeyKeywords {
 			return "x"
 		}

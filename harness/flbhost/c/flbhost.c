@@ -17,6 +17,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +33,38 @@
 #define FLB_PROXY_OUTPUT_PLUGIN 2
 #define FLB_PROXY_GOLANG 11
 
+/* Fluent Bit v5.1.1's struct flb_config_map: the array a plugin registers is
+ * walked with this stride. */
+struct flb_config_map {
+    int type;
+    char *name;
+    char *def_value;
+    int flags;
+    int set_property;
+    uintptr_t offset;
+    char *desc;
+    void *value_val;
+    char *value_raw;
+    void *value_mult;
+    void *value_head[2];
+    void *head[2];
+};
+
+/*
+ * The proxy definition of the newest Fluent Bit mimicked. The host allocates
+ * only what the mimicked version declares (FLBHOST_FLUENT_BIT_VERSION, see
+ * def_size): v5.1.1+ up to config_map, v5.0.0-v5.1.0 up to event_type, older
+ * ones up to description. A plugin writing past that is caught by ASan or
+ * valgrind, as in the real thing.
+ */
 struct flb_plugin_proxy_def {
     int type;
     int proxy;
     int flags;
     char *name;
     char *description;
-    int event_type; /* newer headers only; allocated zeroed either way */
+    int event_type;                    /* v5.0.0+ */
+    struct flb_config_map *config_map; /* v5.1.1+ */
 };
 
 struct flb_api {
@@ -83,7 +110,43 @@ static struct {
     unregister_fn unreg;
     goroutines_fn goroutines;
     struct flb_plugin_proxy_def *def;
+    int version; /* mimicked Fluent Bit, major*10000 + minor*100 + patch */
 } P;
+
+/* parse_version reads "5.1.1" (default: the newest behaviour mimicked). */
+static int parse_version(const char *v)
+{
+    int major = 0, minor = 0, patch = 0;
+
+    if (v == NULL || *v == '\0') {
+        return 50101;
+    }
+    if (sscanf(v, "%d.%d.%d", &major, &minor, &patch) < 2) {
+        fprintf(stderr, "flbhost: FLBHOST_FLUENT_BIT_VERSION=%s: want major.minor[.patch]\n", v);
+        exit(2);
+    }
+    return major * 10000 + minor * 100 + patch;
+}
+
+/* def_size is sizeof(struct flb_plugin_proxy_def) in the mimicked version. */
+static size_t def_size(void)
+{
+    if (P.version >= 50101) {
+        return sizeof(struct flb_plugin_proxy_def);
+    }
+    if (P.version >= 50000) {
+        return offsetof(struct flb_plugin_proxy_def, config_map);
+    }
+    return offsetof(struct flb_plugin_proxy_def, event_type);
+}
+
+/*
+ * check_properties does what v5.1.1's flb_output_plugin_property_check does
+ * for a plugin that registered a config map: every key core did not take must
+ * be in the map (case-insensitively), else the instance fails to start and
+ * the key is named. Returns 0 when all are known.
+ */
+static int check_properties(struct flb_output_instance *cfg);
 
 struct instance {
     char *name;
@@ -100,22 +163,20 @@ static struct instance *instances;
 /*
  * Keys Fluent Bit's core takes for itself (flb_output_set_property) and so
  * never shows a plugin; "name" selects the plugin. Compared case-insensitively;
- * "net." is a prefix.
+ * "net.", "tls." and "storage." are prefixes.
  */
 static const char *core_keys[] = {
     "name", "match", "match_regex", "alias", "log_level", "log_suppress_interval",
-    "host", "port", "ipv6", "keepalive", "retry_limit", "workers",
-    "storage.total_limit_size", "tls", "tls.verify", "tls.verify_hostname",
-    "tls.debug", "tls.vhost", "tls.ca_path", "tls.ca_file", "tls.crt_file",
-    "tls.key_file", "tls.key_passwd", "tls.min_version", "tls.max_version",
-    "tls.ciphers", NULL,
+    "host", "port", "ipv6", "listen", "keepalive", "mem_buf_limit", "retry_limit",
+    "routable", "tag", "threaded", "workers", "tls", NULL,
 };
 
 static int is_core_key(const char *key)
 {
     int i;
 
-    if (strncasecmp(key, "net.", 4) == 0) {
+    if (strncasecmp(key, "net.", 4) == 0 || strncasecmp(key, "tls.", 4) == 0 ||
+        strncasecmp(key, "storage.", 8) == 0) {
         return 1;
     }
     for (i = 0; core_keys[i]; i++) {
@@ -355,6 +416,12 @@ static void cmd_init(char **argv, int argc)
     in->plugin->o_ins = &in->cfg;
     in->plugin->context = in->context;
 
+    if (check_properties(&in->cfg) != 0) {
+        /* Fluent Bit destroys the instance before the plugin's init. */
+        free_instance(in);
+        reply("ok -1");
+        return;
+    }
     rc = P.init(in->plugin);
     /*
      * Fluent Bit treats rc <= 0 as a failed init and drops the instance
@@ -564,8 +631,8 @@ static int load(const char *path)
         fprintf(stderr, "flbhost: %s: neither FLBPluginExitCtx nor FLBPluginExit exported\n", path);
         return -1;
     }
-    /* Generous and zeroed: older plugins know a shorter struct, newer a longer one. */
-    P.def = calloc(1, sizeof(*P.def) + 256);
+    /* Exactly what the mimicked version allocates (flb_calloc of its struct). */
+    P.def = calloc(1, def_size());
     rc = P.reg(P.def);
     if (rc == -1) {
         fprintf(stderr, "flbhost: FLBPluginRegister returned -1\n");
@@ -581,6 +648,57 @@ static int load(const char *path)
         return -1;
     }
     return 0;
+}
+
+static int check_properties(struct flb_output_instance *cfg)
+{
+    struct flb_config_map *m;
+    int i, found;
+
+    if (P.version < 50101 || P.def->config_map == NULL) {
+        return 0;
+    }
+    for (i = 0; i < cfg->n; i++) {
+        if (is_core_key(cfg->keys[i])) {
+            continue;
+        }
+        found = 0;
+        for (m = P.def->config_map; m->name != NULL; m++) {
+            if (strcasecmp(m->name, cfg->keys[i]) == 0) {
+                found = 1;
+                break;
+            }
+        }
+        if (!found) {
+            fprintf(stderr, "[error] [config] %s: unknown configuration property '%s'\n",
+                    P.def->name, cfg->keys[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* cmd_help answers what `fluent-bit -o NAME -h` would list: the config map's keys. */
+static void cmd_help(void)
+{
+    struct flb_config_map *m;
+    char buf[8192];
+    size_t off = 0;
+
+    if (P.version < 50101 || P.def->config_map == NULL) {
+        reply("err no config map");
+        return;
+    }
+    buf[0] = '\0';
+    for (m = P.def->config_map; m->name != NULL && off < sizeof(buf) - 1; m++) {
+        off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%s", off ? "," : "", m->name);
+        if (m->type != 0 || m->set_property != 0 || m->desc == NULL) {
+            reply("err config map entry %s: type %d set_property %d desc %p", m->name, m->type,
+                  m->set_property, (void *)m->desc);
+            return;
+        }
+    }
+    reply("ok %s", buf);
 }
 
 #define MAX_ARGS 4096
@@ -607,6 +725,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "flbhost: redirecting stdout: %s\n", strerror(errno));
         return 1;
     }
+    P.version = parse_version(getenv("FLBHOST_FLUENT_BIT_VERSION"));
     if (load(argv[1]) != 0) {
         return 1;
     }
@@ -637,6 +756,9 @@ int main(int argc, char **argv)
         }
         else if (strcmp(args[0], "exit") == 0) {
             cmd_exit(args, nargs);
+        }
+        else if (strcmp(args[0], "help") == 0) {
+            cmd_help();
         }
         else if (strcmp(args[0], "goroutines") == 0) {
             if (P.goroutines == NULL) {
