@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/pkg/duration"
+	"github.com/keyalert/keyalert/plugin/accessor"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/redisurl"
 	"github.com/keyalert/keyalert/pkg/stream"
@@ -79,7 +80,9 @@ type Config struct {
 	Keys        []string
 	AllKeys     bool
 	Hostname    string
-	HostnameKey string
+	// HostnameKey reads the host from each record (a record accessor);
+	// zero when not set.
+	HostnameKey accessor.Accessor
 	Samples     int
 	// SamplesPerFlush bounds the sample lines of one flush over all series.
 	SamplesPerFlush int
@@ -187,8 +190,14 @@ var settings = []Setting{
 			return nil
 		}},
 	{Key: KeyHostnameKey,
-		Doc: "Record key whose string value is the host label instead; records without it (or with an empty or non-string value) use `Hostname`.",
-		set: func(c *Config, _ Setting, v string) error { c.HostnameKey = v; return nil }},
+		Doc: "Record field whose string value is the host label instead: a top-level key (`host`) or a record accessor as in Fluent Bit's own plugins (`$kubernetes['host']`, `$kubernetes['labels']['node']`, `$items[0]`; at most " + strconv.Itoa(accessor.MaxDepth) + " levels). Records without it (or with an empty or non-string value) use `Hostname`.",
+		set: func(c *Config, _ Setting, v string) (err error) {
+			if v == "" {
+				return nil
+			}
+			c.HostnameKey, err = accessor.Parse(v)
+			return err
+		}},
 	{Key: KeySamples, Default: strconv.Itoa(DefaultSamples), Kind: KindInteger, Min: "0", Max: strconv.Itoa(stream.MaxSamples),
 		Doc: "Matching lines kept per flush for each keyword on each host (with `Hostname_Key`, every host of a chunk gets its own), `0` to `" + strconv.Itoa(stream.MaxSamples) + "`; each is cut to 512 bytes at a UTF-8 boundary. `Samples_Per_Flush` bounds them over the whole flush.",
 		set: func(c *Config, s Setting, v string) error {
@@ -428,7 +437,7 @@ func (c *Config) Identity() string {
 		b.WriteString(v)
 	}
 	field("hostname", c.Hostname)
-	field("hostname_key", c.HostnameKey)
+	field("hostname_key", c.HostnameKey.String())
 	field("redis", strings.Join(c.Redis.Addrs, ",")+"/"+strconv.Itoa(c.Redis.DB))
 	field("stream", c.Stream)
 	for _, k := range c.Keywords {

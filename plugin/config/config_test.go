@@ -134,7 +134,7 @@ func TestParseValues(t *testing.T) {
 			}},
 		{"hostname and hostname key", props{"keywords": "x", "hostname": "web-1", "hostname_key": "host"},
 			func(t *testing.T, c *Config) {
-				if c.Hostname != "web-1" || c.HostnameKey != "host" {
+				if c.Hostname != "web-1" || c.HostnameKey.String() != "host" {
 					t.Errorf("%q %q", c.Hostname, c.HostnameKey)
 				}
 			}},

@@ -60,3 +60,25 @@ func TestParseRefusesAMisspelledKey(t *testing.T) {
 		t.Errorf("error shows the password: %v", err)
 	}
 }
+
+func TestHostnameKeyTakesARecordAccessor(t *testing.T) {
+	for _, c := range []struct{ v, err string }{
+		{"$kubernetes['host']", ""},
+		{"host", ""},
+		{"kubernetes['host']", `Hostname_Key: record accessor "kubernetes['host']": brackets need a leading $`},
+		{"$kubernetes['host'", `Hostname_Key: record accessor "$kubernetes['host'": unclosed [`},
+	} {
+		_, err := Parse(func(k string) string {
+			switch k {
+			case KeyKeywords:
+				return "ERROR"
+			case KeyHostnameKey:
+				return c.v
+			}
+			return ""
+		})
+		if (err == nil) != (c.err == "") || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%s: err = %v, want %q", c.v, err, c.err)
+		}
+	}
+}

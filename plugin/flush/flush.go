@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/keyalert/keyalert/pkg/match"
+	"github.com/keyalert/keyalert/plugin/accessor"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/keyalert/keyalert/plugin/aggregate"
 	"github.com/keyalert/keyalert/plugin/chunk"
@@ -25,9 +26,9 @@ type Options struct {
 	Keys []string
 	// AllKeys scans every str/bin value at any depth instead.
 	AllKeys bool
-	// HostnameKey names a record key whose string value is the host; when
-	// absent or not a non-empty string, Hostname is used.
-	HostnameKey string
+	// HostnameKey reads the host from each record; when it reads nothing
+	// (absent, empty or not a string), Hostname is used.
+	HostnameKey accessor.Accessor
 	Hostname    string
 	// Samples is how many matching lines to keep per (keyword, host) per
 	// flush; SamplesPerFlush bounds them over the whole flush (0:
@@ -137,14 +138,15 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) bool {
 		return false
 	}
 	opt := &s.f.opt
+	hostTop := opt.HostnameKey.Top()
 	var host []byte
 	for {
 		k, v, ok := mp.Next()
 		if !ok {
 			break
 		}
-		if opt.HostnameKey != "" && string(k) == opt.HostnameKey {
-			if t, ok := chunk.Text(v); ok {
+		if hostTop != "" && string(k) == hostTop {
+			if t, ok := opt.HostnameKey.In(v); ok {
 				host = t
 			}
 		}

@@ -3,6 +3,7 @@ package flush
 import (
 	"errors"
 	"fmt"
+	"github.com/keyalert/keyalert/plugin/accessor"
 	"strings"
 	"sync"
 	"testing"
@@ -98,7 +99,7 @@ func TestProcess(t *testing.T) {
 			[]ev{{0, map[string]any{"k8s": map[string]any{"labels": []any{"x", "WARN deep"}}, "n": 1.5}}},
 			[]string{"substring:WARN agent +0 1 [WARN deep]"}, 1},
 		{"hostname key overrides, falls back when absent, empty or not a string",
-			func(o *Options) { o.HostnameKey = "host" },
+			func(o *Options) { o.HostnameKey = accessor.MustParse("host") },
 			[]ev{
 				{0, map[string]any{"log": "ERROR", "host": "web-1"}},
 				{1, map[string]any{"log": "ERROR", "host": []byte("web-1")}},
@@ -108,6 +109,14 @@ func TestProcess(t *testing.T) {
 			},
 			// Samples are per host: the fallback host gets its own line.
 			[]string{"substring:ERROR agent +0 3 [ERROR]", "substring:ERROR web-1 +0 2 [ERROR]"}, 5},
+		{"hostname key as a record accessor into the kubernetes map",
+			func(o *Options) { o.HostnameKey = accessor.MustParse("$kubernetes['host']") },
+			[]ev{
+				{0, map[string]any{"log": "ERROR", "kubernetes": map[string]any{"pod_name": "p", "host": "node-1"}}},
+				{1, map[string]any{"log": "ERROR", "kubernetes": map[string]any{"host": "node-2"}}},
+				{2, map[string]any{"log": "ERROR", "kubernetes": "not a map"}},
+			},
+			[]string{"substring:ERROR agent +0 1 [ERROR]", "substring:ERROR node-1 +0 1 [ERROR]", "substring:ERROR node-2 +0 1 [ERROR]"}, 3},
 		{"samples: first N per keyword",
 			func(o *Options) { o.Samples = 2 },
 			[]ev{
@@ -117,7 +126,7 @@ func TestProcess(t *testing.T) {
 			},
 			[]string{"substring:WARN agent +0 3 [WARN 1|WARN 2]"}, 3},
 		{"samples: first N per keyword on each host, bounded per flush",
-			func(o *Options) { o.HostnameKey, o.Samples, o.SamplesPerFlush = "host", 1, 2 },
+			func(o *Options) { o.HostnameKey, o.Samples, o.SamplesPerFlush = accessor.MustParse("host"), 1, 2 },
 			[]ev{
 				{0, map[string]any{"log": "WARN a1", "host": "a"}},
 				{1, map[string]any{"log": "WARN a2", "host": "a"}},
@@ -340,7 +349,7 @@ func TestAllocationsDoNotGrowWithRecords(t *testing.T) {
 		t.Skip("allocation counts are not meaningful under the race detector (sync.Pool drops items)")
 	}
 	m := compile(t, sub("ERROR"), sub("WARN"), sub("Exception"))
-	fl := New(Options{Keys: []string{"log", "message"}, HostnameKey: "host", Hostname: "h", Samples: 1, Identity: "id"})
+	fl := New(Options{Keys: []string{"log", "message"}, HostnameKey: accessor.MustParse("host"), Hostname: "h", Samples: 1, Identity: "id"})
 	mk := func(n int) []byte {
 		var evs []ev
 		for i := 0; i < n; i++ {

@@ -1,6 +1,7 @@
 package flush
 
 import (
+	"github.com/keyalert/keyalert/plugin/accessor"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ func FuzzProcess(f *testing.F) {
 	}
 	m := compile(f, sub("ERROR"), sub("WARN"), keyword.Spec{Text: "timeout", IgnoreCase: true},
 		keyword.Spec{Text: "disk", Match: keyword.Word}, keyword.Spec{Text: `f[a-z]+l`, Match: keyword.Regex})
-	fl := New(Options{AllKeys: true, HostnameKey: "host", Hostname: "h", Samples: 2, Identity: "id"})
+	fl := New(Options{AllKeys: true, HostnameKey: accessor.MustParse("host"), Hostname: "h", Samples: 2, Identity: "id"})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		res := fl.Process(m, b, "t")
 		var total int64

@@ -91,7 +91,7 @@ func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) 
 	}
 	log.Info("keyalert output started",
 		"redis", cfg.RedisURL, "keywords", len(cfg.Keywords), "effective_keywords", f.Matcher().Len(),
-		"rules_key", cfg.RulesKey, "keys", keys, "hostname", cfg.Hostname, "hostname_key", cfg.HostnameKey,
+		"rules_key", cfg.RulesKey, "keys", keys, "hostname", cfg.Hostname, "hostname_key", cfg.HostnameKey.String(),
 		"samples", cfg.Samples, "samples_per_flush", cfg.SamplesPerFlush, "max_len", cfg.MaxLen)
 	return in, nil
 }
