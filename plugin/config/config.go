@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/pkg/duration"
-	"github.com/keyalert/keyalert/plugin/accessor"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/redisurl"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/keyalert/keyalert/plugin/accessor"
 	"github.com/keyalert/keyalert/plugin/aggregate"
 	"github.com/redis/go-redis/v9"
 )
@@ -77,9 +77,9 @@ type Config struct {
 	Match      keyword.Mode
 	// Keys are the top-level record keys scanned; AllKeys means every string
 	// or bin value at any depth.
-	Keys        []string
-	AllKeys     bool
-	Hostname    string
+	Keys     []string
+	AllKeys  bool
+	Hostname string
 	// HostnameKey reads the host from each record (a record accessor);
 	// zero when not set.
 	HostnameKey accessor.Accessor

@@ -11,8 +11,8 @@ import (
 	"sync"
 
 	"github.com/keyalert/keyalert/pkg/match"
-	"github.com/keyalert/keyalert/plugin/accessor"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/keyalert/keyalert/plugin/accessor"
 	"github.com/keyalert/keyalert/plugin/aggregate"
 	"github.com/keyalert/keyalert/plugin/chunk"
 )
