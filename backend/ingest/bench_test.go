@@ -198,7 +198,7 @@ func BenchmarkBuild(b *testing.B) {
 		}
 	}
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "g",
-		retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
+		consumer: "c", window: time.Hour, maxPerProd: 10000, retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
 	now := time.Now()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -216,7 +216,7 @@ func BenchmarkScript(b *testing.B) {
 	xaddPipelined(b, rdb, testStream, benchEntries(b.N, false))
 	rdb.XGroupCreate(ctx, testStream, "keyalertd", "0")
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
-		retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
+		consumer: "c", window: time.Hour, maxPerProd: 10000, retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
 	var plans []*plan
 	for {
 		res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "c", Streams: []string{testStream, ">"}, Count: 1000, Block: -1}).Result()

@@ -1,7 +1,17 @@
 // Package ingest consumes the keyword stream through a consumer group and
-// applies each batch exactly once: one Lua script per batch adds the counts to
-// the per-minute windows, records the entries' dedup ids and acknowledges the
-// batch atomically, so a crash at any point neither loses nor double-counts.
+// applies each batch exactly once: one Lua script per batch checks that its
+// entries are still pending in the group (a stalled consumer whose entries
+// another one claimed and applied applies nothing), drops plugin retries of
+// chunks already applied, adds the counts to the per-minute windows and
+// acknowledges the batch atomically, so a crash at any point neither loses
+// nor double-counts.
+//
+// Retries are recognised per chunk, not per entry: a version 3 entry names
+// its producer (plugin instance) and publish attempt, and each producer keeps
+// chunk -> attempt for the chunks it had applied within DedupWindow, at most
+// DedupMaxPerProducer of them. Memory is then bounded by producers × window,
+// whatever the number of entries or the retention. Version 1 and 2 entries
+// (older plugins) keep one dedup id per entry, for the same window.
 //
 // A consumer first re-applies its own pending entries, then reads new ones,
 // and periodically claims entries left idle by dead consumers. Entries that do
@@ -43,6 +53,10 @@ const (
 	DefaultPruneIdle    = time.Hour
 	DefaultWorkers      = 4
 	DefaultDrainTimeout = 10 * time.Second
+	// DefaultDedupWindow covers Fluent Bit's retry schedule: its scheduler
+	// waits at most scheduler.cap (2000 s by default) between two attempts.
+	DefaultDedupWindow         = time.Hour
+	DefaultDedupMaxPerProducer = 10000
 )
 
 // MaxBatchSize bounds BatchSize: the script unpacks a batch's ids onto the
@@ -58,12 +72,19 @@ type Options struct {
 	Group    string                // 0: DefaultGroup
 	Consumer string                // required: this process's name in the group
 
-	Retention     time.Duration // how long windows and dedup ids are kept
-	BatchSize     int           // entries per read and script call, up to MaxBatchSize
-	Block         time.Duration // how long one read waits for new entries
-	ClaimIdle     time.Duration // an entry pending this long elsewhere is claimed
-	ClaimInterval time.Duration // how often idle entries are looked for
-	MaxDeliveries int64         // more deliveries than this: dead letter
+	Retention time.Duration // how long windows are kept
+	// DedupWindow is how long a chunk applied is remembered, so that a
+	// plugin retry of it is not counted again: a retry arriving later than
+	// this after the first attempt was applied counts twice.
+	DedupWindow time.Duration
+	// DedupMaxPerProducer bounds the chunks remembered per producer: past
+	// half of it within a window, the older half is forgotten early.
+	DedupMaxPerProducer int
+	BatchSize           int           // entries per read and script call, up to MaxBatchSize
+	Block               time.Duration // how long one read waits for new entries
+	ClaimIdle           time.Duration // an entry pending this long elsewhere is claimed
+	ClaimInterval       time.Duration // how often idle entries are looked for
+	MaxDeliveries       int64         // more deliveries than this: dead letter
 	// Samples is how many sample lines are kept per keyword; 0 means
 	// DefaultSamples. NoSamples keeps none, whatever Samples says.
 	Samples    int
@@ -110,6 +131,10 @@ func (o Options) withDefaults() Options {
 		o.Group = DefaultGroup
 	}
 	def(&o.Retention, window.DefaultRetention)
+	def(&o.DedupWindow, DefaultDedupWindow)
+	if o.DedupMaxPerProducer <= 0 {
+		o.DedupMaxPerProducer = DefaultDedupMaxPerProducer
+	}
 	def(&o.Block, DefaultBlock)
 	def(&o.ClaimIdle, DefaultClaimIdle)
 	def(&o.ClaimInterval, DefaultClaimInterval)
@@ -176,7 +201,10 @@ func New(o Options) (*Consumer, error) {
 		stream:     o.Stream,
 		dead:       DeadStream(o.Stream),
 		group:      o.Group,
+		consumer:   o.Consumer,
 		retention:  o.Retention,
+		window:     o.DedupWindow,
+		maxPerProd: o.DedupMaxPerProducer,
 		sampleCap:  o.Samples,
 		sampleTTL:  int64(o.Retention / time.Second),
 		deadMaxLen: o.DeadMaxLen,
@@ -502,6 +530,10 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 	c.m.batches.Inc()
 	c.m.applied.Add(float64(len(r.applied)))
 	c.m.duplicates.Add(float64(r.duplicates + len(pl.repeats)))
+	if r.stale > 0 {
+		c.m.stale.Add(float64(r.stale))
+		c.log.Info("skipped entries another consumer took over", "source", pl.source, "entries", r.stale)
+	}
 	c.m.expired.Add(float64(len(pl.expired)))
 	deadFailed := map[int]bool{}
 	for _, f := range r.deadFailed {

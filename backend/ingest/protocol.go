@@ -14,14 +14,22 @@ import (
 // apply.lua reads. Neither side writes a slot number of its own.
 //
 // KEYS: the stream, the dead-letter stream, then the batch's windows, seen
-// sets and sample lists, which ARGV refers to by their KEYS index.
+// sets, producer states and sample lists, which ARGV refers to by their KEYS
+// index.
 //
 // ARGV: a fixed header, the entries' message ids (the script numbers
-// entries 1..n in this order), then sections of records, each record a few
-// fixed fields (offsets below, added to the record's first ARGV index)
-// followed, for some kinds, by a variable tail:
+// entries 1..n in this order; version 1 and 2 entries first), the word
+// JUSTID (so that XCLAIM can take the ids and its option in one unpack),
+// then sections of records, each record a few fixed fields (offsets below,
+// added to the record's first ARGV index) followed, for some kinds, by a
+// variable tail:
 //
-//	seen groups   key, m, then m dedup ids (covering the next m entries)
+//	seen groups   key, m, then m dedup ids (covering the next m entries,
+//	              all of versions 1 and 2)
+//	producers     key of the producer's state, m, then m chunks: chunk id,
+//	              attempt, and the chunk's entries (numbers separated by
+//	              spaces, read only when some entry is not the consumer's or
+//	              the chunk was applied under another attempt)
 //	count groups  key, field, first entry, m, sum[, counts]: entries
 //	              first..first+m-1 of one window cell; counts, only when
 //	              m > 1, are their counts separated by spaces, read only if
@@ -43,8 +51,13 @@ const (
 // ARGV header slots, 0-based (Lua index = value + 1).
 const (
 	argGroup        = iota // consumer group
+	argConsumer            // this consumer's name: it claims the entries it applies
 	argEntries             // entries to count: n
 	argSeenGroups          // records in the seen section
+	argProducers           // records in the producer section
+	argNow                 // the consumer's clock, Unix seconds
+	argDedupWindow         // the dedup window, seconds
+	argDedupMax            // most chunk ids kept per producer
 	argCountGroups         // records in the count section
 	argSampleGroups        // records in the sample section
 	argDead                // records in the dead section
@@ -53,7 +66,7 @@ const (
 	argSampleCap           // length cap of a sample list
 	argSampleTTL           // sample list TTL, seconds
 	argDeadMaxLen          // approximate MAXLEN of the dead-letter stream
-	argHeader              // header length: the n entry ids follow
+	argHeader              // header length: the n entry ids and JUSTID follow
 )
 
 // Field offsets within the records of each section, and the number of fixed
@@ -62,6 +75,19 @@ const (
 	seenKey   = iota // KEYS index of the seen set
 	seenLen          // m, the dedup ids that follow
 	seenFixed        // fixed fields; the dedup ids follow
+)
+
+const (
+	prodKey   = iota // KEYS index of the producer's state hash
+	prodLen          // m, the chunks that follow
+	prodFixed        // fixed fields; the chunks follow
+)
+
+const (
+	chunkID      = iota // the batch id as 16 raw bytes
+	chunkAttempt        // the attempt id as 8 raw bytes
+	chunkEntries        // the chunk's entry numbers, separated by spaces
+	chunkWidth
 )
 
 const (
@@ -111,8 +137,13 @@ var protocol = []luaConst{
 	{"KEY_DEAD", keyDead + 1},
 
 	{"ARG_GROUP", argGroup + 1},
+	{"ARG_CONSUMER", argConsumer + 1},
 	{"ARG_ENTRIES", argEntries + 1},
 	{"ARG_SEEN_GROUPS", argSeenGroups + 1},
+	{"ARG_PRODUCERS", argProducers + 1},
+	{"ARG_NOW", argNow + 1},
+	{"ARG_DEDUP_WINDOW", argDedupWindow + 1},
+	{"ARG_DEDUP_MAX", argDedupMax + 1},
 	{"ARG_COUNT_GROUPS", argCountGroups + 1},
 	{"ARG_SAMPLE_GROUPS", argSampleGroups + 1},
 	{"ARG_DEAD", argDead + 1},
@@ -127,6 +158,13 @@ var protocol = []luaConst{
 	{"SEEN_KEY", seenKey},
 	{"SEEN_LEN", seenLen},
 	{"SEEN_FIXED", seenFixed},
+	{"PROD_KEY", prodKey},
+	{"PROD_LEN", prodLen},
+	{"PROD_FIXED", prodFixed},
+	{"CHUNK_ID", chunkID},
+	{"CHUNK_ATTEMPT", chunkAttempt},
+	{"CHUNK_ENTRIES", chunkEntries},
+	{"CHUNK_WIDTH", chunkWidth},
 	{"COUNT_KEY", countKey},
 	{"COUNT_FIELD", countField},
 	{"COUNT_FIRST", countFirst},
