@@ -193,10 +193,10 @@ func TestScriptAppliesOnlyEntriesStillPending(t *testing.T) {
 // keyword set, or a chunk's parts spread over batches around its retry.
 func TestRetryOfAChunkCountsOnce(t *testing.T) {
 	now := nowMinute()
-	first := chunkOf(1, 1, 1, "h", now, "err", "warn", "fatal")     // counts 1, 2, 3
-	retry := chunkOf(1, 1, 2, "h", now, "err", "warn", "fatal")     // same chunk, another attempt
+	first := chunkOf(1, 1, 1, "h", now, "err", "warn", "fatal")        // counts 1, 2, 3
+	retry := chunkOf(1, 1, 2, "h", now, "err", "warn", "fatal")        // same chunk, another attempt
 	moreKWs := chunkOf(1, 1, 3, "h", now, "err", "warn", "fatal", "x") // retried with one more keyword
-	other := chunkOf(2, 1, 1, "h", now, "err")                       // another chunk: 1 more err
+	other := chunkOf(2, 1, 1, "h", now, "err")                         // another chunk: 1 more err
 	tests := []struct {
 		name      string
 		batchSize int
