@@ -2,10 +2,16 @@
 -- atomic step. Exactly once rests on two checks before any count is written:
 --
 -- * ownership: an entry is applied only if it is still pending in the group.
---   XCLAIM ... JUSTID of the batch's ids returns those still pending (and
---   makes them this consumer's); the others were applied and acknowledged by
---   a consumer that claimed them while this one stalled. On the common path
---   it returns every id and nothing else is looked at.
+--   Entries read as new are delivered once; another batch can hold them
+--   only through a read that delivers them again (a claim, a re-read of a
+--   consumer's pending entries), and consumers bump the group's fence
+--   before each such read. So if the fence has not moved since a batch of
+--   new entries was read (the common path: one GET), every entry is still
+--   its reader's alone. Otherwise, and always for batches read again (their
+--   fence is ""), XPENDING lists the consumer's pending entries in the
+--   batch's id range and only those are applied: the others were claimed by
+--   another consumer, or applied and acknowledged by another batch.
+--   Nothing is taken from anyone here, so the fence need not move.
 -- * retries: a chunk the plugin wrote again after a lost reply has the same
 --   batch and producer but another attempt (version 3). Each producer keeps
 --   chunk -> attempt of the chunks applied in the dedup window, in two
@@ -38,7 +44,7 @@ local ndead, nexp, nack = tonumber(ARGV[ARG_DEAD]), tonumber(ARGV[ARG_EXPIRES]),
 local cap, sttl, dmax = tonumber(ARGV[ARG_SAMPLE_CAP]), ARGV[ARG_SAMPLE_TTL], ARGV[ARG_DEAD_MAXLEN]
 local now, win, half = tonumber(ARGV[ARG_NOW]), tonumber(ARGV[ARG_DEDUP_WINDOW]), math.floor(tonumber(ARGV[ARG_DEDUP_MAX]) / 2)
 local ids = ARG_ENTRY_IDS
-local i = ids + n + 1 -- past the ids and JUSTID
+local i = ids + n
 
 -- flags holds only entries that are not counted ('0', 'o' or 'x'); nflags
 -- says whether the slow paths are needed at all. 'o' is final: an entry that
@@ -70,22 +76,20 @@ local function dataError(err)
 end
 local wrote = false
 
--- Which entries are still this group's to apply. XCLAIM (min idle 0) skips
--- ids no longer pending, and drops from the pending list ids whose entry was
--- deleted from the stream: those are not counted either.
+-- Which entries are still this consumer's to apply. Entries past the
+-- listing's bound count as not its own: they stay pending, and are applied
+-- later by whoever then holds them.
 local nown = n
-if n > 0 then
-  local got = redis.call('XCLAIM', stream, group, ARGV[ARG_CONSUMER], 0, unpack(ARGV, ids, ids + n))
-  nown = #got
-  if nown < n then
-    local owned = {}
-    for _, id in ipairs(got) do
-      owned[id] = true
-    end
-    for en = 1, n do
-      if not owned[ARGV[ids + en - 1]] then
-        flag(en, 'o')
-      end
+if n > 0 and (redis.call('GET', KEYS[KEY_FENCE]) or '0') ~= ARGV[ARG_FENCE] then
+  local mine = redis.call('XPENDING', stream, group, ARGV[ARG_FIRST_ID], ARGV[ARG_LAST_ID], ARGV[ARG_PENDING_MAX], ARGV[ARG_CONSUMER])
+  local owned = {}
+  for _, p in ipairs(mine) do
+    owned[p[1]] = true
+  end
+  for en = 1, n do
+    if not owned[ARGV[ids + en - 1]] then
+      flag(en, 'o')
+      nown = nown - 1
     end
   end
 end

@@ -205,6 +205,9 @@ func New(o Options) (*Consumer, error) {
 		retention:  o.Retention,
 		window:     o.DedupWindow,
 		maxPerProd: o.DedupMaxPerProducer,
+		// The batch's id range may also hold the consumer's other batches
+		// in flight, and a claimed batch's range older ones.
+		pendingMax: (o.Workers+2)*o.BatchSize + 16,
 		sampleCap:  o.Samples,
 		sampleTTL:  int64(o.Retention / time.Second),
 		deadMaxLen: o.DeadMaxLen,
@@ -278,6 +281,11 @@ func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 	for ctx.Err() == nil {
 		var msgs []message
 		if !c.retry(ctx, "read", func() (err error) {
+			// Another process under this name may still hold these entries
+			// in flight (stopped, not dead): move the fence first.
+			if err = c.bumpFence(work); err != nil {
+				return err
+			}
 			msgs, err = c.readGroup(work, start, -1)
 			return err
 		}) {
@@ -288,7 +296,9 @@ func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 			return
 		}
 		c.log.Info("re-applying own pending entries", "entries", len(msgs))
-		c.apply(work, c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now()))
+		// No fence: the script checks that each entry is still pending, in
+		// case that other process applied it meanwhile.
+		c.apply(work, c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now(), ""))
 		start = msgs[len(msgs)-1].id
 	}
 }
@@ -307,6 +317,7 @@ func (c *Consumer) work(ctx, work context.Context) {
 			c.claiming.Unlock()
 		}
 		// Drain a backlog without blocking; block only once it is empty.
+		fence := c.fence(work)
 		msgs, err := c.readGroup(work, ">", -1)
 		if err == nil && len(msgs) == 0 {
 			block := min(c.o.Block, max(time.Duration(c.nextClaim.Load()-time.Now().UnixNano()), time.Millisecond))
@@ -321,7 +332,7 @@ func (c *Consumer) work(ctx, work context.Context) {
 		retry.Reset()
 		c.ok()
 		if len(msgs) > 0 {
-			c.apply(work, c.plan.build("new", msgs, nil, c.o.Now()))
+			c.apply(work, c.plan.build("new", msgs, nil, c.o.Now(), fence))
 		}
 	}
 }
@@ -356,6 +367,31 @@ func (c *Consumer) retry(ctx context.Context, op string, f func() error) bool {
 			c.log.Warn("redis call failed; retrying", "op", op, "err", err, "attempt", attempt)
 		}
 	}) == nil
+}
+
+// fence reads the group's fence before a read of new entries: while it does
+// not move, the batch stays wholly this consumer's. "" if it cannot be read
+// (the script then checks each entry).
+func (c *Consumer) fence(ctx context.Context) string {
+	v, err := c.o.Client.Get(ctx, c.plan.keys.Fence(c.o.Group)).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "0"
+	case err != nil:
+		return ""
+	}
+	return v
+}
+
+// bumpFence moves the group's fence before a read that delivers entries
+// again (a claim, a re-read of pending entries), so that a batch another
+// reader holds of them is checked entry by entry when it is applied.
+func (c *Consumer) bumpFence(ctx context.Context) error {
+	key := c.plan.keys.Fence(c.o.Group)
+	if err := c.o.Client.Incr(ctx, key).Err(); err != nil {
+		return fmt.Errorf("incr %s: %w", key, err)
+	}
+	return nil
 }
 
 // readGroup reads from id ("0"-style: own pending; ">": new). block < 0
@@ -440,6 +476,12 @@ func (c *Consumer) deliveries(ctx context.Context, msgs []message) map[string]in
 func (c *Consumer) claim(ctx, work context.Context) {
 	cursor := "0-0"
 	for round := 0; round < 20 && ctx.Err() == nil; round++ {
+		// The consumers whose entries this takes must see the fence move.
+		if err := c.bumpFence(work); err != nil {
+			c.m.errors.WithLabelValues("claim").Inc()
+			c.log.Warn("fence before a claim failed", "err", err)
+			return
+		}
 		xs, next, err := c.o.Client.XAutoClaim(work, &redis.XAutoClaimArgs{
 			Stream: c.o.Stream, Group: c.o.Group, Consumer: c.o.Consumer,
 			MinIdle: c.o.ClaimIdle, Start: cursor, Count: int64(c.o.BatchSize),
@@ -453,7 +495,10 @@ func (c *Consumer) claim(ctx, work context.Context) {
 		if len(msgs) > 0 {
 			c.m.claimed.Add(float64(len(msgs)))
 			c.log.Info("claimed idle entries", "entries", len(msgs))
-			c.apply(work, c.plan.build("claim", msgs, c.deliveries(work, msgs), c.o.Now()))
+			// No fence: the entries may be held by another batch of this
+			// very consumer (a worker stalled past ClaimIdle), so the script
+			// checks that each is still pending.
+			c.apply(work, c.plan.build("claim", msgs, c.deliveries(work, msgs), c.o.Now(), ""))
 		}
 		if next == "0-0" || next == "" {
 			return

@@ -54,10 +54,23 @@ func (h *pauseEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// A consumer that stalls between reading a batch and applying it, past the
-// claim idle time, finds on waking that another consumer claimed and applied
-// its entries: it applies none of them, and acknowledges none.
+// A consumer that stalls between reading a batch and applying it finds on
+// waking that another consumer claimed and applied its entries (past the
+// claim idle time), or a process started under its name re-read and applied
+// them: it applies none of them, and acknowledges none.
 func TestStalledConsumerAppliesNothingAnotherApplied(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		next Options
+	}{
+		{"claimed by another consumer", Options{Consumer: "claims", ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond}},
+		{"re-read by a process of the same name", Options{Consumer: "stalls", ClaimIdle: time.Hour}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { stalledThenResumed(t, tt.next) })
+	}
+}
+
+func stalledThenResumed(t *testing.T, next Options) {
 	srv := redistest.Start(t)
 	now := nowMinute()
 	var es []stream.Entry
@@ -89,7 +102,8 @@ func TestStalledConsumerAppliesNothingAnotherApplied(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the consumer never reached its apply script")
 	}
-	start(t, Options{Client: rdb, Consumer: "claims", ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond, OnApplied: count(&appliedB)})
+	next.Client, next.OnApplied = rdb, count(&appliedB)
+	start(t, next)
 	drained(t, rdb, "keyalertd")
 	close(hold.release)
 	<-hold.resumed
@@ -102,10 +116,9 @@ func TestStalledConsumerAppliesNothingAnotherApplied(t *testing.T) {
 	}
 }
 
-// The script applies exactly the entries still pending in the group,
-// whoever holds them: those another consumer applied and acknowledged are
-// skipped (and not acknowledged again), those it claimed but has not applied
-// yet are taken back and applied, and its later script then applies none.
+// The script applies exactly the entries still pending for its consumer
+// once the fence moved: those another consumer claimed are skipped and not
+// acknowledged, whether it applied them already or applies them later.
 func TestScriptAppliesOnlyEntriesStillPending(t *testing.T) {
 	now := time.Now()
 	minute := now.Unix() / 60 * 60
@@ -141,10 +154,10 @@ func TestScriptAppliesOnlyEntriesStillPending(t *testing.T) {
 			}
 			msgs := fromXMessages(res[0].Messages)
 			p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
-				window: time.Hour, maxPerProd: 100, retention: time.Hour, sampleCap: 4, sampleTTL: 3600, deadMaxLen: 10, maxDeliv: 5}
-			run := func(consumer string, msgs []message) result {
+				window: time.Hour, maxPerProd: 100, pendingMax: 1000, retention: time.Hour, sampleCap: 4, sampleTTL: 3600, deadMaxLen: 10, maxDeliv: 5}
+			run := func(consumer string, msgs []message, fence string) result {
 				p.consumer = consumer
-				pl := p.build("test", msgs, nil, now)
+				pl := p.build("test", msgs, nil, now, fence)
 				v, err := applyScript.Run(ctx, rdb, pl.keys, pl.args...).Result()
 				if err != nil {
 					t.Fatal(err)
@@ -155,6 +168,11 @@ func TestScriptAppliesOnlyEntriesStillPending(t *testing.T) {
 				}
 				return r
 			}
+			// As a consumer does: the fence before a read, moved before a claim.
+			stalledFence, otherFence := "0", "0"
+			if len(tt.claimed) > 0 {
+				otherFence = fmt.Sprint(rdb.Incr(ctx, p.keys.Fence("keyalertd")).Val())
+			}
 			var taken, acked []message
 			for _, i := range tt.claimed {
 				taken = append(taken, msgs[i])
@@ -164,17 +182,17 @@ func TestScriptAppliesOnlyEntriesStillPending(t *testing.T) {
 				acked = append(acked, msgs[i])
 			}
 			if len(acked) > 0 { // the other consumer applied what it acknowledged
-				if r := run("other", acked); len(r.applied) != len(acked) {
+				if r := run("other", acked, otherFence); len(r.applied) != len(acked) {
 					t.Fatalf("the other consumer applied %d of %d", len(r.applied), len(acked))
 				}
 			}
-			r := run("stalled", msgs)
-			if len(r.applied) != len(msgs)-len(acked) || r.stale != len(acked) {
-				t.Errorf("stalled consumer: applied %d, stale %d; want %d and %d", len(r.applied), r.stale, len(msgs)-len(acked), len(acked))
+			r := run("stalled", msgs, stalledFence)
+			if len(r.applied) != len(msgs)-len(taken) || r.stale != len(taken) {
+				t.Errorf("stalled consumer: applied %d, stale %d; want %d and %d", len(r.applied), r.stale, len(msgs)-len(taken), len(taken))
 			}
-			if len(taken) > len(acked) {
-				if r := run("other", taken[len(acked):]); len(r.applied) != 0 {
-					t.Errorf("the other consumer applied %d entries the stalled one had taken back", len(r.applied))
+			if rest := taken[len(acked):]; len(rest) > 0 {
+				if r := run("other", rest, otherFence); len(r.applied) != len(rest) {
+					t.Errorf("the other consumer applied %d of the %d entries it claimed", len(r.applied), len(rest))
 				}
 			}
 			if n := totals(t, rdb, []string{"substring:err"}, minute, minute+60)[series{"substring:err", "h", "t"}]; n != tt.want {

@@ -69,9 +69,9 @@ func v3(e stream.Entry, p, a int) stream.Entry {
 func TestLayoutMatchesGolden(t *testing.T) {
 	msgs, deliveries, now := goldenBatch()
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
-		consumer: "c1", window: time.Hour, maxPerProd: 100,
+		consumer: "c1", window: time.Hour, maxPerProd: 100, pendingMax: 1000,
 		retention: 2 * time.Hour, sampleCap: 8, sampleTTL: 7200, deadMaxLen: 1000, maxDeliv: 5}
-	got := renderPlan(p.build("new", msgs, deliveries, now))
+	got := renderPlan(p.build("new", msgs, deliveries, now, "3"))
 	path := filepath.Join("testdata", "layout.golden")
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
@@ -91,9 +91,9 @@ func TestLayoutMatchesGolden(t *testing.T) {
 }
 
 // The golden batch runs as laid out: the script counts each cell's sum
-// (without the retry) and dead-letters the three dead entries. The entries
-// are this consumer's: a ghost read the messages of the same ids, and the
-// script claims them. (Retention is long here so that the windows of the
+// (without the retry) and dead-letters the three dead entries. The fence is
+// unknown, so the script lists the consumer's pending entries: the batch's
+// ids are pending for it. (Retention is long here so that the windows of the
 // fixed clock's past do not expire at once.)
 func TestGoldenBatchApplies(t *testing.T) {
 	rdb := redistest.Start(t).Client()
@@ -105,11 +105,11 @@ func TestGoldenBatchApplies(t *testing.T) {
 	for _, m := range msgs {
 		rdb.XAdd(ctx, &redis.XAddArgs{Stream: testStream, ID: m.id, Values: []any{"x", "1"}})
 	}
-	rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "ghost", Streams: []string{testStream, ">"}})
+	rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "c1", Streams: []string{testStream, ">"}})
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
-		consumer: "c1", window: time.Hour, maxPerProd: 100,
+		consumer: "c1", window: time.Hour, maxPerProd: 100, pendingMax: 1000,
 		retention: 20 * 365 * 24 * time.Hour, sampleCap: 8, sampleTTL: 7200, deadMaxLen: 1000, maxDeliv: 5}
-	pl := p.build("new", msgs, deliveries, now)
+	pl := p.build("new", msgs, deliveries, now, "")
 	v, err := applyScript.Run(ctx, rdb, pl.keys, pl.args...).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +161,8 @@ func renderPlan(pl *plan) string {
 	num := func(at int) int { return a[at].(int) }
 
 	b.WriteString("ARGV header\n")
-	rec(argHeader, map[int]string{argGroup: "group", argConsumer: "consumer", argEntries: "entries", argSeenGroups: "seen groups",
+	rec(argHeader, map[int]string{argGroup: "group", argConsumer: "consumer", argFence: "fence",
+		argFirstID: "first id", argLastID: "last id", argPendingMax: "pending max", argEntries: "entries", argSeenGroups: "seen groups",
 		argProducers: "producers", argNow: "now", argDedupWindow: "dedup window", argDedupMax: "dedup max",
 		argCountGroups: "count groups", argSampleGroups: "sample groups", argDead: "dead", argExpires: "expires",
 		argAckOnly: "ack-only", argSampleCap: "sample cap", argSampleTTL: "sample ttl", argDeadMaxLen: "dead maxlen"})
@@ -169,7 +170,6 @@ func renderPlan(pl *plan) string {
 	for k := range num(argEntries) {
 		slot(fmt.Sprintf("entry %d", k+1))
 	}
-	slot("option")
 	for g := range num(argSeenGroups) {
 		fmt.Fprintf(&b, "seen group %d\n", g+1)
 		r := rec(seenFixed, map[int]string{seenKey: "key", seenLen: "m"})

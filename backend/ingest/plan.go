@@ -54,7 +54,8 @@ type plan struct {
 	keys    []string
 	args    []any
 	size    int   // messages in the batch
-	now     int64 // the consumer's clock when it was built, Unix seconds
+	now     int64  // the consumer's clock when it was built, Unix seconds
+	fence   string // the group's fence before the batch was read ("" unknown)
 }
 
 // planner turns messages into plans; it holds settings and scratch space.
@@ -67,6 +68,7 @@ type planner struct {
 	retention  time.Duration
 	window     time.Duration // dedup window
 	maxPerProd int           // most chunk ids kept per producer
+	pendingMax int           // most pending entries the script lists (ARG_PENDING_MAX)
 	sampleCap  int
 	sampleTTL  int64
 	deadMaxLen int64
@@ -74,9 +76,10 @@ type planner struct {
 }
 
 // build parses msgs and lays out the script call. deliveries, when known,
-// maps ids to their delivery counts.
-func (p *planner) build(source string, msgs []message, deliveries map[string]int64, now time.Time) *plan {
-	pl := &plan{source: source, size: len(msgs),
+// maps ids to their delivery counts; fence is the group's fence read before
+// msgs were ("" if unknown: the script then checks every entry's ownership).
+func (p *planner) build(source string, msgs []message, deliveries map[string]int64, now time.Time, fence string) *plan {
+	pl := &plan{source: source, size: len(msgs), fence: fence,
 		entries: make([]stream.Entry, 0, len(msgs)),
 		msgs:    make([]message, 0, len(msgs)),
 		dedups:  make([]string, 0, len(msgs)),
@@ -146,10 +149,10 @@ func (p *planner) layout(pl *plan) {
 	n := len(pl.entries)
 	l := &argv{p: p, pl: pl, idx: make(map[string]int, 16+n/4), expiring: make(map[int]bool, 16)}
 	pl.keys = append(pl.keys[:0], make([]string, keyFixed)...)
-	pl.keys[keyStream], pl.keys[keyDead] = p.stream, p.dead
+	pl.keys[keyStream], pl.keys[keyDead], pl.keys[keyFence] = p.stream, p.dead, p.keys.Fence(p.group)
 	l.cells()
 	l.args = make([]any, argHeader, argHeader+3*n+3*len(pl.dead)+len(pl.expired)+len(pl.repeats)+64)
-	l.entryIDs()
+	first, last := l.entryIDs()
 	nSeen := l.seenGroups()
 	nProd := l.producers()
 	nCount := l.countGroups()
@@ -161,6 +164,8 @@ func (p *planner) layout(pl *plan) {
 	h := l.args[:argHeader]
 	h[argGroup] = p.group
 	h[argConsumer] = p.consumer
+	h[argFence] = pl.fence
+	h[argFirstID], h[argLastID], h[argPendingMax] = first, last, p.pendingMax
 	h[argEntries] = n
 	h[argSeenGroups] = nSeen
 	h[argProducers] = nProd
@@ -238,12 +243,35 @@ func (l *argv) cells() {
 }
 
 // entryIDs writes the entries' message ids, numbering them for the script,
-// and the XCLAIM option that follows them.
-func (l *argv) entryIDs() {
+// and returns the lowest and the highest.
+func (l *argv) entryIDs() (first, last string) {
 	for _, e := range l.pl.order {
-		l.args = append(l.args, l.pl.msgs[e].id)
+		id := l.pl.msgs[e].id
+		if first == "" || idLess(id, first) {
+			first = id
+		}
+		if last == "" || idLess(last, id) {
+			last = id
+		}
+		l.args = append(l.args, id)
 	}
-	l.args = append(l.args, "JUSTID")
+	return first, last
+}
+
+// idLess compares two stream ids ("<ms>-<seq>") as Redis orders them.
+func idLess(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if len(am) != len(bm) {
+		return len(am) < len(bm)
+	}
+	if am != bm {
+		return am < bm
+	}
+	if len(as) != len(bs) {
+		return len(as) < len(bs)
+	}
+	return as < bs
 }
 
 // seenGroups writes one record per run of version 1 and 2 entries in one

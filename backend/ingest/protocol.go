@@ -13,14 +13,14 @@ import (
 // locals of the same names in upper case (argGroup -> ARG_GROUP), what
 // apply.lua reads. Neither side writes a slot number of its own.
 //
-// KEYS: the stream, the dead-letter stream, then the batch's windows, seen
+// KEYS: the stream, the dead-letter stream, the group's fence, then the
+// batch's windows, seen
 // sets, producer states and sample lists, which ARGV refers to by their KEYS
 // index.
 //
 // ARGV: a fixed header, the entries' message ids (the script numbers
-// entries 1..n in this order; version 1 and 2 entries first), the word
-// JUSTID (so that XCLAIM can take the ids and its option in one unpack),
-// then sections of records, each record a few fixed fields (offsets below,
+// entries 1..n in this order; version 1 and 2 entries first), then sections
+// of records, each record a few fixed fields (offsets below,
 // added to the record's first ARGV index) followed, for some kinds, by a
 // variable tail:
 //
@@ -45,6 +45,7 @@ import (
 const (
 	keyStream = iota // the stream
 	keyDead          // its dead-letter stream
+	keyFence         // the group's fence (window.Keys.Fence)
 	keyFixed         // number of fixed keys; the batch's keys follow
 )
 
@@ -52,6 +53,10 @@ const (
 const (
 	argGroup        = iota // consumer group
 	argConsumer            // this consumer's name: it claims the entries it applies
+	argFence               // the fence when the batch was read
+	argFirstID             // the lowest and highest entry ids: the range in which
+	argLastID              // the consumer's pending entries are listed if the fence moved
+	argPendingMax          // most pending entries listed
 	argEntries             // entries to count: n
 	argSeenGroups          // records in the seen section
 	argProducers           // records in the producer section
@@ -66,7 +71,7 @@ const (
 	argSampleCap           // length cap of a sample list
 	argSampleTTL           // sample list TTL, seconds
 	argDeadMaxLen          // approximate MAXLEN of the dead-letter stream
-	argHeader              // header length: the n entry ids and JUSTID follow
+	argHeader              // header length: the n entry ids follow
 )
 
 // Field offsets within the records of each section, and the number of fixed
@@ -135,9 +140,14 @@ type luaConst struct {
 var protocol = []luaConst{
 	{"KEY_STREAM", keyStream + 1},
 	{"KEY_DEAD", keyDead + 1},
+	{"KEY_FENCE", keyFence + 1},
 
 	{"ARG_GROUP", argGroup + 1},
 	{"ARG_CONSUMER", argConsumer + 1},
+	{"ARG_FENCE", argFence + 1},
+	{"ARG_FIRST_ID", argFirstID + 1},
+	{"ARG_LAST_ID", argLastID + 1},
+	{"ARG_PENDING_MAX", argPendingMax + 1},
 	{"ARG_ENTRIES", argEntries + 1},
 	{"ARG_SEEN_GROUPS", argSeenGroups + 1},
 	{"ARG_PRODUCERS", argProducers + 1},

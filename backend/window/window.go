@@ -7,6 +7,7 @@
 //	ka:{tag}:p:<producer>             HASH  g, t, n: a producer's current dedup generation, its start, its chunks
 //	ka:{tag}:p:<producer>:<g>         HASH  chunk (16 raw bytes) -> attempt (8 raw bytes), generation g
 //	ka:{tag}:seen:<hour>              SET   dedup ids of version 1 and 2 entries, by event hour
+//	ka:{tag}:fence:<group>            STRING  counter bumped before every read that delivers entries again
 //
 // <minute> is Unix seconds of the minute start, <hour> is minute/3600. Window
 // hashes expire Retention after their minute ends. Sample lists are per
@@ -62,6 +63,13 @@ func (k Keys) Samples(kwID, host, tag string) string {
 // minute's hour.
 func (k Keys) Seen(minute int64) string {
 	return k.prefix + "seen:" + strconv.FormatInt(floorDiv(minute, 3600), 10)
+}
+
+// Fence is the counter a consumer group bumps before re-reading or
+// claiming pending entries: a batch read while it did not move is still
+// wholly its reader's.
+func (k Keys) Fence(group string) string {
+	return k.prefix + "fence:" + group
 }
 
 // Producer is the hash holding one producer's dedup state (generation,
