@@ -53,7 +53,7 @@ type plan struct {
 	repeats []string // a version 1 or 2 dedup id seen earlier in the batch: acknowledged only
 	keys    []string
 	args    []any
-	size    int   // messages in the batch
+	size    int    // messages in the batch
 	now     int64  // the consumer's clock when it was built, Unix seconds
 	fence   string // the group's fence before the batch was read ("" unknown)
 }

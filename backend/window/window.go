@@ -86,7 +86,6 @@ func WindowExpireAt(minute int64, retention time.Duration) int64 {
 	return minute + 60 + int64(retention/time.Second)
 }
 
-
 // Field is the hash field of one (host, tag) breakdown cell. NUL cannot occur
 // in a host name and is rare enough in tags; SplitField cuts at the first one.
 func Field(host, tag string) string { return host + "\x00" + tag }
