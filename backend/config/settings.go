@@ -104,7 +104,7 @@ var settings = []Setting{
 		"how long a plugin chunk applied is remembered so that a retry of it (after a lost reply) is not counted again; a retry applied later than this after the first copy counts twice. The default covers Fluent Bit's longest wait between retries (`scheduler.cap`, 2000 s) with room for a consumer backlog",
 		func(c *Config) *time.Duration { return &c.Ingest.DedupWindow }),
 	intRow("dedup-max-per-producer", "KEYALERT_DEDUP_MAX_PER_PRODUCER", ingest.DefaultDedupMaxPerProducer, 100, 1000000,
-		"most chunk ids remembered per plugin instance (about 40 bytes each); one that applies more than half of it within `KEYALERT_DEDUP_WINDOW` is remembered for less than the window (half of it in chunks)",
+		"most chunk ids remembered per plugin instance (about 80 bytes each); once one applies half of it within `KEYALERT_DEDUP_WINDOW`, its older half is dropped early, so its chunks are remembered for less than the window (for half of this in chunks)",
 		func(c *Config) *int { return &c.Ingest.DedupMaxPerProducer }),
 	intRow("batch-size", "KEYALERT_BATCH_SIZE", ingest.DefaultBatchSize, 1, ingest.MaxBatchSize,
 		"entries read and applied per batch", func(c *Config) *int { return &c.Ingest.BatchSize }),
