@@ -34,6 +34,9 @@ func TestStorageBytesPerSeriesMinute(t *testing.T) {
 	heldChunks := int(DefaultDedupWindow / time.Second) // per producer, one chunk a second
 	perChunk := chunkIDBytes(t, heldChunks)
 	t.Logf("a producer holding the %d chunk ids of a window: %.1f bytes each", heldChunks, perChunk)
+	perEntry := seenIDBytes(t, 3600)
+	t.Logf("version 2 entries: %.1f bytes per dedup id; one id per entry kept for the retention (the layout before version 3) is %.0f bytes per series-minute of a series flushed every second",
+		perEntry, 60*perEntry)
 	for _, shape := range []struct {
 		hosts, keywords int
 	}{
@@ -102,6 +105,22 @@ func TestStorageBytesPerSeriesMinute(t *testing.T) {
 				counts, rollups, dedup, samples, counts+rollups+dedup+samples)
 		})
 	}
+}
+
+// seenIDBytes applies n version 2 entries of one event hour and returns the
+// bytes of their seen set per entry.
+func seenIDBytes(t *testing.T, n int) float64 {
+	rdb := redistest.Start(t).Client()
+	minute := nowMinute() / 3600 * 3600
+	r := start(t, Options{Client: rdb})
+	var es []stream.Entry
+	for b := range n {
+		es = append(es, entry(b, "err", "h", "t", minute, 1))
+	}
+	xadd(t, rdb, es...)
+	drained(t, rdb, "keyalertd")
+	r.stop()
+	return float64(rdb.MemoryUsage(context.Background(), window.NewKeys(testStream).Seen(minute), 0).Val()) / float64(n)
 }
 
 // chunkIDBytes applies n one-entry chunks of one producer and returns the
