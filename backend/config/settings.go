@@ -48,7 +48,7 @@ var settings = []Setting{
 		"after keyalertd finds that Redis lost its data (its epoch keys vanished), /readyz answers 503 with the reason for this long, or until keyalertd restarts",
 		func(c *Config) *time.Duration { return &c.Guard.UnreadyFor }),
 	{Flag: "stream", Env: "KEYALERT_STREAM", Default: stream.DefaultStream,
-		Usage: "stream key the plugin writes to; windows, dedup ids and the dead-letter stream `{stream}:dead` share its cluster slot",
+		Usage: "stream key the plugin writes to; windows, dedup state and the dead-letter stream `{stream}:dead` share its cluster slot",
 		set: func(c *Config, v string) error {
 			if err := checkStreamKey(v); err != nil {
 				return err
@@ -77,7 +77,7 @@ var settings = []Setting{
 	// The upper bound only keeps the value inside time.Duration: replaying
 	// years-old logs (tests, loghub) needs a retention that reaches them.
 	durationRow("retention", "KEYALERT_RETENTION", window.DefaultRetention, 2*time.Minute, maxRetention,
-		"how long per-minute counts and dedup ids are kept; older entries are acknowledged and not counted, and counts are not read further back",
+		"how long per-minute counts are kept; older entries are acknowledged and not counted, and counts are not read further back",
 		func(c *Config) *time.Duration { return &c.Ingest.Retention }, func(c *Config) *time.Duration { return &c.API.Retention }),
 	{Flag: "api-tokens", Env: "KEYALERT_API_TOKENS", Default: "", Secret: true,
 		Usage: "comma-separated bearer tokens accepted on /api/v1 (prefer the variable: flags show in `ps`)",
@@ -100,6 +100,12 @@ var settings = []Setting{
 			c.API.InsecureNoAuth = b
 			return nil
 		}},
+	durationRow("dedup-window", "KEYALERT_DEDUP_WINDOW", ingest.DefaultDedupWindow, time.Minute, 24*time.Hour,
+		"how long a plugin chunk applied is remembered so that a retry of it (after a lost reply) is not counted again; a retry applied later than this after the first copy counts twice. The default covers Fluent Bit's longest wait between retries (`scheduler.cap`, 2000 s) with room for a consumer backlog",
+		func(c *Config) *time.Duration { return &c.Ingest.DedupWindow }),
+	intRow("dedup-max-per-producer", "KEYALERT_DEDUP_MAX_PER_PRODUCER", ingest.DefaultDedupMaxPerProducer, 100, 1000000,
+		"most chunk ids remembered per plugin instance (about 80 bytes each); once one applies half of it within `KEYALERT_DEDUP_WINDOW`, its older half is dropped early, so its chunks are remembered for less than the window (for half of this in chunks)",
+		func(c *Config) *int { return &c.Ingest.DedupMaxPerProducer }),
 	intRow("batch-size", "KEYALERT_BATCH_SIZE", ingest.DefaultBatchSize, 1, ingest.MaxBatchSize,
 		"entries read and applied per batch", func(c *Config) *int { return &c.Ingest.BatchSize }),
 	intRow("workers", "KEYALERT_WORKERS", ingest.DefaultWorkers, 1, 16,

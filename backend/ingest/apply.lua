@@ -1,7 +1,27 @@
 -- Applies one batch of stream entries exactly once and acknowledges it, in one
--- atomic step. Redis does not roll a script back on error, so writes that can
--- fail on foreign data are pcalls, and an entry whose count cannot be written
--- keeps no dedup id and no acknowledgement: it is reported, not half-applied.
+-- atomic step. Exactly once rests on two checks before any count is written:
+--
+-- * ownership: an entry is applied only if it is still pending in the group.
+--   Entries read as new are delivered once; another batch can hold them
+--   only through a read that delivers them again (a claim, a re-read of a
+--   consumer's pending entries), and consumers bump the group's fence
+--   before each such read. So if the fence has not moved since a batch of
+--   new entries was read (the common path: one GET), every entry is still
+--   its reader's alone. Otherwise, and always for batches read again (their
+--   fence is ""), XPENDING lists the consumer's pending entries in the
+--   batch's id range and only those are applied: the others were claimed by
+--   another consumer, or applied and acknowledged by another batch.
+--   Nothing is taken from anyone here, so the fence need not move.
+-- * retries: a chunk the plugin wrote again after a lost reply has the same
+--   batch and producer but another attempt (version 3). Each producer keeps
+--   chunk -> attempt of the chunks applied in the dedup window, in two
+--   generations; a chunk recorded under another attempt is a retry. Version 1
+--   and 2 entries keep one dedup id per entry in the seen sets, for the same
+--   window.
+--
+-- Redis does not roll a script back on error, so writes that can fail on
+-- foreign data are pcalls, and an entry whose count cannot be written keeps
+-- no acknowledgement: it is reported, not half-applied.
 -- Commands go per key, not per entry, and the common batch (no duplicates, no
 -- failures) takes their arguments straight from ARGV: the per-entry cost of
 -- Lua dominates otherwise.
@@ -13,22 +33,27 @@
 -- keys by their KEYS index. The caller sends each dedup id once per batch.
 --
 -- Returns {flags, failures}: flags has one byte per entry, '1' counted,
--- '0' duplicate, 'x' failed (not acknowledged; failures lists index, error);
--- dead entries that could not be written are listed as "d<index>", error,
--- and stay pending.
+-- '0' duplicate, 'o' not pending any more (another consumer has it), 'x'
+-- failed (not acknowledged; failures lists index, error); dead entries that
+-- could not be written are listed as "d<index>", error, and stay pending.
 local ARGV, KEYS, tonumber, rpcall, unpack = ARGV, KEYS, tonumber, redis.pcall, unpack
 local stream, dead, group = KEYS[KEY_STREAM], KEYS[KEY_DEAD], ARGV[ARG_GROUP]
-local n, nseen = tonumber(ARGV[ARG_ENTRIES]), tonumber(ARGV[ARG_SEEN_GROUPS])
+local n, nseen, nprod = tonumber(ARGV[ARG_ENTRIES]), tonumber(ARGV[ARG_SEEN_GROUPS]), tonumber(ARGV[ARG_PRODUCERS])
 local ncount, nsample = tonumber(ARGV[ARG_COUNT_GROUPS]), tonumber(ARGV[ARG_SAMPLE_GROUPS])
 local ndead, nexp, nack = tonumber(ARGV[ARG_DEAD]), tonumber(ARGV[ARG_EXPIRES]), tonumber(ARGV[ARG_ACK_ONLY])
 local cap, sttl, dmax = tonumber(ARGV[ARG_SAMPLE_CAP]), ARGV[ARG_SAMPLE_TTL], ARGV[ARG_DEAD_MAXLEN]
+local now, win, half = tonumber(ARGV[ARG_NOW]), tonumber(ARGV[ARG_DEDUP_WINDOW]), math.floor(tonumber(ARGV[ARG_DEDUP_MAX]) / 2)
 local ids = ARG_ENTRY_IDS
 local i = ids + n
 
--- flags holds only entries that are not counted ('0' or 'x'); nflags says
--- whether the slow paths are needed at all.
+-- flags holds only entries that are not counted ('0', 'o' or 'x'); nflags
+-- says whether the slow paths are needed at all. 'o' is final: an entry that
+-- is not this consumer's is neither counted, nor deduplicated, nor acked.
 local flags, nflags, failures = {}, 0, {}
 local function flag(en, f, err)
+  if flags[en] == 'o' then
+    return
+  end
   if not flags[en] then
     nflags = nflags + 1
   end
@@ -51,7 +76,25 @@ local function dataError(err)
 end
 local wrote = false
 
--- Which entries are new.
+-- Which entries are still this consumer's to apply. Entries past the
+-- listing's bound count as not its own: they stay pending, and are applied
+-- later by whoever then holds them.
+local nown = n
+if n > 0 and (redis.call('GET', KEYS[KEY_FENCE]) or '0') ~= ARGV[ARG_FENCE] then
+  local mine = redis.call('XPENDING', stream, group, ARGV[ARG_FIRST_ID], ARGV[ARG_LAST_ID], ARGV[ARG_PENDING_MAX], ARGV[ARG_CONSUMER])
+  local owned = {}
+  for _, p in ipairs(mine) do
+    owned[p[1]] = true
+  end
+  for en = 1, n do
+    if not owned[ARGV[ids + en - 1]] then
+      flag(en, 'o')
+      nown = nown - 1
+    end
+  end
+end
+
+-- Which version 1 and 2 entries are new.
 local groups = {}
 local e = 0
 for g = 1, nseen do
@@ -71,6 +114,90 @@ for g = 1, nseen do
   groups[g] = {key, first, m, e}
   e = e + m
   i = first + m
+end
+
+-- Which version 3 chunks are new, per producer. A producer's state holds its
+-- current generation g, when it started and how many chunks it holds; the
+-- chunks applied are in generations g and g-1. A generation is closed after
+-- the window or half the most chunks kept per producer, whichever comes
+-- first, and g-2 is dropped then: a chunk id is kept for at least the window
+-- unless its producer applied half the limit of chunks since, and a producer
+-- never holds more than about the limit.
+local function someOwned(list)
+  for en in string.gmatch(list, '%d+') do
+    if flags[tonumber(en)] ~= 'o' then
+      return true
+    end
+  end
+  return false
+end
+local function flagAll(list, f, err)
+  for en in string.gmatch(list, '%d+') do
+    flag(tonumber(en), f, err)
+  end
+end
+for p = 1, nprod do
+  local key, m = KEYS[tonumber(ARGV[i + PROD_KEY])], tonumber(ARGV[i + PROD_LEN])
+  local first = i + PROD_FIXED
+  i = first + m * CHUNK_WIDTH
+  -- The chunks with an entry this consumer owns: on the common path, all.
+  local cids, atts, lists = {}, {}, {}
+  for c = first, i - 1, CHUNK_WIDTH do
+    if nown == n or someOwned(ARGV[c + CHUNK_ENTRIES]) then
+      cids[#cids + 1], atts[#cids + 1], lists[#cids + 1] = ARGV[c + CHUNK_ID], ARGV[c + CHUNK_ATTEMPT], ARGV[c + CHUNK_ENTRIES]
+    end
+  end
+  local st = #cids > 0 and rpcall('HMGET', key, 'g', 't', 'n')
+  if failed(st) then
+    if not dataError(st.err) then
+      return redis.error_reply(st.err)
+    end
+    for c = 1, #cids do
+      flagAll(lists[c], 'x', st.err)
+    end
+  elseif st then
+    local g, t0, size = tonumber(st[1]) or 0, tonumber(st[2]), tonumber(st[3]) or 0
+    if not t0 then
+      t0, size = now, 0
+    elseif now - t0 >= win or size >= half then
+      redis.call('UNLINK', key .. ':' .. (g - 1))
+      g, t0, size = g + 1, now, 0
+    end
+    local cur = key .. ':' .. g
+    local a = rpcall('HMGET', cur, unpack(cids))
+    local b = rpcall('HMGET', key .. ':' .. (g - 1), unpack(cids))
+    if failed(a) or failed(b) then
+      local err = (failed(a) and a.err) or b.err
+      if not dataError(err) then
+        return redis.error_reply(err)
+      end
+      for c = 1, #cids do
+        flagAll(lists[c], 'x', err)
+      end
+    else
+      local known, put = {}, {}
+      for c = 1, #cids do
+        local id, at = cids[c], atts[c]
+        local was = known[id] or a[c] or b[c]
+        if not was then
+          known[id] = at
+          put[#put + 1] = id
+          put[#put + 1] = at
+        elseif was ~= at then
+          -- A retry of a chunk applied under another attempt. Parts of one
+          -- attempt read in several batches all have its attempt: counted.
+          flagAll(lists[c], '0')
+        end
+      end
+      if #put > 0 then
+        redis.call('HSET', cur, unpack(put))
+        redis.call('EXPIREAT', cur, t0 + 2 * win)
+        size = size + #put / 2
+      end
+      redis.call('HSET', key, 'g', g, 't', t0, 'n', size)
+      redis.call('EXPIREAT', key, now + 2 * win)
+    end
+  end
 end
 
 -- Rollups of each window hash (window.Keys.HostTotals/TagTotals): per-host
@@ -198,14 +325,14 @@ for g = 1, nsample do
   end
 end
 
--- Acknowledge the entries not failed, then the dead ones written and the
--- ack-only ones.
+-- Acknowledge the entries not failed and still this consumer's, then the
+-- dead ones written and the ack-only ones.
 if n > 0 and nflags == 0 then
   redis.call('XACK', stream, group, unpack(ARGV, ids, ids + n - 1))
 elseif n > 0 then
   local acks = {}
   for en = 1, n do
-    if flags[en] ~= 'x' then
+    if flags[en] ~= 'x' and flags[en] ~= 'o' then
       acks[#acks + 1] = ARGV[ids + en - 1]
     end
   end

@@ -19,8 +19,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// benchEntries makes n entries shaped like the plugin's output: 16 sources
-// (8 hosts x 2 tags) each flushing a chunk a second, a chunk carrying entries
+// benchEntries makes n version 3 entries shaped like the plugin's output: 16
+// sources (8 hosts x 2 tags, one producer each) each flushing a chunk a second, a chunk carrying entries
 // for 10 of 16 keywords in its minute, two ~120-byte samples each. Cells
 // repeat across a read batch as they do in a real backlog. scattered mixes
 // keywords, hosts, tags and minutes so that nearly every entry of a batch has
@@ -43,6 +43,9 @@ func benchEntries(n int, scattered bool) []stream.Entry {
 				Count:   int64(1 + (chunk+k)%50),
 				Samples: []string{line, line},
 				SentMs:  time.Now().UnixMilli(),
+				// Version 3, as the plugin writes: one producer per source.
+				Producer: fmt.Sprintf("%016x", src),
+				Attempt:  fmt.Sprintf("%016x", chunk),
 			}
 			if i := len(es); scattered {
 				e.Keyword.Text = fmt.Sprintf("keyword-%02d", i%16)
@@ -198,12 +201,12 @@ func BenchmarkBuild(b *testing.B) {
 		}
 	}
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "g",
-		retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
+		consumer: "c", window: time.Hour, maxPerProd: 10000, pendingMax: 10000, retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
 	now := time.Now()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; done += len(msgs) {
-		p.build("new", msgs, nil, now)
+		p.build("new", msgs, nil, now, "")
 	}
 }
 
@@ -216,14 +219,14 @@ func BenchmarkScript(b *testing.B) {
 	xaddPipelined(b, rdb, testStream, benchEntries(b.N, false))
 	rdb.XGroupCreate(ctx, testStream, "keyalertd", "0")
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
-		retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
+		consumer: "c", window: time.Hour, maxPerProd: 10000, pendingMax: 10000, retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
 	var plans []*plan
 	for {
 		res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "c", Streams: []string{testStream, ">"}, Count: 1000, Block: -1}).Result()
 		if err != nil || len(res[0].Messages) == 0 {
 			break
 		}
-		plans = append(plans, p.build("new", fromXMessages(res[0].Messages), nil, time.Now()))
+		plans = append(plans, p.build("new", fromXMessages(res[0].Messages), nil, time.Now(), "0"))
 	}
 	applyScript.Load(ctx, rdb)
 	b.ResetTimer()

@@ -1,7 +1,17 @@
 // Package ingest consumes the keyword stream through a consumer group and
-// applies each batch exactly once: one Lua script per batch adds the counts to
-// the per-minute windows, records the entries' dedup ids and acknowledges the
-// batch atomically, so a crash at any point neither loses nor double-counts.
+// applies each batch exactly once: one Lua script per batch checks that its
+// entries are still pending in the group (a stalled consumer whose entries
+// another one claimed and applied applies nothing), drops plugin retries of
+// chunks already applied, adds the counts to the per-minute windows and
+// acknowledges the batch atomically, so a crash at any point neither loses
+// nor double-counts.
+//
+// Retries are recognised per chunk, not per entry: a version 3 entry names
+// its producer (plugin instance) and publish attempt, and each producer keeps
+// chunk -> attempt for the chunks it had applied within DedupWindow, at most
+// DedupMaxPerProducer of them. Memory is then bounded by producers × window,
+// whatever the number of entries or the retention. Version 1 and 2 entries
+// (older plugins) keep one dedup id per entry, for the same window.
 //
 // A consumer first re-applies its own pending entries, then reads new ones,
 // and periodically claims entries left idle by dead consumers. Entries that do
@@ -43,6 +53,10 @@ const (
 	DefaultPruneIdle    = time.Hour
 	DefaultWorkers      = 4
 	DefaultDrainTimeout = 10 * time.Second
+	// DefaultDedupWindow covers Fluent Bit's retry schedule: its scheduler
+	// waits at most scheduler.cap (2000 s by default) between two attempts.
+	DefaultDedupWindow         = time.Hour
+	DefaultDedupMaxPerProducer = 10000
 )
 
 // MaxBatchSize bounds BatchSize: the script unpacks a batch's ids onto the
@@ -58,12 +72,19 @@ type Options struct {
 	Group    string                // 0: DefaultGroup
 	Consumer string                // required: this process's name in the group
 
-	Retention     time.Duration // how long windows and dedup ids are kept
-	BatchSize     int           // entries per read and script call, up to MaxBatchSize
-	Block         time.Duration // how long one read waits for new entries
-	ClaimIdle     time.Duration // an entry pending this long elsewhere is claimed
-	ClaimInterval time.Duration // how often idle entries are looked for
-	MaxDeliveries int64         // more deliveries than this: dead letter
+	Retention time.Duration // how long windows are kept
+	// DedupWindow is how long a chunk applied is remembered, so that a
+	// plugin retry of it is not counted again: a retry arriving later than
+	// this after the first attempt was applied counts twice.
+	DedupWindow time.Duration
+	// DedupMaxPerProducer bounds the chunks remembered per producer: past
+	// half of it within a window, the older half is forgotten early.
+	DedupMaxPerProducer int
+	BatchSize           int           // entries per read and script call, up to MaxBatchSize
+	Block               time.Duration // how long one read waits for new entries
+	ClaimIdle           time.Duration // an entry pending this long elsewhere is claimed
+	ClaimInterval       time.Duration // how often idle entries are looked for
+	MaxDeliveries       int64         // more deliveries than this: dead letter
 	// Samples is how many sample lines are kept per keyword; 0 means
 	// DefaultSamples. NoSamples keeps none, whatever Samples says.
 	Samples    int
@@ -110,6 +131,10 @@ func (o Options) withDefaults() Options {
 		o.Group = DefaultGroup
 	}
 	def(&o.Retention, window.DefaultRetention)
+	def(&o.DedupWindow, DefaultDedupWindow)
+	if o.DedupMaxPerProducer <= 0 {
+		o.DedupMaxPerProducer = DefaultDedupMaxPerProducer
+	}
 	def(&o.Block, DefaultBlock)
 	def(&o.ClaimIdle, DefaultClaimIdle)
 	def(&o.ClaimInterval, DefaultClaimInterval)
@@ -176,7 +201,13 @@ func New(o Options) (*Consumer, error) {
 		stream:     o.Stream,
 		dead:       DeadStream(o.Stream),
 		group:      o.Group,
+		consumer:   o.Consumer,
 		retention:  o.Retention,
+		window:     o.DedupWindow,
+		maxPerProd: o.DedupMaxPerProducer,
+		// The batch's id range may also hold the consumer's other batches
+		// in flight, and a claimed batch's range older ones.
+		pendingMax: (o.Workers+2)*o.BatchSize + 16,
 		sampleCap:  o.Samples,
 		sampleTTL:  int64(o.Retention / time.Second),
 		deadMaxLen: o.DeadMaxLen,
@@ -250,6 +281,11 @@ func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 	for ctx.Err() == nil {
 		var msgs []message
 		if !c.retry(ctx, "read", func() (err error) {
+			// Another process under this name may still hold these entries
+			// in flight (stopped, not dead): move the fence first.
+			if err = c.bumpFence(work); err != nil {
+				return err
+			}
 			msgs, err = c.readGroup(work, start, -1)
 			return err
 		}) {
@@ -260,7 +296,9 @@ func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 			return
 		}
 		c.log.Info("re-applying own pending entries", "entries", len(msgs))
-		c.apply(work, c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now()))
+		// No fence: the script checks that each entry is still pending, in
+		// case that other process applied it meanwhile.
+		c.apply(work, c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now(), ""))
 		start = msgs[len(msgs)-1].id
 	}
 }
@@ -279,6 +317,7 @@ func (c *Consumer) work(ctx, work context.Context) {
 			c.claiming.Unlock()
 		}
 		// Drain a backlog without blocking; block only once it is empty.
+		fence := c.fence(work)
 		msgs, err := c.readGroup(work, ">", -1)
 		if err == nil && len(msgs) == 0 {
 			block := min(c.o.Block, max(time.Duration(c.nextClaim.Load()-time.Now().UnixNano()), time.Millisecond))
@@ -293,7 +332,7 @@ func (c *Consumer) work(ctx, work context.Context) {
 		retry.Reset()
 		c.ok()
 		if len(msgs) > 0 {
-			c.apply(work, c.plan.build("new", msgs, nil, c.o.Now()))
+			c.apply(work, c.plan.build("new", msgs, nil, c.o.Now(), fence))
 		}
 	}
 }
@@ -328,6 +367,31 @@ func (c *Consumer) retry(ctx context.Context, op string, f func() error) bool {
 			c.log.Warn("redis call failed; retrying", "op", op, "err", err, "attempt", attempt)
 		}
 	}) == nil
+}
+
+// fence reads the group's fence before a read of new entries: while it does
+// not move, the batch stays wholly this consumer's. "" if it cannot be read
+// (the script then checks each entry).
+func (c *Consumer) fence(ctx context.Context) string {
+	v, err := c.o.Client.Get(ctx, c.plan.keys.Fence(c.o.Group)).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "0"
+	case err != nil:
+		return ""
+	}
+	return v
+}
+
+// bumpFence moves the group's fence before a read that delivers entries
+// again (a claim, a re-read of pending entries), so that a batch another
+// reader holds of them is checked entry by entry when it is applied.
+func (c *Consumer) bumpFence(ctx context.Context) error {
+	key := c.plan.keys.Fence(c.o.Group)
+	if err := c.o.Client.Incr(ctx, key).Err(); err != nil {
+		return fmt.Errorf("incr %s: %w", key, err)
+	}
+	return nil
 }
 
 // readGroup reads from id ("0"-style: own pending; ">": new). block < 0
@@ -412,6 +476,12 @@ func (c *Consumer) deliveries(ctx context.Context, msgs []message) map[string]in
 func (c *Consumer) claim(ctx, work context.Context) {
 	cursor := "0-0"
 	for round := 0; round < 20 && ctx.Err() == nil; round++ {
+		// The consumers whose entries this takes must see the fence move.
+		if err := c.bumpFence(work); err != nil {
+			c.m.errors.WithLabelValues("claim").Inc()
+			c.log.Warn("fence before a claim failed", "err", err)
+			return
+		}
 		xs, next, err := c.o.Client.XAutoClaim(work, &redis.XAutoClaimArgs{
 			Stream: c.o.Stream, Group: c.o.Group, Consumer: c.o.Consumer,
 			MinIdle: c.o.ClaimIdle, Start: cursor, Count: int64(c.o.BatchSize),
@@ -425,7 +495,10 @@ func (c *Consumer) claim(ctx, work context.Context) {
 		if len(msgs) > 0 {
 			c.m.claimed.Add(float64(len(msgs)))
 			c.log.Info("claimed idle entries", "entries", len(msgs))
-			c.apply(work, c.plan.build("claim", msgs, c.deliveries(work, msgs), c.o.Now()))
+			// No fence: the entries may be held by another batch of this
+			// very consumer (a worker stalled past ClaimIdle), so the script
+			// checks that each is still pending.
+			c.apply(work, c.plan.build("claim", msgs, c.deliveries(work, msgs), c.o.Now(), ""))
 		}
 		if next == "0-0" || next == "" {
 			return
@@ -502,6 +575,10 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 	c.m.batches.Inc()
 	c.m.applied.Add(float64(len(r.applied)))
 	c.m.duplicates.Add(float64(r.duplicates + len(pl.repeats)))
+	if r.stale > 0 {
+		c.m.stale.Add(float64(r.stale))
+		c.log.Info("skipped entries another consumer took over", "source", pl.source, "entries", r.stale)
+	}
 	c.m.expired.Add(float64(len(pl.expired)))
 	deadFailed := map[int]bool{}
 	for _, f := range r.deadFailed {

@@ -286,9 +286,9 @@ func TestMalformedEntriesDeadLetteredRestCounted(t *testing.T) {
 		values []any
 		reason string // substring of the dead-letter reason
 	}{
-		{"unknown version", with(stream.FieldVersion, "3"), "unsupported entry version"},
+		{"unknown version", with(stream.FieldVersion, "9"), "unsupported entry version"},
 		{"payload not JSON", []any{stream.FieldVersion, stream.Version, stream.FieldEntry, "[1,"}, `field "e"`},
-		{"payload with a zero count", []any{stream.FieldVersion, stream.Version, stream.FieldEntry,
+		{"payload with a zero count", []any{stream.FieldVersion, stream.Version2, stream.FieldEntry,
 			strings.Replace(values(entry(9, "err", "h", "t", now, 1))[3].(string), ",1,[]", ",0,[]", 1)}, `field "e": count = 0`},
 		{"missing count", without(stream.FieldCount), `missing field "count"`},
 		{"count not a number", with(stream.FieldCount, "many"), `"count"`},
@@ -391,23 +391,26 @@ func TestEntryOlderThanRetentionAcknowledgedNotCounted(t *testing.T) {
 	}
 }
 
-func TestWindowAndSeenKeysExpireAfterRetention(t *testing.T) {
+// Windows live for the retention; what dedup keeps lives for the dedup
+// window (a producer's generation up to twice that), whatever the retention.
+func TestWindowsExpireAfterRetentionDedupAfterItsWindow(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	ctx := context.Background()
 	now := nowMinute()
-	xadd(t, rdb, entry(1, "err", "h", "t", now-120, 1))
-	start(t, Options{Client: rdb, Retention: 2 * time.Hour})
+	xadd(t, rdb, entry(1, "err", "h", "t", now-120, 1), v3(entry(2, "err", "h", "t", now-120, 1), 1, 1))
+	start(t, Options{Client: rdb, Retention: 2 * time.Hour, DedupWindow: 10 * time.Minute})
 	drained(t, rdb, "keyalertd")
 	k := window.NewKeys(testStream)
-	ttl := rdb.TTL(ctx, k.Window("substring:err", now-120)).Val()
-	want := time.Until(time.Unix(now-120+60, 0).Add(2 * time.Hour))
-	if d := ttl - want; d < -5*time.Second || d > 5*time.Second {
-		t.Errorf("window TTL %v, want about %v", ttl, want)
+	near := func(what string, got, want time.Duration) {
+		if d := got - want; d < -5*time.Second || d > 5*time.Second {
+			t.Errorf("%s TTL %v, want about %v", what, got, want)
+		}
 	}
-	seenTTL := rdb.TTL(ctx, k.Seen(now-120)).Val()
-	if seenTTL < ttl {
-		t.Errorf("seen set TTL %v shorter than the window's %v: a retry could count twice", seenTTL, ttl)
-	}
+	near("window", rdb.TTL(ctx, k.Window("substring:err", now-120)).Val(), time.Until(time.Unix(now-120+60, 0).Add(2*time.Hour)))
+	near("seen set", rdb.TTL(ctx, k.Seen(now-120)).Val(), 10*time.Minute)
+	prod := k.Producer(v3(stream.Entry{}, 1, 1).Producer)
+	near("producer state", rdb.TTL(ctx, prod).Val(), 20*time.Minute)
+	near("producer generation", rdb.TTL(ctx, prod+":0").Val(), 20*time.Minute)
 }
 
 // sampledEntries are ten batches of "err" at minute, from host(i), each

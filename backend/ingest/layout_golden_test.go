@@ -15,6 +15,7 @@ import (
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/redis/go-redis/v9"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata")
@@ -22,7 +23,9 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // goldenBatch is a fixed batch touching every section of the protocol: two
 // event hours, a cell of several entries, samples over the per-batch quota,
 // entries dead-lettered for each reason known before the script runs, one
-// too old and one repeated.
+// too old and one repeated, all of version 2; then version 3 entries of two
+// producers, one chunk of two entries and one written twice (a retry) in
+// the same cell as a version 2 entry.
 func goldenBatch() ([]message, map[string]int64, time.Time) {
 	now := time.Unix(1714561800, 0) // 2024-05-01 11:10:00 UTC
 	m := now.Unix() - 120           // 11:08, hour 476267
@@ -37,6 +40,10 @@ func goldenBatch() ([]message, map[string]int64, time.Time) {
 		entry(1, "err", "web-1", "app", m, 3),                 // repeat of the first
 		entry(4, "err", "web-1", "app", now.Unix()-4*3600, 1), // older than retention
 		entry(5, "err", "web-1", "app", m, 1),                 // delivered too often
+		v3(entry(6, "err", "web-1", "app", m, 2), 1, 1),       // with the first's cell
+		v3(entry(6, "timeout", "web-1", "app", m, 1), 1, 1),   // same chunk
+		v3(entry(7, "err", "web-3", "app", m, 5), 2, 1),       // another producer
+		v3(entry(7, "err", "web-3", "app", m, 5), 2, 2),       // its retry
 	}
 	var msgs []message
 	for i, e := range es {
@@ -47,17 +54,24 @@ func goldenBatch() ([]message, map[string]int64, time.Time) {
 		msgs = append(msgs, message{id: fmt.Sprintf("1714561100000-%d", i), kv: kv})
 	}
 	msgs = append(msgs,
-		message{id: "1714561100000-8", kv: []string{"v", "2", "count", "x"}}, // does not parse
-		message{id: "1714561100000-9"},                                       // deleted
+		message{id: "1714561100000-12", kv: []string{"v", "2", "count", "x"}}, // does not parse
+		message{id: "1714561100000-13"},                                       // deleted
 	)
 	return msgs, map[string]int64{"1714561100000-7": 6}, now
+}
+
+// v3 gives e producer p's id and attempt a's.
+func v3(e stream.Entry, p, a int) stream.Entry {
+	e.Producer, e.Attempt = fmt.Sprintf("%016x", 0xb0+p), fmt.Sprintf("%016x", 0xa0+a)
+	return e
 }
 
 func TestLayoutMatchesGolden(t *testing.T) {
 	msgs, deliveries, now := goldenBatch()
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
+		consumer: "c1", window: time.Hour, maxPerProd: 100, pendingMax: 1000,
 		retention: 2 * time.Hour, sampleCap: 8, sampleTTL: 7200, deadMaxLen: 1000, maxDeliv: 5}
-	got := renderPlan(p.build("new", msgs, deliveries, now))
+	got := renderPlan(p.build("new", msgs, deliveries, now, "3"))
 	path := filepath.Join("testdata", "layout.golden")
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
@@ -76,33 +90,48 @@ func TestLayoutMatchesGolden(t *testing.T) {
 	}
 }
 
-// The golden batch runs as laid out: the script counts each cell's sum and
-// dead-letters the three dead entries. (Retention is long here so that the
-// windows of the fixed clock's past do not expire at once.)
+// The golden batch runs as laid out: the script counts each cell's sum
+// (without the retry) and dead-letters the three dead entries. The fence is
+// unknown, so the script lists the consumer's pending entries: the batch's
+// ids are pending for it. (Retention is long here so that the windows of the
+// fixed clock's past do not expire at once.)
 func TestGoldenBatchApplies(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	ctx := context.Background()
-	if err := rdb.XGroupCreateMkStream(ctx, testStream, "keyalertd", "$").Err(); err != nil {
+	msgs, deliveries, now := goldenBatch()
+	if err := rdb.XGroupCreateMkStream(ctx, testStream, "keyalertd", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	msgs, deliveries, now := goldenBatch()
+	for _, m := range msgs {
+		rdb.XAdd(ctx, &redis.XAddArgs{Stream: testStream, ID: m.id, Values: []any{"x", "1"}})
+	}
+	rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "c1", Streams: []string{testStream, ">"}})
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
+		consumer: "c1", window: time.Hour, maxPerProd: 100, pendingMax: 1000,
 		retention: 20 * 365 * 24 * time.Hour, sampleCap: 8, sampleTTL: 7200, deadMaxLen: 1000, maxDeliv: 5}
-	pl := p.build("new", msgs, deliveries, now)
+	pl := p.build("new", msgs, deliveries, now, "")
 	v, err := applyScript.Run(ctx, rdb, pl.keys, pl.args...).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, err := parseResult(pl, v)
-	if err != nil || len(r.applied) != len(pl.entries) || r.duplicates != 0 || len(r.failed)+len(r.deadFailed) != 0 {
-		t.Fatalf("result %+v, %v; want all %d entries applied", r, err, len(pl.entries))
+	if err != nil || len(r.applied) != len(pl.entries)-1 || r.duplicates != 1 || len(r.failed)+len(r.deadFailed) != 0 {
+		t.Fatalf("result %+v, %v; want all %d entries but the retry applied", r, err, len(pl.entries))
 	}
 	if n := rdb.XLen(ctx, DeadStream(testStream)).Val(); n != 3 {
 		t.Errorf("dead-letter stream holds %d entries, want 3", n)
 	}
 	m := now.Unix() - 120
-	if got := rdb.HGet(ctx, p.keys.Window("substring:err", m), window.Field("web-1", "app")).Val(); got != "7" {
-		t.Errorf("cell of two entries = %q, want 7", got)
+	for _, c := range []struct {
+		host string
+		want string
+	}{{"web-1", "9"}, {"web-3", "5"}} {
+		if got := rdb.HGet(ctx, p.keys.Window("substring:err", m), window.Field(c.host, "app")).Val(); got != c.want {
+			t.Errorf("cell err/%s = %q, want %s", c.host, got, c.want)
+		}
+	}
+	if pending := rdb.XPending(ctx, testStream, "keyalertd").Val(); pending.Count != 0 {
+		t.Errorf("%d entries still pending, want every one acknowledged", pending.Count)
 	}
 }
 
@@ -132,7 +161,9 @@ func renderPlan(pl *plan) string {
 	num := func(at int) int { return a[at].(int) }
 
 	b.WriteString("ARGV header\n")
-	rec(argHeader, map[int]string{argGroup: "group", argEntries: "entries", argSeenGroups: "seen groups",
+	rec(argHeader, map[int]string{argGroup: "group", argConsumer: "consumer", argFence: "fence",
+		argFirstID: "first id", argLastID: "last id", argPendingMax: "pending max", argEntries: "entries", argSeenGroups: "seen groups",
+		argProducers: "producers", argNow: "now", argDedupWindow: "dedup window", argDedupMax: "dedup max",
 		argCountGroups: "count groups", argSampleGroups: "sample groups", argDead: "dead", argExpires: "expires",
 		argAckOnly: "ack-only", argSampleCap: "sample cap", argSampleTTL: "sample ttl", argDeadMaxLen: "dead maxlen"})
 	b.WriteString("entry ids\n")
@@ -144,6 +175,15 @@ func renderPlan(pl *plan) string {
 		r := rec(seenFixed, map[int]string{seenKey: "key", seenLen: "m"})
 		for range num(r + seenLen) {
 			line("dedup id", hex.EncodeToString([]byte(a[i].(string))))
+		}
+	}
+	for g := range num(argProducers) {
+		fmt.Fprintf(&b, "producer %d\n", g+1)
+		r := rec(prodFixed, map[int]string{prodKey: "key", prodLen: "m"})
+		for range num(r + prodLen) {
+			line("  chunk", hex.EncodeToString([]byte(a[i].(string))))
+			line("  attempt", hex.EncodeToString([]byte(a[i].(string))))
+			slot("  entries")
 		}
 	}
 	for g := range num(argCountGroups) {
@@ -198,7 +238,7 @@ func TestScriptNamesEverySlot(t *testing.T) {
 			t.Errorf("%s is defined but apply.lua does not use it", c.name)
 		}
 	}
-	for _, name := range regexp.MustCompile(`\b(?:KEY|ARG|SEEN|COUNT|SAMPLE|PICK|DEAD|EXPIRE)_[A-Z_]+\b`).FindAllString(applyBody, -1) {
+	for _, name := range regexp.MustCompile(`\b(?:KEY|ARG|SEEN|PROD|CHUNK|COUNT|SAMPLE|PICK|DEAD|EXPIRE)_[A-Z_]+\b`).FindAllString(applyBody, -1) {
 		if !defined[name] {
 			t.Errorf("apply.lua uses %s, which protocol.go does not define", name)
 		}

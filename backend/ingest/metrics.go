@@ -8,6 +8,7 @@ type metrics struct {
 	duplicates prometheus.Counter
 	expired    prometheus.Counter
 	claimed    prometheus.Counter
+	stale      prometheus.Counter
 	dead       *prometheus.CounterVec
 	errors     *prometheus.CounterVec
 	lag        prometheus.Gauge
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		claimed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keyalert_ingest_claimed_total",
 			Help: "Idle pending entries taken over from other consumers.",
+		}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_ingest_stale_total",
+			Help: "Entries not applied because they were no longer pending for this consumer: another consumer claimed them while it stalled.",
 		}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyalert_ingest_dead_lettered_total",
@@ -68,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{ReasonParse, ReasonDeliveries, ReasonDeleted, ReasonFuture, ReasonApply} {
 		m.dead.WithLabelValues(r)
 	}
-	reg.MustRegister(m.applied, m.batches, m.duplicates, m.expired, m.claimed, m.dead, m.errors,
+	reg.MustRegister(m.applied, m.batches, m.duplicates, m.expired, m.claimed, m.stale, m.dead, m.errors,
 		m.lag, m.pending, m.applySecs, m.delaySecs)
 	return m
 }

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -44,14 +45,17 @@ type plan struct {
 	entries []stream.Entry // counted entries, in ARGV order
 	msgs    []message      // their messages: ids to acknowledge, values to dead-letter one that fails
 	kwIDs   []string       // their keywords' ids
-	dedups  []string       // their dedup ids, 16 raw bytes each
+	dedups  []string       // their dedup ids, 16 raw bytes each; "" for version 3 entries
+	legacy  int            // entries of versions 1 and 2: the script's first ones
 	order   []int          // the script's entry k is entries[order[k]]
 	dead    []deadEntry
 	expired []string // too old to count: acknowledged only
-	repeats []string // a dedup id seen earlier in the batch: acknowledged only
+	repeats []string // a version 1 or 2 dedup id seen earlier in the batch: acknowledged only
 	keys    []string
 	args    []any
-	size    int // messages in the batch
+	size    int    // messages in the batch
+	now     int64  // the consumer's clock when it was built, Unix seconds
+	fence   string // the group's fence before the batch was read ("" unknown)
 }
 
 // planner turns messages into plans; it holds settings and scratch space.
@@ -60,7 +64,11 @@ type planner struct {
 	stream     string
 	dead       string
 	group      string
+	consumer   string
 	retention  time.Duration
+	window     time.Duration // dedup window
+	maxPerProd int           // most chunk ids kept per producer
+	pendingMax int           // most pending entries the script lists (ARG_PENDING_MAX)
 	sampleCap  int
 	sampleTTL  int64
 	deadMaxLen int64
@@ -68,9 +76,10 @@ type planner struct {
 }
 
 // build parses msgs and lays out the script call. deliveries, when known,
-// maps ids to their delivery counts.
-func (p *planner) build(source string, msgs []message, deliveries map[string]int64, now time.Time) *plan {
-	pl := &plan{source: source, size: len(msgs),
+// maps ids to their delivery counts; fence is the group's fence read before
+// msgs were ("" if unknown: the script then checks every entry's ownership).
+func (p *planner) build(source string, msgs []message, deliveries map[string]int64, now time.Time, fence string) *plan {
+	pl := &plan{source: source, size: len(msgs), fence: fence,
 		entries: make([]stream.Entry, 0, len(msgs)),
 		msgs:    make([]message, 0, len(msgs)),
 		dedups:  make([]string, 0, len(msgs)),
@@ -106,17 +115,21 @@ func (p *planner) build(source string, msgs []message, deliveries map[string]int
 		}
 		kwID := e.Keyword.ID()
 		var d string
-		d, buf = dedupBytes(&e, kwID, buf)
-		if _, dup := inBatch[d]; dup { // a retried chunk read together with its first copy
-			pl.repeats = append(pl.repeats, m.id)
-			continue
+		if e.Producer == "" { // version 1 or 2: one dedup id per entry
+			d, buf = dedupBytes(&e, kwID, buf)
+			if _, dup := inBatch[d]; dup { // a retried chunk read together with its first copy
+				pl.repeats = append(pl.repeats, m.id)
+				continue
+			}
+			inBatch[d] = struct{}{}
+			pl.legacy++
 		}
-		inBatch[d] = struct{}{}
 		pl.entries = append(pl.entries, e)
 		pl.msgs = append(pl.msgs, m)
 		pl.dedups = append(pl.dedups, d)
 		pl.kwIDs = append(pl.kwIDs, kwID)
 	}
+	pl.now = now.Unix()
 	p.layout(pl)
 	return pl
 }
@@ -136,11 +149,12 @@ func (p *planner) layout(pl *plan) {
 	n := len(pl.entries)
 	l := &argv{p: p, pl: pl, idx: make(map[string]int, 16+n/4), expiring: make(map[int]bool, 16)}
 	pl.keys = append(pl.keys[:0], make([]string, keyFixed)...)
-	pl.keys[keyStream], pl.keys[keyDead] = p.stream, p.dead
+	pl.keys[keyStream], pl.keys[keyDead], pl.keys[keyFence] = p.stream, p.dead, p.keys.Fence(p.group)
 	l.cells()
 	l.args = make([]any, argHeader, argHeader+3*n+3*len(pl.dead)+len(pl.expired)+len(pl.repeats)+64)
-	l.entryIDs()
+	first, last := l.entryIDs()
 	nSeen := l.seenGroups()
+	nProd := l.producers()
 	nCount := l.countGroups()
 	nSample := l.sampleGroups()
 	l.deadEntries()
@@ -149,8 +163,15 @@ func (p *planner) layout(pl *plan) {
 
 	h := l.args[:argHeader]
 	h[argGroup] = p.group
+	h[argConsumer] = p.consumer
+	h[argFence] = pl.fence
+	h[argFirstID], h[argLastID], h[argPendingMax] = first, last, p.pendingMax
 	h[argEntries] = n
 	h[argSeenGroups] = nSeen
+	h[argProducers] = nProd
+	h[argNow] = pl.now
+	h[argDedupWindow] = int64(p.window / time.Second)
+	h[argDedupMax] = p.maxPerProd
 	h[argCountGroups] = nCount
 	h[argSampleGroups] = nSample
 	h[argDead] = len(pl.dead)
@@ -221,17 +242,43 @@ func (l *argv) cells() {
 	pl.order = l.p.order(pl, l.fields, l.wins)
 }
 
-// entryIDs writes the entries' message ids, numbering them for the script.
-func (l *argv) entryIDs() {
+// entryIDs writes the entries' message ids, numbering them for the script,
+// and returns the lowest and the highest.
+func (l *argv) entryIDs() (first, last string) {
 	for _, e := range l.pl.order {
-		l.args = append(l.args, l.pl.msgs[e].id)
+		id := l.pl.msgs[e].id
+		if first == "" || idLess(id, first) {
+			first = id
+		}
+		if last == "" || idLess(last, id) {
+			last = id
+		}
+		l.args = append(l.args, id)
 	}
+	return first, last
 }
 
-// seenGroups writes one record per run of entries in one event hour: the
-// seen set and the entries' dedup ids.
+// idLess compares two stream ids ("<ms>-<seq>") as Redis orders them.
+func idLess(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if len(am) != len(bm) {
+		return len(am) < len(bm)
+	}
+	if am != bm {
+		return am < bm
+	}
+	if len(as) != len(bs) {
+		return len(as) < len(bs)
+	}
+	return as < bs
+}
+
+// seenGroups writes one record per run of version 1 and 2 entries in one
+// event hour: the seen set and the entries' dedup ids. A seen set expires a
+// dedup window after its last write.
 func (l *argv) seenGroups() int {
-	pl, ord, n := l.pl, l.pl.order, len(l.pl.order)
+	pl, ord, n := l.pl, l.pl.order, l.pl.legacy
 	groups := 0
 	for i := 0; i < n; {
 		first := &pl.entries[ord[i]]
@@ -241,7 +288,7 @@ func (l *argv) seenGroups() int {
 			j++
 		}
 		k := l.key(l.p.keys.Seen(first.Minute))
-		l.expire(k, window.SeenExpireAt(first.Minute, l.p.retention))
+		l.expire(k, pl.now+int64(l.p.window/time.Second))
 		r := l.record(seenFixed)
 		r[seenKey], r[seenLen] = k, j-i
 		for _, e := range ord[i:j] {
@@ -251,6 +298,62 @@ func (l *argv) seenGroups() int {
 		i = j
 	}
 	return groups
+}
+
+// producers writes one record per producer of version 3 entries: its state
+// key and its chunks in the batch, each (batch, attempt) once with the
+// script numbers of its entries.
+func (l *argv) producers() int {
+	pl, ord := l.pl, l.pl.order
+	type chunk struct {
+		id, attempt string
+		entries     []byte
+	}
+	type producer struct {
+		name   string
+		chunks []chunk
+		idx    map[[2]string]int
+	}
+	var prods []*producer
+	byName := map[string]*producer{}
+	for k := pl.legacy; k < len(ord); k++ {
+		e := &pl.entries[ord[k]]
+		pr := byName[e.Producer]
+		if pr == nil {
+			pr = &producer{name: e.Producer, idx: map[[2]string]int{}}
+			byName[e.Producer] = pr
+			prods = append(prods, pr)
+		}
+		ck := [2]string{e.Batch, e.Attempt}
+		c, ok := pr.idx[ck]
+		if !ok {
+			c = len(pr.chunks)
+			pr.idx[ck] = c
+			pr.chunks = append(pr.chunks, chunk{id: rawHex(e.Batch), attempt: rawHex(e.Attempt)})
+		} else {
+			pr.chunks[c].entries = append(pr.chunks[c].entries, ' ')
+		}
+		pr.chunks[c].entries = strconv.AppendInt(pr.chunks[c].entries, int64(k+1), 10)
+	}
+	for _, pr := range prods {
+		r := l.record(prodFixed)
+		r[prodKey], r[prodLen] = l.key(l.p.keys.Producer(pr.name)), len(pr.chunks)
+		for _, c := range pr.chunks {
+			q := l.record(chunkWidth)
+			q[chunkID], q[chunkAttempt], q[chunkEntries] = c.id, c.attempt, string(c.entries)
+		}
+	}
+	return len(prods)
+}
+
+// rawHex is the bytes a hex string (validated by stream.Parse) stands for:
+// half the memory in Redis.
+func rawHex(h string) string {
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		return h
+	}
+	return string(b)
 }
 
 // countGroups writes one record per run of entries in one window cell: the
@@ -381,8 +484,9 @@ func (l *argv) ackOnly() {
 	}
 }
 
-// order returns the entry indexes sorted by event hour, then window cell,
-// each in order of first appearance, stream order within.
+// order returns the entry indexes sorted by version (1 and 2 first), event
+// hour, then window cell, each in order of first appearance, stream order
+// within.
 func (p *planner) order(pl *plan, fields []string, wins []int) []int {
 	n := len(pl.entries)
 	type cell struct {
@@ -400,6 +504,9 @@ func (p *planner) order(pl *plan, fields []string, wins []int) []int {
 		if !ok {
 			r = len(hourRank)
 			hourRank[h] = r
+		}
+		if pl.entries[i].Producer != "" { // version 3 after the rest
+			r += 1 << 30
 		}
 		hr[i] = r
 		c := cell{wins[i], fields[i]}
@@ -450,6 +557,7 @@ func dedupBytes(e *stream.Entry, kwID string, buf []byte) (string, []byte) {
 type result struct {
 	applied    []stream.Entry
 	duplicates int
+	stale      int       // entries another consumer had taken over
 	failed     []failure // entries that could not be counted (still pending)
 	deadFailed []failure // dead entries that could not be written (still pending)
 }
@@ -476,6 +584,8 @@ func parseResult(pl *plan, v any) (result, error) {
 			r.applied = append(r.applied, pl.entries[pl.order[k]])
 		case '0':
 			r.duplicates++
+		case 'o':
+			r.stale++
 		}
 	}
 	fails, _ := arr[1].([]any)

@@ -58,13 +58,13 @@ func FuzzBuild(f *testing.F) {
 			{id: "1-2", kv: good(entry(1, "err", "h", "t", 1714557600, 3))},
 		}
 		p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "g",
-			retention: time.Hour, sampleCap: 3, sampleTTL: 3600, deadMaxLen: 10, maxDeliv: 5}
-		pl := p.build("new", msgs, map[string]int64{"1-2": 1}, now)
+			consumer: "c", window: time.Hour, maxPerProd: 100, pendingMax: 1000, retention: time.Hour, sampleCap: 3, sampleTTL: 3600, deadMaxLen: 10, maxDeliv: 5}
+		pl := p.build("new", msgs, map[string]int64{"1-2": 1}, now, "0")
 		if n := len(pl.entries) + len(pl.dead) + len(pl.expired) + len(pl.repeats); n != len(msgs) {
 			t.Fatalf("%d messages in, %d accounted for", len(msgs), n)
 		}
-		if got := pl.args[1]; got != len(pl.entries) {
-			t.Fatalf("args[1] = %v, want %d entries", got, len(pl.entries))
+		if got := pl.args[argEntries]; got != len(pl.entries) {
+			t.Fatalf("entries slot = %v, want %d entries", got, len(pl.entries))
 		}
 		for _, k := range pl.keys {
 			if k[:3] != "ka:" && k != testStream && k != DeadStream(testStream) {

@@ -13,15 +13,23 @@ import (
 // locals of the same names in upper case (argGroup -> ARG_GROUP), what
 // apply.lua reads. Neither side writes a slot number of its own.
 //
-// KEYS: the stream, the dead-letter stream, then the batch's windows, seen
-// sets and sample lists, which ARGV refers to by their KEYS index.
+// KEYS: the stream, the dead-letter stream, the group's fence, then the
+// batch's windows, seen
+// sets, producer states and sample lists, which ARGV refers to by their KEYS
+// index.
 //
 // ARGV: a fixed header, the entries' message ids (the script numbers
-// entries 1..n in this order), then sections of records, each record a few
-// fixed fields (offsets below, added to the record's first ARGV index)
-// followed, for some kinds, by a variable tail:
+// entries 1..n in this order; version 1 and 2 entries first), then sections
+// of records, each record a few fixed fields (offsets below,
+// added to the record's first ARGV index) followed, for some kinds, by a
+// variable tail:
 //
-//	seen groups   key, m, then m dedup ids (covering the next m entries)
+//	seen groups   key, m, then m dedup ids (covering the next m entries,
+//	              all of versions 1 and 2)
+//	producers     key of the producer's state, m, then m chunks: chunk id,
+//	              attempt, and the chunk's entries (numbers separated by
+//	              spaces, read only when some entry is not the consumer's or
+//	              the chunk was applied under another attempt)
 //	count groups  key, field, first entry, m, sum[, counts]: entries
 //	              first..first+m-1 of one window cell; counts, only when
 //	              m > 1, are their counts separated by spaces, read only if
@@ -37,14 +45,24 @@ import (
 const (
 	keyStream = iota // the stream
 	keyDead          // its dead-letter stream
+	keyFence         // the group's fence (window.Keys.Fence)
 	keyFixed         // number of fixed keys; the batch's keys follow
 )
 
 // ARGV header slots, 0-based (Lua index = value + 1).
 const (
 	argGroup        = iota // consumer group
+	argConsumer            // this consumer's name: it claims the entries it applies
+	argFence               // the fence when the batch was read
+	argFirstID             // the lowest and highest entry ids: the range in which
+	argLastID              // the consumer's pending entries are listed if the fence moved
+	argPendingMax          // most pending entries listed
 	argEntries             // entries to count: n
 	argSeenGroups          // records in the seen section
+	argProducers           // records in the producer section
+	argNow                 // the consumer's clock, Unix seconds
+	argDedupWindow         // the dedup window, seconds
+	argDedupMax            // most chunk ids kept per producer
 	argCountGroups         // records in the count section
 	argSampleGroups        // records in the sample section
 	argDead                // records in the dead section
@@ -62,6 +80,19 @@ const (
 	seenKey   = iota // KEYS index of the seen set
 	seenLen          // m, the dedup ids that follow
 	seenFixed        // fixed fields; the dedup ids follow
+)
+
+const (
+	prodKey   = iota // KEYS index of the producer's state hash
+	prodLen          // m, the chunks that follow
+	prodFixed        // fixed fields; the chunks follow
+)
+
+const (
+	chunkID      = iota // the batch id as 16 raw bytes
+	chunkAttempt        // the attempt id as 8 raw bytes
+	chunkEntries        // the chunk's entry numbers, separated by spaces
+	chunkWidth
 )
 
 const (
@@ -109,10 +140,20 @@ type luaConst struct {
 var protocol = []luaConst{
 	{"KEY_STREAM", keyStream + 1},
 	{"KEY_DEAD", keyDead + 1},
+	{"KEY_FENCE", keyFence + 1},
 
 	{"ARG_GROUP", argGroup + 1},
+	{"ARG_CONSUMER", argConsumer + 1},
+	{"ARG_FENCE", argFence + 1},
+	{"ARG_FIRST_ID", argFirstID + 1},
+	{"ARG_LAST_ID", argLastID + 1},
+	{"ARG_PENDING_MAX", argPendingMax + 1},
 	{"ARG_ENTRIES", argEntries + 1},
 	{"ARG_SEEN_GROUPS", argSeenGroups + 1},
+	{"ARG_PRODUCERS", argProducers + 1},
+	{"ARG_NOW", argNow + 1},
+	{"ARG_DEDUP_WINDOW", argDedupWindow + 1},
+	{"ARG_DEDUP_MAX", argDedupMax + 1},
 	{"ARG_COUNT_GROUPS", argCountGroups + 1},
 	{"ARG_SAMPLE_GROUPS", argSampleGroups + 1},
 	{"ARG_DEAD", argDead + 1},
@@ -127,6 +168,13 @@ var protocol = []luaConst{
 	{"SEEN_KEY", seenKey},
 	{"SEEN_LEN", seenLen},
 	{"SEEN_FIXED", seenFixed},
+	{"PROD_KEY", prodKey},
+	{"PROD_LEN", prodLen},
+	{"PROD_FIXED", prodFixed},
+	{"CHUNK_ID", chunkID},
+	{"CHUNK_ATTEMPT", chunkAttempt},
+	{"CHUNK_ENTRIES", chunkEntries},
+	{"CHUNK_WIDTH", chunkWidth},
 	{"COUNT_KEY", countKey},
 	{"COUNT_FIELD", countField},
 	{"COUNT_FIRST", countFirst},

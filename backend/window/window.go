@@ -4,13 +4,17 @@
 //
 //	ka:{tag}:w:<keywordID>:<minute>   HASH  "<host>\x00<tag>" -> count
 //	ka:{tag}:s:<keywordID>\x00<host>\x00<tag>  LIST  sample JSON of one series, newest first, capped
-//	ka:{tag}:seen:<hour>              SET   dedup ids applied, by event hour
+//	ka:{tag}:p:<producer>             HASH  g, t, n: a producer's current dedup generation, its start, its chunks
+//	ka:{tag}:p:<producer>:<g>         HASH  chunk (16 raw bytes) -> attempt (8 raw bytes), generation g
+//	ka:{tag}:seen:<hour>              SET   dedup ids of version 1 and 2 entries, by event hour
+//	ka:{tag}:fence:<group>            STRING  counter bumped before every read that delivers entries again
 //
 // <minute> is Unix seconds of the minute start, <hour> is minute/3600. Window
-// hashes expire Retention after their minute ends, seen sets Retention after
-// their hour ends, so a dedup id outlives every count it protects. Sample
-// lists are per (keyword, host, tag) series, so a busy host cannot push a
-// quiet one's lines out; they expire Retention after their last write.
+// hashes expire Retention after their minute ends. Sample lists are per
+// (keyword, host, tag) series, so a busy host cannot push a quiet one's lines
+// out; they expire Retention after their last write. The dedup keys are kept
+// for the dedup window only (package ingest says how): their size depends
+// on the producers and the window, not on the entries or the retention.
 package window
 
 import (
@@ -29,8 +33,8 @@ import (
 // MaxMinutes bounds one query: 31 days of minutes.
 const MaxMinutes = 31 * 24 * 60
 
-// DefaultRetention is how long counts and dedup ids are kept, and so how far
-// back they can be read: ingest writes with it, the API bounds queries by it.
+// DefaultRetention is how long counts are kept, and so how far back they can
+// be read: ingest writes with it, the API bounds queries by it.
 const DefaultRetention = 7 * 24 * time.Hour
 
 // Keys names the keys belonging to one stream.
@@ -55,9 +59,23 @@ func (k Keys) Samples(kwID, host, tag string) string {
 	return k.prefix + "s:" + kwID + "\x00" + Field(host, tag)
 }
 
-// Seen is the set of dedup ids applied for entries of minute's hour.
+// Seen is the set of dedup ids applied for version 1 and 2 entries of
+// minute's hour.
 func (k Keys) Seen(minute int64) string {
 	return k.prefix + "seen:" + strconv.FormatInt(floorDiv(minute, 3600), 10)
+}
+
+// Fence is the counter a consumer group bumps before re-reading or
+// claiming pending entries: a batch read while it did not move is still
+// wholly its reader's.
+func (k Keys) Fence(group string) string {
+	return k.prefix + "fence:" + group
+}
+
+// Producer is the hash holding one producer's dedup state (generation,
+// start, size); its generations are the hashes Producer(id) + ":" + g.
+func (k Keys) Producer(id string) string {
+	return k.prefix + "p:" + id
 }
 
 // Hour is the seen-set bucket of minute: minute/3600, floored.
@@ -66,12 +84,6 @@ func Hour(minute int64) int64 { return floorDiv(minute, 3600) }
 // WindowExpireAt is when the window hash of minute expires (Unix seconds).
 func WindowExpireAt(minute int64, retention time.Duration) int64 {
 	return minute + 60 + int64(retention/time.Second)
-}
-
-// SeenExpireAt is when the seen set holding minute's dedup ids expires: the end
-// of minute's hour plus retention, never before the window it protects.
-func SeenExpireAt(minute int64, retention time.Duration) int64 {
-	return floorDiv(minute, 3600)*3600 + 3600 + int64(retention/time.Second)
 }
 
 // Field is the hash field of one (host, tag) breakdown cell. NUL cannot occur

@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/keyalert/keyalert/harness/redistest"
@@ -24,7 +23,7 @@ func TestKeysShareTheStreamsHashTag(t *testing.T) {
 	}
 	for _, tt := range tests {
 		k := NewKeys(tt.stream)
-		for _, key := range []string{k.Window("substring:a{b}", 60), k.Samples("regex:}{", "h", "t"), k.Seen(7200)} {
+		for _, key := range []string{k.Window("substring:a{b}", 60), k.Samples("regex:}{", "h", "t"), k.Seen(7200), k.Producer("0123456789abcdef")} {
 			if !strings.HasPrefix(key, "ka:"+tt.tag+":") {
 				t.Errorf("key %q for stream %q: want prefix ka:%s:", key, tt.stream, tt.tag)
 			}
@@ -43,14 +42,8 @@ func TestKeySchema(t *testing.T) {
 	if got := k.Seen(1714557660); got != "ka:{keyalert:events}:seen:476266" {
 		t.Errorf("Seen = %q", got)
 	}
-}
-
-func TestSeenSetOutlivesEveryWindowOfItsHour(t *testing.T) {
-	ret := 7 * 24 * time.Hour
-	for m := int64(3600 * 100); m < 3600*101; m += 60 {
-		if SeenExpireAt(m, ret) < WindowExpireAt(m, ret) {
-			t.Fatalf("minute %d: seen set expires at %d, before its window at %d", m, SeenExpireAt(m, ret), WindowExpireAt(m, ret))
-		}
+	if got := k.Producer("0123456789abcdef"); got != "ka:{keyalert:events}:p:0123456789abcdef" {
+		t.Errorf("Producer = %q", got)
 	}
 }
 

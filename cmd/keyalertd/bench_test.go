@@ -85,6 +85,9 @@ func chunkShaped(n int) [][]any {
 				Count:   int64(1 + (chunk+k)%50),
 				Samples: []string{line, line},
 				SentMs:  time.Now().UnixMilli(),
+				// Version 3, as the plugin writes: one producer per source.
+				Producer: fmt.Sprintf("%016x", src),
+				Attempt:  fmt.Sprintf("%016x", chunk),
 			}
 			out = append(out, e.AppendValues(nil))
 		}

@@ -240,6 +240,9 @@ func newWorkload(seed uint64, nBatches int) *workload {
 					Samples: []string{"sample line with " + s.Text},
 					SentMs:  time.Now().UnixMilli(),
 				}
+				if b%2 == 1 { // half the batches as today's plugin writes them (version 3)
+					e.Producer, e.Attempt = fmt.Sprintf("%016x", seed), fmt.Sprintf("%016x", b)
+				}
 				es = append(es, e)
 				w.truth[key{s.ID(), h}] += e.Count
 				w.entries++
@@ -251,11 +254,21 @@ func newWorkload(seed uint64, nBatches int) *workload {
 }
 
 // feed writes the batches, re-sending about one in eight later as a plugin
-// retry would, over roughly d.
+// retry would (a version 3 retry under a new attempt), over roughly d.
 func (w *workload) feed(t *testing.T, rdb redis.UniversalClient, d time.Duration) {
 	ctx := context.Background()
 	pause := d / time.Duration(len(w.batches)+1)
 	var retries [][]stream.Entry
+	retry := func(es []stream.Entry) []stream.Entry {
+		out := append([]stream.Entry(nil), es...)
+		attempt := stream.NewAttempt()
+		for i := range out {
+			if out[i].Producer != "" {
+				out[i].Attempt = attempt
+			}
+		}
+		return out
+	}
 	send := func(es []stream.Entry) {
 		pipe := rdb.Pipeline()
 		for i := range es {
@@ -271,13 +284,13 @@ func (w *workload) feed(t *testing.T, rdb redis.UniversalClient, d time.Duration
 			retries = append(retries, es)
 		}
 		if i%16 == 15 && len(retries) > 0 {
-			send(retries[0])
+			send(retry(retries[0]))
 			retries = retries[1:]
 		}
 		time.Sleep(pause)
 	}
 	for _, es := range retries {
-		send(es)
+		send(retry(es))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -18,11 +19,17 @@ import (
 	"github.com/zeebo/xxh3"
 )
 
-// Version is the value of the "v" field this package writes. Version "1"
-// entries, one field per value, are still read.
-const Version = "2"
+// Version is the value of the "v" field this package writes: version 2's
+// payload plus the producer and the publish attempt (see AppendPayload).
+// Versions "2" and "1" (one field per value), written by older plugins, are
+// still read.
+const Version = "3"
 
-// Version1 is the earlier format, still accepted from older plugins.
+// Version2 is the earlier payload without producer and attempt.
+const Version2 = "2"
+
+// Version1 is the first format, one field per value, still accepted from
+// older plugins.
 const Version1 = "1"
 
 // DefaultStream is the stream key used when none is configured.
@@ -48,8 +55,11 @@ const (
 	FieldCount      = "count"
 	FieldSamples    = "samples"
 	FieldSentMs     = "sent_ms"
-	// FieldEntry holds the version 2 payload (see AppendPayload).
+	// FieldEntry holds the version 2 or 3 payload (see AppendPayload).
 	FieldEntry = "e"
+	// Names of the version 3 payload's last two values, for errors.
+	FieldProducer = "producer"
+	FieldAttempt  = "attempt"
 )
 
 // Entry is one count series from one flushed chunk.
@@ -68,6 +78,28 @@ type Entry struct {
 	// SentMs is when the plugin wrote the entry (Unix milliseconds); it is
 	// informational (alert latency) and not part of the entry's identity.
 	SentMs int64
+	// Producer identifies the plugin instance that wrote the entry (16 hex,
+	// ProducerID of its identity); empty in entries of versions 1 and 2.
+	Producer string
+	// Attempt identifies one publish of the chunk (16 hex, NewAttempt): all
+	// entries written by one Publish share it, a retry of the chunk has
+	// another. Empty in versions 1 and 2.
+	Attempt string
+}
+
+// ProducerID derives a producer id from a plugin instance's stable identity:
+// 16 hex characters, the same after a restart.
+func ProducerID(identity string) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], xxh3.HashString(identity))
+	return hex.EncodeToString(b[:])
+}
+
+// NewAttempt returns a fresh attempt id: 16 random hex characters.
+func NewAttempt() string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], rand.Uint64())
+	return hex.EncodeToString(b[:])
 }
 
 // BatchID derives a batch id from the instance identity and the chunk bytes.
@@ -101,10 +133,20 @@ func (e *Entry) DedupID() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// AppendValues appends the entry's field/value pairs, ready for XADD:
-// version 2, the whole entry in one field.
+// AppendValues appends the entry's field/value pairs, ready for XADD: the
+// whole entry in one field, version 3; an entry with neither Producer nor
+// Attempt has no place for them and is written as version 2.
 func (e *Entry) AppendValues(dst []any) []any {
+	if e.Producer == "" && e.Attempt == "" {
+		return e.AppendValuesV2(dst)
+	}
 	return append(dst, FieldVersion, Version, FieldEntry, string(e.AppendPayload(nil)))
+}
+
+// AppendValuesV2 appends the pairs of a version 2 entry, as plugins before
+// version 3 wrote them (no producer or attempt); the backend still reads it.
+func (e *Entry) AppendValuesV2(dst []any) []any {
+	return append(dst, FieldVersion, Version2, FieldEntry, string(e.appendPayload(nil, false)))
 }
 
 // AppendValuesV1 appends the pairs of a version 1 entry, as plugins before
@@ -232,24 +274,33 @@ func ParseFields(kv []string) (Entry, error) {
 		return e, fmt.Errorf("missing field %q", FieldVersion)
 	}
 	switch v := vals[iVersion]; v {
-	case Version:
+	case Version, Version2:
 		if have&(1<<iEntry) == 0 {
 			return e, fmt.Errorf("missing field %q", FieldEntry)
 		}
-		p, err := decodePayload(vals[iEntry])
+		p, err := decodePayload(vals[iEntry], v == Version)
 		if err != nil {
 			return e, fmt.Errorf("field %q: %w", FieldEntry, err)
 		}
 		e = Entry{Batch: p.batch, Keyword: keyword.Spec{Text: p.kw, IgnoreCase: p.icase}, Tag: p.tag, Host: p.host,
-			Minute: p.minute, Count: p.count, Samples: p.samples, SentMs: p.sentMs}
+			Minute: p.minute, Count: p.count, Samples: p.samples, SentMs: p.sentMs, Producer: p.producer, Attempt: p.attempt}
 		if e.Keyword.Match, err = keyword.ParseMode(p.match); err != nil {
 			return e, fmt.Errorf("field %q: %s: %w", FieldEntry, FieldMatch, err)
 		}
-		return e, e.check(func(f string) string { return fmt.Sprintf("field %q: %s", FieldEntry, f) })
+		name := func(f string) string { return fmt.Sprintf("field %q: %s", FieldEntry, f) }
+		if v == Version {
+			if !isHex(e.Producer, 16) {
+				return e, fmt.Errorf("%s = %q: want 16 hex characters", name(FieldProducer), e.Producer)
+			}
+			if !isHex(e.Attempt, 16) {
+				return e, fmt.Errorf("%s = %q: want 16 hex characters", name(FieldAttempt), e.Attempt)
+			}
+		}
+		return e, e.check(name)
 	case Version1:
 		return parseV1(&vals, have)
 	default:
-		return e, fmt.Errorf("field %q = %q: %w (want %q or %q)", FieldVersion, v, ErrVersion, Version, Version1)
+		return e, fmt.Errorf("field %q = %q: %w (want %q, %q or %q)", FieldVersion, v, ErrVersion, Version, Version2, Version1)
 	}
 }
 
@@ -313,8 +364,10 @@ func (e *Entry) check(name func(field string) string) error {
 	return nil
 }
 
-func isHex32(s string) bool {
-	if len(s) != 32 {
+func isHex32(s string) bool { return isHex(s, 32) }
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

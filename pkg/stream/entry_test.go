@@ -14,10 +14,14 @@ func sample() Entry {
 		Keyword: keyword.Spec{Text: "Exception", Match: keyword.Substring},
 		Tag:     "app.web", Host: "web-12", Minute: 1_700_000_040, Count: 37,
 		Samples: []string{"java.lang.NullPointerException at Foo"}, SentMs: 1_700_000_062_123,
+		Producer: ProducerID("host-a|redis|keyalert:events"), Attempt: "07a9c3e1d2b4f658",
 	}
 }
 
 func values(e Entry) map[string]any { return toMap(e.AppendValues(nil)) }
+
+// valuesV2 are the values a version 2 plugin wrote.
+func valuesV2(e Entry) map[string]any { return toMap(e.AppendValuesV2(nil)) }
 
 // valuesV1 are the values a version 1 plugin wrote.
 func valuesV1(e Entry) map[string]any { return toMap(e.AppendValuesV1(nil)) }
@@ -45,13 +49,18 @@ func TestEntryRoundTripsThroughStreamValues(t *testing.T) {
 			return e
 		}(),
 	} {
-		for _, m := range []map[string]any{values(e), valuesV1(e)} {
+		for _, m := range []map[string]any{values(e), valuesV2(e), valuesV1(e)} {
 			got, err := Parse(m)
 			if err != nil {
 				t.Fatalf("Parse(%v): %v", m, err)
 			}
 			if got.DedupID() != e.DedupID() || got.Count != e.Count || got.SentMs != e.SentMs || len(got.Samples) != len(e.Samples) {
 				t.Fatalf("round trip of version %v: got %+v, want %+v", m[FieldVersion], got, e)
+			}
+			// Only version 3 carries the producer and the attempt.
+			if v3 := m[FieldVersion] == Version; v3 != (got.Producer == e.Producer && got.Attempt == e.Attempt) ||
+				!v3 && (got.Producer != "" || got.Attempt != "") {
+				t.Fatalf("version %v: producer %q attempt %q, want %q %q only in version 3", m[FieldVersion], got.Producer, got.Attempt, e.Producer, e.Attempt)
 			}
 			for i := range e.Samples {
 				if want := strings.ToValidUTF8(e.Samples[i], "\uFFFD"); got.Samples[i] != want {
@@ -93,7 +102,7 @@ func TestParseNamesTheBadField(t *testing.T) {
 		})
 	}
 	m := values(sample())
-	m[FieldVersion] = "3"
+	m[FieldVersion] = "4"
 	if _, err := Parse(m); !errors.Is(err, ErrVersion) {
 		t.Fatalf("unknown version: %v does not wrap ErrVersion", err)
 	}
@@ -106,8 +115,10 @@ func TestParsePayloadNamesTheBadValue(t *testing.T) {
 		name, payload, want string
 	}{
 		{"not JSON", "{", "not a JSON array"},
-		{"nine values", strings.Replace(good, ",1700000062123]", "]", 1), "not a JSON array"},
-		{"eleven values", strings.Replace(good, "]", ",1]", 1), "not a JSON array"},
+		{"eleven values", strings.Replace(good, `,"07a9c3e1d2b4f658"]`, "]", 1), "not a JSON array of the 12"},
+		{"thirteen values", good[:len(good)-1] + `,"x"]`, "not a JSON array of the 12"},
+		{"short producer", strings.Replace(good, e.Producer, "abc", 1), `field "e": producer = "abc"`},
+		{"attempt not hex", strings.Replace(good, e.Attempt, strings.Repeat("g", 16), 1), `field "e": attempt`},
 		{"short batch", strings.Replace(good, e.Batch, "abc", 1), `field "e": batch = "abc"`},
 		{"bad match mode", strings.Replace(good, `"substring"`, `"glob"`, 1), `field "e": match`},
 		{"icase not a bool", strings.Replace(good, "false", "0", 1), "icase: want true or false"},
@@ -127,6 +138,10 @@ func TestParsePayloadNamesTheBadValue(t *testing.T) {
 				t.Fatalf("payload %s: err = %v, want it to contain %q", tc.payload, err, tc.want)
 			}
 		})
+	}
+	v2 := string(e.appendPayload(nil, false))
+	if _, err := ParseFields([]string{FieldVersion, Version2, FieldEntry, v2[:len(v2)-1] + `,"a","b"]`}); err == nil || !strings.Contains(err.Error(), "not a JSON array of the 10") {
+		t.Fatalf("version 2 with 12 values: err = %v", err)
 	}
 	if _, err := ParseFields([]string{FieldVersion, Version}); err == nil || !strings.Contains(err.Error(), `missing field "e"`) {
 		t.Fatalf("no payload: err = %v", err)

@@ -7,22 +7,28 @@ import (
 	"unicode/utf8"
 )
 
-// Version 2 carries the whole entry in one field, FieldEntry, as a JSON
+// Versions 2 and 3 carry the whole entry in one field, FieldEntry, as a JSON
 // array in a fixed order:
 //
-//	[batch, kw, match, icase, tag, host, minute, count, samples, sent_ms]
+//	[batch, kw, match, icase, tag, host, minute, count, samples, sent_ms]             version 2
+//	[batch, kw, match, icase, tag, host, minute, count, samples, sent_ms, producer, attempt]  version 3
 //
-// e.g. ["9f0c…","Exception","substring",false,"app.web","web-12",1700000040,37,["…"],1700000062123].
+// e.g. ["9f0c…","Exception","substring",false,"app.web","web-12",1700000040,37,["…"],1700000062123,"5be1…","07a9…"].
 // Two fields instead of eleven: Redis builds, and the backend reads, a
 // quarter of the reply elements per entry, which was most of the cost of
 // reading a backlog.
 
 // payloadNames name the payload's elements in errors, in order.
 var payloadNames = [...]string{FieldBatch, FieldKeyword, FieldMatch, FieldIgnoreCase, FieldTag, FieldHost,
-	FieldMinute, FieldCount, FieldSamples, FieldSentMs}
+	FieldMinute, FieldCount, FieldSamples, FieldSentMs, FieldProducer, FieldAttempt}
 
-// AppendPayload appends the entry's version 2 payload.
-func (e *Entry) AppendPayload(b []byte) []byte {
+// v2Len is the number of values of a version 2 payload.
+const v2Len = 10
+
+// AppendPayload appends the entry's version 3 payload.
+func (e *Entry) AppendPayload(b []byte) []byte { return e.appendPayload(b, true) }
+
+func (e *Entry) appendPayload(b []byte, v3 bool) []byte {
 	b = append(b, '[')
 	b = AppendJSONString(b, e.Batch)
 	b = append(b, ',')
@@ -48,6 +54,12 @@ func (e *Entry) AppendPayload(b []byte) []byte {
 	}
 	b = append(b, "],"...)
 	b = strconv.AppendInt(b, e.SentMs, 10)
+	if v3 {
+		b = append(b, ',')
+		b = AppendJSONString(b, e.Producer)
+		b = append(b, ',')
+		b = AppendJSONString(b, e.Attempt)
+	}
 	return append(b, ']')
 }
 
@@ -95,29 +107,38 @@ func AppendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-var errPayload = errors.New("not a JSON array of the 10 entry values")
+var (
+	errPayload2 = errors.New("not a JSON array of the 10 entry values")
+	errPayload3 = errors.New("not a JSON array of the 12 entry values")
+)
 
 // payload is a decoded version 2 payload, before validation.
 type payload struct {
 	batch, kw, match, tag, host string
+	producer, attempt           string
 	icase                       bool
 	minute, count, sentMs       int64
 	samples                     []string
 }
 
-// decodePayload reads a version 2 payload. It accepts what encoding/json
-// accepts for the same typed values (FuzzDecodePayload checks that), and
-// strings without escapes are substrings of s.
-func decodePayload(s string) (payload, error) {
+// decodePayload reads a version 3 payload (v3) or a version 2 one. It
+// accepts what encoding/json accepts for the same typed values
+// (FuzzDecodePayload checks that), and strings without escapes are
+// substrings of s.
+func decodePayload(s string, v3 bool) (payload, error) {
 	var p payload
+	n, errPayload := v2Len, errPayload2
+	if v3 {
+		n, errPayload = len(payloadNames), errPayload3
+	}
 	i := skipSpace(s, 0)
 	if i >= len(s) || s[i] != '[' {
 		return p, errPayload
 	}
-	strs := [len(payloadNames)]*string{0: &p.batch, 1: &p.kw, 2: &p.match, 4: &p.tag, 5: &p.host}
+	strs := [len(payloadNames)]*string{0: &p.batch, 1: &p.kw, 2: &p.match, 4: &p.tag, 5: &p.host, 10: &p.producer, 11: &p.attempt}
 	ints := [len(payloadNames)]*int64{6: &p.minute, 7: &p.count, 9: &p.sentMs}
 	var err error
-	for k := range payloadNames {
+	for k := range n {
 		i = skipSpace(s, i+1) // past '[' or ','
 		switch {
 		case k == 3:
@@ -134,7 +155,7 @@ func decodePayload(s string) (payload, error) {
 		}
 		i = skipSpace(s, i)
 		want := byte(',')
-		if k == len(payloadNames)-1 {
+		if k == n-1 {
 			want = ']'
 		}
 		if i >= len(s) || s[i] != want {

@@ -10,16 +10,20 @@ import (
 
 // refPayload decodes a payload with encoding/json, the reference
 // decodePayload must agree with.
-func refPayload(s string) (payload, error) {
+func refPayload(s string, v3 bool) (payload, error) {
 	var p payload
 	var raw []json.RawMessage
 	if err := json.Unmarshal([]byte(s), &raw); err != nil {
 		return p, err
 	}
-	if len(raw) != len(payloadNames) {
-		return p, errPayload
+	dsts := []any{&p.batch, &p.kw, &p.match, &p.icase, &p.tag, &p.host, &p.minute, &p.count, &p.samples, &p.sentMs, &p.producer, &p.attempt}
+	if !v3 {
+		dsts = dsts[:v2Len]
 	}
-	for k, dst := range []any{&p.batch, &p.kw, &p.match, &p.icase, &p.tag, &p.host, &p.minute, &p.count, &p.samples, &p.sentMs} {
+	if len(raw) != len(dsts) {
+		return p, errPayload3
+	}
+	for k, dst := range dsts {
 		if err := json.Unmarshal(raw[k], dst); err != nil {
 			return p, err
 		}
@@ -31,14 +35,24 @@ func refPayload(s string) (payload, error) {
 func FuzzDecodePayload(f *testing.F) {
 	e := sample()
 	f.Add(string(e.AppendPayload(nil)))
+	f.Add(string(e.appendPayload(nil, false)))
+	f.Add(`["a","b","c",false,"d","e",1,1,[],1,null,"x"]`)
 	f.Add(` [ null , "k" ,"regex",true,"","h\u00e9" , -0 , 5 , [ null, "a\"b" ] , 1 ] `)
 	f.Add(`["a","b","c",false,"d","e",1.5,1,[],1]`)
 	f.Add(`["a","b","c",false,"d","e",01,1,[],1]`)
 	f.Add(`["a","b","c",false,"d","e",1,1,null,99999999999999999999]`)
 	f.Add(`["a","b","c",false,"d","e",1,1,[1],1]`)
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := decodePayload(s)
-		want, werr := refPayload(s)
+		for _, v3 := range []bool{false, true} {
+			fuzzDecode(t, s, v3)
+		}
+	})
+}
+
+func fuzzDecode(t *testing.T, s string, v3 bool) {
+	{
+		got, err := decodePayload(s, v3)
+		want, werr := refPayload(s, v3)
 		if werr == nil && len(want.samples) > MaxSamples {
 			if err == nil {
 				t.Fatalf("%q: %d samples accepted", s, len(want.samples))
@@ -57,7 +71,7 @@ func FuzzDecodePayload(f *testing.F) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q: decodePayload %+v, encoding/json %+v", s, got, want)
 		}
-	})
+	}
 }
 
 // FuzzPayloadRoundTrip: whatever strings an entry holds, its payload reads
@@ -66,8 +80,8 @@ func FuzzPayloadRoundTrip(f *testing.F) {
 	f.Add("web-1", "app.log", "Exception", "line with \"quotes\" and \x01 and \xff", true, int64(1_700_000_040), int64(3), int64(-1))
 	f.Fuzz(func(t *testing.T, host, tag, kw, line string, icase bool, minute, count, sent int64) {
 		e := Entry{Batch: BatchID("x", nil), Keyword: keyword.Spec{Text: kw, IgnoreCase: icase}, Host: host, Tag: tag,
-			Minute: minute, Count: count, Samples: []string{line, ""}, SentMs: sent}
-		p, err := decodePayload(string(e.AppendPayload(nil)))
+			Minute: minute, Count: count, Samples: []string{line, ""}, SentMs: sent, Producer: ProducerID(host), Attempt: NewAttempt()}
+		p, err := decodePayload(string(e.AppendPayload(nil)), true)
 		if err != nil {
 			t.Fatalf("payload of %+v: %v", e, err)
 		}
@@ -78,7 +92,7 @@ func FuzzPayloadRoundTrip(f *testing.F) {
 			return out
 		}
 		want := payload{batch: e.Batch, kw: v(kw), match: "substring", icase: icase, tag: v(tag), host: v(host),
-			minute: minute, count: count, sentMs: sent, samples: []string{v(line), ""}}
+			minute: minute, count: count, sentMs: sent, samples: []string{v(line), ""}, producer: e.Producer, attempt: e.Attempt}
 		if !reflect.DeepEqual(p, want) {
 			t.Fatalf("got %+v, want %+v", p, want)
 		}

@@ -35,7 +35,8 @@ type Options struct {
 	// aggregate.DefaultSamplesPerFlush).
 	Samples         int
 	SamplesPerFlush int
-	// Identity is the instance identity batch ids are derived from.
+	// Identity is the instance identity batch ids and the entries' producer
+	// id (stream.ProducerID) are derived from.
 	Identity string
 }
 
@@ -61,8 +62,9 @@ type Result struct {
 
 // Flusher processes chunks for one instance. It is safe for concurrent use.
 type Flusher struct {
-	opt  Options
-	pool sync.Pool
+	opt      Options
+	producer string // stream.ProducerID(opt.Identity)
+	pool     sync.Pool
 }
 
 // New returns a flusher.
@@ -70,7 +72,7 @@ func New(opt Options) *Flusher {
 	if opt.SamplesPerFlush <= 0 {
 		opt.SamplesPerFlush = aggregate.DefaultSamplesPerFlush
 	}
-	f := &Flusher{opt: opt}
+	f := &Flusher{opt: opt, producer: stream.ProducerID(opt.Identity)}
 	f.pool.New = func() any { return &state{agg: aggregate.New()} }
 	return f
 }
@@ -125,6 +127,9 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 	if s.agg.Len() > 0 || res.Err != nil {
 		res.Batch = stream.BatchID(f.opt.Identity, data)
 		res.Entries = s.agg.Entries(m, res.Batch, tag, nil)
+		for i := range res.Entries {
+			res.Entries[i].Producer = f.producer
+		}
 	}
 	return res
 }

@@ -201,6 +201,10 @@ func TestBatchID(t *testing.T) {
 	if r1.Batch != stream.BatchID("host-a", data) {
 		t.Error("batch is not stream.BatchID(identity, chunk)")
 	}
+	// The producer is the instance's, stable across flushes and restarts.
+	if p := r1.Entries[0].Producer; p != stream.ProducerID("host-a") || p != r2.Entries[0].Producer || p == r3.Entries[0].Producer {
+		t.Errorf("producers %q %q %q: want stream.ProducerID of each instance's identity", p, r2.Entries[0].Producer, r3.Entries[0].Producer)
+	}
 }
 
 func TestSkippedAndBrokenChunks(t *testing.T) {

@@ -145,3 +145,56 @@ func TestPublishNamesOutOfMemoryBehindExecAbort(t *testing.T) {
 		t.Fatalf("publish to a full Redis: %v, want an OOM error", err)
 	}
 }
+
+// Every Publish is one attempt: its entries share a fresh attempt id, read
+// back as version 3, and keep the producer they were given (or the
+// publisher's own when they had none), so the backend can tell a retry of a
+// chunk from the rest of one write.
+func TestEveryPublishIsAnAttemptOfItsOwn(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	tests := []struct {
+		name     string
+		producer string // given to the entries; "" leaves it to the publisher
+	}{
+		{"producer set by the plugin", stream.ProducerID("host-a identity")},
+		{"no producer: the publisher's own", ""},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := fmt.Sprintf("attempts%d", i)
+			p := New(rdb, key, 0)
+			for range 2 { // the same chunk twice: a retry
+				es := entries(3)
+				for j := range es {
+					es[j].Producer = tt.producer
+				}
+				if err := p.Publish(ctx, es); err != nil {
+					t.Fatal(err)
+				}
+			}
+			msgs, err := rdb.XRange(ctx, key, "-", "+").Result()
+			if err != nil || len(msgs) != 6 {
+				t.Fatalf("%d entries, %v; want 6", len(msgs), err)
+			}
+			attempts, producers := map[string]int{}, map[string]bool{}
+			for _, m := range msgs {
+				if m.Values[stream.FieldVersion] != stream.Version {
+					t.Fatalf("entry version %v, want %s", m.Values[stream.FieldVersion], stream.Version)
+				}
+				e, err := stream.Parse(m.Values)
+				if err != nil {
+					t.Fatal(err)
+				}
+				attempts[e.Attempt]++
+				producers[e.Producer] = true
+			}
+			if len(attempts) != 2 || len(producers) != 1 {
+				t.Errorf("attempts %v, producers %v: want two attempts of 3 entries, one producer", attempts, producers)
+			}
+			if tt.producer != "" && !producers[tt.producer] {
+				t.Errorf("producers %v, want the entries' own %s", producers, tt.producer)
+			}
+		})
+	}
+}

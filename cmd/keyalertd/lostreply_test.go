@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyalert/keyalert/harness/flbhost"
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/plugin/chunk"
+)
+
+// replyDropper is a loopback proxy in front of Redis that, when armed, lets
+// the next EXEC through and drops everything Redis answers on that
+// connection: the write happens, its reply is lost.
+type replyDropper struct {
+	ln    net.Listener
+	armed atomic.Bool
+}
+
+func startReplyDropper(t *testing.T, redisAddr string) *replyDropper {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &replyDropper{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", redisAddr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			var drop atomic.Bool
+			go func() { // client -> Redis
+				defer s.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						if bytes.Contains(bytes.ToLower(buf[:n]), []byte("$4\r\nexec\r\n")) && d.armed.CompareAndSwap(true, false) {
+							drop.Store(true)
+						}
+						if _, werr := s.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+			go func() { // Redis -> client
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 && !drop.Load() {
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return d
+}
+
+// The plugin's write of a chunk succeeds but its reply is lost: the plugin
+// asks for a retry after Redis_Timeout, Fluent Bit flushes the same chunk
+// again, and keyalertd counts it once — with keyalertd running throughout,
+// and with it started only after both copies are in the stream.
+func TestPluginRetryAfterLostReplyCountsOnce(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		startLate bool
+	}{
+		{"keyalertd running", false},
+		{"keyalertd started after the retry", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := redistest.Start(t)
+			rdb := rs.Client()
+			ctx := context.Background()
+			var p *proc
+			if !tt.startLate {
+				p = start(t, baseEnv(rs.URL()))
+			}
+			proxy := startReplyDropper(t, rs.Addr())
+			h := flbhost.StartForTest(t)
+			pluginInstance(t, h, "lost", "redis://"+proxy.ln.Addr().String()+"/0", map[string]string{"Keywords": "LOSTREPLY", "Rules_Key": "off", "Redis_Timeout": "300ms"})
+			var c []byte
+			for i := 0; i < 25; i++ {
+				var err error
+				c, err = chunk.AppendEvent(c, chunk.FormatV2, time.Now(), chunk.EventTime, map[string]any{"log": fmt.Sprintf("line %d LOSTREPLY here", i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			proxy.armed.Store(true)
+			if rc, err := h.Flush("lost", "app.log", c); err != nil || rc != flbhost.Retry {
+				t.Fatalf("flush whose reply is lost: rc %d, %v; want a retry", rc, err)
+			}
+			if n := rdb.XLen(ctx, "keyalert:events").Val(); n != 1 {
+				t.Fatalf("%d entries in the stream after the lost reply, want the chunk's one", n)
+			}
+			flushOK(t, h, "lost", "app.log", c) // Fluent Bit's retry of the same chunk
+			if n := rdb.XLen(ctx, "keyalert:events").Val(); n != 2 {
+				t.Fatalf("%d entries in the stream, want the chunk's entry twice", n)
+			}
+			if tt.startLate {
+				p = start(t, baseEnv(rs.URL()))
+			}
+			drained(t, rdb, 15*time.Second)
+			if got := p.total(t, keyword.Spec{Text: "LOSTREPLY"}, ""); got != 25 {
+				t.Errorf("counted %d, want the chunk's 25 once", got)
+			}
+			if d := p.metric(t, "keyalert_ingest_duplicates_total"); d != 1 {
+				t.Errorf("duplicates %v, want the retry's one entry", d)
+			}
+		})
+	}
+}
