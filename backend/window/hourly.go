@@ -83,15 +83,12 @@ func HourlyExpireAt(hour int64, hourlyRetention time.Duration) int64 {
 // ScanPageKeys is the SCAN COUNT of KeywordsByHour.
 const ScanPageKeys = 1000
 
-// KeywordsByHour lists, for each hour start in hours, the keyword IDs that
-// have at least one minute window in that hour, sorted. It walks the keyspace
+// KeywordsByHour lists, for each hour start in [lo, hi) that has at least
+// one minute window, the keyword IDs with one in that hour, sorted. It walks the keyspace
 // with SCAN (ScanPageKeys keys per reply, so Redis never blocks for long);
 // in a Redis Cluster it walks the node holding the stream's slot.
-func (s *Store) KeywordsByHour(ctx context.Context, hours []int64) (map[int64][]string, error) {
-	want := make(map[int64]map[string]bool, len(hours))
-	for _, h := range hours {
-		want[h] = map[string]bool{}
-	}
+func (s *Store) KeywordsByHour(ctx context.Context, lo, hi int64) (map[int64][]string, error) {
+	want := map[int64]map[string]bool{}
 	var scanner interface {
 		Scan(ctx context.Context, cursor uint64, match string, count int64) *redis.ScanCmd
 	} = s.rdb
@@ -114,9 +111,14 @@ func (s *Store) KeywordsByHour(ctx context.Context, hours []int64) (map[int64][]
 			if !ok {
 				continue
 			}
-			if set := want[HourStart(m)]; set != nil {
-				set[kw] = true
+			h := HourStart(m)
+			if h < lo || h >= hi {
+				continue
 			}
+			if want[h] == nil {
+				want[h] = map[string]bool{}
+			}
+			want[h][kw] = true
 		}
 		if next == 0 {
 			break
