@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/harness/metrictest"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -306,6 +307,50 @@ func TestTwoRollersUnderTheLeaseRollEachHourOnce(t *testing.T) {
 	for i := 2; i <= 5; i++ {
 		if rdb.Exists(context.Background(), k.HourWindow("substring:Timeout", hourAgo(i))).Val() != 1 {
 			t.Errorf("hour %d ago not rolled", i)
+		}
+	}
+}
+
+func TestAfterARedisWipeRollingStartsAgainFromNewMinutes(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	k := window.NewKeys(streamKey)
+	h := hourAgo(3)
+	history(t, rdb, "substring:Error", h, 2)
+	c := newClock(c0(h))
+	r, _ := newRoller(t, rdb, c, nil)
+	if res, err := r.Pass(ctx); err != nil || len(res.First) != 1 {
+		t.Fatalf("before the wipe: %+v %v", res, err)
+	}
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Counted again after the wipe: the next hour.
+	want := history(t, rdb, "substring:Error", h+3600, 2)
+	c.Set(c0(h + 3600))
+	res, err := r.Pass(ctx)
+	if err != nil || !reflect.DeepEqual(res.First, []int64{h + 3600}) || res.Missed != 0 {
+		t.Fatalf("after the wipe: %+v %v", res, err)
+	}
+	if got := hgetall(t, rdb, k.HourWindow("substring:Error", h+3600)); !reflect.DeepEqual(got, want) {
+		t.Errorf("cells %v, want %v", got, want)
+	}
+}
+
+func TestMetricsHaveTheirNamesAndLabels(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	_, reg := newRoller(t, rdb, newClock(time.Now().Unix()), nil)
+	got := metrictest.Shapes(t, reg)
+	want := map[string]string{
+		"keyalert_rollup_hours_total":         "COUNTER pass",
+		"keyalert_rollup_keyword_hours_total": "COUNTER ",
+		"keyalert_rollup_hours_missed_total":  "COUNTER ",
+		"keyalert_rollup_failures_total":      "COUNTER ",
+		"keyalert_rollup_lag_seconds":         "GAUGE ",
+	}
+	for name, shape := range want {
+		if got[name] != shape {
+			t.Errorf("%s: %q, want %q", name, got[name], shape)
 		}
 	}
 }
