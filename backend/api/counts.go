@@ -174,11 +174,11 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 func (h *handlers) hourlyTier() bool { return h.o.HourlyRetention > h.o.Retention }
 
 // maxSpan is the longest range a counts call may ask for: 31 days, or the
-// hourly retention when that is longer.
+// hourly retention when that is longer (at most window.MaxHours).
 func (h *handlers) maxSpan() time.Duration {
 	span := window.MaxMinutes * time.Minute
 	if h.hourlyTier() {
-		span = max(span, h.o.HourlyRetention)
+		span = max(span, min(h.o.HourlyRetention, window.MaxHours*time.Hour))
 	}
 	return span
 }
@@ -244,7 +244,7 @@ func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
 		}
 		keep := h.o.Retention
 		if h.hourlyTier() {
-			keep = h.o.HourlyRetention
+			keep = min(h.o.HourlyRetention, window.MaxHours*time.Hour)
 		}
 		if d > keep || (!h.hourlyTier() && d > window.MaxMinutes*time.Minute) {
 			h.writeErr(w, r, bad("window", "%q is longer than the retention (%s)", v, duration.Format(keep)))
