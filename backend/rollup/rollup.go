@@ -195,7 +195,7 @@ func (r *Roller) Run(ctx context.Context) {
 type Result struct {
 	First, Final []int64 // hour starts rolled by each pass
 	KeywordHours int     // keyword-hours written
-	Missed       int     // hours skipped because their minutes expired
+	Missed       int     // hours never rolled, skipped because their minutes expired
 }
 
 // dueFirst is when hour's first pass is due; lastSafe the last moment its
@@ -294,8 +294,10 @@ func (r *Roller) Pass(ctx context.Context) (Result, error) {
 		}
 		budget--
 		if err := roll(h); errors.Is(err, errExpired) {
-			res.Missed++
-			r.m.missed.Inc()
+			if h >= first { // no first pass either
+				res.Missed++
+				r.m.missed.Inc()
+			}
 		} else if err != nil {
 			return res, errors.Join(err, r.saveCursors(ctx, first, final))
 		} else {
