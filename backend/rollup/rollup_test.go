@@ -354,3 +354,29 @@ func TestMetricsHaveTheirNamesAndLabels(t *testing.T) {
 		}
 	}
 }
+
+func TestACrashMidHourIsRepairedByTheNextPass(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	k := window.NewKeys(streamKey)
+	h := hourAgo(3)
+	wantA := history(t, rdb, "substring:A", h, 4)
+	wantB := history(t, rdb, "substring:B", h, 4)
+	// What a replica killed mid-hour leaves: keyword A's hour from an older
+	// pass (fewer entries), B's sums half written into a temporary key that
+	// was never renamed, and the cursors before the hour.
+	if err := rdb.HSet(ctx, k.HourWindow("substring:A", h), window.Field("web-0", "app-0"), 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb.HSet(ctx, "ka:{keyalert:events}:rolltmp:0123456789abcdef", window.Field("web-1", "app-1"), 99)
+	rdb.Expire(ctx, "ka:{keyalert:events}:rolltmp:0123456789abcdef", 10*time.Minute)
+	r, _ := newRoller(t, rdb, newClock(c0(h)), nil)
+	if res, err := r.Pass(ctx); err != nil || !reflect.DeepEqual(res.First, []int64{h}) || res.KeywordHours != 2 {
+		t.Fatalf("pass after the crash: %+v %v", res, err)
+	}
+	for kw, want := range map[string]map[string]string{"substring:A": wantA, "substring:B": wantB} {
+		if got := hgetall(t, rdb, k.HourWindow(kw, h)); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: cells %v, want %v", kw, got, want)
+		}
+	}
+}
