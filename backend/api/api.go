@@ -69,10 +69,14 @@ type Options struct {
 	// so rules may omit theirs.
 	DefaultRoutingKey bool
 
-	Retention      time.Duration // bounds count queries; zero: window.DefaultRetention
-	RequestTimeout time.Duration // bounds one request; zero: DefaultRequestTimeout
-	MaxBodyBytes   int64         // bounds a request body; zero: DefaultMaxBodyBytes
-	DetailSamples  int           // sample lines in an alert's detail; zero: DefaultDetailSamples
+	Retention time.Duration // bounds count queries; zero: window.DefaultRetention
+	// HourlyRetention is how far back counts reads reach through the hourly
+	// tier; zero: window.DefaultHourlyRetention; at most Retention turns the
+	// hourly tier's reads off.
+	HourlyRetention time.Duration
+	RequestTimeout  time.Duration // bounds one request; zero: DefaultRequestTimeout
+	MaxBodyBytes    int64         // bounds a request body; zero: DefaultMaxBodyBytes
+	DetailSamples   int           // sample lines in an alert's detail; zero: DefaultDetailSamples
 	// MaxCellsPerQuery bounds the cells (or rolled-up hosts or tags) one
 	// counts or top call may sum; more get 400. Zero: DefaultMaxCellsPerQuery.
 	MaxCellsPerQuery int64
@@ -119,6 +123,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Retention == 0 {
 		o.Retention = window.DefaultRetention
+	}
+	if o.HourlyRetention <= 0 {
+		o.HourlyRetention = window.DefaultHourlyRetention
 	}
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = DefaultRequestTimeout

@@ -169,13 +169,13 @@ func TestCounts(t *testing.T) {
 		want  []Point
 		total int64
 	}{
-		{"all hosts and tags", "", []Point{{minute(10, 0), 5}, {minute(10, 5), 4}}, 9},
-		{"one host", "&host=web-1", []Point{{minute(10, 0), 2}, {minute(10, 5), 4}}, 6},
-		{"one tag", "&tag=nginx", []Point{{minute(10, 0), 3}, {minute(10, 5), 4}}, 7},
-		{"host and tag", "&host=web-1&tag=app", []Point{{minute(10, 0), 2}}, 2},
+		{"all hosts and tags", "", []Point{{Minute: minute(10, 0), Count: 5}, {Minute: minute(10, 5), Count: 4}}, 9},
+		{"one host", "&host=web-1", []Point{{Minute: minute(10, 0), Count: 2}, {Minute: minute(10, 5), Count: 4}}, 6},
+		{"one tag", "&tag=nginx", []Point{{Minute: minute(10, 0), Count: 3}, {Minute: minute(10, 5), Count: 4}}, 7},
+		{"host and tag", "&host=web-1&tag=app", []Point{{Minute: minute(10, 0), Count: 2}}, 2},
 		{"unknown host", "&host=nope", []Point{}, 0},
-		{"ignore case selects its own series", "&ignore_case=true", []Point{{minute(10, 0), 50}}, 50},
-		{"word match", "&match=word", []Point{{minute(10, 0), 60}}, 60},
+		{"ignore case selects its own series", "&ignore_case=true", []Point{{Minute: minute(10, 0), Count: 50}}, 50},
+		{"word match", "&match=word", []Point{{Minute: minute(10, 0), Count: 60}}, 60},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -315,14 +315,14 @@ func TestUnknownPathIsJSON404(t *testing.T) {
 func TestTopWindowReadsDaysAndWeeks(t *testing.T) {
 	f := newFixture(t, nil)
 	f.count(t, "substring:Error", minute(10, 30), "web-1", "app", 5)
-	for _, w := range []string{"1d", "1w", "1d12h"} {
+	for _, w := range []string{"1d", "1w", "1d12h", "2w", "90d"} {
 		var got TopResponse
 		if code := f.get(t, "/api/v1/counts/top?keyword=Error&window="+w, "tok-a", &got); code != http.StatusOK || got.Window != w || got.Total != 5 {
 			t.Errorf("window=%s: %d %+v", w, code, got)
 		}
 	}
 	var e Error
-	if code := f.get(t, "/api/v1/counts/top?keyword=Error&window=2w", "tok-a", &e); code != http.StatusBadRequest || e.Fields[0].Field != "window" {
-		t.Errorf("window=2w, over the retention: %d %+v", code, e)
+	if code := f.get(t, "/api/v1/counts/top?keyword=Error&window=91d", "tok-a", &e); code != http.StatusBadRequest || e.Fields[0].Field != "window" {
+		t.Errorf("window=91d, over the hourly retention: %d %+v", code, e)
 	}
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,10 +15,15 @@ import (
 	"github.com/keyalert/keyalert/pkg/keyword"
 )
 
-// Point is one minute of a counts answer.
+// Point is one minute of a counts answer, or one hour when the range
+// reaches into the hourly tier.
 type Point struct {
-	Minute time.Time `json:"minute"`
+	Minute time.Time `json:"minute"` // start of the point: a minute, or an hour when Step is 3600
 	Count  int64     `json:"count"`
+	// Step is the point's length in seconds, 60 or 3600; set on every point
+	// of an answer that reaches into the hourly tier, absent (meaning 60)
+	// otherwise, so answers over recent minutes keep their shape.
+	Step int64 `json:"step,omitempty"`
 }
 
 // CountsResponse is the body of GET /api/v1/counts.
@@ -26,7 +32,7 @@ type CountsResponse struct {
 	ID      string    `json:"id"` // the series' keyword ID
 	From    time.Time `json:"from"`
 	To      time.Time `json:"to"`
-	Points  []Point   `json:"points"` // minutes with a count, ascending
+	Points  []Point   `json:"points"` // minutes (and hours) with a count, ascending
 	Total   int64     `json:"total"`
 }
 
@@ -128,8 +134,8 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 		h.writeErr(w, r, bad("to", "must be after from"))
 		return
 	}
-	if to.Sub(from) > window.MaxMinutes*time.Minute {
-		h.writeErr(w, r, bad("to", "range over %d days", window.MaxMinutes/(24*60)))
+	if span := h.maxSpan(); to.Sub(from) > span {
+		h.writeErr(w, r, bad("to", "range over %d days", span/(24*time.Hour)))
 		return
 	}
 	f := window.Filter{Host: q.Get("host"), HostSet: q.Has("host"), Tag: q.Get("tag"), TagSet: q.Has("tag")}
@@ -137,25 +143,58 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 	// Minutes overlapping [from, to); nothing older than the retention
 	// exists, so that part is not read.
 	first := from.Unix() - ((from.Unix()%60)+60)%60
-	lo := first
-	if oldest := h.o.Now().Add(-h.o.Retention - time.Minute).Unix(); lo < oldest {
-		lo = oldest
+	lo, split := h.tiers(first)
+	if to.Unix()-max(lo, split) > window.MaxMinutes*60 {
+		h.writeErr(w, r, bad("to", "over %d days of minutes", window.MaxMinutes/(24*60)))
+		return
 	}
 	if !h.acquire(w) {
 		return
 	}
 	defer h.release()
-	mcs, err := h.o.Counts.Counts(r.Context(), s.ID(), lo, to.Unix(), f, h.o.MaxCellsPerQuery)
+	mcs, err := h.o.Counts.CountsTiered(r.Context(), s.ID(), lo, to.Unix(), split, f, h.o.MaxCellsPerQuery)
 	if err != nil {
 		h.writeCountsErr(w, r, err, "to")
 		return
 	}
 	resp := CountsResponse{Keyword: s.Text, ID: s.ID(), From: from.UTC(), To: to.UTC(), Points: make([]Point, 0, len(mcs))}
+	tiered := lo < split
 	for _, c := range mcs {
-		resp.Points = append(resp.Points, Point{Minute: time.Unix(c.Minute, 0).UTC(), Count: c.Count})
+		p := Point{Minute: time.Unix(c.Start, 0).UTC(), Count: c.Count}
+		if tiered {
+			p.Step = c.Step
+		}
+		resp.Points = append(resp.Points, p)
 		resp.Total += c.Count
 	}
 	WriteJSON(w, http.StatusOK, resp)
+}
+
+// hourlyTier says whether reads reach past the minute retention.
+func (h *handlers) hourlyTier() bool { return h.o.HourlyRetention > h.o.Retention }
+
+// maxSpan is the longest range a counts call may ask for: 31 days, or the
+// hourly retention when that is longer (at most window.MaxHours).
+func (h *handlers) maxSpan() time.Duration {
+	span := window.MaxMinutes * time.Minute
+	if h.hourlyTier() {
+		span = max(span, min(h.o.HourlyRetention, window.MaxHours*time.Hour))
+	}
+	return span
+}
+
+// tiers clamps the first second a read needs (from) to what is still kept
+// and says where the minute tier starts (split): the first whole hour whose
+// minutes are all still kept. Hours before it are read from the hourly tier,
+// whose roll-up's final pass ran before their first minute expired. Without
+// an hourly tier split is below every time.
+func (h *handlers) tiers(from int64) (lo, split int64) {
+	now := h.o.Now().Unix()
+	if !h.hourlyTier() {
+		return max(from, now-int64((h.o.Retention+time.Minute)/time.Second)), math.MinInt64
+	}
+	split = window.HourStart(now - int64(h.o.Retention/time.Second) + 3599)
+	return max(from, window.HourStart(now-int64(h.o.HourlyRetention/time.Second))), split
 }
 
 // acquire takes a query slot, or answers 503 and returns false: a counts or
@@ -203,8 +242,12 @@ func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
 			h.writeErr(w, r, bad("window", "%q: want a duration of at least 1m, like 15m, 2h or 1d", v))
 			return
 		}
-		if d > h.o.Retention || d > window.MaxMinutes*time.Minute {
-			h.writeErr(w, r, bad("window", "%q is longer than the retention (%s)", v, duration.Format(h.o.Retention)))
+		keep := h.o.Retention
+		if h.hourlyTier() {
+			keep = min(h.o.HourlyRetention, window.MaxHours*time.Hour)
+		}
+		if d > keep || (!h.hourlyTier() && d > window.MaxMinutes*time.Minute) {
+			h.writeErr(w, r, bad("window", "%q is longer than the retention (%s)", v, duration.Format(keep)))
 			return
 		}
 		win, winText = d, v
@@ -226,15 +269,28 @@ func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	// Whole minutes: the current one plus the ones before it.
+	// Whole minutes: the current one plus the ones before it; past the
+	// minute retention, whole hours from the hourly tier.
 	now := h.o.Now().Unix()
 	to := now - now%60 + 60
 	from := to - int64((win+time.Minute-1)/time.Minute)*60
+	split := from
+	if h.hourlyTier() {
+		if _, split = h.tiers(from); from < split {
+			from = window.HourStart(from)
+		} else {
+			split = from
+		}
+	}
+	if to-max(from, split) > window.MaxMinutes*60 {
+		h.writeErr(w, r, bad("window", "over %d days of minutes", window.MaxMinutes/(24*60)))
+		return
+	}
 	if !h.acquire(w) {
 		return
 	}
 	defer h.release()
-	groups, total, err := h.o.Counts.Top(r.Context(), s.ID(), from, to, by, limit, h.o.MaxCellsPerQuery)
+	groups, total, err := h.o.Counts.TopTiered(r.Context(), s.ID(), from, to, split, by, limit, h.o.MaxCellsPerQuery)
 	if err != nil {
 		h.writeCountsErr(w, r, err, "window")
 		return

@@ -33,6 +33,34 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+func TestHourlyRetentionDefaultsTo90DaysOrTheRetentionIfLonger(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want time.Duration
+	}{
+		{map[string]string{}, 90 * 24 * time.Hour},
+		{map[string]string{"KEYALERT_RETENTION": "120d"}, 120 * 24 * time.Hour},
+		{map[string]string{"KEYALERT_HOURLY_RETENTION": "1y"}, 0}, // not a duration of the grammar: checked below
+		{map[string]string{"KEYALERT_RETENTION": "1d", "KEYALERT_HOURLY_RETENTION": "400d"}, 400 * 24 * time.Hour},
+	}
+	for _, tt := range tests {
+		tt.env["KEYALERT_API_TOKENS"] = "t1"
+		c, err := Load(nil, env(tt.env), io.Discard)
+		if tt.want == 0 {
+			if err == nil {
+				t.Errorf("%v: no error", tt.env)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Rollup.HourlyRetention != tt.want || c.API.HourlyRetention != tt.want || c.Rollup.Retention != c.Ingest.Retention {
+			t.Errorf("%v: hourly retention %v/%v, want %v", tt.env, c.Rollup.HourlyRetention, c.API.HourlyRetention, tt.want)
+		}
+	}
+}
+
 func TestFlagBeatsEnvBeatsDefault(t *testing.T) {
 	e := env(map[string]string{"KEYALERT_API_TOKENS": "a, b ,,", "KEYALERT_STREAM": "from-env", "KEYALERT_GROUP": "g-env"})
 	c, err := Load([]string{"--stream", "from-flag", "--insecure-no-auth"}, e, io.Discard)
@@ -67,6 +95,8 @@ func TestBadValuesNameTheSetting(t *testing.T) {
 		{"log level", nil, map[string]string{"KEYALERT_LOG_LEVEL": "loud"}, "KEYALERT_LOG_LEVEL", ""},
 		{"insecure not a bool", nil, map[string]string{"KEYALERT_INSECURE_NO_AUTH": "maybe"}, "KEYALERT_INSECURE_NO_AUTH", ""},
 		{"block out of range", []string{"--block=2h"}, nil, "KEYALERT_BLOCK (--block)", ""},
+		{"hourly retention shorter than the retention", nil, map[string]string{"KEYALERT_RETENTION": "30d", "KEYALERT_HOURLY_RETENTION": "20d"}, `KEYALERT_HOURLY_RETENTION = "20d"`, ""},
+		{"rollup hours per pass zero", nil, map[string]string{"KEYALERT_ROLLUP_HOURS_PER_PASS": "0"}, "KEYALERT_ROLLUP_HOURS_PER_PASS", ""},
 		{"empty listen", []string{"--listen="}, nil, "KEYALERT_LISTEN", ""},
 		{"no tokens and not insecure", nil, map[string]string{"KEYALERT_API_TOKENS": ""}, "KEYALERT_API_TOKENS is empty", ""},
 		{"unknown flag", []string{"--nope"}, nil, "nope", ""},

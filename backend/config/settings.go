@@ -16,6 +16,7 @@ import (
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/redisguard"
+	"github.com/keyalert/keyalert/backend/rollup"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/duration"
@@ -77,8 +78,38 @@ var settings = []Setting{
 	// The upper bound only keeps the value inside time.Duration: replaying
 	// years-old logs (tests, loghub) needs a retention that reaches them.
 	durationRow("retention", "KEYALERT_RETENTION", window.DefaultRetention, 2*time.Minute, maxRetention,
-		"how long per-minute counts are kept; older entries are acknowledged and not counted, and counts are not read further back",
-		func(c *Config) *time.Duration { return &c.Ingest.Retention }, func(c *Config) *time.Duration { return &c.API.Retention }),
+		"how long per-minute counts are kept; older entries are acknowledged and not counted, and counts are read per minute this far back (further back per hour, see `KEYALERT_HOURLY_RETENTION`)",
+		func(c *Config) *time.Duration { return &c.Ingest.Retention }, func(c *Config) *time.Duration { return &c.API.Retention },
+		func(c *Config) *time.Duration { return &c.Rollup.Retention }),
+	{Flag: "hourly-retention", Env: "KEYALERT_HOURLY_RETENTION", Default: formatDuration(window.DefaultHourlyRetention),
+		Bounds: "at least `KEYALERT_RETENTION`, at most " + formatDuration(maxRetention),
+		Usage:  "how long hourly counts are kept: minutes older than `KEYALERT_RETENTION` are rolled up per hour (keyword, host, tag) and the counts API reads them as hours up to this far back; the default is raised to `KEYALERT_RETENTION` when that is longer; equal to it turns the hourly tier's reads off",
+		set: func(c *Config, v string) error {
+			d, err := parseDuration(v)
+			if err != nil {
+				return err
+			}
+			if d > maxRetention {
+				return fmt.Errorf("want at most %s", formatDuration(maxRetention))
+			}
+			if d < c.Ingest.Retention {
+				if v != formatDuration(window.DefaultHourlyRetention) {
+					return fmt.Errorf("shorter than KEYALERT_RETENTION (%s): want at least that", formatDuration(c.Ingest.Retention))
+				}
+				d = c.Ingest.Retention
+			}
+			c.Rollup.HourlyRetention, c.API.HourlyRetention = d, d
+			return nil
+		}},
+	durationRow("rollup-delay", "KEYALERT_ROLLUP_DELAY", rollup.DefaultDelay, time.Minute, 24*time.Hour,
+		"an hour is first rolled up this long after it ends (keep it above `KEYALERT_EVAL_DELAY` and the usual lateness of agents); it is rolled again "+formatDuration(rollup.FinalLead)+" before its minutes expire, so later entries are included too",
+		func(c *Config) *time.Duration { return &c.Rollup.Delay }),
+	durationRow("rollup-interval", "KEYALERT_ROLLUP_INTERVAL", rollup.DefaultInterval, time.Second, time.Hour,
+		"how often the replica holding the roll-up lease looks for hours to roll up",
+		func(c *Config) *time.Duration { return &c.Rollup.Interval }),
+	intRow("rollup-hours-per-pass", "KEYALERT_ROLLUP_HOURS_PER_PASS", rollup.DefaultHoursPerPass, 1, 1000,
+		"hours (each with all its keywords) one roll-up pass rolls at most; after downtime the backlog is caught up at this many per `KEYALERT_ROLLUP_INTERVAL`",
+		func(c *Config) *int { return &c.Rollup.HoursPerPass }),
 	{Flag: "api-tokens", Env: "KEYALERT_API_TOKENS", Default: "", Secret: true,
 		Usage: "comma-separated bearer tokens accepted on /api/v1 (prefer the variable: flags show in `ps`)",
 		set: func(c *Config, v string) error {

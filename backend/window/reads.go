@@ -97,37 +97,121 @@ func (s *Store) Counts(ctx context.Context, kwID string, from, to int64, f Filte
 	if err != nil || len(ms) == 0 {
 		return nil, err
 	}
+	bks := make([]bucket, len(ms))
+	for i, m := range ms {
+		bks[i] = s.minuteBucket(kwID, m)
+	}
+	ps, err := s.countsOf(ctx, kwID, bks, f, maxCells)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]MinuteCount, len(ps))
+	for i, p := range ps {
+		out[i] = MinuteCount{p.Start, p.Count}
+	}
+	return out, nil
+}
+
+// Point is one bucket of a read through both tiers: a minute (Step 60) or
+// an hour (Step 3600) starting at Start (Unix seconds).
+type Point struct {
+	Start, Step, Count int64
+}
+
+// bucket is one minute or hour of a keyword: its cells hash and rollups.
+type bucket struct {
+	start, step int64
+	w, h, t     string
+}
+
+func (s *Store) minuteBucket(kwID string, m int64) bucket {
+	return bucket{m, 60, s.keys.Window(kwID, m), s.keys.HostTotals(kwID, m), s.keys.TagTotals(kwID, m)}
+}
+
+func (s *Store) hourBucket(kwID string, h int64) bucket {
+	return bucket{h, 3600, s.keys.HourWindow(kwID, h), s.keys.HourHostTotals(kwID, h), s.keys.HourTagTotals(kwID, h)}
+}
+
+// buckets covers [from, to): the whole hours before split (an hour start)
+// from the hourly tier, the first of them the one holding from, and the
+// minutes from max(from, split) on from the minute tier. split <= from
+// reads minutes only.
+func (s *Store) buckets(kwID string, from, to, split int64) ([]bucket, error) {
+	var bks []bucket
+	if from < split {
+		end := min(split, to)
+		first := HourStart(from)
+		if n := (end - first + 3599) / 3600; n > MaxHours {
+			return nil, fmt.Errorf("%d hours requested, over the limit of %d", n, MaxHours)
+		}
+		for h := first; h < end; h += 3600 {
+			bks = append(bks, s.hourBucket(kwID, h))
+		}
+		from = split
+	}
+	ms, err := minutes(from, to)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		bks = append(bks, s.minuteBucket(kwID, m))
+	}
+	return bks, nil
+}
+
+// CountsTiered is Counts through both tiers: the hours before split (an
+// hour start, see buckets) come from the hourly tier as points of Step 3600,
+// the rest as minutes. Each hour read counts as one cell against maxCells,
+// beside the cells scanned of minutes without rollups.
+func (s *Store) CountsTiered(ctx context.Context, kwID string, from, to, split int64, f Filter, maxCells int64) ([]Point, error) {
+	bks, err := s.buckets(kwID, from, to, split)
+	if err != nil || len(bks) == 0 {
+		return nil, err
+	}
+	return s.countsOf(ctx, kwID, bks, f, maxCells)
+}
+
+func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filter, maxCells int64) ([]Point, error) {
 	type ask struct {
 		cell   *redis.StringCmd     // host and tag given: the one cell
 		scores *redis.FloatSliceCmd // host rollup: [host,] total
 		tag    *redis.FloatSliceCmd // tag rollup: tag
 		cells  *redis.IntCmd        // HLEN of the window: cells to scan without rollup
 	}
-	asks := make([]ask, len(ms))
+	var hours int64
+	for _, b := range bks {
+		if b.step == 3600 {
+			hours++
+		}
+	}
+	if hours > maxCells {
+		return nil, &LimitError{Cells: hours, Max: maxCells}
+	}
+	asks := make([]ask, len(bks))
 	pipe := s.rdb.Pipeline()
-	for i, m := range ms {
-		w := s.keys.Window(kwID, m)
+	for i, b := range bks {
 		if f.HostSet && f.TagSet {
-			asks[i].cell = pipe.HGet(ctx, w, Field(f.Host, f.Tag))
+			asks[i].cell = pipe.HGet(ctx, b.w, Field(f.Host, f.Tag))
 			continue
 		}
 		members := []string{TotalMember}
 		if f.HostSet {
 			members = []string{f.Host, TotalMember}
 		}
-		asks[i].scores = pipe.ZMScore(ctx, s.keys.HostTotals(kwID, m), members...)
+		asks[i].scores = pipe.ZMScore(ctx, b.h, members...)
 		if f.TagSet {
-			asks[i].tag = pipe.ZMScore(ctx, s.keys.TagTotals(kwID, m), f.Tag)
+			asks[i].tag = pipe.ZMScore(ctx, b.t, f.Tag)
 		}
-		asks[i].cells = pipe.HLen(ctx, w)
+		asks[i].cells = pipe.HLen(ctx, b.w)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("counts of %s over %d minutes: %w", kwID, len(ms), err)
+		return nil, fmt.Errorf("counts of %s over %d buckets: %w", kwID, len(bks), err)
 	}
-	out := make([]MinuteCount, 0, len(ms))
-	var legacy []int64
-	var legacyCells int64
+	out := make([]Point, 0, len(bks))
+	var legacy []bucket
+	legacyCells := hours
 	for i, a := range asks {
+		b := bks[i]
 		var n int64
 		switch {
 		case a.cell != nil:
@@ -136,7 +220,7 @@ func (s *Store) Counts(ctx context.Context, kwID string, from, to int64, f Filte
 				continue
 			}
 			if n, err = strconv.ParseInt(v, 10, 64); err != nil {
-				return nil, fmt.Errorf("window %s field of %q/%q: count %q is not an integer", s.keys.Window(kwID, ms[i]), f.Host, f.Tag, v)
+				return nil, fmt.Errorf("window %s field of %q/%q: count %q is not an integer", b.w, f.Host, f.Tag, v)
 			}
 		default:
 			sc := a.scores.Val()
@@ -144,7 +228,7 @@ func (s *Store) Counts(ctx context.Context, kwID string, from, to int64, f Filte
 				// No total: no rollup. Cells there predate it (or a
 				// rollup write failed) and are scanned below.
 				if c := a.cells.Val(); c > 0 {
-					legacy = append(legacy, ms[i])
+					legacy = append(legacy, b)
 					legacyCells += c
 				}
 				continue
@@ -154,14 +238,12 @@ func (s *Store) Counts(ctx context.Context, kwID string, from, to int64, f Filte
 				if t := a.tag.Val(); len(t) == 1 {
 					n = int64(t[0])
 				}
-			case f.HostSet:
-				n = int64(sc[0])
 			default:
 				n = int64(sc[0])
 			}
 		}
 		if n != 0 {
-			out = append(out, MinuteCount{ms[i], n})
+			out = append(out, Point{b.start, b.step, n})
 		}
 	}
 	if len(legacy) == 0 {
@@ -170,24 +252,24 @@ func (s *Store) Counts(ctx context.Context, kwID string, from, to int64, f Filte
 	if legacyCells > maxCells {
 		return nil, &LimitError{Cells: legacyCells, Max: maxCells}
 	}
-	for _, m := range legacy {
+	for _, b := range legacy {
 		var n int64
-		err := s.scanCells(ctx, s.keys.Window(kwID, m), f, func(_, _ string, c int64) { n += c })
+		err := s.scanCells(ctx, b.w, f, func(_, _ string, c int64) { n += c })
 		if err != nil {
 			return nil, err
 		}
 		if n != 0 {
-			out = append(out, MinuteCount{m, n})
+			out = append(out, Point{b.start, b.step, n})
 		}
 	}
-	sortMinutes(out)
+	sortPoints(out)
 	return out, nil
 }
 
-func sortMinutes(out []MinuteCount) {
+func sortPoints(out []Point) {
 	// Few minutes are out of order (only scanned ones); insertion sort.
 	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].Minute < out[j-1].Minute; j-- {
+		for j := i; j > 0 && out[j].Start < out[j-1].Start; j-- {
 			out[j], out[j-1] = out[j-1], out[j]
 		}
 	}
@@ -285,43 +367,50 @@ return out
 // cells of minutes without rollups together must not exceed maxCells, else
 // *LimitError (checked with O(1) calls per minute before any sum).
 func (s *Store) Top(ctx context.Context, kwID string, from, to int64, by string, limit int, maxCells int64) ([]Group, int64, error) {
-	ms, err := minutes(from, to)
-	if err != nil || len(ms) == 0 || limit <= 0 {
+	return s.TopTiered(ctx, kwID, from, to, from, by, limit, maxCells)
+}
+
+// TopTiered is Top through both tiers: the hours before split (an hour
+// start) are summed from the hourly rollups, the first of them the hour
+// holding from; each hourly host or tag counts as one cell against maxCells.
+func (s *Store) TopTiered(ctx context.Context, kwID string, from, to, split int64, by string, limit int, maxCells int64) ([]Group, int64, error) {
+	bks, err := s.buckets(kwID, from, to, split)
+	if err != nil || len(bks) == 0 || limit <= 0 {
 		return nil, 0, err
 	}
-	roll := s.keys.HostTotals
+	roll := func(b bucket) string { return b.h }
 	if by == "tag" {
-		roll = s.keys.TagTotals
+		roll = func(b bucket) string { return b.t }
 	}
 	type ask struct {
 		members *redis.IntCmd
 		total   *redis.FloatCmd
 		cells   *redis.IntCmd
 	}
-	asks := make([]ask, len(ms))
+	asks := make([]ask, len(bks))
 	pipe := s.rdb.Pipeline()
-	for i, m := range ms {
+	for i, b := range bks {
 		asks[i] = ask{
-			pipe.ZCard(ctx, roll(kwID, m)),
-			pipe.ZScore(ctx, s.keys.HostTotals(kwID, m), TotalMember),
-			pipe.HLen(ctx, s.keys.Window(kwID, m)),
+			pipe.ZCard(ctx, roll(b)),
+			pipe.ZScore(ctx, b.h, TotalMember),
+			pipe.HLen(ctx, b.w),
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, 0, fmt.Errorf("top of %s over %d minutes: %w", kwID, len(ms), err)
+		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(bks), err)
 	}
 	var keys, legacy []string
 	var cells, total int64
 	for i, a := range asks {
 		if t, err := a.total.Result(); err == nil && t != 0 {
-			keys = append(keys, roll(kwID, ms[i]))
+			keys = append(keys, roll(bks[i]))
 			cells += a.members.Val()
 			if by == "host" {
 				cells-- // the total member
 			}
 			total += int64(t)
 		} else if c := a.cells.Val(); c > 0 {
-			legacy = append(legacy, s.keys.Window(kwID, ms[i]))
+			legacy = append(legacy, bks[i].w)
 			cells += c
 		}
 	}
@@ -383,7 +472,7 @@ func (s *Store) Top(ctx context.Context, kwID string, from, to int64, by string,
 	res, err := topScript.Run(ctx, s.rdb, append([]string{dst}, keys...), limit, wantTotal).Slice()
 	if err != nil {
 		s.rdb.Del(context.WithoutCancel(ctx), dst)
-		return nil, 0, fmt.Errorf("top of %s over %d minutes: %w", kwID, len(ms), err)
+		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(bks), err)
 	}
 	out := make([]Group, 0, len(res)/2)
 	for j := 0; j+1 < len(res); j += 2 {

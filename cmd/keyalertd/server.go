@@ -20,6 +20,7 @@ import (
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/redisguard"
+	"github.com/keyalert/keyalert/backend/rollup"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
@@ -63,6 +64,7 @@ type server struct {
 	sender   *lease.Lease
 	outbox   *outbox.Outbox
 	guard    *redisguard.Guard
+	roller   *rollup.Roller // hourly tier, under its own lease
 	// notifiers are the integrations the outbox sends through, by name.
 	notifiers *notify.Registry
 }
@@ -134,6 +136,13 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 		Shards: s.shards, Options: alertOpt, DefaultRoutingKey: defaultKey, Now: o.Now, Log: log})
 	s.registerLeaseMetrics()
 
+	rollOpt := cfg.Rollup
+	rollOpt.LeaseTTL, rollOpt.Registerer, rollOpt.Logger, rollOpt.Now = cfg.Lease.TTL, s.reg, log, o.Now
+	var err error
+	if s.roller, err = rollup.New(s.rdb, cfg.Ingest.Stream, s.owner, rollOpt); err != nil {
+		return fail(1, err)
+	}
+
 	ingOpt := cfg.Ingest
 	ingOpt.Client, ingOpt.Logger, ingOpt.Registerer, ingOpt.Now, ingOpt.OOM = s.rdb, log, s.reg, o.Now, oom
 	ingOpt.OnApplied = s.engine.OnApplied // no I/O: it only wakes the engine
@@ -150,7 +159,6 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 		}
 		return err
 	}
-	var err error
 	if s.guard, err = redisguard.New(s.rdb, guardOpt); err != nil {
 		return fail(1, err)
 	}
@@ -239,6 +247,7 @@ func (s *server) Run(ctx context.Context) error {
 	alerting.Go(func() { s.sender.Hold(ctx, s.sendOutbox) })
 	// Bounded work per tick: ids of expired alerts leave the index.
 	alerting.Go(func() { s.alerts.RunPruner(ctx, s.cfg.Alert.EvalInterval) })
+	alerting.Go(func() { s.roller.Run(ctx) })
 	guardErr := make(chan error, 1)
 	alerting.Go(func() {
 		if err := s.guard.Run(ctx); err != nil {
