@@ -35,6 +35,10 @@ const (
 	DefaultEvalDelay = time.Minute
 	// DefaultMaxGroups bounds the groups an absence rule remembers.
 	DefaultMaxGroups = 10000
+	// DefaultLatenessHorizon is how old a minute may be (since it ended)
+	// for late entries of it to be re-judged: a Fluent Bit backlog after an
+	// outage of up to about this long still pages, marked late.
+	DefaultLatenessHorizon = time.Hour
 )
 
 // Options of the engine. The zero value is usable: a zero field means the
@@ -60,6 +64,11 @@ type Options struct {
 	// beyond it is not remembered, logged and counted
 	// (keyalert_alert_groups_dropped_total). 0: DefaultMaxGroups.
 	MaxGroups int
+	// LatenessHorizon bounds how long after a minute ended late entries of
+	// it re-judge its windows; older ones are counted in
+	// keyalert_late_entries_past_horizon_total and logged. 0:
+	// DefaultLatenessHorizon.
+	LatenessHorizon time.Duration
 	// Registerer takes the engine's metrics; nil: not registered.
 	Registerer prometheus.Registerer
 }
@@ -82,6 +91,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxGroups <= 0 {
 		o.MaxGroups = DefaultMaxGroups
+	}
+	if o.LatenessHorizon <= 0 {
+		o.LatenessHorizon = DefaultLatenessHorizon
 	}
 	return o
 }
