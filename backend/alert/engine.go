@@ -1,11 +1,13 @@
 package alert
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -136,6 +138,8 @@ type Engine struct {
 	mu       sync.Mutex
 	localKW  map[string]struct{} // from our ingest: broadcast, then evaluate
 	remoteKW map[string]struct{} // from other replicas: evaluate
+	localMin marker              // minutes per keyword from our ingest: the change marker to write
+	past     pastHorizon         // entries past the lateness horizon, for the rate-limited log
 	wake     chan struct{}
 
 	met *metrics
@@ -148,6 +152,9 @@ type Engine struct {
 	// minutes advance (about once a minute), not on every tick. Used by the
 	// run goroutine only.
 	mem map[string]*memEntry
+	// feed is this replica's position in the change-marker stream. Used by
+	// the run goroutine only.
+	feed changeFeed
 }
 
 // memEntry is a rule's remembered groups as of at.
@@ -171,18 +178,46 @@ func New(c Config) *Engine {
 	}
 	c.Options = c.Options.withDefaults()
 	return &Engine{c: c, owner: lease.NewOwner(), rs: &ruleSet{byKW: map[string][]int{}, byID: map[string]*crule{}},
-		silVer: -1, localKW: map[string]struct{}{}, remoteKW: map[string]struct{}{}, wake: make(chan struct{}, 1),
+		silVer: -1, localKW: map[string]struct{}{}, remoteKW: map[string]struct{}{}, localMin: marker{}, wake: make(chan struct{}, 1),
 		met: newMetrics(c.Options.Registerer), active: map[string]State{}, mem: map[string]*memEntry{}}
 }
 
 // OnApplied is the ingest hook: it notes the batch's keywords and wakes the
 // engine, without doing any I/O on the ingest path.
 func (e *Engine) OnApplied(_ context.Context, entries []stream.Entry) {
+	now := e.c.Now()
+	horizon := now.Add(-e.c.Options.LatenessHorizon).Unix()
 	e.mu.Lock()
+	past := 0
 	for i := range entries {
-		e.localKW[entries[i].Keyword.ID()] = struct{}{}
+		kw, m := entries[i].Keyword.ID(), entries[i].Minute
+		e.localKW[kw] = struct{}{}
+		if mins := e.localMin[kw]; !slices.Contains(mins, m) {
+			e.localMin[kw] = append(mins, m)
+		}
+		if m+60 < horizon {
+			past++
+			if e.past.n == 0 || m < e.past.oldest {
+				e.past.oldest = m
+			}
+			e.past.n++
+		}
+	}
+	var logN int
+	var oldest int64
+	if e.past.n > 0 && now.Sub(e.past.loggedAt) >= time.Minute {
+		logN, oldest = e.past.n, e.past.oldest
+		e.past = pastHorizon{loggedAt: now}
 	}
 	e.mu.Unlock()
+	if past > 0 {
+		e.met.latePastHorizon.Add(float64(past))
+	}
+	if logN > 0 {
+		e.c.Log.Warn("late entries past the lateness horizon: counted, never judged",
+			"entries", logN, "oldest_minute", time.Unix(oldest, 0).UTC().Format(time.RFC3339),
+			"horizon", e.c.Options.LatenessHorizon.String())
+	}
 	e.signal()
 }
 
@@ -255,9 +290,15 @@ func (e *Engine) listen(ctx context.Context, sub *redis.PubSub) {
 // may own the rules) and evaluates the owned rules counting any of them.
 func (e *Engine) onBatches(ctx context.Context) error {
 	e.mu.Lock()
-	local, remote := e.localKW, e.remoteKW
-	e.localKW, e.remoteKW = map[string]struct{}{}, map[string]struct{}{}
+	local, remote, mins := e.localKW, e.remoteKW, e.localMin
+	e.localKW, e.remoteKW, e.localMin = map[string]struct{}{}, map[string]struct{}{}, marker{}
 	e.mu.Unlock()
+	if len(mins) > 0 {
+		// Before the broadcast, so that a woken owner finds the marker.
+		if err := writeChanges(ctx, e.c.Redis, mins); err != nil {
+			e.c.Log.Warn("write change marker", "err", err) // owners miss lateness of this batch
+		}
+	}
 	if len(local) > 0 {
 		am := appliedMsg{From: e.owner, Keywords: make([]string, 0, len(local))}
 		for kw := range local {
@@ -358,8 +399,14 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 			owned = append(owned, i)
 		}
 	}
+	changed, _, err := e.feed.read(ctx, e.c.Redis)
+	if err != nil {
+		// Lateness of these batches goes unnoticed; evaluation goes on.
+		e.c.Log.Warn("read change markers", "err", err)
+	}
+	late := e.lateWork(rs, changed, now)
 	var tracked map[string]*Alert
-	if len(owned) > 0 || full {
+	if len(owned) > 0 || full || len(late) > 0 {
 		var err error
 		if tracked, err = e.c.Store.Tracked(ctx); err != nil {
 			return err
@@ -383,8 +430,15 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 	}
 	defer e.publishActive()
+	var lateErr error
+	for _, i := range slices.Sorted(maps.Keys(lateIdx(rs, late))) {
+		cr := rs.rules[i]
+		if err := e.judgeLate(ctx, cr, late[cr], tracked, now); err != nil && lateErr == nil {
+			lateErr = err
+		}
+	}
 	if len(owned) == 0 {
-		return nil
+		return lateErr
 	}
 	kwIDs := rs.kwIDs
 	if len(owned) != len(rs.rules) {
@@ -453,7 +507,19 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 			}
 		}
 	}
-	return firstErr
+	return cmp.Or(firstErr, lateErr)
+}
+
+// lateIdx maps the rules of late work to their index in rs, so that they
+// are judged in a stable order.
+func lateIdx(rs *ruleSet, late map[*crule][]int64) map[int]bool {
+	out := map[int]bool{}
+	for i, cr := range rs.rules {
+		if _, ok := late[cr]; ok {
+			out[i] = true
+		}
+	}
+	return out
 }
 
 // groupMemory updates the remembered groups of the owned absence rules

@@ -627,6 +627,8 @@ func TestMetricNamesAndLabels(t *testing.T) {
 		"keyalert_alert_resolutions_total":                "COUNTER ",
 		"keyalert_alert_groups_dropped_total":             "COUNTER ",
 		"keyalert_alert_groups_forgotten_total":           "COUNTER ",
+		"keyalert_alert_late_triggers_total":              "COUNTER ",
+		"keyalert_late_entries_past_horizon_total":        "COUNTER ",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("metrics %v, want %v", got, want)
