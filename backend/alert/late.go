@@ -51,7 +51,9 @@ func (e *Engine) judgeLate(ctx context.Context, cr *crule, mins []int64, tracked
 	slices.Sort(mins)
 	settled := cr.settledMinute(now)
 	forMin := int64(cr.rule.For.D() / time.Minute)
-	lo, hi := mins[0], min(settled, mins[len(mins)-1]+(cr.winMin-1)*60)
+	// With "for", a spell through the late minutes may start up to "for"
+	// before them (its other windows came earlier, or in other batches).
+	lo, hi := mins[0]-forMin*60, min(settled, mins[len(mins)-1]+(cr.winMin-1)*60)
 	if lo > hi {
 		return nil
 	}
