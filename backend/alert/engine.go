@@ -152,9 +152,20 @@ type Engine struct {
 	// minutes advance (about once a minute), not on every tick. Used by the
 	// run goroutine only.
 	mem map[string]*memEntry
-	// feed is this replica's position in the change-marker stream. Used by
-	// the run goroutine only.
-	feed changeFeed
+	// feed is this replica's position in the change-marker stream, cache
+	// the counts it has read, clean the minute each rule was last judged
+	// in with nothing changed since (as of cleanVer, the rules' and
+	// silences' versions). Used by the run goroutine only.
+	feed     changeFeed
+	cache    countCache
+	clean    map[string]int64
+	cleanVer [2]int64
+	// judged is the settled minute of each owned rule's last evaluation:
+	// entries of minutes up to it are late.
+	judged map[string]int64
+	// noCache reads every count on every evaluation and judges every rule
+	// (the engine before incremental evaluation; benchmarks compare).
+	noCache bool
 }
 
 // memEntry is a rule's remembered groups as of at.
@@ -179,7 +190,7 @@ func New(c Config) *Engine {
 	c.Options = c.Options.withDefaults()
 	return &Engine{c: c, owner: lease.NewOwner(), rs: &ruleSet{byKW: map[string][]int{}, byID: map[string]*crule{}},
 		silVer: -1, localKW: map[string]struct{}{}, remoteKW: map[string]struct{}{}, localMin: marker{}, wake: make(chan struct{}, 1),
-		met: newMetrics(c.Options.Registerer), active: map[string]State{}, mem: map[string]*memEntry{}}
+		met: newMetrics(c.Options.Registerer), active: map[string]State{}, mem: map[string]*memEntry{}, judged: map[string]int64{}}
 }
 
 // OnApplied is the ingest hook: it notes the batch's keywords and wakes the
@@ -399,10 +410,14 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 			owned = append(owned, i)
 		}
 	}
-	changed, _, err := e.feed.read(ctx, e.c.Redis)
+	changed, lost, err := e.feed.read(ctx, e.c.Redis)
 	if err != nil {
-		// Lateness of these batches goes unnoticed; evaluation goes on.
+		// Lateness of these batches goes unnoticed; evaluation goes on,
+		// reading the counts whole since what changed is unknown.
 		e.c.Log.Warn("read change markers", "err", err)
+	}
+	if lost || err != nil {
+		e.cache.reset()
 	}
 	late := e.lateWork(rs, changed, now)
 	var tracked map[string]*Alert
@@ -426,6 +441,28 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		for id := range e.mem {
 			if cr, ok := rs.byID[id]; !ok || !e.c.Shards.Owns(cr.shard) {
 				delete(e.mem, id)
+			}
+		}
+		// ... and be judged afresh; cached keywords no owned rule reads go.
+		for id := range e.clean {
+			if cr, ok := rs.byID[id]; !ok || !e.c.Shards.Owns(cr.shard) {
+				delete(e.clean, id)
+			}
+		}
+		for id := range e.judged {
+			if cr, ok := rs.byID[id]; !ok || !e.c.Shards.Owns(cr.shard) {
+				delete(e.judged, id)
+			}
+		}
+		read := map[string]bool{}
+		for _, i := range owned {
+			for _, kw := range rs.rules[i].kwIDs {
+				read[kw] = true
+			}
+		}
+		for kw := range e.cache.kws {
+			if !read[kw] {
+				delete(e.cache.kws, kw)
 			}
 		}
 	}
@@ -454,13 +491,15 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 	}
 	nowMin := now.Unix() - now.Unix()%60
-	cells, err := e.readCells(ctx, rs, kwIDs, nowMin)
+	dirty := map[string]bool{}
+	var cells map[string][]window.Cell
+	if e.noCache {
+		cells, err = e.readCells(ctx, rs, kwIDs, nowMin)
+	} else {
+		cells, err = e.cachedCells(ctx, rs, kwIDs, nowMin, now, changed, dirty)
+	}
 	if err != nil {
 		return err
-	}
-	if err := e.addSeasonal(ctx, rs, owned, nowMin, cells); err != nil {
-		// Seasonal spikes then lack their baseline and are not judged.
-		e.c.Log.Warn("seasonal baselines", "err", err)
 	}
 	byRule := map[string][]string{}
 	stale := map[string]bool{}
@@ -473,41 +512,95 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 		byRule[a.RuleID] = append(byRule[a.RuleID], a.Group)
 	}
+	owned = e.needed(rs, owned, byRule, dirty, nowMin)
+	if err := e.addSeasonal(ctx, rs, owned, nowMin, cells); err != nil {
+		// Seasonal spikes then lack their baseline and are not judged.
+		e.c.Log.Warn("seasonal baselines", "err", err)
+	}
 	// Without its memory a grouped absence rule cannot tell who is missing:
 	// it skips this round, the other rules do not.
 	mem, firstErr := e.groupMemory(ctx, rs, owned, tracked, cells, byRule, nowMin, now)
 	for _, i := range owned {
 		cr := rs.rules[i]
-		known := byRule[cr.rule.ID]
-		m, hasMem := mem[cr.rule.ID]
-		if cr.rule.Condition.Type == rules.Absence {
-			if absenceTooNew(cr, now) {
-				continue // too new to tell absence from not-yet-counted
-			}
-			if !hasMem && cr.rule.GroupBy != rules.GroupNone {
-				continue // its memory could not be read (firstErr)
-			}
-			for g := range m {
-				if !slices.Contains(known, g) {
-					known = append(known, g)
-				}
-			}
+		var ruleErr error
+		judged := e.judgeRule(ctx, cr, cells, byRule, mem, tracked, stale, nowMin, now, &ruleErr)
+		if ruleErr != nil && firstErr == nil {
+			firstErr = ruleErr
 		}
-		obs := judge(cr, cells, now, known)
-		if hasMem {
-			obs = remembered(cr, obs, now, m)
+		if judged && ruleErr == nil {
+			e.clean[cr.rule.ID] = nowMin
 		}
-		for _, o := range obs {
-			id := ID(cr.rule.ID, o.group)
-			if stale[id] {
-				continue
-			}
-			if err := e.apply(ctx, cr, o, tracked[id], cells, nowMin, now); err != nil && firstErr == nil {
-				firstErr = err
-			}
+		if judged {
+			e.judged[cr.rule.ID] = cr.settledMinute(now)
 		}
 	}
 	return cmp.Or(firstErr, lateErr)
+}
+
+// needed keeps the rules of owned whose evaluation may differ from their
+// last one: a new minute (windows and the settled minute move), a keyword
+// whose cells changed, tracked alerts (their timers: resolve_after,
+// repeat_interval, for), or a rule or silence change since. The others
+// would decide nothing: an untracked group whose condition held was
+// opened by the evaluation that saw it hold.
+func (e *Engine) needed(rs *ruleSet, owned []int, byRule map[string][]string, dirty map[string]bool, nowMin int64) []int {
+	ver := [2]int64{rs.version, e.silVer}
+	if e.clean == nil || e.cleanVer != ver || e.noCache {
+		e.clean, e.cleanVer = map[string]int64{}, ver
+	}
+	out := owned[:0:0]
+	for _, i := range owned {
+		cr := rs.rules[i]
+		need := e.clean[cr.rule.ID] != nowMin || len(byRule[cr.rule.ID]) > 0
+		for _, kw := range cr.kwIDs {
+			need = need || dirty[kw]
+		}
+		if need {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// judgeRule evaluates one rule and applies its observations; false if it
+// could not be judged this round (its group memory is missing).
+func (e *Engine) judgeRule(ctx context.Context, cr *crule, cells map[string][]window.Cell, byRule map[string][]string,
+	mem map[string]map[string]seen, tracked map[string]*Alert, stale map[string]bool, nowMin int64, now time.Time, errp *error) bool {
+	known := byRule[cr.rule.ID]
+	m, hasMem := mem[cr.rule.ID]
+	if cr.rule.Condition.Type == rules.Absence {
+		if absenceTooNew(cr, now) {
+			return true // too new to tell absence from not-yet-counted
+		}
+		if !hasMem && cr.rule.GroupBy != rules.GroupNone {
+			return false // its memory could not be read (firstErr)
+		}
+		// A set, not slices.Contains: thousands of remembered groups.
+		have := make(map[string]bool, len(known))
+		for _, g := range known {
+			have[g] = true
+		}
+		known = slices.Clone(known)
+		for g := range m {
+			if !have[g] {
+				known = append(known, g)
+			}
+		}
+	}
+	obs := judge(cr, cells, now, known)
+	if hasMem {
+		obs = remembered(cr, obs, now, m)
+	}
+	for _, o := range obs {
+		id := ID(cr.rule.ID, o.group)
+		if stale[id] {
+			continue
+		}
+		if err := e.apply(ctx, cr, o, tracked[id], cells, nowMin, now); err != nil && *errp == nil {
+			*errp = err
+		}
+	}
+	return true
 }
 
 // lateIdx maps the rules of late work to their index in rs, so that they

@@ -30,7 +30,13 @@ func (e *Engine) lateWork(rs *ruleSet, changed map[string]map[int64]bool, now ti
 			if cr.rule.Condition.Type == rules.Absence || !e.c.Shards.Owns(cr.shard) {
 				continue
 			}
-			settled := cr.settledMinute(now)
+			// Late is after this engine judged the minute: a starting or
+			// taking-over owner judges what it finds as on time.
+			settled, ok := e.judged[cr.rule.ID]
+			if !ok {
+				continue
+			}
+			settled = min(settled, cr.settledMinute(now))
 			for m := range mins {
 				if m <= settled && m+60 >= horizon && !slices.Contains(out[cr], m) {
 					out[cr] = append(out[cr], m)

@@ -356,6 +356,7 @@ func TestReplayAgreesWithTheEngine(t *testing.T) {
 				if err := v.rdb.HIncrBy(v.ctx, v.win.Keys().Window(id, minute), window.Field(p.host, "app"), p.n).Err(); err != nil {
 					t.Fatal(err)
 				}
+				v.marker(id, minute)
 			}
 			evs, err := Replay(rs, replayCells(sc.puts), replayBase, replayBase.Add(time.Duration(sc.to)*time.Minute), time.Minute)
 			if err != nil {
