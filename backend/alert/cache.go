@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/zeebo/xxh3"
 	"github.com/keyalert/keyalert/backend/window"
+	"github.com/zeebo/xxh3"
 )
 
 // cacheRefresh is how long a keyword's cached cells are trusted without a
