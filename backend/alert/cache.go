@@ -32,11 +32,30 @@ type kwCache struct {
 // markers name. Used by the run goroutine only.
 type countCache struct {
 	kws    map[string]*kwCache
-	future map[string]map[int64]bool // markers of minutes after the current one
+	future map[string]map[int64]bool // markers of minutes after the current one, or deferred (defer_)
 }
 
 func (c *countCache) reset() {
 	c.kws, c.future = map[string]*kwCache{}, map[string]map[int64]bool{}
+}
+
+// defer_ keeps markers read in a round that read no counts, for the next
+// one (a marker is read once).
+func (c *countCache) defer_(changed map[string]map[int64]bool) {
+	if c.kws == nil {
+		c.reset()
+	}
+	for kw, mins := range changed {
+		if c.kws[kw] == nil {
+			continue // not cached: read whole when first needed
+		}
+		if c.future[kw] == nil {
+			c.future[kw] = map[int64]bool{}
+		}
+		for m := range mins {
+			c.future[kw][m] = true
+		}
+	}
 }
 
 // cells returns the cells of kwIDs for the minutes each keyword's rules

@@ -475,6 +475,8 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 	}
 	if len(owned) == 0 {
+		// The markers are read once: keep them for the cache's next read.
+		e.cache.defer_(changed)
 		return lateErr
 	}
 	kwIDs := rs.kwIDs
@@ -512,7 +514,14 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 		byRule[a.RuleID] = append(byRule[a.RuleID], a.Group)
 	}
-	owned = e.needed(rs, owned, byRule, dirty, nowMin)
+	// A changed keyword makes every rule counting it judged again, also
+	// rules this round does not judge (a batch round judges the batch's).
+	for kw := range dirty {
+		for _, i := range rs.byKW[kw] {
+			delete(e.clean, rs.rules[i].rule.ID)
+		}
+	}
+	owned = e.needed(rs, owned, byRule, nowMin)
 	if err := e.addSeasonal(ctx, rs, owned, nowMin, cells); err != nil {
 		// Seasonal spikes then lack their baseline and are not judged.
 		e.c.Log.Warn("seasonal baselines", "err", err)
@@ -543,7 +552,7 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 // repeat_interval, for), or a rule or silence change since. The others
 // would decide nothing: an untracked group whose condition held was
 // opened by the evaluation that saw it hold.
-func (e *Engine) needed(rs *ruleSet, owned []int, byRule map[string][]string, dirty map[string]bool, nowMin int64) []int {
+func (e *Engine) needed(rs *ruleSet, owned []int, byRule map[string][]string, nowMin int64) []int {
 	ver := [2]int64{rs.version, e.silVer}
 	if e.clean == nil || e.cleanVer != ver || e.noCache {
 		e.clean, e.cleanVer = map[string]int64{}, ver
@@ -551,11 +560,7 @@ func (e *Engine) needed(rs *ruleSet, owned []int, byRule map[string][]string, di
 	out := owned[:0:0]
 	for _, i := range owned {
 		cr := rs.rules[i]
-		need := e.clean[cr.rule.ID] != nowMin || len(byRule[cr.rule.ID]) > 0
-		for _, kw := range cr.kwIDs {
-			need = need || dirty[kw]
-		}
-		if need {
+		if e.clean[cr.rule.ID] != nowMin || len(byRule[cr.rule.ID]) > 0 {
 			out = append(out, i)
 		}
 	}

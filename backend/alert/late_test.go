@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -182,5 +183,63 @@ func TestLateDataDoesNotRetractAbsence(t *testing.T) {
 	v.noMoreEvents(1)
 	if a := v.alert(r.ID, "web-1"); a.State != Firing {
 		t.Fatalf("alert %+v", a)
+	}
+}
+
+// TestChangeSeenInAnotherRulesBatchRoundIsJudgedOnTheNextTick: a batch
+// round judges only the batch's rules, but reads every change marker; a
+// rule whose keyword changed meanwhile must not be skipped as unchanged.
+func TestChangeSeenInAnotherRulesBatchRoundIsJudgedOnTheNextTick(t *testing.T) {
+	v := newEnv(t) // 12:00:30
+	v.startSender()
+	a := v.rule(`{"name":"a","keywords":["Alpha"],"condition":{"type":"threshold","count":5,"window":"5m"},"pagerduty":{"routing_key":"` + testKey + `"}}`)
+	b := v.rule(`{"name":"b","keywords":["Beta"],"condition":{"type":"threshold","count":5,"window":"5m"},"pagerduty":{"routing_key":"` + testKey + `"}}`)
+	v.tick()                                              // both judged, nothing changed since
+	v.count("Beta", "web-1", "app", 0, 6)                 // its marker is written...
+	v.deliver("Alpha", "web-1", at("12:00:00").Unix(), 1) // ...and read by Alpha's batch round
+	if al := v.alert(b.ID, ""); al != nil {
+		t.Fatalf("rule b judged in rule a's batch round: %+v", al)
+	}
+	v.tick() // same minute
+	if al := v.alert(b.ID, ""); al == nil || al.State != Firing {
+		t.Fatalf("rule b after the tick: %+v", al)
+	}
+	if al := v.alert(a.ID, ""); al != nil {
+		t.Fatalf("rule a: %+v", al)
+	}
+}
+
+// TestIncrementalTicksDecideLikeFullOnes: the same counts, rules and
+// clock steps through an engine reading every count on every tick and one
+// reading only what the change markers name: the same alerts.
+func TestIncrementalTicksDecideLikeFullOnes(t *testing.T) {
+	states := map[bool]string{}
+	for _, full := range []bool{true, false} {
+		v := newEnv(t)
+		v.eng.noCache = full
+		r := v.rule(javaRule)
+		abs := v.rule(`{"name":"hb","keywords":["heartbeat"],"condition":{"type":"absence","count":1,"window":"2m"},"group_by":"host","pagerduty":{"routing_key":"` + testKey + `"}}`)
+		var log []string
+		for m := 0; m < 12; m++ {
+			for s := 0; s < 3; s++ {
+				if m < 6 {
+					v.count("heartbeat", "db-1", "sys", 0, 1)
+				}
+				if m == 3 && s == 1 {
+					v.count("Exception", "web-1", "app", 0, 7)
+				}
+				v.tick()
+				for _, id := range []string{ID(r.ID, "web-1"), ID(abs.ID, "db-1")} {
+					if al, err := v.store.Get(v.ctx, id); err == nil {
+						log = append(log, fmt.Sprintf("%d.%d %s", m, s, al.State))
+					}
+				}
+				v.clk.Add(20 * time.Second)
+			}
+		}
+		states[full] = strings.Join(log, " ")
+	}
+	if states[true] != states[false] {
+		t.Fatalf("full:        %s\nincremental: %s", states[true], states[false])
 	}
 }
