@@ -30,7 +30,13 @@ func TestLateBacklogPagesOnceInEventTime(t *testing.T) {
 		"condition": {"type": "threshold", "count": 5, "window": "5m"}, "group_by": "host",
 		"pagerduty": {"routing_key": "`+routingKey+`"}}`)
 	waitKeywords(t, h, mark, 1)
-	time.Sleep(600 * time.Millisecond) // a few ticks: the rule has judged minute 12:03 settled
+	// Two full ticks after the keywords were published: the rule has been
+	// judged with minute 12:03 settled, so what comes for 12:01 is late.
+	ticks, _ := metricValue(t, srv.addr, "keyalert_alert_evaluations_total")
+	eventually(t, 5*time.Second, "no evaluation ticks", func() bool {
+		v, _ := metricValue(t, srv.addr, "keyalert_alert_evaluations_total")
+		return v >= ticks+2
+	})
 
 	records := func(at time.Time, n int) []byte {
 		var c []byte
