@@ -32,16 +32,16 @@ type kwCache struct {
 // markers name. Used by the run goroutine only.
 type countCache struct {
 	kws    map[string]*kwCache
-	future map[string]map[int64]bool // markers of minutes after the current one, or deferred (defer_)
+	future map[string]map[int64]bool // markers of minutes after the current one, or deferred (keep)
 }
 
 func (c *countCache) reset() {
 	c.kws, c.future = map[string]*kwCache{}, map[string]map[int64]bool{}
 }
 
-// defer_ keeps markers read in a round that read no counts, for the next
+// keep keeps markers read in a round that read no counts, for the next
 // one (a marker is read once).
-func (c *countCache) defer_(changed map[string]map[int64]bool) {
+func (c *countCache) keep(changed map[string]map[int64]bool) {
 	if c.kws == nil {
 		c.reset()
 	}

@@ -476,7 +476,7 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 	}
 	if len(owned) == 0 {
 		// The markers are read once: keep them for the cache's next read.
-		e.cache.defer_(changed)
+		e.cache.keep(changed)
 		return lateErr
 	}
 	kwIDs := rs.kwIDs
