@@ -58,7 +58,7 @@ func (c *countCache) keep(changed map[string]map[int64]bool) {
 	}
 }
 
-// cells returns the cells of kwIDs for the minutes each keyword's rules
+// cachedCells returns the cells of kwIDs for the minutes each keyword's rules
 // read up to nowMin, reading from Redis what is not cached, due for a full
 // re-read, or named by changed. dirty gets the keywords whose cells may
 // differ from the last call's.
