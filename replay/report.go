@@ -102,13 +102,15 @@ func buildReport(cfg *Config, rs []rules.Rule, specs []keyword.Spec, ctr *counte
 }
 
 // pickSamples chooses the newest sample lines up to the event's minute that
-// the rule's alert would show: its keywords, its filters, its group.
+// the rule's alert would show: its keywords, its filters, its group —
+// newest first across all its keywords, as the engine's page has them.
 func pickSamples(r *rules.Rule, ev alert.ReplayEvent, samples map[string][]window.Sample, n int) []string {
 	evMin := ev.At.Unix() - ev.At.Unix()%60
-	var out []string
+	var picked []window.Sample
 	for _, kw := range r.KeywordIDs() {
 		list := samples[kw]
-		for i := len(list) - 1; i >= 0 && len(out) < n; i-- {
+		taken := 0
+		for i := len(list) - 1; i >= 0 && taken < n; i-- {
 			s := list[i]
 			if s.Minute > evMin || !r.Filters.Match(s.Host, s.Tag) {
 				continue
@@ -116,8 +118,15 @@ func pickSamples(r *rules.Rule, ev alert.ReplayEvent, samples map[string][]windo
 			if (r.GroupBy == rules.GroupHost && s.Host != ev.Group) || (r.GroupBy == rules.GroupTag && s.Tag != ev.Group) {
 				continue
 			}
-			out = append(out, s.Line)
+			picked = append(picked, s)
+			taken++
 		}
+	}
+	// Each keyword's list is newest last; merged by minute, newest first.
+	slices.SortStableFunc(picked, func(a, b window.Sample) int { return cmp.Compare(b.Minute, a.Minute) })
+	out := make([]string, 0, min(n, len(picked)))
+	for _, s := range picked[:min(n, len(picked))] {
+		out = append(out, s.Line)
 	}
 	return out
 }

@@ -14,8 +14,7 @@ import (
 // restart replaces the engine with a new one on the same Redis and clock,
 // as a keyalertd restart does: nothing but Redis carries over.
 func (v *env) restart() {
-	v.eng = New(Config{Redis: v.rdb, Rules: v.rules, Silences: v.sils, Counts: v.win, Store: v.store,
-		Shards: v.shards, Options: Options{PublicURL: "http://keyalert.example"}, Now: v.clk.Now, Log: quiet})
+	v.eng = v.newEngine(Options{PublicURL: "http://keyalert.example"})
 }
 
 // historyCount counts the alert's history entries of event.

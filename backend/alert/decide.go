@@ -31,10 +31,25 @@ func decide(cur *Alert, in input) (*Alert, []string) {
 	now := in.now.UTC()
 	r := in.rule
 	cond := in.o.cond
-	if r.For > 0 && (cur == nil || !cur.Active()) {
-		// Pending spells (and what starts them) go by the current window
-		// alone: a window held only while awaiting settling would stretch
-		// "for". Firing alerts hold until the windows are settled false.
+	if r.For > 0 && cur != nil && cur.State == Pending {
+		// By complete minutes: a partial minute at a boundary, or a window
+		// not yet settled, neither drops nor fires the spell.
+		switch pendingStep(in.o, floorMinute(cur.PendingSince.Unix()), int64(r.For.D()/time.Minute)) {
+		case "fire":
+			return fire(cur, in)
+		case "drop":
+			dropped := drop(cur, r, now)
+			if in.o.early {
+				// The current window holds again: a new spell starts now.
+				return pend(dropped, in)
+			}
+			return dropped, nil
+		default:
+			return nil, nil
+		}
+	} else if r.For > 0 && (cur == nil || !cur.Active()) {
+		// A pending spell starts on the current window alone, as a new
+		// firing alert does.
 		cond = in.o.early
 	}
 	if cond {
@@ -46,11 +61,6 @@ func decide(cur *Alert, in input) (*Alert, []string) {
 			return fire(cur, in)
 		case cur.State == Resolved:
 			return nil, nil // manually resolved: waits for the condition to clear
-		case cur.State == Pending:
-			if heldFor(cur, r, now) {
-				return fire(cur, in)
-			}
-			return nil, nil
 		}
 		next := cur.clone()
 		changed := false
@@ -93,12 +103,7 @@ func decide(cur *Alert, in input) (*Alert, []string) {
 		return nil, nil
 	}
 	if cur.State == Pending {
-		// Never paged, so nothing to tell PagerDuty.
-		next := cur.clone()
-		next.State, next.ResolvedAt, next.UpdatedAt = Resolved, now, now
-		next.record(now, "dropped", fmt.Sprintf("condition stopped holding after %s pending (for %s); not paged",
-			rules.Duration(now.Sub(cur.PendingSince).Round(time.Second)), r.For))
-		return next, nil
+		return drop(cur, r, now), nil
 	}
 	if cur.State == Resolved {
 		if !cur.Rearm {
@@ -132,11 +137,13 @@ func decide(cur *Alert, in input) (*Alert, []string) {
 	return next, acts
 }
 
-// heldFor reports whether a pending alert's condition has held for the
-// rule's "for", counted in whole minutes from the minute it started holding:
-// counts are per minute, so the check is too (in replay and live alike).
-func heldFor(a *Alert, r *rules.Rule, now time.Time) bool {
-	return floorMinute(now.Unix())-floorMinute(a.PendingSince.Unix()) >= int64(r.For.D()/time.Second)
+// drop ends a pending spell: never paged, so nothing to tell PagerDuty.
+func drop(cur *Alert, r *rules.Rule, now time.Time) *Alert {
+	next := cur.clone()
+	next.State, next.ResolvedAt, next.UpdatedAt = Resolved, now, now
+	next.record(now, "dropped", fmt.Sprintf("condition stopped holding after %s pending (for %s); not paged",
+		rules.Duration(now.Sub(cur.PendingSince).Round(time.Second)), r.For))
+	return next
 }
 
 // startSpell returns the stored alert to start an episode or a pending spell on,

@@ -78,37 +78,41 @@ func TestIDIsStablePerRuleAndGroup(t *testing.T) {
 
 func TestDecideWithFor(t *testing.T) {
 	now := time.Date(2025, 3, 1, 12, 0, 30, 0, time.UTC)
+	nowMin := floorMinute(now.Unix())
 	rule := &rules.Rule{ID: "r1", Name: "n", Keywords: []string{"x"}, For: rules.Duration(2 * time.Minute), ResolveAfter: rules.Duration(5 * time.Minute)}
 	pendingSince := func(at time.Time) *Alert { return &Alert{ID: "a", State: Pending, PendingSince: at} }
 	resolved := &Alert{ID: "a", State: Resolved}
+	// holds: bit k is the window ending k minutes before 12:00 (the
+	// current, partial minute); the settled minute is 11:58 (bit 2).
 	tests := []struct {
 		name      string
 		cur       *Alert
-		cond      bool
+		early     bool
+		holds     uint64
 		sil       *silence.Silence
 		wantState State // "" means no change
 		wantActs  string
 		wantEvent string
 	}{
-		{"first match: pending, not paged", nil, true, nil, Pending, "", "pending"},
-		{"match after a resolved episode: pending", resolved, true, nil, Pending, "", "pending"},
-		{"held under for: still pending", pendingSince(now.Add(-time.Minute)), true, nil, "", "", ""},
-		{"held 2m in whole minutes: pages", pendingSince(now.Add(-2 * time.Minute)), true, nil, Firing, "trigger", "firing"},
-		// 12:00:59 to 12:02:30 is two minute boundaries: the minutes count, not the seconds.
-		{"held since late in the minute: pages on the minute", pendingSince(now.Add(-91 * time.Second)), true, nil, Firing, "trigger", "firing"},
-		{"held 2m but silenced: fires unpaged", pendingSince(now.Add(-2 * time.Minute)), true, &silence.Silence{ID: "s1"}, Firing, "", "silenced"},
-		{"stops while pending: dropped without a resolve", pendingSince(now.Add(-time.Minute)), false, nil, Resolved, "", "dropped"},
+		{"first match: pending, not paged", nil, true, 0b001, nil, Pending, "", "pending"},
+		{"match after a resolved episode: pending", resolved, true, 0b001, nil, Pending, "", "pending"},
+		{"holding only on an older window does not start a spell", nil, false, 0b110, nil, "", "", ""},
+		{"held under for: still pending", pendingSince(now.Add(-time.Minute)), true, 0b111, nil, "", "", ""},
+		{"held 2m in whole minutes: pages", pendingSince(now.Add(-2 * time.Minute)), true, 0b111, nil, Firing, "trigger", "firing"},
+		// 11:58:59 to 12:00:30 is two minute boundaries: the minutes count, not the seconds.
+		{"held since late in the minute: pages on the minute", pendingSince(now.Add(-91 * time.Second)), true, 0b111, nil, Firing, "trigger", "firing"},
+		{"held 2m but silenced: fires unpaged", pendingSince(now.Add(-2 * time.Minute)), true, 0b111, &silence.Silence{ID: "s1"}, Firing, "", "silenced"},
+		{"partial minute below the threshold at a boundary: still pending", pendingSince(now.Add(-2 * time.Minute)), false, 0b110, nil, "", "", ""},
+		{"a false window not yet settled: still pending", pendingSince(now.Add(-2 * time.Minute)), true, 0b101, nil, "", "", ""},
+		{"settled false since the spell began: dropped without a resolve", pendingSince(now.Add(-2 * time.Minute)), false, 0b010, nil, Resolved, "", "dropped"},
+		{"settled false, the current window holds: a new spell", pendingSince(now.Add(-2 * time.Minute)), true, 0b011, nil, Pending, "", "pending"},
+		{"nothing holds any more, settled false: dropped", pendingSince(now.Add(-2 * time.Minute)), false, 0, nil, Resolved, "", "dropped"},
+		{"a settled false window before the spell began: still pending", pendingSince(now.Add(-time.Minute)), true, 0b011, nil, "", "", ""},
 	}
-	// Holding only on a window awaiting settling (an earlier minute, not
-	// the current one) does not keep a pending alert: "for" counts minutes
-	// the condition held.
-	unsettled := map[string]bool{}
-	tests = append(tests, tests[len(tests)-1])
-	tests[len(tests)-1].name, tests[len(tests)-1].cond = "held only on a window awaiting settling: dropped", true
-	unsettled[tests[len(tests)-1].name] = true
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			next, acts := decide(tt.cur, input{rule: rule, o: obs{cond: tt.cond, early: tt.cond && !unsettled[tt.name], count: 7}, silence: tt.sil, now: now, summary: "s"})
+			o := obs{cond: tt.holds != 0, early: tt.early, holds: tt.holds, at: nowMin, settled: nowMin - 120, count: 7}
+			next, acts := decide(tt.cur, input{rule: rule, o: o, silence: tt.sil, now: now, summary: "s"})
 			if tt.wantState == "" {
 				if next != nil {
 					t.Fatalf("want no change, got %+v %v", next, acts)

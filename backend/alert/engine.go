@@ -1,11 +1,13 @@
 package alert
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -35,6 +37,10 @@ const (
 	DefaultEvalDelay = time.Minute
 	// DefaultMaxGroups bounds the groups an absence rule remembers.
 	DefaultMaxGroups = 10000
+	// DefaultLatenessHorizon is how old a minute may be (since it ended)
+	// for late entries of it to be re-judged: a Fluent Bit backlog after an
+	// outage of up to about this long still pages, marked late.
+	DefaultLatenessHorizon = time.Hour
 )
 
 // Options of the engine. The zero value is usable: a zero field means the
@@ -60,6 +66,11 @@ type Options struct {
 	// beyond it is not remembered, logged and counted
 	// (keyalert_alert_groups_dropped_total). 0: DefaultMaxGroups.
 	MaxGroups int
+	// LatenessHorizon bounds how long after a minute ended late entries of
+	// it re-judge its windows; older ones are counted in
+	// keyalert_late_entries_past_horizon_total and logged. 0:
+	// DefaultLatenessHorizon.
+	LatenessHorizon time.Duration
 	// Registerer takes the engine's metrics; nil: not registered.
 	Registerer prometheus.Registerer
 }
@@ -82,6 +93,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxGroups <= 0 {
 		o.MaxGroups = DefaultMaxGroups
+	}
+	if o.LatenessHorizon <= 0 {
+		o.LatenessHorizon = DefaultLatenessHorizon
 	}
 	return o
 }
@@ -124,6 +138,8 @@ type Engine struct {
 	mu       sync.Mutex
 	localKW  map[string]struct{} // from our ingest: broadcast, then evaluate
 	remoteKW map[string]struct{} // from other replicas: evaluate
+	localMin marker              // minutes per keyword from our ingest: the change marker to write
+	past     pastHorizon         // entries past the lateness horizon, for the rate-limited log
 	wake     chan struct{}
 
 	met *metrics
@@ -136,6 +152,20 @@ type Engine struct {
 	// minutes advance (about once a minute), not on every tick. Used by the
 	// run goroutine only.
 	mem map[string]*memEntry
+	// feed is this replica's position in the change-marker stream, cache
+	// the counts it has read, clean the minute each rule was last judged
+	// in with nothing changed since (as of cleanVer, the rules' and
+	// silences' versions). Used by the run goroutine only.
+	feed     changeFeed
+	cache    countCache
+	clean    map[string]int64
+	cleanVer [2]int64
+	// judged is the settled minute of each owned rule's last evaluation:
+	// entries of minutes up to it are late.
+	judged map[string]int64
+	// noCache reads every count on every evaluation and judges every rule
+	// (the engine before incremental evaluation; benchmarks compare).
+	noCache bool
 }
 
 // memEntry is a rule's remembered groups as of at.
@@ -159,18 +189,46 @@ func New(c Config) *Engine {
 	}
 	c.Options = c.Options.withDefaults()
 	return &Engine{c: c, owner: lease.NewOwner(), rs: &ruleSet{byKW: map[string][]int{}, byID: map[string]*crule{}},
-		silVer: -1, localKW: map[string]struct{}{}, remoteKW: map[string]struct{}{}, wake: make(chan struct{}, 1),
-		met: newMetrics(c.Options.Registerer), active: map[string]State{}, mem: map[string]*memEntry{}}
+		silVer: -1, localKW: map[string]struct{}{}, remoteKW: map[string]struct{}{}, localMin: marker{}, wake: make(chan struct{}, 1),
+		met: newMetrics(c.Options.Registerer), active: map[string]State{}, mem: map[string]*memEntry{}, judged: map[string]int64{}}
 }
 
 // OnApplied is the ingest hook: it notes the batch's keywords and wakes the
 // engine, without doing any I/O on the ingest path.
 func (e *Engine) OnApplied(_ context.Context, entries []stream.Entry) {
+	now := e.c.Now()
+	horizon := now.Add(-e.c.Options.LatenessHorizon).Unix()
 	e.mu.Lock()
+	past := 0
 	for i := range entries {
-		e.localKW[entries[i].Keyword.ID()] = struct{}{}
+		kw, m := entries[i].Keyword.ID(), entries[i].Minute
+		e.localKW[kw] = struct{}{}
+		if mins := e.localMin[kw]; !slices.Contains(mins, m) {
+			e.localMin[kw] = append(mins, m)
+		}
+		if m+60 < horizon {
+			past++
+			if e.past.n == 0 || m < e.past.oldest {
+				e.past.oldest = m
+			}
+			e.past.n++
+		}
+	}
+	var logN int
+	var oldest int64
+	if e.past.n > 0 && now.Sub(e.past.loggedAt) >= time.Minute {
+		logN, oldest = e.past.n, e.past.oldest
+		e.past = pastHorizon{loggedAt: now}
 	}
 	e.mu.Unlock()
+	if past > 0 {
+		e.met.latePastHorizon.Add(float64(past))
+	}
+	if logN > 0 {
+		e.c.Log.Warn("late entries past the lateness horizon: counted, never judged",
+			"entries", logN, "oldest_minute", time.Unix(oldest, 0).UTC().Format(time.RFC3339),
+			"horizon", e.c.Options.LatenessHorizon.String())
+	}
 	e.signal()
 }
 
@@ -243,9 +301,15 @@ func (e *Engine) listen(ctx context.Context, sub *redis.PubSub) {
 // may own the rules) and evaluates the owned rules counting any of them.
 func (e *Engine) onBatches(ctx context.Context) error {
 	e.mu.Lock()
-	local, remote := e.localKW, e.remoteKW
-	e.localKW, e.remoteKW = map[string]struct{}{}, map[string]struct{}{}
+	local, remote, mins := e.localKW, e.remoteKW, e.localMin
+	e.localKW, e.remoteKW, e.localMin = map[string]struct{}{}, map[string]struct{}{}, marker{}
 	e.mu.Unlock()
+	if len(mins) > 0 {
+		// Before the broadcast, so that a woken owner finds the marker.
+		if err := writeChanges(ctx, e.c.Redis, mins); err != nil {
+			e.c.Log.Warn("write change marker", "err", err) // owners miss lateness of this batch
+		}
+	}
 	if len(local) > 0 {
 		am := appliedMsg{From: e.owner, Keywords: make([]string, 0, len(local))}
 		for kw := range local {
@@ -346,8 +410,18 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 			owned = append(owned, i)
 		}
 	}
+	changed, lost, err := e.feed.read(ctx, e.c.Redis)
+	if err != nil {
+		// Lateness of these batches goes unnoticed; evaluation goes on,
+		// reading the counts whole since what changed is unknown.
+		e.c.Log.Warn("read change markers", "err", err)
+	}
+	if lost || err != nil {
+		e.cache.reset()
+	}
+	late := e.lateWork(rs, changed, now)
 	var tracked map[string]*Alert
-	if len(owned) > 0 || full {
+	if len(owned) > 0 || full || len(late) > 0 {
 		var err error
 		if tracked, err = e.c.Store.Tracked(ctx); err != nil {
 			return err
@@ -369,10 +443,41 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 				delete(e.mem, id)
 			}
 		}
+		// ... and be judged afresh; cached keywords no owned rule reads go.
+		for id := range e.clean {
+			if cr, ok := rs.byID[id]; !ok || !e.c.Shards.Owns(cr.shard) {
+				delete(e.clean, id)
+			}
+		}
+		for id := range e.judged {
+			if cr, ok := rs.byID[id]; !ok || !e.c.Shards.Owns(cr.shard) {
+				delete(e.judged, id)
+			}
+		}
+		read := map[string]bool{}
+		for _, i := range owned {
+			for _, kw := range rs.rules[i].kwIDs {
+				read[kw] = true
+			}
+		}
+		for kw := range e.cache.kws {
+			if !read[kw] {
+				delete(e.cache.kws, kw)
+			}
+		}
 	}
 	defer e.publishActive()
+	var lateErr error
+	for _, i := range slices.Sorted(maps.Keys(lateIdx(rs, late))) {
+		cr := rs.rules[i]
+		if err := e.judgeLate(ctx, cr, late[cr], tracked, now); err != nil && lateErr == nil {
+			lateErr = err
+		}
+	}
 	if len(owned) == 0 {
-		return nil
+		// The markers are read once: keep them for the cache's next read.
+		e.cache.keep(changed)
+		return lateErr
 	}
 	kwIDs := rs.kwIDs
 	if len(owned) != len(rs.rules) {
@@ -388,13 +493,15 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 	}
 	nowMin := now.Unix() - now.Unix()%60
-	cells, err := e.readCells(ctx, rs, kwIDs, nowMin)
+	dirty := map[string]bool{}
+	var cells map[string][]window.Cell
+	if e.noCache {
+		cells, err = e.readCells(ctx, rs, kwIDs, nowMin)
+	} else {
+		cells, err = e.cachedCells(ctx, rs, kwIDs, nowMin, now, changed, dirty)
+	}
 	if err != nil {
 		return err
-	}
-	if err := e.addSeasonal(ctx, rs, owned, nowMin, cells); err != nil {
-		// Seasonal spikes then lack their baseline and are not judged.
-		e.c.Log.Warn("seasonal baselines", "err", err)
 	}
 	byRule := map[string][]string{}
 	stale := map[string]bool{}
@@ -407,41 +514,110 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 		byRule[a.RuleID] = append(byRule[a.RuleID], a.Group)
 	}
+	// A changed keyword makes every rule counting it judged again, also
+	// rules this round does not judge (a batch round judges the batch's).
+	for kw := range dirty {
+		for _, i := range rs.byKW[kw] {
+			delete(e.clean, rs.rules[i].rule.ID)
+		}
+	}
+	owned = e.needed(rs, owned, byRule, nowMin)
+	if err := e.addSeasonal(ctx, rs, owned, nowMin, cells); err != nil {
+		// Seasonal spikes then lack their baseline and are not judged.
+		e.c.Log.Warn("seasonal baselines", "err", err)
+	}
 	// Without its memory a grouped absence rule cannot tell who is missing:
 	// it skips this round, the other rules do not.
 	mem, firstErr := e.groupMemory(ctx, rs, owned, tracked, cells, byRule, nowMin, now)
 	for _, i := range owned {
 		cr := rs.rules[i]
-		known := byRule[cr.rule.ID]
-		m, hasMem := mem[cr.rule.ID]
-		if cr.rule.Condition.Type == rules.Absence {
-			if absenceTooNew(cr, now) {
-				continue // too new to tell absence from not-yet-counted
-			}
-			if !hasMem && cr.rule.GroupBy != rules.GroupNone {
-				continue // its memory could not be read (firstErr)
-			}
-			for g := range m {
-				if !slices.Contains(known, g) {
-					known = append(known, g)
-				}
-			}
+		var ruleErr error
+		judged := e.judgeRule(ctx, cr, cells, byRule, mem, tracked, stale, nowMin, now, &ruleErr)
+		if ruleErr != nil && firstErr == nil {
+			firstErr = ruleErr
 		}
-		obs := judge(cr, cells, now, known)
-		if hasMem {
-			obs = remembered(cr, obs, now, m)
+		if judged && ruleErr == nil {
+			e.clean[cr.rule.ID] = nowMin
 		}
-		for _, o := range obs {
-			id := ID(cr.rule.ID, o.group)
-			if stale[id] {
-				continue
-			}
-			if err := e.apply(ctx, cr, o, tracked[id], cells, nowMin, now); err != nil && firstErr == nil {
-				firstErr = err
+		if judged {
+			e.judged[cr.rule.ID] = cr.settledMinute(now)
+		}
+	}
+	return cmp.Or(firstErr, lateErr)
+}
+
+// needed keeps the rules of owned whose evaluation may differ from their
+// last one: a new minute (windows and the settled minute move), a keyword
+// whose cells changed, tracked alerts (their timers: resolve_after,
+// repeat_interval, for), or a rule or silence change since. The others
+// would decide nothing: an untracked group whose condition held was
+// opened by the evaluation that saw it hold.
+func (e *Engine) needed(rs *ruleSet, owned []int, byRule map[string][]string, nowMin int64) []int {
+	ver := [2]int64{rs.version, e.silVer}
+	if e.clean == nil || e.cleanVer != ver || e.noCache {
+		e.clean, e.cleanVer = map[string]int64{}, ver
+	}
+	out := owned[:0:0]
+	for _, i := range owned {
+		cr := rs.rules[i]
+		if e.clean[cr.rule.ID] != nowMin || len(byRule[cr.rule.ID]) > 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// judgeRule evaluates one rule and applies its observations; false if it
+// could not be judged this round (its group memory is missing).
+func (e *Engine) judgeRule(ctx context.Context, cr *crule, cells map[string][]window.Cell, byRule map[string][]string,
+	mem map[string]map[string]seen, tracked map[string]*Alert, stale map[string]bool, nowMin int64, now time.Time, errp *error) bool {
+	known := byRule[cr.rule.ID]
+	m, hasMem := mem[cr.rule.ID]
+	if cr.rule.Condition.Type == rules.Absence {
+		if absenceTooNew(cr, now) {
+			return true // too new to tell absence from not-yet-counted
+		}
+		if !hasMem && cr.rule.GroupBy != rules.GroupNone {
+			return false // its memory could not be read (firstErr)
+		}
+		// A set, not slices.Contains: thousands of remembered groups.
+		have := make(map[string]bool, len(known))
+		for _, g := range known {
+			have[g] = true
+		}
+		known = slices.Clone(known)
+		for g := range m {
+			if !have[g] {
+				known = append(known, g)
 			}
 		}
 	}
-	return firstErr
+	obs := judge(cr, cells, now, known)
+	if hasMem {
+		obs = remembered(cr, obs, now, m)
+	}
+	for _, o := range obs {
+		id := ID(cr.rule.ID, o.group)
+		if stale[id] {
+			continue
+		}
+		if err := e.apply(ctx, cr, o, tracked[id], cells, nowMin, now); err != nil && *errp == nil {
+			*errp = err
+		}
+	}
+	return true
+}
+
+// lateIdx maps the rules of late work to their index in rs, so that they
+// are judged in a stable order.
+func lateIdx(rs *ruleSet, late map[*crule][]int64) map[int]bool {
+	out := map[int]bool{}
+	for i, cr := range rs.rules {
+		if _, ok := late[cr]; ok {
+			out[i] = true
+		}
+	}
+	return out
 }
 
 // groupMemory updates the remembered groups of the owned absence rules

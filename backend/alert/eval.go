@@ -112,7 +112,8 @@ func (cr *crule) settledMinute(now time.Time) int64 {
 // firing early is fine — but a tracked alert's condition holds while any
 // window ending between the settled minute and now holds, so it resolves only once the window that
 // held is settled and false. The observation shown is the newest holding
-// window's, else the current one's.
+// window's, else the current one's. Each observation also says which of
+// those windows held (holds), for "for" (pendingStep).
 func judge(cr *crule, cells map[string][]window.Cell, now time.Time, known []string) []obs {
 	nowMin := floorMinute(now.Unix())
 	settled := min(cr.settledMinute(now), nowMin)
@@ -120,12 +121,20 @@ func judge(cr *crule, cells map[string][]window.Cell, now time.Time, known []str
 		out := evalRule(cr, cells, settled, known)
 		for i := range out {
 			out[i].early = out[i].cond
+			out[i].at, out[i].settled = settled, settled
+			if out[i].cond {
+				out[i].holds = 1
+			}
 		}
 		return out
 	}
 	out := evalRule(cr, cells, nowMin, known)
 	for i := range out {
 		out[i].early = out[i].cond
+		out[i].at, out[i].settled = nowMin, settled
+		if out[i].cond {
+			out[i].holds = 1
+		}
 	}
 	if settled >= nowMin || len(known) == 0 {
 		// Without tracked alerts there is nothing to hold: a new alert
@@ -138,20 +147,52 @@ func judge(cr *crule, cells map[string][]window.Cell, now time.Time, known []str
 		idx[out[i].group] = i
 	}
 	for m := nowMin - 60; m >= settled; m -= 60 {
+		bit := uint64(1) << min(uint64((nowMin-m)/60), 63)
 		for _, o := range evalRule(cr, cells, m, known) {
 			i, ok := idx[o.group]
+			o.at, o.settled = nowMin, settled
 			switch {
 			case !ok:
 				o.early = false // not seen in the current window
+				if o.cond {
+					o.holds = bit
+				}
 				idx[o.group] = len(out)
 				out = append(out, o)
 			case o.cond && !out[i].cond:
-				o.early = out[i].early
+				o.early, o.holds = out[i].early, out[i].holds|bit
 				out[i] = o
+			case o.cond:
+				out[i].holds |= bit
 			}
 		}
 	}
 	return out
+}
+
+// pendingStep is what a pending spell that started in minute since (Unix
+// seconds) makes of o, by complete minutes: "drop" once a window ending at
+// or after since is settled false, "fire" once since + for is reached and
+// every window from since (or the settled minute) to the current one
+// holds, else "" (wait: a false window not yet settled may still grow,
+// and a partial minute at a boundary must not drop the spell).
+func pendingStep(o obs, since int64, forMin int64) string {
+	held := func(m int64) bool {
+		k := (o.at - m) / 60
+		return k >= 0 && k < 64 && o.holds&(uint64(1)<<k) != 0
+	}
+	if o.settled >= since && !held(o.settled) {
+		return "drop"
+	}
+	if o.at-since < forMin*60 {
+		return ""
+	}
+	for m := max(since, o.settled); m <= o.at; m += 60 {
+		if !held(m) {
+			return ""
+		}
+	}
+	return "fire"
 }
 
 // seen is a group's first and last minute with a count in the cells read.
@@ -226,9 +267,17 @@ type obs struct {
 	// expected is a spike's baseline count scaled to the window (spike.go).
 	expected float64
 	// early is the condition on the current window alone (for absence, the
-	// settled one): what starts a pending spell and keeps it, so that "for"
-	// counts minutes the condition held, not minutes it awaits settling.
+	// settled one): what starts a pending spell.
 	early bool
+	// at is the minute judged (the current one; for absence the settled
+	// one), settled the settled minute, and bit k of holds says the window
+	// ending k minutes before at held (k ≤ at − settled): what keeps a
+	// pending spell, by complete minutes (pendingStep).
+	at, settled int64
+	holds       uint64
+	// end is the minute the window of count ends with (the newest holding
+	// one shown); a late trigger is for it (late.go).
+	end int64
 }
 
 // evalRule evaluates cr on cells at minute nowMin (a minute start, Unix
@@ -296,6 +345,7 @@ func evalRule(cr *crule, cells map[string][]window.Cell, nowMin int64, known []s
 	c := r.Condition
 	for i := range out {
 		o := &out[i]
+		o.end = nowMin
 		switch c.Type {
 		case rules.Threshold:
 			o.cond = o.count >= c.Count

@@ -16,6 +16,9 @@ type metrics struct {
 	// Group memory of absence rules.
 	groupsDropped   prometheus.Counter
 	groupsForgotten prometheus.Counter
+	// Late data.
+	lateTriggers    prometheus.Counter
+	latePastHorizon prometheus.Counter
 }
 
 // newMetrics creates the engine's metrics and registers them with reg
@@ -56,13 +59,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "keyalert_alert_groups_forgotten_total",
 			Help: "Groups absence rules forgot after forget_after without a count (a firing alert of the group resolves).",
 		}),
+		lateTriggers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_alert_late_triggers_total",
+			Help: "Alerts opened by late entries (after eval_delay, within KEYALERT_LATENESS_HORIZON) re-judging a settled window: pages marked late, dated at their event time.",
+		}),
+		latePastHorizon: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_late_entries_past_horizon_total",
+			Help: "Applied entries whose minute ended more than KEYALERT_LATENESS_HORIZON before they were applied: counted into their windows, never judged (by the replica whose ingest applied them).",
+		}),
 	}
 	// Every state exists from the start: a dashboard sees 0, not no data.
 	m.alerts.WithLabelValues(string(Pending))
 	m.alerts.WithLabelValues(string(Firing))
 	m.alerts.WithLabelValues(string(Acknowledged))
 	if reg != nil {
-		reg.MustRegister(m.alerts, m.evaluations, m.failures, m.lastDuration, m.episodes, m.resolutions, m.groupsDropped, m.groupsForgotten)
+		reg.MustRegister(m.alerts, m.evaluations, m.failures, m.lastDuration, m.episodes, m.resolutions, m.groupsDropped, m.groupsForgotten,
+			m.lateTriggers, m.latePastHorizon)
 	}
 	return m
 }

@@ -50,10 +50,23 @@ type ReplayEvent struct {
 	Summary string `json:"summary"`
 	// StartedAt is when the alert's episode began.
 	StartedAt time.Time `json:"started_at"`
+	// EventTime (triggers and renotifies) is the end of the window whose
+	// condition held: the end of the minute it ends with. EventWindow is
+	// that window. The engine's late trigger for the same burst carries
+	// the same event time (payload.timestamp) and window (replay has no
+	// arrival times, so nothing in it is late).
+	EventTime   time.Time    `json:"event_time,omitzero"`
+	EventWindow *EventWindow `json:"event_window,omitempty"`
 	// CountsPerMinute are the group's counts per minute over the rule's
 	// lookback, keyed by RFC 3339 minute, as a page's details carry them;
 	// nil for a resolve.
 	CountsPerMinute map[string]int64 `json:"counts_per_minute,omitempty"`
+}
+
+// EventWindow is a span of event time, [From, To).
+type EventWindow struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
 }
 
 // maxReplaySteps bounds a replay's simulated clock (a year of minutes is
@@ -256,6 +269,8 @@ func ReplayWith(rs []rules.Rule, cells map[string][]window.Cell, from, to time.T
 							ev.Kind = ReplayRenotify
 						}
 						ev.CountsPerMinute = minuteCounts(cr, view, nowMin, o.group)
+						ev.EventTime = time.Unix(o.end+60, 0).UTC()
+						ev.EventWindow = &EventWindow{From: time.Unix(o.end-(cr.winMin-1)*60, 0).UTC(), To: ev.EventTime}
 					case actResolve:
 						ev.Kind = ReplayResolve
 						ev.Summary = fmt.Sprintf("%s, after firing for %s (rule %s)", lastDetail(next),

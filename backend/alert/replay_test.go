@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/keyword"
@@ -355,6 +356,7 @@ func TestReplayAgreesWithTheEngine(t *testing.T) {
 				if err := v.rdb.HIncrBy(v.ctx, v.win.Keys().Window(id, minute), window.Field(p.host, "app"), p.n).Err(); err != nil {
 					t.Fatal(err)
 				}
+				v.marker(id, minute)
 			}
 			evs, err := Replay(rs, replayCells(sc.puts), replayBase, replayBase.Add(time.Duration(sc.to)*time.Minute), time.Minute)
 			if err != nil {
@@ -401,6 +403,107 @@ func TestReplayAgreesWithTheEngine(t *testing.T) {
 			slices.Sort(replayed)
 			if !slices.Equal(engine, replayed) {
 				t.Fatalf("engine %q\nreplay %q", engine, replayed)
+			}
+		})
+	}
+}
+
+// latePut is a replayPut the engine receives only at minute arrive (its
+// ingest applies it then); replay, which has no arrival times, has it
+// from the start.
+type latePut struct {
+	replayPut
+	arrive int
+}
+
+// TestReplayAgreesWithTheEngineOnLateData: a burst the engine learns of
+// after its minutes were judged pages late, at arrival, dated at its event
+// time; replay pages it on time. The triggers' event times and windows are
+// equal; late is the one field that differs.
+func TestReplayAgreesWithTheEngineOnLateData(t *testing.T) {
+	scenarios := []struct {
+		name  string
+		rule  string
+		puts  []latePut
+		to    int
+		want  []string // replay's triggers: minute, group, event time
+		late  int      // how many of the engine's triggers are late
+		runTo int
+		win   time.Duration
+	}{
+		{
+			name: "a backlog burst three minutes late",
+			rule: `{"name":"burst","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"5m"},"group_by":"host"}`,
+			puts: []latePut{{replayPut{"Exception", 2, "web-1", 6}, 5}, {replayPut{"Exception", 4, "web-2", 6}, 4}},
+			to:   8, runTo: 8, win: 5 * time.Minute,
+			want: []string{"+2 web-1 event +3 window +-2..+3", "+4 web-2 event +5 window +0..+5"},
+			late: 1,
+		},
+		{
+			name: "for: 2m, every window of the spell settled when it arrives",
+			rule: `{"name":"held","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"1m"},"group_by":"host","for":"2m"}`,
+			puts: []latePut{{replayPut{"Exception", 2, "web-1", 6}, 9}, {replayPut{"Exception", 3, "web-1", 6}, 9}, {replayPut{"Exception", 4, "web-1", 6}, 9}},
+			to:   10, runTo: 10, win: time.Minute,
+			want: []string{"+4 web-1 event +5 window +4..+5"},
+			late: 1,
+		},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			var all []replayPut
+			for _, p := range sc.puts {
+				all = append(all, p.replayPut)
+			}
+			evs, err := Replay([]rules.Rule{replayRule(t, sc.rule)}, replayCells(all), replayBase, replayBase.Add(time.Duration(sc.to)*time.Minute), time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var replayed []string
+			for _, e := range evs {
+				if e.Kind == ReplayTrigger {
+					replayed = append(replayed, fmt.Sprintf("%s %s event %s window %s..%s", replayClock(e.At), e.Group,
+						replayClock(e.EventTime), replayClock(e.EventWindow.From), replayClock(e.EventWindow.To)))
+				}
+			}
+			if !slices.Equal(replayed, sc.want) {
+				t.Fatalf("replay %q, want %q", replayed, sc.want)
+			}
+
+			v := newEnv(t) // 12:00:30
+			v.startSender()
+			body := strings.Replace(sc.rule, `"name"`, `"pagerduty":{"routing_key":"`+testKey+`"},"name"`, 1)
+			v.rule(body)
+			for m := 0; m <= sc.runTo; m++ {
+				for _, p := range sc.puts {
+					if p.arrive == m {
+						v.deliver(p.kw, p.host, replayBase.Unix()+int64(p.min)*60, p.n)
+					}
+				}
+				v.tick()
+				v.clk.Add(time.Minute)
+			}
+			var engine []string
+			late := 0
+			for _, n := range v.events(len(sc.want)) {
+				if n.Action != notify.Trigger {
+					continue
+				}
+				ew := n.EventWindow
+				if n.Late {
+					late++
+				} else {
+					// On time: the window ends with the minute it fired in.
+					m := n.At.Truncate(time.Minute)
+					ew = &notify.EventWindow{From: m.Add(-(sc.win - time.Minute)), To: m.Add(time.Minute)}
+				}
+				// The engine's trigger minute is its arrival; replay's is
+				// the event minute: compare the event times.
+				engine = append(engine, fmt.Sprintf("%s %s event %s window %s..%s", replayClock(ew.To.Add(-time.Minute)), n.Group,
+					replayClock(ew.To), replayClock(ew.From), replayClock(ew.To)))
+			}
+			slices.Sort(engine)
+			if !slices.Equal(engine, sc.want) || late != sc.late {
+				t.Fatalf("engine %q (%d late)\nreplay %q (%d late)", engine, late, sc.want, sc.late)
 			}
 		})
 	}

@@ -219,14 +219,16 @@ func TestForKeepsTheAlertPendingUntilTheConditionHeld(t *testing.T) {
 	tests := []struct {
 		name string
 		held int // minutes the condition holds from the first match
-		// state after the tick of each minute 0, 1, 2, 3
+		// state after the tick of each minute 0, 1, 2, 3, 4 (at :30)
 		states []State
 		pages  int
 		last   string // the last history event
 	}{
-		{"held 2m: pages at the third minute", 4, []State{Pending, Pending, Firing, Firing}, 1, "firing"},
-		{"stops after 1m: dropped, never paged", 2, []State{Pending, Pending, Resolved, Resolved}, 0, "dropped"},
-		{"stops at once: dropped", 1, []State{Pending, Resolved, Resolved, Resolved}, 0, "dropped"},
+		{"held 2m: pages at the third minute", 5, []State{Pending, Pending, Firing, Firing, Firing}, 1, "firing"},
+		// Dropped only once a window since the spell began is settled
+		// false: minute 2's window settles at 12:04 (1m eval_delay).
+		{"stops after 2 minutes: dropped once that is settled, never paged", 2, []State{Pending, Pending, Pending, Pending, Resolved}, 0, "dropped"},
+		{"stops at once: dropped once that is settled", 1, []State{Pending, Pending, Pending, Resolved, Resolved}, 0, "dropped"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,6 +271,39 @@ func TestForKeepsTheAlertPendingUntilTheConditionHeld(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestForHoldsAcrossAMinuteBoundary: a tick just after a minute boundary
+// sees a partial minute without matches yet; that must neither drop the
+// pending spell nor delay the page past the minute the condition held for.
+func TestForHoldsAcrossAMinuteBoundary(t *testing.T) {
+	v := newEnv(t) // 12:00:30
+	v.startSender()
+	r := v.rule(`{"name":"held","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"1m"},
+		"group_by":"host","for":"2m","pagerduty":{"routing_key":"` + testKey + `"},"resolve_after":"1h"}`)
+	v.clk.Add(10 * time.Second) // 12:00:40
+	steps := []struct {
+		count bool // 6 matches in the current minute before the tick
+		next  time.Duration
+		want  State
+	}{
+		{true, 20 * time.Second, Pending},  // 12:00:40: pending
+		{false, 50 * time.Second, Pending}, // 12:01:00: the partial minute has none yet (before: dropped)
+		{true, 10 * time.Second, Pending},  // 12:01:50
+		{false, 50 * time.Second, Pending}, // 12:02:00
+		{true, 0, Firing},                  // 12:02:50: windows 12:00 (settled), 12:01, 12:02 held
+	}
+	for i, st := range steps {
+		if st.count {
+			v.count("Exception", "web-1", "app", 0, 6)
+		}
+		v.tick()
+		if a := v.alert(r.ID, "web-1"); a == nil || a.State != st.want {
+			t.Fatalf("step %d at %s: alert %+v, want %s", i, v.clk.Now().Format("15:04:05"), a, st.want)
+		}
+		v.clk.Add(st.next)
+	}
+	v.noMoreEvents(1)
 }
 
 func TestEditingAPendingAlertsRuleDropsItSilently(t *testing.T) {

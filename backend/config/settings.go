@@ -226,6 +226,9 @@ var settings = []Setting{
 			c.Alert.EvalDelay, c.Alert.NoEvalDelay = d, d == 0
 			return nil
 		}},
+	durationRow("lateness-horizon", "KEYALERT_LATENESS_HORIZON", alert.DefaultLatenessHorizon, rules.MaxEvalDelay, 24*time.Hour,
+		"entries whose minute was already judged (they came after `eval_delay`) re-judge the windows they belong to, and a burst that would have paged pages once, marked late with its event time, if the minute ended at most this long ago; older ones are counted but never judged, counted in `keyalert_late_entries_past_horizon_total` and logged (warn, once a minute); at least the largest `eval_delay`",
+		func(c *Config) *time.Duration { return &c.Alert.LatenessHorizon }),
 	intRow("max-rule-groups", "KEYALERT_MAX_RULE_GROUPS", alert.DefaultMaxGroups, 1, 1000000,
 		"groups (hosts or tags) each absence rule remembers, and pages for when they fall silent, until `forget_after`; a new group beyond it is not watched, logged (warn) and counted in `keyalert_alert_groups_dropped_total`",
 		func(c *Config) *int { return &c.Alert.MaxGroups }),

@@ -41,6 +41,12 @@ type Rule struct {
 	Filters   rules.Filters `json:"filters"`
 }
 
+// EventWindow is a span of event time, [From, To).
+type EventWindow struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+}
+
 // Link is a link shown with a notification.
 type Link struct {
 	Href string `json:"href"`
@@ -75,6 +81,11 @@ type Notification struct {
 	// AlertURL is the alert in keyalert's API; empty without a public URL.
 	AlertURL string    `json:"alert_url,omitempty"`
 	At       time.Time `json:"at"`
+	// Late marks a trigger for a window judged after its minutes had
+	// settled (entries arrived after eval_delay); EventWindow is the
+	// event-time window whose condition held, its end the event time.
+	Late        bool         `json:"late,omitempty"`
+	EventWindow *EventWindow `json:"event_window,omitempty"`
 	// Target is where the rule routes its notifications (for PagerDuty the
 	// routing key: the rule's own, else the default). A Secret: it prints and
 	// logs redacted, and Marshal is the only encoding that keeps it.

@@ -183,9 +183,11 @@ func TestHadoopExceptionsPageOnceThenResolve(t *testing.T) {
 
 	rs := redistest.Start(t)
 	recv := pdreceiver.Start(t)
-	// The clock stands in the log's own time: the window 18:04–18:08 holds
-	// every Exception (18:05:57 and 18:06:26–28).
-	clk := &clock{t: time.Date(2015, 10, 18, 18, 8, 0, 0, time.UTC)}
+	// The clock stands in the log's own time, just after the last Exception:
+	// the window 18:02–18:06 holds every one (18:05:57 and 18:06:26–28), and
+	// their minutes are not settled yet, so the page is on time. (At 18:08
+	// they would come over eval_delay after their minutes: a late page.)
+	clk := &clock{t: time.Date(2015, 10, 18, 18, 6, 30, 0, time.UTC)}
 	env := alertEnv(rs.URL(), recv.URL)
 	// Counts expire at their minute plus the retention on Redis's real
 	// clock, so data from 2015 needs a retention reaching past today.

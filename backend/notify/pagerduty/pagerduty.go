@@ -197,6 +197,14 @@ func Encode(n notify.Notification) ([]byte, error) {
 	rule := map[string]any{"id": n.Rule.ID, "name": n.Rule.Name, "condition": n.Rule.Condition,
 		"group_by": n.Rule.GroupBy, "filters": n.Rule.Filters}
 	details := map[string]any{"rule": rule, "count": n.Count, "window": n.Window, "counts_per_minute": n.CountsPerMinute}
+	if n.Late && n.EventWindow != nil {
+		// A late page is dated at the event time the condition held, so
+		// the incident shows when it happened, not when the data came.
+		ev.Payload.Timestamp = n.EventWindow.To.UTC().Format(time.RFC3339Nano)
+		details["late"] = true
+		details["event_window"] = map[string]string{"from": n.EventWindow.From.UTC().Format(time.RFC3339),
+			"to": n.EventWindow.To.UTC().Format(time.RFC3339)}
+	}
 	if n.CountsPerMinute == nil {
 		details["counts_per_minute"] = map[string]int64{}
 	}

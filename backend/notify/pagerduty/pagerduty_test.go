@@ -36,6 +36,10 @@ func TestEncodeIsByteForByteTheEventsAPIv2Format(t *testing.T) {
 	ack.Action = notify.Acknowledge
 	fleet := sample()
 	fleet.Host, fleet.Group, fleet.Tag, fleet.Links, fleet.AlertURL, fleet.Samples = "", "", "", nil, "", nil
+	late := fleet
+	late.Summary, late.Late = "[late] "+late.Summary, true
+	late.At = time.Date(2025, 3, 1, 12, 3, 20, 0, time.UTC)
+	late.EventWindow = &notify.EventWindow{From: time.Date(2025, 3, 1, 11, 56, 0, 0, time.UTC), To: time.Date(2025, 3, 1, 12, 1, 0, 0, time.UTC)}
 	tests := []struct {
 		name string
 		n    notify.Notification
@@ -51,6 +55,13 @@ func TestEncodeIsByteForByteTheEventsAPIv2Format(t *testing.T) {
 			`"client":"keyalert","payload":{"summary":"Exception seen 37 times in 5m on web-12 (rule java exceptions)","source":"fleet","severity":"critical",` +
 			`"timestamp":"2025-03-01T12:00:00Z","group":"fleet","class":"Exception","custom_details":` +
 			`{"count":37,"counts_per_minute":{"2025-03-01T12:00:00Z":37},"rule":{"condition":"count \u003e= 5 over 5m","filters":{"host":"web-*"},` +
+			`"group_by":"host","id":"r1","name":"java exceptions"},"window":"5m"}}}`},
+		// Dated at the end of the event window, not when the entries came.
+		{"late trigger", late, `{"routing_key":"R0123456789abcdef0123456789ABCDE","event_action":"trigger","dedup_key":"keyalert-a1",` +
+			`"client":"keyalert","payload":{"summary":"[late] Exception seen 37 times in 5m on web-12 (rule java exceptions)","source":"fleet","severity":"critical",` +
+			`"timestamp":"2025-03-01T12:01:00Z","group":"fleet","class":"Exception","custom_details":` +
+			`{"count":37,"counts_per_minute":{"2025-03-01T12:00:00Z":37},"event_window":{"from":"2025-03-01T11:56:00Z","to":"2025-03-01T12:01:00Z"},` +
+			`"late":true,"rule":{"condition":"count \u003e= 5 over 5m","filters":{"host":"web-*"},` +
 			`"group_by":"host","id":"r1","name":"java exceptions"},"window":"5m"}}}`},
 		{"acknowledge", ack, `{"routing_key":"R0123456789abcdef0123456789ABCDE","event_action":"acknowledge","dedup_key":"keyalert-a1","client":"keyalert"}`},
 	}
@@ -74,7 +85,9 @@ func TestEncodedEventsPassTheReceiverSchema(t *testing.T) {
 	huge.Samples = []string{strings.Repeat("x", MaxEventBytes)}
 	ack, resolve := sample(), sample()
 	ack.Action, resolve.Action = notify.Acknowledge, notify.Resolve
-	for name, n := range map[string]notify.Notification{"full": sample(), "long summary": long, "huge details": huge,
+	late := sample()
+	late.Late, late.EventWindow = true, &notify.EventWindow{From: late.At.Add(-5 * time.Minute), To: late.At}
+	for name, n := range map[string]notify.Notification{"full": sample(), "long summary": long, "huge details": huge, "late": late,
 		"acknowledge": ack, "resolve": resolve} {
 		b, err := Encode(n)
 		if err != nil {
