@@ -410,6 +410,10 @@ type item struct {
 	label    string // integration label of the metrics (the receiver type)
 	body     []byte
 	skipped  bool
+	// paceKey and every, once paced is set (see notify.Pacer).
+	paced   bool
+	paceKey string
+	every   time.Duration
 }
 
 type fanout struct{ left int }
@@ -804,16 +808,27 @@ func (r *runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 		if r.destInflight[d] >= r.o.opt.Concurrency {
 			continue // a result wakes the loop
 		}
+		// The pace key is known from an earlier attempt: check it before
+		// encoding, which would cost a decode and an encode per queue and
+		// pass while a storm waits for its turn.
+		if head.paced && head.paceKey != "" && r.pace[head.paceKey].After(now) {
+			soon(r.pace[head.paceKey])
+			continue
+		}
 		if done, ok := r.prepare(ctx, q, head); !ok {
 			r.handle(ctx, result{head, done})
 			continue
 		}
-		if pk, every := r.paceOf(head); pk != "" {
+		if !head.paced {
+			head.paceKey, head.every = r.paceOf(head)
+			head.paced = true
+		}
+		if pk := head.paceKey; pk != "" {
 			if next := r.pace[pk]; next.After(now) {
 				soon(next)
 				continue
 			}
-			r.pace[pk] = now.Add(every)
+			r.pace[pk] = now.Add(head.every)
 		}
 		q.inflight = true
 		r.destInflight[d]++
@@ -1017,7 +1032,7 @@ func (r *runner) handle(ctx context.Context, res result) {
 		it.lastErr = d.Reason
 		if d.RetryAfter > 0 && it.notifier != nil {
 			// The service asked for a pause: every message to it waits.
-			if pk, _ := r.paceOf(it); pk != "" {
+			if pk := it.paceKey; pk != "" {
 				r.pace[pk] = maxTime(r.pace[pk], now.Add(d.RetryAfter))
 			}
 		}
