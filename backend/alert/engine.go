@@ -105,6 +105,9 @@ type Config struct {
 	// DefaultRoutingKey is the target of rules without their own
 	// pagerduty.routing_key.
 	DefaultRoutingKey rules.Secret
+	// DefaultReceivers says KEYALERT_DEFAULT_RECEIVERS is set: a rule with
+	// neither receivers nor a routing key pages them.
+	DefaultReceivers bool
 	Now               func() time.Time // nil: time.Now
 	Log               *slog.Logger
 }
@@ -813,7 +816,7 @@ func (e *Engine) routingKey(cr *crule) rules.Secret {
 func (e *Engine) trigger(ctx context.Context, cr *crule, o obs, a *Alert, cells map[string][]window.Cell, nowMin int64, summary string) (notify.Notification, error) {
 	r := &cr.rule
 	key := e.routingKey(cr)
-	if key == "" {
+	if key == "" && len(r.Receivers) == 0 && !e.c.DefaultReceivers {
 		return notify.Notification{}, errors.New("trigger not sent: no routing key")
 	}
 	n := notify.Notification{
@@ -824,7 +827,7 @@ func (e *Engine) trigger(ctx context.Context, cr *crule, o obs, a *Alert, cells 
 		Count: o.count, Window: r.Condition.Window.String(),
 		CountsPerMinute: minuteCounts(cr, cells, nowMin, o.group),
 		Samples:         e.samples(ctx, cr, o.group, cells, nowMin),
-		At:              e.c.Now(), Target: key,
+		At:              e.c.Now(), Target: key, Receivers: r.Receivers,
 	}
 	switch {
 	case r.GroupBy == rules.GroupHost:

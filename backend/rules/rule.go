@@ -26,6 +26,9 @@ type Rule struct {
 	Filters        Filters      `json:"filters"`
 	Severity       Severity     `json:"severity"`
 	PagerDuty      PagerDuty    `json:"pagerduty"`
+	// Receivers are the named receivers (package receiver) the rule's
+	// alerts go to; empty: KEYALERT_DEFAULT_RECEIVERS, else PagerDuty.
+	Receivers []string `json:"receivers,omitempty"`
 	RepeatInterval Duration     `json:"repeat_interval"`
 	ResolveAfter   Duration     `json:"resolve_after"`
 	// For is how long the condition must hold, on evaluations in whole event
