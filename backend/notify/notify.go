@@ -202,11 +202,11 @@ type Refresher interface {
 	RefreshEvery() time.Duration
 }
 
-// Messenger marks notifiers that post messages rather than set a state
+// Messenger is implemented by notifiers that may post messages rather than set a state
 // (chat): the outbox does not send their final event again after an attempt
 // whose outcome was unknown, since that would post a duplicate.
 type Messenger interface {
-	Messages()
+	Messages() bool
 }
 
 // Encoder renders a notification in a receiver's wire format.

@@ -1040,7 +1040,7 @@ func (r *runner) handle(ctx context.Context, res result) {
 			// A timeout or a connection lost: the receiver may process this
 			// attempt late, after its successors. Send the final event again
 			// once that can no longer happen.
-			if _, chat := it.notifier.(notify.Messenger); !chat {
+			if m, ok := it.notifier.(notify.Messenger); !ok || !m.Messages() {
 				q.record(it.qk, it).ResendAt = now.Add(o.opt.ResendAfter).UTC()
 				r.saveStates(ctx, []string{it.qk})
 			}

@@ -73,7 +73,7 @@ func (c *Client) Pace(notify.Notification) (string, time.Duration) {
 }
 
 // Messages marks Teams as a chat.
-func (c *Client) Messages() {}
+func (c *Client) Messages() bool { return true }
 
 // Send posts one message.
 func (c *Client) Send(ctx context.Context, body []byte) notify.Delivery {

@@ -75,7 +75,7 @@ func (c *Client) Pace(notify.Notification) (string, time.Duration) {
 }
 
 // Messages marks Slack as a chat: no duplicate after a timeout.
-func (c *Client) Messages() {}
+func (c *Client) Messages() bool { return true }
 
 // Send posts one message.
 func (c *Client) Send(ctx context.Context, body []byte) notify.Delivery {
