@@ -304,6 +304,9 @@ func (o *Outbox) AddTo(ctx context.Context, p redis.Pipeliner, n notify.Notifica
 
 // retryState is what is kept about a message that failed temporarily.
 type retryState struct {
+	// Done: this receiver of a fanned-out entry has it; after a restart the
+	// entry is not sent to it again.
+	Done      bool      `json:"done,omitempty"`
 	Attempts  int       `json:"attempts"`
 	Next      time.Time `json:"next_attempt"`
 	LastError string    `json:"last_error"`
@@ -416,7 +419,10 @@ type item struct {
 	every   time.Duration
 }
 
-type fanout struct{ left int }
+type fanout struct {
+	left int
+	qids []string // of every receiver, to clear their Done marks
+}
 
 func parseItem(msg redis.XMessage) *item {
 	it := &item{id: msg.ID}
@@ -472,13 +478,19 @@ func (o *Outbox) load(ctx context.Context) ([]*item, map[string]string, error) {
 	return items, states, nil
 }
 
-func (it *item) applyState(states map[string]string, qid string) {
+// applyState sets the item's retry state; it reports false when the item
+// is done already (one receiver of a fanned-out entry).
+func (it *item) applyState(states map[string]string, qid string) bool {
 	if doc, ok := states[qid]; ok {
 		var st retryState
 		if json.Unmarshal([]byte(doc), &st) == nil {
+			if st.Done {
+				return false
+			}
 			it.attempts, it.next, it.lastErr = st.Attempts, st.Next, st.LastError
 		}
 	}
+	return true
 }
 
 // lastState is what the sender keeps per (receiver, alert) until the alert's
@@ -726,15 +738,22 @@ func (r *runner) add(ctx context.Context, it *item) {
 		return
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i][0]+targets[i][1] < targets[j][0]+targets[j][1] })
-	fan := &fanout{left: len(targets)}
+	fan := &fanout{}
+	var clones []*item
 	for _, t := range targets {
 		c := *it
 		c.integration, c.receiver, c.fan = t[0], t[1], fan
 		c.qk = queueKey(c.integration, c.receiver, c.key)
 		c.qid = c.id + "/" + c.qk
-		c.applyState(r.states, c.qid)
+		fan.qids = append(fan.qids, c.qid)
+		if c.applyState(r.states, c.qid) {
+			clones = append(clones, &c)
+		}
+	}
+	fan.left = len(clones)
+	for _, c := range clones {
 		q := r.queue(c.qk, c.key)
-		q.items = append(q.items, &c)
+		q.items = append(q.items, c)
 		r.o.met.pending.Inc()
 	}
 }
@@ -817,6 +836,7 @@ func (r *runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 		}
 		if done, ok := r.prepare(ctx, q, head); !ok {
 			r.handle(ctx, result{head, done})
+			soon(now) // the queue changed: look at it again
 			continue
 		}
 		if !head.paced {
@@ -972,7 +992,13 @@ func (r *runner) handle(ctx context.Context, res result) {
 				if last {
 					p.XDel(ctx, o.opt.Key, it.id)
 				}
-				if !it.synthetic {
+				switch {
+				case it.fan != nil && last:
+					p.HDel(ctx, o.retryKey(), it.fan.qids...)
+				case it.fan != nil:
+					doc, _ := json.Marshal(retryState{Done: true})
+					p.HSet(ctx, o.retryKey(), it.qid, doc)
+				case !it.synthetic:
 					p.HDel(ctx, o.retryKey(), it.qid)
 				}
 				if dirty {
@@ -1017,6 +1043,15 @@ func (r *runner) handle(ctx context.Context, res result) {
 				return setAsideScript.Run(ctx, o.rdb, []string{o.opt.Key, o.retryKey(), o.failedKey(), o.failedAtKey()},
 					it.qid, doc, now.UnixMilli(), o.opt.FailedTTL.Milliseconds(), o.opt.FailedMax, sid).Err()
 			})
+			if it.fan != nil {
+				o.retryRedis(ctx, "mark fanned-out message done", func(ctx context.Context) error {
+					if last {
+						return o.rdb.HDel(ctx, o.retryKey(), it.fan.qids...).Err()
+					}
+					doc, _ := json.Marshal(retryState{Done: true})
+					return o.rdb.HSet(ctx, o.retryKey(), it.qid, doc).Err()
+				})
+			}
 		}
 		o.met.notes.WithLabelValues(it.label, it.kind, ResultRejected).Inc()
 		o.log.Error("outbox: message rejected, not retried", "id", it.id, "key", it.key, "kind", it.kind,
