@@ -59,7 +59,9 @@ type world struct {
 	log   *slog.Logger
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldTB(t) }
+
+func newWorldTB(t testing.TB) *world {
 	srv := redistest.Start(t)
 	pd := pagerduty.NewClient(pagerduty.Options{EventsPerMinute: 1 << 20}, nil)
 	w := &world{rdb: srv, logs: &logbuf.Buffer{}}
@@ -71,7 +73,9 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func (w *world) create(t *testing.T, doc string) {
+func (w *world) create(t *testing.T, doc string) { w.createTB(t, doc) }
+
+func (w *world) createTB(t testing.TB, doc string) {
 	t.Helper()
 	r, errs := receiver.Decode([]byte(doc), nil, 0)
 	if errs.Err() != nil {
@@ -82,7 +86,9 @@ func (w *world) create(t *testing.T, doc string) {
 	}
 }
 
-func (w *world) run(t *testing.T) (stop func()) {
+func (w *world) run(t *testing.T) (stop func()) { return w.runTB(t) }
+
+func (w *world) runTB(t testing.TB) (stop func()) {
 	ob := outbox.New(w.rdb.Client(), w.opt, w.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -99,7 +105,9 @@ func (w *world) run(t *testing.T) (stop func()) {
 	return stop
 }
 
-func (w *world) enqueue(t *testing.T, notes ...notify.Notification) {
+func (w *world) enqueue(t *testing.T, notes ...notify.Notification) { w.enqueueTB(t, notes...) }
+
+func (w *world) enqueueTB(t testing.TB, notes ...notify.Notification) {
 	t.Helper()
 	ob := outbox.New(w.rdb.Client(), w.opt, w.log)
 	for _, n := range notes {
@@ -298,5 +306,15 @@ func waitEmpty(t *testing.T, w *world) {
 		if time.Now().After(deadline) {
 			t.Fatalf("still pending: %+v", p)
 		}
+	}
+}
+
+// waitDeliveredTB waits until the log shows n deliveries.
+func (w *world) waitDeliveredTB(t testing.TB, n int) {
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(w.logs.String(), "outbox: message delivered") < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d deliveries", n)
+		}
+		time.Sleep(50 * time.Microsecond)
 	}
 }
