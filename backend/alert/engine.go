@@ -105,11 +105,12 @@ type Config struct {
 	// DefaultRoutingKey is the target of rules without their own
 	// pagerduty.routing_key.
 	DefaultRoutingKey rules.Secret
+	Now               func() time.Time // nil: time.Now
+	Log               *slog.Logger
+
 	// DefaultReceivers says KEYALERT_DEFAULT_RECEIVERS is set: a rule with
 	// neither receivers nor a routing key pages them.
 	DefaultReceivers bool
-	Now               func() time.Time // nil: time.Now
-	Log               *slog.Logger
 }
 
 // Engine evaluates the rules of the shards this replica holds.

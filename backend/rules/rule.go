@@ -26,9 +26,6 @@ type Rule struct {
 	Filters        Filters      `json:"filters"`
 	Severity       Severity     `json:"severity"`
 	PagerDuty      PagerDuty    `json:"pagerduty"`
-	// Receivers are the named receivers (package receiver) the rule's
-	// alerts go to; empty: KEYALERT_DEFAULT_RECEIVERS, else PagerDuty.
-	Receivers []string `json:"receivers,omitempty"`
 	RepeatInterval Duration     `json:"repeat_interval"`
 	ResolveAfter   Duration     `json:"resolve_after"`
 	// For is how long the condition must hold, on evaluations in whole event
@@ -50,6 +47,10 @@ type Rule struct {
 	RunbookURL      string    `json:"runbook_url,omitempty"`
 	CreatedAt       time.Time `json:"created_at"`
 	UpdatedAt       time.Time `json:"updated_at"`
+
+	// Receivers are the named receivers (package receiver) the rule's
+	// alerts go to; empty: KEYALERT_DEFAULT_RECEIVERS, else PagerDuty.
+	Receivers []string `json:"receivers,omitempty"`
 }
 
 // Specs returns the rule's keywords with its match options, canonical.
