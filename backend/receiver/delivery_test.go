@@ -25,6 +25,7 @@ import (
 	"github.com/keyalert/keyalert/harness/notifyreceiver"
 	"github.com/keyalert/keyalert/harness/pdreceiver"
 	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const (
@@ -90,6 +91,7 @@ func (w *world) run(t *testing.T) (stop func()) { return w.runTB(t) }
 
 func (w *world) runTB(t testing.TB) (stop func()) {
 	ob := outbox.New(w.rdb.Client(), w.opt, w.log)
+	w.opt.Registerer = nil // registered once, by this run
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); ob.Run(ctx, notify.NewRegistry()) }()
@@ -153,6 +155,8 @@ func TestEveryReceiverTypeGetsValidPayloadsInOrderAcrossARestart(t *testing.T) {
 	waitEmpty(t, w)
 	stop()
 	w.enqueue(t, note(notify.Resolve, "a1"))
+	reg := prometheus.NewRegistry()
+	w.opt.Registerer = reg
 	w.run(t)
 	if _, err := nr.WaitFor(ctx, "", func(m []notify2) bool { return len(m) >= 9 }); err != nil {
 		t.Fatal(err)
@@ -191,9 +195,27 @@ func TestEveryReceiverTypeGetsValidPayloadsInOrderAcrossARestart(t *testing.T) {
 	if fmt.Sprint(acts) != "[trigger acknowledge resolve]" {
 		t.Errorf("pagerduty actions %v", acts)
 	}
+	waitEmpty(t, w)
+	var metrics strings.Builder
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if m.GetCounter().GetValue() > 0 {
+				for _, l := range m.GetLabel() {
+					fmt.Fprintf(&metrics, "%s=%s ", l.GetName(), l.GetValue())
+				}
+				fmt.Fprintln(&metrics, mf.GetName())
+			}
+		}
+	}
+	for _, typ := range []string{"slack", "msteams", "webhook", "pagerduty"} {
+		if !strings.Contains(metrics.String(), "event=resolve integration="+typ+" result=sent") {
+			t.Errorf("no resolve sent counted for %s:\n%s", typ, metrics.String())
+		}
+	}
 	for _, s := range []string{secret, routingKey, slackToken, "teamssecret"} {
-		if strings.Contains(w.logs.String(), s) {
-			t.Errorf("a secret is in the logs: %s", s)
+		if strings.Contains(w.logs.String(), s) || strings.Contains(metrics.String(), s) {
+			t.Errorf("a secret is in the logs or metrics: %s", s)
 		}
 	}
 }
@@ -209,7 +231,7 @@ func TestAlertmanagerReceivesRefreshesAndResolvesTheAlert(t *testing.T) {
 	am := amtest.Start(t, nr.URL+"/alertmanager")
 	w.create(t, `{"name":"am","type":"alertmanager","url":"`+am.URL+`"}`)
 	w.enqueue(t, note(notify.Trigger, "a1", "am"), note(notify.Acknowledge, "a1"))
-	w.run(t)
+	stop := w.run(t)
 	ctx := waitCtx(t, 20*time.Second)
 	var got []struct {
 		Labels       map[string]string `json:"labels"`
@@ -262,7 +284,10 @@ func TestAlertmanagerReceivesRefreshesAndResolvesTheAlert(t *testing.T) {
 	if _, err := nr.WaitFor(ctx, "alertmanager", firing("firing")); err != nil {
 		t.Fatal(err)
 	}
-	// Refreshed while firing (every 500ms here).
+	// Refreshed while firing (every 500ms here), also by the sender after
+	// a restart: the refresh state is in Redis.
+	stop()
+	w.run(t)
 	before := time.Now()
 	time.Sleep(1200 * time.Millisecond)
 	if !strings.Contains(w.logs.String(), "kind=trigger integration=alertmanager receiver=am status=200") {
