@@ -1028,10 +1028,13 @@ func (r *runner) handle(ctx context.Context, res result) {
 			"after", time.Since(it.at).Round(time.Millisecond))
 		r.pop(it)
 	case notify.Reject:
-		if it.synthetic {
-			q.rec.ResendAt, q.rec.RefreshAt = time.Time{}, time.Time{}
+		if it.synthetic || it.kind == string(notify.Resolve) {
+			// Nothing more will be sent for this alert to this receiver:
+			// its delivery state goes.
+			q.rec = nil
 			r.saveStates(ctx, []string{it.qk})
-		} else {
+		}
+		if !it.synthetic {
 			f := failureDoc{Failure: Failure{ID: it.qid, Key: it.key, Kind: it.kind, Integration: it.label, Receiver: it.receiver,
 				EnqueuedAt: it.at, FailedAt: now.UTC(), Status: d.Status, Reason: d.Reason, Attempts: it.attempts + 1}, Body: it.stored()}
 			doc, _ := json.Marshal(f)

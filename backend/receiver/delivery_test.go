@@ -343,3 +343,28 @@ func (w *world) waitDeliveredTB(t testing.TB, n int) {
 		time.Sleep(50 * time.Microsecond)
 	}
 }
+
+// A rule naming no receivers goes to the default receivers; its resolve
+// follows it there, and a receiver not taking the severity skips it.
+func TestDefaultReceiversTakeRulesNamingNoneAndSeveritiesFilter(t *testing.T) {
+	w := newWorld(t)
+	nr := notifyreceiver.Start(t, secret)
+	w.create(t, `{"name":"hook","type":"webhook","url":"`+nr.URL+`/webhook","secret":"`+secret+`"}`)
+	w.create(t, `{"name":"info-only","type":"msteams","url":"`+nr.URL+`/msteams/x","severities":["info"]}`)
+	w.opt.DefaultReceivers = []string{"hook", "info-only"}
+	w.enqueue(t, note(notify.Trigger, "a1"), note(notify.Resolve, "a1"))
+	w.run(t)
+	msgs, err := nr.WaitFor(waitCtx(t, 10*time.Second), "webhook", func(m []notify2) bool { return len(m) >= 2 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if len(m.Errors) > 0 {
+			t.Errorf("invalid: %v", m.Errors)
+		}
+	}
+	waitEmpty(t, w)
+	if n := len(nr.Messages("msteams")); n != 0 {
+		t.Errorf("a receiver for info alerts got %d messages of a critical one", n)
+	}
+}
