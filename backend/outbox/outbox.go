@@ -872,6 +872,12 @@ func (r *runner) resendItem(ctx context.Context, qk string, q *queue, now time.T
 	it := &item{id: "resend", qid: "resend", key: rec.Key, integration: rec.Integration, receiver: rec.Receiver,
 		qk: qk, at: now, synthetic: true}
 	switch {
+	case !rec.ResendAt.IsZero() && !rec.ResendAt.After(now) && len(rec.Last) > 0 && r.messenger(ctx, it):
+		// A chat receiver (set at start, before its type was known): a
+		// repeat would post a duplicate.
+		rec.ResendAt = time.Time{}
+		r.saveStates(ctx, []string{qk})
+		return
 	case !rec.ResendAt.IsZero() && !rec.ResendAt.After(now) && len(rec.Last) > 0:
 		it.note, it.kind = rec.Last, rec.LastKind
 	case !rec.RefreshAt.IsZero() && !rec.RefreshAt.After(now) && len(rec.Trigger) > 0:
@@ -883,6 +889,19 @@ func (r *runner) resendItem(ctx context.Context, qk string, q *queue, now time.T
 		return
 	}
 	q.items = append(q.items, it)
+}
+
+// messenger reports whether the item's receiver posts chat messages
+// (notify.Messenger); false when it cannot be found.
+func (r *runner) messenger(ctx context.Context, it *item) bool {
+	var n notify.Notifier
+	if it.receiver != "" && r.o.opt.Receivers != nil {
+		n, _, _ = r.o.opt.Receivers.Notifier(ctx, it.receiver)
+	} else {
+		n, _ = r.reg.Lookup(it.integration)
+	}
+	m, ok := n.(notify.Messenger)
+	return ok && m.Messages()
 }
 
 // prepare finds the item's notifier and encodes it, now rather than when

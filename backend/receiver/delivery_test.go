@@ -368,3 +368,32 @@ func TestDefaultReceiversTakeRulesNamingNoneAndSeveritiesFilter(t *testing.T) {
 		t.Errorf("a receiver for info alerts got %d messages of a critical one", n)
 	}
 }
+
+// The re-send after a restart (a crash may have abandoned a request) goes
+// to receivers that hold a state, not to chat receivers, where it would
+// post a duplicate message.
+func TestRestartResendsTheFinalEventExceptToChats(t *testing.T) {
+	w := newWorld(t)
+	nr := notifyreceiver.Start(t, secret)
+	w.store = receiver.NewStore(w.rdb.Client(), receiver.Options{Slack: slackOpts()}, nil)
+	w.opt.Receivers, w.opt.ResendAfter = w.store, 300*time.Millisecond
+	w.create(t, `{"name":"team-slack","type":"slack","url":"`+nr.URL+`/slack/x"}`)
+	w.create(t, `{"name":"hook","type":"webhook","url":"`+nr.URL+`/webhook","secret":"`+secret+`"}`)
+	w.enqueue(t, note(notify.Trigger, "a1", "team-slack", "hook"), note(notify.Resolve, "a1"))
+	w.run(t) // a sender that starts with messages pending
+	time.Sleep(800 * time.Millisecond)
+	kinds := func(kind string) (out []string) {
+		for _, m := range nr.Messages(kind) {
+			var p struct{ Action string }
+			json.Unmarshal(m.Body, &p)
+			out = append(out, p.Action)
+		}
+		return out
+	}
+	if got := kinds("webhook"); fmt.Sprint(got) != "[trigger resolve resolve]" {
+		t.Errorf("webhook got %v, want the resolve again", got)
+	}
+	if n := len(nr.Messages("slack")); n != 2 {
+		t.Errorf("slack got %d messages, want 2 (no duplicate)", n)
+	}
+}
