@@ -259,9 +259,6 @@ func (r *Receiver) enqueue(w http.ResponseWriter, req *http.Request) {
 	if retry := r.throttleLocked(ev.RoutingKey, now); retry > 0 {
 		r.throttled++
 		r.mu.Unlock()
-		if onFail != nil {
-			onFail(http.StatusTooManyRequests)
-		}
 		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
 		writeJSON(w, http.StatusTooManyRequests, map[string]string{"status": "throttle event", "message": "Requests for this service are arriving too quickly. Please retry later."})
 		return
