@@ -240,7 +240,7 @@ var settings = []Setting{
 			return nil
 		}},
 	intRow("outbox-concurrency", "KEYALERT_OUTBOX_CONCURRENCY", outbox.DefaultConcurrency, 1, 64,
-		"notifications in flight, each for a different alert", func(c *Config) *int { return &c.Outbox.Concurrency }),
+		"notifications in flight per receiver (per integration for rules without receivers), each for a different alert, so a slow receiver holds only its own", func(c *Config) *int { return &c.Outbox.Concurrency }),
 	intRow("outbox-failed-max", "KEYALERT_OUTBOX_FAILED_MAX", outbox.DefaultFailedMax, 1, 1000000,
 		"rejected notifications kept, with their bodies, for GET /api/v1/outbox and a manual replay; the oldest are dropped beyond it",
 		func(c *Config) *int { return &c.Outbox.FailedMax }),
@@ -248,7 +248,7 @@ var settings = []Setting{
 		"how long a rejected notification is kept",
 		func(c *Config) *time.Duration { return &c.Outbox.FailedTTL }),
 	durationRow("outbox-resend-after", "KEYALERT_OUTBOX_RESEND_AFTER", outbox.DefaultResendAfter, time.Second, time.Hour,
-		"after a send whose outcome is unknown (a timeout, a connection lost) or a restart with messages pending, the alert's final event is sent to that receiver once more this long after, so a request the receiver processes late cannot leave it in an older state; longer than the receiver may take to process an abandoned request",
+		"after a send whose outcome is unknown (a timeout, a connection lost) or a restart with messages pending, the alert's final event is sent to that receiver once more this long after, so a request the receiver processes late cannot leave it in an older state (not to Slack or Teams, where it would post a duplicate); longer than the receiver may take to process an abandoned request",
 		func(c *Config) *time.Duration { return &c.Outbox.ResendAfter }),
 	intRow("pagerduty-events-per-minute", "KEYALERT_PAGERDUTY_EVENTS_PER_MINUTE", pagerduty.DefaultEventsPerMinute, 1, 1000000,
 		"events sent per minute to one routing key at most (PagerDuty answers 429 beyond about 120): a storm is paced, not rejected",
