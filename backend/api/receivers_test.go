@@ -153,3 +153,15 @@ func TestBadReceiversAre400NamingTheField(t *testing.T) {
 		t.Errorf("delete in use: %d %s", code, b)
 	}
 }
+
+func TestRuleWithReceiversCannotAlsoHaveARoutingKey(t *testing.T) {
+	f := newReceiverFixture(t, 0)
+	if code, b := f.do(t, "POST", "/receivers", `{"name":"a","type":"slack","url":"https://x.example/a"}`); code != 201 {
+		t.Fatal(code, b)
+	}
+	code, b := f.do(t, "POST", "/rules", `{"name":"r","keywords":["Exception"],"condition":{"type":"threshold","count":1,"window":"1m"},
+		"receivers":["a"],"pagerduty":{"routing_key":"`+pdKey+`"}}`)
+	if code != 400 || !strings.Contains(b, "pagerduty.routing_key") || strings.Contains(b, pdKey) {
+		t.Errorf("%d %s", code, b)
+	}
+}

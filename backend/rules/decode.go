@@ -211,6 +211,11 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	if !errs.Has("receivers") {
 		decodeReceivers(&w, receivers, opts, &errs)
 	}
+	if len(w.Receivers) > 0 && w.PagerDuty.RoutingKey != "" && !errs.Has(keyField) {
+		// Receivers replace the rule's own PagerDuty routing: one place
+		// says where its alerts go.
+		errs.Add(keyField, "not used by a rule with receivers: name a pagerduty receiver instead")
+	}
 
 	w.RepeatInterval = Duration(parseDuration(&errs, "repeat_interval", repeat, 0, 0, MaxRepeat, false))
 	if w.RepeatInterval != 0 && w.RepeatInterval.D() < time.Minute && !errs.Has("repeat_interval") {
