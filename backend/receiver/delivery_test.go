@@ -397,3 +397,28 @@ func TestRestartResendsTheFinalEventExceptToChats(t *testing.T) {
 		t.Errorf("slack got %d messages, want 2 (no duplicate)", n)
 	}
 }
+
+// A 429 with Retry-After pauses every message to that webhook, not only
+// the one refused: the service asked for a pause.
+func TestRetryAfterPausesTheWholeDestination(t *testing.T) {
+	w := newWorld(t)
+	nr := notifyreceiver.Start(t, secret)
+	w.store = receiver.NewStore(w.rdb.Client(), receiver.Options{Slack: slackOpts()}, nil)
+	w.opt.Receivers = w.store
+	w.create(t, `{"name":"team-slack","type":"slack","url":"`+nr.URL+`/slack/x"}`)
+	nr.FailNext(1, http.StatusTooManyRequests) // with Retry-After: 1
+	start := time.Now()
+	w.enqueue(t, note(notify.Trigger, "a1", "team-slack"))
+	w.run(t)
+	time.Sleep(100 * time.Millisecond) // the first one is refused
+	w.enqueue(t, note(notify.Trigger, "a2", "team-slack"), note(notify.Trigger, "a3", "team-slack"))
+	msgs, err := nr.WaitFor(waitCtx(t, 10*time.Second), "slack", func(m []notify2) bool { return len(m) >= 3 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if d := m.Received.Sub(start); d < time.Second {
+			t.Errorf("a message went %v after the 429 asked for a pause of 1s", d.Round(time.Millisecond))
+		}
+	}
+}
