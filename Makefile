@@ -80,12 +80,13 @@ test: redis alertmanager build vet
 
 # Benchmarks: the commands behind the figures in README.md § Benchmarks and
 # bench/*.md (each file names its own command too). Takes several minutes.
-bench: redis build
+bench: redis alertmanager build
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/match/
 	$(GO) test -run '^$$' -bench 'Flush|GetRecord' -benchmem -cpu 1 -count 5 ./plugin/flush/
 	$(GO) test -run '^$$' -bench BenchmarkKeyalertd -benchtime=300000x -count 3 ./cmd/keyalertd
 	$(GO) test -run '^$$' -bench EvaluateTick -benchtime 20x -count 3 ./backend/alert/
 	$(GO) test -run '^$$' -bench AlertLatency -benchtime 1x -count 3 ./cmd/keyalertd/
+	$(GO) test -run '^$$' -bench DeliveryLatency -benchtime 200x -count 3 ./backend/receiver/
 	@if [ -n "$$FLUENT_BIT" ]; then bash bench/fluentbit-cpu.sh; else echo "bench/fluentbit-cpu.sh skipped: set FLUENT_BIT=/path/to/fluent-bit"; fi
 
 # The demo, end to end (scripts/demo.sh); Ctrl-C stops everything.
