@@ -1,7 +1,6 @@
 package receiver_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -23,8 +22,6 @@ import (
 func BenchmarkDeliveryLatency(b *testing.B) {
 	for _, typ := range []string{"pagerduty", "alertmanager", "slack", "msteams", "webhook", "slack beside a failing one"} {
 		b.Run(typ, func(b *testing.B) {
-			t := &testing.T{}
-			_ = t
 			w := newWorldTB(b)
 			nr := notifyreceiver.Start(b, secret)
 			pd := pdreceiver.Start(b)
@@ -89,5 +86,3 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 		})
 	}
 }
-
-var _ = context.Background

@@ -1,7 +1,6 @@
 package receiver_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -309,8 +308,6 @@ func TestAlertmanagerReceivesRefreshesAndResolvesTheAlert(t *testing.T) {
 
 func slackOpts() (o slackOptions) { o.MessagesPerMinute = 1 << 20; return }
 func teamsOpts() (o teamsOptions) { o.MessagesPerMinute = 1 << 20; return }
-
-var _ = bytes.NewReader
 
 type (
 	slackOptions = slackpkg.Options
