@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -97,6 +98,9 @@ type Options struct {
 	// ResendAfter: see the package doc; 0: DefaultResendAfter, negative:
 	// never.
 	ResendAfter time.Duration
+	// ReceiverTypes are the integration labels of named receivers, whose
+	// metric series exist from the start like the Integrations'.
+	ReceiverTypes []string
 	// Integrations are the names each notification is stored for, one entry
 	// each (the notifiers registered for Run); nil: DefaultIntegration.
 	Integrations []string
@@ -202,7 +206,9 @@ func New(rdb redis.UniversalClient, opt Options, log *slog.Logger) *Outbox {
 		log = slog.Default()
 	}
 	opt = opt.withDefaults()
-	return &Outbox{rdb: rdb, opt: opt, log: log, met: newMetrics(opt.Registerer, opt.Integrations)}
+	labels := append(append([]string(nil), opt.Integrations...), opt.ReceiverTypes...)
+	slices.Sort(labels)
+	return &Outbox{rdb: rdb, opt: opt, log: log, met: newMetrics(opt.Registerer, slices.Compact(labels))}
 }
 
 // Key is the stream key.

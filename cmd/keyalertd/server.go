@@ -125,7 +125,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	receivers := receiver.NewStore(s.rdb, recvOpt, o.Now)
 	obOpt := cfg.Outbox
 	obOpt.Integrations, obOpt.Registerer, obOpt.OOM = s.notifiers.Names(), s.reg, oom
-	obOpt.Receivers = receivers
+	obOpt.Receivers, obOpt.ReceiverTypes = receivers, receiver.Types
 	s.outbox = outbox.New(s.rdb, obOpt, log)
 	alerts := alert.NewStoreOptions(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log, cfg.Alerts)
 	s.alerts = alerts
