@@ -6,7 +6,7 @@ PKGS    := ./...
 
 export KEYALERT_BUILD := $(BUILD)
 
-.PHONY: all build plugin backend cli demo host receiver run clean-demo test test-short bench fuzz vet redis run clean FORCE
+.PHONY: all build plugin backend cli demo host receiver run clean-demo test test-short bench fuzz vet redis alertmanager run clean FORCE
 
 all: build
 
@@ -55,22 +55,38 @@ redis:
 		fi; \
 	fi
 
+# prometheus-alertmanager from Debian's package: the notification tests start
+# their own on free loopback ports (package harness/amtest) and skip without it.
+alertmanager:
+	@if ! command -v prometheus-alertmanager >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus-alertmanager ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "prometheus-alertmanager is missing: installing the Debian package"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager >/dev/null; \
+		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+			echo "prometheus-alertmanager is missing: installing the Debian package (sudo)"; \
+			sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager >/dev/null; \
+		else \
+			echo "prometheus-alertmanager is missing (its tests will skip). Install it with:  sudo apt-get install -y prometheus-alertmanager"; \
+		fi; \
+	fi
+
 vet:
 	$(GO) vet $(PKGS)
 
 # The whole suite: unit, fuzz seeds, integration against real redis-server,
 # the plugin through the C test host, the backend over loopback HTTP.
-test: redis build vet
+test: redis alertmanager build vet
 	KEYALERT_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 9m $(PKGS)
 
 # Benchmarks: the commands behind the figures in README.md § Benchmarks and
 # bench/*.md (each file names its own command too). Takes several minutes.
-bench: redis build
+bench: redis alertmanager build
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/match/
 	$(GO) test -run '^$$' -bench 'Flush|GetRecord' -benchmem -cpu 1 -count 5 ./plugin/flush/
 	$(GO) test -run '^$$' -bench BenchmarkKeyalertd -benchtime=300000x -count 3 ./cmd/keyalertd
 	$(GO) test -run '^$$' -bench EvaluateTick -benchtime 20x -count 3 ./backend/alert/
 	$(GO) test -run '^$$' -bench AlertLatency -benchtime 1x -count 3 ./cmd/keyalertd/
+	$(GO) test -run '^$$' -bench DeliveryLatency -benchtime 200x -count 3 ./backend/receiver/
 	@if [ -n "$$FLUENT_BIT" ]; then bash bench/fluentbit-cpu.sh; else echo "bench/fluentbit-cpu.sh skipped: set FLUENT_BIT=/path/to/fluent-bit"; fi
 
 # The demo, end to end (scripts/demo.sh); Ctrl-C stops everything.

@@ -121,6 +121,10 @@ type Config struct {
 	DefaultRoutingKey rules.Secret
 	Now               func() time.Time // nil: time.Now
 	Log               *slog.Logger
+
+	// DefaultReceivers says KEYALERT_DEFAULT_RECEIVERS is set: a rule with
+	// neither receivers nor a routing key pages them.
+	DefaultReceivers bool
 }
 
 // Engine evaluates the rules of the shards this replica holds.
@@ -989,7 +993,7 @@ func (e *Engine) routingKey(cr *crule) rules.Secret {
 func (e *Engine) trigger(ctx context.Context, cr *crule, o obs, a *Alert, cells map[string][]window.Cell, nowMin int64, summary string) (notify.Notification, error) {
 	r := &cr.rule
 	key := e.routingKey(cr)
-	if key == "" {
+	if key == "" && len(r.Receivers) == 0 && !e.c.DefaultReceivers {
 		return notify.Notification{}, errors.New("trigger not sent: no routing key")
 	}
 	n := notify.Notification{
@@ -1000,7 +1004,7 @@ func (e *Engine) trigger(ctx context.Context, cr *crule, o obs, a *Alert, cells 
 		Count: o.count, Window: r.Condition.Window.String(),
 		CountsPerMinute: minuteCounts(cr, cells, nowMin, o.group),
 		Samples:         e.samples(ctx, cr, o.group, cells, nowMin),
-		At:              e.c.Now(), Target: key,
+		At:              e.c.Now(), Target: key, Receivers: r.Receivers,
 	}
 	switch {
 	case r.GroupBy == rules.GroupHost:

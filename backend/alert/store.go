@@ -409,10 +409,12 @@ func (s *Store) actionNote(ctx context.Context, a *Alert, action notify.Action, 
 	case errors.Is(err, redis.Nil):
 		key, err = s.keys.RoutingKey(ctx, a.RuleID)
 	}
-	if err != nil || key == "" {
-		a.record(now, "not_paged", fmt.Sprintf("%s not sent: no routing key", action))
+	if err != nil {
+		a.record(now, "not_paged", fmt.Sprintf("%s not sent: %v", action, err))
 		return nil
 	}
+	// Without a routing key it still goes: the outbox sends it to the
+	// receivers that got the alert's trigger, and drops it if none did.
 	return []notify.Notification{{Action: action, AlertID: a.ID, DedupKey: a.DedupKey,
 		Rule: notify.Rule{ID: a.RuleID, Name: a.RuleName, Severity: a.Severity}, Group: a.Group,
 		Keywords: a.Keywords, At: now.UTC(), Target: key}}

@@ -59,7 +59,7 @@ func (h *handlers) createRule(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, Limits: h.o.Rules.Limits(), Retention: h.o.Retention})
+	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, ReceiverExists: h.receiverExists(r.Context()), Limits: h.o.Rules.Limits(), Retention: h.o.Retention})
 	if errs.Err() != nil {
 		invalid(w, "rule", errs)
 		return
@@ -115,7 +115,7 @@ func (h *handlers) updateRule(w http.ResponseWriter, r *http.Request) {
 	if h.failed(w, r, err, rules.ErrNotFound, "rule") {
 		return
 	}
-	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, Existing: &existing, Limits: h.o.Rules.Limits(), Retention: h.o.Retention})
+	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, ReceiverExists: h.receiverExists(r.Context()), Existing: &existing, Limits: h.o.Rules.Limits(), Retention: h.o.Retention})
 	if errs.Err() != nil {
 		invalid(w, "rule", errs)
 		return

@@ -23,6 +23,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/keyalert/keyalert/backend/alert"
 	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/receiver"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
@@ -60,6 +61,8 @@ type Options struct {
 	Silences *silence.Store
 	Alerts   *alert.Store
 	Outbox   *outbox.Outbox
+	// Receivers, if set, serves /receivers (receivers.go).
+	Receivers *receiver.Store
 
 	// Tokens are the accepted bearer tokens. With none, /api/v1 is refused
 	// unless InsecureNoAuth is set.
@@ -223,6 +226,7 @@ func NewRouter(opts Options) (http.Handler, error) {
 			r.Post("/{id}/resolve", h.resolveAlert)
 		})
 		r.Get("/outbox", h.outbox)
+		h.receiverRoutes(r)
 	})
 	return r, nil
 }

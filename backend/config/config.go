@@ -21,6 +21,7 @@ import (
 	"github.com/keyalert/keyalert/backend/lease"
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/receiver"
 	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rollup"
 	"github.com/keyalert/keyalert/backend/rules"
@@ -51,6 +52,9 @@ type Config struct {
 	Rollup    rollup.Options     // the hourly tier: retention, roll-up pace
 	// DefaultRoutingKey pages rules without their own routing key; "" none.
 	DefaultRoutingKey rules.Secret
+	// Receivers bounds and tunes the named receivers (KEYALERT_MAX_RECEIVERS,
+	// per-type pace, timeouts); Receivers.PagerDuty is set when wired.
+	Receivers receiver.Options
 }
 
 // Setting is one configuration knob.

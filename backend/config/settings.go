@@ -13,8 +13,13 @@ import (
 	"github.com/keyalert/keyalert/backend/api"
 	"github.com/keyalert/keyalert/backend/ingest"
 	"github.com/keyalert/keyalert/backend/lease"
+	"github.com/keyalert/keyalert/backend/notify/alertmanager"
+	"github.com/keyalert/keyalert/backend/notify/msteams"
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
+	"github.com/keyalert/keyalert/backend/notify/slack"
+	"github.com/keyalert/keyalert/backend/notify/template"
 	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/receiver"
 	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rollup"
 	"github.com/keyalert/keyalert/backend/rules"
@@ -275,13 +280,55 @@ var settings = []Setting{
 			return nil
 		}},
 	intRow("outbox-concurrency", "KEYALERT_OUTBOX_CONCURRENCY", outbox.DefaultConcurrency, 1, 64,
-		"notifications in flight, each for a different alert", func(c *Config) *int { return &c.Outbox.Concurrency }),
+		"notifications in flight per receiver (per integration for rules without receivers), each for a different alert, so a slow receiver holds only its own", func(c *Config) *int { return &c.Outbox.Concurrency }),
 	intRow("outbox-failed-max", "KEYALERT_OUTBOX_FAILED_MAX", outbox.DefaultFailedMax, 1, 1000000,
 		"rejected notifications kept, with their bodies, for GET /api/v1/outbox and a manual replay; the oldest are dropped beyond it",
 		func(c *Config) *int { return &c.Outbox.FailedMax }),
 	durationRow("outbox-failed-ttl", "KEYALERT_OUTBOX_FAILED_TTL", outbox.DefaultFailedTTL, time.Minute, 365*24*time.Hour,
 		"how long a rejected notification is kept",
 		func(c *Config) *time.Duration { return &c.Outbox.FailedTTL }),
+	durationRow("outbox-resend-after", "KEYALERT_OUTBOX_RESEND_AFTER", outbox.DefaultResendAfter, time.Second, time.Hour,
+		"after a send whose outcome is unknown (a timeout, a connection lost) or a restart with messages pending, the alert's final event is sent to that receiver once more this long after, so a request the receiver processes late cannot leave it in an older state (not to Slack or Teams, where it would post a duplicate); longer than the receiver may take to process an abandoned request",
+		func(c *Config) *time.Duration { return &c.Outbox.ResendAfter }),
+	intRow("pagerduty-events-per-minute", "KEYALERT_PAGERDUTY_EVENTS_PER_MINUTE", pagerduty.DefaultEventsPerMinute, 1, 1000000,
+		"events sent per minute to one routing key at most (PagerDuty answers 429 beyond about 120): a storm is paced, not rejected",
+		func(c *Config) *int { return &c.PagerDuty.EventsPerMinute }),
+	intRow("max-receivers", "KEYALERT_MAX_RECEIVERS", receiver.DefaultMaxReceivers, 1, 10000,
+		"named receivers (POST /api/v1/receivers) that may be stored; creating one more gets 400",
+		func(c *Config) *int { return &c.Receivers.MaxReceivers }),
+	{Flag: "default-receivers", Env: "KEYALERT_DEFAULT_RECEIVERS", Default: "",
+		Usage: "comma-separated receiver names that take the alerts of rules naming no `receivers`; empty: those rules page PagerDuty with their routing key or `KEYALERT_PAGERDUTY_ROUTING_KEY`",
+		set: func(c *Config, v string) error {
+			c.Outbox.DefaultReceivers = nil
+			for _, n := range strings.Split(v, ",") {
+				if n = strings.TrimSpace(n); n == "" {
+					continue
+				} else if !rules.ReceiverName.MatchString(n) {
+					return fmt.Errorf("%q: want 1 to 63 letters, digits, '.', '_' or '-'", n)
+				}
+				c.Outbox.DefaultReceivers = append(c.Outbox.DefaultReceivers, n)
+			}
+			if len(c.Outbox.DefaultReceivers) > 0 {
+				c.API.DefaultRoutingKey = true // rules may name neither
+			}
+			return nil
+		}},
+	intRow("receiver-template-max-bytes", "KEYALERT_RECEIVER_TEMPLATE_MAX_BYTES", template.DefaultMaxBytes, 64, 65536,
+		"size of one receiver template (`template.title`, `template.body`); a larger one gets 400",
+		func(c *Config) *int { return &c.Receivers.TemplateMaxBytes }),
+	durationRow("receiver-timeout", "KEYALERT_RECEIVER_TIMEOUT", slack.DefaultTimeout, 100*time.Millisecond, 2*time.Minute,
+		"bound on one request to an Alertmanager, Slack, Teams or webhook receiver; a timeout is retried",
+		func(c *Config) *time.Duration { return &c.Receivers.Alertmanager.Timeout }, func(c *Config) *time.Duration { return &c.Receivers.Slack.Timeout },
+		func(c *Config) *time.Duration { return &c.Receivers.Teams.Timeout }, func(c *Config) *time.Duration { return &c.Receivers.Webhook.Timeout }),
+	intRow("slack-messages-per-minute", "KEYALERT_SLACK_MESSAGES_PER_MINUTE", slack.DefaultMessagesPerMinute, 1, 100000,
+		"messages posted per minute to one Slack webhook at most (Slack allows about one per second)",
+		func(c *Config) *int { return &c.Receivers.Slack.MessagesPerMinute }),
+	intRow("msteams-messages-per-minute", "KEYALERT_MSTEAMS_MESSAGES_PER_MINUTE", msteams.DefaultMessagesPerMinute, 1, 100000,
+		"messages posted per minute to one Teams Workflows webhook at most",
+		func(c *Config) *int { return &c.Receivers.Teams.MessagesPerMinute }),
+	durationRow("alertmanager-refresh", "KEYALERT_ALERTMANAGER_REFRESH", alertmanager.DefaultRefresh, time.Second, time.Hour,
+		"how often a firing alert is sent again to Alertmanager receivers; keep it well under Alertmanager's `resolve_timeout` (5m by default)",
+		func(c *Config) *time.Duration { return &c.Receivers.Alertmanager.Refresh }),
 	intRow("api-max-body-bytes", "KEYALERT_API_MAX_BODY_BYTES", int64(api.DefaultMaxBodyBytes), 1024, 16<<20,
 		"larger request bodies to the rules, silences and alerts API get 413", func(c *Config) *int64 { return &c.API.MaxBodyBytes }),
 	durationRow("api-timeout", "KEYALERT_API_TIMEOUT", api.DefaultRequestTimeout, 100*time.Millisecond, time.Minute,

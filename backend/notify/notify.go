@@ -90,6 +90,43 @@ type Notification struct {
 	// routing key: the rule's own, else the default). A Secret: it prints and
 	// logs redacted, and Marshal is the only encoding that keeps it.
 	Target rules.Secret `json:"-"`
+	// Receivers are the named receivers (package receiver) the rule routes
+	// to; empty: the default receivers, else the PagerDuty integration with
+	// Target. An acknowledge or resolve goes to every receiver that got the
+	// alert's trigger, whatever this says.
+	Receivers []string `json:"receivers,omitempty"`
+	// Labels are group labels beyond Host and Tag (none yet); see
+	// GroupLabels.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// GroupLabels are the labels that tell the alert's group apart: host and
+// tag when known, plus Labels. Receivers that identify alerts by labels
+// (Alertmanager) use them, so a new group label needs no change there.
+func (n Notification) GroupLabels() map[string]string {
+	out := make(map[string]string, len(n.Labels)+2)
+	for k, v := range n.Labels {
+		out[k] = v
+	}
+	if n.Host != "" {
+		out["host"] = n.Host
+	}
+	if n.Tag != "" {
+		out["tag"] = n.Tag
+	}
+	return out
+}
+
+// WithTrigger returns n (an acknowledge or resolve, which only identifies
+// the alert) completed with the details of the alert's trigger t, so a
+// receiver can render the same labels and summary; action and time stay n's.
+func (n Notification) WithTrigger(t Notification) Notification {
+	out := t
+	out.Action, out.At = n.Action, n.At
+	if n.Target != "" {
+		out.Target = n.Target
+	}
+	return out
 }
 
 // Version is the version of Marshal's JSON. Bump it when a field changes
@@ -150,6 +187,37 @@ type Delivery struct {
 	Reason  string // why it was not delivered; never the body
 	// RetryAfter is the receiver's requested delay, if any.
 	RetryAfter time.Duration
+}
+
+// ErrNoReceiver is wrapped by a receiver lookup for a name that does not
+// exist (deleted since the notification was stored).
+var ErrNoReceiver = errors.New("no such receiver")
+
+// ErrSkip, returned by an Encoder, says the receiver has nothing to do with
+// this notification (an acknowledge to Alertmanager, a severity the receiver
+// does not take): the outbox drops it as done, without sending.
+var ErrSkip = errors.New("not for this receiver")
+
+// Pacer is implemented by notifiers whose service limits the rate per
+// destination: the outbox sends at most one message per every to each key
+// (PagerDuty: the routing key; Slack: the webhook), so a storm is paced
+// rather than rejected. every <= 0: not paced.
+type Pacer interface {
+	Pace(n Notification) (key string, every time.Duration)
+}
+
+// Refresher is implemented by notifiers whose service forgets an alert not
+// re-sent (Alertmanager's resolve_timeout): the outbox sends an active
+// alert's trigger again every RefreshEvery until its resolve is delivered.
+type Refresher interface {
+	RefreshEvery() time.Duration
+}
+
+// Messenger is implemented by notifiers that may post messages rather than set a state
+// (chat): the outbox does not send their final event again after an attempt
+// whose outcome was unknown, since that would post a duplicate.
+type Messenger interface {
+	Messages() bool
 }
 
 // Encoder renders a notification in a receiver's wire format.

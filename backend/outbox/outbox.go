@@ -1,10 +1,23 @@
 // Package outbox delivers notifications durably: a notification is stored in
 // a Redis stream before anything is sent and deleted only once the receiver
-// accepted it, so it survives a crash or restart. Messages with the same key
-// (the alert's dedup key) go out one at a time in the order they were stored,
-// so a trigger is never overtaken by its resolve; different keys go out in
-// parallel. Temporary failures are retried with exponential backoff and
-// jitter; a permanent rejection is set aside with its reason.
+// accepted it, so it survives a crash or restart. Messages of one alert (its
+// dedup key) to one receiver go out one at a time in the order they were
+// stored, so a trigger is never overtaken by its resolve; different alerts
+// and different receivers go out in parallel, each receiver with its own
+// bound on sends in flight, so one that fails or hangs never delays another.
+// Temporary failures are retried with exponential backoff and jitter (and
+// the receiver's Retry-After); a permanent rejection is set aside with its
+// reason. Notifiers that implement notify.Pacer are paced per destination.
+//
+// After an attempt whose outcome is unknown (a timeout or a connection lost
+// after the request was written: the receiver may still process it, late),
+// and for every message found pending at start (a crash may have abandoned
+// one in flight), the last event delivered for that (receiver, alert) is
+// sent once more ResendAfter later, so the receiver's final state is the
+// alert's final state even if the abandoned request lands after its
+// successors. The per-(receiver, alert) state behind this, and behind
+// notify.Refresher's periodic re-sends, is kept in Redis (the "last" hash)
+// until the alert's resolve is delivered.
 //
 // A stream entry holds the notification value (notify.Marshal's versioned
 // JSON) and the integration it is for; it is encoded to the receiver's wire
@@ -19,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -48,7 +62,19 @@ const (
 	DefaultFailedMax = 1000
 	// DefaultFailedTTL is how long a rejected message is kept.
 	DefaultFailedTTL = 30 * 24 * time.Hour
+	// DefaultResendAfter is how long after an attempt of unknown outcome the
+	// final event is sent again: longer than a receiver takes to process a
+	// request it answered too late.
+	DefaultResendAfter = 2 * time.Minute
 )
+
+// Receivers finds named receivers (package receiver) at send time.
+type Receivers interface {
+	// Notifier returns the named receiver's notifier and its type (the
+	// integration label of the metrics); an error wrapping
+	// notify.ErrNoReceiver when it does not exist.
+	Notifier(ctx context.Context, name string) (notify.Notifier, string, error)
+}
 
 // Options of the outbox. The zero value is usable: a zero field means the
 // default above.
@@ -60,8 +86,21 @@ type Options struct {
 	// BackoffMin and BackoffMax bound the retry delay of a message; a max
 	// below the min is raised to it.
 	BackoffMin, BackoffMax time.Duration
-	// Concurrency bounds sends in flight, each for a different key.
+	// Concurrency bounds sends in flight per receiver (per integration for
+	// notifications without receivers), each for a different alert.
 	Concurrency int
+	// Receivers resolves the receiver names of notifications; nil: only the
+	// Integrations are used.
+	Receivers Receivers
+	// DefaultReceivers take the triggers of rules that name none; empty: the
+	// Integrations (PagerDuty with the notification's Target).
+	DefaultReceivers []string
+	// ResendAfter: see the package doc; 0: DefaultResendAfter, negative:
+	// never.
+	ResendAfter time.Duration
+	// ReceiverTypes are the integration labels of named receivers, whose
+	// metric series exist from the start like the Integrations'.
+	ReceiverTypes []string
 	// Integrations are the names each notification is stored for, one entry
 	// each (the notifiers registered for Run); nil: DefaultIntegration.
 	Integrations []string
@@ -99,6 +138,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FailedTTL <= 0 {
 		o.FailedTTL = DefaultFailedTTL
+	}
+	if o.ResendAfter == 0 {
+		o.ResendAfter = DefaultResendAfter
 	}
 	return o
 }
@@ -164,7 +206,9 @@ func New(rdb redis.UniversalClient, opt Options, log *slog.Logger) *Outbox {
 		log = slog.Default()
 	}
 	opt = opt.withDefaults()
-	return &Outbox{rdb: rdb, opt: opt, log: log, met: newMetrics(opt.Registerer, opt.Integrations)}
+	labels := append(append([]string(nil), opt.Integrations...), opt.ReceiverTypes...)
+	slices.Sort(labels)
+	return &Outbox{rdb: rdb, opt: opt, log: log, met: newMetrics(opt.Registerer, slices.Compact(labels))}
 }
 
 // Key is the stream key.
@@ -172,6 +216,9 @@ func (o *Outbox) Key() string { return o.opt.Key }
 
 func (o *Outbox) retryKey() string  { return o.opt.Key + ":retry" }
 func (o *Outbox) failedKey() string { return o.opt.Key + ":failed" }
+
+// lastKey is the hash of per-(receiver, alert) delivery state (lastState).
+func (o *Outbox) lastKey() string { return o.opt.Key + ":last" }
 
 // failedAtKey is a sorted set of the failed hash's ids by time set aside
 // (ms), so the oldest can be found and dropped without reading the bodies.
@@ -186,16 +233,18 @@ func (o *Outbox) failedAtKey() string { return o.opt.Key + ":failed:at" }
 // with none.
 //
 // KEYS: stream, retry hash, failed hash, failed index.
-// ARGV: id, document, now (ms), ttl (ms), max.
+// ARGV: id (the stream id, or stream id/queue for one receiver of a fanned-out
+// entry), document, now (ms), ttl (ms), max, stream id to delete ("" to keep
+// it: other receivers of the entry are not done).
 var setAsideScript = redis.NewScript(`
 local stream, retry, failed, idx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, doc, now, ttl, max = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local id, doc, now, ttl, max, sid = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 if redis.call('HLEN', failed) > redis.call('ZCARD', idx) then
   for _, f in ipairs(redis.call('HKEYS', failed)) do redis.call('ZADD', idx, 'NX', now, f) end
 end
 redis.call('HSET', failed, id, doc)
 redis.call('ZADD', idx, now, id)
-redis.call('XDEL', stream, id)
+if sid ~= '' then redis.call('XDEL', stream, sid) end
 redis.call('HDEL', retry, id)
 local drop = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. (now - ttl), 'LIMIT', 0, 1000)
 local over = redis.call('ZCARD', idx) - #drop - max
@@ -210,7 +259,7 @@ redis.call('PEXPIRE', failed, ttl)
 redis.call('PEXPIRE', idx, ttl)
 return #drop`)
 
-// Enqueue stores n, one entry per integration; the sender (in whichever
+// Enqueue stores n (see AddTo); the sender (in whichever
 // replica holds it) picks it up at once.
 func (o *Outbox) Enqueue(ctx context.Context, n notify.Notification) error {
 	_, err := o.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { return o.AddTo(ctx, p, n) })
@@ -220,24 +269,50 @@ func (o *Outbox) Enqueue(ctx context.Context, n notify.Notification) error {
 	return nil
 }
 
+// Fanout is the receiver field of an acknowledge or resolve entry: it goes
+// to every receiver that got (or is getting) the alert's trigger.
+const Fanout = "*"
+
 // AddTo queues the store of n in a caller's MULTI transaction, so that a
-// state change and its notification commit together.
+// state change and its notification commit together. A trigger is stored
+// once per receiver it names (else per default receiver, else per
+// integration); an acknowledge or resolve once, fanned out at send time to
+// the receivers of the alert's trigger.
 func (o *Outbox) AddTo(ctx context.Context, p redis.Pipeliner, n notify.Notification) error {
 	doc, err := notify.Marshal(n)
 	if err != nil {
 		return err
 	}
 	at := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	for _, in := range o.opt.Integrations {
+	add := func(integration, receiver string) {
 		p.XAdd(ctx, &redis.XAddArgs{Stream: o.opt.Key, Values: []any{
-			"key", n.DedupKey, "kind", string(n.Action), "integration", in, "note", doc, "at", at,
+			"key", n.DedupKey, "kind", string(n.Action), "integration", integration, "receiver", receiver, "note", doc, "at", at,
 		}})
+	}
+	if n.Action != notify.Trigger {
+		add("", Fanout)
+		return nil
+	}
+	names := n.Receivers
+	if len(names) == 0 {
+		names = o.opt.DefaultReceivers
+	}
+	for _, name := range names {
+		add("", name)
+	}
+	if len(names) == 0 {
+		for _, in := range o.opt.Integrations {
+			add(in, "")
+		}
 	}
 	return nil
 }
 
 // retryState is what is kept about a message that failed temporarily.
 type retryState struct {
+	// Done: this receiver of a fanned-out entry has it; after a restart the
+	// entry is not sent to it again.
+	Done      bool      `json:"done,omitempty"`
 	Attempts  int       `json:"attempts"`
 	Next      time.Time `json:"next_attempt"`
 	LastError string    `json:"last_error"`
@@ -248,7 +323,8 @@ type Pending struct {
 	ID          string    `json:"id"`
 	Key         string    `json:"key"`
 	Kind        string    `json:"kind"`
-	Integration string    `json:"integration"`
+	Integration string    `json:"integration,omitempty"`
+	Receiver    string    `json:"receiver,omitempty"`
 	EnqueuedAt  time.Time `json:"enqueued_at"`
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
@@ -263,6 +339,7 @@ type Failure struct {
 	Key         string    `json:"key"`
 	Kind        string    `json:"kind"`
 	Integration string    `json:"integration"`
+	Receiver    string    `json:"receiver,omitempty"`
 	EnqueuedAt  time.Time `json:"enqueued_at"`
 	FailedAt    time.Time `json:"failed_at"`
 	Status      int       `json:"status"`
@@ -278,14 +355,15 @@ type failureDoc struct {
 
 // ListPending returns stored messages not yet delivered, oldest first.
 func (o *Outbox) ListPending(ctx context.Context) ([]Pending, error) {
-	items, err := o.load(ctx)
+	items, states, err := o.load(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Pending, len(items))
 	for i, it := range items {
-		out[i] = Pending{ID: it.id, Key: it.key, Kind: it.kind, Integration: it.integration, EnqueuedAt: it.at,
-			Attempts: it.attempts, NextAttempt: it.next, LastError: it.lastErr}
+		it.applyState(states, it.id)
+		out[i] = Pending{ID: it.id, Key: it.key, Kind: it.kind, Integration: it.integration, Receiver: it.receiver,
+			EnqueuedAt: it.at, Attempts: it.attempts, NextAttempt: it.next, LastError: it.lastErr}
 	}
 	return out, nil
 }
@@ -307,7 +385,7 @@ func (o *Outbox) Failed(ctx context.Context) ([]Failure, error) {
 			continue // expired, dropped at the next rejection
 		}
 		f.Failure.Body = f.Body
-		if f.Integration == "" {
+		if f.Integration == "" && f.Receiver == "" {
 			f.Integration = DefaultIntegration // set aside before integrations were named
 		}
 		out = append(out, f.Failure)
@@ -317,7 +395,12 @@ func (o *Outbox) Failed(ctx context.Context) ([]Failure, error) {
 }
 
 type item struct {
-	id, key, kind, integration string
+	id, key, kind, integration, receiver string
+	// qid names the item in the retry and failed hashes: the stream id, or
+	// id/queue for one receiver of a fanned-out entry.
+	qid string
+	// qk is its queue: one per (receiver or integration, alert).
+	qk string
 	// note is the stored notification; wire is an old entry's encoded body,
 	// sent as is.
 	note, wire []byte
@@ -325,6 +408,26 @@ type item struct {
 	attempts   int
 	next       time.Time
 	lastErr    string
+	// fan counts the receivers of a fanned-out entry still to finish; the
+	// entry is deleted when it reaches zero. nil: not fanned out.
+	fan *fanout
+	// synthetic: a re-send built from the queue's lastState, not in the
+	// stream.
+	synthetic bool
+	// Set by prepare for one attempt.
+	notifier notify.Notifier
+	label    string // integration label of the metrics (the receiver type)
+	body     []byte
+	skipped  bool
+	// paceKey and every, once paced is set (see notify.Pacer).
+	paced   bool
+	paceKey string
+	every   time.Duration
+}
+
+type fanout struct {
+	left int
+	qids []string // of every receiver, to clear their Done marks
 }
 
 func parseItem(msg redis.XMessage) *item {
@@ -332,6 +435,7 @@ func parseItem(msg redis.XMessage) *item {
 	it.key, _ = msg.Values["key"].(string)
 	it.kind, _ = msg.Values["kind"].(string)
 	it.integration, _ = msg.Values["integration"].(string)
+	it.receiver, _ = msg.Values["receiver"].(string)
 	if note, ok := msg.Values["note"].(string); ok {
 		it.note = []byte(note)
 	} else {
@@ -339,30 +443,31 @@ func parseItem(msg redis.XMessage) *item {
 		body, _ := msg.Values["body"].(string)
 		it.wire = []byte(body)
 	}
-	if it.integration == "" {
+	if it.integration == "" && it.receiver == "" {
 		it.integration = DefaultIntegration
 	}
+	it.qid = it.id
 	ms, _ := strconv.ParseInt(fmt.Sprint(msg.Values["at"]), 10, 64)
 	it.at = time.UnixMilli(ms).UTC()
 	return it
 }
 
-// body is what a failure record keeps for a replay.
-func (it *item) body() []byte {
+// stored is what a failure record keeps for a replay.
+func (it *item) stored() []byte {
 	if it.note != nil {
 		return it.note
 	}
 	return it.wire
 }
 
-// load reads every stored message with its retry state, oldest first.
-func (o *Outbox) load(ctx context.Context) ([]*item, error) {
+// load reads every stored message, oldest first, and the retry states.
+func (o *Outbox) load(ctx context.Context) ([]*item, map[string]string, error) {
 	var items []*item
 	start := "-"
 	for {
 		msgs, err := o.rdb.XRangeN(ctx, o.opt.Key, start, "+", 1000).Result()
 		if err != nil {
-			return nil, fmt.Errorf("xrange %s: %w", o.opt.Key, err)
+			return nil, nil, fmt.Errorf("xrange %s: %w", o.opt.Key, err)
 		}
 		for _, m := range msgs {
 			items = append(items, parseItem(m))
@@ -374,33 +479,119 @@ func (o *Outbox) load(ctx context.Context) ([]*item, error) {
 	}
 	states, err := o.rdb.HGetAll(ctx, o.retryKey()).Result()
 	if err != nil {
-		return nil, fmt.Errorf("hgetall %s: %w", o.retryKey(), err)
+		return nil, nil, fmt.Errorf("hgetall %s: %w", o.retryKey(), err)
 	}
-	for _, it := range items {
-		if doc, ok := states[it.id]; ok {
-			var st retryState
-			if json.Unmarshal([]byte(doc), &st) == nil {
-				it.attempts, it.next, it.lastErr = st.Attempts, st.Next, st.LastError
-			}
-		}
-	}
-	return items, nil
+	return items, states, nil
 }
 
-// Run sends stored messages through the notifiers of reg until ctx ends.
-// Exactly one process should run it at a time (hold the outbox lease), or
-// per-key order is lost.
+// applyState sets the item's retry state; it reports false when the item
+// is done already (one receiver of a fanned-out entry).
+func (it *item) applyState(states map[string]string, qid string) bool {
+	if doc, ok := states[qid]; ok {
+		var st retryState
+		if json.Unmarshal([]byte(doc), &st) == nil {
+			if st.Done {
+				return false
+			}
+			it.attempts, it.next, it.lastErr = st.Attempts, st.Next, st.LastError
+		}
+	}
+	return true
+}
+
+// lastState is what the sender keeps per (receiver, alert) until the alert's
+// resolve is delivered: the trigger (to render acknowledges and resolves
+// with the alert's details, and to refresh it), the last event delivered
+// (to send it again after an attempt of unknown outcome) and when.
+type lastState struct {
+	Integration string    `json:"integration,omitempty"`
+	Receiver    string    `json:"receiver,omitempty"`
+	Key         string    `json:"key"`
+	Trigger     []byte    `json:"trigger,omitempty"`
+	Last        []byte    `json:"last,omitempty"`
+	LastKind    string    `json:"last_kind,omitempty"`
+	SentAt      time.Time `json:"sent_at,omitzero"`
+	ResendAt    time.Time `json:"resend_at,omitzero"`
+	RefreshAt   time.Time `json:"refresh_at,omitzero"`
+}
+
+// due is when the state asks for a send (zero: never).
+func (s *lastState) due() time.Time {
+	switch {
+	case s.ResendAt.IsZero():
+		return s.RefreshAt
+	case s.RefreshAt.IsZero() || s.ResendAt.Before(s.RefreshAt):
+		return s.ResendAt
+	}
+	return s.RefreshAt
+}
+
+// done: nothing left to keep (the resolve delivered, no re-send due).
+func (s *lastState) done() bool {
+	return s.ResendAt.IsZero() && s.RefreshAt.IsZero() && (s.LastKind == string(notify.Resolve) || len(s.Last) == 0)
+}
+
+// queueKey names the queue of an item: its receiver (or integration) and
+// alert.
+func queueKey(integration, receiver, key string) string {
+	if receiver != "" {
+		return "r:" + receiver + "|" + key
+	}
+	return "i:" + integration + "|" + key
+}
+
+// dest is the part of a queue key that names the receiver.
+func dest(qk string) string {
+	for i := 0; i < len(qk); i++ {
+		if qk[i] == '|' {
+			return qk[:i]
+		}
+	}
+	return qk
+}
+
+// Run sends stored messages through the notifiers of reg (and the
+// receivers of Options.Receivers) until ctx ends. Exactly one process
+// should run it at a time (hold the outbox lease), or order is lost.
 func (o *Outbox) Run(ctx context.Context, reg *notify.Registry) error {
-	items, err := o.load(ctx)
+	items, states, err := o.load(ctx)
 	if err != nil {
 		return err
 	}
-	r := &runner{o: o, reg: reg, queues: map[string][]*item{}, inflight: map[string]bool{},
+	lasts, err := o.rdb.HGetAll(ctx, o.lastKey()).Result()
+	if err != nil {
+		return fmt.Errorf("hgetall %s: %w", o.lastKey(), err)
+	}
+	r := &runner{o: o, reg: reg, queues: map[string]*queue{}, byKey: map[string]map[string]bool{},
+		destInflight: map[string]int{}, pace: map[string]time.Time{}, states: states,
 		results: make(chan result), fresh: make(chan []*item)}
+	for qk, doc := range lasts {
+		var st lastState
+		if err := json.Unmarshal([]byte(doc), &st); err != nil {
+			o.log.Error("outbox: skipping undecodable delivery state", "queue", qk, "err", err)
+			continue
+		}
+		r.queue(qk, st.Key).rec = &st
+	}
 	lastID := "0-0"
 	for _, it := range items {
-		r.add(it)
+		r.add(ctx, it)
 		lastID = it.id
+	}
+	r.states = nil
+	// A crash may have abandoned a request in flight, which the receiver can
+	// still process late: send the final event of every queue with pending
+	// messages again later.
+	if o.opt.ResendAfter > 0 {
+		at := time.Now().Add(o.opt.ResendAfter)
+		var dirty []string
+		for qk, q := range r.queues {
+			if len(q.items) > 0 {
+				q.record(qk, q.items[0]).ResendAt = at
+				dirty = append(dirty, qk)
+			}
+		}
+		r.saveStates(ctx, dirty)
 	}
 	defer o.met.pending.Set(0)
 	rctx, cancel := context.WithCancel(ctx)
@@ -452,18 +643,125 @@ type result struct {
 	d  notify.Delivery
 }
 
-type runner struct {
-	o        *Outbox
-	reg      *notify.Registry
-	queues   map[string][]*item
-	inflight map[string]bool
-	results  chan result
-	fresh    chan []*item
+// queue is one (receiver, alert): its messages in order, whether one is in
+// flight, and its delivery state.
+type queue struct {
+	key      string
+	items    []*item
+	inflight bool
+	rec      *lastState
 }
 
-func (r *runner) add(it *item) {
-	r.queues[it.key] = append(r.queues[it.key], it)
-	r.o.met.pending.Inc()
+func (q *queue) record(qk string, it *item) *lastState {
+	if q.rec == nil {
+		q.rec = &lastState{Integration: it.integration, Receiver: it.receiver, Key: it.key}
+		if it.receiver == "" && it.integration == "" {
+			q.rec.Integration = DefaultIntegration
+		}
+	}
+	return q.rec
+}
+
+type runner struct {
+	o      *Outbox
+	reg    *notify.Registry
+	queues map[string]*queue
+	// byKey indexes the queues of each alert, for fanning out.
+	byKey        map[string]map[string]bool
+	destInflight map[string]int
+	pace         map[string]time.Time
+	states       map[string]string // retry states, at start only
+	results      chan result
+	fresh        chan []*item
+}
+
+func (r *runner) queue(qk, key string) *queue {
+	q := r.queues[qk]
+	if q == nil {
+		q = &queue{key: key}
+		r.queues[qk] = q
+		if r.byKey[key] == nil {
+			r.byKey[key] = map[string]bool{}
+		}
+		r.byKey[key][qk] = true
+	}
+	return q
+}
+
+func (r *runner) dropQueue(qk string) {
+	q := r.queues[qk]
+	if q == nil || len(q.items) > 0 || q.inflight || q.rec != nil {
+		return
+	}
+	delete(r.queues, qk)
+	if m := r.byKey[q.key]; m != nil {
+		delete(m, qk)
+		if len(m) == 0 {
+			delete(r.byKey, q.key)
+		}
+	}
+}
+
+// add queues a stored message; an acknowledge or resolve is fanned out to
+// the queues of its alert (else, for a notification with a target, to the
+// integrations; else it has nowhere to go and is dropped).
+func (r *runner) add(ctx context.Context, it *item) {
+	if it.receiver != Fanout {
+		it.qk = queueKey(it.integration, it.receiver, it.key)
+		it.applyState(r.states, it.qid)
+		r.queue(it.qk, it.key).items = append(r.queue(it.qk, it.key).items, it)
+		r.o.met.pending.Inc()
+		return
+	}
+	var targets [][2]string // integration, receiver
+	for qk := range r.byKey[it.key] {
+		q := r.queues[qk]
+		var ref *item
+		switch {
+		case len(q.items) > 0:
+			ref = q.items[0]
+		case q.rec != nil:
+			ref = &item{integration: q.rec.Integration, receiver: q.rec.Receiver}
+		default:
+			continue
+		}
+		targets = append(targets, [2]string{ref.integration, ref.receiver})
+	}
+	if len(targets) == 0 && it.note != nil {
+		if n, err := notify.Unmarshal(it.note); err == nil && n.Target != "" {
+			for _, in := range r.o.opt.Integrations {
+				targets = append(targets, [2]string{in, ""})
+			}
+		}
+	}
+	if len(targets) == 0 {
+		// No receiver got this alert's trigger (rejected, or before any was
+		// named): nothing to acknowledge or resolve.
+		r.o.retryRedis(ctx, "delete message without receivers", func(ctx context.Context) error {
+			return r.o.rdb.XDel(ctx, r.o.opt.Key, it.id).Err()
+		})
+		r.o.log.Info("outbox: message has no receiver, dropped", "id", it.id, "key", it.key, "kind", it.kind)
+		return
+	}
+	sort.Slice(targets, func(i, j int) bool { return targets[i][0]+targets[i][1] < targets[j][0]+targets[j][1] })
+	fan := &fanout{}
+	var clones []*item
+	for _, t := range targets {
+		c := *it
+		c.integration, c.receiver, c.fan = t[0], t[1], fan
+		c.qk = queueKey(c.integration, c.receiver, c.key)
+		c.qid = c.id + "/" + c.qk
+		fan.qids = append(fan.qids, c.qid)
+		if c.applyState(r.states, c.qid) {
+			clones = append(clones, &c)
+		}
+	}
+	fan.left = len(clones)
+	for _, c := range clones {
+		q := r.queue(c.qk, c.key)
+		q.items = append(q.items, c)
+		r.o.met.pending.Inc()
+	}
 }
 
 func (r *runner) loop(ctx context.Context, wg *sync.WaitGroup) {
@@ -485,7 +783,7 @@ func (r *runner) loop(ctx context.Context, wg *sync.WaitGroup) {
 			return
 		case batch := <-r.fresh:
 			for _, it := range batch {
-				r.add(it)
+				r.add(ctx, it)
 			}
 		case res := <-r.results:
 			r.handle(ctx, res)
@@ -494,30 +792,76 @@ func (r *runner) loop(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// dispatch starts a send for every key whose head is due and not in flight,
-// within the concurrency bound; it returns when the next head falls due.
+// dispatch starts a send for every queue whose head is due and not in
+// flight, within its receiver's concurrency bound and pace; it returns when
+// the next head falls due.
 func (r *runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 	now := time.Now()
 	var wake time.Time
-	for key, q := range r.queues {
-		if r.inflight[key] {
+	soon := func(t time.Time) {
+		if wake.IsZero() || t.Before(wake) {
+			wake = t
+		}
+	}
+	for qk, q := range r.queues {
+		if q.inflight {
 			continue
 		}
-		head := q[0]
-		if head.next.After(now) {
-			if wake.IsZero() || head.next.Before(wake) {
-				wake = head.next
+		if len(q.items) == 0 {
+			if q.rec == nil {
+				continue
 			}
+			due := q.rec.due()
+			if due.IsZero() {
+				continue
+			}
+			if due.After(now) {
+				soon(due)
+				continue
+			}
+			r.resendItem(ctx, qk, q, now)
+			if len(q.items) == 0 {
+				continue
+			}
+		}
+		head := q.items[0]
+		if head.next.After(now) {
+			soon(head.next)
 			continue
 		}
-		if len(r.inflight) >= r.o.opt.Concurrency {
-			return now.Add(time.Hour) // a result wakes the loop
+		d := dest(qk)
+		if r.destInflight[d] >= r.o.opt.Concurrency {
+			continue // a result wakes the loop
 		}
-		r.inflight[key] = true
+		// The pace key is known from an earlier attempt: check it before
+		// encoding, which would cost a decode and an encode per queue and
+		// pass while a storm waits for its turn.
+		if head.paced && head.paceKey != "" && r.pace[head.paceKey].After(now) {
+			soon(r.pace[head.paceKey])
+			continue
+		}
+		if done, ok := r.prepare(ctx, q, head); !ok {
+			r.handle(ctx, result{head, done})
+			soon(now) // the queue changed: look at it again
+			continue
+		}
+		if !head.paced {
+			head.paceKey, head.every = r.paceOf(head)
+			head.paced = true
+		}
+		if pk := head.paceKey; pk != "" {
+			if next := r.pace[pk]; next.After(now) {
+				soon(next)
+				continue
+			}
+			r.pace[pk] = now.Add(head.every)
+		}
+		q.inflight = true
+		r.destInflight[d]++
 		wg.Add(1)
 		go func(it *item) {
 			defer wg.Done()
-			d := r.send(ctx, it)
+			d := it.notifier.Send(ctx, it.body)
 			select {
 			case r.results <- result{it, d}:
 			case <-ctx.Done():
@@ -527,91 +871,312 @@ func (r *runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 	return wake
 }
 
-// send encodes the item for its integration, now rather than when stored,
-// and delivers it. What can never be sent (no such integration, a record of
-// an unknown version, an event the encoder refuses) is rejected: retrying
-// would hold back the key's later messages forever.
-func (r *runner) send(ctx context.Context, it *item) notify.Delivery {
-	n, ok := r.reg.Lookup(it.integration)
-	if !ok {
-		return notify.Delivery{Outcome: notify.Reject, Reason: fmt.Sprintf("no notifier registered as %q", it.integration)}
+// resendItem queues the send that q's state asks for: the last event again
+// after an attempt of unknown outcome, or the trigger again to refresh it.
+func (r *runner) resendItem(ctx context.Context, qk string, q *queue, now time.Time) {
+	rec := q.rec
+	it := &item{id: "resend", qid: "resend", key: rec.Key, integration: rec.Integration, receiver: rec.Receiver,
+		qk: qk, at: now, synthetic: true}
+	switch {
+	case !rec.ResendAt.IsZero() && !rec.ResendAt.After(now) && len(rec.Last) > 0 && r.messenger(ctx, it):
+		// A chat receiver (set at start, before its type was known): a
+		// repeat would post a duplicate.
+		rec.ResendAt = time.Time{}
+		r.saveStates(ctx, []string{qk})
+		return
+	case !rec.ResendAt.IsZero() && !rec.ResendAt.After(now) && len(rec.Last) > 0:
+		it.note, it.kind = rec.Last, rec.LastKind
+	case !rec.RefreshAt.IsZero() && !rec.RefreshAt.After(now) && len(rec.Trigger) > 0:
+		it.note, it.kind = rec.Trigger, string(notify.Trigger)
+	default:
+		// Nothing was delivered to send again.
+		rec.ResendAt, rec.RefreshAt = time.Time{}, time.Time{}
+		r.saveStates(ctx, []string{qk})
+		return
 	}
-	body := it.wire
-	if it.note != nil {
-		note, err := notify.Unmarshal(it.note)
-		if err != nil {
-			return notify.Delivery{Outcome: notify.Reject, Reason: err.Error()}
+	q.items = append(q.items, it)
+}
+
+// messenger reports whether the item's receiver posts chat messages
+// (notify.Messenger); false when it cannot be found.
+func (r *runner) messenger(ctx context.Context, it *item) bool {
+	var n notify.Notifier
+	if it.receiver != "" && r.o.opt.Receivers != nil {
+		n, _, _ = r.o.opt.Receivers.Notifier(ctx, it.receiver)
+	} else {
+		n, _ = r.reg.Lookup(it.integration)
+	}
+	m, ok := n.(notify.Messenger)
+	return ok && m.Messages()
+}
+
+// prepare finds the item's notifier and encodes it, now rather than when
+// stored. What can never be sent (no such receiver or integration, a record
+// of an unknown version, an event the encoder refuses) is rejected:
+// retrying would hold back the alert's later messages forever.
+func (r *runner) prepare(ctx context.Context, q *queue, it *item) (notify.Delivery, bool) {
+	it.notifier, it.body, it.skipped = nil, nil, false
+	it.label = it.integration
+	if it.receiver != "" {
+		if r.o.opt.Receivers == nil {
+			return notify.Delivery{Outcome: notify.Reject, Reason: fmt.Sprintf("receiver %q: no receivers configured", it.receiver)}, false
 		}
-		if body, err = n.Encode(note); err != nil {
-			return notify.Delivery{Outcome: notify.Reject, Reason: err.Error()}
+		n, typ, err := r.o.opt.Receivers.Notifier(ctx, it.receiver)
+		switch {
+		case errors.Is(err, notify.ErrNoReceiver):
+			return notify.Delivery{Outcome: notify.Reject, Reason: err.Error()}, false
+		case err != nil:
+			return notify.Delivery{Outcome: notify.Retry, Reason: err.Error()}, false
+		}
+		it.notifier, it.label = n, typ
+	} else {
+		n, ok := r.reg.Lookup(it.integration)
+		if !ok {
+			return notify.Delivery{Outcome: notify.Reject, Reason: fmt.Sprintf("no notifier registered as %q", it.integration)}, false
+		}
+		it.notifier = n
+	}
+	if it.note == nil {
+		it.body = it.wire
+		return notify.Delivery{}, true
+	}
+	n, err := notify.Unmarshal(it.note)
+	if err != nil {
+		return notify.Delivery{Outcome: notify.Reject, Reason: err.Error()}, false
+	}
+	if n.Action != notify.Trigger && q.rec != nil && len(q.rec.Trigger) > 0 {
+		if t, err := notify.Unmarshal(q.rec.Trigger); err == nil {
+			n = n.WithTrigger(t)
 		}
 	}
-	return n.Send(ctx, body)
+	it.body, err = it.notifier.Encode(n)
+	if errors.Is(err, notify.ErrSkip) {
+		it.skipped = true
+		return notify.Delivery{Outcome: notify.Delivered, Reason: err.Error()}, false
+	}
+	if err != nil {
+		return notify.Delivery{Outcome: notify.Reject, Reason: err.Error()}, false
+	}
+	return notify.Delivery{}, true
+}
+
+// paceOf is the pace key and interval of a prepared item.
+func (r *runner) paceOf(it *item) (string, time.Duration) {
+	p, ok := it.notifier.(notify.Pacer)
+	if !ok || it.note == nil {
+		return "", 0
+	}
+	n, err := notify.Unmarshal(it.note)
+	if err != nil {
+		return "", 0
+	}
+	key, every := p.Pace(n)
+	if key == "" || every <= 0 {
+		return "", 0
+	}
+	return dest(it.qk) + "|" + key, every
 }
 
 func (r *runner) handle(ctx context.Context, res result) {
 	it, d := res.it, res.d
 	o := r.o
-	delete(r.inflight, it.key)
+	q := r.queues[it.qk]
+	if q.inflight {
+		q.inflight = false
+		r.destInflight[dest(it.qk)]--
+	}
+	now := time.Now()
+	// The stream entry goes when its last receiver is done with it.
+	last := !it.synthetic
+	if it.fan != nil {
+		it.fan.left--
+		last = it.fan.left == 0
+	}
 	switch d.Outcome {
 	case notify.Delivered:
+		dirty := false
+		if !it.skipped && it.note != nil {
+			rec := q.record(it.qk, it)
+			if it.kind == string(notify.Trigger) {
+				rec.Trigger = it.note
+			}
+			rec.Last, rec.LastKind, rec.SentAt = it.note, it.kind, now.UTC()
+			if it.synthetic {
+				rec.ResendAt = time.Time{}
+			}
+			rec.RefreshAt = time.Time{}
+			if rf, ok := it.notifier.(notify.Refresher); ok && rf.RefreshEvery() > 0 && it.kind != string(notify.Resolve) {
+				rec.RefreshAt = now.Add(rf.RefreshEvery()).UTC()
+			}
+			dirty = true
+		}
 		// Removed only now; retried until Redis takes it, holding back the
-		// key's next message so that a restart never resends out of order.
+		// alert's next message so that a restart never resends out of order.
 		o.retryRedis(ctx, "delete delivered message", func(ctx context.Context) error {
 			_, err := o.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.XDel(ctx, o.opt.Key, it.id)
-				p.HDel(ctx, o.retryKey(), it.id)
+				if last {
+					p.XDel(ctx, o.opt.Key, it.id)
+				}
+				switch {
+				case it.fan != nil && last:
+					p.HDel(ctx, o.retryKey(), it.fan.qids...)
+				case it.fan != nil:
+					doc, _ := json.Marshal(retryState{Done: true})
+					p.HSet(ctx, o.retryKey(), it.qid, doc)
+				case !it.synthetic:
+					p.HDel(ctx, o.retryKey(), it.qid)
+				}
+				if dirty {
+					r.stateTo(ctx, p, it.qk, q.rec)
+				}
 				return nil
 			})
 			return err
 		})
-		o.met.notes.WithLabelValues(it.integration, it.kind, ResultSent).Inc()
-		o.met.latency.WithLabelValues(it.integration).Observe(time.Since(it.at).Seconds())
+		if dirty && q.rec.done() {
+			q.rec = nil
+		}
+		if it.skipped {
+			o.log.Debug("outbox: message skipped by its receiver", "id", it.id, "key", it.key, "kind", it.kind,
+				"receiver", it.receiver, "reason", d.Reason)
+			r.pop(it)
+			return
+		}
+		o.met.notes.WithLabelValues(it.label, it.kind, ResultSent).Inc()
+		if !it.synthetic {
+			o.met.latency.WithLabelValues(it.label).Observe(time.Since(it.at).Seconds())
+		}
 		// One line per delivery, so on-call can match a page to the alert
 		// that sent it; the body (it holds the target) is never logged.
 		o.log.Info("outbox: message delivered", "id", it.id, "key", it.key, "kind", it.kind,
-			"integration", it.integration, "status", d.Status, "attempts", it.attempts+1,
+			"integration", it.label, "receiver", it.receiver, "status", d.Status, "attempts", it.attempts+1,
 			"after", time.Since(it.at).Round(time.Millisecond))
 		r.pop(it)
 	case notify.Reject:
-		f := failureDoc{Failure: Failure{ID: it.id, Key: it.key, Kind: it.kind, Integration: it.integration, EnqueuedAt: it.at,
-			FailedAt: time.Now().UTC(), Status: d.Status, Reason: d.Reason, Attempts: it.attempts + 1}, Body: it.body()}
-		doc, _ := json.Marshal(f)
-		o.retryRedis(ctx, "set aside rejected message", func(ctx context.Context) error {
-			return setAsideScript.Run(ctx, o.rdb, []string{o.opt.Key, o.retryKey(), o.failedKey(), o.failedAtKey()},
-				it.id, doc, time.Now().UnixMilli(), o.opt.FailedTTL.Milliseconds(), o.opt.FailedMax).Err()
-		})
-		o.met.notes.WithLabelValues(it.integration, it.kind, ResultRejected).Inc()
+		if it.synthetic || it.kind == string(notify.Resolve) {
+			// Nothing more will be sent for this alert to this receiver:
+			// its delivery state goes.
+			q.rec = nil
+			r.saveStates(ctx, []string{it.qk})
+		}
+		if !it.synthetic {
+			f := failureDoc{Failure: Failure{ID: it.qid, Key: it.key, Kind: it.kind, Integration: it.label, Receiver: it.receiver,
+				EnqueuedAt: it.at, FailedAt: now.UTC(), Status: d.Status, Reason: d.Reason, Attempts: it.attempts + 1}, Body: it.stored()}
+			doc, _ := json.Marshal(f)
+			sid := ""
+			if last {
+				sid = it.id
+			}
+			o.retryRedis(ctx, "set aside rejected message", func(ctx context.Context) error {
+				return setAsideScript.Run(ctx, o.rdb, []string{o.opt.Key, o.retryKey(), o.failedKey(), o.failedAtKey()},
+					it.qid, doc, now.UnixMilli(), o.opt.FailedTTL.Milliseconds(), o.opt.FailedMax, sid).Err()
+			})
+			if it.fan != nil {
+				o.retryRedis(ctx, "mark fanned-out message done", func(ctx context.Context) error {
+					if last {
+						return o.rdb.HDel(ctx, o.retryKey(), it.fan.qids...).Err()
+					}
+					doc, _ := json.Marshal(retryState{Done: true})
+					return o.rdb.HSet(ctx, o.retryKey(), it.qid, doc).Err()
+				})
+			}
+		}
+		o.met.notes.WithLabelValues(it.label, it.kind, ResultRejected).Inc()
 		o.log.Error("outbox: message rejected, not retried", "id", it.id, "key", it.key, "kind", it.kind,
-			"integration", it.integration, "status", d.Status, "reason", d.Reason)
+			"integration", it.label, "receiver", it.receiver, "status", d.Status, "reason", d.Reason)
 		r.pop(it)
 	default:
+		if it.fan != nil {
+			it.fan.left++ // not done after all
+		}
 		it.attempts++
 		delay := max(o.retryDelay(it.attempts), d.RetryAfter)
-		it.next = time.Now().Add(delay)
+		it.next = now.Add(delay)
 		it.lastErr = d.Reason
-		o.met.notes.WithLabelValues(it.integration, it.kind, ResultRetry).Inc()
-		doc, _ := json.Marshal(retryState{Attempts: it.attempts, Next: it.next.UTC(), LastError: d.Reason})
-		if err := o.rdb.HSet(ctx, o.retryKey(), it.id, doc).Err(); err != nil && ctx.Err() == nil {
-			o.log.Warn("outbox: recording retry state", "id", it.id, "err", err) // only informational
+		if d.RetryAfter > 0 && it.notifier != nil {
+			// The service asked for a pause: every message to it waits.
+			if pk := it.paceKey; pk != "" {
+				r.pace[pk] = maxTime(r.pace[pk], now.Add(d.RetryAfter))
+			}
+		}
+		if d.Status == 0 && it.note != nil && it.notifier != nil && o.opt.ResendAfter > 0 {
+			// A timeout or a connection lost: the receiver may process this
+			// attempt late, after its successors. Send the final event again
+			// once that can no longer happen.
+			if m, ok := it.notifier.(notify.Messenger); !ok || !m.Messages() {
+				q.record(it.qk, it).ResendAt = now.Add(o.opt.ResendAfter).UTC()
+				r.saveStates(ctx, []string{it.qk})
+			}
+		}
+		o.met.notes.WithLabelValues(it.label, it.kind, ResultRetry).Inc()
+		if !it.synthetic {
+			doc, _ := json.Marshal(retryState{Attempts: it.attempts, Next: it.next.UTC(), LastError: d.Reason})
+			if err := o.rdb.HSet(ctx, o.retryKey(), it.qid, doc).Err(); err != nil && ctx.Err() == nil {
+				o.log.Warn("outbox: recording retry state", "id", it.id, "err", err) // only informational
+			}
 		}
 		o.log.Warn("outbox: delivery failed, will retry", "id", it.id, "key", it.key, "kind", it.kind,
-			"integration", it.integration, "status", d.Status, "reason", d.Reason, "attempt", it.attempts,
+			"integration", it.label, "receiver", it.receiver, "status", d.Status, "reason", d.Reason, "attempt", it.attempts,
 			"retry_in", delay.Round(time.Millisecond))
 	}
 }
 
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// stateTo queues the write of a queue's delivery state (or its removal
+// when done).
+func (r *runner) stateTo(ctx context.Context, p redis.Pipeliner, qk string, rec *lastState) {
+	if rec == nil || rec.done() {
+		p.HDel(ctx, r.o.lastKey(), qk)
+		return
+	}
+	doc, _ := json.Marshal(rec)
+	p.HSet(ctx, r.o.lastKey(), qk, doc)
+}
+
+// saveStates writes the delivery state of the queues named.
+func (r *runner) saveStates(ctx context.Context, qks []string) {
+	if len(qks) == 0 {
+		return
+	}
+	r.o.retryRedis(ctx, "record delivery state", func(ctx context.Context) error {
+		_, err := r.o.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for _, qk := range qks {
+				if q := r.queues[qk]; q != nil {
+					r.stateTo(ctx, p, qk, q.rec)
+				} else {
+					p.HDel(ctx, r.o.lastKey(), qk)
+				}
+			}
+			return nil
+		})
+		return err
+	})
+	for _, qk := range qks {
+		if q := r.queues[qk]; q != nil && q.rec != nil && q.rec.done() {
+			q.rec = nil
+			r.dropQueue(qk)
+		}
+	}
+}
+
 func (r *runner) pop(it *item) {
-	q := r.queues[it.key]
-	if len(q) > 0 && q[0] == it {
-		q = q[1:]
+	q := r.queues[it.qk]
+	if q == nil {
+		return
 	}
-	if len(q) == 0 {
-		delete(r.queues, it.key)
-	} else {
-		r.queues[it.key] = q
+	if len(q.items) > 0 && q.items[0] == it {
+		q.items = q.items[1:]
 	}
-	r.o.met.pending.Dec()
+	if !it.synthetic {
+		r.o.met.pending.Dec()
+	}
+	r.dropQueue(it.qk)
 }
 
 // retryDelay is the delay before a message's next attempt after its

@@ -40,7 +40,7 @@ func actionMsg(action notify.Action, key string) notify.Notification {
 
 func runSender(t *testing.T, ob *outbox.Outbox, url string) (stop func()) {
 	reg := notify.NewRegistry()
-	if err := reg.Register(pagerduty.Name, pagerduty.NewClient(pagerduty.Options{URL: url, Timeout: 2 * time.Second}, nil)); err != nil {
+	if err := reg.Register(pagerduty.Name, pagerduty.NewClient(pagerduty.Options{URL: url, Timeout: 2 * time.Second, EventsPerMinute: 1 << 20}, nil)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -2,8 +2,10 @@ package rules
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/url"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -54,6 +56,8 @@ type DecodeOptions struct {
 	// DefaultRoutingKey says a default routing key is configured, so a rule
 	// may leave its own empty.
 	DefaultRoutingKey bool
+	// ReceiverExists, if set, checks that each named receiver exists.
+	ReceiverExists func(name string) bool
 	// Existing is the stored rule a PUT replaces: a routing key sent back in
 	// its redacted form keeps the stored key.
 	Existing *Rule
@@ -78,7 +82,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		name, match, groupBy, severity string
 		repeat, resolve, runbook, forD string
 		evalDelay, forgetAfter         string
-		keywords                       []string
+		keywords, receivers            []string
 		ignoreCase, acceptSlow         bool
 		enabled                        = true
 		cond, filters, pd              json.RawMessage
@@ -89,7 +93,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		"condition": &cond, "group_by": &groupBy, "filters": &filters, "severity": &severity,
 		"pagerduty": &pd, "repeat_interval": &repeat, "resolve_after": &resolve, "for": &forD,
 		"enabled": &enabled, "runbook_url": &runbook, "accept_slow_regex": &acceptSlow,
-		"eval_delay": &evalDelay, "forget_after": &forgetAfter,
+		"eval_delay": &evalDelay, "forget_after": &forgetAfter, "receivers": &receivers,
 		"id": &ignoredID, "created_at": &ignoredC, "updated_at": &ignoredU,
 	}, &errs)
 	if present == nil && len(errs) > 0 {
@@ -192,7 +196,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	const keyField = "pagerduty.routing_key"
 	switch {
 	case errs.Has(keyField):
-	case key == "" && !opts.DefaultRoutingKey:
+	case key == "" && !opts.DefaultRoutingKey && len(receivers) == 0:
 		errs.Add(keyField, "required (no default routing key is configured)")
 	case key == "":
 	case opts.Existing != nil && opts.Existing.PagerDuty.RoutingKey != "" && key == opts.Existing.PagerDuty.RoutingKey.Redacted():
@@ -202,6 +206,15 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		errs.Add(keyField, "want %d letters or digits (a PagerDuty integration key)", RoutingKeyLen)
 	default:
 		w.PagerDuty.RoutingKey = Secret(key)
+	}
+
+	if !errs.Has("receivers") {
+		decodeReceivers(&w, receivers, opts, &errs)
+	}
+	if len(w.Receivers) > 0 && w.PagerDuty.RoutingKey != "" && !errs.Has(keyField) {
+		// Receivers replace the rule's own PagerDuty routing: one place
+		// says where its alerts go.
+		errs.Add(keyField, "not used by a rule with receivers: name a pagerduty receiver instead")
 	}
 
 	w.RepeatInterval = Duration(parseDuration(&errs, "repeat_interval", repeat, 0, 0, MaxRepeat, false))
@@ -394,4 +407,32 @@ func ValidRoutingKey(k string) bool {
 		}
 	}
 	return true
+}
+
+// MaxRuleReceivers bounds the receivers one rule names.
+const MaxRuleReceivers = 16
+
+// ReceiverName is the form of a receiver's name.
+var ReceiverName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+func decodeReceivers(w *Rule, names []string, opts DecodeOptions, errs *validate.Errors) {
+	if len(names) > MaxRuleReceivers {
+		errs.Add("receivers", "%d receivers, over the limit of %d", len(names), MaxRuleReceivers)
+		return
+	}
+	seen := map[string]bool{}
+	for i, n := range names {
+		field := fmt.Sprintf("receivers[%d]", i)
+		switch {
+		case !ReceiverName.MatchString(n):
+			errs.Add(field, "%q: want 1 to 63 letters, digits, '.', '_' or '-'", n)
+		case seen[n]:
+			errs.Add(field, "%q named twice", n)
+		case opts.ReceiverExists != nil && !opts.ReceiverExists(n):
+			errs.Add(field, "%q: no such receiver", n)
+		default:
+			seen[n] = true
+			w.Receivers = append(w.Receivers, n)
+		}
+	}
 }

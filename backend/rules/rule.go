@@ -47,6 +47,10 @@ type Rule struct {
 	RunbookURL      string    `json:"runbook_url,omitempty"`
 	CreatedAt       time.Time `json:"created_at"`
 	UpdatedAt       time.Time `json:"updated_at"`
+
+	// Receivers are the named receivers (package receiver) the rule's
+	// alerts go to; empty: KEYALERT_DEFAULT_RECEIVERS, else PagerDuty.
+	Receivers []string `json:"receivers,omitempty"`
 }
 
 // Specs returns the rule's keywords with its match options, canonical.

@@ -19,6 +19,7 @@ import (
 	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/keyalert/keyalert/backend/notify/pagerduty"
 	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/receiver"
 	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rollup"
 	"github.com/keyalert/keyalert/backend/rules"
@@ -117,11 +118,16 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	sils := silence.NewStore(s.rdb, o.Now, log)
 	defaultKey := cfg.DefaultRoutingKey
 	s.notifiers = notify.NewRegistry()
-	if err := s.notifiers.Register(pagerduty.Name, pagerduty.NewClient(cfg.PagerDuty, nil)); err != nil {
+	pd := pagerduty.NewClient(cfg.PagerDuty, nil)
+	if err := s.notifiers.Register(pagerduty.Name, pd); err != nil {
 		return fail(1, err)
 	}
+	recvOpt := cfg.Receivers
+	recvOpt.PagerDuty = pd // named pagerduty receivers share the endpoint, timeout and pace
+	receivers := receiver.NewStore(s.rdb, recvOpt, o.Now)
 	obOpt := cfg.Outbox
 	obOpt.Integrations, obOpt.Registerer, obOpt.OOM = s.notifiers.Names(), s.reg, oom
+	obOpt.Receivers, obOpt.ReceiverTypes = receivers, receiver.Types
 	s.outbox = outbox.New(s.rdb, obOpt, log)
 	alerts := alert.NewStoreOptions(s.rdb, s.outbox, alert.RuleKeys{Rules: ruleStore, Default: defaultKey}, o.Now, log, cfg.Alerts)
 	s.alerts = alerts
@@ -133,7 +139,8 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	alertOpt := cfg.Alert
 	alertOpt.Registerer = s.reg
 	s.engine = alert.New(alert.Config{Redis: s.rdb, Rules: ruleStore, Silences: sils, Counts: counts, Store: alerts,
-		Shards: s.shards, Options: alertOpt, DefaultRoutingKey: defaultKey, Now: o.Now, Log: log})
+		Shards: s.shards, Options: alertOpt, DefaultRoutingKey: defaultKey, DefaultReceivers: len(cfg.Outbox.DefaultReceivers) > 0,
+		Now: o.Now, Log: log})
 	s.registerLeaseMetrics()
 
 	rollOpt := cfg.Rollup
@@ -173,6 +180,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	apiOpts.Counts, apiOpts.Rules, apiOpts.Silences, apiOpts.Alerts, apiOpts.Outbox = counts, ruleStore, sils, alerts, s.outbox
 	apiOpts.Gatherer, apiOpts.Registerer, apiOpts.Logger, apiOpts.Now = s.reg, s.reg, log, o.Now
 	apiOpts.OOM = oom
+	apiOpts.Receivers = receivers
 	apiOpts.Ready = func(ctx context.Context) error {
 		if err := s.rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)

@@ -40,6 +40,40 @@ type Receiver struct {
 	onReject   func(Rejection)
 	onFail     func(status int)
 	now        func() time.Time
+	// Rate limit per routing key: at most rateN accepted per ratePer.
+	rateN     int
+	ratePer   time.Duration
+	accepted  map[string][]time.Time
+	throttled int
+	// lateLeft requests are held lateHold, then processed: the client has
+	// given up by then, as with a PagerDuty slower than its timeout.
+	lateLeft int
+	lateHold time.Duration
+}
+
+// RateLimit makes the receiver answer 429 with Retry-After, like PagerDuty,
+// to an event beyond n accepted for its routing key in the last per
+// (PagerDuty: about 120 per minute). n <= 0 removes the limit.
+func (r *Receiver) RateLimit(n int, per time.Duration) {
+	r.mu.Lock()
+	r.rateN, r.ratePer, r.accepted = n, per, map[string][]time.Time{}
+	r.mu.Unlock()
+}
+
+// Throttled counts the requests answered 429 by RateLimit.
+func (r *Receiver) Throttled() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.throttled
+}
+
+// ProcessLate holds each of the next n requests for hold before processing
+// (validating and recording) it, whether or not the client still waits: a
+// client with a shorter timeout gives up, and the event lands late anyway.
+func (r *Receiver) ProcessLate(n int, hold time.Duration) {
+	r.mu.Lock()
+	r.lateLeft, r.lateHold = n, hold
+	r.mu.Unlock()
 }
 
 // New returns an empty receiver.
@@ -177,6 +211,11 @@ func (r *Receiver) enqueue(w http.ResponseWriter, req *http.Request) {
 		fail = r.failStatus
 	}
 	onEvent, onReject, onFail := r.onEvent, r.onReject, r.onFail
+	var hold time.Duration
+	if fail == 0 && r.lateLeft > 0 {
+		r.lateLeft--
+		hold = r.lateHold
+	}
 	r.mu.Unlock()
 	if fail != 0 {
 		io.Copy(io.Discard, io.LimitReader(req.Body, MaxEventBytes+1))
@@ -194,6 +233,9 @@ func (r *Receiver) enqueue(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, invalid([]string{"reading body: " + err.Error()}))
 		return
+	}
+	if hold > 0 {
+		time.Sleep(hold) // processed below even if the client is gone
 	}
 	ev, errs := Validate(body)
 	now := r.now().UTC()
@@ -214,6 +256,13 @@ func (r *Receiver) enqueue(w http.ResponseWriter, req *http.Request) {
 	}
 	ev.Received = now
 	r.mu.Lock()
+	if retry := r.throttleLocked(ev.RoutingKey, now); retry > 0 {
+		r.throttled++
+		r.mu.Unlock()
+		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"status": "throttle event", "message": "Requests for this service are arriving too quickly. Please retry later."})
+		return
+	}
 	r.events = append(r.events, ev)
 	r.notifyLocked()
 	r.mu.Unlock()
@@ -221,6 +270,24 @@ func (r *Receiver) enqueue(w http.ResponseWriter, req *http.Request) {
 		onEvent(ev)
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "success", "message": "Event processed", "dedup_key": ev.DedupKey})
+}
+
+// throttleLocked records an accepted event of key at now, or returns how
+// long until the limit admits one more.
+func (r *Receiver) throttleLocked(key string, now time.Time) time.Duration {
+	if r.rateN <= 0 {
+		return 0
+	}
+	list := r.accepted[key]
+	for len(list) > 0 && now.Sub(list[0]) >= r.ratePer {
+		list = list[1:]
+	}
+	if len(list) >= r.rateN {
+		r.accepted[key] = list
+		return r.ratePer - now.Sub(list[0])
+	}
+	r.accepted[key] = append(list, now)
+	return 0
 }
 
 func invalid(errs []string) map[string]any {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -156,4 +157,42 @@ func FuzzValidate(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestRateLimitAnswers429WithRetryAfterPerRoutingKey(t *testing.T) {
+	s := Start(t)
+	s.RateLimit(2, time.Hour)
+	body, _ := json.Marshal(trigger())
+	var codes []int
+	for range 3 {
+		code, _ := post(t, s.URL, body)
+		codes = append(codes, code)
+	}
+	if fmt.Sprint(codes) != "[202 202 429]" || s.Throttled() != 1 || len(s.Events()) != 2 {
+		t.Fatalf("codes %v, throttled %d, events %d", codes, s.Throttled(), len(s.Events()))
+	}
+	other := trigger()
+	other["routing_key"] = "S0123456789abcdef0123456789ABCDE"
+	body, _ = json.Marshal(other)
+	if code, _ := post(t, s.URL, body); code != 202 {
+		t.Fatalf("another routing key: %d", code)
+	}
+}
+
+func TestProcessLateRecordsTheEventAfterTheClientGaveUp(t *testing.T) {
+	s := Start(t)
+	s.ProcessLate(1, 300*time.Millisecond)
+	body, _ := json.Marshal(trigger())
+	c := &http.Client{Timeout: 50 * time.Millisecond}
+	if _, err := c.Post(s.URL, "application/json", bytes.NewReader(body)); err == nil {
+		t.Fatal("the client did not time out")
+	}
+	if n := len(s.Events()); n != 0 {
+		t.Fatalf("%d events before the hold ended", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := s.WaitForN(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -10,6 +10,8 @@ package pagerduty
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/keyalert/keyalert/backend/notify"
+	"github.com/keyalert/keyalert/backend/rules"
 )
 
 // Name is the integration's name in the notify registry and in stored
@@ -33,6 +36,9 @@ const (
 	DefaultURL = "https://events.pagerduty.com/v2/enqueue"
 	// DefaultTimeout bounds one request.
 	DefaultTimeout = 10 * time.Second
+	// DefaultEventsPerMinute paces events per routing key: PagerDuty
+	// accepts about 120 per minute and answers 429 beyond.
+	DefaultEventsPerMinute = 120
 )
 
 // Limits of the Events API v2.
@@ -47,12 +53,19 @@ type Options struct {
 	URL string
 	// Timeout bounds one request; 0: DefaultTimeout.
 	Timeout time.Duration
+	// EventsPerMinute paces the events of one routing key; 0:
+	// DefaultEventsPerMinute.
+	EventsPerMinute int
 }
 
 // Client posts events to the configured endpoint.
 type Client struct {
-	url string
-	hc  *http.Client
+	url   string
+	hc    *http.Client
+	every time.Duration
+	// key, when set, is the routing key of every event (a named receiver's),
+	// instead of the notification's Target.
+	key string
 }
 
 // NewClient returns a client; hc may be nil for one with the options'
@@ -64,13 +77,38 @@ func NewClient(o Options, hc *http.Client) *Client {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
+	if o.EventsPerMinute <= 0 {
+		o.EventsPerMinute = DefaultEventsPerMinute
+	}
 	if hc == nil {
 		hc = &http.Client{Timeout: o.Timeout}
 	}
-	return &Client{url: o.URL, hc: hc}
+	return &Client{url: o.URL, hc: hc, every: time.Minute / time.Duration(o.EventsPerMinute)}
 }
 
-var _ notify.Notifier = (*Client)(nil)
+// WithRoutingKey returns a client that sends every event with key (a named
+// receiver's routing key), sharing c's connections.
+func (c *Client) WithRoutingKey(key string) *Client {
+	cp := *c
+	cp.key = key
+	return &cp
+}
+
+var (
+	_ notify.Notifier = (*Client)(nil)
+	_ notify.Pacer    = (*Client)(nil)
+)
+
+// Pace paces events per routing key; the key is hashed, so it never
+// appears in memory beyond the client.
+func (c *Client) Pace(n notify.Notification) (string, time.Duration) {
+	k := c.key
+	if k == "" {
+		k = n.Target.Reveal()
+	}
+	sum := sha256.Sum256([]byte(k))
+	return hex.EncodeToString(sum[:8]), c.every
+}
 
 // Send posts one encoded event and classifies the answer. The body is never
 // logged or echoed: it carries the routing key.
@@ -161,7 +199,12 @@ var ErrNoRoutingKey = errors.New("no routing key")
 // Encode renders n as an Events API v2 event; its Target is the routing key.
 // A trigger's summary is cut to PagerDuty's 1024 characters; if the event
 // would exceed 512 KB, custom details are dropped down to the rule alone.
-func (c *Client) Encode(n notify.Notification) ([]byte, error) { return Encode(n) }
+func (c *Client) Encode(n notify.Notification) ([]byte, error) {
+	if c.key != "" {
+		n.Target = rules.Secret(c.key)
+	}
+	return Encode(n)
+}
 
 // Encode is Client.Encode, usable without a client.
 func Encode(n notify.Notification) ([]byte, error) {
