@@ -248,6 +248,16 @@ func (s *Store) write(ctx context.Context, r Rule, mode string) error {
 	return fmt.Errorf("%s rule %s: script returned %v", mode, r.ID, res)
 }
 
+// Counted reports whether an enabled rule counts the keyword series id,
+// so a query can tell a series nobody counts from one that counted 0.
+func (s *Store) Counted(ctx context.Context, id string) (bool, error) {
+	ok, err := s.rdb.HExists(ctx, KeyKeywordRefs, id).Result()
+	if err != nil {
+		return false, fmt.Errorf("hexists %s %s: %w", KeyKeywordRefs, id, err)
+	}
+	return ok, nil
+}
+
 // Delete removes rule id.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	n, err := deleteScript.Run(ctx, s.rdb, scriptKeys, id).Int()
