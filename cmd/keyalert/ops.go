@@ -98,6 +98,10 @@ func transitionCmd(what string) func(args []string, stdout, stderr io.Writer) er
 		}
 		var errs []error
 		for _, id := range ids {
+			if strings.TrimSpace(id) == "" {
+				errs = append(errs, errors.New("an empty alert id"))
+				continue
+			}
 			var raw json.RawMessage
 			if what == "ack" {
 				raw, err = cl.Ack(context.Background(), id, *by)
