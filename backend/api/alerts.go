@@ -60,6 +60,9 @@ func (h *handlers) createRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, Limits: h.o.Rules.Limits(), Retention: h.o.Retention})
+	if !h.intervalsKnown(w, r, &errs, "mute_time_intervals", rule.MuteTimeIntervals) {
+		return
+	}
 	if errs.Err() != nil {
 		invalid(w, "rule", errs)
 		return
@@ -108,6 +111,18 @@ func overLimit(w http.ResponseWriter, err error) bool {
 	return true
 }
 
+// intervalsKnown adds to errs the names that are not stored time
+// intervals; on a Redis error it has answered and returns false.
+func (h *handlers) intervalsKnown(w http.ResponseWriter, r *http.Request, errs *validate.Errors, field string, names []string) bool {
+	unknown, err := h.unknownIntervals(r.Context(), field, names)
+	if err != nil {
+		h.fail(w, r, err)
+		return false
+	}
+	*errs = append(*errs, unknown...)
+	return true
+}
+
 // nameTaken answers 409 naming the field name when another rule has it.
 func nameTaken(w http.ResponseWriter, err error) bool {
 	var taken *rules.NameTakenError
@@ -147,6 +162,9 @@ func (h *handlers) updateRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, Existing: &existing, Limits: h.o.Rules.Limits(), Retention: h.o.Retention})
+	if !h.intervalsKnown(w, r, &errs, "mute_time_intervals", rule.MuteTimeIntervals) {
+		return
+	}
 	if errs.Err() != nil {
 		invalid(w, "rule", errs)
 		return
@@ -177,6 +195,9 @@ func (h *handlers) createSilence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, errs := silence.Decode(b, h.o.Now())
+	if !h.intervalsKnown(w, r, &errs, "time_intervals", s.TimeIntervals) {
+		return
+	}
 	if errs.Err() != nil {
 		invalid(w, "silence", errs)
 		return

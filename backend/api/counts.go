@@ -48,8 +48,8 @@ type TopResponse struct {
 	Window  string    `json:"window"`
 	From    time.Time `json:"from"`
 	To      time.Time `json:"to"`
-	Items   []TopItem `json:"items"` // highest count first, then by value
-	Total   int64     `json:"total"` // over all hosts/tags, not only the listed ones
+	Items   []TopItem `json:"items"`   // highest count first, then by value
+	Total   int64     `json:"total"`   // over all hosts/tags, not only the listed ones
 	Counted bool      `json:"counted"` // as in CountsResponse
 }
 

@@ -2,11 +2,13 @@ package rules
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/validate"
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/keyword"
@@ -35,6 +37,9 @@ const (
 	// such as the "50".."59" of `5\d\d`) fire on nearly every line.
 	MinRegexLiteral = 3
 	DefaultResolve  = 5 * time.Minute
+	// MaxMuteIntervals bounds the time intervals a rule's
+	// mute_time_intervals names.
+	MaxMuteIntervals = 20
 )
 
 // Limits of the absence fields.
@@ -78,7 +83,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		name, match, groupBy, severity string
 		repeat, resolve, runbook, forD string
 		evalDelay, forgetAfter         string
-		keywords                       []string
+		keywords, muteIntervals        []string
 		ignoreCase, acceptSlow         bool
 		enabled                        = true
 		cond, filters, pd              json.RawMessage
@@ -89,7 +94,7 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 		"condition": &cond, "group_by": &groupBy, "filters": &filters, "severity": &severity,
 		"pagerduty": &pd, "repeat_interval": &repeat, "resolve_after": &resolve, "for": &forD,
 		"enabled": &enabled, "runbook_url": &runbook, "accept_slow_regex": &acceptSlow,
-		"eval_delay": &evalDelay, "forget_after": &forgetAfter,
+		"eval_delay": &evalDelay, "forget_after": &forgetAfter, "mute_time_intervals": &muteIntervals,
 		"id": &ignoredID, "created_at": &ignoredC, "updated_at": &ignoredU,
 	}, &errs)
 	if present == nil && len(errs) > 0 {
@@ -228,6 +233,15 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 
 	w.Enabled = enabled
 	w.AcceptSlowRegex = acceptSlow
+	if len(muteIntervals) > MaxMuteIntervals {
+		errs.Add("mute_time_intervals", "%d names, over the limit of %d", len(muteIntervals), MaxMuteIntervals)
+	}
+	for i, n := range muteIntervals {
+		if !timeinterval.ValidName(n) {
+			errs.Add(fmt.Sprintf("mute_time_intervals[%d]", i), "%q is not a time interval name", n)
+		}
+	}
+	w.MuteTimeIntervals = muteIntervals
 
 	if runbook != "" {
 		u, err := url.Parse(runbook)

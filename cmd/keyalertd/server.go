@@ -22,6 +22,7 @@ import (
 	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
+	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/backoff"
 	"github.com/keyalert/keyalert/pkg/redisoom"
@@ -113,6 +114,8 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	counts := window.NewStore(s.rdb, cfg.Ingest.Stream)
 	ruleStore := rules.NewStore(s.rdb, cfg.Rules, o.Now, log)
 	sils := silence.NewStore(s.rdb, o.Now, log)
+	intervals := timeinterval.NewStore(s.rdb, cfg.TimeIntervals, o.Now)
+	sils.UseIntervals(intervals)
 	defaultKey := cfg.DefaultRoutingKey
 	s.notifiers = notify.NewRegistry()
 	if err := s.notifiers.Register(pagerduty.Name, pagerduty.NewClient(cfg.PagerDuty, nil)); err != nil {
@@ -165,6 +168,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	apiOpts.Counts, apiOpts.Rules, apiOpts.Silences, apiOpts.Alerts, apiOpts.Outbox = counts, ruleStore, sils, alerts, s.outbox
 	apiOpts.Gatherer, apiOpts.Registerer, apiOpts.Logger, apiOpts.Now = s.reg, s.reg, log, o.Now
 	apiOpts.OOM = oom
+	apiOpts.TimeIntervals = intervals
 	apiOpts.Ready = func(ctx context.Context) error {
 		if err := s.rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
