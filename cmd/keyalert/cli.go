@@ -41,6 +41,9 @@ func (c *common) client(stderr io.Writer) (*client.Client, error) {
 	if c.api != "" {
 		fmt.Fprintln(stderr, "keyalert: -api is deprecated, use -url (or KEYALERT_URL)")
 		c.url = c.api
+	} else if old := os.Getenv("KEYALERT_API"); old != "" && os.Getenv("KEYALERT_URL") == "" && c.url == DefaultURL {
+		fmt.Fprintln(stderr, "keyalert: KEYALERT_API is deprecated, use KEYALERT_URL")
+		c.url = old
 	}
 	if c.output != "" && c.output != "table" && c.output != "json" {
 		return nil, fmt.Errorf("-o %q: want table or json", c.output)
