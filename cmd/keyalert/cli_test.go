@@ -116,3 +116,41 @@ func TestCLIEverydayCommands(t *testing.T) {
 		}
 	})
 }
+
+func TestCLIWatchPrintsTheCountsLineOnlyWhenItChanges(t *testing.T) {
+	s := startServer(t)
+	t.Setenv("KA_TEST_ROUTING_KEY", testKey)
+	mustRun(t, "rules", "apply", "-f", writeFile(t, "rules.yaml", rulesYAML))
+	var out strings.Builder
+	c := apiFlags(newFlagSet("watch", "", &out), false)
+	cl, err := c.client(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &watcher{cl: cl, out: &out, minutes: 3, seen: map[string]string{}}
+	ctx := t.Context()
+	round := func() {
+		list, err := w.series(ctx, nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.countsLine(ctx, list)
+		w.alerts(ctx)
+	}
+	round()
+	round()
+	if n := strings.Count(out.String(), "per minute"); n != 1 || !strings.Contains(out.String(), `"Disk Full" (substring, ignore case) [0 0 0]`) {
+		t.Fatalf("two quiet rounds printed %d counts lines, want 1:\n%s", n, out.String())
+	}
+	s.count(keyword.Spec{Text: "Exception"}, "web-12", "app", 6)
+	s.tick()
+	round()
+	round()
+	// 2, or 3 when a minute ends between the last two rounds (the cells shift).
+	if n := strings.Count(out.String(), "per minute"); n < 2 || n > 3 || !strings.Contains(out.String(), `] total 6`) {
+		t.Errorf("after a count: %d counts lines, want 2:\n%s", n, out.String())
+	}
+	if n := strings.Count(out.String(), "ALERT "); n != 1 || !strings.Contains(out.String(), `FIRING: rule "java exceptions"`) {
+		t.Errorf("alert lines: %d, want 1 FIRING:\n%s", n, out.String())
+	}
+}
