@@ -100,9 +100,12 @@ func (c *Client) Do(ctx context.Context, method, path string, body any) (json.Ra
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+	}
+	if len(raw) > MaxAnswerBytes {
+		return nil, fmt.Errorf("%s %s: the answer is over %d MB, more than this client reads", method, path, MaxAnswerBytes>>20)
 	}
 	if resp.StatusCode >= 400 {
 		e := &Error{Method: method, Path: path, Status: resp.StatusCode}
