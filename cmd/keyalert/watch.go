@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -184,4 +184,3 @@ func (w *watcher) alerts(ctx context.Context) {
 		fmt.Fprintf(w.out, "%s  ALERT %s %s: rule %q%s, count %d\n", time.Now().Format("15:04:05"), a.ID, st, a.RuleName, group, a.Count)
 	}
 }
-
