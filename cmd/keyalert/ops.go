@@ -390,6 +390,8 @@ counts; -match and -ignore-case ask for one series explicitly.`
 		return errors.New("a keyword or -rule, not both")
 	case *by != "" && *by != "host" && *by != "tag":
 		return fmt.Errorf("-by %q: want host or tag", *by)
+	case *by != "" && (*host != "" || *tag != ""):
+		return errors.New("-host and -tag narrow a plain count; with -by, every host or tag is listed")
 	}
 	d, err := duration.Parse(*since)
 	if err != nil || d < time.Minute {
@@ -478,6 +480,9 @@ counts; -match and -ignore-case ask for one series explicitly.`
 		if a.Counted != nil && !*a.Counted && a.Total == 0 {
 			fmt.Fprintf(stdout, "%s: no such series is counted (no enabled rule has this keyword with these options), so there is no count, not a count of 0\n", head)
 			continue
+		}
+		if a.Counted != nil && !*a.Counted {
+			head += " (no enabled rule counts it now; these are older counts)"
 		}
 		fmt.Fprintf(stdout, "%s: %d\n", head, a.Total)
 		if *by != "" {
