@@ -114,6 +114,7 @@ func (s *Store) List(ctx context.Context) ([]TimeInterval, error) {
 		if err := json.Unmarshal([]byte(doc), &ti); err != nil {
 			return nil, fmt.Errorf("decode time interval %s: %w", name, err)
 		}
+		ti.Prepare()
 		out = append(out, ti)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

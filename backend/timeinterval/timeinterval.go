@@ -22,6 +22,20 @@ type TimeInterval struct {
 	Intervals []Interval `json:"time_intervals"`
 	CreatedAt time.Time  `json:"created_at,omitzero"`
 	UpdatedAt time.Time  `json:"updated_at,omitzero"`
+
+	// compiled holds Intervals ready to match (nil for one that does not
+	// compile), filled by Prepare: loading a time zone reads the zone
+	// database, which is not done per alert and round.
+	compiled []*compiled
+}
+
+// Prepare compiles the intervals once, so Contains need not; the store
+// prepares what it reads.
+func (ti *TimeInterval) Prepare() {
+	ti.compiled = make([]*compiled, len(ti.Intervals))
+	for i, iv := range ti.Intervals {
+		ti.compiled[i], _ = iv.compile()
+	}
 }
 
 // Interval is inside when every field that is set matches (an empty field
@@ -79,9 +93,11 @@ type compiled struct {
 // Contains reports whether t is inside any of the intervals. Intervals that
 // do not compile (never stored: Decode checks them) are never inside.
 func (ti *TimeInterval) Contains(t time.Time) bool {
-	for _, iv := range ti.Intervals {
-		c, err := iv.compile()
-		if err == nil && c.contains(t) {
+	if len(ti.compiled) != len(ti.Intervals) {
+		ti.Prepare()
+	}
+	for _, c := range ti.compiled {
+		if c != nil && c.contains(t) {
 			return true
 		}
 	}

@@ -135,3 +135,14 @@ func TestStoreKeepsIntervalsUpToTheLimit(t *testing.T) {
 		t.Fatalf("delete twice: %v", err)
 	}
 }
+
+// BenchmarkContains is the engine's question per muted alert and round.
+func BenchmarkContains(b *testing.B) {
+	ti := TimeInterval{Name: "nights", Intervals: []Interval{nights, {Weekdays: []string{"saturday:sunday"}, Location: "Europe/Berlin"}}}
+	ti.Prepare()
+	at := time.Date(2026, 3, 29, 12, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for b.Loop() {
+		ti.Contains(at)
+	}
+}
