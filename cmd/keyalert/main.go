@@ -3,7 +3,7 @@
 //	keyalert alerts [-state firing]                  list alerts
 //	keyalert ack ID / keyalert resolve ID             act on one
 //	keyalert silence add -match host=web-12 -for 2h   mute, with a comment
-//	keyalert silences                                 list silences
+//	keyalert silences [apply -f f.yaml | export]      list silences; silences as code
 //	keyalert counts KEYWORD -since 1h [-by host]      what a rule counts
 //	keyalert rules apply -f rules.yaml [-dry-run]     rules as code
 //	keyalert watch [keyword...]                       counts and alerts as they change

@@ -239,7 +239,15 @@ func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 
 func silencesCmd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("silences", "usage: keyalert silences [-all] [-o json]\n\nLists the active silences (-all: expired ones too).", stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "apply":
+			return silencesApply(args[1:], stdout, stderr)
+		case "export":
+			return silencesExport(args[1:], stdout, stderr)
+		}
+	}
+	fs := newFlagSet("silences", "usage: keyalert silences [-all] [-o json]\n       keyalert silences apply|export (-h for their flags)\n\nLists the active silences (-all: expired ones too).", stderr)
 	c := apiFlags(fs, true)
 	all := fs.Bool("all", false, "expired and future silences too")
 	if _, err := parse(fs, args); err != nil {

@@ -1,7 +1,8 @@
 // Package rulesfile reads and writes rules files, the source of
 // `keyalert rules apply` and the output of `keyalert rules export`: YAML or
 // JSON, either a list of rules or {"rules": [...]}, each rule the API's rule
-// document. It keeps each rule's position so an error names the file, the
+// document. Silences files (`keyalert silences apply`) are read the same
+// way, under {"silences": [...]}. It keeps each rule's position so an error names the file, the
 // line, the rule and the field.
 //
 // Routing keys are never written in clear: export writes a reference
@@ -38,14 +39,15 @@ type Item struct {
 	// the key is written in clear or absent.
 	RoutingKeyRef string
 	node          *yaml.Node
+	noun          string // "rule" or "silence", for messages
 }
 
 // Label names the item in messages: `rule "name"` or `rule #3`.
 func (it *Item) Label() string {
 	if it.Name != "" {
-		return fmt.Sprintf("rule %q", it.Name)
+		return fmt.Sprintf("%s %q", it.noun, it.Name)
 	}
-	return fmt.Sprintf("rule #%d", it.Index+1)
+	return fmt.Sprintf("%s #%d", it.noun, it.Index+1)
 }
 
 // Error is a problem at a place in a file.
@@ -91,26 +93,30 @@ func Ref(v string) (string, bool) {
 }
 
 // Parse reads a rules file's content; path is for messages.
-func Parse(path string, data []byte) ([]*Item, error) {
+func Parse(path string, data []byte) ([]*Item, error) { return ParseList(path, data, "rules", "rule") }
+
+// ParseList reads a file of a list of documents, or {key: [...]}; noun
+// names one in messages.
+func ParseList(path string, data []byte, key, noun string) ([]*Item, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, &Error{Path: path, Line: yamlLine(err), Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return nil, &Error{Path: path, Msg: "empty: want a list of rules, or {rules: [...]}"}
+		return nil, &Error{Path: path, Msg: fmt.Sprintf("empty: want a list of %s, or {%s: [...]}", key, key)}
 	}
 	list := doc.Content[0]
 	if list.Kind == yaml.MappingNode {
 		var found *yaml.Node
 		for i := 0; i+1 < len(list.Content); i += 2 {
-			if k := list.Content[i]; k.Value == "rules" {
+			if k := list.Content[i]; k.Value == key {
 				found = list.Content[i+1]
 			} else {
-				return nil, &Error{Path: path, Line: k.Line, Field: k.Value, Msg: "unknown key: the file holds a list of rules, or {rules: [...]}"}
+				return nil, &Error{Path: path, Line: k.Line, Field: k.Value, Msg: fmt.Sprintf("unknown key: the file holds a list of %s, or {%s: [...]}", key, key)}
 			}
 		}
 		if found == nil {
-			return nil, &Error{Path: path, Line: list.Line, Msg: "want a list of rules, or {rules: [...]}"}
+			return nil, &Error{Path: path, Line: list.Line, Msg: fmt.Sprintf("want a list of %s, or {%s: [...]}", key, key)}
 		}
 		list = found
 	}
@@ -118,16 +124,16 @@ func Parse(path string, data []byte) ([]*Item, error) {
 		if list.Kind == yaml.ScalarNode && list.Tag == "!!null" {
 			return nil, nil // "rules:" with nothing: no rules
 		}
-		return nil, &Error{Path: path, Line: list.Line, Msg: "want a list of rules"}
+		return nil, &Error{Path: path, Line: list.Line, Msg: "want a list of " + key}
 	}
 	if len(list.Content) > MaxRules {
-		return nil, &Error{Path: path, Line: list.Line, Msg: fmt.Sprintf("%d rules, over the limit of %d", len(list.Content), MaxRules)}
+		return nil, &Error{Path: path, Line: list.Line, Msg: fmt.Sprintf("%d %s, over the limit of %d", len(list.Content), key, MaxRules)}
 	}
 	items := make([]*Item, 0, len(list.Content))
 	for i, n := range list.Content {
-		it := &Item{Index: i, Line: n.Line, node: n}
+		it := &Item{Index: i, Line: n.Line, node: n, noun: noun}
 		if n.Kind != yaml.MappingNode {
-			return nil, it.Errorf(path, "", "want a rule (a mapping of name, keywords, condition, ...)")
+			return nil, it.Errorf(path, "", "want a %s (a mapping of its fields)", noun)
 		}
 		var v any
 		if err := n.Decode(&v); err != nil {
@@ -225,6 +231,21 @@ func Read(path string) ([]*Item, error) {
 	return Parse(path, data)
 }
 
+// ReadList reads and parses the file at path ("-": stdin) as ParseList.
+func ReadList(path, key, noun string) ([]*Item, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = readAll(os.Stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ParseList(path, data, key, noun)
+}
+
 func readAll(f *os.File) ([]byte, error) {
 	var b bytes.Buffer
 	_, err := b.ReadFrom(f)
@@ -275,15 +296,21 @@ func Export(docs []json.RawMessage, withIDs, asJSON bool, header string) ([]byte
 		}
 		rulesOut = append(rulesOut, m)
 	}
+	return write("rules", rulesOut, fieldOrder, asJSON, header)
+}
+
+// write encodes docs under key as JSON, or as YAML with each document's
+// keys in order (the rest sorted after) and header as a comment.
+func write(key string, docs []map[string]any, order []string, asJSON bool, header string) ([]byte, error) {
 	if asJSON {
-		if rulesOut == nil {
-			rulesOut = []map[string]any{}
+		if docs == nil {
+			docs = []map[string]any{}
 		}
-		b, err := json.MarshalIndent(map[string]any{"rules": rulesOut}, "", "  ")
+		b, err := json.MarshalIndent(map[string]any{key: docs}, "", "  ")
 		return append(b, '\n'), err
 	}
 	seq := &yaml.Node{Kind: yaml.SequenceNode}
-	for _, m := range rulesOut {
+	for _, m := range docs {
 		mn := &yaml.Node{Kind: yaml.MappingNode}
 		add := func(k string) error {
 			v, ok := m[k]
@@ -298,7 +325,7 @@ func Export(docs []json.RawMessage, withIDs, asJSON bool, header string) ([]byte
 			mn.Content = append(mn.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, &vn)
 			return nil
 		}
-		for _, k := range fieldOrder {
+		for _, k := range order {
 			if err := add(k); err != nil {
 				return nil, err
 			}
@@ -310,7 +337,7 @@ func Export(docs []json.RawMessage, withIDs, asJSON bool, header string) ([]byte
 		}
 		seq.Content = append(seq.Content, mn)
 	}
-	root := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: "rules"}, seq}}
+	root := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: key}, seq}}
 	if len(seq.Content) == 0 {
 		seq.Style = yaml.FlowStyle
 	}
@@ -322,6 +349,29 @@ func Export(docs []json.RawMessage, withIDs, asJSON bool, header string) ([]byte
 		return nil, err
 	}
 	return b.Bytes(), enc.Close()
+}
+
+// silenceOrder is the order export writes a silence's keys in.
+var silenceOrder = []string{"id", "rule_id", "host", "tag", "keyword", "time_intervals", "start", "end", "author", "comment"}
+
+// ExportSilences writes silences (the API's documents) as YAML, or JSON
+// when asJSON, without the server's bookkeeping (created_at, active; id
+// unless withIDs).
+func ExportSilences(docs []json.RawMessage, withIDs, asJSON bool, header string) ([]byte, error) {
+	var out []map[string]any
+	for _, d := range docs {
+		var m map[string]any
+		if err := json.Unmarshal(d, &m); err != nil {
+			return nil, fmt.Errorf("decode silence: %w", err)
+		}
+		delete(m, "created_at")
+		delete(m, "active")
+		if !withIDs {
+			delete(m, "id")
+		}
+		out = append(out, m)
+	}
+	return write("silences", out, silenceOrder, asJSON, header)
 }
 
 func sortedKeys(m map[string]any) func(func(string) bool) {
