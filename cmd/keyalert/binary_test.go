@@ -114,3 +114,32 @@ func TestCLIAgainstTheKeyalertdBinary(t *testing.T) {
 		t.Errorf("counts of an unknown rule: exit %d, %s", code, errOut)
 	}
 }
+
+func TestCLIIntervalsApplyAndExport(t *testing.T) {
+	startServer(t)
+	file := writeFile(t, "intervals.yaml", `intervals:
+  - name: nights
+    time_intervals:
+      - times: [{start_time: "22:00", end_time: "24:00"}, {start_time: "00:00", end_time: "06:00"}]
+        location: Europe/Berlin
+  - name: weekends
+    time_intervals: [{weekdays: ["saturday:sunday"]}]
+`)
+	if out := mustRun(t, "intervals", "apply", "-f", file); !strings.Contains(out, `+ create "nights"`) || !strings.Contains(out, "2 changes applied") {
+		t.Fatalf("apply:\n%s", out)
+	}
+	if out := mustRun(t, "intervals", "apply", "-f", file); !strings.Contains(out, "no changes") {
+		t.Errorf("re-apply:\n%s", out)
+	}
+	exported := mustRun(t, "intervals", "export")
+	if out := mustRun(t, "intervals", "apply", "-f", writeFile(t, "exported.yaml", exported)); !strings.Contains(out, "no changes") {
+		t.Errorf("apply of the export:\n%s\n%s", out, exported)
+	}
+	if out := mustRun(t, "intervals"); !strings.Contains(out, "weekends") || !strings.Contains(out, "Europe/Berlin") {
+		t.Errorf("intervals:\n%s", out)
+	}
+	code, _, errOut := run("intervals", "apply", "-f", writeFile(t, "bad.yaml", "- name: n\n  time_intervals:\n    - weekdays: [funday]\n"))
+	if code != 1 || !strings.Contains(errOut, `bad.yaml:3: interval "n": time_intervals[0].weekdays[0]: `) {
+		t.Errorf("bad weekday: exit %d, %s", code, errOut)
+	}
+}

@@ -12,7 +12,7 @@ import (
 func TestCLIHelpExitsZeroOnEverySubcommand(t *testing.T) {
 	for _, args := range [][]string{
 		{"-h"}, {"help"}, {"alerts", "-h"}, {"ack", "-h"}, {"resolve", "-h"}, {"silence", "-h"}, {"silence", "add", "-h"},
-		{"silences", "-h"}, {"silences", "apply", "-h"}, {"silences", "export", "-h"}, {"counts", "-h"}, {"rules", "-h"}, {"rules", "apply", "-h"}, {"rules", "export", "-h"},
+		{"silences", "-h"}, {"silences", "apply", "-h"}, {"silences", "export", "-h"}, {"counts", "-h"}, {"intervals", "-h"}, {"intervals", "apply", "-h"}, {"intervals", "export", "-h"}, {"rules", "-h"}, {"rules", "apply", "-h"}, {"rules", "export", "-h"},
 		{"watch", "-h"}, {"replay", "-h"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

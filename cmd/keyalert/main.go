@@ -4,6 +4,7 @@
 //	keyalert ack ID / keyalert resolve ID             act on one
 //	keyalert silence add -match host=web-12 -for 2h   mute, with a comment
 //	keyalert silences [apply -f f.yaml | export]      list silences; silences as code
+//	keyalert intervals [apply -f f.yaml | export]     named mute windows
 //	keyalert counts KEYWORD -since 1h [-by host]      what a rule counts
 //	keyalert rules apply -f rules.yaml [-dry-run]     rules as code
 //	keyalert watch [keyword...]                       counts and alerts as they change
@@ -30,6 +31,7 @@ func commands(stdout, stderr io.Writer) []subcommand.Command {
 		{Name: "resolve", Summary: "resolve alerts: keyalert resolve ID...", Run: w(transitionCmd("resolve"))},
 		{Name: "silence", Summary: `mute alerts: keyalert silence add -match host=web-12 -for 2h -comment "..."`, Run: w(silenceCmd)},
 		{Name: "silences", Summary: "list the active silences (-all: every one)", Run: w(silencesCmd)},
+		{Name: "intervals", Summary: "named mute windows: list | apply -f intervals.yaml | export", Run: w(intervalsCmd)},
 		{Name: "counts", Summary: "a keyword's counts as a rule counts it: keyalert counts KEYWORD -since 1h [-by host]", Run: w(countsCmd)},
 		{Name: "rules", Summary: "rules as code: keyalert rules apply -f rules.yaml [-dry-run] [-prune] | export", Run: w(rulesCmd)},
 		{Name: "watch", Summary: "print per-minute counts and alert changes from a running keyalertd", Run: w(watchCmd)},

@@ -16,6 +16,7 @@ import (
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
+	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/keyword"
@@ -56,6 +57,8 @@ func startServer(t *testing.T) *testServer {
 		Alerts: alert.NewStore(rdb, ob, alert.RuleKeys{Rules: rs}, nil, log), Outbox: ob,
 		Tokens: []string{testToken}, Gatherer: reg, Registerer: reg, Logger: log,
 	}
+	o.TimeIntervals = timeinterval.NewStore(rdb, timeinterval.Options{}, nil)
+	o.Silences.UseIntervals(o.TimeIntervals)
 	h, err := api.NewRouter(o)
 	if err != nil {
 		t.Fatal(err)

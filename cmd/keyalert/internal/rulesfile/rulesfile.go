@@ -374,6 +374,22 @@ func ExportSilences(docs []json.RawMessage, withIDs, asJSON bool, header string)
 	return write("silences", out, silenceOrder, asJSON, header)
 }
 
+// ExportIntervals writes time intervals (the API's documents) as YAML, or
+// JSON when asJSON, without created_at and updated_at.
+func ExportIntervals(docs []json.RawMessage, asJSON bool, header string) ([]byte, error) {
+	var out []map[string]any
+	for _, d := range docs {
+		var m map[string]any
+		if err := json.Unmarshal(d, &m); err != nil {
+			return nil, fmt.Errorf("decode time interval: %w", err)
+		}
+		delete(m, "created_at")
+		delete(m, "updated_at")
+		out = append(out, m)
+	}
+	return write("intervals", out, []string{"name", "time_intervals"}, asJSON, header)
+}
+
 func sortedKeys(m map[string]any) func(func(string) bool) {
 	keys := make([]string, 0, len(m))
 	for k := range m {
