@@ -23,11 +23,12 @@ import (
 
 // event is one line of test2json output.
 type event struct {
-	Action  string
-	Package string
-	Test    string
-	Elapsed float64
-	Output  string
+	Action     string
+	Package    string
+	ImportPath string // of build-output and build-fail
+	Test       string
+	Elapsed    float64
+	Output     string
 }
 
 // Heartbeat is how long a quiet run goes before saying what is running.
@@ -93,15 +94,16 @@ type summary struct {
 	now   func() time.Time
 	start time.Time
 
-	mu      sync.Mutex
-	output  map[key][]string // output of each running test (and package)
-	pkgs    map[string]*pkgState
-	running map[string]bool
-	done    int
-	last    time.Time // last line printed
-	skips   []skip
-	fails   []string // "pkg TestX"
-	pkgFail []string
+	mu        sync.Mutex
+	output    map[key][]string // output of each running test (and package)
+	pkgs      map[string]*pkgState
+	running   map[string]bool
+	done      int
+	last      time.Time // last line printed
+	skips     []skip
+	fails     []string // "pkg TestX"
+	pkgFail   []string
+	buildFail int
 }
 
 type skip struct{ pkg, test, reason string }
@@ -144,8 +146,11 @@ func (s *summary) event(ev event) {
 	case "start":
 		s.pkg(ev.Package)
 		s.running[ev.Package] = true
-	case "output", "build-output":
+	case "output":
 		s.output[k] = append(s.output[k], ev.Output)
+	case "build-output":
+		fmt.Fprint(s.out, ev.Output) // compiler errors, shown as they come
+		s.last = s.now()
 	case "pass", "fail", "skip":
 		p := s.pkg(ev.Package)
 		if ev.Test != "" {
@@ -190,7 +195,7 @@ func (s *summary) event(ev event) {
 		s.last = s.now()
 		delete(s.output, k)
 	case "build-fail":
-		s.pkgFail = append(s.pkgFail, ev.Package+" (build)")
+		s.buildFail++
 	}
 }
 
@@ -244,8 +249,8 @@ func (s *summary) finish() bool {
 		}
 	}
 	elapsed := s.now().Sub(s.start).Round(time.Second)
-	if len(s.fails) > 0 || len(s.pkgFail) > 0 {
-		fmt.Fprintf(s.out, "\nFAILED after %s: %d tests in %d packages\n", elapsed, len(s.fails), len(s.pkgFail))
+	if len(s.fails) > 0 || len(s.pkgFail) > 0 || s.buildFail > 0 {
+		fmt.Fprintf(s.out, "\nFAILED after %s: %d tests, %d packages (%d did not build)\n", elapsed, len(s.fails), len(s.pkgFail), s.buildFail)
 		for _, f := range s.fails {
 			fmt.Fprintf(s.out, "  %s\n", f)
 		}
