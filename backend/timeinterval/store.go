@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -30,7 +31,8 @@ func (e *LimitError) Error() string {
 
 // Options of the store; the zero value is usable.
 type Options struct {
-	Max int // most intervals stored; zero: DefaultMaxIntervals
+	Max    int          // most intervals stored; zero: DefaultMaxIntervals
+	Logger *slog.Logger // nil: slog.Default()
 }
 
 // Store keeps time intervals in Redis.
@@ -38,6 +40,7 @@ type Store struct {
 	rdb redis.UniversalClient
 	max int
 	now func() time.Time
+	log *slog.Logger
 }
 
 // NewStore returns a store; now may be nil for time.Now.
@@ -48,7 +51,10 @@ func NewStore(rdb redis.UniversalClient, o Options, now func() time.Time) *Store
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{rdb: rdb, max: o.Max, now: now}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Store{rdb: rdb, max: o.Max, now: now, log: o.Logger}
 }
 
 // putScript stores ARGV[2] under ARGV[1] unless that would pass the limit
@@ -112,7 +118,10 @@ func (s *Store) List(ctx context.Context) ([]TimeInterval, error) {
 	for name, doc := range m {
 		var ti TimeInterval
 		if err := json.Unmarshal([]byte(doc), &ti); err != nil {
-			return nil, fmt.Errorf("decode time interval %s: %w", name, err)
+			// One corrupt document must not stop the others (nor the
+			// engine's round, which reads them all).
+			s.log.Error("skipping undecodable time interval", "name", name, "err", err)
+			continue
 		}
 		ti.Prepare()
 		out = append(out, ti)

@@ -3,6 +3,8 @@ package timeinterval
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +146,19 @@ func BenchmarkContains(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		ti.Contains(at)
+	}
+}
+
+func TestACorruptIntervalDoesNotHideTheOthers(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+	if _, _, err := s.Put(ctx, TimeInterval{Name: "ok", Intervals: []Interval{nights}}); err != nil {
+		t.Fatal(err)
+	}
+	rdb.HSet(ctx, Key, "broken", "{not json")
+	m, err := s.Map(ctx)
+	if err != nil || len(m) != 1 || m["ok"] == nil {
+		t.Errorf("map with a corrupt entry: %v, %v; want ok alone", m, err)
 	}
 }

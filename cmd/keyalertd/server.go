@@ -114,7 +114,9 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	counts := window.NewStore(s.rdb, cfg.Ingest.Stream)
 	ruleStore := rules.NewStore(s.rdb, cfg.Rules, o.Now, log)
 	sils := silence.NewStore(s.rdb, o.Now, log)
-	intervals := timeinterval.NewStore(s.rdb, cfg.TimeIntervals, o.Now)
+	tiOpt := cfg.TimeIntervals
+	tiOpt.Logger = log
+	intervals := timeinterval.NewStore(s.rdb, tiOpt, o.Now)
 	sils.UseIntervals(intervals)
 	defaultKey := cfg.DefaultRoutingKey
 	s.notifiers = notify.NewRegistry()
