@@ -123,7 +123,7 @@ func applyError(path string, ch change, err error, done string) error {
 		for _, f := range ae.Fields {
 			msgs = append(msgs, ch.item.Errorf(path, f.Field, "%s", f.Message).Error())
 		}
-		return fmt.Errorf("keyalertd refused to %s %s (%d): %s\n%s", ch.op, ch.name, ae.Status, strings.Join(msgs, "\n"), done)
+		return fmt.Errorf("keyalertd refused to %s %q (%d):\n%s\n%s", ch.op, ch.name, ae.Status, strings.Join(msgs, "\n"), done)
 	}
 	return fmt.Errorf("%s rule %q: %w\n%s", ch.op, ch.name, err, done)
 }

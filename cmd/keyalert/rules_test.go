@@ -171,6 +171,9 @@ func TestRulesApplyErrorsNameFileRuleAndField(t *testing.T) {
 		{"unset routing key reference for a new rule",
 			strings.ReplaceAll(rulesYAML, "KA_TEST_ROUTING_KEY", "KA_TEST_UNSET"),
 			[]string{"rules.yaml:9: ", "pagerduty.routing_key: $KA_TEST_UNSET is not set"}},
+		{"refused by keyalertd: an unknown time interval",
+			strings.Replace(rulesYAML, "    severity: critical", "    severity: critical\n    mute_time_intervals: [nope]", 1),
+			[]string{"keyalertd refused to create \"java exceptions\"", "rules.yaml:8: ", `rule "java exceptions": `, "mute_time_intervals[0]: ", "nothing was changed"}},
 		{"not YAML", "rules: [\n  {name: x,\n", []string{"rules.yaml:"}},
 		{"JSON has lines too", `{"rules": [
   {"name": "j", "keywords": ["x"],
