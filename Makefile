@@ -75,12 +75,26 @@ vet:
 
 # The whole suite: unit, fuzz seeds, integration against real redis-server,
 # the plugin through the C test host, the backend over loopback HTTP.
-test: redis alertmanager build vet
-	KEYALERT_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 9m $(PKGS)
+# harness/testsummary prints a line per package as it finishes (and what is
+# still running when a while passes quietly), each failure's output, and at
+# the end every skipped test with its reason; it keeps go test's exit status.
+test: redis alertmanager build vet $(BUILD)/testsummary
+	@$(LOGHUB_NOTE)
+	KEYALERT_REQUIRE_REDIS=1 $(BUILD)/testsummary -race -count=1 -timeout 9m $(PKGS)
+
+$(BUILD)/testsummary: FORCE
+	$(GO) build -o $@ ./harness/testsummary
+
+# Tests and benchmarks on real logs read the public loghub samples from
+# ../shared/loghub (README.md § Test data says how to get them); without
+# them they skip, which is said up front rather than discovered later.
+LOGHUB_DIR  := $(abspath $(CURDIR)/../shared/loghub)
+LOGHUB_NOTE := if [ ! -d "$(LOGHUB_DIR)" ]; then echo "note: $(LOGHUB_DIR) is missing: the tests and benchmarks on loghub samples skip (BenchmarkFlush, the README's records/s figure, among them). README.md § Test data says how to get them."; fi
 
 # Benchmarks: the commands behind the figures in README.md § Benchmarks and
 # bench/*.md (each file names its own command too). Takes several minutes.
 bench: redis alertmanager build
+	@$(LOGHUB_NOTE)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/match/
 	$(GO) test -run '^$$' -bench 'Flush|GetRecord' -benchmem -cpu 1 -count 5 ./plugin/flush/
 	$(GO) test -run '^$$' -bench BenchmarkKeyalertd -benchtime=300000x -count 3 ./cmd/keyalertd

@@ -5,7 +5,8 @@
 #   a demo rule created through the REST API, and a log generator whose lines go
 #   through the plugin: the real Fluent Bit ($FLUENT_BIT, or `fluent-bit` on PATH)
 #   with conf/fluent-bit-multiline.conf, else build/flbhost, which loads build/keyalert.so exactly as Fluent Bit does.
-# Ctrl-C stops everything it started.
+# Ctrl-C stops everything it started, and the script then exits 0: stopping
+# the demo is how it is meant to end, not an error for make to report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -26,7 +27,7 @@ cleanup() {
 	say "stopped; data is in var/ (make clean-demo removes it)"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 0' INT TERM
 
 command -v curl >/dev/null 2>&1 || { echo "demo: curl is needed (sudo apt-get install -y curl)" >&2; exit 1; }
 
@@ -61,7 +62,8 @@ if [ -n "$routing_key" ]; then
 else
 	routing_key=demo0routing0key0000000000000000
 	pd_url="http://$pd_addr/v2/enqueue"
-	say "PagerDuty-compatible receiver on $pd_addr: each page is printed below"
+	say "PagerDuty-compatible receiver on $pd_addr: each page is printed below as"
+	say "  <time> 202 trigger|acknowledge|resolve dedup=<alert> …  (202 Accepted is PagerDuty's answer to an event it took)"
 	build/pdreceiver -addr "$pd_addr" &
 	pids+=($!)
 fi
@@ -89,16 +91,24 @@ fluent_bit=${FLUENT_BIT:-$(command -v fluent-bit || true)}
 if [ -n "$fluent_bit" ]; then
 	say "feeding through the real Fluent Bit ($fluent_bit) with conf/fluent-bit-multiline.conf (log: var/log/fluent-bit.log)"
 	rm -f "$var/fluent-bit-java.db"*
+	# The same labels as the test-host mode: tag app.demo, host web-12 (the
+	# shipped file tags by path and takes the machine's host name).
+	sed -e 's|^\( *Tag  *\)java\.\*|\1app.demo|' -e 's|^\( *Match  *\)java\.\*|\1app.demo|' \
+		-e "s|^\\( *DB  *\\).*|\\1$var/fluent-bit-java.db|" \
+		-e "s|^\\( *P[a-z]*_File  *\\)conf/|\\1$root/conf/|" \
+		-e 's|^\( *Redis_URL .*\)|\1\n    Hostname     web-12|' conf/fluent-bit-multiline.conf >"$var/demo/fluent-bit.conf"
 	KEYALERT_LOG_PATH="$var/demo/app.log" KEYALERT_REDIS_URL=$redis_url \
-		"$fluent_bit" -c conf/fluent-bit-multiline.conf >"$var/log/fluent-bit.log" 2>&1 &
+		"$fluent_bit" -c "$var/demo/fluent-bit.conf" >"$var/log/fluent-bit.log" 2>&1 &
 else
 	say "fluent-bit is not on PATH: feeding through build/flbhost + build/keyalert.so (log: var/log/plugin.log)"
-	build/keyalert-demo feed -p "Redis_URL=$redis_url" -p Keywords=Exception -p Samples=3 -p Hostname=web-12 \
+	build/keyalert-demo feed -p "Redis_URL=$redis_url" -p Keywords=Exception -p Samples=3 -host web-12 \
 		-tag app.demo "$var/demo/app.log" >"$var/log/plugin.log" 2>&1 &
 fi
 pids+=($!)
 
-say "counts per minute (refreshed every 5s); Ctrl-C to stop"
-KEYALERT_TOKEN=$token build/keyalert watch -api "http://$api_addr" Exception &
+say "counts per minute of every rule's series, printed when they change, and each alert as its state"
+say "changes (silenced ones marked so); Ctrl-C to stop. Meanwhile, in another terminal:"
+say "  export KEYALERT_URL=http://$api_addr KEYALERT_TOKEN=$token; build/keyalert alerts"
+KEYALERT_TOKEN=$token build/keyalert watch -url "http://$api_addr" &
 pids+=($!)
 if [ "$demo_minutes" != 0 ]; then sleep $(( demo_minutes * 60 )); else wait "${pids[-1]}"; fi

@@ -1,18 +1,22 @@
 // Package scripts holds the demo that `make run` starts. Its test runs the
 // demo as a user would — the same script, the same binaries — waits for the
-// page to reach the PagerDuty-compatible receiver, presses Ctrl-C, and checks
-// that nothing it started is left running; twice, as `make run` twice in a
-// row would.
+// page to reach the PagerDuty-compatible receiver, checks the terminal shows
+// every demo rule's series and marks an alert silenced once a silence covers
+// it, presses Ctrl-C, and checks that the demo exits 0 (no "Error 130" from
+// make) with nothing it started left running; twice, as `make run` twice in
+// a row would.
 package scripts
 
 import (
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +36,28 @@ func freePort(t *testing.T) int {
 }
 
 var pageRE = regexp.MustCompile(`202 trigger .*dedup=keyalert-`)
+
+// What the watch line shows of the two demo rules' series, and of an alert
+// under a silence.
+var (
+	seriesRE   = regexp.MustCompile(`per minute \(oldest→now\): "Exception" \(substring\) \[.*\| "Disk Full" \(substring, ignore case\) \[`)
+	silencedRE = regexp.MustCompile(`ALERT a[0-9a-f]+ FIRING \(silenced by s[0-9a-f]+\): rule "java exceptions"`)
+)
+
+// waitFor waits until re matches the demo's output.
+func waitFor(t *testing.T, run int, out *logbuf.Buffer, done <-chan error, re *regexp.Regexp, what string, d time.Duration) {
+	t.Helper()
+	deadline := time.After(d)
+	for !re.MatchString(out.String()) {
+		select {
+		case err := <-done:
+			t.Fatalf("run %d: demo exited before %s (%v):\n%s", run, what, err, out.String())
+		case <-deadline:
+			t.Fatalf("run %d: no %s within %s:\n%s", run, what, d, out.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
 
 func TestDemoPagesThenStopsCleanlyTwice(t *testing.T) {
 	if testing.Short() {
@@ -86,23 +112,35 @@ func runDemo(t *testing.T, run int, varDir string) {
 		syscall.Kill(-pgid, syscall.SIGKILL)
 	}()
 
-	deadline := time.After(120 * time.Second)
-	for !pageRE.MatchString(out.String()) {
-		select {
-		case err := <-done:
-			t.Fatalf("run %d: demo exited before a page arrived (%v):\n%s", run, err, out.String())
-		case <-deadline:
-			t.Fatalf("run %d: no page at the receiver within 120s:\n%s", run, out.String())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	waitFor(t, run, &out, done, pageRE, "page at the receiver", 120*time.Second)
 	t.Logf("run %d: page arrived", run)
+	waitFor(t, run, &out, done, seriesRE, "watch line with both demo rules' series", 30*time.Second)
+
+	// A silence of the host, as an operator would add it during the demo.
+	body := `{"host":"web-12","end":"` + time.Now().Add(time.Hour).UTC().Format(time.RFC3339) + `","author":"demo test","comment":"maintenance"}`
+	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+strconv.Itoa(ports[1])+"/api/v1/silences", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer demo-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("run %d: create a silence: %v", run, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("run %d: create a silence: %s", run, resp.Status)
+	}
+	waitFor(t, run, &out, done, silencedRE, "alert marked silenced", 30*time.Second)
 
 	syscall.Kill(-pgid, syscall.SIGINT) // Ctrl-C
 	select {
-	case <-done:
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run %d: demo ended with %v after Ctrl-C, want exit 0 (make would print an error):\n%s", run, err, out.String())
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("run %d: demo still running 30s after Ctrl-C:\n%s", run, out.String())
+	}
+	if testing.Verbose() {
+		t.Logf("run %d: the demo's terminal:\n%s", run, out.String())
 	}
 	// Nothing of the group may remain, and every port must be free again.
 	for i := 0; i < 50; i++ {

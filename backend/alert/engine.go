@@ -810,7 +810,8 @@ func (e *Engine) readCells(ctx context.Context, rs *ruleSet, kwIDs []string, now
 func (e *Engine) apply(ctx context.Context, cr *crule, o obs, cur *Alert, cells map[string][]window.Cell, nowMin int64, now time.Time) error {
 	in := input{rule: &cr.rule, o: o, now: now}
 	if o.cond {
-		in.silence = silence.Matching(e.sils, silenceTarget(cr, o, cur, cells, nowMin), now)
+		// The store adds time intervals: a silence's own, the rule's mute_time_intervals.
+		in.silence = e.c.Silences.Matching(e.sils, &cr.rule, silenceTarget(cr, o, cur, cells, nowMin), now)
 		in.summary = summarize(cr, o)
 	}
 	if next, _ := decide(cur, in); next == nil {

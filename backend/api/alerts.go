@@ -60,12 +60,35 @@ func (h *handlers) createRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, ReceiverExists: h.receiverExists(r.Context()), Limits: h.o.Rules.Limits(), Retention: h.o.Retention})
+	if !h.intervalsKnown(w, r, &errs, "mute_time_intervals", rule.MuteTimeIntervals) {
+		return
+	}
 	if errs.Err() != nil {
 		invalid(w, "rule", errs)
 		return
 	}
 	stored, err := h.o.Rules.Create(r.Context(), rule)
-	if overLimit(w, err) {
+	var taken *rules.NameTakenError
+	if errors.As(err, &taken) && r.URL.Query().Get("replace") == "true" {
+		// ?replace=true: the rule of that name is replaced, as a PUT of it.
+		existing, err := h.o.Rules.Get(r.Context(), taken.ID)
+		if h.failed(w, r, err, rules.ErrNotFound, "rule") {
+			return
+		}
+		rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, ReceiverExists: h.receiverExists(r.Context()), Existing: &existing, Limits: h.o.Rules.Limits(), Retention: h.o.Retention})
+		if errs.Err() != nil {
+			invalid(w, "rule", errs)
+			return
+		}
+		stored, err := h.o.Rules.Update(r.Context(), taken.ID, rule)
+		if overLimit(w, err) || nameTaken(w, err) || h.failed(w, r, err, rules.ErrNotFound, "rule") {
+			return
+		}
+		h.log.Info("rule replaced", "rule", stored)
+		WriteJSON(w, http.StatusOK, stored)
+		return
+	}
+	if overLimit(w, err) || nameTaken(w, err) {
 		return
 	}
 	if err != nil {
@@ -85,6 +108,29 @@ func overLimit(w http.ResponseWriter, err error) bool {
 		return false
 	}
 	invalid(w, "rule", errs)
+	return true
+}
+
+// intervalsKnown adds to errs the names that are not stored time
+// intervals; on a Redis error it has answered and returns false.
+func (h *handlers) intervalsKnown(w http.ResponseWriter, r *http.Request, errs *validate.Errors, field string, names []string) bool {
+	unknown, err := h.unknownIntervals(r.Context(), field, names)
+	if err != nil {
+		h.fail(w, r, err)
+		return false
+	}
+	*errs = append(*errs, unknown...)
+	return true
+}
+
+// nameTaken answers 409 naming the field name when another rule has it.
+func nameTaken(w http.ResponseWriter, err error) bool {
+	var taken *rules.NameTakenError
+	if !errors.As(err, &taken) {
+		return false
+	}
+	WriteError(w, http.StatusConflict, fmt.Sprintf("a rule called %q exists (id %s): PUT /api/v1/rules/%s to change it, or POST with ?replace=true", taken.Name, taken.ID, taken.ID),
+		FieldError{Field: "name", Message: fmt.Sprintf("%q is the name of rule %s", taken.Name, taken.ID)})
 	return true
 }
 
@@ -116,12 +162,15 @@ func (h *handlers) updateRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rule, errs := rules.Decode(b, rules.DecodeOptions{DefaultRoutingKey: h.o.DefaultRoutingKey, ReceiverExists: h.receiverExists(r.Context()), Existing: &existing, Limits: h.o.Rules.Limits(), Retention: h.o.Retention})
+	if !h.intervalsKnown(w, r, &errs, "mute_time_intervals", rule.MuteTimeIntervals) {
+		return
+	}
 	if errs.Err() != nil {
 		invalid(w, "rule", errs)
 		return
 	}
 	stored, err := h.o.Rules.Update(r.Context(), id, rule)
-	if overLimit(w, err) {
+	if overLimit(w, err) || nameTaken(w, err) {
 		return
 	}
 	if h.failed(w, r, err, rules.ErrNotFound, "rule") {
@@ -146,6 +195,9 @@ func (h *handlers) createSilence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, errs := silence.Decode(b, h.o.Now())
+	if !h.intervalsKnown(w, r, &errs, "time_intervals", s.TimeIntervals) {
+		return
+	}
 	if errs.Err() != nil {
 		invalid(w, "silence", errs)
 		return

@@ -26,6 +26,7 @@ import (
 	"github.com/keyalert/keyalert/backend/receiver"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
+	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,9 @@ type Options struct {
 	Outbox   *outbox.Outbox
 	// Receivers, if set, serves /receivers (receivers.go).
 	Receivers *receiver.Store
+	// TimeIntervals keeps the named intervals silences and rules refer
+	// to; nil: the time interval routes answer 404 and references are refused.
+	TimeIntervals *timeinterval.Store
 
 	// Tokens are the accepted bearer tokens. With none, /api/v1 is refused
 	// unless InsecureNoAuth is set.
@@ -224,6 +228,13 @@ func NewRouter(opts Options) (http.Handler, error) {
 			r.Get("/{id}", h.getAlert)
 			r.Post("/{id}/ack", h.ackAlert)
 			r.Post("/{id}/resolve", h.resolveAlert)
+		})
+		r.Route("/time_intervals", func(r chi.Router) {
+			r.Post("/", h.createTimeInterval)
+			r.Get("/", h.listTimeIntervals)
+			r.Get("/{name}", h.getTimeInterval)
+			r.Put("/{name}", h.putTimeInterval)
+			r.Delete("/{name}", h.deleteTimeInterval)
 		})
 		r.Get("/outbox", h.outbox)
 		h.receiverRoutes(r)

@@ -191,6 +191,8 @@ func TestCounts(t *testing.T) {
 	}
 }
 
+// TestCountsJSONShape pins the body; counted is false: no rule counts the
+// series (its counts outlived the rule).
 func TestCountsJSONShape(t *testing.T) {
 	f := newFixture(t, nil)
 	f.count(t, "substring:Error", minute(10, 0), "web-1", "app", 2)
@@ -202,7 +204,7 @@ func TestCountsJSONShape(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	want := `{"keyword":"Error","id":"substring:Error","from":"2024-05-01T10:00:00Z","to":"2024-05-01T10:01:00Z","points":[{"minute":"2024-05-01T10:00:00Z","count":2}],"total":2}` + "\n"
+	want := `{"keyword":"Error","id":"substring:Error","from":"2024-05-01T10:00:00Z","to":"2024-05-01T10:01:00Z","points":[{"minute":"2024-05-01T10:00:00Z","count":2}],"total":2,"counted":false}` + "\n"
 	if string(body) != want {
 		t.Errorf("body\n%s\nwant\n%s", body, want)
 	}

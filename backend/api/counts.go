@@ -34,6 +34,10 @@ type CountsResponse struct {
 	To      time.Time `json:"to"`
 	Points  []Point   `json:"points"` // minutes (and hours) with a count, ascending
 	Total   int64     `json:"total"`
+	// Counted says an enabled rule counts this series (keyword with its
+	// match and ignore_case): false with no points means nothing counts
+	// it, not that it counted 0.
+	Counted bool `json:"counted"`
 }
 
 // TopItem is one host or tag of a top answer.
@@ -50,8 +54,9 @@ type TopResponse struct {
 	Window  string    `json:"window"`
 	From    time.Time `json:"from"`
 	To      time.Time `json:"to"`
-	Items   []TopItem `json:"items"` // highest count first, then by value
-	Total   int64     `json:"total"` // over all hosts/tags, not only the listed ones
+	Items   []TopItem `json:"items"`   // highest count first, then by value
+	Total   int64     `json:"total"`   // over all hosts/tags, not only the listed ones
+	Counted bool      `json:"counted"` // as in CountsResponse
 }
 
 // bad is one bad query parameter.
@@ -157,7 +162,12 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 		h.writeCountsErr(w, r, err, "to")
 		return
 	}
-	resp := CountsResponse{Keyword: s.Text, ID: s.ID(), From: from.UTC(), To: to.UTC(), Points: make([]Point, 0, len(mcs))}
+	counted, err := h.o.Rules.Counted(r.Context(), s.ID())
+	if err != nil {
+		h.writeErr(w, r, err)
+		return
+	}
+	resp := CountsResponse{Keyword: s.Text, ID: s.ID(), From: from.UTC(), To: to.UTC(), Points: make([]Point, 0, len(mcs)), Counted: counted}
 	tiered := lo < split
 	for _, c := range mcs {
 		p := Point{Minute: time.Unix(c.Start, 0).UTC(), Count: c.Count}
@@ -295,12 +305,17 @@ func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
 		h.writeCountsErr(w, r, err, "window")
 		return
 	}
+	counted, err := h.o.Rules.Counted(r.Context(), s.ID())
+	if err != nil {
+		h.writeErr(w, r, err)
+		return
+	}
 	items := make([]TopItem, len(groups))
 	for i, g := range groups {
 		items[i] = TopItem{Value: g.Value, Count: g.Count}
 	}
 	WriteJSON(w, http.StatusOK, TopResponse{
 		Keyword: s.Text, ID: s.ID(), By: by, Window: winText,
-		From: time.Unix(from, 0).UTC(), To: time.Unix(to, 0).UTC(), Items: items, Total: total,
+		From: time.Unix(from, 0).UTC(), To: time.Unix(to, 0).UTC(), Items: items, Total: total, Counted: counted,
 	})
 }

@@ -29,10 +29,10 @@ func TestRuleLimitsAre400NamingTheLimit(t *testing.T) {
 	}
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
-	post := func(keywords ...string) (int, Error) {
+	post := func(name string, keywords ...string) (int, Error) {
 		var m map[string]any
 		json.Unmarshal([]byte(ruleBody), &m)
-		m["keywords"] = keywords
+		m["name"], m["keywords"] = name, keywords
 		b, _ := json.Marshal(m)
 		req, _ := http.NewRequest("POST", ts.URL+"/api/v1/rules", strings.NewReader(string(b)))
 		req.Header.Set("Authorization", "Bearer tok-a")
@@ -61,7 +61,7 @@ func TestRuleLimitsAre400NamingTheLimit(t *testing.T) {
 		{"number of rules", []string{"a"}, 400, "rules", "2 rules stored, the limit is 2 (KEYALERT_MAX_RULES)"},
 	}
 	for _, tt := range tests {
-		status, e := post(tt.keywords...)
+		status, e := post(tt.name, tt.keywords...)
 		if status != tt.status {
 			t.Fatalf("%s: status %d (%+v), want %d", tt.name, status, e, tt.status)
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rollup"
 	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/pkg/redisurl"
 )
 
@@ -50,6 +51,8 @@ type Config struct {
 	PagerDuty pagerduty.Options  // endpoint and timeout
 	Guard     redisguard.Options // persistence check, data loss readiness
 	Rollup    rollup.Options     // the hourly tier: retention, roll-up pace
+	// TimeIntervals bounds the named mute intervals.
+	TimeIntervals timeinterval.Options
 	// DefaultRoutingKey pages rules without their own routing key; "" none.
 	DefaultRoutingKey rules.Secret
 	// Receivers bounds and tunes the named receivers (KEYALERT_MAX_RECEIVERS,

@@ -23,6 +23,7 @@ import (
 	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rollup"
 	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/redisurl"
@@ -199,6 +200,9 @@ var settings = []Setting{
 	intRow("max-rules", "KEYALERT_MAX_RULES", rules.DefaultMaxRules, 1, 100000,
 		"rules (enabled or not) that may be stored; creating one more gets 400",
 		func(c *Config) *int { return &c.Rules.Limits.MaxRules }),
+	intRow("max-time-intervals", "KEYALERT_MAX_TIME_INTERVALS", timeinterval.DefaultMaxIntervals, 1, 10000,
+		"named time intervals (mute windows) that may be stored; creating one more gets 400",
+		func(c *Config) *int { return &c.TimeIntervals.Max }),
 	intRow("max-rule-keywords", "KEYALERT_MAX_RULE_KEYWORDS", rules.DefaultMaxRuleKeywords, 1, 1000,
 		"keywords one rule may list; more get 400",
 		func(c *Config) *int { return &c.Rules.Limits.MaxRuleKeywords }),

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/validate"
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/keyword"
@@ -37,6 +38,9 @@ const (
 	// such as the "50".."59" of `5\d\d`) fire on nearly every line.
 	MinRegexLiteral = 3
 	DefaultResolve  = 5 * time.Minute
+	// MaxMuteIntervals bounds the time intervals a rule's
+	// mute_time_intervals names.
+	MaxMuteIntervals = 20
 )
 
 // Limits of the absence fields.
@@ -77,23 +81,23 @@ type DecodeOptions struct {
 func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	lim := opts.Limits.withDefaults()
 	var (
-		errs                           validate.Errors
-		w                              Rule
-		name, match, groupBy, severity string
-		repeat, resolve, runbook, forD string
-		evalDelay, forgetAfter         string
-		keywords, receivers            []string
-		ignoreCase, acceptSlow         bool
-		enabled                        = true
-		cond, filters, pd              json.RawMessage
-		ignoredID, ignoredC, ignoredU  json.RawMessage
+		errs                               validate.Errors
+		w                                  Rule
+		name, match, groupBy, severity     string
+		repeat, resolve, runbook, forD     string
+		evalDelay, forgetAfter             string
+		keywords, receivers, muteIntervals []string
+		ignoreCase, acceptSlow             bool
+		enabled                            = true
+		cond, filters, pd                  json.RawMessage
+		ignoredID, ignoredC, ignoredU      json.RawMessage
 	)
 	present := validate.Object(body, "", map[string]any{
 		"name": &name, "keywords": &keywords, "ignore_case": &ignoreCase, "match": &match,
 		"condition": &cond, "group_by": &groupBy, "filters": &filters, "severity": &severity,
 		"pagerduty": &pd, "repeat_interval": &repeat, "resolve_after": &resolve, "for": &forD,
 		"enabled": &enabled, "runbook_url": &runbook, "accept_slow_regex": &acceptSlow,
-		"eval_delay": &evalDelay, "forget_after": &forgetAfter, "receivers": &receivers,
+		"eval_delay": &evalDelay, "forget_after": &forgetAfter, "receivers": &receivers, "mute_time_intervals": &muteIntervals,
 		"id": &ignoredID, "created_at": &ignoredC, "updated_at": &ignoredU,
 	}, &errs)
 	if present == nil && len(errs) > 0 {
@@ -241,6 +245,15 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 
 	w.Enabled = enabled
 	w.AcceptSlowRegex = acceptSlow
+	if len(muteIntervals) > MaxMuteIntervals {
+		errs.Add("mute_time_intervals", "%d names, over the limit of %d", len(muteIntervals), MaxMuteIntervals)
+	}
+	for i, n := range muteIntervals {
+		if !timeinterval.ValidName(n) {
+			errs.Add(fmt.Sprintf("mute_time_intervals[%d]", i), "%q is not a time interval name", n)
+		}
+	}
+	w.MuteTimeIntervals = muteIntervals
 
 	if runbook != "" {
 		u, err := url.Parse(runbook)

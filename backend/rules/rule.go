@@ -40,7 +40,11 @@ type Rule struct {
 	// (and pages for it while silent) after its last count. 0:
 	// DefaultForgetAfter (rules stored before the field).
 	ForgetAfter Duration `json:"forget_after,omitzero"`
-	Enabled     bool     `json:"enabled"`
+	// MuteTimeIntervals name time intervals (package timeinterval) inside
+	// which the rule's alerts are recorded but not paged, as under a
+	// silence; they page when the interval ends if still firing.
+	MuteTimeIntervals []string `json:"mute_time_intervals,omitempty"`
+	Enabled           bool     `json:"enabled"`
 	// AcceptSlowRegex admits regex keywords without a required literal of
 	// MinRegexLiteral bytes, which every agent runs on every line.
 	AcceptSlowRegex bool      `json:"accept_slow_regex,omitempty"`

@@ -144,9 +144,42 @@ return 1`)
 
 var scriptKeys = []string{KeyRules, KeySecrets, KeyVersion, KeyRuleKeywords, KeyKeywordRefs}
 
+// NameTakenError is a write refused because another rule has the name: a
+// rule's name is how people and rules files (keyalert rules apply) tell
+// rules apart, so two of the same name would make either ambiguous.
+type NameTakenError struct {
+	Name string
+	ID   string // the rule that has it
+}
+
+func (e *NameTakenError) Error() string {
+	return fmt.Sprintf("rule %s is already called %q", e.ID, e.Name)
+}
+
+// checkName returns a NameTakenError when a rule other than id is called
+// name. It reads before the write rather than inside its script (a name
+// index would need migrating stored rules): two concurrent creations of one
+// name can still both succeed, which a later write of either then reports.
+func (s *Store) checkName(ctx context.Context, id, name string) error {
+	snap, err := s.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range snap.Rules {
+		if r.Name == name && r.ID != id {
+			return &NameTakenError{Name: name, ID: r.ID}
+		}
+	}
+	return nil
+}
+
 // Create stores a new rule under a fresh id and publishes the keyword set.
-// Past a limit of Options.Limits it returns validate.Errors naming it.
+// Past a limit of Options.Limits it returns validate.Errors naming it; with
+// a name another rule has, a NameTakenError.
 func (s *Store) Create(ctx context.Context, r Rule) (Rule, error) {
+	if err := s.checkName(ctx, "", r.Name); err != nil {
+		return Rule{}, err
+	}
 	r.ID = newID()
 	r.CreatedAt = s.now().UTC().Truncate(time.Millisecond)
 	r.UpdatedAt = r.CreatedAt
@@ -157,11 +190,17 @@ func (s *Store) Create(ctx context.Context, r Rule) (Rule, error) {
 	return r, nil
 }
 
-// Update replaces rule id, keeping its creation time.
+// Update replaces rule id, keeping its creation time; a name another rule
+// has is refused with a NameTakenError.
 func (s *Store) Update(ctx context.Context, id string, r Rule) (Rule, error) {
 	old, err := s.Get(ctx, id)
 	if err != nil {
 		return Rule{}, err
+	}
+	if old.Name != r.Name {
+		if err := s.checkName(ctx, id, r.Name); err != nil {
+			return Rule{}, err
+		}
 	}
 	r.ID, r.CreatedAt = id, old.CreatedAt
 	r.UpdatedAt = s.now().UTC().Truncate(time.Millisecond)
@@ -207,6 +246,16 @@ func (s *Store) write(ctx context.Context, r Rule, mode string) error {
 			res[1], s.o.Limits.MaxPublishedKeywords)}}
 	}
 	return fmt.Errorf("%s rule %s: script returned %v", mode, r.ID, res)
+}
+
+// Counted reports whether an enabled rule counts the keyword series id,
+// so a query can tell a series nobody counts from one that counted 0.
+func (s *Store) Counted(ctx context.Context, id string) (bool, error) {
+	ok, err := s.rdb.HExists(ctx, KeyKeywordRefs, id).Result()
+	if err != nil {
+		return false, fmt.Errorf("hexists %s %s: %w", KeyKeywordRefs, id, err)
+	}
+	return ok, nil
 }
 
 // Delete removes rule id.

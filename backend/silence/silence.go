@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/validate"
 	"github.com/redis/go-redis/v9"
 )
@@ -23,16 +25,20 @@ import (
 // that is set must match; host and tag are glob patterns as in rule filters,
 // keyword is compared with each of the alert's keyword texts.
 type Silence struct {
-	ID        string    `json:"id"`
-	RuleID    string    `json:"rule_id,omitempty"`
-	Host      string    `json:"host,omitempty"`
-	Tag       string    `json:"tag,omitempty"`
-	Keyword   string    `json:"keyword,omitempty"`
-	Start     time.Time `json:"start"`
-	End       time.Time `json:"end"`
-	Author    string    `json:"author"`
-	Comment   string    `json:"comment,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	ID      string `json:"id"`
+	RuleID  string `json:"rule_id,omitempty"`
+	Host    string `json:"host,omitempty"`
+	Tag     string `json:"tag,omitempty"`
+	Keyword string `json:"keyword,omitempty"`
+	// TimeIntervals, when set, narrow the silence to the times inside any
+	// of these named intervals (package timeinterval): "nights" mutes the
+	// matched alerts only at night between Start and End.
+	TimeIntervals []string  `json:"time_intervals,omitempty"`
+	Start         time.Time `json:"start"`
+	End           time.Time `json:"end"`
+	Author        string    `json:"author"`
+	Comment       string    `json:"comment,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
 }
 
 // Target is what a silence is matched against: one alert's labels and the
@@ -114,6 +120,8 @@ const (
 	MaxFieldLen   = 256
 	MaxCommentLen = 2048
 	MaxDuration   = 366 * 24 * time.Hour
+	// MaxTimeIntervals bounds the intervals one silence (or rule) names.
+	MaxTimeIntervals = 20
 )
 
 // Decode parses and validates a silence from a JSON body, listing every bad
@@ -128,7 +136,7 @@ func Decode(body []byte, now time.Time) (Silence, validate.Errors) {
 	present := validate.Object(body, "", map[string]any{
 		"rule_id": &s.RuleID, "host": &s.Host, "tag": &s.Tag, "keyword": &s.Keyword,
 		"start": &start, "end": &end, "author": &s.Author, "comment": &s.Comment,
-		"id": &ignoredID, "created_at": &ignoredCreated,
+		"time_intervals": &s.TimeIntervals, "id": &ignoredID, "created_at": &ignoredCreated,
 	}, &errs)
 	if present == nil && len(errs) > 0 {
 		return s, errs
@@ -140,6 +148,14 @@ func Decode(body []byte, now time.Time) (Silence, validate.Errors) {
 	for _, f := range []struct{ name, v string }{{"rule_id", s.RuleID}, {"host", s.Host}, {"tag", s.Tag}, {"keyword", s.Keyword}, {"author", s.Author}} {
 		if len(f.v) > MaxFieldLen {
 			errs.Add(f.name, "%d bytes, over the limit of %d", len(f.v), MaxFieldLen)
+		}
+	}
+	if len(s.TimeIntervals) > MaxTimeIntervals {
+		errs.Add("time_intervals", "%d names, over the limit of %d", len(s.TimeIntervals), MaxTimeIntervals)
+	}
+	for i, n := range s.TimeIntervals {
+		if !timeinterval.ValidName(n) {
+			errs.Add(fmt.Sprintf("time_intervals[%d]", i), "%q is not a time interval name", n)
 		}
 	}
 	if len(s.Comment) > MaxCommentLen {
@@ -193,7 +209,49 @@ type Store struct {
 	rdb redis.UniversalClient
 	now func() time.Time
 	log *slog.Logger
+
+	// The time intervals silences and rules name, refreshed by Version
+	// (once per engine round) and read by Matching.
+	intervals *timeinterval.Store
+	ivMu      sync.RWMutex
+	ivs       map[string]*timeinterval.TimeInterval
 }
+
+// UseIntervals makes the store resolve the time intervals silences and
+// rules name from ti; without it a silence naming intervals never mutes
+// and rules' mute_time_intervals are ignored.
+func (st *Store) UseIntervals(ti *timeinterval.Store) { st.intervals = ti }
+
+// Matching returns what mutes an alert of rule r with target t at now: the
+// first silence of list that matches it (inside one of its time intervals,
+// if it names any), else, when now is inside one of the rule's
+// mute_time_intervals, a silence standing for that interval, with the ID
+// "interval:<name>". The engine treats both alike: the alert is recorded,
+// not paged, and pages when they end while it still fires.
+func (st *Store) Matching(list []Silence, r *rules.Rule, t Target, now time.Time) *Silence {
+	st.ivMu.RLock()
+	ivs := st.ivs
+	st.ivMu.RUnlock()
+	for i := range list {
+		s := &list[i]
+		if s.Matches(t, now) && (len(s.TimeIntervals) == 0 || timeinterval.AnyContains(ivs, s.TimeIntervals, now)) {
+			return s
+		}
+	}
+	if r == nil {
+		return nil
+	}
+	for _, name := range r.MuteTimeIntervals {
+		if ti, ok := ivs[name]; ok && ti.Contains(now) {
+			return &Silence{ID: IntervalID(name), RuleID: r.ID, Author: "rule " + r.Name,
+				Comment: "inside the rule's mute time interval " + name}
+		}
+	}
+	return nil
+}
+
+// IntervalID is the silence ID Matching gives a rule's mute time interval.
+func IntervalID(name string) string { return "interval:" + name }
 
 // NewStore returns a store; now may be nil for time.Now.
 func NewStore(rdb redis.UniversalClient, now func() time.Time, log *slog.Logger) *Store {
@@ -282,8 +340,19 @@ func (st *Store) List(ctx context.Context) ([]Silence, error) {
 	return out, nil
 }
 
-// Version returns the change counter (0 before any change).
+// Version returns the change counter (0 before any change). It also
+// refreshes the time intervals Matching reads: the engine asks for the
+// version every round, so an interval edit takes effect within a round.
 func (st *Store) Version(ctx context.Context) (int64, error) {
+	if st.intervals != nil {
+		m, err := st.intervals.Map(ctx)
+		if err != nil {
+			return 0, err
+		}
+		st.ivMu.Lock()
+		st.ivs = m
+		st.ivMu.Unlock()
+	}
 	v, err := st.rdb.Get(ctx, KeyVersion).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil

@@ -46,8 +46,18 @@ func feedCmd(args []string) error {
 	follow := fs.Bool("follow", true, "keep reading as the file grows (false: stop at end of file)")
 	so := fs.String("so", "", "plugin library (default build/keyalert.so)")
 	flbhostBin := fs.String("flbhost", "", "the Fluent Bit stand-in binary (default build/flbhost)")
+	host := fs.String("host", "", "host name of the records, as the plugin's Hostname (as loggen -host; -p Hostname= wins)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *host != "" {
+		// -host once named the stand-in binary; a path is still taken so.
+		if st, err := os.Stat(*host); err == nil && !st.IsDir() && strings.Contains(*host, "/") {
+			fmt.Fprintln(os.Stderr, "keyalert-demo feed: -host as the stand-in binary is deprecated, use -flbhost; -host names the records' host")
+			*flbhostBin = *host
+		} else if _, set := p["Hostname"]; !set {
+			p["Hostname"] = *host
+		}
 	}
 	if fs.NArg() != 1 {
 		return errors.New("want exactly one log file")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,8 +21,10 @@ func TestRedisOutOfMemoryIsNamed(t *testing.T) {
 		t.Fatalf("create a rule before Redis is full: %d %s", status, body)
 	}
 	rs.FillMemory()
-	for range 5 {
-		status, body := call(t, srv.addr, token, http.MethodPost, "/api/v1/rules", ruleBody)
+	for i := range 5 {
+		// A name of its own, or the duplicate name would be refused first.
+		rule := strings.Replace(ruleBody, `"x"`, fmt.Sprintf(`"x%d"`, i), 1)
+		status, body := call(t, srv.addr, token, http.MethodPost, "/api/v1/rules", rule)
 		if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "redis out of memory") {
 			t.Fatalf("create a rule with Redis full: %d %s, want 503 redis out of memory", status, body)
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/keyalert/keyalert/backend/rollup"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
+	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/backoff"
 	"github.com/keyalert/keyalert/pkg/redisoom"
@@ -116,6 +117,10 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	counts := window.NewStore(s.rdb, cfg.Ingest.Stream)
 	ruleStore := rules.NewStore(s.rdb, cfg.Rules, o.Now, log)
 	sils := silence.NewStore(s.rdb, o.Now, log)
+	tiOpt := cfg.TimeIntervals
+	tiOpt.Logger = log
+	intervals := timeinterval.NewStore(s.rdb, tiOpt, o.Now)
+	sils.UseIntervals(intervals)
 	defaultKey := cfg.DefaultRoutingKey
 	s.notifiers = notify.NewRegistry()
 	pd := pagerduty.NewClient(cfg.PagerDuty, nil)
@@ -181,6 +186,7 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	apiOpts.Gatherer, apiOpts.Registerer, apiOpts.Logger, apiOpts.Now = s.reg, s.reg, log, o.Now
 	apiOpts.OOM = oom
 	apiOpts.Receivers = receivers
+	apiOpts.TimeIntervals = intervals
 	apiOpts.Ready = func(ctx context.Context) error {
 		if err := s.rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)

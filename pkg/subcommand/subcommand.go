@@ -22,8 +22,12 @@ type Command struct {
 func Usage(prog string, cmds []Command) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "usage: %s <command> [flags] [args]\n\ncommands:\n", prog)
+	width := 8 // the names line up, however long the longest
 	for _, c := range cmds {
-		fmt.Fprintf(&b, "  %-8s %s\n", c.Name, c.Summary)
+		width = max(width, len(c.Name))
+	}
+	for _, c := range cmds {
+		fmt.Fprintf(&b, "  %-*s %s\n", width, c.Name, c.Summary)
 	}
 	fmt.Fprintf(&b, "\nRun '%s <command> -h' for a command's flags.\n", prog)
 	return b.String()

@@ -171,7 +171,7 @@ var settings = []Setting{
 			return nil
 		}},
 	{Key: KeyKeys, Default: DefaultKeys,
-		Doc: "Top-level record keys whose string (or binary) values are scanned, comma-separated. `*` scans every string and binary value of the record, inside nested maps and arrays too. A record counts once per distinct keyword, however many of its values contain it.",
+		Doc: "Top-level record keys whose string (or binary) values are scanned, comma-separated. `*` scans every string and binary value of the record, inside nested maps and arrays too, down to 32 levels (values nested deeper are not scanned). A record counts once per distinct keyword, however many of its values contain it.",
 		set: func(c *Config, _ Setting, v string) (err error) {
 			c.Keys, c.AllKeys, err = parseKeys(v)
 			return err
