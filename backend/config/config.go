@@ -23,6 +23,7 @@ import (
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/session"
 	"github.com/keyalert/keyalert/pkg/redisurl"
 )
 
@@ -47,6 +48,7 @@ type Config struct {
 	Outbox    outbox.Options     // retry delays, concurrency
 	PagerDuty pagerduty.Options  // endpoint and timeout
 	Guard     redisguard.Options // persistence check, data loss readiness
+	Session   session.Options    // web console sign-in
 	// DefaultRoutingKey pages rules without their own routing key; "" none.
 	DefaultRoutingKey rules.Secret
 }

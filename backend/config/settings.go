@@ -17,6 +17,7 @@ import (
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/session"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/redisurl"
@@ -100,6 +101,9 @@ var settings = []Setting{
 			c.API.InsecureNoAuth = b
 			return nil
 		}},
+	durationRow("session-ttl", "KEYALERT_SESSION_TTL", session.DefaultTTL, time.Minute, 30*24*time.Hour,
+		"lifetime of a web console session from sign-in (an HttpOnly cookie for one of the API tokens; sessions live in Redis, so every replica knows them and sign-out ends one everywhere)",
+		func(c *Config) *time.Duration { return &c.Session.TTL }),
 	intRow("batch-size", "KEYALERT_BATCH_SIZE", ingest.DefaultBatchSize, 1, ingest.MaxBatchSize,
 		"entries read and applied per batch", func(c *Config) *int { return &c.Ingest.BatchSize }),
 	intRow("workers", "KEYALERT_WORKERS", ingest.DefaultWorkers, 1, 16,
