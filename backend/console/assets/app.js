@@ -27,13 +27,17 @@
         else el.setAttribute(k, v === true ? "" : String(v));
       });
     }
-    for (var i = 2; i < arguments.length; i++) add(el, arguments[i]);
+    add.apply(null, [el].concat(Array.prototype.slice.call(arguments, 2)));
     return el;
   }
-  function add(el, c) {
-    if (c === undefined || c === null || c === false) return;
-    if (Array.isArray(c)) { c.forEach(function (x) { add(el, x); }); return; }
-    el.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
+  // add appends each further argument (a node, text, or an array of them).
+  function add(el) {
+    for (var i = 1; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c === undefined || c === null || c === false) continue;
+      if (Array.isArray(c)) { c.forEach(function (x) { add(el, x); }); continue; }
+      el.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
   }
   function $(id) { return document.getElementById(id); }
   function say(msg) { $("status").textContent = msg; if (msg) setTimeout(function () { if ($("status").textContent === msg) $("status").textContent = ""; }, 5000); }
@@ -117,6 +121,11 @@
     var u = new uPlot(opts, data, el);
     el.setAttribute("data-draw-ms", (performance.now() - t0).toFixed(1));
     el.setAttribute("data-points", String(xs.length));
+    // The first series' non-zero minutes, for tests and anyone reading the
+    // DOM: [[unix seconds, count], …].
+    var nz = [];
+    if (series.length) series[0].ys.forEach(function (y, i) { if (y) nz.push([xs[i], y]); });
+    el.setAttribute("data-nonzero", JSON.stringify(nz));
     el.setAttribute("role", "img");
     el.setAttribute("aria-label", label + ": " + xs.length + " minutes");
     charts.push(u);
@@ -214,7 +223,9 @@
     document.title = "Sign in · keyalert";
     var err = h("p", { id: "token-error", "class": "ferr", role: "alert" });
     var input = h("input", { id: "token", name: "token", type: "password", autocomplete: "current-password", required: true, "aria-describedby": "token-error" });
-    add(m, h("form", { "class": "stack signin panel", id: "signin", onsubmit: function (ev) {
+    // method=post: should the form ever be sent natively, the token stays
+    // out of the URL.
+    add(m, h("form", { "class": "stack signin panel", id: "signin", method: "post", action: "/api/v1/session", onsubmit: function (ev) {
       ev.preventDefault();
       err.textContent = "";
       api("POST", "/session", { token: input.value }).then(function (r) {
@@ -227,7 +238,7 @@
       h("h1", null, "Sign in"),
       h("div", { "class": "field" }, h("label", { "for": "token" }, "API token"), input, err),
       h("p", { "class": "muted" }, "One of keyalertd's KEYALERT_API_TOKENS. The browser then keeps only a session cookie."),
-      h("div", null, h("button", { type: "submit" }, "Sign in"))));
+      h("div", null, h("button", { type: "submit", id: "signin-btn" }, "Sign in"))));
     input.focus();
   }
   function start() {
