@@ -6,7 +6,7 @@ PKGS    := ./...
 
 export KEYALERT_BUILD := $(BUILD)
 
-.PHONY: all build plugin backend cli demo host receiver run clean-demo test test-short bench fuzz vet redis run clean FORCE
+.PHONY: all build plugin backend cli demo host receiver run clean-demo test test-short bench fuzz vet redis chromium console-screenshots run clean FORCE
 
 all: build
 
@@ -55,13 +55,32 @@ redis:
 		fi; \
 	fi
 
+# chromium from Debian's package: the web console's browser test drives it
+# headless (package harness/browser) and writes screenshots to build/console/.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "chromium is missing: installing the Debian package chromium"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+			echo "chromium is missing: installing the Debian package chromium (sudo)"; \
+			sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "chromium is missing. Install it with:  sudo apt-get install -y chromium"; exit 1; \
+		fi; \
+	fi
+
+# The console's browser test alone; screenshots land in build/console/.
+console-screenshots: redis chromium backend plugin host receiver
+	KEYALERT_REQUIRE_CHROMIUM=1 $(GO) test -count=1 -run TestConsole -v ./cmd/keyalertd/
+
 vet:
 	$(GO) vet $(PKGS)
 
 # The whole suite: unit, fuzz seeds, integration against real redis-server,
 # the plugin through the C test host, the backend over loopback HTTP.
-test: redis build vet
-	KEYALERT_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 9m $(PKGS)
+test: redis chromium build vet
+	KEYALERT_REQUIRE_REDIS=1 KEYALERT_REQUIRE_CHROMIUM=1 $(GO) test -race -count=1 -timeout 9m $(PKGS)
 
 # Benchmarks: the commands behind the figures in README.md § Benchmarks and
 # bench/*.md (each file names its own command too). Takes several minutes.
