@@ -173,8 +173,22 @@ func TestConsole(t *testing.T) {
 		t.Errorf("keywords aria-invalid = %q", v)
 	}
 	b.Screenshot(t, shots, "rule-error")
+	// Fixed, the same form previews the last 24 hours over stored counts
+	// (of keywords counted already: a preview cannot count anew).
+	b.Do(t, "preview a rule", 10*time.Second, chromedp.SetValue(sel("#f-keywords"), "Exception"),
+		chromedp.SetValue(sel("#f-match"), "substring"), chromedp.SetValue(sel("#f-count"), "3"),
+		chromedp.Click(sel("#rule-preview-btn")), chromedp.WaitVisible(sel("#rule-preview h2")))
+	if s := browser.Eval[string](t, b, `document.getElementById('rule-preview').textContent`); !strings.Contains(s, "trigger") {
+		t.Errorf("preview %q, want a trigger", s)
+	}
+	if s := browser.Eval[string](t, b, `document.getElementById('f-keywords-err').textContent`); s != "" {
+		t.Errorf("the field error stayed after a valid preview: %q", s)
+	}
 	b.Do(t, "rules", 10*time.Second, chromedp.Navigate(base+"/#/rules"), chromedp.WaitVisible(sel("#rules table")))
 	b.Screenshot(t, shots, "rules")
+	// Disable the weekly rule from the list.
+	b.Do(t, "disable a rule", 10*time.Second, chromedp.Click(sel(`button[aria-label="Disable weekly"]`)),
+		chromedp.WaitVisible(sel(`button[aria-label="Enable weekly"]`)))
 	noProblems("rules")
 
 	// Series explorer: the chart holds what /api/v1/counts answers.
