@@ -77,6 +77,14 @@ func TestConsole(t *testing.T) {
 			t.Errorf("%s: %s", where, p)
 		}
 		b.IgnoreProblems()
+		// Every control is labelled: a <label for>, aria-label, or (for
+		// buttons and links) its text.
+		unlabelled := browser.Eval[[]string](t, b, `Array.from(document.querySelectorAll('input, select, textarea, button, a[href]'))
+			.filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+			.map(e => e.outerHTML.slice(0, 120))`)
+		for _, u := range unlabelled {
+			t.Errorf("%s: control without a label: %s", where, u)
+		}
 	}
 	type sel = chromedp.CSS
 
