@@ -167,6 +167,27 @@ func TestConsole(t *testing.T) {
 		t.Errorf("active silences %q", s)
 	}
 	b.Screenshot(t, shots, "silences")
+	// Change its end (a new silence with the same matchers replaces it).
+	var sils struct {
+		Silences []struct {
+			ID   string    `json:"id"`
+			Host string    `json:"host"`
+			End  time.Time `json:"end"`
+		} `json:"silences"`
+	}
+	apiJSON(t, srv.addr, http.MethodGet, "/api/v1/silences?active=true", nil, http.StatusOK, &sils)
+	if len(sils.Silences) != 1 {
+		t.Fatalf("silences %+v, want one", sils.Silences)
+	}
+	oldID := sils.Silences[0].ID
+	browser.Eval[bool](t, b, `(() => { const d = new Date(Date.now() + 3*3600e3); d.setMinutes(d.getMinutes() - d.getTimezoneOffset());
+		document.querySelector('#silences-active input[type=datetime-local]').value = d.toISOString().slice(0, 16); return true })()`)
+	b.Do(t, "change the end", 5*time.Second, chromedp.Click(sel(`#silences-active button.secondary`)))
+	eventually(t, 5*time.Second, "the silence replaced with a later end", func() bool {
+		apiJSON(t, srv.addr, http.MethodGet, "/api/v1/silences?active=true", nil, http.StatusOK, &sils)
+		return len(sils.Silences) == 1 && sils.Silences[0].ID != oldID && sils.Silences[0].Host == "e2e-host" &&
+			time.Until(sils.Silences[0].End) > 150*time.Minute
+	})
 	noProblems("silences")
 
 	// A rule with a bad regex: the API's error shows at the field.
