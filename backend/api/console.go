@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"mime"
 	"net/http"
 	"sort"
 	"strconv"
@@ -99,6 +100,14 @@ func (h *handlers) signIn(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, "sessions are not enabled")
 		return
 	}
+	// Only JSON: a page on another site can post a form or text/plain
+	// here without asking, but not application/json, so it cannot sign a
+	// browser into a session of its choosing.
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		WriteError(w, http.StatusUnsupportedMediaType, "sign-in takes application/json",
+			FieldError{Field: "Content-Type", Message: "want application/json"})
+		return
+	}
 	b, ok := h.body(w, r)
 	if !ok {
 		return
@@ -155,6 +164,7 @@ func (h *handlers) signOut(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	session.ClearCookie(w, r)
+	h.log.Info("console sign-out", "remote", r.RemoteAddr)
 	w.WriteHeader(http.StatusNoContent)
 }
 

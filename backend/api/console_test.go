@@ -66,7 +66,7 @@ func (f *fixture) do(t *testing.T, method, path, body string, hdr map[string]str
 // signIn trades token for a session cookie and its CSRF token.
 func (f *fixture) signIn(t *testing.T, token string) (*http.Cookie, string) {
 	t.Helper()
-	resp, out := f.do(t, http.MethodPost, "/api/v1/session", `{"token":"`+token+`"}`, nil, nil)
+	resp, out := f.do(t, http.MethodPost, "/api/v1/session", `{"token":"`+token+`"}`, map[string]string{"Content-Type": "application/json"}, nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("sign-in: status %d: %v", resp.StatusCode, out)
 	}
@@ -82,7 +82,7 @@ func (f *fixture) signIn(t *testing.T, token string) (*http.Cookie, string) {
 func TestSignInRefusesAWrongTokenAtTheField(t *testing.T) {
 	f := sessionFixture(t)
 	for _, body := range []string{`{"token":"nope"}`, `{"token":""}`, `{}`, `not json`} {
-		resp, out := f.do(t, http.MethodPost, "/api/v1/session", body, nil, nil)
+		resp, out := f.do(t, http.MethodPost, "/api/v1/session", body, map[string]string{"Content-Type": "application/json"}, nil)
 		if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("%s: status %d", body, resp.StatusCode)
 		}
@@ -92,6 +92,16 @@ func TestSignInRefusesAWrongTokenAtTheField(t *testing.T) {
 		fields, _ := out["fields"].([]any)
 		if len(fields) != 1 || fields[0].(map[string]any)["field"] != "token" {
 			t.Errorf("%s: fields %v, want one on token", body, out["fields"])
+		}
+	}
+}
+
+func TestSignInFromAFormOfAnotherSiteIsRefused(t *testing.T) {
+	f := sessionFixture(t)
+	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"} {
+		resp, out := f.do(t, http.MethodPost, "/api/v1/session", `{"token":"tok-a"}`, map[string]string{"Content-Type": ct}, nil)
+		if resp.StatusCode != http.StatusUnsupportedMediaType || len(resp.Cookies()) != 0 {
+			t.Errorf("Content-Type %q: status %d, cookies %v: %v", ct, resp.StatusCode, resp.Cookies(), out)
 		}
 	}
 }
