@@ -95,7 +95,7 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("sign-in field label %q, want API token", label)
 	}
 	b.Screenshot(t, shots, "signin")
-	b.Do(t, "sign in", 10*time.Second, chromedp.SendKeys(sel("#token"), token), chromedp.Click(sel("#signin-btn")),
+	b.Do(t, "sign in", 10*time.Second, chromedp.SendKeys(sel("#token"), token+"\r"), // Enter submits
 		chromedp.WaitVisible(sel("#ingest .tiles")))
 	if v := browser.Eval[string](t, b, `document.cookie`); v != "" {
 		t.Errorf("document.cookie = %q: the session cookie must be HttpOnly", v)
@@ -147,7 +147,8 @@ func TestConsole(t *testing.T) {
 	b.Screenshot(t, shots, "alert")
 
 	// Acknowledge reaches PagerDuty.
-	b.Do(t, "acknowledge", 5*time.Second, chromedp.Click(sel("#btn-ack")))
+	// From the keyboard: focus the button, press Enter.
+	b.Do(t, "acknowledge", 5*time.Second, chromedp.Focus(sel("#btn-ack")), chromedp.KeyEvent("\r"))
 	evs := waitEvents(t, recv, 2, 10*time.Second)
 	if evs[0].Action != "trigger" || evs[1].Action != "acknowledge" {
 		t.Fatalf("events:%s\nwant trigger, acknowledge", describe(evs))
