@@ -1,6 +1,7 @@
 // Package api is keyalertd's HTTP interface: JSON under /api/v1 (counts,
 // rules, silences, alerts and the notification outbox) behind bearer token
-// auth, plus /healthz, /readyz and /metrics without auth.
+// auth or the web console's session cookie (console.go), plus /healthz,
+// /readyz and /metrics without auth.
 //
 // Every 4xx and 5xx answer has one body, Error. A request gets
 // Options.RequestTimeout to finish; when Redis is unreachable or does not
