@@ -6,7 +6,7 @@ PKGS    := ./...
 
 export KEYALERT_BUILD := $(BUILD)
 
-.PHONY: all build plugin backend cli demo host receiver run clean-demo test test-short bench fuzz vet redis alertmanager run clean FORCE
+.PHONY: all build plugin backend cli demo host receiver run clean-demo test test-short bench fuzz vet redis alertmanager chromium console-screenshots run clean FORCE
 
 all: build
 
@@ -70,6 +70,25 @@ alertmanager:
 		fi; \
 	fi
 
+# chromium from Debian's package: the web console's browser test drives it
+# headless (package harness/browser) and writes screenshots to build/console/.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "chromium is missing: installing the Debian package chromium"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+			echo "chromium is missing: installing the Debian package chromium (sudo)"; \
+			sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "chromium is missing. Install it with:  sudo apt-get install -y chromium"; exit 1; \
+		fi; \
+	fi
+
+# The console's browser test alone; screenshots land in build/console/.
+console-screenshots: redis chromium backend plugin host receiver
+	KEYALERT_REQUIRE_CHROMIUM=1 $(GO) test -count=1 -run TestConsole -v ./cmd/keyalertd/
+
 vet:
 	$(GO) vet $(PKGS)
 
@@ -78,9 +97,9 @@ vet:
 # harness/testsummary prints a line per package as it finishes (and what is
 # still running when a while passes quietly), each failure's output, and at
 # the end every skipped test with its reason; it keeps go test's exit status.
-test: redis alertmanager build vet $(BUILD)/testsummary
+test: redis alertmanager chromium build vet $(BUILD)/testsummary
 	@$(LOGHUB_NOTE)
-	KEYALERT_REQUIRE_REDIS=1 $(BUILD)/testsummary -race -count=1 -timeout 9m $(PKGS)
+	KEYALERT_REQUIRE_REDIS=1 KEYALERT_REQUIRE_CHROMIUM=1 $(BUILD)/testsummary -race -count=1 -timeout 9m $(PKGS)
 
 $(BUILD)/testsummary: FORCE
 	$(GO) build -o $@ ./harness/testsummary

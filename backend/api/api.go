@@ -1,6 +1,7 @@
 // Package api is keyalertd's HTTP interface: JSON under /api/v1 (counts,
 // rules, silences, alerts and the notification outbox) behind bearer token
-// auth, plus /healthz, /readyz and /metrics without auth.
+// auth or the web console's session cookie (console.go), plus /healthz,
+// /readyz and /metrics without auth.
 //
 // Every 4xx and 5xx answer has one body, Error. A request gets
 // Options.RequestTimeout to finish; when Redis is unreachable or does not
@@ -25,6 +26,7 @@ import (
 	"github.com/keyalert/keyalert/backend/outbox"
 	"github.com/keyalert/keyalert/backend/receiver"
 	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/session"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/window"
@@ -72,6 +74,11 @@ type Options struct {
 	// unless InsecureNoAuth is set.
 	Tokens         []string
 	InsecureNoAuth bool
+	// Sessions, when set, lets the web console's session cookie stand in
+	// for a bearer token (changes also need its CSRF header); see console.go.
+	Sessions *session.Store
+	// Ingest is what GET /api/v1/health/ingest reads (console.go).
+	Ingest IngestSource
 	// DefaultRoutingKey says a default PagerDuty routing key is configured,
 	// so rules may omit theirs.
 	DefaultRoutingKey bool
@@ -207,7 +214,8 @@ func NewRouter(opts Options) (http.Handler, error) {
 		ErrorLog:      slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
 	}))
 	r.Route("/api/v1", func(r chi.Router) {
-		r.Use(auth(o.Tokens))
+		r.Use(auth(o.Tokens, h.sessionAuth))
+		h.consoleRoutes(r)
 		r.Get("/counts", h.counts)
 		r.Get("/counts/top", h.top)
 		r.Route("/rules", func(r chi.Router) {
@@ -256,7 +264,10 @@ func allowed(r *chi.Mux, path string) string {
 // auth accepts "Authorization: Bearer <token>" for any configured token,
 // compared in constant time; with no tokens every request passes (the
 // caller allowed that explicitly with InsecureNoAuth).
-func auth(tokens []string) func(http.Handler) http.Handler {
+//
+// A request without an Authorization header goes to byCookie (the console's
+// session), which answers it itself when it does not pass.
+func auth(tokens []string, byCookie func(http.ResponseWriter, *http.Request) bool) func(http.Handler) http.Handler {
 	toks := make([][]byte, len(tokens))
 	for i, t := range tokens {
 		toks[i] = []byte(t)
@@ -267,6 +278,12 @@ func auth(tokens []string) func(http.Handler) http.Handler {
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			h := r.Header.Get("Authorization")
+			if h == "" && byCookie != nil {
+				if byCookie(w, r) {
+					next.ServeHTTP(w, r)
+				}
+				return
+			}
 			scheme, tok, ok := strings.Cut(h, " ")
 			got := []byte(strings.TrimSpace(tok))
 			match := 0

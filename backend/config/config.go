@@ -25,6 +25,7 @@ import (
 	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rollup"
 	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/session"
 	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/pkg/redisurl"
 )
@@ -53,6 +54,7 @@ type Config struct {
 	Rollup    rollup.Options     // the hourly tier: retention, roll-up pace
 	// TimeIntervals bounds the named mute intervals.
 	TimeIntervals timeinterval.Options
+	Session       session.Options // web console sign-in
 	// DefaultRoutingKey pages rules without their own routing key; "" none.
 	DefaultRoutingKey rules.Secret
 	// Receivers bounds and tunes the named receivers (KEYALERT_MAX_RECEIVERS,

@@ -23,6 +23,7 @@ import (
 	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rollup"
 	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/session"
 	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/duration"
@@ -143,6 +144,9 @@ var settings = []Setting{
 	intRow("dedup-max-per-producer", "KEYALERT_DEDUP_MAX_PER_PRODUCER", ingest.DefaultDedupMaxPerProducer, 100, 1000000,
 		"most chunk ids remembered per plugin instance (about 80 bytes each); once one applies half of it within `KEYALERT_DEDUP_WINDOW`, its older half is dropped early, so its chunks are remembered for less than the window (for half of this in chunks)",
 		func(c *Config) *int { return &c.Ingest.DedupMaxPerProducer }),
+	durationRow("session-ttl", "KEYALERT_SESSION_TTL", session.DefaultTTL, time.Minute, 30*24*time.Hour,
+		"lifetime of a web console session from sign-in (an HttpOnly cookie for one of the API tokens; sessions live in Redis, so every replica knows them and sign-out ends one everywhere)",
+		func(c *Config) *time.Duration { return &c.Session.TTL }),
 	intRow("batch-size", "KEYALERT_BATCH_SIZE", ingest.DefaultBatchSize, 1, ingest.MaxBatchSize,
 		"entries read and applied per batch", func(c *Config) *int { return &c.Ingest.BatchSize }),
 	intRow("workers", "KEYALERT_WORKERS", ingest.DefaultWorkers, 1, 16,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/keyalert/keyalert/backend/api"
 	"github.com/keyalert/keyalert/backend/buildinfo"
 	"github.com/keyalert/keyalert/backend/config"
+	"github.com/keyalert/keyalert/backend/console"
 	"github.com/keyalert/keyalert/backend/ingest"
 	"github.com/keyalert/keyalert/backend/lease"
 	"github.com/keyalert/keyalert/backend/notify"
@@ -23,6 +25,7 @@ import (
 	"github.com/keyalert/keyalert/backend/redisguard"
 	"github.com/keyalert/keyalert/backend/rollup"
 	"github.com/keyalert/keyalert/backend/rules"
+	"github.com/keyalert/keyalert/backend/session"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/window"
@@ -187,6 +190,8 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	apiOpts.OOM = oom
 	apiOpts.Receivers = receivers
 	apiOpts.TimeIntervals = intervals
+	apiOpts.Sessions = session.NewStore(s.rdb, cfg.Session)
+	apiOpts.Ingest = api.IngestSource{Redis: s.rdb, Stream: cfg.Ingest.Stream, Dead: ingest.DeadStream(cfg.Ingest.Stream), Group: cmp.Or(cfg.Ingest.Group, ingest.DefaultGroup)}
 	apiOpts.Ready = func(ctx context.Context) error {
 		if err := s.rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
@@ -196,9 +201,13 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 		}
 		return s.consumer.Ready()
 	}
-	handler, err := api.NewRouter(apiOpts)
+	apiHandler, err := api.NewRouter(apiOpts)
 	if err != nil {
 		return fail(1, fmt.Errorf("router setup: %w", err))
+	}
+	handler, err := console.New(apiHandler) // the web console at /, the API behind it
+	if err != nil {
+		return fail(1, err)
 	}
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {

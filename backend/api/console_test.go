@@ -1,0 +1,289 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyalert/keyalert/backend/session"
+	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/redis/go-redis/v9"
+)
+
+// sessionFixture is a router with console sessions and ingest health on.
+func sessionFixture(t *testing.T) *fixture {
+	t.Helper()
+	rdb := redistest.Start(t).Client()
+	o := storeOptions(rdb, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o.Tokens = []string{"tok-a", "tok-b"}
+	o.Retention = 7 * 24 * time.Hour
+	o.Sessions = session.NewStore(rdb, session.Options{})
+	o.Ingest = IngestSource{Redis: rdb, Stream: stream.DefaultStream, Dead: stream.HashTag(stream.DefaultStream) + ":dead", Group: "keyalertd"}
+	h, err := NewRouter(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &fixture{srv: srv, rdb: rdb, kw: window.NewKeys(stream.DefaultStream)}
+}
+
+// do sends one request with the given headers and cookie (nil: none).
+func (f *fixture) do(t *testing.T, method, path, body string, hdr map[string]string, c *http.Cookie) (*http.Response, map[string]any) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, f.srv.URL+path, r)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	if c != nil {
+		req.AddCookie(c)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return resp, out
+}
+
+// signIn trades token for a session cookie and its CSRF token.
+func (f *fixture) signIn(t *testing.T, token string) (*http.Cookie, string) {
+	t.Helper()
+	resp, out := f.do(t, http.MethodPost, "/api/v1/session", `{"token":"`+token+`"}`, map[string]string{"Content-Type": "application/json"}, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in: status %d: %v", resp.StatusCode, out)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == session.CookieName {
+			return c, out["csrf_token"].(string)
+		}
+	}
+	t.Fatalf("sign-in set no %s cookie", session.CookieName)
+	return nil, ""
+}
+
+func TestSignInRefusesAWrongTokenAtTheField(t *testing.T) {
+	f := sessionFixture(t)
+	for _, body := range []string{`{"token":"nope"}`, `{"token":""}`, `{}`, `not json`} {
+		resp, out := f.do(t, http.MethodPost, "/api/v1/session", body, map[string]string{"Content-Type": "application/json"}, nil)
+		if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: status %d", body, resp.StatusCode)
+		}
+		if len(resp.Cookies()) != 0 {
+			t.Errorf("%s: a cookie was set", body)
+		}
+		fields, _ := out["fields"].([]any)
+		if len(fields) != 1 || fields[0].(map[string]any)["field"] != "token" {
+			t.Errorf("%s: fields %v, want one on token", body, out["fields"])
+		}
+	}
+}
+
+func TestSignInFromAFormOfAnotherSiteIsRefused(t *testing.T) {
+	f := sessionFixture(t)
+	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"} {
+		resp, out := f.do(t, http.MethodPost, "/api/v1/session", `{"token":"tok-a"}`, map[string]string{"Content-Type": ct}, nil)
+		if resp.StatusCode != http.StatusUnsupportedMediaType || len(resp.Cookies()) != 0 {
+			t.Errorf("Content-Type %q: status %d, cookies %v: %v", ct, resp.StatusCode, resp.Cookies(), out)
+		}
+	}
+}
+
+func TestSessionCookieFlags(t *testing.T) {
+	f := sessionFixture(t)
+	c, csrf := f.signIn(t, "tok-a")
+	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.MaxAge <= 0 || len(c.Value) < 40 {
+		t.Fatalf("cookie %+v: want HttpOnly, SameSite=Strict, Path=/, a lifetime and a long random value", c)
+	}
+	if csrf == "" || csrf == c.Value {
+		t.Fatalf("csrf token %q", csrf)
+	}
+}
+
+func TestSessionAuthAndCSRF(t *testing.T) {
+	f := sessionFixture(t)
+	c, csrf := f.signIn(t, "tok-a")
+	silence := `{"host":"web-1","end":"2024-05-01T12:00:00Z","author":"alice"}`
+	tests := []struct {
+		name         string
+		method, path string
+		body         string
+		hdr          map[string]string
+		cookie       *http.Cookie
+		want         int
+	}{
+		{"no session nor bearer token: read", "GET", "/api/v1/alerts", "", nil, nil, http.StatusUnauthorized},
+		{"no session nor bearer token: change", "POST", "/api/v1/silences", silence, nil, nil, http.StatusUnauthorized},
+		{"no session nor bearer token: ingest health", "GET", "/api/v1/health/ingest", "", nil, nil, http.StatusUnauthorized},
+		{"no session nor bearer token: preview", "POST", "/api/v1/rules/preview", "{}", nil, nil, http.StatusUnauthorized},
+		{"no session nor bearer token: session", "GET", "/api/v1/session", "", nil, nil, http.StatusUnauthorized},
+		{"forged cookie", "GET", "/api/v1/alerts", "", nil, &http.Cookie{Name: session.CookieName, Value: "forged"}, http.StatusUnauthorized},
+		{"session reads", "GET", "/api/v1/alerts", "", nil, c, http.StatusOK},
+		{"session change without CSRF token", "POST", "/api/v1/silences", silence, nil, c, http.StatusForbidden},
+		{"session change with a wrong CSRF token", "POST", "/api/v1/silences", silence, map[string]string{session.CSRFHeader: "x" + csrf}, c, http.StatusForbidden},
+		{"session delete without CSRF token", "DELETE", "/api/v1/session", "", nil, c, http.StatusForbidden},
+		{"session change with its CSRF token", "POST", "/api/v1/silences", silence, map[string]string{session.CSRFHeader: csrf}, c, http.StatusCreated},
+		{"bearer token needs no CSRF token", "POST", "/api/v1/silences", silence, map[string]string{"Authorization": "Bearer tok-b"}, nil, http.StatusCreated},
+		{"a wrong bearer token is not rescued by a session", "GET", "/api/v1/alerts", "", map[string]string{"Authorization": "Bearer nope"}, c, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, out := f.do(t, tt.method, tt.path, tt.body, tt.hdr, tt.cookie)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d: %v", resp.StatusCode, tt.want, out)
+			}
+			if tt.want >= 400 {
+				if _, ok := out["error"].(string); !ok {
+					t.Fatalf("error body %v, want the common shape", out)
+				}
+			}
+		})
+	}
+	t.Run("GET session gives the CSRF token back", func(t *testing.T) {
+		_, out := f.do(t, "GET", "/api/v1/session", "", nil, c)
+		if out["csrf_token"] != csrf || out["now"] != now.Format(time.RFC3339) {
+			t.Fatalf("GET /session = %v", out)
+		}
+	})
+	t.Run("sign-out ends the session", func(t *testing.T) {
+		resp, out := f.do(t, "DELETE", "/api/v1/session", "", map[string]string{session.CSRFHeader: csrf}, c)
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("sign-out: %d %v", resp.StatusCode, out)
+		}
+		if cs := resp.Cookies(); len(cs) != 1 || cs[0].MaxAge >= 0 {
+			t.Fatalf("sign-out cookies %v, want the cookie cleared", cs)
+		}
+		if resp, _ := f.do(t, "GET", "/api/v1/alerts", "", nil, c); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("the old cookie after sign-out: %d, want 401", resp.StatusCode)
+		}
+	})
+}
+
+func TestSessionEndsWhenItsTokenIsRemoved(t *testing.T) {
+	f := sessionFixture(t)
+	c, _ := f.signIn(t, "tok-a")
+	o := storeOptions(f.rdb, func() time.Time { return now }, slog.New(slog.DiscardHandler))
+	o.Tokens = []string{"tok-b"} // tok-a taken out of KEYALERT_API_TOKENS
+	o.Sessions = session.NewStore(f.rdb, session.Options{})
+	h, err := NewRouter(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "/api/v1/alerts", nil)
+	req.AddCookie(c)
+	w := &recorder{h: http.Header{}}
+	h.ServeHTTP(w, req)
+	if w.code != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401", w.code)
+	}
+}
+
+type recorder struct {
+	h    http.Header
+	code int
+	body bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.h }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(c int)           { r.code = c }
+
+func TestIngestHealthNamesHostsLastHeard(t *testing.T) {
+	f := sessionFixture(t)
+	ctx := context.Background()
+	for _, host := range []string{"web-1", "web-2", "web-1"} {
+		e := stream.Entry{Batch: strings.Repeat("ab", 16), Keyword: keyword.Spec{Text: "Exception"}, Tag: "app", Host: host, Minute: 1714557000, Count: 1}
+		if err := f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream.DefaultStream, Values: e.AppendValues(nil)}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream.HashTag(stream.DefaultStream) + ":dead", Values: []any{"reason", "bad"}})
+	var out struct {
+		Length      int64   `json:"length"`
+		DeadLetters int64   `json:"dead_letters"`
+		Rate        float64 `json:"entries_per_second"`
+		Hosts       []struct {
+			Host      string    `json:"host"`
+			LastHeard time.Time `json:"last_heard"`
+		} `json:"hosts"`
+	}
+	if st := f.get(t, "/api/v1/health/ingest", "tok-a", &out); st != http.StatusOK {
+		t.Fatalf("status %d", st)
+	}
+	if out.Length != 3 || out.DeadLetters != 1 || out.Rate != 0.3 || len(out.Hosts) != 2 {
+		t.Fatalf("health %+v", out)
+	}
+	for _, h := range out.Hosts {
+		if time.Since(h.LastHeard) > time.Minute {
+			t.Errorf("host %s last heard %v", h.Host, h.LastHeard)
+		}
+	}
+}
+
+func TestRulePreviewReplaysTheLastDay(t *testing.T) {
+	f := sessionFixture(t)
+	kw := keyword.Spec{Text: "Exception"}.ID()
+	f.count(t, kw, minute(9, 50), "web-1", "app", 10) // inside the 24h, fires
+	f.count(t, kw, minute(10, 10), "web-2", "app", 2) // under the threshold
+	rule := `{"name":"p","keywords":["Exception"],"condition":{"type":"threshold","count":5,"window":"5m"},"group_by":"host"}`
+	tests := []struct {
+		name     string
+		body     string
+		want     int
+		triggers int
+		field    string
+	}{
+		{"a threshold over stored counts", rule, http.StatusOK, 1, ""},
+		{"a bad regex is named at its field", `{"name":"p","match":"regex","keywords":["(unclosed"],"condition":{"type":"threshold","count":5,"window":"5m"}}`, http.StatusBadRequest, 0, "keywords[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, out := f.do(t, "POST", "/api/v1/rules/preview", tt.body, map[string]string{"Authorization": "Bearer tok-a"}, nil)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d: %v", resp.StatusCode, tt.want, out)
+			}
+			if tt.field != "" {
+				fields, _ := out["fields"].([]any)
+				if len(fields) == 0 || fields[0].(map[string]any)["field"] != tt.field {
+					t.Fatalf("fields %v, want %s", out["fields"], tt.field)
+				}
+				return
+			}
+			n := 0
+			for _, e := range out["events"].([]any) {
+				ev := e.(map[string]any)
+				if ev["kind"] == "trigger" {
+					n++
+					if ev["group"] != "web-1" {
+						t.Errorf("trigger for %v", ev["group"])
+					}
+				}
+			}
+			if n != tt.triggers {
+				t.Fatalf("%d triggers, want %d: %v", n, tt.triggers, out["events"])
+			}
+		})
+	}
+	var rules map[string][]any
+	f.get(t, "/api/v1/rules", "tok-a", &rules)
+	if len(rules["rules"]) != 0 {
+		t.Fatalf("a preview stored a rule: %v", rules)
+	}
+}
