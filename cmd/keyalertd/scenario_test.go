@@ -51,6 +51,75 @@ const (
 		"group_by": "host", "resolve_after": "1m", "pagerduty": {"routing_key": %q}}`
 )
 
+const (
+	// fleetRule: threshold, 1 in 5m, group_by none.
+	fleetRule = `{"name": "fleet errors", "keywords": ["ERROR"], "condition": {"type": "threshold", "count": 1, "window": "5m"},
+		"resolve_after": "1m", "pagerduty": {"routing_key": %q}}`
+	// spikeRule: 3 × the trailing 10m baseline, at least 5, in 1m, by host.
+	spikeRule = `{"name": "error spike", "keywords": ["ERROR"], "condition": {"type": "spike", "factor": 3, "min_count": 5,
+		"window": "1m", "baseline": "10m"}, "group_by": "host", "pagerduty": {"routing_key": %q}}`
+	// seasonalRule: 2 × the same 5m window yesterday, at least 5, by host.
+	seasonalRule = `{"name": "error spike vs yesterday", "keywords": ["ERROR"], "condition": {"type": "spike", "factor": 2,
+		"min_count": 5, "window": "5m", "seasonal": {"period": "1d", "n": 1}}, "group_by": "host", "pagerduty": {"routing_key": %q}}`
+)
+
+// silenceBody is a silence matching what, from the clock to an hour after
+// the rows' start.
+func silenceBody(what string) string {
+	return fmt.Sprintf(`{%s, "author": "ops", "comment": "scenario", "end": %q}`, what, scenarioBase.Add(time.Hour).Format(time.RFC3339))
+}
+
+// forRule is a threshold of 1 over window on keyword kw, by host, for 2m.
+func forRule(kw, window string) string {
+	return `{"name": "` + kw + ` for 2m", "keywords": ["` + kw + `"], "condition": {"type": "threshold", "count": 1, "window": "` +
+		window + `"}, "for": "2m", "group_by": "host", "pagerduty": {"routing_key": %q}}`
+}
+
+// forRecs: Alpha on web-1 and Beta on web-2 at offset ev.
+func forRecs(ev time.Duration) []rec {
+	return []rec{{at: ev, host: "web-1", tag: "app.log", text: "Alpha on web-1"}, {at: ev, host: "web-2", tag: "app.log", text: "Beta on web-2"}}
+}
+
+// scenarioBase is offset 0 of every row: a whole hour in the recent past,
+// since counts expire on Redis's real clock. A package variable so that rows
+// can spell their lines (which start with their event time).
+var scenarioBase = time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+
+// line is the log line of text at offset ev.
+func line(ev time.Duration, text string) string {
+	return scenarioBase.Add(ev).Format(time.RFC3339) + " " + text
+}
+
+// errRecs are n ERROR lines of host under app.log, one a second from ev.
+func errRecs(ev time.Duration, host string, n int) []rec {
+	var out []rec
+	for i := 0; i < n; i++ {
+		out = append(out, rec{at: ev + time.Duration(i)*time.Second, host: host, tag: "app.log", text: fmt.Sprintf("ERROR request %d failed on %s", i, host)})
+	}
+	return out
+}
+
+// errSamples are the sample lines of errRecs(ev, host, n), flushed in one
+// chunk, in a page: the plugin keeps the first lines of a flush (Samples 5),
+// the page shows them newest first.
+func errSamples(ev time.Duration, host string, n int) []string {
+	var out []string
+	for i := min(n, alert.DefaultSampleLines) - 1; i >= 0; i-- {
+		out = append(out, line(ev+time.Duration(i)*time.Second, fmt.Sprintf("ERROR request %d failed on %s", i, host)))
+	}
+	return out
+}
+
+// perMinute: one ERROR line of host at each whole minute from..to, the
+// clock at each.
+func perMinute(from, to int, host string) []step {
+	var out []step
+	for k := from; k <= to; k++ {
+		out = append(out, at(time.Duration(k)*m), chunkOf(errRecs(time.Duration(k)*m, host, 1)...))
+	}
+	return out
+}
+
 func hbRuleWith(extra string) string {
 	return strings.Replace(hbRule, `"resolve_after": "1m"`, `"resolve_after": "1m", `+extra, 1)
 }
@@ -60,16 +129,6 @@ func scenarios() []scenario {
 	errLines := func(ev time.Duration, host string, n int) step {
 		return lines(ev, host, "app.log", n, "ERROR request %d failed on "+host)
 	}
-	// errSamples are the sample lines of n ERROR lines of host from offset
-	// ev: the newest five, newest first.
-	errSamples := func(base time.Time, ev time.Duration, host string, n int) []string {
-		var out []string
-		for i := n - 1; i >= max(0, n-alert.DefaultSampleLines); i-- {
-			out = append(out, base.Add(ev+time.Duration(i)*time.Second).UTC().Format(time.RFC3339)+fmt.Sprintf(" ERROR request %d failed on %s", i, host))
-		}
-		return out
-	}
-	_, _ = errSamples, errLines
 	return []scenario{
 		{
 			name:  "heartbeats every 10s across 10 minute boundaries page nobody",
@@ -134,6 +193,193 @@ func scenarios() []scenario {
 			replayWant: []page{},
 			end:        6 * m,
 		},
+		{
+			// 20 lines of 2:00 arrive at 12:30 (the spec of late-data paging):
+			// one page when they arrive, stamped with the end of the event-time
+			// window where the condition held (minute 2's 5m window ends at
+			// 3:00), late; then the normal lifecycle: the current windows are
+			// false, so it resolves resolve_after (1m) later.
+			name:    "20 lines 10 minutes late: one late page at their event time",
+			rules:   []string{errRule},
+			pending: "late-data paging",
+			steps: []step{
+				at(12*m + 30*time.Second), errLines(2*m, "web-1", 20),
+				at(13*m + 30*time.Second), at(14*m + 30*time.Second), at(15*m + 30*time.Second),
+			},
+			want: []page{
+				{action: "trigger", rule: 0, group: "web-1", count: 20, at: 3 * m, late: true, samples: errSamples(2*m, "web-1", 20)},
+				{action: "resolve", rule: 0, group: "web-1"},
+			},
+			end: 15*m + 30*time.Second,
+		},
+		{
+			// A burst of 5:00 while Redis is down from 5:00 to 8:00: the plugin
+			// answers retry, Fluent Bit flushes the chunk again once Redis is
+			// back. The 5m window ending with the current minute (8) still holds
+			// minute 5, so the page is an ordinary one, at 8:00. Replay has no
+			// arrival time: it pages at the burst's minute.
+			name:  "a burst during a 3-minute Redis outage, replayed afterwards: one page",
+			rules: []string{errRule},
+			steps: []step{at(5 * m), redisDown(), errLines(5*m, "web-1", 30), clockTo(8 * m), redisUp(), at(8*m + 30*time.Second)},
+			want: []page{
+				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 8 * m, samples: errSamples(5*m, "web-1", 30)},
+			},
+			replayWant: []page{
+				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 5 * m, samples: errSamples(5*m, "web-1", 30)},
+			},
+			end: 8*m + 30*time.Second,
+		},
+		{
+			// The same with a 1m window: by 8:00 the burst's window is long
+			// past, so only late-data paging pages: once, at the end of minute
+			// 5, late.
+			name:    "a burst during a 3-minute Redis outage against a 1m window: one late page",
+			rules:   []string{strings.Replace(errRule, `"window": "5m"`, `"window": "1m"`, 1)},
+			pending: "late-data paging",
+			steps:   []step{at(5 * m), redisDown(), errLines(5*m, "web-1", 30), clockTo(8 * m), redisUp(), at(8*m + 30*time.Second)},
+			want: []page{
+				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 6 * m, late: true, samples: errSamples(5*m, "web-1", 30)},
+			},
+			end: 8*m + 30*time.Second,
+		},
+		{
+			name:  "one chunk from three hosts: three pages, each with its own samples",
+			rules: []string{strings.Replace(errRule, `"count": 10`, `"count": 3`, 1)},
+			steps: []step{at(1 * m), chunkOf(slices.Concat(errRecs(1*m, "web-1", 3), errRecs(1*m, "web-2", 4), errRecs(1*m, "web-3", 5))...)},
+			want: []page{
+				{action: "trigger", rule: 0, group: "web-1", count: 3, at: 1 * m, samples: errSamples(1*m, "web-1", 3)},
+				{action: "trigger", rule: 0, group: "web-2", count: 4, at: 1 * m, samples: errSamples(1*m, "web-2", 4)},
+				{action: "trigger", rule: 0, group: "web-3", count: 5, at: 1 * m, samples: errSamples(1*m, "web-3", 5)},
+			},
+			end: 1 * m,
+		},
+		{
+			// alerting.md § Cases: group_by host → none while web-1 and web-2
+			// fire, the fleet-wide count still over the threshold.
+			name:  "group_by host to none on a firing rule: a resolve per old group, then the fleet-wide page",
+			rules: []string{strings.Replace(errRule, `"count": 10`, `"count": 2`, 1)},
+			steps: []step{
+				at(1 * m), chunkOf(slices.Concat(errRecs(1*m, "web-1", 3), errRecs(1*m+10*time.Second, "web-2", 3))...),
+				at(2 * m), editRule(0, strings.Replace(strings.Replace(errRule, `"count": 10`, `"count": 2`, 1), `"group_by": "host"`, `"group_by": "none"`, 1)),
+			},
+			want: []page{
+				{action: "trigger", rule: 0, group: "web-1", count: 3, at: 1 * m, samples: errSamples(1*m, "web-1", 3)},
+				{action: "resolve", rule: 0, group: "web-1"},
+				{action: "trigger", rule: 0, group: "web-2", count: 3, at: 1 * m, samples: errSamples(1*m+10*time.Second, "web-2", 3)},
+				{action: "resolve", rule: 0, group: "web-2"},
+				{action: "trigger", rule: 0, group: "", count: 6, at: 2 * m,
+					// Newest minute first; within the minute the series take turns.
+					samples: []string{
+						line(1*m+2*time.Second, "ERROR request 2 failed on web-1"), line(1*m+12*time.Second, "ERROR request 2 failed on web-2"),
+						line(1*m+1*time.Second, "ERROR request 1 failed on web-1"), line(1*m+11*time.Second, "ERROR request 1 failed on web-2"),
+						line(1*m, "ERROR request 0 failed on web-1")}},
+			},
+			replay: "replay evaluates one rule set: no edits",
+			end:    2 * m,
+		},
+		{
+			name:  "host silence, group_by none: silenced while web-1 alone matches, a page once web-2 adds a match",
+			rules: []string{fleetRule},
+			steps: []step{
+				silenceStep(silenceBody(`"host": "web-1"`)),
+				at(1 * m), errLines(1*m, "web-1", 2), at(2 * m), errLines(2*m, "web-2", 1),
+			},
+			want: []page{{action: "trigger", rule: 0, group: "", count: 3, at: 2 * m,
+				samples: slices.Concat(errSamples(2*m, "web-2", 1), errSamples(1*m, "web-1", 2))}},
+			replay: "replay has no silences",
+			end:    2 * m,
+		},
+		{
+			name:  "host silence, group_by none, matches from web-1 and db-1: a page",
+			rules: []string{fleetRule},
+			steps: []step{
+				silenceStep(silenceBody(`"host": "web-1"`)),
+				at(1 * m), chunkOf(slices.Concat(errRecs(1*m, "web-1", 1), errRecs(1*m+5*time.Second, "db-1", 1))...),
+			},
+			want: []page{{action: "trigger", rule: 0, group: "", count: 2, at: 1 * m,
+				samples: slices.Concat(errSamples(1*m+5*time.Second, "db-1", 1), errSamples(1*m, "web-1", 1))}},
+			replay: "replay has no silences",
+			end:    1 * m,
+		},
+		{
+			name:  "tag silence app.*, group_by host: silenced under app.x and app.y, a page once the host logs under db.z",
+			rules: []string{strings.Replace(errRule, `"count": 10`, `"count": 1`, 1)},
+			steps: []step{
+				silenceStep(silenceBody(`"tag": "app.*"`)),
+				at(1 * m), lines(1*m, "web-1", "app.x", 1, "ERROR x"), at(2 * m), lines(2*m, "web-1", "app.y", 1, "ERROR y"),
+				at(3 * m), lines(3*m, "web-1", "db.z", 1, "ERROR z"),
+			},
+			want: []page{{action: "trigger", rule: 0, group: "web-1", count: 3, at: 3 * m, samples: []string{
+				line(3*m, "ERROR z"), line(2*m, "ERROR y"), line(1*m, "ERROR x")}}},
+			replay: "replay has no silences",
+			end:    3 * m,
+		},
+		{
+			// web-1's last heartbeat is at 4:00; its absence is judged at 7:00 on
+			// the settled minute 5:00. The silence must see hb.main in "the
+			// window and the one before" (4:00–5:00), but silenceTarget
+			// (backend/alert/target.go, called from Engine.apply with the
+			// current minute) collects hosts and tags from the two minutes
+			// before the current one (6:00–7:00), which eval_delay left empty:
+			// no tag, so the silence does not match and the alert pages.
+			name:    "tag silence hb.*, absence by host: the heartbeats stop, nothing pages, also once long gone",
+			pending: "absence silence target read from the current minute, not the settled one (backend/alert/target.go)",
+			rules:   []string{hbRule},
+			steps:  []step{silenceStep(silenceBody(`"tag": "hb.*"`)), beats(0, 12*m, beat{host: "web-1", to: 4 * m}, web2)},
+			replay: "replay has no silences",
+			end:    12 * m,
+		},
+		{
+			name:  "a silence ends while its alert fires: it pages then",
+			rules: []string{strings.Replace(errRule, `"count": 10`, `"count": 1`, 1)},
+			steps: []step{
+				silenceStep(fmt.Sprintf(`{"host": "web-1", "author": "ops", "end": %q}`, scenarioBase.Add(3*m).Format(time.RFC3339))),
+				at(1 * m), errLines(1*m, "web-1", 2), at(2 * m), at(3 * m),
+			},
+			want:   []page{{action: "trigger", rule: 0, group: "web-1", count: 2, at: 3 * m, samples: errSamples(1*m, "web-1", 2)}},
+			replay: "replay has no silences",
+			end:    3 * m,
+		},
+		{
+			// web-1's keyword is new: its baseline is empty, so its burst is
+			// not judged. web-2 logs one line a minute, then 20 in minute 12:
+			// 20 ≥ 3 × 1 expected, a page.
+			name:  "spike with an empty baseline: none; with a covered trailing baseline: a page",
+			rules: []string{spikeRule},
+			steps: slices.Concat([]step{at(1 * m), errLines(1*m, "web-1", 20)}, perMinute(2, 11, "web-2"),
+				[]step{at(12 * m), errLines(12*m, "web-2", 20)}),
+			want: []page{{action: "trigger", rule: 0, group: "web-2", count: 20, at: 12 * m, samples: errSamples(12*m, "web-2", 20)}},
+			end:  12 * m,
+		},
+		{
+			// Yesterday's window [-1d+0:00, -1d+4:59] held 10: 15 today is
+			// under 2 × 10, 25 is not.
+			name:  "spike against a seasonal baseline: none at 1.5 times yesterday, a page at 2.5 times",
+			rules: []string{seasonalRule},
+			steps: []step{
+				errLines(2*m-24*time.Hour, "web-1", 10),
+				at(3 * m), errLines(3*m, "web-1", 15), at(4 * m), errLines(4*m, "web-1", 10),
+			},
+			want: []page{{action: "trigger", rule: 0, group: "web-1", count: 25, at: 4 * m,
+				samples: errSamples(4*m, "web-1", 10)[:5]}},
+			end: 4 * m,
+		},
+		{
+			// alerting.md § Cases, for: 2m. Alpha (window 3m) holds from 0:00
+			// on: pending at 0:00 and 1:00, a page at the first evaluation in
+			// 2:00. Beta (window 1m) holds at 0:00 and 1:00 but its current
+			// window is empty at 2:00: dropped, never paged.
+			name:  "for 2m: a page after two minutes of holding; a condition false at 2:00 never pages",
+			rules: []string{forRule("Alpha", "3m"), forRule("Beta", "1m")},
+			steps: []step{
+				at(0), chunkOf(forRecs(0)...), clockTo(30 * time.Second), chunkOf(forRecs(30 * time.Second)...),
+				at(1 * m), chunkOf(forRecs(1 * m)...), clockTo(90 * time.Second), chunkOf(forRecs(90 * time.Second)...),
+				at(2 * m), at(3 * m), lines(3*m, "web-1", "app.log", 1, "Alpha again"),
+			},
+			want: []page{{action: "trigger", rule: 0, group: "web-1", count: 4, at: 2 * m, samples: []string{
+				line(90*time.Second, "Alpha on web-1"), line(1*m, "Alpha on web-1"), line(30*time.Second, "Alpha on web-1"), line(0, "Alpha on web-1")}}},
+			end: 3 * m,
+		},
 	}
 }
 
@@ -150,7 +396,7 @@ func TestScenarios(t *testing.T) {
 func runScenario(t *testing.T, sc scenario) {
 	rs := redistest.Start(t)
 	recv := pdreceiver.Start(t)
-	base := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	base := scenarioBase
 	r := &scenarioRun{t: t, base: base, clk: &clock{t: base}, rs: rs, recv: recv, redisUp: true, rdb: rs.Client()}
 	r.env = alertEnv(rs.URL(), recv.URL)
 	r.env["KEYALERT_EVAL_INTERVAL"] = scenarioTick
