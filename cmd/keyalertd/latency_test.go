@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,7 +16,10 @@ import (
 	"github.com/keyalert/keyalert/harness/loghub"
 	"github.com/keyalert/keyalert/harness/pdreceiver"
 	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/keyalert/keyalert/plugin/chunk"
+	"github.com/redis/go-redis/v9"
 )
 
 // BenchmarkAlertLatency measures issue #4's alert latency (target: p99 under
@@ -159,4 +164,174 @@ func alertLatency(b *testing.B, busy bool) {
 	b.ReportMetric(float64(len(lat)), "alerts")
 	b.Logf("%d alerts: flush return -> trigger received p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms (flush itself p50 %.2f ms)",
 		len(lat), q(lat, 0.5), q(lat, 0.95), q(lat, 0.99), float64(lat[len(lat)-1].Microseconds())/1000, q(flush, 0.5))
+}
+
+// BenchmarkAlertLatencyAtLoad measures issue #10's alert latency under load
+// (target: p99 ≤ 2 s): the same flush → trigger latency as
+// BenchmarkAlertLatency, while keyalertd ingests at 80 % of its maximum
+// rate, measured first in the same run: the stream is prefilled with
+// chunk-shaped entries (BenchmarkKeyalertd's workload, at the current
+// minute), keyalertd starts and drains it, entries over drain time being
+// the maximum. Then a writer XADDs the same kind of entries at 80 % of it
+// (paced every 10 ms, pipelined) while the alerts are measured as in
+// BenchmarkAlertLatency (perOp alerts per op, one at a time). Reported: the
+// maximum (max-applied/s), the offered and the applied load
+// (load-xadd/s, load-applied/s), and the latency quantiles.
+//
+//	go test -run '^$' -bench AlertLatencyAtLoad -benchtime 1x ./cmd/keyalertd/
+func BenchmarkAlertLatencyAtLoad(b *testing.B) {
+	const (
+		perOp   = 100
+		prefill = 300_000
+	)
+	rs := redistest.Start(b)
+	rdb := rs.Client()
+	ctx := context.Background()
+	recv := pdreceiver.Start(b)
+	pipelined(b, rdb, stream.DefaultStream, liveEntries(0, prefill))
+
+	t0 := time.Now()
+	p := start(b, map[string]string{
+		"KEYALERT_REDIS_URL":     rs.URL(),
+		"KEYALERT_LISTEN":        "127.0.0.1:0",
+		"KEYALERT_API_TOKENS":    token,
+		"KEYALERT_LOG_FORMAT":    "json",
+		"KEYALERT_PAGERDUTY_URL": recv.URL,
+	})
+	for {
+		gs, err := rdb.XInfoGroups(ctx, stream.DefaultStream).Result()
+		if err == nil && len(gs) == 1 && gs[0].Lag == 0 && gs[0].Pending == 0 {
+			break
+		}
+		if time.Since(t0) > 5*time.Minute {
+			b.Fatal("prefill not drained in 5 minutes")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Includes keyalertd's start (a few ms of the seconds the drain takes).
+	maxRate := float64(prefill) / time.Since(t0).Seconds()
+	rate := 0.8 * maxRate
+
+	h := flbhost.StartForTest(b)
+	pluginInstance(b, h, "app", rs.URL(), nil)
+
+	stop, done := make(chan struct{}), make(chan struct{})
+	var written atomic.Int64
+	applied0, _ := metricValue(b, p.addr, "keyalert_ingest_entries_applied_total")
+	loadStart := time.Now()
+	go func() {
+		defer close(done)
+		wc := rs.Client()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		next := prefill
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			// Whole chunks of 10, so that no batch id spans two pipelines.
+			due := (int(rate*time.Since(loadStart).Seconds()) - int(written.Load())) / 10 * 10
+			if due <= 0 {
+				continue
+			}
+			pipe := wc.Pipeline()
+			for _, v := range liveEntries(next, due) {
+				pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream.DefaultStream, Values: v})
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				b.Errorf("load writer: %v", err)
+				return
+			}
+			next += due
+			written.Add(int64(due))
+		}
+	}()
+	stopLoad := sync.OnceFunc(func() { close(stop); <-done })
+	b.Cleanup(stopLoad)
+
+	var lat []time.Duration
+	b.ResetTimer()
+	for op := 0; op < b.N; op++ {
+		b.StopTimer()
+		mark := h.LogLen()
+		keys := make([]string, perOp)
+		for i := range keys {
+			r := createRule(b, p.addr, fmt.Sprintf(`{"name": "load latency %d/%d", "keywords": ["LOAD%03dK%03dX"],
+				"condition": {"type": "threshold", "count": 1, "window": "5m"}, "pagerduty": {"routing_key": %q}}`,
+				op, i, op, i, routingKey))
+			keys[i] = alert.DedupKey(alert.ID(r.ID, ""))
+		}
+		waitKeywords(b, h, mark, (op+1)*perOp)
+		ticks, _ := metricValue(b, p.addr, "keyalert_alert_evaluations_total")
+		eventually(b, 30*time.Second, "keyalertd did not tick", func() bool {
+			v, _ := metricValue(b, p.addr, "keyalert_alert_evaluations_total")
+			return v >= ticks+2
+		})
+		b.StartTimer()
+		for i, key := range keys {
+			c, err := chunk.AppendEvent(nil, chunk.FormatV2, time.Now(), chunk.EventTime,
+				map[string]any{"log": fmt.Sprintf("request 42 failed: LOAD%03dK%03dX after 3 retries", op, i)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			flushOK(b, h, "app", "app.log", c)
+			flushed := time.Now()
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			evs, err := recv.WaitFor(wctx, func(evs []pdreceiver.Event) bool {
+				return slices.ContainsFunc(evs, func(e pdreceiver.Event) bool { return e.DedupKey == key })
+			})
+			cancel()
+			if err != nil {
+				b.Fatalf("alert %d/%d: no trigger 30s after the flush: %v", op, i, err)
+			}
+			j := slices.IndexFunc(evs, func(e pdreceiver.Event) bool { return e.DedupKey == key })
+			lat = append(lat, evs[j].Received.Sub(flushed))
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	b.StopTimer()
+	secs := time.Since(loadStart).Seconds()
+	applied, _ := metricValue(b, p.addr, "keyalert_ingest_entries_applied_total")
+	stopLoad()
+	b.ReportMetric(maxRate, "max-applied/s")
+	b.ReportMetric(float64(written.Load())/secs, "load-xadd/s")
+	b.ReportMetric((applied-applied0)/secs, "load-applied/s")
+	noRejections(b, recv)
+	slices.Sort(lat)
+	q := func(f float64) float64 {
+		return float64(lat[min(len(lat)-1, int(f*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+	b.ReportMetric(float64(len(lat)), "alerts")
+	b.Logf("max %.0f applied/s; load %.0f xadd/s, %.0f applied/s; %d alerts: p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+		maxRate, float64(written.Load())/secs, (applied-applied0)/secs, len(lat), q(0.5), q(0.99), float64(lat[len(lat)-1].Microseconds())/1000)
+}
+
+// liveEntries are n entries of BenchmarkKeyalertd's chunk-shaped workload
+// (16 sources, 10 keyword entries a chunk) at the current minute, chunk
+// numbers from first/10 on so that batch ids stay distinct across calls.
+func liveEntries(first, n int) [][]any {
+	now := time.Now().Unix() / 60 * 60
+	line := strings.Repeat("2024-05-01 10:00:00 worker-7 request failed with Exception after retries ", 2)[:120]
+	out := make([][]any, 0, n)
+	for i := first; i < first+n; i++ {
+		chunk, k := i/10, i%10
+		src := chunk % 16
+		e := stream.Entry{
+			Batch:   fmt.Sprintf("%032x", chunk),
+			Keyword: keyword.Spec{Text: fmt.Sprintf("keyword-%02d", (chunk+k*3)%16)},
+			Host:    fmt.Sprintf("host-%d", src%8),
+			Tag:     []string{"app.log", "nginx.access"}[src/8],
+			Minute:  now,
+			Count:   int64(1 + (chunk+k)%50),
+			Samples: []string{line, line},
+			SentMs:  time.Now().UnixMilli(),
+		}
+		out = append(out, e.AppendValues(nil))
+	}
+	return out
 }
