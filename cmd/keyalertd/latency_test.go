@@ -38,7 +38,7 @@ import (
 // hosts, one every 50 ms at most (reported as bg-lines/s and the entries
 // keyalertd applied per second, bg-entries/s).
 //
-//	go test -run '^$' -bench AlertLatency -benchtime 1x ./backend/cmd/keyalertd/
+//	go test -run '^$' -bench AlertLatency -benchtime 1x ./cmd/keyalertd/
 func BenchmarkAlertLatency(b *testing.B) {
 	b.Run("idle", func(b *testing.B) { alertLatency(b, false) })
 	b.Run("busy", func(b *testing.B) { alertLatency(b, true) })
