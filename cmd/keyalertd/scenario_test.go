@@ -341,6 +341,29 @@ func scenarios() []scenario {
 			end:    3 * m,
 		},
 		{
+			// alerting.md § Cases: for 2m, pending while a silence matches, the
+			// condition held 2m: it fires silenced at 2:00 (no page); the
+			// silence ends at 3:00 while it still fires (window 1:00–3:59
+			// holds the lines of 1:00 and 1:30): the page comes then.
+			name:  "for 2m under a silence: fires silenced, pages when the silence ends",
+			rules: []string{forRule("Alpha", "3m")},
+			steps: []step{
+				silenceStep(fmt.Sprintf(`{"host": "web-1", "author": "ops", "end": %q}`, scenarioBase.Add(3*m).Format(time.RFC3339))),
+				at(0), chunkOf(forRecs(0)[0]), clockTo(30 * time.Second), chunkOf(forRecs(30 * time.Second)[0]),
+				at(1 * m), chunkOf(forRecs(1 * m)[0]), clockTo(90 * time.Second), chunkOf(forRecs(90 * time.Second)[0]),
+				at(2 * m), at(3 * m),
+			},
+			// The samples come from every minute the evaluation read (from the
+			// window ending at the settled minute, 1:00, on), so they include
+			// the lines of 0:00 and 0:30, which the count of 3:00's window does
+			// not.
+			want: []page{{action: "trigger", rule: 0, group: "web-1", count: 2, at: 3 * m, samples: []string{
+				line(90*time.Second, "Alpha on web-1"), line(1*m, "Alpha on web-1"),
+				line(30*time.Second, "Alpha on web-1"), line(0, "Alpha on web-1")}}},
+			replay: "replay has no silences",
+			end:    3 * m,
+		},
+		{
 			// web-1's keyword is new: its baseline is empty, so its burst is
 			// not judged. web-2 logs one line a minute, then 20 in minute 12:
 			// 20 ≥ 3 × 1 expected, a page.
