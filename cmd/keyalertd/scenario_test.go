@@ -33,6 +33,10 @@ type scenario struct {
 	// replayWant, when not nil, is what replay finds where it differs by
 	// design from the engine (see the row's comment); nil: the engine's pages.
 	replayWant []page
+	// replayRules and replayEnd, when set, replay other rules (a row that
+	// edits its rule replays the rule as it was before) up to another end.
+	replayRules []string
+	replayEnd   time.Duration
 	// pending, when not empty, skips the row with that reason when its pages
 	// differ: the engine lacks what the row is written against.
 	pending string
@@ -135,6 +139,14 @@ func scenarios() []scenario {
 			rules: []string{hbRule},
 			steps: []step{beats(0, 10*m, web1, web2)},
 			end:   10 * m,
+		},
+		{
+			// alerting.md § Cases: with resolve_after 0s (before eval_delay:
+			// a page and a resolve every minute) and 1m, nothing.
+			name:  "heartbeats with resolve_after 0s and 1m page nobody",
+			rules: []string{hbRule, strings.Replace(hbRule, `"resolve_after": "1m"`, `"resolve_after": "0s"`, 1)},
+			steps: []step{beats(0, 6*m, web1)},
+			end:   6 * m,
 		},
 		{
 			// web-1's last heartbeat is at 4:50: minute 5:00 is its first
@@ -274,8 +286,15 @@ func scenarios() []scenario {
 						line(1*m+1*time.Second, "ERROR request 1 failed on web-1"), line(1*m+11*time.Second, "ERROR request 1 failed on web-2"),
 						line(1*m, "ERROR request 0 failed on web-1")}},
 			},
-			replay: "replay evaluates one rule set: no edits",
-			end:    2 * m,
+			// Replay knows no edits: it replays the rule as it was, up to the
+			// edit, and finds the two host pages.
+			replayRules: []string{strings.Replace(errRule, `"count": 10`, `"count": 2`, 1)},
+			replayEnd:   2*m - time.Second,
+			replayWant: []page{
+				{action: "trigger", rule: 0, group: "web-1", count: 3, at: 1 * m, samples: errSamples(1*m, "web-1", 3)},
+				{action: "trigger", rule: 0, group: "web-2", count: 3, at: 1 * m, samples: errSamples(1*m+10*time.Second, "web-2", 3)},
+			},
+			end: 2 * m,
 		},
 		{
 			name:  "host silence, group_by none: silenced while web-1 alone matches, a page once web-2 adds a match",
@@ -494,7 +513,14 @@ func runScenario(t *testing.T, sc scenario) {
 		t.Logf("not compared with replay: %s", sc.replay)
 		return
 	}
-	rp := r.replayPages(sc.rules, sc.end)
+	rrules, rend := sc.rules, sc.end
+	if sc.replayRules != nil {
+		rrules = sc.replayRules
+	}
+	if sc.replayEnd != 0 {
+		rend = sc.replayEnd
+	}
+	rp := r.replayPages(rrules, rend)
 	rwant := got
 	if sc.replayWant != nil {
 		rwant = sc.replayWant
