@@ -97,10 +97,10 @@ type scenarioRun struct {
 	srv     *inproc
 	stopSrv func()
 	ruleIDs []string
-	recs    []rec      // every record flushed (once accepted), for replay
-	parked  [][]byte   // chunks answered with retry while Redis is down
-	parkedM []rec      // their records
-	tags    []string   // tag of each parked chunk
+	recs    []rec    // every record accepted by the plugin, for replay
+	parked  [][]byte // chunks answered with retry while Redis is down
+	parkedM []rec    // their records
+	tags    []string // the tag of each parked chunk
 	redisUp bool
 	rdb     *redis.Client
 	nowOff  time.Duration
@@ -150,13 +150,11 @@ func chunkOf(rs ...rec) step {
 // behind (its event times are the clock minus skew), sending from offset
 // from to offset to (inclusive; to 0: for ever).
 type beat struct {
-	host       string
-	skew       time.Duration
-	from, to   time.Duration
-	stopToo    []span // gaps: no heartbeat while the clock is in one
-	tag        string // default hb.main
-	everySecs  int    // default 10
-	textSuffix string
+	host     string
+	skew     time.Duration
+	from, to time.Duration
+	gaps     []span // no heartbeat while the clock is in one
+	tag      string // default hb.main
 }
 
 // span is [from, to) in offsets.
@@ -178,17 +176,16 @@ func beats(from, to time.Duration, srcs ...beat) step {
 			var order []string
 			for _, s := range srcs {
 				tag := cmpOr(s.tag, "hb.main")
-				every := time.Duration(max(s.everySecs, 10)) * time.Second
-				if now < s.from || (s.to != 0 && now > s.to) || (now-s.from)%every != 0 {
+				if now < s.from || (s.to != 0 && now > s.to) {
 					continue
 				}
-				if slices.ContainsFunc(s.stopToo, func(g span) bool { return now >= g.from && now < g.to }) {
+				if slices.ContainsFunc(s.gaps, func(g span) bool { return now >= g.from && now < g.to }) {
 					continue
 				}
 				if _, ok := byTag[tag]; !ok {
 					order = append(order, tag)
 				}
-				byTag[tag] = append(byTag[tag], rec{at: now - s.skew, host: s.host, tag: tag, text: "heartbeat from " + s.host + s.textSuffix})
+				byTag[tag] = append(byTag[tag], rec{at: now - s.skew, host: s.host, tag: tag, text: "heartbeat from " + s.host})
 			}
 			for _, tag := range order {
 				r.flushNoWait(tag, byTag[tag])
@@ -262,7 +259,7 @@ func silenceStep(body string) step {
 }
 
 // editRule replaces rule i with body (a rule JSON with %q for the routing
-// key), waits for the plugin to follow the keywords, and for ticks.
+// key) and waits for ticks (the rows edit rules without changing keywords).
 func editRule(i int, body string) step {
 	return step{fmt.Sprintf("edit rule %d", i), func(r *scenarioRun) {
 		apiJSON(r.t, r.srv.addr, http.MethodPut, "/api/v1/rules/"+r.ruleIDs[i], fmt.Sprintf(body, routingKey), http.StatusOK, nil)
@@ -508,8 +505,8 @@ func (r *scenarioRun) replayPages(ruleBodies []string, end time.Duration) []page
 	return out
 }
 
-// sameOrder sorts pages by rule, group, then their order, keeping the
-// order of each alert's pages: pages of different alerts may interleave
+// byAlert sorts pages by rule and group, keeping the order of each alert's
+// pages: pages of different alerts may interleave
 // differently in the engine (ticks, batches) and in replay (per source).
 func byAlert(ps []page) []page {
 	out := slices.Clone(ps)
