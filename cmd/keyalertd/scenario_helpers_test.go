@@ -60,6 +60,9 @@ type page struct {
 	at      time.Duration
 	samples []string // custom_details.sample_lines, in order
 	late    bool     // custom_details.late
+	// window is custom_details.event_window {from, to} of a late page, as
+	// offsets (compared only when the expected page is late).
+	window [2]time.Duration
 }
 
 func (p page) String() string {
@@ -67,7 +70,7 @@ func (p page) String() string {
 	if p.action != "resolve" {
 		s += fmt.Sprintf(" count %d at %s", p.count, off(p.at))
 		if p.late {
-			s += " late"
+			s += fmt.Sprintf(" late window %s–%s", off(p.window[0]), off(p.window[1]))
 		}
 		if p.samples != nil {
 			s += fmt.Sprintf(" samples %q", p.samples)
@@ -414,11 +417,18 @@ func (r *scenarioRun) pagesFrom(evs []pdreceiver.Event, groups map[string]struct
 				Count       int64    `json:"count"`
 				SampleLines []string `json:"sample_lines"`
 				Late        bool     `json:"late"`
+				EventWindow struct {
+					From time.Time `json:"from"`
+					To   time.Time `json:"to"`
+				} `json:"event_window"`
 			}
 			if err := json.Unmarshal(e.Payload.CustomDetails, &cd); err != nil {
 				t.Errorf("custom_details: %v", err)
 			}
 			p.count, p.samples, p.late = cd.Count, cd.SampleLines, cd.Late
+			if p.late {
+				p.window = [2]time.Duration{cd.EventWindow.From.Sub(r.base), cd.EventWindow.To.Sub(r.base)}
+			}
 			if p.samples == nil {
 				p.samples = []string{}
 			}

@@ -209,7 +209,7 @@ func scenarios() []scenario {
 			// 20 lines of 2:00 arrive at 12:30 (the spec of late-data paging):
 			// one page when they arrive, stamped with the end of the event-time
 			// window where the condition held (minute 2's 5m window ends at
-			// 3:00), late; then the normal lifecycle: the current windows are
+			// 3:00), late, event_window -2:00 to 3:00; then the normal lifecycle: the current windows are
 			// false, so it resolves resolve_after (1m) later.
 			name:    "20 lines 10 minutes late: one late page at their event time",
 			rules:   []string{errRule},
@@ -219,7 +219,7 @@ func scenarios() []scenario {
 				at(13*m + 30*time.Second), at(14*m + 30*time.Second), at(15*m + 30*time.Second),
 			},
 			want: []page{
-				{action: "trigger", rule: 0, group: "web-1", count: 20, at: 3 * m, late: true, samples: errSamples(2*m, "web-1", 20)},
+				{action: "trigger", rule: 0, group: "web-1", count: 20, at: 3 * m, late: true, window: [2]time.Duration{-2 * m, 3 * m}, samples: errSamples(2*m, "web-1", 20)},
 				{action: "resolve", rule: 0, group: "web-1"},
 			},
 			end: 15*m + 30*time.Second,
@@ -250,7 +250,7 @@ func scenarios() []scenario {
 			pending: "late-data paging",
 			steps:   []step{at(5 * m), redisDown(), errLines(5*m, "web-1", 30), clockTo(8 * m), redisUp(), at(8*m + 30*time.Second)},
 			want: []page{
-				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 6 * m, late: true, samples: errSamples(5*m, "web-1", 30)},
+				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 6 * m, late: true, window: [2]time.Duration{5 * m, 6 * m}, samples: errSamples(5*m, "web-1", 30)},
 			},
 			end: 8*m + 30*time.Second,
 		},
@@ -592,7 +592,7 @@ func samePage(g, w page, fromReplay bool) bool {
 			wantAt -= time.Minute
 		}
 		wantAt = wantAt.Truncate(time.Minute)
-	} else if g.late != w.late {
+	} else if g.late != w.late || (w.late && g.window != w.window) {
 		return false
 	}
 	return g.count == w.count && g.at == wantAt && slices.Equal(g.samples, w.samples)
