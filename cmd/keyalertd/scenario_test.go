@@ -213,7 +213,6 @@ func scenarios() []scenario {
 			// false, so it resolves resolve_after (1m) later.
 			name:    "20 lines 10 minutes late: one late page at their event time",
 			rules:   []string{errRule},
-			pending: "late-data paging",
 			steps: []step{
 				at(12*m + 30*time.Second), errLines(2*m, "web-1", 20),
 				at(13*m + 30*time.Second), at(14*m + 30*time.Second), at(15*m + 30*time.Second),
@@ -227,14 +226,15 @@ func scenarios() []scenario {
 		{
 			// A burst of 5:00 while Redis is down from 5:00 to 8:00: the plugin
 			// answers retry, Fluent Bit flushes the chunk again once Redis is
-			// back. The 5m window ending with the current minute (8) still holds
-			// minute 5, so the page is an ordinary one, at 8:00. Replay has no
-			// arrival time: it pages at the burst's minute.
+			// back. Minute 5 was judged (empty) before the retry brings it, so
+			// the entries are late: one page, marked late, dated at the end of
+			// the first 5m window that holds (1:00–6:00). Replay has no arrival
+			// time: it pages at the burst's minute.
 			name:  "a burst during a 3-minute Redis outage, replayed afterwards: one page",
 			rules: []string{errRule},
 			steps: []step{at(5 * m), redisDown(), errLines(5*m, "web-1", 30), clockTo(8 * m), redisUp(), at(8*m + 30*time.Second)},
 			want: []page{
-				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 8 * m, samples: errSamples(5*m, "web-1", 30)},
+				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 6 * m, late: true, window: [2]time.Duration{1 * m, 6 * m}, samples: errSamples(5*m, "web-1", 30)},
 			},
 			replayWant: []page{
 				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 5 * m, samples: errSamples(5*m, "web-1", 30)},
@@ -247,7 +247,7 @@ func scenarios() []scenario {
 			// 5, late.
 			name:    "a burst during a 3-minute Redis outage against a 1m window: one late page",
 			rules:   []string{strings.Replace(errRule, `"window": "5m"`, `"window": "1m"`, 1)},
-			pending: "late-data paging",
+			pending: "late paging with a 1m window after a Redis outage: no page arrives (backend/alert/late.go; the 5m-window row pages)",
 			steps:   []step{at(5 * m), redisDown(), errLines(5*m, "web-1", 30), clockTo(8 * m), redisUp(), at(8*m + 30*time.Second)},
 			want: []page{
 				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 6 * m, late: true, window: [2]time.Duration{5 * m, 6 * m}, samples: errSamples(5*m, "web-1", 30)},
@@ -454,7 +454,10 @@ func runScenario(t *testing.T, sc scenario) {
 		rule  int
 		group string
 	}{}
-	for _, body := range sc.rules {
+	for i, body := range sc.rules {
+		if len(sc.rules) > 1 { // rule names are unique (409 otherwise)
+			body = strings.Replace(body, `"name": "`, fmt.Sprintf(`"name": "%d-`, i), 1)
+		}
 		rule := createRule(t, r.srv.addr, fmt.Sprintf(body, routingKey))
 		r.ruleIDs = append(r.ruleIDs, rule.ID)
 		for _, kw := range ruleKeywords(t, body) {
