@@ -211,8 +211,8 @@ func scenarios() []scenario {
 			// window where the condition held (minute 2's 5m window ends at
 			// 3:00), late, event_window -2:00 to 3:00; then the normal lifecycle: the current windows are
 			// false, so it resolves resolve_after (1m) later.
-			name:    "20 lines 10 minutes late: one late page at their event time",
-			rules:   []string{errRule},
+			name:  "20 lines 10 minutes late: one late page at their event time",
+			rules: []string{errRule},
 			steps: []step{
 				at(12*m + 30*time.Second), errLines(2*m, "web-1", 20),
 				at(13*m + 30*time.Second), at(14*m + 30*time.Second), at(15*m + 30*time.Second),
