@@ -5,12 +5,8 @@
 package msteams
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -43,10 +39,8 @@ type Options struct {
 
 // Client posts to one Workflows webhook.
 type Client struct {
-	url   string
-	tpl   *template.Set
-	hc    *http.Client
-	every time.Duration
+	*notify.ChatWebhook
+	tpl *template.Set
 }
 
 // New returns a client for the webhook url.
@@ -57,7 +51,7 @@ func New(url string, tpl *template.Set, o Options) *Client {
 	if o.MessagesPerMinute <= 0 {
 		o.MessagesPerMinute = DefaultMessagesPerMinute
 	}
-	return &Client{url: url, tpl: tpl, hc: &http.Client{Timeout: o.Timeout}, every: time.Minute / time.Duration(o.MessagesPerMinute)}
+	return &Client{ChatWebhook: notify.NewChatWebhook(url, o.Timeout, o.MessagesPerMinute), tpl: tpl}
 }
 
 var (
@@ -65,20 +59,6 @@ var (
 	_ notify.Pacer     = (*Client)(nil)
 	_ notify.Messenger = (*Client)(nil)
 )
-
-// Pace paces posts per webhook.
-func (c *Client) Pace(notify.Notification) (string, time.Duration) {
-	sum := sha256.Sum256([]byte(c.url))
-	return hex.EncodeToString(sum[:8]), c.every
-}
-
-// Messages marks Teams as a chat.
-func (c *Client) Messages() bool { return true }
-
-// Send posts one message.
-func (c *Client) Send(ctx context.Context, body []byte) notify.Delivery {
-	return notify.Post(ctx, c.hc, c.url, nil, body)
-}
 
 // Message is the Workflows payload.
 type Message struct {

@@ -6,12 +6,8 @@
 package slack
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -45,10 +41,8 @@ type Options struct {
 
 // Client posts to one webhook.
 type Client struct {
-	url   string
-	tpl   *template.Set
-	hc    *http.Client
-	every time.Duration
+	*notify.ChatWebhook
+	tpl *template.Set
 }
 
 // New returns a client for the webhook url with the receiver's templates.
@@ -59,7 +53,7 @@ func New(url string, tpl *template.Set, o Options) *Client {
 	if o.MessagesPerMinute <= 0 {
 		o.MessagesPerMinute = DefaultMessagesPerMinute
 	}
-	return &Client{url: url, tpl: tpl, hc: &http.Client{Timeout: o.Timeout}, every: time.Minute / time.Duration(o.MessagesPerMinute)}
+	return &Client{ChatWebhook: notify.NewChatWebhook(url, o.Timeout, o.MessagesPerMinute), tpl: tpl}
 }
 
 var (
@@ -67,20 +61,6 @@ var (
 	_ notify.Pacer     = (*Client)(nil)
 	_ notify.Messenger = (*Client)(nil)
 )
-
-// Pace paces messages per webhook.
-func (c *Client) Pace(notify.Notification) (string, time.Duration) {
-	sum := sha256.Sum256([]byte(c.url))
-	return hex.EncodeToString(sum[:8]), c.every
-}
-
-// Messages marks Slack as a chat: no duplicate after a timeout.
-func (c *Client) Messages() bool { return true }
-
-// Send posts one message.
-func (c *Client) Send(ctx context.Context, body []byte) notify.Delivery {
-	return notify.Post(ctx, c.hc, c.url, nil, body)
-}
 
 // Message is the webhook payload.
 type Message struct {
