@@ -164,8 +164,9 @@ type Engine struct {
 	cache    countCache
 	clean    map[string]int64
 	cleanVer [2]int64
-	// judged is the settled minute of each owned rule's last evaluation:
-	// entries of minutes up to it are late.
+	// judged holds the rules this replica has judged since it started:
+	// entries of their settled minutes are late; a rule it never judged
+	// (it just started) takes what it finds as on time.
 	judged map[string]int64
 	// noCache reads every count on every evaluation and judges every rule
 	// (the engine before incremental evaluation; benchmarks compare).
@@ -453,8 +454,11 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 				delete(e.clean, id)
 			}
 		}
+		// Kept while the rule exists, also when its shard's lease lapsed:
+		// after a Redis outage this replica takes its own shards back, and
+		// the backlog Fluent Bit replays then is late, not on time.
 		for id := range e.judged {
-			if cr, ok := rs.byID[id]; !ok || !e.c.Shards.Owns(cr.shard) {
+			if _, ok := rs.byID[id]; !ok {
 				delete(e.judged, id)
 			}
 		}

@@ -30,13 +30,14 @@ func (e *Engine) lateWork(rs *ruleSet, changed map[string]map[int64]bool, now ti
 			if cr.rule.Condition.Type == rules.Absence || !e.c.Shards.Owns(cr.shard) {
 				continue
 			}
-			// Late is after this engine judged the minute: a starting or
-			// taking-over owner judges what it finds as on time.
-			settled, ok := e.judged[cr.rule.ID]
-			if !ok {
+			// A starting or taking-over owner judges what it finds as on
+			// time. Once it has judged the rule, every settled minute is
+			// late, also those it could not judge in between (Redis was
+			// down): the live window at now may no longer contain them.
+			if _, ok := e.judged[cr.rule.ID]; !ok {
 				continue
 			}
-			settled = min(settled, cr.settledMinute(now))
+			settled := cr.settledMinute(now)
 			for m := range mins {
 				if m <= settled && m+60 >= horizon && !slices.Contains(out[cr], m) {
 					out[cr] = append(out[cr], m)
