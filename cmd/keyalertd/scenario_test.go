@@ -245,9 +245,9 @@ func scenarios() []scenario {
 			// The same with a 1m window: by 8:00 the burst's window is long
 			// past, so only late-data paging pages: once, at the end of minute
 			// 5, late.
-			name:    "a burst during a 3-minute Redis outage against a 1m window: one late page",
-			rules:   []string{strings.Replace(errRule, `"window": "5m"`, `"window": "1m"`, 1)},
-			steps:   []step{at(5 * m), redisDown(), errLines(5*m, "web-1", 30), clockTo(8 * m), redisUp(), at(8*m + 30*time.Second)},
+			name:  "a burst during a 3-minute Redis outage against a 1m window: one late page",
+			rules: []string{strings.Replace(errRule, `"window": "5m"`, `"window": "1m"`, 1)},
+			steps: []step{at(5 * m), redisDown(), errLines(5*m, "web-1", 30), clockTo(8 * m), redisUp(), at(8*m + 30*time.Second)},
 			want: []page{
 				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 6 * m, late: true, window: [2]time.Duration{5 * m, 6 * m}, samples: errSamples(5*m, "web-1", 30)},
 			},
