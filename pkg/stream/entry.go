@@ -19,11 +19,15 @@ import (
 	"github.com/zeebo/xxh3"
 )
 
-// Version is the value of the "v" field this package writes: version 2's
-// payload plus the producer and the publish attempt (see AppendPayload).
-// Versions "2" and "1" (one field per value), written by older plugins, are
-// still read.
+// Version is the value of the "v" field this package writes for entries
+// without labels: version 2's payload plus the producer and the publish
+// attempt (see AppendPayload). Versions "2" and "1" (one field per value),
+// written by older plugins, are still read.
 const Version = "3"
+
+// Version4 is version 3 plus the series' labels; written for entries that
+// have labels, so that label-free setups stay readable by older keyalertd.
+const Version4 = "4"
 
 // Version2 is the earlier payload without producer and attempt.
 const Version2 = "2"
@@ -60,6 +64,8 @@ const (
 	// Names of the version 3 payload's last two values, for errors.
 	FieldProducer = "producer"
 	FieldAttempt  = "attempt"
+	// Name of the version 4 payload's last value, for errors.
+	FieldLabels = "labels"
 )
 
 // Entry is one count series from one flushed chunk.
@@ -85,6 +91,10 @@ type Entry struct {
 	// entries written by one Publish share it, a retry of the chunk has
 	// another. Empty in versions 1 and 2.
 	Attempt string
+	// Labels are the series' dimensions beyond host and tag (Label_Keys),
+	// sorted by name, names unique; part of the series' identity. Empty
+	// before version 4.
+	Labels []Label
 }
 
 // ProducerID derives a producer id from a plugin instance's stable identity:
@@ -140,13 +150,17 @@ func (e *Entry) AppendValues(dst []any) []any {
 	if e.Producer == "" && e.Attempt == "" {
 		return e.AppendValuesV2(dst)
 	}
-	return append(dst, FieldVersion, Version, FieldEntry, string(e.AppendPayload(nil)))
+	v := Version
+	if len(e.Labels) > 0 {
+		v = Version4
+	}
+	return append(dst, FieldVersion, v, FieldEntry, string(e.AppendPayload(nil)))
 }
 
 // AppendValuesV2 appends the pairs of a version 2 entry, as plugins before
 // version 3 wrote them (no producer or attempt); the backend still reads it.
 func (e *Entry) AppendValuesV2(dst []any) []any {
-	return append(dst, FieldVersion, Version2, FieldEntry, string(e.appendPayload(nil, false)))
+	return append(dst, FieldVersion, Version2, FieldEntry, string(e.appendPayload(nil, v2Len)))
 }
 
 // AppendValuesV1 appends the pairs of a version 1 entry, as plugins before
@@ -274,11 +288,12 @@ func ParseFields(kv []string) (Entry, error) {
 		return e, fmt.Errorf("missing field %q", FieldVersion)
 	}
 	switch v := vals[iVersion]; v {
-	case Version, Version2:
+	case Version4, Version, Version2:
 		if have&(1<<iEntry) == 0 {
 			return e, fmt.Errorf("missing field %q", FieldEntry)
 		}
-		p, err := decodePayload(vals[iEntry], v == Version)
+		n := map[string]int{Version4: v4Len, Version: v3Len, Version2: v2Len}[v]
+		p, err := decodePayload(vals[iEntry], n)
 		if err != nil {
 			return e, fmt.Errorf("field %q: %w", FieldEntry, err)
 		}
@@ -288,7 +303,12 @@ func ParseFields(kv []string) (Entry, error) {
 			return e, fmt.Errorf("field %q: %s: %w", FieldEntry, FieldMatch, err)
 		}
 		name := func(f string) string { return fmt.Sprintf("field %q: %s", FieldEntry, f) }
-		if v == Version {
+		if n == v4Len {
+			if e.Labels, err = labelsOf(p.labels); err != nil {
+				return e, fmt.Errorf("%s: %w", name(FieldLabels), err)
+			}
+		}
+		if n >= v3Len {
 			if !isHex(e.Producer, 16) {
 				return e, fmt.Errorf("%s = %q: want 16 hex characters", name(FieldProducer), e.Producer)
 			}
@@ -300,7 +320,7 @@ func ParseFields(kv []string) (Entry, error) {
 	case Version1:
 		return parseV1(&vals, have)
 	default:
-		return e, fmt.Errorf("field %q = %q: %w (want %q, %q or %q)", FieldVersion, v, ErrVersion, Version, Version2, Version1)
+		return e, fmt.Errorf("field %q = %q: %w (want %q, %q, %q or %q)", FieldVersion, v, ErrVersion, Version4, Version, Version2, Version1)
 	}
 }
 

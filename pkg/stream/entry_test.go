@@ -102,7 +102,7 @@ func TestParseNamesTheBadField(t *testing.T) {
 		})
 	}
 	m := values(sample())
-	m[FieldVersion] = "4"
+	m[FieldVersion] = "5"
 	if _, err := Parse(m); !errors.Is(err, ErrVersion) {
 		t.Fatalf("unknown version: %v does not wrap ErrVersion", err)
 	}
@@ -139,7 +139,7 @@ func TestParsePayloadNamesTheBadValue(t *testing.T) {
 			}
 		})
 	}
-	v2 := string(e.appendPayload(nil, false))
+	v2 := string(e.appendPayload(nil, v2Len))
 	if _, err := ParseFields([]string{FieldVersion, Version2, FieldEntry, v2[:len(v2)-1] + `,"a","b"]`}); err == nil || !strings.Contains(err.Error(), "not a JSON array of the 10") {
 		t.Fatalf("version 2 with 12 values: err = %v", err)
 	}

@@ -7,11 +7,15 @@ import (
 	"unicode/utf8"
 )
 
-// Versions 2 and 3 carry the whole entry in one field, FieldEntry, as a JSON
-// array in a fixed order:
+// Versions 2, 3 and 4 carry the whole entry in one field, FieldEntry, as a
+// JSON array in a fixed order:
 //
 //	[batch, kw, match, icase, tag, host, minute, count, samples, sent_ms]             version 2
 //	[batch, kw, match, icase, tag, host, minute, count, samples, sent_ms, producer, attempt]  version 3
+//	[... version 3 ..., labels]                                                        version 4
+//
+// where labels is a flat array of name, value pairs sorted by name:
+// ["app","shop","namespace","prod"].
 //
 // e.g. ["9f0c…","Exception","substring",false,"app.web","web-12",1700000040,37,["…"],1700000062123,"5be1…","07a9…"].
 // Two fields instead of eleven: Redis builds, and the backend reads, a
@@ -20,15 +24,25 @@ import (
 
 // payloadNames name the payload's elements in errors, in order.
 var payloadNames = [...]string{FieldBatch, FieldKeyword, FieldMatch, FieldIgnoreCase, FieldTag, FieldHost,
-	FieldMinute, FieldCount, FieldSamples, FieldSentMs, FieldProducer, FieldAttempt}
+	FieldMinute, FieldCount, FieldSamples, FieldSentMs, FieldProducer, FieldAttempt, FieldLabels}
 
-// v2Len is the number of values of a version 2 payload.
-const v2Len = 10
+// Number of values of a version 2, 3 and 4 payload.
+const (
+	v2Len = 10
+	v3Len = 12
+	v4Len = 13
+)
 
-// AppendPayload appends the entry's version 3 payload.
-func (e *Entry) AppendPayload(b []byte) []byte { return e.appendPayload(b, true) }
+// AppendPayload appends the entry's payload: version 4 when it has labels,
+// else version 3 (what Version4 and Version write).
+func (e *Entry) AppendPayload(b []byte) []byte {
+	if len(e.Labels) > 0 {
+		return e.appendPayload(b, v4Len)
+	}
+	return e.appendPayload(b, v3Len)
+}
 
-func (e *Entry) appendPayload(b []byte, v3 bool) []byte {
+func (e *Entry) appendPayload(b []byte, n int) []byte {
 	b = append(b, '[')
 	b = AppendJSONString(b, e.Batch)
 	b = append(b, ',')
@@ -54,11 +68,23 @@ func (e *Entry) appendPayload(b []byte, v3 bool) []byte {
 	}
 	b = append(b, "],"...)
 	b = strconv.AppendInt(b, e.SentMs, 10)
-	if v3 {
+	if n >= v3Len {
 		b = append(b, ',')
 		b = AppendJSONString(b, e.Producer)
 		b = append(b, ',')
 		b = AppendJSONString(b, e.Attempt)
+	}
+	if n >= v4Len {
+		b = append(b, ",["...)
+		for i, l := range e.Labels {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = AppendJSONString(b, l.Name)
+			b = append(b, ',')
+			b = AppendJSONString(b, l.Value)
+		}
+		b = append(b, ']')
 	}
 	return append(b, ']')
 }
@@ -110,6 +136,7 @@ func AppendJSONString(b []byte, s string) []byte {
 var (
 	errPayload2 = errors.New("not a JSON array of the 10 entry values")
 	errPayload3 = errors.New("not a JSON array of the 12 entry values")
+	errPayload4 = errors.New("not a JSON array of the 13 entry values")
 )
 
 // payload is a decoded version 2 payload, before validation.
@@ -119,17 +146,21 @@ type payload struct {
 	icase                       bool
 	minute, count, sentMs       int64
 	samples                     []string
+	labels                      []string // name, value, name, value, ...
 }
 
-// decodePayload reads a version 3 payload (v3) or a version 2 one. It
+// decodePayload reads a payload of n values (v2Len, v3Len or v4Len). It
 // accepts what encoding/json accepts for the same typed values
 // (FuzzDecodePayload checks that), and strings without escapes are
 // substrings of s.
-func decodePayload(s string, v3 bool) (payload, error) {
+func decodePayload(s string, n int) (payload, error) {
 	var p payload
-	n, errPayload := v2Len, errPayload2
-	if v3 {
-		n, errPayload = len(payloadNames), errPayload3
+	errPayload := errPayload2
+	switch n {
+	case v3Len:
+		errPayload = errPayload3
+	case v4Len:
+		errPayload = errPayload4
 	}
 	i := skipSpace(s, 0)
 	if i >= len(s) || s[i] != '[' {
@@ -145,6 +176,8 @@ func decodePayload(s string, v3 bool) (payload, error) {
 			p.icase, i, err = nullOr(s, i, scanBool)
 		case k == 8:
 			p.samples, i, err = nullOr(s, i, scanStrings)
+		case k == 12:
+			p.labels, i, err = nullOr(s, i, scanLabelStrings)
 		case strs[k] != nil:
 			*strs[k], i, err = nullOr(s, i, scanString)
 		default:
@@ -214,8 +247,19 @@ func scanInt(s string, i int) (int64, int, error) {
 	return n, i, nil
 }
 
-// scanStrings reads a JSON array of strings (null elements read as "").
+// scanStrings reads a JSON array of at most MaxSamples strings (null
+// elements read as "").
 func scanStrings(s string, i int) ([]string, int, error) {
+	return scanStringsN(s, i, MaxSamples, "samples")
+}
+
+// scanLabelStrings reads the flat name, value array of at most MaxLabels
+// labels.
+func scanLabelStrings(s string, i int) ([]string, int, error) {
+	return scanStringsN(s, i, 2*MaxLabels, "label names and values")
+}
+
+func scanStringsN(s string, i int, max int, what string) ([]string, int, error) {
 	if i >= len(s) || s[i] != '[' {
 		return nil, 0, errSyntax
 	}
@@ -230,8 +274,8 @@ func scanStrings(s string, i int) ([]string, int, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		if len(out) == MaxSamples {
-			return nil, 0, fmt.Errorf("over the limit of %d samples", MaxSamples)
+		if len(out) == max {
+			return nil, 0, fmt.Errorf("over the limit of %d %s", max, what)
 		}
 		out = append(out, str)
 		i = skipSpace(s, next)

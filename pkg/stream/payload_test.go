@@ -10,16 +10,14 @@ import (
 
 // refPayload decodes a payload with encoding/json, the reference
 // decodePayload must agree with.
-func refPayload(s string, v3 bool) (payload, error) {
+func refPayload(s string, n int) (payload, error) {
 	var p payload
 	var raw []json.RawMessage
 	if err := json.Unmarshal([]byte(s), &raw); err != nil {
 		return p, err
 	}
-	dsts := []any{&p.batch, &p.kw, &p.match, &p.icase, &p.tag, &p.host, &p.minute, &p.count, &p.samples, &p.sentMs, &p.producer, &p.attempt}
-	if !v3 {
-		dsts = dsts[:v2Len]
-	}
+	dsts := []any{&p.batch, &p.kw, &p.match, &p.icase, &p.tag, &p.host, &p.minute, &p.count, &p.samples, &p.sentMs, &p.producer, &p.attempt, &p.labels}
+	dsts = dsts[:n]
 	if len(raw) != len(dsts) {
 		return p, errPayload3
 	}
@@ -35,7 +33,10 @@ func refPayload(s string, v3 bool) (payload, error) {
 func FuzzDecodePayload(f *testing.F) {
 	e := sample()
 	f.Add(string(e.AppendPayload(nil)))
-	f.Add(string(e.appendPayload(nil, false)))
+	f.Add(string(e.appendPayload(nil, v2Len)))
+	e.Labels = []Label{{"app", "shop"}, {"namespace", "prod"}}
+	f.Add(string(e.AppendPayload(nil)))
+	f.Add(`["a","b","c",false,"d","e",1,1,[],1,"p","q",["x",null]]`)
 	f.Add(`["a","b","c",false,"d","e",1,1,[],1,null,"x"]`)
 	f.Add(` [ null , "k" ,"regex",true,"","h\u00e9" , -0 , 5 , [ null, "a\"b" ] , 1 ] `)
 	f.Add(`["a","b","c",false,"d","e",1.5,1,[],1]`)
@@ -43,17 +44,17 @@ func FuzzDecodePayload(f *testing.F) {
 	f.Add(`["a","b","c",false,"d","e",1,1,null,99999999999999999999]`)
 	f.Add(`["a","b","c",false,"d","e",1,1,[1],1]`)
 	f.Fuzz(func(t *testing.T, s string) {
-		for _, v3 := range []bool{false, true} {
-			fuzzDecode(t, s, v3)
+		for _, n := range []int{v2Len, v3Len, v4Len} {
+			fuzzDecode(t, s, n)
 		}
 	})
 }
 
-func fuzzDecode(t *testing.T, s string, v3 bool) {
+func fuzzDecode(t *testing.T, s string, n int) {
 	{
-		got, err := decodePayload(s, v3)
-		want, werr := refPayload(s, v3)
-		if werr == nil && len(want.samples) > MaxSamples {
+		got, err := decodePayload(s, n)
+		want, werr := refPayload(s, n)
+		if werr == nil && (len(want.samples) > MaxSamples || len(want.labels) > 2*MaxLabels) {
 			if err == nil {
 				t.Fatalf("%q: %d samples accepted", s, len(want.samples))
 			}
@@ -68,6 +69,9 @@ func fuzzDecode(t *testing.T, s string, v3 bool) {
 		if len(got.samples) == 0 && len(want.samples) == 0 {
 			got.samples, want.samples = nil, nil
 		}
+		if len(got.labels) == 0 && len(want.labels) == 0 {
+			got.labels, want.labels = nil, nil
+		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q: decodePayload %+v, encoding/json %+v", s, got, want)
 		}
@@ -81,7 +85,7 @@ func FuzzPayloadRoundTrip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, host, tag, kw, line string, icase bool, minute, count, sent int64) {
 		e := Entry{Batch: BatchID("x", nil), Keyword: keyword.Spec{Text: kw, IgnoreCase: icase}, Host: host, Tag: tag,
 			Minute: minute, Count: count, Samples: []string{line, ""}, SentMs: sent, Producer: ProducerID(host), Attempt: NewAttempt()}
-		p, err := decodePayload(string(e.AppendPayload(nil)), true)
+		p, err := decodePayload(string(e.AppendPayload(nil)), v3Len)
 		if err != nil {
 			t.Fatalf("payload of %+v: %v", e, err)
 		}
