@@ -24,13 +24,15 @@ type cellKey struct {
 // counter feeds records through the plugin's flush path, a chunk at a time,
 // and sums what it produces the way the backend's windows would.
 type counter struct {
-	m       *match.Matcher
-	f       *flush.Flusher
-	tag     string
-	data    []byte
-	n       int // records in data
-	cells   map[cellKey]int64
-	samples map[string][]window.Sample
+	m    *match.Matcher
+	f    *flush.Flusher
+	tag  string
+	data []byte
+	n    int // records in data
+	// chunkMin is the event minute of the chunk's records.
+	chunkMin int64
+	cells    map[cellKey]int64
+	samples  map[string][]window.Sample
 
 	records     int
 	matched     int
@@ -42,6 +44,15 @@ func (c *counter) add(at time.Time, text string) error {
 	if c.rec == nil {
 		c.rec = map[string]any{}
 	}
+	// Fluent Bit flushes every second, so its chunks rarely span a minute:
+	// a chunk per event minute gives each minute its own sample lines, as
+	// the plugin sends them, not only the first minute's of a long chunk.
+	if m := at.Unix() - at.Unix()%60; c.n > 0 && m != c.chunkMin {
+		if err := c.flush(); err != nil {
+			return err
+		}
+	}
+	c.chunkMin = at.Unix() - at.Unix()%60
 	c.rec["log"] = text
 	var err error
 	if c.data, err = chunk.AppendEvent(c.data, chunk.FormatV2, at, chunk.EventTime, c.rec); err != nil {

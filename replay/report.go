@@ -101,18 +101,20 @@ func buildReport(cfg *Config, rs []rules.Rule, specs []keyword.Spec, ctr *counte
 	return rep
 }
 
-// pickSamples chooses the newest sample lines up to the event's minute that
-// the rule's alert would show: its keywords, its filters, its group —
-// newest first across all its keywords, as the engine's page has them.
+// pickSamples chooses the newest sample lines of the rule's lookback ending
+// with the event's minute that the rule's alert would show: its keywords,
+// its filters, its group — newest first across all its keywords, as the
+// engine's page has them (an absence whose group went quiet has none).
 func pickSamples(r *rules.Rule, ev alert.ReplayEvent, samples map[string][]window.Sample, n int) []string {
 	evMin := ev.At.Unix() - ev.At.Unix()%60
+	from := evMin - int64(r.Condition.Lookback()/time.Second) + 60
 	var picked []window.Sample
 	for _, kw := range r.KeywordIDs() {
 		list := samples[kw]
 		taken := 0
 		for i := len(list) - 1; i >= 0 && taken < n; i-- {
 			s := list[i]
-			if s.Minute > evMin || !r.Filters.Match(s.Host, s.Tag) {
+			if s.Minute > evMin || s.Minute < from || !r.Filters.Match(s.Host, s.Tag) {
 				continue
 			}
 			if (r.GroupBy == rules.GroupHost && s.Host != ev.Group) || (r.GroupBy == rules.GroupTag && s.Tag != ev.Group) {

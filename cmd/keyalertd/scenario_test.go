@@ -531,27 +531,8 @@ func runScenario(t *testing.T, sc scenario) {
 		if sc.pending != "" {
 			t.Skipf("pending (%s): replay differs:%s", sc.pending, diff)
 		}
-		if pagesDiff(noSamples(rp), noSamples(rwant), true) == "" {
-			t.Skipf("pending (%s): replay's pages differ in their sample lines only:%s", replaySamplesBug, diff)
-		}
 		t.Errorf("replay's pages differ from the engine's:%s", diff)
 	}
-}
-
-// replaySamplesBug is why rows whose replay differs only in sample lines are
-// skipped: replay (replay.pickSamples) shows sample lines under absence
-// triggers, which the engine sends without any, and takes them from the
-// samples the plugin's flush path kept per 1000-record chunk (the first
-// lines of each chunk), where the engine shows the newest lines it stored.
-const replaySamplesBug = "replay: sample lines under absence triggers, and the first rather than the newest lines of a chunk"
-
-// noSamples is ps without sample lines, sorted by alert.
-func noSamples(ps []page) []page {
-	out := byAlert(ps)
-	for i := range out {
-		out[i].samples = nil
-	}
-	return out
 }
 
 // pagesDiff lists the differences between got and want, "" if none. With
