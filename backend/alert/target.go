@@ -30,7 +30,10 @@ func silenceTarget(cr *crule, o obs, cur *Alert, cells map[string][]window.Cell,
 	from := nowMin - (cr.winMin-1)*60
 	if r.Condition.Type == rules.Absence {
 		// An absence is about the series that went quiet: those of the
-		// window before, which the evaluation read for it.
+		// window before the settled one it was judged on (o.at), which the
+		// evaluation read for it. Later, while it stays silenced, the alert
+		// keeps its silence (SilencedBy) even once the series are long gone.
+		nowMin = o.at
 		from = nowMin - (cr.lookMin-1)*60
 	}
 	hosts, tags := map[string]struct{}{}, map[string]struct{}{}
