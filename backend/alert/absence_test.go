@@ -9,6 +9,7 @@ import (
 
 	"github.com/keyalert/keyalert/backend/notify"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 )
 
 // restart replaces the engine with a new one on the same Redis and clock,
@@ -213,5 +214,74 @@ func TestStateChangesAreLoggedAtInfo(t *testing.T) {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, buf.String())
 		}
+	}
+}
+
+// A replica that keeps owning an absence rule writes its group memory when
+// something changed for Redis — new groups, last minutes moved by the
+// rule's slack, a group about to be forgotten — not every minute a
+// heartbeat moves it, and reads back only its own update; a write by
+// another replica (the version moved) makes it read the whole memory.
+func TestGroupMemoryWritesWhatChanged(t *testing.T) {
+	v := newEnv(t)
+	r := v.rule(`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","window":"1m"},"group_by":"host",
+		"forget_after":"1h","pagerduty":{"routing_key":"` + testKey + `"}}`)
+	keys := groupKeys(r.ID)
+	version := func() int64 {
+		n, _ := v.rdb.Get(v.ctx, keys[2]).Int64()
+		return n
+	}
+	hosts := []string{"h1", "h2", "h3"}
+	const minutes = 45
+	for m := 0; m < minutes; m++ {
+		for _, h := range hosts {
+			if h != "h3" || m < 5 { // h3 stops after 5 minutes
+				v.count("heartbeat ok", h, "", 0, 1)
+			}
+		}
+		v.tick()
+		v.clk.Add(time.Minute)
+	}
+	// One write a minute before; now one per slack (8–15 minutes) plus the
+	// first and the rule's creation minute.
+	if n := version(); n > minutes/8+3 {
+		t.Fatalf("%d memory writes in %d minutes of heartbeats", n, minutes)
+	}
+	cr := v.eng.rs.byID[r.ID]
+	slack := memSlack(cr)
+	now := v.clk.Now().Unix() - v.clk.Now().Unix()%60
+	for _, h := range hosts[:2] {
+		last, err := v.rdb.ZScore(v.ctx, keys[0], h).Result()
+		if err != nil || now-int64(last) > slack+60 {
+			t.Fatalf("%s: last seen %v in Redis (%v), now %d, slack %ds", h, last, err, now, slack)
+		}
+	}
+	// Another replica adds a group: the version moves; this replica's next
+	// write reads the whole memory back and watches the group.
+	v.rdb.ZAdd(v.ctx, keys[0], redis.Z{Score: float64(now - 60), Member: "h9"})
+	v.rdb.ZAdd(v.ctx, keys[1], redis.Z{Score: float64(now - 60), Member: "h9"})
+	v.rdb.Incr(v.ctx, keys[2])
+	v.count("heartbeat ok", "h4", "", 0, 1) // a new group makes this replica write
+	v.tick()
+	if _, ok := v.eng.mem[r.ID].groups["h9"]; !ok {
+		t.Fatalf("h9, added by another replica, not in the copy: %v", v.eng.mem[r.ID].groups)
+	}
+	// h1 stops; an hour after its last heartbeat it is forgotten, to the
+	// minute, although Redis held an older last minute for it.
+	lastH1 := v.eng.mem[r.ID].groups["h1"].last
+	for v.clk.Now().Unix() < lastH1+3600+180 {
+		v.count("heartbeat ok", "h2", "", 0, 1)
+		v.tick()
+		if _, ok := v.eng.mem[r.ID].groups["h1"]; !ok {
+			break
+		}
+		v.clk.Add(time.Minute)
+	}
+	// Forgotten in the first minute more than forget_after after its last.
+	if at := v.clk.Now().Unix() / 60 * 60; at != lastH1+3660 {
+		t.Fatalf("h1 (last seen %d) forgotten in minute %d, want %d", lastH1, at, lastH1+3660)
+	}
+	if _, ok := v.eng.mem[r.ID].groups["h2"]; !ok {
+		t.Fatal("h2, heartbeating, was forgotten")
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/zeebo/xxh3"
 )
 
 // Defaults of a zero Options.
@@ -175,14 +176,34 @@ type Engine struct {
 
 // memEntry is a rule's remembered groups as of at.
 type memEntry struct {
+	// groups has each group's first and last minute as this replica saw
+	// them (last may be ahead of Redis by less than the rule's slack);
+	// stored is the last minute Redis holds.
 	groups   map[string]seen
-	at       time.Time
+	stored   map[string]int64
+	version  int64     // of the memory in Redis these reflect
 	warnedAt time.Time // last warning that the rule is at the group bound
 }
 
-// memMaxAge bounds how long a cached group memory is used without reading
-// Redis: another replica may have owned the rule meanwhile.
-const memMaxAge = time.Minute
+// memSlackMax bounds how far a group's last-seen minute in Redis may lag
+// the minute this replica saw it: a heartbeat every minute rewrites a
+// rule's memory every slack, not every minute. Only forget_after reads
+// last (it is ≥ 1h, so the lag never forgets a live group: groups about
+// to be forgotten are written exactly first), and a replica taking the
+// rule over may forget a group up to the slack early.
+const memSlackMax = 15 * time.Minute
+
+// memSlack is cr's slack in seconds: forget_after/4, at most memSlackMax,
+// less up to half of it by the rule's id so that rules created together
+// do not write their memories in the same minute.
+func memSlack(cr *crule) int64 {
+	slack := min(cr.forget/4, memSlackMax)
+	sec := int64(slack/time.Minute) * 60
+	if sec < 120 {
+		return sec
+	}
+	return sec - int64(xxh3.HashString(cr.rule.ID)%uint64(sec/120))*60
+}
 
 // New returns an engine; call Run, or Tick in tests.
 func New(c Config) *Engine {
@@ -636,15 +657,17 @@ func (e *Engine) groupMemory(ctx context.Context, rs *ruleSet, owned []int, trac
 	cells map[string][]window.Cell, byRule map[string][]string, nowMin int64, now time.Time) (map[string]map[string]seen, error) {
 	var reqs []memReq
 	var crs []*crule
+	var seens []map[string]seen
 	out := map[string]map[string]seen{}
 	for _, i := range owned {
 		cr := rs.rules[i]
 		if cr.rule.Condition.Type != rules.Absence || cr.rule.GroupBy == rules.GroupNone {
 			continue
 		}
-		req := memReq{ruleID: cr.rule.ID, seen: seenGroups(cr, cells, nowMin), seeds: map[string]int64{},
+		seenNow := seenGroups(cr, cells, nowMin)
+		req := memReq{ruleID: cr.rule.ID, seen: seenNow, seeds: map[string]int64{},
 			forgetBefore: nowMin - int64(cr.forget/time.Second),
-			ttl:          cr.forget + time.Duration(cr.readMin)*time.Minute + time.Hour}
+			ttl:          cr.forget + time.Duration(cr.readMin)*time.Minute + time.Hour, version: -1}
 		// A tracked alert's group missing from memory (memory older than
 		// this code, or a forget whose resolve was not committed) is
 		// remembered from when its episode started.
@@ -653,12 +676,17 @@ func (e *Engine) groupMemory(ctx context.Context, rs *ruleSet, owned []int, trac
 				req.seeds[g] = seedMinute(a)
 			}
 		}
-		if c := e.mem[cr.rule.ID]; c != nil && now.Sub(c.at) < memMaxAge && !c.due(&req) {
-			out[cr.rule.ID] = c.groups // nothing new to remember or forget
-			continue
+		if c := e.mem[cr.rule.ID]; c != nil {
+			req.version = c.version
+			if !c.delta(&req, memSlack(cr)) {
+				c.see(seenNow)
+				out[cr.rule.ID] = c.groups // nothing Redis needs to learn or forget
+				continue
+			}
 		}
 		reqs = append(reqs, req)
 		crs = append(crs, cr)
+		seens = append(seens, seenNow)
 	}
 	res, err := remember(ctx, e.c.Redis, reqs, e.c.Options.MaxGroups)
 	if err != nil {
@@ -666,21 +694,22 @@ func (e *Engine) groupMemory(ctx context.Context, rs *ruleSet, owned []int, trac
 	}
 	for j, r := range res {
 		cr := crs[j]
-		out[cr.rule.ID] = r.groups
 		c := e.mem[cr.rule.ID]
 		if c == nil {
 			c = &memEntry{}
 			e.mem[cr.rule.ID] = c
 		}
-		c.groups, c.at = r.groups, now
-		if r.dropped > 0 {
-			e.met.groupsDropped.Add(float64(r.dropped))
+		c.update(&reqs[j], r)
+		c.see(seens[j])
+		out[cr.rule.ID] = c.groups
+		if n := len(r.dropped); n > 0 {
+			e.met.groupsDropped.Add(float64(n))
 			// Counted every time; logged every 10 minutes per rule, so the
 			// log stays readable.
 			if now.Sub(c.warnedAt) >= 10*time.Minute {
 				c.warnedAt = now
 				e.c.Log.Warn("absence rule remembers too many groups; new ones are not watched",
-					"rule_id", cr.rule.ID, "rule", cr.rule.Name, "not_remembered", r.dropped, "max_groups", e.c.Options.MaxGroups)
+					"rule_id", cr.rule.ID, "rule", cr.rule.Name, "not_remembered", n, "max_groups", e.c.Options.MaxGroups)
 			}
 		}
 		for _, g := range r.forgotten {
@@ -700,27 +729,95 @@ func (e *Engine) groupMemory(ctx context.Context, rs *ruleSet, owned []int, trac
 	return out, nil
 }
 
-// due reports whether req must go to Redis although the cache is fresh: a
-// group is new or its minutes moved, a tracked group is missing, or a group
-// is due to be forgotten.
-func (c *memEntry) due(req *memReq) bool {
+// delta narrows req.seen to what Redis must learn — new groups, earlier
+// first minutes, last minutes that moved by the slack or more, and the
+// exact last minute of groups Redis would otherwise forget too early —
+// and reports whether req must go to Redis at all (also: a tracked group
+// is missing, or a group is due to be forgotten).
+func (c *memEntry) delta(req *memReq, slack int64) bool {
+	send := map[string]seen{}
 	for g, s := range req.seen {
 		m, ok := c.groups[g]
-		if !ok || s.last > m.last || s.first < m.first {
-			return true
+		st := c.stored[g]
+		if !ok || s.first < m.first || (s.last > st && s.last-st >= slack) {
+			send[g] = seen{min(s.first, m.first), max(s.last, m.last)}
+			if !ok {
+				send[g] = s
+			}
+		}
+	}
+	due := len(send) > 0
+	for g, m := range c.groups {
+		last := max(m.last, req.seen[g].last)
+		switch {
+		case last < req.forgetBefore:
+			due = true // Redis forgets it
+		case c.stored[g] < req.forgetBefore:
+			if _, ok := send[g]; !ok {
+				send[g] = seen{m.first, last}
+			}
+			due = true
 		}
 	}
 	for g := range req.seeds {
 		if _, ok := c.groups[g]; !ok {
-			return true
+			due = true
 		}
 	}
-	for _, m := range c.groups {
-		if m.last < req.forgetBefore {
-			return true
+	req.seen = send
+	return due
+}
+
+// update brings the copy to Redis's state after req: the whole memory when
+// the script sent it back, else req applied as the script did.
+func (c *memEntry) update(req *memReq, r memResult) {
+	c.version = r.version
+	if r.full {
+		c.groups = r.groups
+		c.stored = make(map[string]int64, len(r.groups))
+		for g, s := range r.groups {
+			c.stored[g] = s.last
+		}
+		return
+	}
+	dropped := map[string]bool{}
+	for _, g := range r.dropped {
+		dropped[g] = true
+	}
+	for g, s := range req.seen {
+		if dropped[g] {
+			continue
+		}
+		if m, ok := c.groups[g]; ok {
+			c.groups[g] = seen{min(m.first, s.first), max(m.last, s.last)}
+		} else {
+			c.groups[g] = s
+		}
+		c.stored[g] = max(c.stored[g], s.last)
+	}
+	for g, m := range req.seeds {
+		if _, ok := c.groups[g]; !ok {
+			if _, sent := req.seen[g]; !sent {
+				c.groups[g] = seen{m, m}
+				c.stored[g] = m
+			}
 		}
 	}
-	return false
+	for _, g := range r.forgotten {
+		delete(c.groups, g)
+		delete(c.stored, g)
+	}
+}
+
+// see moves the copy's last minutes to what this replica saw (Redis may
+// lag by less than the slack).
+func (c *memEntry) see(seenNow map[string]seen) {
+	for g, s := range seenNow {
+		if m, ok := c.groups[g]; ok && s.last > m.last {
+			m.last = s.last
+			c.groups[g] = m
+		}
+	}
 }
 
 // forget resolves (or drops) the tracked alert of a forgotten group.

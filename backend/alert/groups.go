@@ -20,25 +20,31 @@ import (
 const groupsPrefix = KeyPrefix + "groups:"
 
 // groupKeys are the rule's last-seen and first-seen sorted sets (member:
-// group, score: Unix minute), in the {alerts} slot so one script updates both.
+// group, score: Unix minute) and the memory's version (INCR on every
+// update), in the {alerts} slot so one script updates them.
 func groupKeys(ruleID string) []string {
-	return []string{groupsPrefix + ruleID + ":last", groupsPrefix + ruleID + ":first"}
+	return []string{groupsPrefix + ruleID + ":last", groupsPrefix + ruleID + ":first", groupsPrefix + ruleID + ":v"}
 }
 
 // rememberScript adds the seen groups (a new one only while the rule has
 // fewer than max), seeds groups of tracked alerts missing from memory, drops
 // groups last seen before the forget minute, refreshes the keys' TTL (so a
-// deleted rule's memory goes too) and returns {dropped, forgotten, last
-// (member, score pairs), first (pairs)}.
+// deleted rule's memory goes too) and bumps the version. It returns
+// {dropped groups, forgotten groups, new version} and, unless the version
+// before the update was the caller's (its copy is current, and it applies
+// its own update to it), the whole memory: {…, last (member, score pairs),
+// first (pairs)}. So a replica that keeps owning the rule sends and reads
+// only what changed, however many groups are remembered.
 //
-// ARGV: max, forgetBefore, ttl ms, n seen, n × (first, last, group), then
-// (minute, group) seeds.
+// ARGV: max, forgetBefore, ttl ms, expected version (-1: read it all), n
+// seen, n × (first, last, group), then (minute, group) seeds.
 var rememberScript = redis.NewScript(`
-local last, first = KEYS[1], KEYS[2]
-local max, before, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local last, first, ver = KEYS[1], KEYS[2], KEYS[3]
+local max, before, ttl, expect, n = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local v = tonumber(redis.call('GET', ver) or '0')
 local card = redis.call('ZCARD', last)
-local dropped = 0
-local i = 5
+local dropped = {}
+local i = 6
 for _ = 1, n do
   local f, l, g = tonumber(ARGV[i]), tonumber(ARGV[i+1]), ARGV[i+2]
   i = i + 3
@@ -52,7 +58,7 @@ for _ = 1, n do
     redis.call('ZADD', first, f, g)
     card = card + 1
   else
-    dropped = dropped + 1
+    dropped[#dropped+1] = g
   end
 end
 while i < #ARGV do
@@ -68,9 +74,14 @@ for _, g in ipairs(gone) do
   redis.call('ZREM', last, g)
   redis.call('ZREM', first, g)
 end
+local nv = redis.call('INCR', ver)
 redis.call('PEXPIRE', last, ttl)
 redis.call('PEXPIRE', first, ttl)
-return {dropped, gone, redis.call('ZRANGE', last, 0, -1, 'WITHSCORES'), redis.call('ZRANGE', first, 0, -1, 'WITHSCORES')}
+redis.call('PEXPIRE', ver, ttl)
+if expect == v then
+  return {dropped, gone, nv}
+end
+return {dropped, gone, nv, redis.call('ZRANGE', last, 0, -1, 'WITHSCORES'), redis.call('ZRANGE', first, 0, -1, 'WITHSCORES')}
 `)
 
 // memReq is one rule's update of its group memory.
@@ -80,13 +91,20 @@ type memReq struct {
 	seeds        map[string]int64 // tracked alerts' groups: minute to assume if not remembered
 	forgetBefore int64
 	ttl          time.Duration
+	// version is the memory version the caller's copy reflects; -1 to
+	// read the whole memory back.
+	version int64
 }
 
-// memResult is a rule's group memory after the update.
+// memResult is a rule's group memory after the update: groups is nil when
+// the caller's copy was current (full false); it then applies the update
+// to its copy (memEntry.apply).
 type memResult struct {
+	full      bool
 	groups    map[string]seen
+	version   int64
 	forgotten []string
-	dropped   int // new groups not remembered: the rule is at max groups
+	dropped   []string // new groups not remembered: the rule is at max groups
 }
 
 // remember updates the group memory of each request in one pipeline.
@@ -98,8 +116,8 @@ func remember(ctx context.Context, rdb redis.UniversalClient, reqs []memReq, max
 		cmds := make([]*redis.Cmd, len(reqs))
 		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, r := range reqs {
-				args := make([]any, 0, 4+3*len(r.seen)+2*len(r.seeds))
-				args = append(args, maxGroups, r.forgetBefore, r.ttl.Milliseconds(), len(r.seen))
+				args := make([]any, 0, 5+3*len(r.seen)+2*len(r.seeds))
+				args = append(args, maxGroups, r.forgetBefore, r.ttl.Milliseconds(), r.version, len(r.seen))
 				for g, s := range r.seen {
 					args = append(args, s.first, s.last, g)
 				}
@@ -139,16 +157,25 @@ func remember(ctx context.Context, rdb redis.UniversalClient, reqs []memReq, max
 func parseMem(v any) (memResult, error) {
 	var res memResult
 	parts, ok := v.([]any)
-	if !ok || len(parts) != 4 {
+	if !ok || (len(parts) != 3 && len(parts) != 5) {
 		return res, errors.New("unexpected script reply")
 	}
-	d, _ := parts[0].(int64)
-	res.dropped = int(d)
-	gone, _ := parts[1].([]any)
-	for _, g := range gone {
-		s, _ := g.(string)
-		res.forgotten = append(res.forgotten, s)
+	names := func(x any) []string {
+		l, _ := x.([]any)
+		out := make([]string, 0, len(l))
+		for _, g := range l {
+			s, _ := g.(string)
+			out = append(out, s)
+		}
+		return out
 	}
+	res.dropped = names(parts[0])
+	res.forgotten = names(parts[1])
+	res.version, _ = parts[2].(int64)
+	if len(parts) == 3 {
+		return res, nil
+	}
+	res.full = true
 	res.groups = map[string]seen{}
 	pairs := func(x any, set func(g string, m int64)) error {
 		l, _ := x.([]any)
@@ -163,10 +190,10 @@ func parseMem(v any) (memResult, error) {
 		}
 		return nil
 	}
-	if err := pairs(parts[2], func(g string, m int64) { s := res.groups[g]; s.last = m; res.groups[g] = s }); err != nil {
+	if err := pairs(parts[3], func(g string, m int64) { s := res.groups[g]; s.last = m; res.groups[g] = s }); err != nil {
 		return res, err
 	}
-	err := pairs(parts[3], func(g string, m int64) { s := res.groups[g]; s.first = m; res.groups[g] = s })
+	err := pairs(parts[4], func(g string, m int64) { s := res.groups[g]; s.first = m; res.groups[g] = s })
 	return res, err
 }
 
