@@ -337,17 +337,14 @@ func scenarios() []scenario {
 		},
 		{
 			// web-1's last heartbeat is at 4:00; its absence is judged at 7:00 on
-			// the settled minute 5:00. The silence must see hb.main in "the
-			// window and the one before" (4:00–5:00), but silenceTarget
-			// (backend/alert/target.go, called from Engine.apply with the
-			// current minute) collects hosts and tags from the two minutes
-			// before the current one (6:00–7:00), which eval_delay left empty:
-			// no tag, so the silence does not match and the alert pages.
-			name:    "tag silence hb.*, absence by host: the heartbeats stop, nothing pages, also once long gone",
-			rules:   []string{hbRule},
-			steps:   []step{silenceStep(silenceBody(`"tag": "hb.*"`)), beats(0, 12*m, beat{host: "web-1", to: 4 * m}, web2)},
-			replay:  "replay has no silences",
-			end:     12 * m,
+			// the settled minute 5:00. The silence sees hb.main in "the window
+			// and the one before" (4:00–5:00), read around the settled minute
+			// (backend/alert/target.go), and keeps the alert silenced after.
+			name:   "tag silence hb.*, absence by host: the heartbeats stop, nothing pages, also once long gone",
+			rules:  []string{hbRule},
+			steps:  []step{silenceStep(silenceBody(`"tag": "hb.*"`)), beats(0, 12*m, beat{host: "web-1", to: 4 * m}, web2)},
+			replay: "replay has no silences",
+			end:    12 * m,
 		},
 		{
 			name:  "a silence ends while its alert fires: it pages then",
