@@ -433,8 +433,8 @@ func (w *loadWriter) write(p []byte) {
 }
 
 // start offers rate entries/s every 10 ms until stop, in whole chunks; a
-// writer that falls behind does not catch up by more than 100 ms of load at
-// once, so what it reports written is what it offered.
+// tick that comes late writes what is due by then (a burst, as Fluent Bit's
+// flushes after a stall), so the rate offered is the rate asked.
 func (w *loadWriter) start(rate float64) {
 	w.stopc, w.done = make(chan struct{}), make(chan struct{})
 	go func() {
@@ -451,10 +451,6 @@ func (w *loadWriter) start(rate float64) {
 			case <-tick.C:
 			}
 			due := (int64(rate*time.Since(begin).Seconds()) - sched) / 10 * 10
-			if limit := int64(rate/10) / 10 * 10; due > limit {
-				sched += due - limit
-				due = limit
-			}
 			if due <= 0 {
 				continue
 			}
