@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/cmd/keyalert/internal/rulesfile"
@@ -31,77 +30,34 @@ type intervalDoc struct {
 }
 
 func intervalsCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "apply":
-			return intervalsApply(args[1:], stdout, stderr)
-		case "export":
-			return intervalsExport(args[1:], stdout, stderr)
-		}
-	}
-	fs := newFlagSet("intervals", intervalsUsage, stderr)
-	c := apiFlags(fs, true)
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	cl, err := c.client(stderr)
-	if err != nil {
-		return err
-	}
 	var res struct {
 		List []intervalDoc `json:"time_intervals"`
 	}
-	raw, err := cl.Get(context.Background(), "/api/v1/time_intervals", &res)
-	if err != nil {
-		return err
-	}
-	if c.json() {
-		return printJSON(stdout, raw)
-	}
-	if len(res.List) == 0 {
-		fmt.Fprintln(stdout, "no time intervals")
-		return nil
-	}
-	rows := make([][]string, len(res.List))
-	for i, ti := range res.List {
-		var parts []string
-		for _, iv := range ti.Intervals {
-			b, _ := json.Marshal(iv)
-			parts = append(parts, string(b))
-		}
-		rows[i] = []string{ti.Name, strings.Join(parts, " or ")}
-	}
-	return table(stdout, []string{"NAME", "INTERVALS"}, rows)
+	return namedCmd(args, "time intervals", intervalsUsage, stdout, stderr, intervalsApply, intervalsExport,
+		"/api/v1/time_intervals", &res, func() ([]string, [][]string) {
+			rows := make([][]string, len(res.List))
+			for i, ti := range res.List {
+				var parts []string
+				for _, iv := range ti.Intervals {
+					b, _ := json.Marshal(iv)
+					parts = append(parts, string(b))
+				}
+				rows[i] = []string{ti.Name, strings.Join(parts, " or ")}
+			}
+			return []string{"NAME", "INTERVALS"}, rows
+		})
 }
 
 func listIntervals(ctx context.Context, c *common, stderr io.Writer) ([]json.RawMessage, error) {
-	cl, err := c.client(stderr)
-	if err != nil {
-		return nil, err
-	}
-	var res struct {
-		List []json.RawMessage `json:"time_intervals"`
-	}
-	_, err = cl.Get(ctx, "/api/v1/time_intervals", &res)
-	return res.List, err
+	return listNamed(ctx, c, stderr, "/api/v1/time_intervals", "time_intervals")
 }
 
 func intervalsApply(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("intervals apply", intervalsUsage, stderr)
-	c := apiFlags(fs, false)
-	file := fs.String("f", "", "the intervals file, YAML or JSON (- for stdin)")
-	dry := fs.Bool("dry-run", false, "print what would change, change nothing")
-	prune := fs.Bool("prune", false, "delete the intervals the file does not have")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if *file == "" {
-		return errors.New("-f: name the intervals file")
-	}
-	items, err := rulesfile.ReadList(*file, "intervals", "interval")
+	a, err := parseApply(args, "intervals apply", intervalsUsage, "intervals", "interval", "delete the intervals the file does not have", stderr)
 	if err != nil {
 		return err
 	}
+	c, file, dry, prune, items := a.c, &a.file, &a.dry, &a.prune, a.items
 	ctx := context.Background()
 	raws, err := listIntervals(ctx, c, stderr)
 	if err != nil {
@@ -156,28 +112,12 @@ func intervalsApply(args []string, stdout, stderr io.Writer) error {
 			plan = append(plan, step{op, name, old, ""})
 		}
 	}
-	n := 0
-	for _, st := range plan {
-		switch st.op {
-		case "create":
-			n++
-			fmt.Fprintf(stdout, "+ create %q\n", st.name)
-		case "update":
-			n++
-			fmt.Fprintf(stdout, "~ update %q\n    time_intervals: %s → %s\n", st.name, st.from, st.to)
-		case "delete":
-			n++
-			fmt.Fprintf(stdout, "- delete %q\n", st.name)
-		case "keep":
-			fmt.Fprintf(stdout, "  keep %q: not in the file; -prune deletes it\n", st.name)
-		}
+	steps := make([]namedStep, len(plan))
+	for i, st := range plan {
+		steps[i] = namedStep{op: st.op, name: st.name, detail: fmt.Sprintf("\n    time_intervals: %s → %s", st.from, st.to)}
 	}
-	if n == 0 {
-		fmt.Fprintf(stdout, "no changes: keyalertd's time intervals match %s\n", *file)
-		return nil
-	}
-	if *dry {
-		fmt.Fprintf(stdout, "dry run: %d changes; nothing changed\n", n)
+	n, apply := printSteps(stdout, steps, *file, "time intervals", *dry)
+	if !apply {
 		return nil
 	}
 	cl, _ := c.client(stderr)
@@ -199,24 +139,5 @@ func intervalsApply(args []string, stdout, stderr io.Writer) error {
 }
 
 func intervalsExport(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("intervals export", intervalsUsage, stderr)
-	c := apiFlags(fs, false)
-	format := fs.String("o", "yaml", "yaml or json")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if *format != "yaml" && *format != "json" {
-		return fmt.Errorf("-o %q: want yaml or json", *format)
-	}
-	raws, err := listIntervals(context.Background(), c, stderr)
-	if err != nil {
-		return err
-	}
-	header := fmt.Sprintf("keyalert intervals export of %s, %s.", c.url, time.Now().UTC().Format(time.RFC3339))
-	out, err := rulesfile.ExportIntervals(raws, *format == "json", header)
-	if err != nil {
-		return err
-	}
-	_, err = stdout.Write(out)
-	return err
+	return exportNamed(args, "intervals export", intervalsUsage, "", stdout, stderr, listIntervals, rulesfile.ExportIntervals)
 }

@@ -31,6 +31,7 @@ func commands(stdout, stderr io.Writer) []subcommand.Command {
 		{Name: "resolve", Summary: "resolve alerts: keyalert resolve ID...", Run: w(transitionCmd("resolve"))},
 		{Name: "silence", Summary: `mute alerts: keyalert silence add -match host=web-12 -for 2h -comment "..."`, Run: w(silenceCmd)},
 		{Name: "silences", Summary: "list the active silences (-all: every one)", Run: w(silencesCmd)},
+		{Name: "receivers", Summary: "notification targets: list | apply -f receivers.yaml | export", Run: w(receiversCmd)},
 		{Name: "intervals", Summary: "named mute windows: list | apply -f intervals.yaml | export", Run: w(intervalsCmd)},
 		{Name: "counts", Summary: "a keyword's counts as a rule counts it: keyalert counts KEYWORD -since 1h [-by host]", Run: w(countsCmd)},
 		{Name: "rules", Summary: "rules as code: keyalert rules apply -f rules.yaml [-dry-run] [-prune] | export", Run: w(rulesCmd)},

@@ -58,21 +58,11 @@ type change struct {
 }
 
 func rulesApply(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("rules apply", rulesUsage, stderr)
-	c := apiFlags(fs, false)
-	file := fs.String("f", "", "the rules file, YAML or JSON (- for stdin)")
-	dry := fs.Bool("dry-run", false, "print what would change, change nothing")
-	prune := fs.Bool("prune", false, "delete the rules the file does not have")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if *file == "" {
-		return errors.New("-f: name the rules file")
-	}
-	items, err := rulesfile.Read(*file)
+	a, err := parseApply(args, "rules apply", rulesUsage, "rules", "rule", "delete the rules the file does not have", stderr)
 	if err != nil {
 		return err
 	}
+	c, file, dry, prune, items := a.c, &a.file, &a.dry, &a.prune, a.items
 	cl, err := c.client(stderr)
 	if err != nil {
 		return err

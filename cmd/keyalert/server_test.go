@@ -14,6 +14,7 @@ import (
 	"github.com/keyalert/keyalert/backend/api"
 	"github.com/keyalert/keyalert/backend/lease"
 	"github.com/keyalert/keyalert/backend/outbox"
+	"github.com/keyalert/keyalert/backend/receiver"
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/timeinterval"
@@ -58,6 +59,7 @@ func startServer(t *testing.T) *testServer {
 		Tokens: []string{testToken}, Gatherer: reg, Registerer: reg, Logger: log,
 	}
 	o.TimeIntervals = timeinterval.NewStore(rdb, timeinterval.Options{}, nil)
+	o.Receivers = receiver.NewStore(rdb, receiver.Options{}, nil)
 	o.Silences.UseIntervals(o.TimeIntervals)
 	h, err := api.NewRouter(o)
 	if err != nil {

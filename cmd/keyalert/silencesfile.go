@@ -34,21 +34,11 @@ func silenceKey(s silence.Silence) string {
 }
 
 func silencesApply(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("silences apply", silencesFileUsage, stderr)
-	c := apiFlags(fs, false)
-	file := fs.String("f", "", "the silences file, YAML or JSON (- for stdin)")
-	dry := fs.Bool("dry-run", false, "print what would change, change nothing")
-	prune := fs.Bool("prune", false, "delete the unexpired silences the file does not have")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if *file == "" {
-		return errors.New("-f: name the silences file")
-	}
-	items, err := rulesfile.ReadList(*file, "silences", "silence")
+	a, err := parseApply(args, "silences apply", silencesFileUsage, "silences", "silence", "delete the unexpired silences the file does not have", stderr)
 	if err != nil {
 		return err
 	}
+	c, file, dry, prune, items := a.c, &a.file, &a.dry, &a.prune, a.items
 	cl, err := c.client(stderr)
 	if err != nil {
 		return err

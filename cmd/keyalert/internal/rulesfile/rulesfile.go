@@ -404,3 +404,54 @@ func sortedKeys(m map[string]any) func(func(string) bool) {
 		}
 	}
 }
+
+// ReceiverSecretFields are the receiver fields that hold credentials:
+// export writes them as "${…}" references, apply reads those from the
+// environment.
+var ReceiverSecretFields = []string{"routing_key", "url", "secret"}
+
+// ReceiverRef is the variable export names for a receiver's secret field:
+// KEYALERT_RECEIVER_<NAME>_<FIELD>, the name upper-cased with every other
+// character than letters and digits as '_'.
+func ReceiverRef(name, field string) string {
+	var b strings.Builder
+	b.WriteString("KEYALERT_RECEIVER_")
+	for _, r := range strings.ToUpper(name) {
+		if r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	b.WriteString("_" + strings.ToUpper(field))
+	return b.String()
+}
+
+// ExportReceivers writes receivers (the API's documents, secrets redacted)
+// as YAML, or JSON when asJSON, every secret as a ReceiverRef reference and
+// without created_at and updated_at. An Alertmanager URL is written as
+// such unless it carries a password.
+func ExportReceivers(docs []json.RawMessage, asJSON bool, header string) ([]byte, error) {
+	var out []map[string]any
+	for _, d := range docs {
+		var m map[string]any
+		if err := json.Unmarshal(d, &m); err != nil {
+			return nil, fmt.Errorf("decode receiver: %w", err)
+		}
+		delete(m, "created_at")
+		delete(m, "updated_at")
+		name, _ := m["name"].(string)
+		for _, f := range ReceiverSecretFields {
+			v, ok := m[f].(string)
+			if !ok || v == "" {
+				continue
+			}
+			if f == "url" && m["type"] == "alertmanager" && !strings.Contains(v, "xxxxx@") {
+				continue // no password: the URL is not a secret
+			}
+			m[f] = "${" + ReceiverRef(name, f) + "}"
+		}
+		out = append(out, m)
+	}
+	return write("receivers", out, []string{"name", "type", "routing_key", "url", "secret", "severities", "template"}, asJSON, header)
+}
