@@ -29,6 +29,9 @@ import (
 const (
 	// DefaultEvalInterval is the tick re-evaluating every owned rule.
 	DefaultEvalInterval = 3 * time.Second
+	// DefaultTickBudget is how long one evaluation judges rules before it
+	// leaves the rest to the next ticks.
+	DefaultTickBudget = 80 * time.Millisecond
 	// DefaultSampleLines is how many sample lines a trigger carries.
 	DefaultSampleLines = 5
 	// DefaultEvalDelay is how long after a minute ends its counts are taken
@@ -51,6 +54,10 @@ type Options struct {
 	// resolution and absence. Thresholds fire on applied batches without
 	// waiting for it.
 	EvalInterval time.Duration
+	// TickBudget bounds the time one evaluation spends judging rules; the
+	// rules left over are judged by the next evaluations (every rule at
+	// least once per few ticks). 0: DefaultTickBudget.
+	TickBudget time.Duration
 	// PublicURL is the API's external base URL for links in notifications,
 	// e.g. https://keyalert.example.com; empty: no link.
 	PublicURL string
@@ -79,6 +86,9 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.EvalInterval <= 0 {
 		o.EvalInterval = DefaultEvalInterval
+	}
+	if o.TickBudget <= 0 {
+		o.TickBudget = DefaultTickBudget
 	}
 	switch {
 	case o.NoSampleLines:
@@ -551,28 +561,92 @@ func (e *Engine) evaluate(ctx context.Context, rs *ruleSet, idxs []int, now time
 		}
 	}
 	owned = e.needed(rs, owned, byRule, nowMin)
-	if err := e.addSeasonal(ctx, rs, owned, nowMin, cells); err != nil {
-		// Seasonal spikes then lack their baseline and are not judged.
-		e.c.Log.Warn("seasonal baselines", "err", err)
+	e.urgentFirst(rs, owned, dirty, byRule)
+	// The rules are judged in slices until the tick's budget is spent; the
+	// rest stay unclean and are judged by the next ticks (urgent ones and
+	// the longest waiting first). A tick then costs about the budget, not
+	// every rule's cells, when a new minute moves every window at once.
+	began := time.Now()
+	var firstErr error
+	deferred := 0
+	for len(owned) > 0 {
+		if time.Since(began) >= e.c.Options.TickBudget {
+			deferred = len(owned)
+			break
+		}
+		n := sliceLen(rs, owned, cells)
+		part := owned[:n]
+		owned = owned[n:]
+		if err := e.addSeasonal(ctx, rs, part, nowMin, cells); err != nil {
+			// Seasonal spikes then lack their baseline and are not judged.
+			e.c.Log.Warn("seasonal baselines", "err", err)
+		}
+		// Without its memory a grouped absence rule cannot tell who is
+		// missing: it skips this round, the other rules do not.
+		mem, err := e.groupMemory(ctx, rs, part, tracked, cells, byRule, nowMin, now)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		for _, i := range part {
+			cr := rs.rules[i]
+			var ruleErr error
+			judged := e.judgeRule(ctx, cr, cells, byRule, mem, tracked, stale, nowMin, now, &ruleErr)
+			if ruleErr != nil && firstErr == nil {
+				firstErr = ruleErr
+			}
+			if judged && ruleErr == nil {
+				e.clean[cr.rule.ID] = nowMin
+			}
+			if judged {
+				e.judged[cr.rule.ID] = cr.settledMinute(now)
+			}
+		}
 	}
-	// Without its memory a grouped absence rule cannot tell who is missing:
-	// it skips this round, the other rules do not.
-	mem, firstErr := e.groupMemory(ctx, rs, owned, tracked, cells, byRule, nowMin, now)
-	for _, i := range owned {
-		cr := rs.rules[i]
-		var ruleErr error
-		judged := e.judgeRule(ctx, cr, cells, byRule, mem, tracked, stale, nowMin, now, &ruleErr)
-		if ruleErr != nil && firstErr == nil {
-			firstErr = ruleErr
-		}
-		if judged && ruleErr == nil {
-			e.clean[cr.rule.ID] = nowMin
-		}
-		if judged {
-			e.judged[cr.rule.ID] = cr.settledMinute(now)
-		}
-	}
+	e.met.deferred.Set(float64(deferred))
 	return cmp.Or(firstErr, lateErr)
+}
+
+// sliceCells is about how many cells one slice of a tick's rules reads:
+// small enough that the budget is overshot by little, large enough that
+// the group memory's pipeline is shared by many rules.
+const sliceCells = 50_000
+
+// sliceLen is how many of owned to judge next: rules until their keywords'
+// cells reach sliceCells, at least one.
+func sliceLen(rs *ruleSet, owned []int, cells map[string][]window.Cell) int {
+	total := 0
+	for n, i := range owned {
+		for _, kw := range rs.rules[i].kwIDs {
+			total += len(cells[kw])
+		}
+		if total >= sliceCells {
+			return n + 1
+		}
+	}
+	return len(owned)
+}
+
+// urgentFirst orders owned (in place): rules whose counts changed or that
+// have tracked alerts (their timers), then those that waited longest since
+// they were last judged clean, so that a deferred rule is not deferred
+// again behind newer work.
+func (e *Engine) urgentFirst(rs *ruleSet, owned []int, dirty map[string]bool, byRule map[string][]string) {
+	urgent := func(i int) int {
+		cr := rs.rules[i]
+		if len(byRule[cr.rule.ID]) > 0 {
+			return 0
+		}
+		for _, kw := range cr.kwIDs {
+			if dirty[kw] {
+				return 0
+			}
+		}
+		return 1
+	}
+	slices.SortStableFunc(owned, func(a, b int) int {
+		return cmp.Or(cmp.Compare(urgent(a), urgent(b)),
+			cmp.Compare(e.clean[rs.rules[a].rule.ID], e.clean[rs.rules[b].rule.ID]))
+	})
 }
 
 // needed keeps the rules of owned whose evaluation may differ from their

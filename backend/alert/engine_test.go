@@ -646,6 +646,7 @@ func TestMetricNamesAndLabels(t *testing.T) {
 		"keyalert_alert_last_evaluation_duration_seconds": "GAUGE ",
 		"keyalert_alert_episodes_total":                   "COUNTER ",
 		"keyalert_alert_resolutions_total":                "COUNTER ",
+		"keyalert_alert_rules_deferred":                   "GAUGE ",
 		"keyalert_alert_groups_dropped_total":             "COUNTER ",
 		"keyalert_alert_groups_forgotten_total":           "COUNTER ",
 		"keyalert_alert_late_triggers_total":              "COUNTER ",

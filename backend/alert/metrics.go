@@ -11,6 +11,7 @@ type metrics struct {
 	evaluations  prometheus.Counter
 	failures     prometheus.Counter
 	lastDuration prometheus.Gauge
+	deferred     prometheus.Gauge
 	episodes     prometheus.Counter
 	resolutions  prometheus.Counter
 	// Group memory of absence rules.
@@ -43,6 +44,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "keyalert_alert_last_evaluation_duration_seconds",
 			Help: "Wall time of this replica's last full evaluation tick.",
 		}),
+		deferred: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keyalert_alert_rules_deferred",
+			Help: "Rules the last evaluation left to the next ones because it had spent KEYALERT_EVAL_TICK_BUDGET (a new minute moves every window at once); non-zero for a few ticks a minute means the owned rules' cells take longer than the budget to judge.",
+		}),
 		episodes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keyalert_alert_episodes_total",
 			Help: "Alert episodes (an alert starting to fire) started by this replica's evaluation.",
@@ -73,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.alerts.WithLabelValues(string(Firing))
 	m.alerts.WithLabelValues(string(Acknowledged))
 	if reg != nil {
-		reg.MustRegister(m.alerts, m.evaluations, m.failures, m.lastDuration, m.episodes, m.resolutions, m.groupsDropped, m.groupsForgotten,
+		reg.MustRegister(m.alerts, m.evaluations, m.failures, m.lastDuration, m.deferred, m.episodes, m.resolutions, m.groupsDropped, m.groupsForgotten,
 			m.lateTriggers, m.latePastHorizon)
 	}
 	return m
