@@ -65,12 +65,6 @@ const (
 	MaxRulesInterval = 60 * time.Second
 	MinRedisTimeout  = 100 * time.Millisecond
 	MaxRedisTimeout  = 60 * time.Second
-
-	// DefaultMaxSeries and MaxMaxSeries bound the distinct series (host,
-	// tag, labels) one keyword may have in one flush; past the limit its
-	// counts go to the overflow series.
-	DefaultMaxSeries = 1000
-	MaxMaxSeries     = 100000
 )
 
 // Config is one validated instance configuration.
@@ -270,8 +264,8 @@ var settings = []Setting{
 			c.TagRegex, err = parseTagRegex(v, c.LabelKeys)
 			return err
 		}},
-	{Key: KeyMaxSeries, Default: strconv.Itoa(DefaultMaxSeries), Kind: KindInteger, Min: "1", Max: strconv.Itoa(MaxMaxSeries),
-		Doc: "Most distinct series (host, tag and labels) one keyword may have in one flush, `1` to `" + strconv.Itoa(MaxMaxSeries) + "`. Past it the keyword's further counts of that flush go to the overflow series, whose host, tag and every label are `" + stream.OverflowValue + "`; nothing is dropped. " +
+	{Key: KeyMaxSeries, Default: strconv.Itoa(aggregate.DefaultMaxSeries), Kind: KindInteger, Min: "1", Max: strconv.Itoa(aggregate.MaxMaxSeries),
+		Doc: "Most distinct series (host, tag and labels) one keyword may have in one flush, `1` to `" + strconv.Itoa(aggregate.MaxMaxSeries) + "`. Past it the keyword's further counts of that flush go to the overflow series, whose host, tag and every label are `" + stream.OverflowValue + "`; nothing is dropped. " +
 			"A warning naming the keyword and the limit is logged at most once a minute, with the number of counts sent to the overflow series since the start.",
 		set: func(c *Config, s Setting, v string) error {
 			n, err := s.integer(v)

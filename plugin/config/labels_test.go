@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/keyalert/keyalert/plugin/aggregate"
 )
 
 func TestLabelKeysParseNamesAndAccessors(t *testing.T) {
@@ -96,7 +97,7 @@ func TestLabelDefaultsAndLabelNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.TagLabel || c.TagRegex != nil || len(c.LabelKeys) != 0 || c.MaxSeries != DefaultMaxSeries {
+	if !c.TagLabel || c.TagRegex != nil || len(c.LabelKeys) != 0 || c.MaxSeries != aggregate.DefaultMaxSeries {
 		t.Errorf("defaults: tag label %v, regex %v, labels %v, max series %d", c.TagLabel, c.TagRegex, c.LabelKeys, c.MaxSeries)
 	}
 	c, err = Parse(props{"keywords": "x", "label_keys": "namespace=$kubernetes['namespace_name'], $level", "tag_label": "off",
