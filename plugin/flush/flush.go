@@ -1,13 +1,21 @@
 // Package flush turns one Fluent Bit chunk into stream entries: it reads the
 // chunk in place (package chunk), finds the keywords in the configured record
-// values (package match) and counts them per keyword, host and event minute
-// (package aggregate). It does no I/O; the caller publishes the entries.
+// values (package match) and counts them per keyword, series (host, tag and
+// labels) and event minute (package aggregate). It does no I/O; the caller
+// publishes the entries.
+//
+// Host and label values are read (package accessor) only from records that
+// contain a keyword, and sanitized (stream.SanitizeValue) so that no control
+// byte, invalid UTF-8 or over-long value reaches the stream. Labels from the
+// tag (TagRegex) are computed once per chunk, as the tag is the chunk's.
 //
 // Per-flush state is pooled, so concurrent flushes (Fluent Bit `workers N`)
 // each get their own and the steady state allocates nothing per record.
 package flush
 
 import (
+	"regexp"
+	"slices"
 	"sync"
 
 	"github.com/keyalert/keyalert/pkg/match"
@@ -38,6 +46,22 @@ type Options struct {
 	// Identity is the instance identity batch ids and the entries' producer
 	// id (stream.ProducerID) are derived from.
 	Identity string
+	// Labels are read from each matching record (Label_Keys).
+	Labels []Label
+	// NoTag leaves the series' tag empty (Tag_Label off).
+	NoTag bool
+	// TagRegex's named groups are labels read from the chunk's tag; a tag it
+	// does not match gives empty values.
+	TagRegex *regexp.Regexp
+	// MaxSeries bounds the distinct series per keyword per flush (0:
+	// aggregate.DefaultMaxSeries); past it counts go to the overflow series.
+	MaxSeries int
+}
+
+// Label is one label read from each record.
+type Label struct {
+	Name string
+	Path accessor.Accessor
 }
 
 // Result is what one chunk produced.
@@ -58,23 +82,110 @@ type Result struct {
 	// Err is the *chunk.DecodeError that stopped decoding, or nil. Entries
 	// then count only the events before the break.
 	Err error
+	// Overflow is how many counts went to the overflow series because their
+	// keyword had MaxSeries series already; OverflowKeywords are those
+	// keywords' IDs.
+	Overflow         int64
+	OverflowKeywords []string
 }
 
 // Flusher processes chunks for one instance. It is safe for concurrent use.
 type Flusher struct {
 	opt      Options
 	producer string // stream.ProducerID(opt.Identity)
-	pool     sync.Pool
+	hostname string // opt.Hostname sanitized
+	// names are every label's name, sorted (stream order); tagGroup[i] is
+	// the TagRegex group of names[i], or -1 for a record label.
+	names    []string
+	tagGroup []int
+	// tops are the distinct top-level keys the host and the record labels
+	// start with, each with what it feeds.
+	tops []top
+	pool sync.Pool
 }
 
-// New returns a flusher.
+// top is one top-level record key and the accessors under it: host (when
+// Hostname_Key starts there) and the record labels, by position in names.
+type top struct {
+	key    string
+	host   bool
+	labels []topLabel
+}
+
+type topLabel struct {
+	pos  int
+	path accessor.Accessor
+}
+
+// New returns a flusher. Label names must be valid and unique (package
+// config checks them).
 func New(opt Options) *Flusher {
 	if opt.SamplesPerFlush <= 0 {
 		opt.SamplesPerFlush = aggregate.DefaultSamplesPerFlush
 	}
-	f := &Flusher{opt: opt, producer: stream.ProducerID(opt.Identity)}
-	f.pool.New = func() any { return &state{agg: aggregate.New()} }
+	if opt.MaxSeries <= 0 {
+		opt.MaxSeries = aggregate.DefaultMaxSeries
+	}
+	f := &Flusher{opt: opt, producer: stream.ProducerID(opt.Identity),
+		hostname: string(stream.SanitizeValue(nil, []byte(opt.Hostname)))}
+
+	type named struct {
+		name  string
+		group int
+		path  accessor.Accessor
+	}
+	var all []named
+	for _, l := range opt.Labels {
+		all = append(all, named{name: l.Name, group: -1, path: l.Path})
+	}
+	if opt.TagRegex != nil {
+		for g, n := range opt.TagRegex.SubexpNames() {
+			if n != "" {
+				all = append(all, named{name: n, group: g})
+			}
+		}
+	}
+	slices.SortFunc(all, func(a, b named) int { return cmpString(a.name, b.name) })
+	topOf := func(key string) *top {
+		for i := range f.tops {
+			if f.tops[i].key == key {
+				return &f.tops[i]
+			}
+		}
+		f.tops = append(f.tops, top{key: key})
+		return &f.tops[len(f.tops)-1]
+	}
+	if !opt.HostnameKey.IsZero() {
+		topOf(opt.HostnameKey.Top()).host = true
+	}
+	for pos, n := range all {
+		f.names = append(f.names, n.name)
+		f.tagGroup = append(f.tagGroup, n.group)
+		if n.group < 0 {
+			t := topOf(n.path.Top())
+			t.labels = append(t.labels, topLabel{pos: pos, path: n.path})
+		}
+	}
+	f.pool.New = func() any {
+		a := aggregate.New()
+		a.SetLabelNames(f.names)
+		a.SetMaxSeries(opt.MaxSeries)
+		return &state{agg: a, vals: make([][]byte, len(f.names)), tagVals: make([][]byte, len(f.names))}
+	}
 	return f
+}
+
+// LabelNames are the names of every label of the flusher's series, sorted.
+func (f *Flusher) LabelNames() []string { return slices.Clone(f.names) }
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // hit is a keyword found in a record, with the value it was first found in.
@@ -91,6 +202,14 @@ type state struct {
 	agg     *aggregate.Aggregator
 	r       chunk.Reader
 	hits    []hit
+	// vals are the raw values of the record labels of the record at hand
+	// (nil when absent), tagVals the sanitized TagRegex values of the chunk,
+	// both by position in Flusher.names; key and host are scratch for the
+	// sanitized label set key and host.
+	vals    [][]byte
+	tagVals [][]byte
+	key     []byte
+	host    []byte
 }
 
 // Process counts the keywords of m in the chunk data, tagged tag. data is only
@@ -113,7 +232,8 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 		s.m, s.scratch = m, m.NewScratch()
 	}
 	s.agg.Reset(f.opt.Samples, f.opt.SamplesPerFlush)
-	defaultHost := s.agg.HostString(f.opt.Hostname)
+	defaultHost := s.agg.HostString(f.hostname)
+	s.chunkLabels(tag)
 
 	s.r.Reset(data)
 	var ev chunk.Event
@@ -126,12 +246,46 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 	res.Skipped, res.Markers, res.Err = s.r.Skipped(), s.r.Markers(), s.r.Err()
 	if s.agg.Len() > 0 || res.Err != nil {
 		res.Batch = stream.BatchID(f.opt.Identity, data)
-		res.Entries = s.agg.Entries(m, res.Batch, tag, nil)
+		res.Entries = s.agg.Entries(m, res.Batch, f.seriesTag(tag), nil)
 		for i := range res.Entries {
 			res.Entries[i].Producer = f.producer
 		}
 	}
+	if n, kws := s.agg.Overflowed(); n > 0 {
+		res.Overflow = n
+		for _, kw := range kws {
+			res.OverflowKeywords = append(res.OverflowKeywords, m.Spec(int(kw)).ID())
+		}
+	}
 	return res
+}
+
+// seriesTag is the tag of the chunk's series: empty with NoTag, else the
+// tag sanitized.
+func (f *Flusher) seriesTag(tag string) string {
+	if f.opt.NoTag {
+		return ""
+	}
+	if stream.ValidValue(tag) == nil {
+		return tag
+	}
+	return string(stream.SanitizeValue(nil, []byte(tag)))
+}
+
+// chunkLabels sets the TagRegex labels of a chunk tagged tag.
+func (s *state) chunkLabels(tag string) {
+	re := s.f.opt.TagRegex
+	if re == nil {
+		return
+	}
+	m := re.FindStringSubmatchIndex(tag)
+	for pos, g := range s.f.tagGroup {
+		s.tagVals[pos] = s.tagVals[pos][:0]
+		if g < 0 || m == nil || m[2*g] < 0 {
+			continue
+		}
+		s.tagVals[pos] = stream.SanitizeValue(s.tagVals[pos], []byte(tag[m[2*g]:m[2*g+1]]))
+	}
 }
 
 // record scans one event and counts its keywords; it reports whether any was found.
@@ -143,17 +297,10 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) bool {
 		return false
 	}
 	opt := &s.f.opt
-	hostTop := opt.HostnameKey.Top()
-	var host []byte
 	for {
 		k, v, ok := mp.Next()
 		if !ok {
 			break
-		}
-		if hostTop != "" && string(k) == hostTop {
-			if t, ok := opt.HostnameKey.In(v); ok {
-				host = t
-			}
 		}
 		if opt.AllKeys {
 			s.scanAll(v, 0)
@@ -171,15 +318,74 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) bool {
 	if len(s.hits) == 0 {
 		return false
 	}
-	hostID := defaultHost
-	if len(host) > 0 {
-		hostID = s.agg.Host(host)
+	hostID, labels := defaultHost, int32(0)
+	if len(s.f.tops) > 0 || len(s.f.names) > 0 {
+		hostID, labels = s.dims(ev.Record, defaultHost)
 	}
 	minute := ev.Minute()
 	for _, h := range s.hits {
-		s.agg.Add(h.kw, hostID, minute, h.line)
+		s.agg.Add(h.kw, hostID, labels, minute, h.line)
 	}
 	return true
+}
+
+// dims reads a matching record's host and label set: one more walk of its
+// top-level map, following only the keys the host and labels start with.
+func (s *state) dims(record []byte, defaultHost int32) (host, labels int32) {
+	f := s.f
+	for i := range s.vals {
+		s.vals[i] = nil
+	}
+	var rawHost []byte
+	if len(f.tops) > 0 {
+		mp, err := chunk.NewMap(record)
+		if err != nil {
+			return defaultHost, 0
+		}
+		for {
+			k, v, ok := mp.Next()
+			if !ok {
+				break
+			}
+			for i := range f.tops {
+				t := &f.tops[i]
+				if string(k) != t.key {
+					continue
+				}
+				if t.host {
+					if h, ok := f.opt.HostnameKey.In(v); ok {
+						rawHost = h
+					}
+				}
+				for _, l := range t.labels {
+					if val, ok := l.path.In(v); ok {
+						s.vals[l.pos] = val
+					}
+				}
+				break
+			}
+		}
+	}
+	host = defaultHost
+	if len(rawHost) > 0 {
+		s.host = stream.SanitizeValue(s.host[:0], rawHost)
+		host = s.agg.Host(s.host)
+	}
+	if len(f.names) == 0 {
+		return host, 0
+	}
+	s.key = s.key[:0]
+	for pos, g := range f.tagGroup {
+		if pos > 0 {
+			s.key = append(s.key, aggregate.LabelSep)
+		}
+		if g >= 0 {
+			s.key = append(s.key, s.tagVals[pos]...)
+		} else {
+			s.key = stream.SanitizeValue(s.key, s.vals[pos])
+		}
+	}
+	return host, s.agg.LabelSet(s.key)
 }
 
 // scan matches one value; keywords new to this record remember it as their line.
