@@ -11,8 +11,10 @@
 package aggregate
 
 import (
+	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/stream"
@@ -82,6 +84,10 @@ type Aggregator struct {
 	names     []string // label names, sorted
 	labelIDs  map[string]int32
 	labelSets []string // LabelSep-joined values, in names' order
+	// labelLists[id] is labelSets[id] as entry labels, built on the set's
+	// first Entries and kept while the set is interned.
+	labelLists [][]stream.Label
+	overLabels []stream.Label // the overflow series' labels
 	index     map[seriesKey]int32
 	series    []series
 	groups    map[groupKey]int32 // looked up only when a series is new
@@ -117,6 +123,8 @@ func (a *Aggregator) Reset(samples, perFlush int) {
 	if len(a.labelSets) > maxInternedHosts {
 		clear(a.labelIDs)
 		a.labelSets = a.labelSets[:0]
+		clear(a.labelLists)
+		a.labelLists = a.labelLists[:0]
 		a.LabelSetString("") // id 0 stays the empty set
 	}
 	clear(a.index)
@@ -169,6 +177,7 @@ func (a *Aggregator) LabelSetString(key string) int32 {
 	}
 	id := int32(len(a.labelSets))
 	a.labelSets = append(a.labelSets, key)
+	a.labelLists = append(a.labelLists, nil)
 	a.labelIDs[key] = id
 	return id
 }
@@ -260,6 +269,8 @@ func (a *Aggregator) Overflowed() (int64, []int32) { return a.overflow, a.overKw
 // labels and minute, with samples cut to stream.MaxSampleBytes and copied out
 // of the chunk. Labels with an empty value are left out of an entry. The
 // overflow series has host, tag and every label stream.OverflowValue.
+// Entries of one label set share its Labels slice, also with later flushes:
+// they are read-only.
 func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry) []stream.Entry {
 	if len(a.series) == 0 {
 		return dst
@@ -270,8 +281,26 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 		e      stream.Entry
 	}
 	ids := make(map[int32]string)
-	sets := make(map[int32][]stream.Label)
 	out := make([]keyed, len(a.series))
+	dst = slices.Grow(dst, len(a.series))
+	// Every sample of the flush is cut into one string and every entry's
+	// Samples into one slice, so that a flush of many series costs a few
+	// allocations, not two per series.
+	nSamples, nBytes := 0, 0
+	for i := range a.series {
+		for _, l := range a.series[i].samples {
+			nSamples++
+			nBytes += cutLen(l)
+		}
+	}
+	var text strings.Builder
+	text.Grow(nBytes)
+	for i := range a.series {
+		for _, l := range a.series[i].samples {
+			text.Write(l[:cutLen(l)])
+		}
+	}
+	all, allSamples, off := text.String(), make([]string, nSamples), 0
 	for i := range a.series {
 		s := &a.series[i]
 		id, ok := ids[s.kw]
@@ -297,18 +326,13 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 		} else {
 			out[i].labels = a.labelSets[s.labels]
 		}
-		ls, ok := sets[s.labels]
-		if !ok {
-			ls = a.labels(s.labels)
-			sets[s.labels] = ls
-		}
-		if len(ls) > 0 {
-			e.Labels = append([]stream.Label(nil), ls...) // entries own their labels
-		}
-		if len(s.samples) > 0 {
-			e.Samples = make([]string, len(s.samples))
+		e.Labels = a.labels(s.labels)
+		if n := len(s.samples); n > 0 {
+			e.Samples, allSamples = allSamples[:n:n], allSamples[n:]
 			for j, l := range s.samples {
-				e.Samples[j] = stream.CutSample(l)
+				c := cutLen(l)
+				e.Samples[j] = all[off : off+c]
+				off += c
 			}
 		}
 	}
@@ -331,23 +355,55 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 	return dst
 }
 
-// labels turns label set id into the entry's labels, empty values left out.
+// cutLen is the length stream.CutSample cuts line to: at most
+// stream.MaxSampleBytes, not splitting a UTF-8 sequence.
+func cutLen(line []byte) int {
+	if len(line) <= stream.MaxSampleBytes {
+		return len(line)
+	}
+	n := stream.MaxSampleBytes
+	for n > 0 && !utf8.RuneStart(line[n]) {
+		n--
+	}
+	return n
+}
+
+// labels returns label set id as entry labels, empty values left out; nil
+// when it has none. Built once per interned set.
 func (a *Aggregator) labels(id int32) []stream.Label {
 	if len(a.names) == 0 {
 		return nil
 	}
-	var out []stream.Label
 	if id == Overflow {
-		for _, n := range a.names {
-			out = append(out, stream.Label{Name: n, Value: stream.OverflowValue})
+		if a.overLabels == nil {
+			for _, n := range a.names {
+				a.overLabels = append(a.overLabels, stream.Label{Name: n, Value: stream.OverflowValue})
+			}
 		}
-		return out
+		return a.overLabels
 	}
-	vals := strings.Split(a.labelSets[id], string(rune(LabelSep)))
-	for i, n := range a.names {
-		if i < len(vals) && vals[i] != "" {
-			out = append(out, stream.Label{Name: n, Value: vals[i]})
+	if l := a.labelLists[id]; l != nil || a.labelSets[id] == "" {
+		if len(l) == 0 {
+			return nil
 		}
+		return l
+	}
+	var out []stream.Label
+	rest := a.labelSets[id]
+	for _, n := range a.names {
+		v, after, _ := strings.Cut(rest, string(rune(LabelSep)))
+		if v != "" {
+			out = append(out, stream.Label{Name: n, Value: v})
+		}
+		rest = after
+	}
+	// A set of empty values only has no labels; cache it as empty, not nil.
+	if out == nil {
+		out = []stream.Label{}
+	}
+	a.labelLists[id] = out
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }

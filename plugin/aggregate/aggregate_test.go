@@ -229,3 +229,22 @@ func fmtEntry(e stream.Entry) string {
 	}
 	return e.Keyword.ID() + " " + e.Host + " " + e.Tag + " [" + strings.Join(ls, " ") + "] " + itoa(e.Minute) + " " + itoa(e.Count) + " " + strings.Join(e.Samples, "|")
 }
+
+// Samples are cut exactly as stream.CutSample cuts them.
+func TestSamplesCutLikeCutSample(t *testing.T) {
+	lines := [][]byte{[]byte("short"), []byte(strings.Repeat("a", 600)), []byte(strings.Repeat("é", 300)),
+		append([]byte(strings.Repeat("x", 511)), "€uro"...), {}, []byte("\xff\xfe")}
+	a := New()
+	a.Reset(len(lines), DefaultSamplesPerFlush)
+	for i, l := range lines {
+		a.Add(0, a.Host([]byte("h"+itoa(int64(i)))), 0, 0, l)
+	}
+	es := a.Entries(specs[:1], "b", "t", nil)
+	for i, e := range es {
+		host := e.Host
+		n, _ := strconv.Atoi(host[1:])
+		if want := stream.CutSample(lines[n]); len(e.Samples) != 1 || e.Samples[0] != want {
+			t.Errorf("entry %d (%s): samples %q, want [%q]", i, host, e.Samples, want)
+		}
+	}
+}

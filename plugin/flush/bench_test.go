@@ -5,12 +5,14 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/fluent/fluent-bit-go/output"
 	"github.com/keyalert/keyalert/harness/loghub"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/match"
+	"github.com/keyalert/keyalert/plugin/accessor"
 	"github.com/keyalert/keyalert/plugin/chunk"
 )
 
@@ -126,5 +128,95 @@ func BenchmarkGetRecordContains(b *testing.B) {
 	reportPerRecord(b, records, mallocs()-before)
 	if counts[0] == 0 {
 		b.Fatal("no Exception counted: decoder path broken")
+	}
+}
+
+// kubeChunks are the loghub lines as the kubernetes filter leaves them
+// (the line in "log", a "level" field, the nested "kubernetes" map with
+// labels), in tail-shaped chunks of 1024 records, step apart in event time:
+// 5 namespaces, 7 apps and 3 levels, so a chunk has up to 105 label sets in
+// each minute it spans.
+func kubeChunks(b *testing.B, step time.Duration) ([][]byte, int) {
+	lines := loghub.All(b)
+	levels := []string{"info", "warn", "error"}
+	var chunks [][]byte
+	var cur []byte
+	for i, l := range lines {
+		app := fmt.Sprintf("app-%d", i%7)
+		rec := map[string]any{
+			"log":    l,
+			"stream": "stdout",
+			"time":   t0.Format("2006-01-02T15:04:05.000000000Z"),
+			"level":  levels[i%3],
+			"kubernetes": map[string]any{
+				"pod_name":        app + "-5d8c7b9f6d-x7k2p",
+				"namespace_name":  fmt.Sprintf("team-%d", i%5),
+				"pod_id":          "0b1c7e2a-6f4d-4c1e-9a8b-3d2e1f0a9b8c",
+				"host":            "node-1",
+				"container_name":  app,
+				"docker_id":       "4f2e8c9d1a7b3e6f0c5d8a2b9e1f4c7d6a3b8e0f2c5d9a1b4e7f0c3d6a9b2e5f",
+				"container_hash":  "registry.example/" + app + "@sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
+				"container_image": "registry.example/" + app + ":1.4.2",
+				"labels":          map[string]any{"app": app, "pod-template-hash": "5d8c7b9f6d"},
+			},
+		}
+		var err error
+		if cur, err = chunk.AppendEvent(cur, chunk.FormatV2, t0.Add(time.Duration(i%1024)*step), chunk.EventTime, rec); err != nil {
+			b.Fatal(err)
+		}
+		if (i+1)%1024 == 0 || i == len(lines)-1 {
+			chunks = append(chunks, cur)
+			cur = nil
+		}
+	}
+	return chunks, len(lines)
+}
+
+// BenchmarkFlushLabels is the flush path on kubernetes-shaped records,
+// without labels and with three read from nested maps
+// ($kubernetes['namespace_name'], $kubernetes['labels']['app'], $level),
+// in the same run. Records are 10ms apart (a chunk spans about 10 s, as
+// with Fluent Bit's default 1 s flush on a busy node) or 1 s apart (a chunk
+// spans 17 minutes: 17 times the series, the worst case for entry building).
+func BenchmarkFlushLabels(b *testing.B) {
+	for _, step := range []time.Duration{10 * time.Millisecond, time.Second} {
+		chunks, records := kubeChunks(b, step)
+		b.Run("step="+step.String(), func(b *testing.B) { benchLabels(b, chunks, records) })
+	}
+}
+
+func benchLabels(b *testing.B, chunks [][]byte, records int) {
+	m, err := match.Compile(benchSpecs(32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	three := []Label{
+		{Name: "namespace", Path: accessor.MustParse("$kubernetes['namespace_name']")},
+		{Name: "app", Path: accessor.MustParse("$kubernetes['labels']['app']")},
+		{Name: "level", Path: accessor.MustParse("$level")},
+	}
+	for _, labels := range [][]Label{nil, three} {
+		b.Run(fmt.Sprintf("labels=%d", len(labels)), func(b *testing.B) {
+			fl := New(Options{Keys: []string{"log", "message"}, Hostname: "bench", Samples: 1, Identity: "bench", Labels: labels})
+			for _, c := range chunks { // warm the pool
+				fl.Process(m, c, "kube.var.log.containers.x")
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			before := mallocs()
+			entries := 0
+			for i := 0; i < b.N; i++ {
+				for _, c := range chunks {
+					res := fl.Process(m, c, "kube.var.log.containers.x")
+					if res.Err != nil {
+						b.Fatal(res.Err)
+					}
+					entries += len(res.Entries)
+				}
+			}
+			b.StopTimer()
+			reportPerRecord(b, records, mallocs()-before)
+			b.ReportMetric(float64(entries)/float64(b.N), "entries/op")
+		})
 	}
 }
