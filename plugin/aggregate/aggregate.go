@@ -88,13 +88,13 @@ type Aggregator struct {
 	// first Entries and kept while the set is interned.
 	labelLists [][]stream.Label
 	overLabels []stream.Label // the overflow series' labels
-	index     map[seriesKey]int32
-	series    []series
-	groups    map[groupKey]int32 // looked up only when a series is new
-	taken     []int32            // samples taken per group this flush
-	perKw     []int32            // groups per keyword this flush, overflow not counted
-	overflow  int64              // counts sent to the overflow series this flush
-	overKw    []int32            // keywords that overflowed this flush, in order
+	index      map[seriesKey]int32
+	series     []series
+	groups     map[groupKey]int32 // looked up only when a series is new
+	taken      []int32            // samples taken per group this flush
+	perKw      []int32            // groups per keyword this flush, overflow not counted
+	overflow   int64              // counts sent to the overflow series this flush
+	overKw     []int32            // keywords that overflowed this flush, in order
 }
 
 // New returns an empty aggregator without labels or series limit.
