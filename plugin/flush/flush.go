@@ -170,7 +170,8 @@ func New(opt Options) *Flusher {
 		a := aggregate.New()
 		a.SetLabelNames(f.names)
 		a.SetMaxSeries(opt.MaxSeries)
-		return &state{agg: a, vals: make([][]byte, len(f.names)), tagVals: make([][]byte, len(f.names))}
+		return &state{agg: a, vals: make([][]byte, len(f.names)), tagVals: make([][]byte, len(f.names)),
+			topVals: make([][]byte, len(f.tops))}
 	}
 	return f
 }
@@ -210,6 +211,8 @@ type state struct {
 	tagVals [][]byte
 	key     []byte
 	host    []byte
+	// topVals[i] is the record's value under Flusher.tops[i], nil if absent.
+	topVals [][]byte
 }
 
 // Process counts the keywords of m in the chunk data, tagged tag. data is only
@@ -223,6 +226,8 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 	defer func() {
 		// Drop every reference into data before the state is pooled.
 		s.r.Reset(nil)
+		clear(s.topVals)
+		clear(s.vals)
 		clear(s.hits[:cap(s.hits)])
 		s.agg.Reset(0, 0)
 		f.pool.Put(s)
@@ -297,10 +302,22 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) bool {
 		return false
 	}
 	opt := &s.f.opt
+	tops := s.f.tops
+	for i := range s.topVals {
+		s.topVals[i] = nil
+	}
 	for {
 		k, v, ok := mp.Next()
 		if !ok {
 			break
+		}
+		// Remember where the host and labels start, so a matching record is
+		// not walked again (the values are followed only if it matches).
+		for i := range tops {
+			if string(k) == tops[i].key {
+				s.topVals[i] = v
+				break
+			}
 		}
 		if opt.AllKeys {
 			s.scanAll(v, 0)
@@ -319,8 +336,8 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) bool {
 		return false
 	}
 	hostID, labels := defaultHost, int32(0)
-	if len(s.f.tops) > 0 || len(s.f.names) > 0 {
-		hostID, labels = s.dims(ev.Record, defaultHost)
+	if len(tops) > 0 || len(s.f.names) > 0 {
+		hostID, labels = s.dims(defaultHost)
 	}
 	minute := ev.Minute()
 	for _, h := range s.hits {
@@ -329,40 +346,28 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) bool {
 	return true
 }
 
-// dims reads a matching record's host and label set: one more walk of its
-// top-level map, following only the keys the host and labels start with.
-func (s *state) dims(record []byte, defaultHost int32) (host, labels int32) {
+// dims reads a matching record's host and label set from the values under
+// the top-level keys the record walk remembered (topVals).
+func (s *state) dims(defaultHost int32) (host, labels int32) {
 	f := s.f
 	for i := range s.vals {
 		s.vals[i] = nil
 	}
 	var rawHost []byte
-	if len(f.tops) > 0 {
-		mp, err := chunk.NewMap(record)
-		if err != nil {
-			return defaultHost, 0
+	for i := range f.tops {
+		v := s.topVals[i]
+		if v == nil {
+			continue
 		}
-		for {
-			k, v, ok := mp.Next()
-			if !ok {
-				break
+		t := &f.tops[i]
+		if t.host {
+			if h, ok := f.opt.HostnameKey.In(v); ok {
+				rawHost = h
 			}
-			for i := range f.tops {
-				t := &f.tops[i]
-				if string(k) != t.key {
-					continue
-				}
-				if t.host {
-					if h, ok := f.opt.HostnameKey.In(v); ok {
-						rawHost = h
-					}
-				}
-				for _, l := range t.labels {
-					if val, ok := l.path.In(v); ok {
-						s.vals[l.pos] = val
-					}
-				}
-				break
+		}
+		for _, l := range t.labels {
+			if val, ok := l.path.In(v); ok {
+				s.vals[l.pos] = val
 			}
 		}
 	}
