@@ -75,7 +75,7 @@ func (r *Reader) Next(ev *Event) bool {
 		if kind == eventBroken {
 			// Not the expected shape, or truncated: only a full Skip of the
 			// event tells a wrong shape (skip it) from broken framing (stop).
-			after, err := msgp.Skip(rest)
+			after, err := skip(rest)
 			if err != nil {
 				r.err = &DecodeError{Index: idx, Offset: start, Err: err}
 				return false
@@ -148,7 +148,7 @@ func parseEvent(b []byte, ev *Event) (eventKind, int) {
 			return eventBroken, 0
 		}
 		for i := uint32(1); i < hn; i++ {
-			if b, err = msgp.Skip(b); err != nil {
+			if b, err = skip(b); err != nil {
 				return eventBroken, 0
 			}
 		}
@@ -158,7 +158,7 @@ func parseEvent(b []byte, ev *Event) (eventKind, int) {
 	if msgp.NextType(b) != msgp.MapType {
 		return eventBroken, 0
 	}
-	after, err := msgp.Skip(b)
+	after, err := skip(b)
 	if err != nil {
 		return eventBroken, 0
 	}
@@ -278,12 +278,12 @@ func (m *Map) Next() (key, val []byte, ok bool) {
 	key, vb, isText := text(m.b)
 	if !isText {
 		var err error
-		if vb, err = msgp.Skip(m.b); err != nil {
+		if vb, err = skip(m.b); err != nil {
 			m.n = 0
 			return nil, nil, false
 		}
 	}
-	after, err := msgp.Skip(vb)
+	after, err := skip(vb)
 	if err != nil {
 		m.n = 0
 		return nil, nil, false
@@ -352,7 +352,7 @@ func (a *Array) Next() ([]byte, bool) {
 	if a.n == 0 {
 		return nil, false
 	}
-	after, err := msgp.Skip(a.b)
+	after, err := skip(a.b)
 	if err != nil {
 		a.n = 0
 		return nil, false

@@ -104,17 +104,25 @@ type Flusher struct {
 	pool sync.Pool
 }
 
-// top is one top-level record key and the accessors under it: host (when
-// Hostname_Key starts there) and the record labels, by position in names.
+// top is one top-level record key and what is read under it: the host
+// (when Hostname_Key starts there) and the record labels.
 type top struct {
-	key    string
-	host   bool
-	labels []topLabel
+	key   string
+	reads []read
 }
 
-type topLabel struct {
+// read is one accessor under a top: pos is the label's position in names,
+// or -1 for the host; key1 is the path's second key, "" when it has none
+// (a top-level value, or an array index).
+type read struct {
 	pos  int
 	path accessor.Accessor
+	key1 string
+}
+
+func newRead(pos int, path accessor.Accessor) read {
+	k, _ := path.Key(1)
+	return read{pos: pos, path: path, key1: k}
 }
 
 // New returns a flusher. Label names must be valid and unique (package
@@ -156,14 +164,15 @@ func New(opt Options) *Flusher {
 		return &f.tops[len(f.tops)-1]
 	}
 	if !opt.HostnameKey.IsZero() {
-		topOf(opt.HostnameKey.Top()).host = true
+		t := topOf(opt.HostnameKey.Top())
+		t.reads = append(t.reads, newRead(-1, opt.HostnameKey))
 	}
 	for pos, n := range all {
 		f.names = append(f.names, n.name)
 		f.tagGroup = append(f.tagGroup, n.group)
 		if n.group < 0 {
 			t := topOf(n.path.Top())
-			t.labels = append(t.labels, topLabel{pos: pos, path: n.path})
+			t.reads = append(t.reads, newRead(pos, n.path))
 		}
 	}
 	f.pool.New = func() any {
@@ -354,20 +363,61 @@ func (s *state) dims(defaultHost int32) (host, labels int32) {
 		s.vals[i] = nil
 	}
 	var rawHost []byte
+	put := func(r *read, v []byte, ok bool) {
+		switch {
+		case !ok:
+		case r.pos < 0:
+			rawHost = v
+		default:
+			s.vals[r.pos] = v
+		}
+	}
 	for i := range f.tops {
 		v := s.topVals[i]
 		if v == nil {
 			continue
 		}
 		t := &f.tops[i]
-		if t.host {
-			if h, ok := f.opt.HostnameKey.In(v); ok {
-				rawHost = h
-			}
+		if len(t.reads) == 1 {
+			r := &t.reads[0]
+			val, ok := r.path.In(v)
+			put(r, val, ok)
+			continue
 		}
-		for _, l := range t.labels {
-			if val, ok := l.path.In(v); ok {
-				s.vals[l.pos] = val
+		// Several reads under one key (namespace, app and container in
+		// the kubernetes map): walk its map once for all of them, and
+		// only as far as the last one.
+		left := 0
+		for j := range t.reads {
+			r := &t.reads[j]
+			if r.key1 != "" {
+				left++
+				continue
+			}
+			val, ok := r.path.In(v)
+			put(r, val, ok)
+		}
+		if left == 0 {
+			continue
+		}
+		mp, err := chunk.NewMap(v)
+		if err != nil {
+			continue
+		}
+		var done uint32 // reads found; a repeated key keeps its first value
+		for left > 0 {
+			k, val, ok := mp.Next()
+			if !ok {
+				break
+			}
+			for j := range t.reads {
+				r := &t.reads[j]
+				if r.key1 != "" && done&(1<<j) == 0 && r.key1 == string(k) {
+					done |= 1 << j
+					left--
+					got, ok := r.path.InAt(val, 2)
+					put(r, got, ok)
+				}
 			}
 		}
 	}
