@@ -91,7 +91,9 @@ type Result struct {
 
 // Flusher processes chunks for one instance. It is safe for concurrent use.
 type Flusher struct {
-	opt      Options
+	opt   Options
+	eager bool // frame each record before walking it (Reader.Next); tests compare
+
 	producer string // stream.ProducerID(opt.Identity)
 	hostname string // opt.Hostname sanitized
 	// names are every label's name, sorted (stream order); tagGroup[i] is
@@ -251,9 +253,17 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 
 	s.r.Reset(data)
 	var ev chunk.Event
-	for s.r.Next(&ev) {
+	next := s.r.NextLazy // the record walk finds each record's end
+	if f.eager {
+		next = s.r.Next
+	}
+	for next(&ev) {
+		matched, whole := s.record(&ev, defaultHost)
+		if !whole {
+			continue // broken framing: the reader reports it, nothing is counted
+		}
 		res.Events++
-		if s.record(&ev, defaultHost) {
+		if matched {
 			res.Matched++
 		}
 	}
@@ -302,13 +312,15 @@ func (s *state) chunkLabels(tag string) {
 	}
 }
 
-// record scans one event and counts its keywords; it reports whether any was found.
-func (s *state) record(ev *chunk.Event, defaultHost int32) bool {
+// record scans one event and counts its keywords; it reports whether any was
+// found, and whether the record's framing is whole (walked to its end, which
+// settles it in the reader): a broken record counts nothing.
+func (s *state) record(ev *chunk.Event, defaultHost int32) (matched, whole bool) {
 	s.scratch.Reset()
 	s.hits = s.hits[:0]
 	mp, err := chunk.NewMap(ev.Record)
 	if err != nil {
-		return false
+		return false, false
 	}
 	opt := &s.f.opt
 	tops := s.f.tops
@@ -341,8 +353,13 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) bool {
 			}
 		}
 	}
+	rest, whole := mp.Rest()
+	if !whole {
+		return false, false
+	}
+	s.r.Settle(len(ev.Record) - len(rest))
 	if len(s.hits) == 0 {
-		return false
+		return false, true
 	}
 	hostID, labels := defaultHost, int32(0)
 	if len(tops) > 0 || len(s.f.names) > 0 {
@@ -352,7 +369,7 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) bool {
 	for _, h := range s.hits {
 		s.agg.Add(h.kw, hostID, labels, minute, h.line)
 	}
-	return true
+	return true, true
 }
 
 // dims reads a matching record's host and label set from the values under
