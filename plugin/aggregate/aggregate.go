@@ -11,8 +11,8 @@
 package aggregate
 
 import (
+	"cmp"
 	"slices"
-	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -275,14 +275,44 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 	if len(a.series) == 0 {
 		return dst
 	}
-	type keyed struct {
-		id     string
-		labels string
-		e      stream.Entry
+	// Sort small keys, then build the entries in order: a flush with labels
+	// may have thousands of series, and moving whole entries while sorting
+	// cost more than building them.
+	type sortKey struct {
+		id, host, labels string
+		minute           int64
+		i                int32
 	}
 	ids := make(map[int32]string)
-	out := make([]keyed, len(a.series))
-	dst = slices.Grow(dst, len(a.series))
+	keys := make([]sortKey, len(a.series))
+	for i := range a.series {
+		s := &a.series[i]
+		id, ok := ids[s.kw]
+		if !ok {
+			id = specs.Spec(int(s.kw)).ID()
+			ids[s.kw] = id
+		}
+		k := sortKey{id: id, host: stream.OverflowValue, labels: "\xff", minute: s.minute, i: int32(i)} // overflow: after every real set
+		if s.host != Overflow {
+			k.host = a.hosts[s.host]
+		}
+		if s.labels != Overflow {
+			k.labels = a.labelSets[s.labels]
+		}
+		keys[i] = k
+	}
+	slices.SortFunc(keys, func(x, y sortKey) int {
+		if c := strings.Compare(x.id, y.id); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.host, y.host); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.labels, y.labels); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.minute, y.minute)
+	})
 	// Every sample of the flush is cut into one string and every entry's
 	// Samples into one slice, so that a flush of many series costs a few
 	// allocations, not two per series.
@@ -295,38 +325,27 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 	}
 	var text strings.Builder
 	text.Grow(nBytes)
-	for i := range a.series {
-		for _, l := range a.series[i].samples {
+	for _, k := range keys {
+		for _, l := range a.series[k.i].samples {
 			text.Write(l[:cutLen(l)])
 		}
 	}
 	all, allSamples, off := text.String(), make([]string, nSamples), 0
-	for i := range a.series {
-		s := &a.series[i]
-		id, ok := ids[s.kw]
-		if !ok {
-			id = specs.Spec(int(s.kw)).ID()
-			ids[s.kw] = id
-		}
-		out[i] = keyed{id: id, e: stream.Entry{
+	dst = slices.Grow(dst, len(keys))
+	for _, k := range keys {
+		s := &a.series[k.i]
+		e := stream.Entry{
 			Batch:   batch,
 			Keyword: specs.Spec(int(s.kw)),
 			Tag:     tag,
+			Host:    k.host,
 			Minute:  s.minute,
 			Count:   s.count,
-		}}
-		e := &out[i].e
+			Labels:  a.labels(s.labels),
+		}
 		if s.host == Overflow {
-			e.Host, e.Tag = stream.OverflowValue, stream.OverflowValue
-		} else {
-			e.Host = a.hosts[s.host]
+			e.Tag = stream.OverflowValue
 		}
-		if s.labels == Overflow {
-			out[i].labels = "\xff" // after every real set
-		} else {
-			out[i].labels = a.labelSets[s.labels]
-		}
-		e.Labels = a.labels(s.labels)
 		if n := len(s.samples); n > 0 {
 			e.Samples, allSamples = allSamples[:n:n], allSamples[n:]
 			for j, l := range s.samples {
@@ -335,22 +354,7 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 				off += c
 			}
 		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		x, y := &out[i], &out[j]
-		if x.id != y.id {
-			return x.id < y.id
-		}
-		if x.e.Host != y.e.Host {
-			return x.e.Host < y.e.Host
-		}
-		if x.labels != y.labels {
-			return x.labels < y.labels
-		}
-		return x.e.Minute < y.e.Minute
-	})
-	for i := range out {
-		dst = append(dst, out[i].e)
+		dst = append(dst, e)
 	}
 	return dst
 }

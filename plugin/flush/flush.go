@@ -253,11 +253,7 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 
 	s.r.Reset(data)
 	var ev chunk.Event
-	next := s.r.NextLazy // the record walk finds each record's end
-	if f.eager {
-		next = s.r.Next
-	}
-	for next(&ev) {
+	for s.next(&ev) {
 		matched, whole := s.record(&ev, defaultHost)
 		if !whole {
 			continue // broken framing: the reader reports it, nothing is counted
@@ -310,6 +306,15 @@ func (s *state) chunkLabels(tag string) {
 		}
 		s.tagVals[pos] = stream.SanitizeValue(s.tagVals[pos], []byte(tag[m[2*g]:m[2*g+1]]))
 	}
+}
+
+// next reads the next event: lazily, as the record walk finds each
+// record's end, unless the flusher is eager (tests compare the two).
+func (s *state) next(ev *chunk.Event) bool {
+	if s.f.eager {
+		return s.r.Next(ev)
+	}
+	return s.r.NextLazy(ev)
 }
 
 // record scans one event and counts its keywords; it reports whether any was
@@ -440,7 +445,7 @@ func (s *state) dims(defaultHost int32) (host, labels int32) {
 	}
 	host = defaultHost
 	if len(rawHost) > 0 {
-		s.host = stream.SanitizeValue(s.host[:0], rawHost)
+		s.host = sanitize(s.host[:0], rawHost)
 		host = s.agg.Host(s.host)
 	}
 	if len(f.names) == 0 {
@@ -454,7 +459,7 @@ func (s *state) dims(defaultHost int32) (host, labels int32) {
 		if g >= 0 {
 			s.key = append(s.key, s.tagVals[pos]...)
 		} else {
-			s.key = stream.SanitizeValue(s.key, s.vals[pos])
+			s.key = sanitize(s.key, s.vals[pos])
 		}
 	}
 	return host, s.agg.LabelSet(s.key)
@@ -496,4 +501,22 @@ func (s *state) scanAll(v []byte, depth int) {
 			s.scanAll(e, depth+1)
 		}
 	}
+}
+
+// sanitize is stream.SanitizeValue with a fast path for the common value:
+// printable ASCII within the length limit, appended as it is.
+func sanitize(dst, raw []byte) []byte {
+	if len(raw) <= stream.MaxLabelValueBytes {
+		clean := true
+		for _, c := range raw {
+			if c < 0x20 || c >= 0x7f {
+				clean = false
+				break
+			}
+		}
+		if clean {
+			return append(dst, raw...)
+		}
+	}
+	return stream.SanitizeValue(dst, raw)
 }

@@ -232,3 +232,11 @@ func valuesMap(kv []any) map[string]any {
 	}
 	return m
 }
+
+func TestSanitizeIsSanitizeValue(t *testing.T) {
+	for _, v := range []string{"", "web-1", "a\x00b", "\x7f", "é", "\xff", strings.Repeat("a", 256), strings.Repeat("a", 257), strings.Repeat("é", 200)} {
+		if got, want := string(sanitize([]byte("x"), []byte(v))), string(stream.SanitizeValue([]byte("x"), []byte(v))); got != want {
+			t.Errorf("sanitize(%q) = %q, want %q", v, got, want)
+		}
+	}
+}
