@@ -234,7 +234,7 @@ var settings = []Setting{
 			return nil
 		}},
 	{Key: KeyHostnameKey,
-		Doc: "Record field whose string value is the host label instead: a top-level key (`host`) or a record accessor as in Fluent Bit's own plugins (`$kubernetes['host']`, `$kubernetes['labels']['node']`, `$items[0]`; at most " + strconv.Itoa(accessor.MaxDepth) + " levels). Records without it (or with an empty or non-string value) use `Hostname`.",
+		Doc: "Record field whose string value is the host label instead: a top-level key (`host`) or a record accessor as in Fluent Bit's own plugins (`$kubernetes['host']`, `$kubernetes['labels']['node']`, `$items[0]`; at most " + strconv.Itoa(accessor.MaxDepth) + " levels). Records without it (or with an empty or non-string value) use `Hostname`. Host, tag and label values are sanitized: control characters (NUL included) become `_`, invalid UTF-8 becomes U+FFFD, and a value is cut to " + strconv.Itoa(stream.MaxLabelValueBytes) + " bytes at a character boundary.",
 		set: func(c *Config, _ Setting, v string) (err error) {
 			if v == "" {
 				return nil
