@@ -35,11 +35,12 @@ type Options struct {
 	// AllKeys scans every str/bin value at any depth instead.
 	AllKeys bool
 	// HostnameKey reads the host from each record; when it reads nothing
-	// (absent, empty or not a string), Hostname is used.
+	// (absent, empty or not a string), Hostname is used. Both are sanitized
+	// (stream.SanitizeValue), as are the tag and the label values.
 	HostnameKey accessor.Accessor
 	Hostname    string
-	// Samples is how many matching lines to keep per (keyword, host) per
-	// flush; SamplesPerFlush bounds them over the whole flush (0:
+	// Samples is how many matching lines to keep per (keyword, host,
+	// labels) per flush; SamplesPerFlush bounds them over the whole flush (0:
 	// aggregate.DefaultSamplesPerFlush).
 	Samples         int
 	SamplesPerFlush int
@@ -69,7 +70,7 @@ type Result struct {
 	// Batch is the chunk's batch id (stream.BatchID); it is computed only when
 	// there are entries or a decode error, as nothing else needs it.
 	Batch string
-	// Entries are the counted series, sorted by keyword ID, host, minute.
+	// Entries are the counted series, sorted by keyword ID, host, label set, minute.
 	Entries []stream.Entry
 	// Events is the number of well-formed events read.
 	Events int
