@@ -103,7 +103,7 @@ func TestComposeFileHasTheWholePipeline(t *testing.T) {
 var copyRE = regexp.MustCompile(`(?m)^COPY\s+(?:--\S+\s+)*(.+)$`)
 
 func TestDockerfilesCopyFilesThatExist(t *testing.T) {
-	for _, df := range []string{"Dockerfile.fluent-bit", "Dockerfile.keyalertd"} {
+	for _, df := range []string{"Dockerfile.fluent-bit", "Dockerfile.keyalertd", "Dockerfile.plugin"} {
 		b, err := os.ReadFile(df)
 		if err != nil {
 			t.Fatal(err)
@@ -128,5 +128,37 @@ func TestDockerfilesCopyFilesThatExist(t *testing.T) {
 				t.Errorf("%s builds ./%s: %v", df, m[1], err)
 			}
 		}
+	}
+}
+
+// TestPluginImageHoldsOnlyThePlugin: the init-container image is the plugin
+// at /keyalert.so on a base with cp and nothing else copied in, built like
+// Dockerfile.fluent-bit's plugin (same Go base, so the same glibc), and its
+// default command copies the plugin where conf/kubernetes/helm-values.yaml
+// expects it.
+func TestPluginImageHoldsOnlyThePlugin(t *testing.T) {
+	b, err := os.ReadFile("Dockerfile.plugin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := regexp.MustCompile(`(?m)^FROM\s+(\S+)`).FindAllStringSubmatch(string(b), -1)
+	if len(stages) != 2 || !strings.HasPrefix(stages[0][1], "golang:") || !strings.HasPrefix(stages[1][1], "busybox:") {
+		t.Fatalf("stages %v: want a golang build stage and a busybox final stage", stages)
+	}
+	final := string(b)[strings.LastIndex(string(b), "\nFROM "):]
+	copies := copyRE.FindAllString(final, -1)
+	if len(copies) != 1 || copies[0] != "COPY --from=build /out/keyalert.so /keyalert.so" {
+		t.Errorf("final stage copies %q, want only the plugin to /keyalert.so", copies)
+	}
+	fb, err := os.ReadFile("Dockerfile.fluent-bit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := regexp.MustCompile(`(?m)^RUN CGO_ENABLED=1 go build -buildmode=c-shared .*\./plugin$`)
+	if a, f := build.FindString(string(b)), build.FindString(string(fb)); a == "" || a != f {
+		t.Errorf("plugin build %q differs from Dockerfile.fluent-bit's %q", a, f)
+	}
+	if !strings.Contains(final, `CMD ["cp", "/keyalert.so", "/fluent-bit/keyalert/keyalert.so"]`) {
+		t.Error("default command does not copy the plugin to /fluent-bit/keyalert (conf/kubernetes)")
 	}
 }

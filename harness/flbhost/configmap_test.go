@@ -26,8 +26,11 @@ func TestMisspelledKeyStopsTheInstance(t *testing.T) {
 		{"5.1.1", "Keyword", -1, []string{"unknown configuration property 'Keyword'"}},
 		{"5.1.1", "Redis_URI", -1, []string{"unknown configuration property 'Redis_URI'"}},
 		{"5.1.1", "Totally_Unrelated", -1, []string{"unknown configuration property 'Totally_Unrelated'"}},
+		{"5.1.1", "Label_Key", -1, []string{"unknown configuration property 'Label_Key'"}},
 		{"5.1.0", "Keyword", Error, []string{"Keyword: not a keyalert key", "did you mean Keywords?"}},
 		{"5.1.0", "Ignorecase", Error, []string{"not a keyalert key", "did you mean Ignore_Case?"}},
+		{"5.1.0", "Label_Key", Error, []string{"Label_Key: not a keyalert key", "did you mean Label_Keys?"}},
+		{"4.2", "Tag_Regexp", Error, []string{"not a keyalert key", "did you mean Tag_Regex?"}},
 		{"4.2", "Redis_URI", Error, []string{"not a keyalert key", "did you mean Redis_URL?"}},
 		{"4.2", "Redis-URL", Error, []string{"not a keyalert key", "did you mean Redis_URL?"}},
 		// Far from every key: invisible to a pre-5.1.1 plugin (documented).
@@ -67,7 +70,8 @@ func TestValidConfigStartsOnEveryVersion(t *testing.T) {
 		t.Run(v, func(t *testing.T) {
 			h := StartForTest(t, WithFluentBitVersion(v))
 			cfg := instanceConfig(rs, "ka:cm", "ERROR", "match", "*", "Retry_Limit", "no_limits",
-				"workers", "2", "storage.total_limit_size", "1M", "IGNORE_CASE", "on")
+				"workers", "2", "storage.total_limit_size", "1M", "IGNORE_CASE", "on",
+				"label_keys", kubeKeys, "Tag_Label", "off", "TAG_REGEX", `^kube\.(?P<rest>.*)$`, "Max_Series", "50")
 			mustInit(t, h, "i", cfg)
 		})
 	}

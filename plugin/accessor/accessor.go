@@ -130,11 +130,27 @@ func (a Accessor) IsZero() bool { return len(a.path) == 0 }
 // In follows the rest of the path from v, the value under Top, and returns
 // the text (msgpack str or bin) it ends at. Anything else — a missing key, a
 // number, a map — reads as absent.
-func (a Accessor) In(v []byte) ([]byte, bool) {
-	if len(a.path) == 0 {
+func (a Accessor) In(v []byte) ([]byte, bool) { return a.InAt(v, 1) }
+
+// Len is the number of segments of the path, the top-level key included.
+func (a Accessor) Len() int { return len(a.path) }
+
+// Key is segment i's map key; false when it is an array index or past the
+// end.
+func (a Accessor) Key(i int) (string, bool) {
+	if i < 0 || i >= len(a.path) || a.path[i].key == "" {
+		return "", false
+	}
+	return a.path[i].key, true
+}
+
+// InAt follows the path from segment i on, v being the value segment i-1
+// led to (InAt(v, 1) is In(v)), and returns the text it ends at.
+func (a Accessor) InAt(v []byte, i int) ([]byte, bool) {
+	if i < 1 || i > len(a.path) {
 		return nil, false
 	}
-	for _, seg := range a.path[1:] {
+	for _, seg := range a.path[i:] {
 		var ok bool
 		if seg.key != "" {
 			v, ok = mapValue(v, seg.key)

@@ -152,3 +152,33 @@ func BenchmarkLookupNested(b *testing.B) {
 		}
 	}
 }
+
+// InAt(v, i) from the value segment i-1 led to reads what Lookup reads, and
+// Key names the key segments only.
+func TestInAtContinuesThePath(t *testing.T) {
+	rec := encode(t, k8sRecord)
+	kube, ok := mapValue(rec, "kubernetes")
+	if !ok {
+		t.Fatal("no kubernetes map")
+	}
+	labels, _ := mapValue(kube, "labels")
+	a := MustParse("$kubernetes['labels']['app']")
+	for i, v := range [][]byte{kube, labels} {
+		got, ok := a.InAt(v, i+1)
+		if !ok || string(got) != "checkout" {
+			t.Errorf("InAt(…, %d) = %q %v, want checkout", i+1, got, ok)
+		}
+	}
+	if _, ok := a.InAt(kube, 0); ok {
+		t.Error("InAt(…, 0) read something")
+	}
+	if k, ok := a.Key(1); !ok || k != "labels" || a.Len() != 3 {
+		t.Errorf("Key(1) = %q %v, Len %d", k, ok, a.Len())
+	}
+	if _, ok := MustParse("$items[0]").Key(1); ok {
+		t.Error("an index segment has a key")
+	}
+	if _, ok := a.Key(3); ok {
+		t.Error("Key past the end")
+	}
+}

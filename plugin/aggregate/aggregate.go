@@ -1,12 +1,20 @@
-// Package aggregate counts one flush's keyword hits per (keyword, host, event
-// minute) series and keeps the first sample lines of each (keyword, host)
-// group, so every host of a chunk gets its own (the tag is the chunk's). An
-// Aggregator is reused flush after flush, so steady-state counting allocates
-// nothing: hosts are interned once, series live in a reused slice and index.
+// Package aggregate counts one flush's keyword hits per (keyword, host,
+// labels, event minute) series and keeps the first sample lines of each
+// (keyword, host, labels) group, so every series of a chunk gets its own (the
+// tag is the chunk's). An Aggregator is reused flush after flush, so
+// steady-state counting allocates nothing: hosts and label sets are interned
+// once, series live in a reused slice and index.
+//
+// A keyword's distinct series per flush are bounded (SetMaxSeries): past the
+// bound its counts go to the overflow series, whose host, tag and every
+// label are stream.OverflowValue, and Overflow counts them.
 package aggregate
 
 import (
-	"sort"
+	"cmp"
+	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/stream"
@@ -19,7 +27,8 @@ type Specs interface {
 }
 
 // maxInternedHosts bounds the host table kept between flushes, so a
-// Hostname_Key with ever-changing values cannot grow it without limit.
+// Hostname_Key with ever-changing values cannot grow it without limit; the
+// label set table has the same bound.
 const maxInternedHosts = 4096
 
 // DefaultSamplesPerFlush and MaxSamplesPerFlush bound the sample lines one
@@ -30,15 +39,30 @@ const (
 	MaxSamplesPerFlush     = 100000
 )
 
-// groupKey is what the Samples bound applies to: one keyword on one host.
+// DefaultMaxSeries and MaxMaxSeries bound the distinct series (host, tag,
+// labels) one keyword may have in one flush (the plugin's Max_Series).
+const (
+	DefaultMaxSeries = 1000
+	MaxMaxSeries     = 100000
+)
+
+// Overflow is the host and label set id of the overflow series.
+const Overflow int32 = -1
+
+// LabelSep separates the values of a label set key (see LabelSet): sanitized
+// values hold no control bytes, so it cannot occur inside one.
+const LabelSep = '\x00'
+
+// groupKey is what the Samples bound and the series limit apply to: one
+// keyword in one series (host and labels; the tag is the chunk's).
 type groupKey struct {
-	kw   int32
-	host int32
+	kw     int32
+	host   int32
+	labels int32
 }
 
 type seriesKey struct {
-	kw     int32
-	host   int32
+	groupKey
 	minute int64
 }
 
@@ -52,29 +76,56 @@ type series struct {
 // Aggregator collects the counts of one flush. It is not safe for concurrent
 // use; each concurrent flush takes its own (see sync.Pool in package flush).
 type Aggregator struct {
-	samples  int
-	perFlush int // samples left for this flush over all groups
-	hostIDs  map[string]int32
-	hosts    []string
-	index    map[seriesKey]int32
-	series   []series
-	groups   map[groupKey]int32 // looked up only when a series is new
-	taken    []int32            // samples taken per group this flush
+	samples   int
+	perFlush  int // samples left for this flush over all groups
+	maxSeries int // 0: unbounded
+	hostIDs   map[string]int32
+	hosts     []string
+	names     []string // label names, sorted
+	labelIDs  map[string]int32
+	labelSets []string // LabelSep-joined values, in names' order
+	// labelLists[id] is labelSets[id] as entry labels, built on the set's
+	// first Entries and kept while the set is interned.
+	labelLists [][]stream.Label
+	overLabels []stream.Label // the overflow series' labels
+	index      map[seriesKey]int32
+	series     []series
+	groups     map[groupKey]int32 // looked up only when a series is new
+	taken      []int32            // samples taken per group this flush
+	perKw      []int32            // groups per keyword this flush, overflow not counted
+	overflow   int64              // counts sent to the overflow series this flush
+	overKw     []int32            // keywords that overflowed this flush, in order
 }
 
-// New returns an empty aggregator.
+// New returns an empty aggregator without labels or series limit.
 func New() *Aggregator {
-	return &Aggregator{hostIDs: map[string]int32{}, index: map[seriesKey]int32{}, groups: map[groupKey]int32{}}
+	a := &Aggregator{hostIDs: map[string]int32{}, labelIDs: map[string]int32{}, index: map[seriesKey]int32{}, groups: map[groupKey]int32{}}
+	a.LabelSetString("")
+	return a
 }
 
-// Reset starts a flush, keeping up to samples lines per (keyword, host) and
-// up to perFlush lines in all. Interned hosts survive, so their strings are
-// not built again.
+// SetLabelNames sets the names of the label sets' values, sorted by name
+// (stream order); a label set key holds one value per name.
+func (a *Aggregator) SetLabelNames(sorted []string) { a.names = sorted }
+
+// SetMaxSeries bounds the distinct series per keyword per flush; 0 lifts it.
+func (a *Aggregator) SetMaxSeries(n int) { a.maxSeries = n }
+
+// Reset starts a flush, keeping up to samples lines per (keyword, host,
+// labels) and up to perFlush lines in all. Interned hosts and label sets
+// survive, so their strings are not built again.
 func (a *Aggregator) Reset(samples, perFlush int) {
 	a.samples, a.perFlush = samples, perFlush
 	if len(a.hosts) > maxInternedHosts {
 		clear(a.hostIDs)
 		a.hosts = a.hosts[:0]
+	}
+	if len(a.labelSets) > maxInternedHosts {
+		clear(a.labelIDs)
+		a.labelSets = a.labelSets[:0]
+		clear(a.labelLists)
+		a.labelLists = a.labelLists[:0]
+		a.LabelSetString("") // id 0 stays the empty set
 	}
 	clear(a.index)
 	for i := range a.series {
@@ -84,6 +135,9 @@ func (a *Aggregator) Reset(samples, perFlush int) {
 	a.series = a.series[:0]
 	clear(a.groups)
 	a.taken = a.taken[:0]
+	clear(a.perKw)
+	a.overflow = 0
+	a.overKw = a.overKw[:0]
 }
 
 // Host returns the id of a host name, interning it on first sight. The lookup
@@ -92,11 +146,7 @@ func (a *Aggregator) Host(name []byte) int32 {
 	if id, ok := a.hostIDs[string(name)]; ok {
 		return id
 	}
-	id := int32(len(a.hosts))
-	s := string(name)
-	a.hosts = append(a.hosts, s)
-	a.hostIDs[s] = id
-	return id
+	return a.HostString(string(name))
 }
 
 // HostString is Host for a string name.
@@ -110,13 +160,36 @@ func (a *Aggregator) HostString(name string) int32 {
 	return id
 }
 
-// Add counts one record containing keyword kw, from host, in the minute
-// starting at minute (Unix seconds). line is the value the keyword was found
-// in; it is kept as a sample while its (keyword, host) group has fewer than
-// the configured samples and the flush's bound is not reached, and must stay
-// valid until Entries.
-func (a *Aggregator) Add(kw int, host int32, minute int64, line []byte) {
-	k := seriesKey{kw: int32(kw), host: host, minute: minute}
+// LabelSet returns the id of a label set, interning it on first sight: key
+// is the sanitized values in the order of the names, joined by LabelSep.
+// Id 0 is the set whose key is "" (no labels, or one empty value).
+func (a *Aggregator) LabelSet(key []byte) int32 {
+	if id, ok := a.labelIDs[string(key)]; ok {
+		return id
+	}
+	return a.LabelSetString(string(key))
+}
+
+// LabelSetString is LabelSet for a string key.
+func (a *Aggregator) LabelSetString(key string) int32 {
+	if id, ok := a.labelIDs[key]; ok {
+		return id
+	}
+	id := int32(len(a.labelSets))
+	a.labelSets = append(a.labelSets, key)
+	a.labelLists = append(a.labelLists, nil)
+	a.labelIDs[key] = id
+	return id
+}
+
+// Add counts one record containing keyword kw, from host with label set
+// labels, in the minute starting at minute (Unix seconds). line is the value
+// the keyword was found in; it is kept as a sample while its series' group
+// has fewer than the configured samples and the flush's bound is not
+// reached, and must stay valid until Entries. A new series past the
+// keyword's limit is counted in the overflow series instead.
+func (a *Aggregator) Add(kw int, host, labels int32, minute int64, line []byte) {
+	k := seriesKey{groupKey: groupKey{kw: int32(kw), host: host, labels: labels}, minute: minute}
 	i, ok := a.index[k]
 	if !ok {
 		i = a.newSeries(k)
@@ -131,14 +204,23 @@ func (a *Aggregator) Add(kw int, host int32, minute int64, line []byte) {
 }
 
 // newSeries adds the series k, found in its group (a series per minute shares
-// the group's sample budget), reusing the slices of earlier flushes.
+// the group's sample budget), reusing the slices of earlier flushes. A group
+// new to a keyword at its limit becomes the overflow group.
 func (a *Aggregator) newSeries(k seriesKey) int32 {
-	gk := groupKey{kw: k.kw, host: k.host}
-	g, ok := a.groups[gk]
+	g, ok := a.groups[k.groupKey]
+	if !ok && a.maxSeries > 0 && k.host != Overflow {
+		for int(k.kw) >= len(a.perKw) {
+			a.perKw = append(a.perKw, 0)
+		}
+		if int(a.perKw[k.kw]) >= a.maxSeries {
+			return a.overflowSeries(k)
+		}
+		a.perKw[k.kw]++
+	}
 	if !ok {
 		g = int32(len(a.taken))
 		a.taken = append(a.taken, 0)
-		a.groups[gk] = g
+		a.groups[k.groupKey] = g
 	}
 	i := int32(len(a.series))
 	if len(a.series) < cap(a.series) {
@@ -153,21 +235,56 @@ func (a *Aggregator) newSeries(k seriesKey) int32 {
 	return i
 }
 
+// overflowSeries returns the overflow series of k's keyword and minute,
+// counting the diverted record.
+func (a *Aggregator) overflowSeries(k seriesKey) int32 {
+	if a.overflow == 0 || !containsKw(a.overKw, k.kw) {
+		a.overKw = append(a.overKw, k.kw)
+	}
+	a.overflow++
+	k.host, k.labels = Overflow, Overflow
+	if i, ok := a.index[k]; ok {
+		return i
+	}
+	return a.newSeries(k)
+}
+
+func containsKw(kws []int32, kw int32) bool {
+	for _, k := range kws {
+		if k == kw {
+			return true
+		}
+	}
+	return false
+}
+
 // Len is the number of series counted so far.
 func (a *Aggregator) Len() int { return len(a.series) }
 
-// Entries appends one entry per series to dst, sorted by keyword ID, host and
-// minute, with samples cut to stream.MaxSampleBytes and copied out of the chunk.
+// Overflowed is how many counts of this flush went to the overflow series,
+// and the keywords (by index) they belong to, in the order they overflowed.
+func (a *Aggregator) Overflowed() (int64, []int32) { return a.overflow, a.overKw }
+
+// Entries appends one entry per series to dst, sorted by keyword ID, host,
+// labels and minute, with samples cut to stream.MaxSampleBytes and copied out
+// of the chunk. Labels with an empty value are left out of an entry. The
+// overflow series has host, tag and every label stream.OverflowValue.
+// Entries of one label set share its Labels slice, also with later flushes:
+// they are read-only.
 func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry) []stream.Entry {
 	if len(a.series) == 0 {
 		return dst
 	}
-	type keyed struct {
-		id string
-		e  stream.Entry
+	// Sort small keys, then build the entries in order: a flush with labels
+	// may have thousands of series, and moving whole entries while sorting
+	// cost more than building them.
+	type sortKey struct {
+		id, host, labels string
+		minute           int64
+		i                int32
 	}
 	ids := make(map[int32]string)
-	out := make([]keyed, len(a.series))
+	keys := make([]sortKey, len(a.series))
 	for i := range a.series {
 		s := &a.series[i]
 		id, ok := ids[s.kw]
@@ -175,33 +292,122 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 			id = specs.Spec(int(s.kw)).ID()
 			ids[s.kw] = id
 		}
-		out[i] = keyed{id: id, e: stream.Entry{
+		k := sortKey{id: id, host: stream.OverflowValue, labels: "\xff", minute: s.minute, i: int32(i)} // overflow: after every real set
+		if s.host != Overflow {
+			k.host = a.hosts[s.host]
+		}
+		if s.labels != Overflow {
+			k.labels = a.labelSets[s.labels]
+		}
+		keys[i] = k
+	}
+	slices.SortFunc(keys, func(x, y sortKey) int {
+		if c := strings.Compare(x.id, y.id); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.host, y.host); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.labels, y.labels); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.minute, y.minute)
+	})
+	// Every sample of the flush is cut into one string and every entry's
+	// Samples into one slice, so that a flush of many series costs a few
+	// allocations, not two per series.
+	nSamples, nBytes := 0, 0
+	for i := range a.series {
+		for _, l := range a.series[i].samples {
+			nSamples++
+			nBytes += cutLen(l)
+		}
+	}
+	var text strings.Builder
+	text.Grow(nBytes)
+	for _, k := range keys {
+		for _, l := range a.series[k.i].samples {
+			text.Write(l[:cutLen(l)])
+		}
+	}
+	all, allSamples, off := text.String(), make([]string, nSamples), 0
+	dst = slices.Grow(dst, len(keys))
+	for _, k := range keys {
+		s := &a.series[k.i]
+		e := stream.Entry{
 			Batch:   batch,
 			Keyword: specs.Spec(int(s.kw)),
 			Tag:     tag,
-			Host:    a.hosts[s.host],
+			Host:    k.host,
 			Minute:  s.minute,
 			Count:   s.count,
-		}}
-		if len(s.samples) > 0 {
-			out[i].e.Samples = make([]string, len(s.samples))
+			Labels:  a.labels(s.labels),
+		}
+		if s.host == Overflow {
+			e.Tag = stream.OverflowValue
+		}
+		if n := len(s.samples); n > 0 {
+			e.Samples, allSamples = allSamples[:n:n], allSamples[n:]
 			for j, l := range s.samples {
-				out[i].e.Samples[j] = stream.CutSample(l)
+				c := cutLen(l)
+				e.Samples[j] = all[off : off+c]
+				off += c
 			}
 		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		x, y := &out[i], &out[j]
-		if x.id != y.id {
-			return x.id < y.id
-		}
-		if x.e.Host != y.e.Host {
-			return x.e.Host < y.e.Host
-		}
-		return x.e.Minute < y.e.Minute
-	})
-	for i := range out {
-		dst = append(dst, out[i].e)
+		dst = append(dst, e)
 	}
 	return dst
+}
+
+// cutLen is the length stream.CutSample cuts line to: at most
+// stream.MaxSampleBytes, not splitting a UTF-8 sequence.
+func cutLen(line []byte) int {
+	if len(line) <= stream.MaxSampleBytes {
+		return len(line)
+	}
+	n := stream.MaxSampleBytes
+	for n > 0 && !utf8.RuneStart(line[n]) {
+		n--
+	}
+	return n
+}
+
+// labels returns label set id as entry labels, empty values left out; nil
+// when it has none. Built once per interned set.
+func (a *Aggregator) labels(id int32) []stream.Label {
+	if len(a.names) == 0 {
+		return nil
+	}
+	if id == Overflow {
+		if a.overLabels == nil {
+			for _, n := range a.names {
+				a.overLabels = append(a.overLabels, stream.Label{Name: n, Value: stream.OverflowValue})
+			}
+		}
+		return a.overLabels
+	}
+	if l := a.labelLists[id]; l != nil || a.labelSets[id] == "" {
+		if len(l) == 0 {
+			return nil
+		}
+		return l
+	}
+	var out []stream.Label
+	rest := a.labelSets[id]
+	for _, n := range a.names {
+		v, after, _ := strings.Cut(rest, string(rune(LabelSep)))
+		if v != "" {
+			out = append(out, stream.Label{Name: n, Value: v})
+		}
+		rest = after
+	}
+	// A set of empty values only has no labels; cache it as empty, not nil.
+	if out == nil {
+		out = []stream.Label{}
+	}
+	a.labelLists[id] = out
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

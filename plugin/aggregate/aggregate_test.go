@@ -74,14 +74,14 @@ func TestEntries(t *testing.T) {
 			a := New()
 			// A previous flush must not leak into this one.
 			a.Reset(5, DefaultSamplesPerFlush)
-			a.Add(0, a.Host([]byte("old")), 0, []byte("stale"))
+			a.Add(0, a.Host([]byte("old")), 0, 0, []byte("stale"))
 			perFlush := tt.perFlush
 			if perFlush == 0 {
 				perFlush = DefaultSamplesPerFlush
 			}
 			a.Reset(tt.samples, perFlush)
 			for _, ad := range tt.adds {
-				a.Add(ad.kw, a.Host([]byte(ad.host)), ad.minute, []byte(ad.line))
+				a.Add(ad.kw, a.Host([]byte(ad.host)), 0, ad.minute, []byte(ad.line))
 			}
 			es := a.Entries(specs, "b1", "tag.x", nil)
 			if len(es) != len(tt.want) {
@@ -104,7 +104,7 @@ func TestSamplesAreCutAndCopied(t *testing.T) {
 	a := New()
 	a.Reset(1, DefaultSamplesPerFlush)
 	line := []byte(strings.Repeat("é", 400)) // 800 bytes, 2-byte runes
-	a.Add(0, a.Host([]byte("h")), 0, line)
+	a.Add(0, a.Host([]byte("h")), 0, 0, line)
 	es := a.Entries(specs[:1], "b", "t", nil)
 	s := es[0].Samples[0]
 	if len(s) > stream.MaxSampleBytes || len(s) < stream.MaxSampleBytes-1 || !strings.HasPrefix(string(line), s) {
@@ -123,7 +123,7 @@ func TestSteadyStateDoesNotAllocate(t *testing.T) {
 	run := func() {
 		a.Reset(1, DefaultSamplesPerFlush)
 		for i := 0; i < 100; i++ {
-			a.Add(i%2, a.Host(hosts[i%2]), int64(i/10)*60, line)
+			a.Add(i%2, a.Host(hosts[i%2]), 0, int64(i/10)*60, line)
 		}
 	}
 	run()
@@ -145,3 +145,106 @@ func TestInternedHostsBounded(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestLabelSetsAreSeriesOfTheirOwn(t *testing.T) {
+	a := New()
+	a.SetLabelNames([]string{"app", "namespace"})
+	a.Reset(1, DefaultSamplesPerFlush)
+	h := a.Host([]byte("node-1"))
+	shopWeb := a.LabelSet([]byte("web\x00shop"))
+	shopNone := a.LabelSet([]byte("\x00shop")) // app empty: left out of the entry
+	none := a.LabelSet([]byte("\x00"))
+	a.Add(0, h, shopWeb, 0, []byte("w1"))
+	a.Add(0, h, shopWeb, 0, []byte("w2"))
+	a.Add(0, h, shopNone, 0, []byte("w3"))
+	a.Add(0, h, none, 60, []byte("w4"))
+	var got []string
+	for _, e := range a.Entries(specs, "b", "t", nil) {
+		got = append(got, fmtEntry(e))
+	}
+	want := []string{
+		"substring:warn node-1 t [] 60 1 w4",
+		"substring:warn node-1 t [namespace=shop] 0 1 w3",
+		"substring:warn node-1 t [app=web namespace=shop] 0 2 w1",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestSeriesPastTheLimitGoToTheOverflowSeries(t *testing.T) {
+	a := New()
+	a.SetLabelNames([]string{"app"})
+	a.SetMaxSeries(2)
+	for round := 0; round < 2; round++ { // the limit is per flush
+		a.Reset(1, DefaultSamplesPerFlush)
+		for i, app := range []string{"a", "b", "c", "a", "d", "c"} {
+			a.Add(0, a.Host([]byte("h")), a.LabelSet([]byte(app)), int64(i%2)*60, []byte(app))
+		}
+		a.Add(1, a.Host([]byte("h")), a.LabelSet([]byte("c")), 0, []byte("other keyword")) // its own limit
+		n, kws := a.Overflowed()
+		if n != 3 || len(kws) != 1 || kws[0] != 0 {
+			t.Fatalf("round %d: overflowed %d %v, want 3 [0]", round, n, kws)
+		}
+		var got []string
+		for _, e := range a.Entries(specs, "b", "t", nil) {
+			got = append(got, fmtEntry(e))
+		}
+		want := []string{
+			"substring/i:error h t [app=c] 0 1 other keyword",
+			"substring:warn __other__ __other__ [app=__other__] 0 2 c",
+			"substring:warn __other__ __other__ [app=__other__] 60 1 ",
+			"substring:warn h t [app=a] 0 1 a",
+			"substring:warn h t [app=a] 60 1 ",
+			"substring:warn h t [app=b] 60 1 b",
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("round %d: got\n%s\nwant\n%s", round, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
+
+func TestSteadyStateWithLabelsAndOverflowDoesNotAllocate(t *testing.T) {
+	a := New()
+	a.SetLabelNames([]string{"app", "namespace"})
+	a.SetMaxSeries(3)
+	keys := [][]byte{[]byte("web\x00shop"), []byte("api\x00shop"), []byte("db\x00data"), []byte("x\x00y"), []byte("z\x00y")}
+	line := []byte("some line")
+	run := func() {
+		a.Reset(1, DefaultSamplesPerFlush)
+		for i := 0; i < 100; i++ {
+			a.Add(i%2, a.Host([]byte("node")), a.LabelSet(keys[i%len(keys)]), int64(i/10)*60, line)
+		}
+	}
+	run()
+	if n := testing.AllocsPerRun(50, run); n != 0 {
+		t.Errorf("%v allocations per flush of 100 records", n)
+	}
+}
+
+func fmtEntry(e stream.Entry) string {
+	var ls []string
+	for _, l := range e.Labels {
+		ls = append(ls, l.Name+"="+l.Value)
+	}
+	return e.Keyword.ID() + " " + e.Host + " " + e.Tag + " [" + strings.Join(ls, " ") + "] " + itoa(e.Minute) + " " + itoa(e.Count) + " " + strings.Join(e.Samples, "|")
+}
+
+// Samples are cut exactly as stream.CutSample cuts them.
+func TestSamplesCutLikeCutSample(t *testing.T) {
+	lines := [][]byte{[]byte("short"), []byte(strings.Repeat("a", 600)), []byte(strings.Repeat("é", 300)),
+		append([]byte(strings.Repeat("x", 511)), "€uro"...), {}, []byte("\xff\xfe")}
+	a := New()
+	a.Reset(len(lines), DefaultSamplesPerFlush)
+	for i, l := range lines {
+		a.Add(0, a.Host([]byte("h"+itoa(int64(i)))), 0, 0, l)
+	}
+	es := a.Entries(specs[:1], "b", "t", nil)
+	for i, e := range es {
+		host := e.Host
+		n, _ := strconv.Atoi(host[1:])
+		if want := stream.CutSample(lines[n]); len(e.Samples) != 1 || e.Samples[0] != want {
+			t.Errorf("entry %d (%s): samples %q, want [%q]", i, host, e.Samples, want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +45,10 @@ const (
 	KeyRulesKey      = "Rules_Key"
 	KeyRulesInterval = "Rules_Interval"
 	KeyRedisTimeout  = "Redis_Timeout"
+	KeyLabelKeys     = "Label_Keys"
+	KeyTagLabel      = "Tag_Label"
+	KeyTagRegex      = "Tag_Regex"
+	KeyMaxSeries     = "Max_Series"
 )
 
 // Defaults and bounds; the settings table refers to them, so they are the
@@ -91,6 +96,45 @@ type Config struct {
 	RulesKey      string
 	RulesInterval time.Duration
 	RedisTimeout  time.Duration
+	// LabelKeys are the labels read from each record, in the order written.
+	LabelKeys []LabelKey
+	// TagLabel keeps the chunk's tag as the series' tag; off leaves it empty.
+	TagLabel bool
+	// TagRegex derives labels from the tag by its named groups; nil when unset.
+	TagRegex *regexp.Regexp
+	// MaxSeries bounds the distinct series per keyword per flush.
+	MaxSeries int
+}
+
+// LabelKey is one item of Label_Keys: a label name and where each record
+// holds its value.
+type LabelKey struct {
+	Name string
+	Path accessor.Accessor
+}
+
+// LabelNames lists every label a series can carry: Label_Keys' names, then
+// Tag_Regex's named groups, in the order written.
+func (c *Config) LabelNames() []string {
+	var out []string
+	for _, l := range c.LabelKeys {
+		out = append(out, l.Name)
+	}
+	return append(out, TagRegexNames(c.TagRegex)...)
+}
+
+// TagRegexNames lists the named groups of re, in order; nil for a nil re.
+func TagRegexNames(re *regexp.Regexp) []string {
+	if re == nil {
+		return nil
+	}
+	var out []string
+	for _, n := range re.SubexpNames() {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Getter returns a property's value, "" when unset.
@@ -190,7 +234,7 @@ var settings = []Setting{
 			return nil
 		}},
 	{Key: KeyHostnameKey,
-		Doc: "Record field whose string value is the host label instead: a top-level key (`host`) or a record accessor as in Fluent Bit's own plugins (`$kubernetes['host']`, `$kubernetes['labels']['node']`, `$items[0]`; at most " + strconv.Itoa(accessor.MaxDepth) + " levels). Records without it (or with an empty or non-string value) use `Hostname`.",
+		Doc: "Record field whose string value is the host label instead: a top-level key (`host`) or a record accessor as in Fluent Bit's own plugins (`$kubernetes['host']`, `$kubernetes['labels']['node']`, `$items[0]`; at most " + strconv.Itoa(accessor.MaxDepth) + " levels). Records without it (or with an empty or non-string value) use `Hostname`. Host, tag and label values are sanitized: control characters (NUL included) become `_`, invalid UTF-8 becomes U+FFFD, and a value is cut to " + strconv.Itoa(stream.MaxLabelValueBytes) + " bytes at a character boundary.",
 		set: func(c *Config, _ Setting, v string) (err error) {
 			if v == "" {
 				return nil
@@ -198,15 +242,45 @@ var settings = []Setting{
 			c.HostnameKey, err = accessor.Parse(v)
 			return err
 		}},
+	{Key: KeyLabelKeys,
+		Doc: "Labels read from each record, comma-separated `name=$accessor` or `$accessor` items in the record accessor syntax of `Hostname_Key` (`namespace=$kubernetes['namespace_name'], $kubernetes['labels']['app'], $level`). " +
+			"A bare accessor is named by its last key, characters other than letters, digits and `_` becoming `_` (`$kubernetes['labels']['app.kubernetes.io/name']` is `app_kubernetes_io_name`). " +
+			"Names are letters, digits and `_`, not starting with a digit, at most " + strconv.Itoa(stream.MaxLabelNameBytes) + " bytes, unique, and not `host` or `tag`; with `Tag_Regex`'s groups at most " + strconv.Itoa(stream.MaxLabels) + " labels. " +
+			"A record without the field (or with a value that is not a string) has an empty value for that label, and an empty label is left out of the entry. Each distinct set of values is its own series.",
+		set: func(c *Config, _ Setting, v string) (err error) {
+			c.LabelKeys, err = ParseLabelKeys(v)
+			return err
+		}},
+	{Key: KeyTagLabel, Default: "on",
+		Doc: "`on`: the chunk's Fluent Bit tag is the series' tag. `off`: the tag is left empty, so that tags with one value per container (`kube.var.log.containers.<pod>_<namespace>_<container>-<id>.log`) do not make a series each; take the parts worth keeping with `Tag_Regex`.",
+		set: func(c *Config, _ Setting, v string) (err error) {
+			c.TagLabel, err = parseBool(v)
+			return err
+		}},
+	{Key: KeyTagRegex, after: []string{KeyLabelKeys},
+		Doc: "A Go regular expression (RE2) applied to each chunk's tag; each named group `(?P<name>…)` is a label of that name (`^kube\\.var\\.log\\.containers\\.(?P<pod>[^_]+)_(?P<namespace>[^_]+)_(?P<container>.+)-[0-9a-f]{64}\\.log$`). " +
+			"It needs at least one named group; group names follow the rules of `Label_Keys` names and count towards its limit. A tag it does not match gives empty values.",
+		set: func(c *Config, _ Setting, v string) (err error) {
+			c.TagRegex, err = parseTagRegex(v, c.LabelKeys)
+			return err
+		}},
+	{Key: KeyMaxSeries, Default: strconv.Itoa(aggregate.DefaultMaxSeries), Kind: KindInteger, Min: "1", Max: strconv.Itoa(aggregate.MaxMaxSeries),
+		Doc: "Most distinct series (host, tag and labels) one keyword may have in one flush, `1` to `" + strconv.Itoa(aggregate.MaxMaxSeries) + "`. Past it the keyword's further counts of that flush go to the overflow series, whose host, tag and every label are `" + stream.OverflowValue + "`; nothing is dropped. " +
+			"A warning naming the keyword and the limit is logged at most once a minute, with the number of counts sent to the overflow series since the start.",
+		set: func(c *Config, s Setting, v string) error {
+			n, err := s.integer(v)
+			c.MaxSeries = int(n)
+			return err
+		}},
 	{Key: KeySamples, Default: strconv.Itoa(DefaultSamples), Kind: KindInteger, Min: "0", Max: strconv.Itoa(stream.MaxSamples),
-		Doc: "Matching lines kept per flush for each keyword on each host (with `Hostname_Key`, every host of a chunk gets its own), `0` to `" + strconv.Itoa(stream.MaxSamples) + "`; each is cut to 512 bytes at a UTF-8 boundary. `Samples_Per_Flush` bounds them over the whole flush.",
+		Doc: "Matching lines kept per flush for each keyword in each series (host, tag and labels: with `Hostname_Key` or `Label_Keys`, every series of a chunk gets its own), `0` to `" + strconv.Itoa(stream.MaxSamples) + "`; each is cut to 512 bytes at a UTF-8 boundary. `Samples_Per_Flush` bounds them over the whole flush.",
 		set: func(c *Config, s Setting, v string) error {
 			n, err := s.integer(v)
 			c.Samples = int(n)
 			return err
 		}},
 	{Key: KeySamplesFlush, Default: strconv.Itoa(aggregate.DefaultSamplesPerFlush), Kind: KindInteger, Min: "1", Max: strconv.Itoa(aggregate.MaxSamplesPerFlush),
-		Doc: "Most sample lines one flush keeps over all keywords and hosts, `1` to `" + strconv.Itoa(aggregate.MaxSamplesPerFlush) + "`: with many hosts per chunk, `Samples` per host would otherwise copy up to hosts × keywords × 512 bytes per flush. Lines are taken in record order, so once the bound is reached, hosts first seen later in the chunk get none in that flush.",
+		Doc: "Most sample lines one flush keeps over all keywords and series, `1` to `" + strconv.Itoa(aggregate.MaxSamplesPerFlush) + "`: with many series per chunk, `Samples` per series would otherwise copy up to series × keywords × 512 bytes per flush. Lines are taken in record order, so once the bound is reached, series first seen later in the chunk get none in that flush.",
 		set: func(c *Config, s Setting, v string) error {
 			n, err := s.integer(v)
 			c.SamplesPerFlush = int(n)
@@ -444,6 +518,17 @@ func (c *Config) Identity() string {
 		field("kw", k.ID())
 	}
 	field("rules_key", c.RulesKey)
+	// The label keys change what a chunk's entries are; written only when
+	// set, so a label-free instance keeps the identity it had before them.
+	for _, l := range c.LabelKeys {
+		field("label", l.Name+"="+l.Path.String())
+	}
+	if !c.TagLabel {
+		field("tag_label", "off")
+	}
+	if c.TagRegex != nil {
+		field("tag_regex", c.TagRegex.String())
+	}
 	if c.AllKeys {
 		field("keys", "*")
 	} else {

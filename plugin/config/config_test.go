@@ -220,12 +220,13 @@ func TestIdentity(t *testing.T) {
 	if id(base, "redis_url", "redis://:other@h:1/0") != ref {
 		t.Error("password changes identity")
 	}
-	if id(base, "samples", "5", "max_len", "10", "redis_timeout", "2s") != ref {
+	if id(base, "samples", "5", "max_len", "10", "redis_timeout", "2s", "max_series", "7", "tag_label", "on") != ref {
 		t.Error("delivery options change identity")
 	}
 	for _, over := range [][]string{
 		{"hostname", "b"}, {"redis_url", "redis://h:1/1"}, {"redis_url", "redis://h2:1/0"},
 		{"stream", "s2"}, {"keywords", "y"}, {"keys", "*"}, {"rules_key", "off"}, {"hostname_key", "host"},
+		{"label_keys", "$level"}, {"tag_label", "off"}, {"tag_regex", "(?P<app>.*)"},
 	} {
 		if id(base, over...) == ref {
 			t.Errorf("%v does not change identity", over)

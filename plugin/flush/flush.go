@@ -1,13 +1,21 @@
 // Package flush turns one Fluent Bit chunk into stream entries: it reads the
 // chunk in place (package chunk), finds the keywords in the configured record
-// values (package match) and counts them per keyword, host and event minute
-// (package aggregate). It does no I/O; the caller publishes the entries.
+// values (package match) and counts them per keyword, series (host, tag and
+// labels) and event minute (package aggregate). It does no I/O; the caller
+// publishes the entries.
+//
+// Host and label values are read (package accessor) only from records that
+// contain a keyword, and sanitized (stream.SanitizeValue) so that no control
+// byte, invalid UTF-8 or over-long value reaches the stream. Labels from the
+// tag (TagRegex) are computed once per chunk, as the tag is the chunk's.
 //
 // Per-flush state is pooled, so concurrent flushes (Fluent Bit `workers N`)
 // each get their own and the steady state allocates nothing per record.
 package flush
 
 import (
+	"regexp"
+	"slices"
 	"sync"
 
 	"github.com/keyalert/keyalert/pkg/match"
@@ -27,17 +35,34 @@ type Options struct {
 	// AllKeys scans every str/bin value at any depth instead.
 	AllKeys bool
 	// HostnameKey reads the host from each record; when it reads nothing
-	// (absent, empty or not a string), Hostname is used.
+	// (absent, empty or not a string), Hostname is used. Both are sanitized
+	// (stream.SanitizeValue), as are the tag and the label values.
 	HostnameKey accessor.Accessor
 	Hostname    string
-	// Samples is how many matching lines to keep per (keyword, host) per
-	// flush; SamplesPerFlush bounds them over the whole flush (0:
+	// Samples is how many matching lines to keep per (keyword, host,
+	// labels) per flush; SamplesPerFlush bounds them over the whole flush (0:
 	// aggregate.DefaultSamplesPerFlush).
 	Samples         int
 	SamplesPerFlush int
 	// Identity is the instance identity batch ids and the entries' producer
 	// id (stream.ProducerID) are derived from.
 	Identity string
+	// Labels are read from each matching record (Label_Keys).
+	Labels []Label
+	// NoTag leaves the series' tag empty (Tag_Label off).
+	NoTag bool
+	// TagRegex's named groups are labels read from the chunk's tag; a tag it
+	// does not match gives empty values.
+	TagRegex *regexp.Regexp
+	// MaxSeries bounds the distinct series per keyword per flush (0:
+	// aggregate.DefaultMaxSeries); past it counts go to the overflow series.
+	MaxSeries int
+}
+
+// Label is one label read from each record.
+type Label struct {
+	Name string
+	Path accessor.Accessor
 }
 
 // Result is what one chunk produced.
@@ -45,7 +70,7 @@ type Result struct {
 	// Batch is the chunk's batch id (stream.BatchID); it is computed only when
 	// there are entries or a decode error, as nothing else needs it.
 	Batch string
-	// Entries are the counted series, sorted by keyword ID, host, minute.
+	// Entries are the counted series, sorted by keyword ID, host, label set, minute.
 	Entries []stream.Entry
 	// Events is the number of well-formed events read.
 	Events int
@@ -58,23 +83,122 @@ type Result struct {
 	// Err is the *chunk.DecodeError that stopped decoding, or nil. Entries
 	// then count only the events before the break.
 	Err error
+	// Overflow is how many counts went to the overflow series because their
+	// keyword had MaxSeries series already; OverflowKeywords are those
+	// keywords' IDs.
+	Overflow         int64
+	OverflowKeywords []string
 }
 
 // Flusher processes chunks for one instance. It is safe for concurrent use.
 type Flusher struct {
-	opt      Options
+	opt   Options
+	eager bool // frame each record before walking it (Reader.Next); tests compare
+
 	producer string // stream.ProducerID(opt.Identity)
-	pool     sync.Pool
+	hostname string // opt.Hostname sanitized
+	// names are every label's name, sorted (stream order); tagGroup[i] is
+	// the TagRegex group of names[i], or -1 for a record label.
+	names    []string
+	tagGroup []int
+	// tops are the distinct top-level keys the host and the record labels
+	// start with, each with what it feeds.
+	tops []top
+	pool sync.Pool
 }
 
-// New returns a flusher.
+// top is one top-level record key and what is read under it: the host
+// (when Hostname_Key starts there) and the record labels.
+type top struct {
+	key   string
+	reads []read
+}
+
+// read is one accessor under a top: pos is the label's position in names,
+// or -1 for the host; key1 is the path's second key, "" when it has none
+// (a top-level value, or an array index).
+type read struct {
+	pos  int
+	path accessor.Accessor
+	key1 string
+}
+
+func newRead(pos int, path accessor.Accessor) read {
+	k, _ := path.Key(1)
+	return read{pos: pos, path: path, key1: k}
+}
+
+// New returns a flusher. Label names must be valid and unique (package
+// config checks them).
 func New(opt Options) *Flusher {
 	if opt.SamplesPerFlush <= 0 {
 		opt.SamplesPerFlush = aggregate.DefaultSamplesPerFlush
 	}
-	f := &Flusher{opt: opt, producer: stream.ProducerID(opt.Identity)}
-	f.pool.New = func() any { return &state{agg: aggregate.New()} }
+	if opt.MaxSeries <= 0 {
+		opt.MaxSeries = aggregate.DefaultMaxSeries
+	}
+	f := &Flusher{opt: opt, producer: stream.ProducerID(opt.Identity),
+		hostname: string(stream.SanitizeValue(nil, []byte(opt.Hostname)))}
+
+	type named struct {
+		name  string
+		group int
+		path  accessor.Accessor
+	}
+	var all []named
+	for _, l := range opt.Labels {
+		all = append(all, named{name: l.Name, group: -1, path: l.Path})
+	}
+	if opt.TagRegex != nil {
+		for g, n := range opt.TagRegex.SubexpNames() {
+			if n != "" {
+				all = append(all, named{name: n, group: g})
+			}
+		}
+	}
+	slices.SortFunc(all, func(a, b named) int { return cmpString(a.name, b.name) })
+	topOf := func(key string) *top {
+		for i := range f.tops {
+			if f.tops[i].key == key {
+				return &f.tops[i]
+			}
+		}
+		f.tops = append(f.tops, top{key: key})
+		return &f.tops[len(f.tops)-1]
+	}
+	if !opt.HostnameKey.IsZero() {
+		t := topOf(opt.HostnameKey.Top())
+		t.reads = append(t.reads, newRead(-1, opt.HostnameKey))
+	}
+	for pos, n := range all {
+		f.names = append(f.names, n.name)
+		f.tagGroup = append(f.tagGroup, n.group)
+		if n.group < 0 {
+			t := topOf(n.path.Top())
+			t.reads = append(t.reads, newRead(pos, n.path))
+		}
+	}
+	f.pool.New = func() any {
+		a := aggregate.New()
+		a.SetLabelNames(f.names)
+		a.SetMaxSeries(opt.MaxSeries)
+		return &state{agg: a, vals: make([][]byte, len(f.names)), tagVals: make([][]byte, len(f.names)),
+			topVals: make([][]byte, len(f.tops))}
+	}
 	return f
+}
+
+// LabelNames are the names of every label of the flusher's series, sorted.
+func (f *Flusher) LabelNames() []string { return slices.Clone(f.names) }
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // hit is a keyword found in a record, with the value it was first found in.
@@ -91,6 +215,16 @@ type state struct {
 	agg     *aggregate.Aggregator
 	r       chunk.Reader
 	hits    []hit
+	// vals are the raw values of the record labels of the record at hand
+	// (nil when absent), tagVals the sanitized TagRegex values of the chunk,
+	// both by position in Flusher.names; key and host are scratch for the
+	// sanitized label set key and host.
+	vals    [][]byte
+	tagVals [][]byte
+	key     []byte
+	host    []byte
+	// topVals[i] is the record's value under Flusher.tops[i], nil if absent.
+	topVals [][]byte
 }
 
 // Process counts the keywords of m in the chunk data, tagged tag. data is only
@@ -104,6 +238,8 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 	defer func() {
 		// Drop every reference into data before the state is pooled.
 		s.r.Reset(nil)
+		clear(s.topVals)
+		clear(s.vals)
 		clear(s.hits[:cap(s.hits)])
 		s.agg.Reset(0, 0)
 		f.pool.Put(s)
@@ -113,46 +249,101 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 		s.m, s.scratch = m, m.NewScratch()
 	}
 	s.agg.Reset(f.opt.Samples, f.opt.SamplesPerFlush)
-	defaultHost := s.agg.HostString(f.opt.Hostname)
+	defaultHost := s.agg.HostString(f.hostname)
+	s.chunkLabels(tag)
 
 	s.r.Reset(data)
 	var ev chunk.Event
-	for s.r.Next(&ev) {
+	for s.next(&ev) {
+		matched, whole := s.record(&ev, defaultHost)
+		if !whole {
+			continue // broken framing: the reader reports it, nothing is counted
+		}
 		res.Events++
-		if s.record(&ev, defaultHost) {
+		if matched {
 			res.Matched++
 		}
 	}
 	res.Skipped, res.Markers, res.Err = s.r.Skipped(), s.r.Markers(), s.r.Err()
 	if s.agg.Len() > 0 || res.Err != nil {
 		res.Batch = stream.BatchID(f.opt.Identity, data)
-		res.Entries = s.agg.Entries(m, res.Batch, tag, nil)
+		res.Entries = s.agg.Entries(m, res.Batch, f.seriesTag(tag), nil)
 		for i := range res.Entries {
 			res.Entries[i].Producer = f.producer
+		}
+	}
+	if n, kws := s.agg.Overflowed(); n > 0 {
+		res.Overflow = n
+		for _, kw := range kws {
+			res.OverflowKeywords = append(res.OverflowKeywords, m.Spec(int(kw)).ID())
 		}
 	}
 	return res
 }
 
-// record scans one event and counts its keywords; it reports whether any was found.
-func (s *state) record(ev *chunk.Event, defaultHost int32) bool {
+// seriesTag is the tag of the chunk's series: empty with NoTag, else the
+// tag sanitized.
+func (f *Flusher) seriesTag(tag string) string {
+	if f.opt.NoTag {
+		return ""
+	}
+	if stream.ValidValue(tag) == nil {
+		return tag
+	}
+	return string(stream.SanitizeValue(nil, []byte(tag)))
+}
+
+// chunkLabels sets the TagRegex labels of a chunk tagged tag.
+func (s *state) chunkLabels(tag string) {
+	re := s.f.opt.TagRegex
+	if re == nil {
+		return
+	}
+	m := re.FindStringSubmatchIndex(tag)
+	for pos, g := range s.f.tagGroup {
+		s.tagVals[pos] = s.tagVals[pos][:0]
+		if g < 0 || m == nil || m[2*g] < 0 {
+			continue
+		}
+		s.tagVals[pos] = stream.SanitizeValue(s.tagVals[pos], []byte(tag[m[2*g]:m[2*g+1]]))
+	}
+}
+
+// next reads the next event: lazily, as the record walk finds each
+// record's end, unless the flusher is eager (tests compare the two).
+func (s *state) next(ev *chunk.Event) bool {
+	if s.f.eager {
+		return s.r.Next(ev)
+	}
+	return s.r.NextLazy(ev)
+}
+
+// record scans one event and counts its keywords; it reports whether any was
+// found, and whether the record's framing is whole (walked to its end, which
+// settles it in the reader): a broken record counts nothing.
+func (s *state) record(ev *chunk.Event, defaultHost int32) (matched, whole bool) {
 	s.scratch.Reset()
 	s.hits = s.hits[:0]
 	mp, err := chunk.NewMap(ev.Record)
 	if err != nil {
-		return false
+		return false, false
 	}
 	opt := &s.f.opt
-	hostTop := opt.HostnameKey.Top()
-	var host []byte
+	tops := s.f.tops
+	for i := range s.topVals {
+		s.topVals[i] = nil
+	}
 	for {
 		k, v, ok := mp.Next()
 		if !ok {
 			break
 		}
-		if hostTop != "" && string(k) == hostTop {
-			if t, ok := opt.HostnameKey.In(v); ok {
-				host = t
+		// Remember where the host and labels start, so a matching record is
+		// not walked again (the values are followed only if it matches).
+		for i := range tops {
+			if string(k) == tops[i].key {
+				s.topVals[i] = v
+				break
 			}
 		}
 		if opt.AllKeys {
@@ -168,18 +359,111 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) bool {
 			}
 		}
 	}
-	if len(s.hits) == 0 {
-		return false
+	rest, whole := mp.Rest()
+	if !whole {
+		return false, false
 	}
-	hostID := defaultHost
-	if len(host) > 0 {
-		hostID = s.agg.Host(host)
+	s.r.Settle(len(ev.Record) - len(rest))
+	if len(s.hits) == 0 {
+		return false, true
+	}
+	hostID, labels := defaultHost, int32(0)
+	if len(tops) > 0 || len(s.f.names) > 0 {
+		hostID, labels = s.dims(defaultHost)
 	}
 	minute := ev.Minute()
 	for _, h := range s.hits {
-		s.agg.Add(h.kw, hostID, minute, h.line)
+		s.agg.Add(h.kw, hostID, labels, minute, h.line)
 	}
-	return true
+	return true, true
+}
+
+// dims reads a matching record's host and label set from the values under
+// the top-level keys the record walk remembered (topVals).
+func (s *state) dims(defaultHost int32) (host, labels int32) {
+	f := s.f
+	for i := range s.vals {
+		s.vals[i] = nil
+	}
+	var rawHost []byte
+	put := func(r *read, v []byte, ok bool) {
+		switch {
+		case !ok:
+		case r.pos < 0:
+			rawHost = v
+		default:
+			s.vals[r.pos] = v
+		}
+	}
+	for i := range f.tops {
+		v := s.topVals[i]
+		if v == nil {
+			continue
+		}
+		t := &f.tops[i]
+		if len(t.reads) == 1 {
+			r := &t.reads[0]
+			val, ok := r.path.In(v)
+			put(r, val, ok)
+			continue
+		}
+		// Several reads under one key (namespace, app and container in
+		// the kubernetes map): walk its map once for all of them, and
+		// only as far as the last one.
+		left := 0
+		for j := range t.reads {
+			r := &t.reads[j]
+			if r.key1 != "" {
+				left++
+				continue
+			}
+			val, ok := r.path.In(v)
+			put(r, val, ok)
+		}
+		if left == 0 {
+			continue
+		}
+		mp, err := chunk.NewMap(v)
+		if err != nil {
+			continue
+		}
+		var done uint32 // reads found; a repeated key keeps its first value
+		for left > 0 {
+			k, val, ok := mp.Next()
+			if !ok {
+				break
+			}
+			for j := range t.reads {
+				r := &t.reads[j]
+				if r.key1 != "" && done&(1<<j) == 0 && r.key1 == string(k) {
+					done |= 1 << j
+					left--
+					got, ok := r.path.InAt(val, 2)
+					put(r, got, ok)
+				}
+			}
+		}
+	}
+	host = defaultHost
+	if len(rawHost) > 0 {
+		s.host = sanitize(s.host[:0], rawHost)
+		host = s.agg.Host(s.host)
+	}
+	if len(f.names) == 0 {
+		return host, 0
+	}
+	s.key = s.key[:0]
+	for pos, g := range f.tagGroup {
+		if pos > 0 {
+			s.key = append(s.key, aggregate.LabelSep)
+		}
+		if g >= 0 {
+			s.key = append(s.key, s.tagVals[pos]...)
+		} else {
+			s.key = sanitize(s.key, s.vals[pos])
+		}
+	}
+	return host, s.agg.LabelSet(s.key)
 }
 
 // scan matches one value; keywords new to this record remember it as their line.
@@ -218,4 +502,22 @@ func (s *state) scanAll(v []byte, depth int) {
 			s.scanAll(e, depth+1)
 		}
 	}
+}
+
+// sanitize is stream.SanitizeValue with a fast path for the common value:
+// printable ASCII within the length limit, appended as it is.
+func sanitize(dst, raw []byte) []byte {
+	if len(raw) <= stream.MaxLabelValueBytes {
+		clean := true
+		for _, c := range raw {
+			if c < 0x20 || c >= 0x7f {
+				clean = false
+				break
+			}
+		}
+		if clean {
+			return append(dst, raw...)
+		}
+	}
+	return stream.SanitizeValue(dst, raw)
 }

@@ -1,11 +1,12 @@
 package flush
 
 import (
-	"github.com/keyalert/keyalert/plugin/accessor"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/plugin/accessor"
 	"github.com/keyalert/keyalert/plugin/chunk"
 )
 
@@ -22,9 +23,18 @@ func FuzzProcess(f *testing.F) {
 	}
 	m := compile(f, sub("ERROR"), sub("WARN"), keyword.Spec{Text: "timeout", IgnoreCase: true},
 		keyword.Spec{Text: "disk", Match: keyword.Word}, keyword.Spec{Text: `f[a-z]+l`, Match: keyword.Regex})
-	fl := New(Options{AllKeys: true, HostnameKey: accessor.MustParse("host"), Hostname: "h", Samples: 2, Identity: "id"})
+	opt := Options{AllKeys: true, HostnameKey: accessor.MustParse("host"), Hostname: "h", Samples: 2, Identity: "id",
+		Labels: []Label{{Name: "a", Path: accessor.MustParse("$nested['a'][1]")}, {Name: "l", Path: accessor.MustParse("$log")}}}
+	fl, eager := New(opt), New(opt)
+	eager.eager = true
 	f.Fuzz(func(t *testing.T, b []byte) {
 		res := fl.Process(m, b, "t")
+		// Walking each record to find its end gives what framing it first gives.
+		ref := eager.Process(m, b, "t")
+		if fmt.Sprint(labelSummary(res.Entries)) != fmt.Sprint(labelSummary(ref.Entries)) || res.Events != ref.Events ||
+			res.Matched != ref.Matched || res.Skipped != ref.Skipped || res.Markers != ref.Markers || fmt.Sprint(res.Err) != fmt.Sprint(ref.Err) {
+			t.Fatalf("lazy %+v\neager %+v", res, ref)
+		}
 		var total int64
 		for _, e := range res.Entries {
 			if e.Count <= 0 || e.Minute%60 != 0 || e.Minute < 0 || len(e.Samples) > 2 {

@@ -10,8 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/keyalert/keyalert/pkg/redisoom"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/keyalert/keyalert/plugin/config"
 	"github.com/keyalert/keyalert/plugin/flush"
 	"github.com/keyalert/keyalert/plugin/keywordsync"
@@ -31,6 +36,10 @@ const (
 // while it refuses writes. A variable so tests can shorten it.
 var OOMLogInterval = redisoom.DefaultInterval
 
+// OverflowLogInterval is how often an instance at most warns that keywords
+// reached Max_Series. A variable so tests can shorten it.
+var OverflowLogInterval = time.Minute
+
 // Instance is one configured output.
 type Instance struct {
 	Name     string
@@ -41,6 +50,13 @@ type Instance struct {
 	flusher  *flush.Flusher
 	pub      *publish.Publisher
 	oom      *redisoom.Reporter
+
+	// overflow counts the counts sent to the overflow series since start;
+	// overflowMu guards the time of the last warning about it.
+	overflow       atomic.Int64
+	overflowMu     sync.Mutex
+	overflowWarned time.Time
+	now            func() time.Time
 }
 
 // Open parses the configuration, connects the Redis client (lazily: an
@@ -80,7 +96,12 @@ func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) 
 			// The config's bound is at least 1, so flush's zero default never applies.
 			SamplesPerFlush: cfg.SamplesPerFlush,
 			Identity:        cfg.Identity(),
+			Labels:          flushLabels(cfg.LabelKeys),
+			NoTag:           !cfg.TagLabel,
+			TagRegex:        cfg.TagRegex,
+			MaxSeries:       cfg.MaxSeries,
 		}),
+		now: time.Now,
 		pub: publish.New(rdb, cfg.Stream, cfg.MaxLen),
 		oom: redisoom.NewReporter(rdb, log, OOMLogInterval, nil),
 	}
@@ -92,9 +113,43 @@ func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) 
 	log.Info("keyalert output started",
 		"redis", cfg.RedisURL, "keywords", len(cfg.Keywords), "effective_keywords", f.Matcher().Len(),
 		"rules_key", cfg.RulesKey, "keys", keys, "hostname", cfg.Hostname, "hostname_key", cfg.HostnameKey.String(),
-		"samples", cfg.Samples, "samples_per_flush", cfg.SamplesPerFlush, "max_len", cfg.MaxLen)
+		"samples", cfg.Samples, "samples_per_flush", cfg.SamplesPerFlush, "max_len", cfg.MaxLen,
+		"labels", strings.Join(cfg.LabelNames(), ","), "tag_label", cfg.TagLabel, "max_series", cfg.MaxSeries)
 	return in, nil
 }
+
+func flushLabels(keys []config.LabelKey) []flush.Label {
+	out := make([]flush.Label, len(keys))
+	for i, k := range keys {
+		out[i] = flush.Label{Name: k.Name, Path: k.Path}
+	}
+	return out
+}
+
+// noteOverflow counts a flush's overflow and warns at most once per
+// OverflowLogInterval, naming the flush's keywords and the limit.
+func (in *Instance) noteOverflow(res *flush.Result, tag string) {
+	if res.Overflow == 0 {
+		return
+	}
+	total := in.overflow.Add(res.Overflow)
+	in.overflowMu.Lock()
+	now := in.now()
+	warn := in.overflowWarned.IsZero() || now.Sub(in.overflowWarned) >= OverflowLogInterval
+	if warn {
+		in.overflowWarned = now
+	}
+	in.overflowMu.Unlock()
+	if warn {
+		in.log.Warn("series limit reached: further counts of these keywords in the flush went to the overflow series (host, tag and labels "+
+			stream.OverflowValue+"); raise "+config.KeyMaxSeries+" or drop a label with many values",
+			"keywords", strings.Join(res.OverflowKeywords, ","), "max_series", in.cfg.MaxSeries, "tag", tag,
+			"overflow", res.Overflow, "overflow_total", total)
+	}
+}
+
+// OverflowTotal is how many counts went to the overflow series since start.
+func (in *Instance) OverflowTotal() int64 { return in.overflow.Load() }
 
 // Flush counts the keywords in one chunk and publishes the entries. It returns
 // FLBOK, FLBRetry when Redis failed (Fluent Bit retries the whole chunk; the
@@ -107,6 +162,7 @@ func (in *Instance) Flush(data []byte, tag string) int {
 		return FLBOK
 	}
 	res := in.flusher.Process(m, data, tag)
+	in.noteOverflow(&res, tag)
 	if res.Skipped > 0 {
 		in.log.Warn("skipped events that are not [timestamp, map] records", "tag", tag, "skipped", res.Skipped)
 	}
@@ -132,7 +188,7 @@ func (in *Instance) Flush(data []byte, tag string) int {
 		return FLBError
 	}
 	in.log.Debug("flushed", "tag", tag, "batch", res.Batch, "events", res.Events, "matched", res.Matched,
-		"entries", len(res.Entries), "markers", res.Markers)
+		"entries", len(res.Entries), "markers", res.Markers, "overflow", res.Overflow, "overflow_total", in.overflow.Load())
 	return FLBOK
 }
 

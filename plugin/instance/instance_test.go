@@ -365,3 +365,60 @@ func TestRedisOutOfMemoryRetriesAndIsNamedOncePerInterval(t *testing.T) {
 		t.Fatalf("totals %v", got)
 	}
 }
+
+// Past Max_Series the counts go to the overflow series, the instance counts
+// them, and the warning naming the keyword and the limit comes at most once
+// per OverflowLogInterval (an injected clock stands in for time).
+func TestOverflowWarnsAtMostOncePerInterval(t *testing.T) {
+	srv := redistest.Start(t)
+	r, logs := newRegistry(t)
+	id, code := r.Init(props{"redis_url": srv.URL(), "keywords": "ERROR", "hostname": "h1", "rules_key": "off",
+		"stream": "ka:ov", "hostname_key": "h", "max_series": "2"}.get)
+	if code != FLBOK {
+		t.Fatalf("init: %s", logs)
+	}
+	in := r.live[id]
+	now := t0
+	in.now = func() time.Time { return now }
+	chunk := func() []byte {
+		var b []byte
+		for i, h := range []string{"a", "b", "c", "d", "a"} {
+			b, _ = chunkEvent(b, i, map[string]any{"log": "ERROR", "h": h})
+		}
+		return b
+	}()
+	warnings := func() int { return strings.Count(logs.String(), "series limit reached") }
+	for i, step := range []struct {
+		advance time.Duration
+		want    int
+	}{{0, 1}, {30 * time.Second, 1}, {31 * time.Second, 2}} {
+		now = now.Add(step.advance)
+		if c := r.Flush(id, chunk, "t"); c != FLBOK {
+			t.Fatalf("flush %d: %d", i, c)
+		}
+		if got := warnings(); got != step.want {
+			t.Fatalf("flush %d: %d warnings, want %d:\n%s", i, got, step.want, logs)
+		}
+	}
+	if got := in.OverflowTotal(); got != 6 {
+		t.Errorf("overflow total %d, want 6 (2 per flush)", got)
+	}
+	for _, w := range []string{"keywords=substring:ERROR", "max_series=2", "overflow_total=6"} {
+		if !strings.Contains(logs.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, logs)
+		}
+	}
+	var other int64
+	for _, e := range readStream(t, srv.Client(), "ka:ov") {
+		if e.Host == stream.OverflowValue && e.Tag == stream.OverflowValue {
+			other += e.Count
+		}
+	}
+	if other != 6 {
+		t.Errorf("overflow series counted %d, want 6", other)
+	}
+}
+
+func chunkEvent(b []byte, sec int, rec map[string]any) ([]byte, error) {
+	return chunk.AppendEvent(b, chunk.FormatV2, t0.Add(time.Duration(sec)*time.Second), chunk.EventTime, rec)
+}

@@ -1,0 +1,123 @@
+package chunk
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+// FuzzSkip: skip agrees with msgp.Skip on every input: the same end for an
+// object msgp accepts, an error wherever msgp has one (except msgp's
+// recursion limit, which skip does not need).
+func FuzzSkip(f *testing.F) {
+	rec := map[string]any{
+		"log": "ERROR x", "n": int64(-3), "u": uint64(1 << 40), "f": 1.5, "b": []byte{1, 2}, "t": true, "z": nil,
+		"kubernetes": map[string]any{"labels": map[string]any{"app": "web"}, "list": []any{"a", int64(300), 2.5}},
+	}
+	ev, err := AppendEvent(nil, FormatV2, time.Unix(1700000000, 5), EventTime, rec)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(ev)
+	for _, cut := range []int{1, 5, len(ev) / 2, len(ev) - 1} {
+		f.Add(ev[:cut])
+	}
+	for _, b := range [][]byte{
+		msgp.AppendString(nil, string(make([]byte, 300))), msgp.AppendString(nil, string(make([]byte, 70000))),
+		ext(f, 3), ext(f, 17), ext(f, 300),
+		msgp.AppendMapHeader(nil, 70000), msgp.AppendArrayHeader(nil, 1<<20), {0xc1}, {0xdf, 0xff, 0xff, 0xff, 0xff},
+		{0xd7, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {0xc7, 2, 1, 9, 9}, {0xc8, 0, 1, 1, 9}, {0xc9, 0, 0, 0, 1, 1, 9},
+	} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := skip(b)
+		want, werr := msgp.Skip(b)
+		switch {
+		case werr == nil && err != nil:
+			t.Fatalf("% x: skip error %v, msgp none", b, err)
+		case werr == nil && len(got) != len(want):
+			t.Fatalf("% x: skip leaves %d bytes, msgp %d", b, len(got), len(want))
+		case werr != nil && err == nil && !errors.Is(werr, msgp.ErrRecursion):
+			t.Fatalf("% x: msgp error %v, skip none (leaves %d bytes)", b, werr, len(got))
+		}
+	})
+}
+
+func ext(f *testing.F, n int) []byte {
+	b, err := msgp.AppendExtension(nil, &msgp.RawExtension{Type: 5, Data: make([]byte, n)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
+}
+
+// FuzzNextLazy: reading a chunk with NextLazy, walking each record and
+// settling it (or, for every third, leaving it to the reader), hands out the
+// same events with the same records and ends with the same counts, error
+// and offset as Next.
+func FuzzNextLazy(f *testing.F) {
+	ts := time.Unix(1700000000, 0)
+	good, _ := AppendEvent(nil, FormatV2, ts, EventTime, map[string]any{"log": "x", "k": map[string]any{"a": []any{"b", int64(1)}}})
+	v1, _ := AppendEvent(nil, FormatV1, ts, IntTime, map[string]any{"log": "y"})
+	marker := []byte{0x92, 0x92, 0xd7, 0x00, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x80, 0x80}
+	notMap := []byte{0x92, 0x05, 0xa1, 'x'}
+	for _, b := range [][]byte{good, v1, append(append(append([]byte{}, good...), marker...), v1...), append(append([]byte{}, notMap...), good...),
+		append(append([]byte{}, good...), good[:len(good)-3]...), {0x92, 0x05, 0x81, 0xa1}} {
+		f.Add(b)
+	}
+	type seen struct {
+		index, offset int
+		sec           int64
+		nsec          uint32
+		record        string
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want, got []seen
+		var ev Event
+		r := NewReader(b)
+		for r.Next(&ev) {
+			want = append(want, seen{ev.Index, ev.Offset, ev.Sec, ev.Nsec, string(ev.Record)})
+		}
+		l := NewReader(b)
+		for i := 0; l.NextLazy(&ev); i++ {
+			m, err := NewMap(ev.Record)
+			if err != nil {
+				continue // broken: the reader reports it, Next never handed it out
+			}
+			for {
+				if _, _, ok := m.Next(); !ok {
+					break
+				}
+			}
+			rest, ok := m.Rest()
+			if !ok {
+				continue // as above
+			}
+			rec := ev.Record[:len(ev.Record)-len(rest)]
+			if i%3 != 2 {
+				l.Settle(len(rec))
+			}
+			got = append(got, seen{ev.Index, ev.Offset, ev.Sec, ev.Nsec, string(rec)})
+		}
+		if len(got) != len(want) {
+			t.Fatalf("lazy handed out %d events, Next %d", len(got), len(want))
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("event %d: lazy %+v, Next %+v", i, got[i], want[i])
+			}
+		}
+		if l.Skipped() != r.Skipped() || l.Markers() != r.Markers() || l.Offset() != r.Offset() {
+			t.Fatalf("lazy skipped %d markers %d offset %d; Next %d %d %d", l.Skipped(), l.Markers(), l.Offset(), r.Skipped(), r.Markers(), r.Offset())
+		}
+		var le, re *DecodeError
+		errors.As(l.Err(), &le)
+		errors.As(r.Err(), &re)
+		if (le == nil) != (re == nil) || le != nil && (le.Index != re.Index || le.Offset != re.Offset) {
+			t.Fatalf("lazy error %v, Next %v", l.Err(), r.Err())
+		}
+	})
+}
