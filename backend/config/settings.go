@@ -168,6 +168,9 @@ var settings = []Setting{
 			c.Ingest.Samples, c.Ingest.NoSamples = int(n), n == 0
 			return err
 		}},
+	intRow("max-series-per-minute", "KEYALERT_MAX_SERIES_PER_MINUTE", ingest.DefaultMaxSeriesPerMinute, 10, 1000000,
+		"distinct series (host, tag, labels) one keyword may have in one minute: the counts of further series go to the overflow series (every part __other__; metric keyalert_ingest_overflow_total, a warning at most once a minute)",
+		func(c *Config) *int { return &c.Ingest.MaxSeriesPerMinute }),
 	intRow("dead-maxlen", "KEYALERT_DEAD_MAXLEN", int64(ingest.DefaultDeadMaxLen), 1, 1<<40,
 		"approximate length cap of the dead-letter stream", func(c *Config) *int64 { return &c.Ingest.DeadMaxLen }),
 	oneOf("log-format", "KEYALERT_LOG_FORMAT", "json", "log format", func(c *Config) *string { return &c.LogFormat }, "json", "text"),
