@@ -95,9 +95,12 @@ type Notification struct {
 	// Target. An acknowledge or resolve goes to every receiver that got the
 	// alert's trigger, whatever this says.
 	Receivers []string `json:"receivers,omitempty"`
-	// Labels are group labels beyond Host and Tag (none yet); see
-	// GroupLabels.
+	// Labels are the group's labels beyond Host and Tag (group_by names
+	// other than host and tag); see GroupLabels.
 	Labels map[string]string `json:"labels,omitempty"`
+	// SeriesHost is the only host of the series the alert counted, when the
+	// group names no host; empty when several or none.
+	SeriesHost string `json:"series_host,omitempty"`
 }
 
 // GroupLabels are the labels that tell the alert's group apart: host and
