@@ -214,5 +214,11 @@ func decodeAlert(b []byte) (*Alert, error) {
 	if err := json.Unmarshal(b, &a); err != nil {
 		return nil, err
 	}
+	if a.Labels == nil { // stored before labels, or group_by none
+		a.Labels = a.GroupBy.Labels(a.Group)
+		if a.Labels == nil {
+			a.Labels = map[string]string{}
+		}
+	}
 	return &a, nil
 }

@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +120,16 @@ func (n Notification) GroupLabels() map[string]string {
 		out["tag"] = n.Tag
 	}
 	return out
+}
+
+// LabelsText is labels as "name=value, …" sorted by name, for chat
+// messages; "" for none.
+func LabelsText(labels map[string]string) string {
+	parts := make([]string, 0, len(labels))
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+"="+labels[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // WithTrigger returns n (an acknowledge or resolve, which only identifies
