@@ -342,6 +342,49 @@ func (s *Store) scanCounts(ctx context.Context, kwID string, bks []bucket, f Fil
 	return out, nil
 }
 
+func (s *Store) scanTop(ctx context.Context, kwID string, bks []bucket, by string, f Filter, limit int, maxCells int64) ([]Group, int64, error) {
+	pipe := s.rdb.Pipeline()
+	lens := make([]*redis.IntCmd, len(bks))
+	for i, b := range bks {
+		lens[i] = pipe.HLen(ctx, b.w)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(bks), err)
+	}
+	var cells int64
+	for _, l := range lens {
+		cells += l.Val()
+	}
+	if cells > maxCells {
+		return nil, 0, &LimitError{Cells: cells, Max: maxCells}
+	}
+	sums := map[string]int64{}
+	var total int64
+	for i, b := range bks {
+		if lens[i].Val() == 0 {
+			continue
+		}
+		err := s.scanCells(ctx, b.w, f, func(host, tag string, labels []stream.Label, n int64) {
+			sums[Dimension(host, tag, labels, by)] += n
+			total += n
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	out := make([]Group, 0, len(sums))
+	for v, n := range sums {
+		out = append(out, Group{v, n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Value < out[j].Value
+	})
+	return out[:min(limit, len(out))], total, nil
+}
+
 func sortPoints(out []Point) {
 	// Few minutes are out of order (only scanned ones); insertion sort.
 	for i := 1; i < len(out); i++ {
@@ -462,9 +505,20 @@ func (s *Store) Top(ctx context.Context, kwID string, from, to int64, by string,
 // start) are summed from the hourly rollups, the first of them the hour
 // holding from; each hourly host or tag counts as one cell against maxCells.
 func (s *Store) TopTiered(ctx context.Context, kwID string, from, to, split int64, by string, limit int, maxCells int64) ([]Group, int64, error) {
+	return s.TopFiltered(ctx, kwID, from, to, split, by, Filter{}, limit, maxCells)
+}
+
+// TopFiltered is TopTiered over the cells f selects. Rollups cannot answer
+// a filter: with one, the buckets' cells are read (at most maxCells, checked
+// with one HLEN per bucket first) and summed by group in memory, which holds
+// at most as many groups as cells read.
+func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split int64, by string, f Filter, limit int, maxCells int64) ([]Group, int64, error) {
 	bks, err := s.buckets(kwID, from, to, split)
 	if err != nil || len(bks) == 0 || limit <= 0 {
 		return nil, 0, err
+	}
+	if f.HostSet || f.TagSet || f.Series != nil {
+		return s.scanTop(ctx, kwID, bks, by, f, limit, maxCells)
 	}
 	roll := func(b bucket) string { return b.h }
 	switch by {
