@@ -118,3 +118,37 @@ func TestSilenceByLabel(t *testing.T) {
 		t.Errorf("fleet alert silenced though billing contributes: %+v", a)
 	}
 }
+
+// An absence rule grouped by two labels remembers its groups by their
+// group strings: a namespace/app pair that falls silent pages, after a
+// restart too, with its labels taken back from the group.
+func TestAbsenceRemembersLabelGroups(t *testing.T) {
+	v := newEnv(t)
+	v.startSender()
+	r := v.rule(`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","window":"1m"},
+		"group_by":["namespace","app"],"pagerduty":{"routing_key":"` + testKey + `"}}`)
+	v.countLabelled("heartbeat ok", "node-1", "kube.a", 0, 1, "app", "web", "namespace", "shop")
+	for i := 0; i < 3; i++ {
+		v.countLabelled("heartbeat ok", "node-2", "kube.b", 0, 1, "app", "db", "namespace", "shop")
+		v.clk.Add(time.Minute)
+		v.tick()
+	}
+	v.restart()
+	for i := 0; i < 5; i++ {
+		v.countLabelled("heartbeat ok", "node-2", "kube.b", 0, 1, "app", "db", "namespace", "shop")
+		v.clk.Add(time.Minute)
+		v.tick()
+	}
+	const group = "namespace=shop,app=web"
+	a := v.alert(r.ID, group)
+	if a == nil || a.State != Firing || !maps.Equal(a.Labels, map[string]string{"namespace": "shop", "app": "web"}) {
+		t.Fatalf("silent shop/web: %+v", a)
+	}
+	if b := v.alert(r.ID, "namespace=shop,app=db"); b != nil && b.State == Firing {
+		t.Errorf("shop/db still beating but firing: %+v", b)
+	}
+	ev := v.events(1)[0]
+	if ev.Group != group || !maps.Equal(ev.Labels, a.Labels) {
+		t.Errorf("page group %q labels %v", ev.Group, ev.Labels)
+	}
+}
