@@ -61,7 +61,7 @@ type Alert struct {
 	// Labels are the group's dimensions, name -> value (host and tag
 	// included when grouped by); empty for group_by none.
 	Labels   map[string]string `json:"labels"`
-	Keywords []string `json:"keywords"`
+	Keywords []string          `json:"keywords"`
 	// KeywordIDs are the counted series (keyword.Spec IDs).
 	KeywordIDs []string `json:"keyword_ids"`
 	// Filters and Condition are, with GroupBy and KeywordIDs, the rule's

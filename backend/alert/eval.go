@@ -259,13 +259,13 @@ type obs struct {
 	// labels are the group's dimensions as read from a series of it; nil
 	// for a group known only by its key (groupLabels parses that).
 	labels map[string]string
-	count int64 // in the window
-	base  int64 // in the spike baseline, or the window before for absence
-	tag   string
-	tags  int // distinct tags seen (1: tag is the component)
-	host  string
-	hosts int // distinct hosts seen (1: host is the page's source)
-	cond  bool
+	count  int64 // in the window
+	base   int64 // in the spike baseline, or the window before for absence
+	tag    string
+	tags   int // distinct tags seen (1: tag is the component)
+	host   string
+	hosts  int // distinct hosts seen (1: host is the page's source)
+	cond   bool
 	// expected is a spike's baseline count scaled to the window (spike.go).
 	expected float64
 	// early is the condition on the current window alone (for absence, the
