@@ -90,7 +90,7 @@ var settings = []Setting{
 		func(c *Config) *time.Duration { return &c.Rollup.Retention }),
 	{Flag: "hourly-retention", Env: "KEYALERT_HOURLY_RETENTION", Default: formatDuration(window.DefaultHourlyRetention),
 		Bounds: "at least `KEYALERT_RETENTION`, at most " + formatDuration(maxRetention),
-		Usage:  "how long hourly counts are kept: minutes older than `KEYALERT_RETENTION` are rolled up per hour (keyword, host, tag) and the counts API reads them as hours up to this far back; the default is raised to `KEYALERT_RETENTION` when that is longer; equal to it turns the hourly tier's reads off",
+		Usage:  "how long hourly counts are kept: minutes older than `KEYALERT_RETENTION` are rolled up per hour and series (keyword, host, tag, labels) and the counts API reads them as hours up to this far back; the default is raised to `KEYALERT_RETENTION` when that is longer; equal to it turns the hourly tier's reads off",
 		set: func(c *Config, v string) error {
 			d, err := parseDuration(v)
 			if err != nil {
@@ -162,7 +162,7 @@ var settings = []Setting{
 	intRow("max-deliveries", "KEYALERT_MAX_DELIVERIES", int64(ingest.DefaultMaxDeliveries), 1, 1000000,
 		"an entry delivered more often than this goes to the dead-letter stream", func(c *Config) *int64 { return &c.Ingest.MaxDeliveries }),
 	{Flag: "samples", Env: "KEYALERT_SAMPLES", Default: strconv.Itoa(ingest.DefaultSamples), Bounds: "0–1000",
-		Usage: "sample lines kept per (keyword, host, tag) series, each list expiring after the retention; 0 keeps none",
+		Usage: "sample lines kept per (keyword, host, tag, labels) series, each list expiring after the retention; 0 keeps none",
 		set: func(c *Config, v string) error {
 			n, err := intIn(v, 0, 1000)
 			c.Ingest.Samples, c.Ingest.NoSamples = int(n), n == 0
