@@ -41,6 +41,19 @@ type CountsResponse struct {
 	// match and ignore_case): false with no points means nothing counts
 	// it, not that it counted 0.
 	Counted bool `json:"counted"`
+	// By and Series answer by=<name>: the limit values of that dimension
+	// (host, tag or a label) with the most matches, each with its points.
+	By     string         `json:"by,omitempty"`
+	Series []CountsSeries `json:"series,omitempty"`
+}
+
+// CountsSeries is the counts of one value of the by dimension.
+type CountsSeries struct {
+	Value string `json:"value"`
+	// Labels is the series' dimension as an object: {"namespace": "shop"}.
+	Labels map[string]string `json:"labels"`
+	Points []Point           `json:"points"`
+	Total  int64             `json:"total"`
 }
 
 // TopItem is one value of a top answer's dimension (host, tag or label).
@@ -151,6 +164,11 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 		h.writeErr(w, r, err)
 		return
 	}
+	by, limit, err := splitParams(q)
+	if err != nil {
+		h.writeErr(w, r, err)
+		return
+	}
 
 	// Minutes overlapping [from, to); nothing older than the retention
 	// exists, so that part is not read.
@@ -176,15 +194,50 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := CountsResponse{Keyword: s.Text, ID: s.ID(), From: from.UTC(), To: to.UTC(), Points: make([]Point, 0, len(mcs)), Counted: counted}
 	tiered := lo < split
-	for _, c := range mcs {
-		p := Point{Minute: time.Unix(c.Start, 0).UTC(), Count: c.Count}
-		if tiered {
-			p.Step = c.Step
+	points := func(ps []window.Point) ([]Point, int64) {
+		out, total := make([]Point, 0, len(ps)), int64(0)
+		for _, c := range ps {
+			p := Point{Minute: time.Unix(c.Start, 0).UTC(), Count: c.Count}
+			if tiered {
+				p.Step = c.Step
+			}
+			out = append(out, p)
+			total += c.Count
 		}
-		resp.Points = append(resp.Points, p)
-		resp.Total += c.Count
+		return out, total
+	}
+	resp.Points, resp.Total = points(mcs)
+	if by != "" {
+		split, err := h.o.Counts.SplitTiered(r.Context(), s.ID(), lo, to.Unix(), split, by, f, limit, h.o.MaxCellsPerQuery)
+		if err != nil {
+			h.writeCountsErr(w, r, err, "to")
+			return
+		}
+		resp.By, resp.Series = by, make([]CountsSeries, 0, len(split))
+		for _, d := range split {
+			ps, total := points(d.Points)
+			resp.Series = append(resp.Series, CountsSeries{Value: d.Value, Labels: map[string]string{by: d.Value}, Points: ps, Total: total})
+		}
 	}
 	WriteJSON(w, http.StatusOK, resp)
+}
+
+// splitParams reads by (host, tag or a label name; "" for none) and limit
+// (default 10, 1–1000) of a counts call split by a dimension.
+func splitParams(q url.Values) (by string, limit int, err error) {
+	by = q.Get("by")
+	if by != "" && by != stream.LabelHost && by != stream.LabelTag && stream.ValidLabelName(by) != nil {
+		return "", 0, bad("by", "%q: want host, tag or a label name (letters, digits and _, not starting with a digit)", by)
+	}
+	limit = 10
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return "", 0, bad("limit", "%q: want an integer from 1 to 1000", v)
+		}
+		limit = n
+	}
+	return by, limit, nil
 }
 
 // LabelParam is the prefix of a label filter parameter: label.<name>=<glob>.

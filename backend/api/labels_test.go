@@ -2,8 +2,10 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,10 +75,45 @@ func TestCountsAndTopByLabel(t *testing.T) {
 	}
 }
 
+func TestCountsSplitByALabel(t *testing.T) {
+	f := newFixture(t, nil)
+	kw := "substring:Error"
+	f.countLabelled(t, kw, minute(10, 30), "node-1", "kube.a", 5, "app", "web", "namespace", "shop")
+	f.countLabelled(t, kw, minute(10, 29), "node-2", "kube.b", 7, "app", "web", "namespace", "shop")
+	f.countLabelled(t, kw, minute(10, 29), "node-1", "kube.c", 3, "app", "db", "namespace", "billing")
+	f.count(t, kw, minute(10, 29), "node-1", "plain", 2)
+	var got CountsResponse
+	path := "/api/v1/counts?keyword=Error&from=2024-05-01T10:00:00Z&to=2024-05-01T11:00:00Z&by=namespace&limit=2&label.app=*"
+	if code := f.get(t, path, "tok-a", &got); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	type s struct {
+		value  string
+		points string
+		total  int64
+	}
+	var gotS []s
+	for _, x := range got.Series {
+		var ps []string
+		for _, p := range x.Points {
+			ps = append(ps, p.Minute.Format("15:04")+"="+fmt.Sprint(p.Count))
+		}
+		if x.Labels["namespace"] != x.Value {
+			t.Errorf("series %q labels %v", x.Value, x.Labels)
+		}
+		gotS = append(gotS, s{x.Value, strings.Join(ps, ","), x.Total})
+	}
+	want := []s{{"shop", "10:29=7,10:30=5", 12}, {"billing", "10:29=3", 3}}
+	if got.By != "namespace" || !reflect.DeepEqual(gotS, want) || got.Total != 17 {
+		t.Errorf("by %q series %v total %d, want namespace %v 17", got.By, gotS, got.Total, want)
+	}
+}
+
 func TestBadLabelParametersAreNamed(t *testing.T) {
 	f := newFixture(t, nil)
 	for _, tt := range []struct{ path, field string }{
 		{"/api/v1/counts/top?keyword=Error&by=9x", "by"},
+		{"/api/v1/counts?keyword=Error&from=2024-05-01T10:00:00Z&to=2024-05-01T11:00:00Z&by=a.b", "by"},
 		{"/api/v1/counts/top?keyword=Error&label.a-b=x", "label.a-b"},
 		{"/api/v1/counts?keyword=Error&from=2024-05-01T10:00:00Z&to=2024-05-01T11:00:00Z&label.host=x", "label.host"},
 		{"/api/v1/counts?keyword=Error&from=2024-05-01T10:00:00Z&to=2024-05-01T11:00:00Z&label.app=x&label.app=y", "label.app"},

@@ -342,6 +342,87 @@ func (s *Store) scanCounts(ctx context.Context, kwID string, bks []bucket, f Fil
 	return out, nil
 }
 
+// DimSeries is the counts of one value of a dimension (host, tag or a
+// label) over a range: a series of a counts answer split by that dimension.
+type DimSeries struct {
+	Value  string
+	Points []Point // ascending
+	Total  int64
+}
+
+// SplitTiered is CountsTiered split by dimension by: the limit values with
+// the most matches (ties by value), each with its points. It reads the
+// buckets' cells (rollups hold no per-minute split by two dimensions): at
+// most maxCells in all, checked with one HLEN per bucket before any is read;
+// memory is O(cells read).
+func (s *Store) SplitTiered(ctx context.Context, kwID string, from, to, split int64, by string, f Filter, limit int, maxCells int64) ([]DimSeries, error) {
+	bks, err := s.buckets(kwID, from, to, split)
+	if err != nil || len(bks) == 0 || limit <= 0 {
+		return nil, err
+	}
+	lens, err := s.bucketCells(ctx, kwID, bks, maxCells)
+	if err != nil {
+		return nil, err
+	}
+	byValue := map[string]*DimSeries{}
+	for i, b := range bks {
+		if lens[i] == 0 {
+			continue
+		}
+		err := s.scanCells(ctx, b.w, f, func(host, tag string, labels []stream.Label, n int64) {
+			v := Dimension(host, tag, labels, by)
+			d := byValue[v]
+			if d == nil {
+				d = &DimSeries{Value: v}
+				byValue[v] = d
+			}
+			if k := len(d.Points); k > 0 && d.Points[k-1].Start == b.start {
+				d.Points[k-1].Count += n
+			} else {
+				d.Points = append(d.Points, Point{b.start, b.step, n})
+			}
+			d.Total += n
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]DimSeries, 0, len(byValue))
+	for _, d := range byValue {
+		out = append(out, *d)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Total != out[j].Total {
+			return out[i].Total > out[j].Total
+		}
+		return out[i].Value < out[j].Value
+	})
+	return out[:min(limit, len(out))], nil
+}
+
+// bucketCells is the HLEN of each bucket's cells hash, failing with
+// *LimitError when they add up to more than maxCells.
+func (s *Store) bucketCells(ctx context.Context, kwID string, bks []bucket, maxCells int64) ([]int64, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(bks))
+	for i, b := range bks {
+		cmds[i] = pipe.HLen(ctx, b.w)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("cells of %s over %d buckets: %w", kwID, len(bks), err)
+	}
+	lens := make([]int64, len(bks))
+	var cells int64
+	for i, c := range cmds {
+		lens[i] = c.Val()
+		cells += lens[i]
+	}
+	if cells > maxCells {
+		return nil, &LimitError{Cells: cells, Max: maxCells}
+	}
+	return lens, nil
+}
+
 func (s *Store) scanTop(ctx context.Context, kwID string, bks []bucket, by string, f Filter, limit int, maxCells int64) ([]Group, int64, error) {
 	pipe := s.rdb.Pipeline()
 	lens := make([]*redis.IntCmd, len(bks))
