@@ -1,10 +1,14 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/keyalert/keyalert/backend/window"
@@ -147,7 +151,10 @@ func TestSeriesPastTheLimitGoToTheOverflowSeries(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	r := start(t, Options{Client: rdb, MaxSeriesPerMinute: 5, Registerer: reg})
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewJSONHandler(&lockedWriter{&mu, &logs}, nil))
+	r := start(t, Options{Client: rdb, MaxSeriesPerMinute: 5, Registerer: reg, Logger: log})
 	now := nowMinute()
 	var es []stream.Entry
 	for i := range 5 {
@@ -192,6 +199,23 @@ func TestSeriesPastTheLimitGoToTheOverflowSeries(t *testing.T) {
 	if n := testutil.ToFloat64(r.c.m.overflow); n != 6 {
 		t.Errorf("keyalert_ingest_overflow_total = %v, want 6 entries", n)
 	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if n := strings.Count(out, "overflow series"); n != 1 || !strings.Contains(out, `"keyword_id":"`+kw+`"`) || !strings.Contains(out, `"limit":5`) {
+		t.Errorf("want one warning naming the keyword and the limit; logs:\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // Host and tag values of entries written before the plugin sanitized them
