@@ -198,16 +198,22 @@ func (g GroupBy) Key(host, tag string, labels []stream.Label) string {
 	if !strings.Contains(dims, ",") {
 		return labelValue(labels, dims)
 	}
+	// Runs per cell on every evaluation: no slice of names, one string.
 	var b strings.Builder
-	for i, d := range strings.Split(dims, ",") {
-		if i > 0 {
+	b.Grow(len(dims) + 16*strings.Count(dims, ","))
+	for rest, first := dims, true; ; first = false {
+		d, next, more := strings.Cut(rest, ",")
+		if !first {
 			b.WriteByte(',')
 		}
 		b.WriteString(d)
 		b.WriteByte('=')
 		b.WriteString(dimValue(host, tag, labels, d))
+		if !more {
+			return b.String()
+		}
+		rest = next
 	}
-	return b.String()
 }
 
 // Labels are the dimensions of group (a Key of g) as name -> value; nil
