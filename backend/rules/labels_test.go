@@ -101,3 +101,17 @@ func TestFiltersMatchLabelsAndAbsentLabelsAreEmpty(t *testing.T) {
 		t.Error("an empty glob filters nothing")
 	}
 }
+
+// BenchmarkGroupKey is the group of one cell, computed per cell on every
+// evaluation.
+func BenchmarkGroupKey(b *testing.B) {
+	labels := []stream.Label{{Name: "app", Value: "web"}, {Name: "container", Value: "web-c"}, {Name: "namespace", Value: "shop"}}
+	for _, by := range []GroupBy{GroupHost, GroupBy("namespace"), GroupBy("namespace,app")} {
+		b.Run(string(by), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = by.Key("node-1", "kube.x", labels)
+			}
+		})
+	}
+}
