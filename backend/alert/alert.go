@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -53,9 +54,14 @@ type Alert struct {
 	RuleID   string        `json:"rule_id"`
 	RuleName string        `json:"rule_name"`
 	GroupBy  rules.GroupBy `json:"group_by"`
-	// Group is the host or tag the alert is for; empty for group_by none.
-	Group    string   `json:"group"`
-	Keywords []string `json:"keywords"`
+	// Group is the group the alert is for: the one dimension's value (a
+	// host, a tag, a label value), name=value pairs joined by ',' for
+	// several; empty for group_by none.
+	Group string `json:"group"`
+	// Labels are the group's dimensions, name -> value (host and tag
+	// included when grouped by); empty for group_by none.
+	Labels   map[string]string `json:"labels"`
+	Keywords []string          `json:"keywords"`
 	// KeywordIDs are the counted series (keyword.Spec IDs).
 	KeywordIDs []string `json:"keyword_ids"`
 	// Filters and Condition are, with GroupBy and KeywordIDs, the rule's
@@ -134,7 +140,7 @@ func shapeChange(a *Alert, r *rules.Rule, kwIDs []string) string {
 	}
 	// Alerts from before shapes were recorded can be judged on the above only.
 	if a.Condition != nil {
-		if a.Filters != r.Filters {
+		if !a.Filters.Equal(r.Filters) {
 			d = append(d, fmt.Sprintf("filters %s → %s", filtersText(a.Filters), filtersText(r.Filters)))
 		}
 		if *a.Condition != r.Condition {
@@ -145,12 +151,16 @@ func shapeChange(a *Alert, r *rules.Rule, kwIDs []string) string {
 }
 
 func filtersText(f rules.Filters) string {
+	all := f.All()
 	var s []string
-	if f.Host != "" {
-		s = append(s, "host="+f.Host)
+	for _, name := range []string{"host", "tag"} {
+		if g, ok := all[name]; ok {
+			s = append(s, name+"="+g)
+			delete(all, name)
+		}
 	}
-	if f.Tag != "" {
-		s = append(s, "tag="+f.Tag)
+	for _, name := range slices.Sorted(maps.Keys(all)) {
+		s = append(s, name+"="+all[name])
 	}
 	if len(s) == 0 {
 		return "none"
@@ -203,6 +213,12 @@ func decodeAlert(b []byte) (*Alert, error) {
 	var a Alert
 	if err := json.Unmarshal(b, &a); err != nil {
 		return nil, err
+	}
+	if a.Labels == nil { // stored before labels, or group_by none
+		a.Labels = a.GroupBy.Labels(a.Group)
+		if a.Labels == nil {
+			a.Labels = map[string]string{}
+		}
 	}
 	return &a, nil
 }

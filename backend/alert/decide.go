@@ -159,6 +159,10 @@ func startSpell(cur *Alert, in input) *Alert {
 		next = &Alert{ID: id, DedupKey: DedupKey(id), RuleID: r.ID, Group: in.o.group}
 	}
 	next.stampShape(r)
+	next.Labels = in.o.groupLabels(r.GroupBy)
+	if next.Labels == nil {
+		next.Labels = map[string]string{}
+	}
 	next.FalseSince, next.AckedAt, next.AckedBy, next.ResolvedAt = time.Time{}, time.Time{}, "", time.Time{}
 	next.Notified, next.SilencedBy, next.Rearm, next.LastNotifiedAt = false, "", false, time.Time{}
 	return next

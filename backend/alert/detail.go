@@ -42,7 +42,7 @@ func BuildDetail(ctx context.Context, counts Counts, rule *rules.Rule, a *Alert,
 	}
 	for _, kw := range a.KeywordIDs {
 		for _, c := range cells[kw] {
-			if filters.Match(c.Host, c.Tag) && inGroup(a.GroupBy, a.Group, c) {
+			if filters.MatchSeries(c.Host, c.Tag, c.Labels) && inGroup(a.GroupBy, a.Group, c) {
 				d.CountsPerMinute[minuteKey(c.Minute)] += c.Count
 			}
 		}

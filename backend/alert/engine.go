@@ -680,7 +680,7 @@ func (e *Engine) judgeRule(ctx context.Context, cr *crule, cells map[string][]wi
 		if absenceTooNew(cr, now) {
 			return true // too new to tell absence from not-yet-counted
 		}
-		if !hasMem && cr.rule.GroupBy != rules.GroupNone {
+		if !hasMem && !cr.rule.GroupBy.None() {
 			return false // its memory could not be read (firstErr)
 		}
 		// A set, not slices.Contains: thousands of remembered groups.
@@ -735,7 +735,7 @@ func (e *Engine) groupMemory(ctx context.Context, rs *ruleSet, owned []int, trac
 	out := map[string]map[string]seen{}
 	for _, i := range owned {
 		cr := rs.rules[i]
-		if cr.rule.Condition.Type != rules.Absence || cr.rule.GroupBy == rules.GroupNone {
+		if cr.rule.Condition.Type != rules.Absence || cr.rule.GroupBy.None() {
 			continue
 		}
 		seenNow := seenGroups(cr, cells, nowMin)
@@ -1182,14 +1182,24 @@ func (e *Engine) trigger(ctx context.Context, cr *crule, o obs, a *Alert, cells 
 		Samples:         e.samples(ctx, cr, o.group, cells, nowMin),
 		At:              e.c.Now(), Target: key, Receivers: r.Receivers,
 	}
-	switch {
-	case r.GroupBy == rules.GroupHost:
-		n.Host = o.group
-	case r.GroupBy == rules.GroupTag:
-		n.Tag = o.group
+	for name, v := range o.groupLabels(r.GroupBy) {
+		switch name {
+		case "host":
+			n.Host = v
+		case "tag":
+			n.Tag = v
+		default:
+			if n.Labels == nil {
+				n.Labels = map[string]string{}
+			}
+			n.Labels[name] = v
+		}
 	}
-	if r.GroupBy != rules.GroupTag && o.tags == 1 {
+	if !r.GroupBy.Has("tag") && o.tags == 1 {
 		n.Tag = o.tag // the only tag seen
+	}
+	if !r.GroupBy.Has("host") && o.hosts == 1 {
+		n.SeriesHost = o.host // the only host seen
 	}
 	if r.RunbookURL != "" {
 		n.Links = append(n.Links, notify.Link{Href: r.RunbookURL, Text: "Runbook"})

@@ -203,19 +203,16 @@ type seen struct{ first, last int64 }
 func seenGroups(cr *crule, cells map[string][]window.Cell, nowMin int64) map[string]seen {
 	r := &cr.rule
 	out := map[string]seen{}
-	if r.GroupBy == rules.GroupNone {
+	if r.GroupBy.None() {
 		return out
 	}
 	lookStart := nowMin - (cr.readMin-1)*60
 	for _, kw := range cr.kwIDs {
 		for _, c := range cells[kw] {
-			if c.Count <= 0 || c.Minute < lookStart || c.Minute > nowMin || !r.Filters.Match(c.Host, c.Tag) {
+			if c.Count <= 0 || c.Minute < lookStart || c.Minute > nowMin || !r.Filters.MatchSeries(c.Host, c.Tag, c.Labels) {
 				continue
 			}
-			g := c.Host
-			if r.GroupBy == rules.GroupTag {
-				g = c.Tag
-			}
+			g := r.GroupBy.Key(c.Host, c.Tag, c.Labels)
 			if s, ok := out[g]; ok {
 				out[g] = seen{min(s.first, c.Minute), max(s.last, c.Minute)}
 			} else {
@@ -259,11 +256,16 @@ func remembered(cr *crule, out []obs, now time.Time, mem map[string]seen) []obs 
 // obs is what one evaluation saw for one group of one rule.
 type obs struct {
 	group string
-	count int64 // in the window
-	base  int64 // in the spike baseline, or the window before for absence
-	tag   string
-	tags  int // distinct tags seen (1: tag is the component)
-	cond  bool
+	// labels are the group's dimensions as read from a series of it; nil
+	// for a group known only by its key (groupLabels parses that).
+	labels map[string]string
+	count  int64 // in the window
+	base   int64 // in the spike baseline, or the window before for absence
+	tag    string
+	tags   int // distinct tags seen (1: tag is the component)
+	host   string
+	hosts  int // distinct hosts seen (1: host is the page's source)
+	cond   bool
 	// expected is a spike's baseline count scaled to the window (spike.go).
 	expected float64
 	// early is the condition on the current window alone (for absence, the
@@ -289,29 +291,26 @@ func evalRule(cr *crule, cells map[string][]window.Cell, nowMin int64, known []s
 	lookStart := nowMin - (cr.lookMin-1)*60
 	var groups map[string]*obs
 	var single *obs
-	if r.GroupBy == rules.GroupNone {
+	if r.GroupBy.None() {
 		single = &obs{}
 	} else {
 		groups = make(map[string]*obs, len(known)+4)
 	}
-	filtered := r.Filters.Host != "" || r.Filters.Tag != ""
+	filtered := !r.Filters.Empty()
 	for _, kw := range cr.kwIDs {
 		for i := range cells[kw] {
 			c := &cells[kw][i]
 			if c.Minute < lookStart || c.Minute > nowMin {
 				continue
 			}
-			if filtered && !r.Filters.Match(c.Host, c.Tag) {
+			if filtered && !r.Filters.MatchSeries(c.Host, c.Tag, c.Labels) {
 				continue
 			}
 			o := single
 			if o == nil {
-				g := c.Host
-				if r.GroupBy == rules.GroupTag {
-					g = c.Tag
-				}
+				g := r.GroupBy.Key(c.Host, c.Tag, c.Labels)
 				if o = groups[g]; o == nil {
-					o = &obs{group: g}
+					o = &obs{group: g, labels: cellLabels(r.GroupBy, c)}
 					groups[g] = o
 				}
 			}
@@ -325,6 +324,12 @@ func evalRule(cr *crule, cells map[string][]window.Cell, nowMin int64, known []s
 					o.tag = c.Tag
 				}
 				o.tags++
+			}
+			if o.hosts == 0 || (o.hosts == 1 && o.host != c.Host) {
+				if o.hosts == 0 {
+					o.host = c.Host
+				}
+				o.hosts++
 			}
 		}
 	}
@@ -370,7 +375,7 @@ func minuteCounts(cr *crule, cells map[string][]window.Cell, nowMin int64, group
 	}
 	for _, kw := range cr.kwIDs {
 		for _, c := range cells[kw] {
-			if c.Minute < lookStart || c.Minute > nowMin || !r.Filters.Match(c.Host, c.Tag) || !inGroup(r.GroupBy, group, c) {
+			if c.Minute < lookStart || c.Minute > nowMin || !r.Filters.MatchSeries(c.Host, c.Tag, c.Labels) || !inGroup(r.GroupBy, group, c) {
 				continue
 			}
 			out[minuteKey(c.Minute)] += c.Count
@@ -380,13 +385,29 @@ func minuteCounts(cr *crule, cells map[string][]window.Cell, nowMin int64, group
 }
 
 func inGroup(by rules.GroupBy, group string, c window.Cell) bool {
-	switch by {
-	case rules.GroupHost:
-		return c.Host == group
-	case rules.GroupTag:
-		return c.Tag == group
+	return by.None() || by.Key(c.Host, c.Tag, c.Labels) == group
+}
+
+// cellLabels are the group dimensions of a cell, name -> value.
+func cellLabels(by rules.GroupBy, c *window.Cell) map[string]string {
+	dims := by.Dims()
+	if len(dims) == 0 {
+		return nil
 	}
-	return true
+	out := make(map[string]string, len(dims))
+	for _, d := range dims {
+		out[d] = c.Dim(d)
+	}
+	return out
+}
+
+// groupLabels are the group's dimensions: as read from its series, else
+// parsed from its key (a group known only from memory or an alert).
+func (o *obs) groupLabels(by rules.GroupBy) map[string]string {
+	if o.labels != nil {
+		return o.labels
+	}
+	return by.Labels(o.group)
 }
 
 // sampleSeries picks the series whose sample lines a page of group shows:
@@ -400,30 +421,37 @@ func sampleSeries(kwIDs []string, cells map[string][]window.Cell, filters rules.
 		return nil
 	}
 	type seen struct {
+		series      window.Series
 		last, total int64
 	}
-	found := map[window.Series]*seen{}
+	// Keyed by keyword and field: a series' labels make it no map key.
+	found := map[[2]string]*seen{}
 	for _, kw := range kwIDs {
 		for _, c := range cells[kw] {
-			if c.Count <= 0 || c.Minute < from || c.Minute > to || !filters.Match(c.Host, c.Tag) || !inGroup(by, group, c) {
+			if c.Count <= 0 || c.Minute < from || c.Minute > to || !filters.MatchSeries(c.Host, c.Tag, c.Labels) || !inGroup(by, group, c) {
 				continue
 			}
-			k := window.Series{KeywordID: kw, Host: c.Host, Tag: c.Tag}
+			k := [2]string{kw, window.Field(c.Host, c.Tag, c.Labels...)}
 			if f := found[k]; f != nil {
 				f.last, f.total = max(f.last, c.Minute), f.total+c.Count
 			} else {
-				found[k] = &seen{c.Minute, c.Count}
+				found[k] = &seen{window.Series{KeywordID: kw, Host: c.Host, Tag: c.Tag, Labels: c.Labels}, c.Minute, c.Count}
 			}
 		}
 	}
-	out := make([]window.Series, 0, len(found))
-	for k := range found {
-		out = append(out, k)
+	all := make([]*seen, 0, len(found))
+	for _, f := range found {
+		all = append(all, f)
 	}
-	slices.SortFunc(out, func(a, b window.Series) int {
-		fa, fb := found[a], found[b]
+	slices.SortFunc(all, func(fa, fb *seen) int {
+		a, b := fa.series, fb.series
 		return cmp.Or(cmp.Compare(fb.last, fa.last), cmp.Compare(fb.total, fa.total),
-			cmp.Compare(a.KeywordID, b.KeywordID), cmp.Compare(a.Host, b.Host), cmp.Compare(a.Tag, b.Tag))
+			cmp.Compare(a.KeywordID, b.KeywordID), cmp.Compare(a.Host, b.Host), cmp.Compare(a.Tag, b.Tag),
+			cmp.Compare(window.Field("", "", a.Labels...), window.Field("", "", b.Labels...)))
 	})
-	return out[:min(n, len(out))]
+	out := make([]window.Series, 0, min(n, len(all)))
+	for _, f := range all[:min(n, len(all))] {
+		out = append(out, f.series)
+	}
+	return out
 }

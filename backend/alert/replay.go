@@ -174,7 +174,7 @@ func ReplayWith(rs []rules.Rule, cells map[string][]window.Cell, from, to time.T
 		for _, cr := range set.rules {
 			i, _ := strconv.Atoi(cr.rule.ID)
 			absence := cr.rule.Condition.Type == rules.Absence
-			withMem := absence && cr.rule.GroupBy != rules.GroupNone
+			withMem := absence && !cr.rule.GroupBy.None()
 			if withMem {
 				// As the engine: tracked groups are remembered, then
 				// groups without a count for forget_after are forgotten.

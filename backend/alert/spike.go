@@ -48,16 +48,10 @@ func judgeSpikes(cr *crule, cells map[string][]window.Cell, nowMin int64, out []
 	period := int64(c.Seasonal.Period.D().Seconds())
 	for _, kw := range cr.kwIDs {
 		for _, cell := range cells[kw] {
-			if cell.Count <= 0 || !r.Filters.Match(cell.Host, cell.Tag) {
+			if cell.Count <= 0 || !r.Filters.MatchSeries(cell.Host, cell.Tag, cell.Labels) {
 				continue
 			}
-			g := ""
-			switch r.GroupBy {
-			case rules.GroupHost:
-				g = cell.Host
-			case rules.GroupTag:
-				g = cell.Tag
-			}
+			g := r.GroupBy.Key(cell.Host, cell.Tag, cell.Labels)
 			i, ok := idx[g]
 			if !ok {
 				continue

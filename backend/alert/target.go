@@ -21,11 +21,18 @@ func silenceTarget(cr *crule, o obs, cur *Alert, cells map[string][]window.Cell,
 	if cur != nil && cur.Active() {
 		t.SilencedBy = cur.SilencedBy
 	}
-	switch r.GroupBy {
-	case rules.GroupHost:
-		t.Host = o.group
-	case rules.GroupTag:
-		t.Tag = o.group
+	for name, v := range o.groupLabels(r.GroupBy) {
+		switch name {
+		case "host":
+			t.Host = v
+		case "tag":
+			t.Tag = v
+		default:
+			if t.Labels == nil {
+				t.Labels = map[string]string{}
+			}
+			t.Labels[name] = v
+		}
 	}
 	from := nowMin - (cr.winMin-1)*60
 	if r.Condition.Type == rules.Absence {
@@ -37,16 +44,46 @@ func silenceTarget(cr *crule, o obs, cur *Alert, cells map[string][]window.Cell,
 		from = nowMin - (cr.lookMin-1)*60
 	}
 	hosts, tags := map[string]struct{}{}, map[string]struct{}{}
+	var values map[string]map[string]struct{}
 	for _, kw := range cr.kwIDs {
 		for _, c := range cells[kw] {
-			if c.Count <= 0 || c.Minute < from || c.Minute > nowMin || !r.Filters.Match(c.Host, c.Tag) || !inGroup(r.GroupBy, o.group, c) {
+			if c.Count <= 0 || c.Minute < from || c.Minute > nowMin || !r.Filters.MatchSeries(c.Host, c.Tag, c.Labels) || !inGroup(r.GroupBy, o.group, c) {
 				continue
 			}
 			hosts[c.Host] = struct{}{}
 			tags[c.Tag] = struct{}{}
+			for _, l := range c.Labels {
+				if values == nil {
+					values = map[string]map[string]struct{}{}
+				}
+				if values[l.Name] == nil {
+					values[l.Name] = map[string]struct{}{}
+				}
+				values[l.Name][l.Value] = struct{}{}
+			}
 		}
 	}
 	t.Hosts = slices.Sorted(maps.Keys(hosts))
 	t.Tags = slices.Sorted(maps.Keys(tags))
+	if values != nil {
+		// A series lacking a label has it empty: "" joins the values of a
+		// label some contributing series lack.
+		t.LabelValues = make(map[string][]string, len(values))
+		for name, vs := range values {
+			t.LabelValues[name] = slices.Sorted(maps.Keys(vs))
+		}
+		for _, kw := range cr.kwIDs {
+			for _, c := range cells[kw] {
+				if c.Count <= 0 || c.Minute < from || c.Minute > nowMin || !r.Filters.MatchSeries(c.Host, c.Tag, c.Labels) || !inGroup(r.GroupBy, o.group, c) {
+					continue
+				}
+				for name, vs := range t.LabelValues {
+					if window.LabelValue(c.Labels, name) == "" && !slices.Contains(vs, "") {
+						t.LabelValues[name] = append([]string{""}, vs...)
+					}
+				}
+			}
+		}
+	}
 	return t
 }

@@ -184,7 +184,7 @@ func TestRuleValidationListsEachBadField(t *testing.T) {
 		}), []string{"condition.window", "repeat_interval", "resolve_after"}},
 		{"bad enums", mutate(func(m map[string]any) {
 			m["match"] = "fuzzy"
-			m["group_by"] = "dc"
+			m["group_by"] = "data-center"
 			m["severity"] = "high"
 			m["condition"].(map[string]any)["type"] = "rate"
 		}), []string{"condition.type", "group_by", "match", "severity"}},

@@ -231,7 +231,7 @@ func TestBadQueryParametersAre400NamingTheParameter(t *testing.T) {
 		{"/api/v1/counts/top?keyword=x&window=soon", "window"},
 		{"/api/v1/counts/top?keyword=x&window=30s", "window"},
 		{"/api/v1/counts/top?keyword=x&window=4000h", "window"},
-		{"/api/v1/counts/top?keyword=x&by=pod", "by"},
+		{"/api/v1/counts/top?keyword=x&by=app.kubernetes.io%2Fname", "by"},
 		{"/api/v1/counts/top?keyword=x&limit=0", "limit"},
 		{"/api/v1/counts/top?keyword=x&limit=ten", "limit"},
 		{"/api/v1/counts/top?keyword=x&match=exact", "match"},

@@ -7,12 +7,15 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/validate"
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 )
 
 // Point is one minute of a counts answer, or one hour when the range
@@ -38,9 +41,22 @@ type CountsResponse struct {
 	// match and ignore_case): false with no points means nothing counts
 	// it, not that it counted 0.
 	Counted bool `json:"counted"`
+	// By and Series answer by=<name>: the limit values of that dimension
+	// (host, tag or a label) with the most matches, each with its points.
+	By     string         `json:"by,omitempty"`
+	Series []CountsSeries `json:"series,omitempty"`
 }
 
-// TopItem is one host or tag of a top answer.
+// CountsSeries is the counts of one value of the by dimension.
+type CountsSeries struct {
+	Value string `json:"value"`
+	// Labels is the series' dimension as an object: {"namespace": "shop"}.
+	Labels map[string]string `json:"labels"`
+	Points []Point           `json:"points"`
+	Total  int64             `json:"total"`
+}
+
+// TopItem is one value of a top answer's dimension (host, tag or label).
 type TopItem struct {
 	Value string `json:"value"`
 	Count int64  `json:"count"`
@@ -55,7 +71,7 @@ type TopResponse struct {
 	From    time.Time `json:"from"`
 	To      time.Time `json:"to"`
 	Items   []TopItem `json:"items"`   // highest count first, then by value
-	Total   int64     `json:"total"`   // over all hosts/tags, not only the listed ones
+	Total   int64     `json:"total"`   // over all values, not only the listed ones
 	Counted bool      `json:"counted"` // as in CountsResponse
 }
 
@@ -143,7 +159,16 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 		h.writeErr(w, r, bad("to", "range over %d days", span/(24*time.Hour)))
 		return
 	}
-	f := window.Filter{Host: q.Get("host"), HostSet: q.Has("host"), Tag: q.Get("tag"), TagSet: q.Has("tag")}
+	f, err := seriesFilter(q)
+	if err != nil {
+		h.writeErr(w, r, err)
+		return
+	}
+	by, limit, err := splitParams(q)
+	if err != nil {
+		h.writeErr(w, r, err)
+		return
+	}
 
 	// Minutes overlapping [from, to); nothing older than the retention
 	// exists, so that part is not read.
@@ -169,15 +194,89 @@ func (h *handlers) counts(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := CountsResponse{Keyword: s.Text, ID: s.ID(), From: from.UTC(), To: to.UTC(), Points: make([]Point, 0, len(mcs)), Counted: counted}
 	tiered := lo < split
-	for _, c := range mcs {
-		p := Point{Minute: time.Unix(c.Start, 0).UTC(), Count: c.Count}
-		if tiered {
-			p.Step = c.Step
+	points := func(ps []window.Point) ([]Point, int64) {
+		out, total := make([]Point, 0, len(ps)), int64(0)
+		for _, c := range ps {
+			p := Point{Minute: time.Unix(c.Start, 0).UTC(), Count: c.Count}
+			if tiered {
+				p.Step = c.Step
+			}
+			out = append(out, p)
+			total += c.Count
 		}
-		resp.Points = append(resp.Points, p)
-		resp.Total += c.Count
+		return out, total
+	}
+	resp.Points, resp.Total = points(mcs)
+	if by != "" {
+		split, err := h.o.Counts.SplitTiered(r.Context(), s.ID(), lo, to.Unix(), split, by, f, limit, h.o.MaxCellsPerQuery)
+		if err != nil {
+			h.writeCountsErr(w, r, err, "to")
+			return
+		}
+		resp.By, resp.Series = by, make([]CountsSeries, 0, len(split))
+		for _, d := range split {
+			ps, total := points(d.Points)
+			resp.Series = append(resp.Series, CountsSeries{Value: d.Value, Labels: map[string]string{by: d.Value}, Points: ps, Total: total})
+		}
 	}
 	WriteJSON(w, http.StatusOK, resp)
+}
+
+// splitParams reads by (host, tag or a label name; "" for none) and limit
+// (default 10, 1–1000) of a counts call split by a dimension.
+func splitParams(q url.Values) (by string, limit int, err error) {
+	by = q.Get("by")
+	if by != "" && by != stream.LabelHost && by != stream.LabelTag && stream.ValidLabelName(by) != nil {
+		return "", 0, bad("by", "%q: want host, tag or a label name (letters, digits and _, not starting with a digit)", by)
+	}
+	limit = 10
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return "", 0, bad("limit", "%q: want an integer from 1 to 1000", v)
+		}
+		limit = n
+	}
+	return by, limit, nil
+}
+
+// LabelParam is the prefix of a label filter parameter: label.<name>=<glob>.
+const LabelParam = "label."
+
+// seriesFilter reads host= and tag= (exact values) and label.<name>=<glob>
+// (repeatable: every one must match; a series lacking the label has the
+// empty value for it).
+func seriesFilter(q url.Values) (window.Filter, error) {
+	f := window.Filter{Host: q.Get("host"), HostSet: q.Has("host"), Tag: q.Get("tag"), TagSet: q.Has("tag")}
+	globs := map[string]string{}
+	for p, vs := range q {
+		name, ok := strings.CutPrefix(p, LabelParam)
+		if !ok {
+			continue
+		}
+		if err := stream.ValidLabelName(name); err != nil {
+			return f, bad(p, "%q is not a label name (letters, digits and _, not starting with a digit; host and tag have their own parameters)", name)
+		}
+		if len(vs) != 1 {
+			return f, bad(p, "given %d times: give each label once", len(vs))
+		}
+		if len(vs[0]) > rules.MaxFilterLen {
+			return f, bad(p, "%d bytes, over the limit of %d", len(vs[0]), rules.MaxFilterLen)
+		}
+		globs[name] = vs[0]
+	}
+	if len(globs) > 0 {
+		// An empty glob selects the series whose label is empty (or absent).
+		f.Series = func(_, _ string, labels []stream.Label) bool {
+			for name, g := range globs {
+				if !rules.MatchGlob(g, window.LabelValue(labels, name)) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return f, nil
 }
 
 // hourlyTier says whether reads reach past the minute retention.
@@ -264,11 +363,16 @@ func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
 	}
 	by := "host"
 	if v := q.Get("by"); v != "" {
-		if v != "host" && v != "tag" {
-			h.writeErr(w, r, bad("by", "%q: want host or tag", v))
+		if v != stream.LabelHost && v != stream.LabelTag && stream.ValidLabelName(v) != nil {
+			h.writeErr(w, r, bad("by", "%q: want host, tag or a label name (letters, digits and _, not starting with a digit)", v))
 			return
 		}
 		by = v
+	}
+	f, err := seriesFilter(q)
+	if err != nil {
+		h.writeErr(w, r, err)
+		return
 	}
 	limit := 10
 	if v := q.Get("limit"); v != "" {
@@ -300,7 +404,7 @@ func (h *handlers) top(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.release()
-	groups, total, err := h.o.Counts.TopTiered(r.Context(), s.ID(), from, to, split, by, limit, h.o.MaxCellsPerQuery)
+	groups, total, err := h.o.Counts.TopFiltered(r.Context(), s.ID(), from, to, split, by, f, limit, h.o.MaxCellsPerQuery)
 	if err != nil {
 		h.writeCountsErr(w, r, err, "window")
 		return

@@ -90,7 +90,7 @@ var settings = []Setting{
 		func(c *Config) *time.Duration { return &c.Rollup.Retention }),
 	{Flag: "hourly-retention", Env: "KEYALERT_HOURLY_RETENTION", Default: formatDuration(window.DefaultHourlyRetention),
 		Bounds: "at least `KEYALERT_RETENTION`, at most " + formatDuration(maxRetention),
-		Usage:  "how long hourly counts are kept: minutes older than `KEYALERT_RETENTION` are rolled up per hour (keyword, host, tag) and the counts API reads them as hours up to this far back; the default is raised to `KEYALERT_RETENTION` when that is longer; equal to it turns the hourly tier's reads off",
+		Usage:  "how long hourly counts are kept: minutes older than `KEYALERT_RETENTION` are rolled up per hour and series (keyword, host, tag, labels) and the counts API reads them as hours up to this far back; the default is raised to `KEYALERT_RETENTION` when that is longer; equal to it turns the hourly tier's reads off",
 		set: func(c *Config, v string) error {
 			d, err := parseDuration(v)
 			if err != nil {
@@ -162,12 +162,15 @@ var settings = []Setting{
 	intRow("max-deliveries", "KEYALERT_MAX_DELIVERIES", int64(ingest.DefaultMaxDeliveries), 1, 1000000,
 		"an entry delivered more often than this goes to the dead-letter stream", func(c *Config) *int64 { return &c.Ingest.MaxDeliveries }),
 	{Flag: "samples", Env: "KEYALERT_SAMPLES", Default: strconv.Itoa(ingest.DefaultSamples), Bounds: "0–1000",
-		Usage: "sample lines kept per (keyword, host, tag) series, each list expiring after the retention; 0 keeps none",
+		Usage: "sample lines kept per (keyword, host, tag, labels) series, each list expiring after the retention; 0 keeps none",
 		set: func(c *Config, v string) error {
 			n, err := intIn(v, 0, 1000)
 			c.Ingest.Samples, c.Ingest.NoSamples = int(n), n == 0
 			return err
 		}},
+	intRow("max-series-per-minute", "KEYALERT_MAX_SERIES_PER_MINUTE", ingest.DefaultMaxSeriesPerMinute, 10, 1000000,
+		"distinct series (host, tag, labels) one keyword may have in one minute: the counts of further series go to the overflow series (every part __other__; metric keyalert_ingest_overflow_total, a warning at most once a minute)",
+		func(c *Config) *int { return &c.Ingest.MaxSeriesPerMinute }),
 	intRow("dead-maxlen", "KEYALERT_DEAD_MAXLEN", int64(ingest.DefaultDeadMaxLen), 1, 1<<40,
 		"approximate length cap of the dead-letter stream", func(c *Config) *int64 { return &c.Ingest.DeadMaxLen }),
 	oneOf("log-format", "KEYALERT_LOG_FORMAT", "json", "log format", func(c *Config) *string { return &c.LogFormat }, "json", "text"),

@@ -32,7 +32,8 @@
 -- this file names every slot and numbers none. ARGV refers to the batch's
 -- keys by their KEYS index. The caller sends each dedup id once per batch.
 --
--- Returns {flags, failures}: flags has one byte per entry, '1' counted,
+-- Returns {flags, failures, overflow}: overflow lists window key, entries
+-- pairs of the counts that went to an overflow series; flags has one byte per entry, '1' counted,
 -- '0' duplicate, 'o' not pending any more (another consumer has it), 'x'
 -- failed (not acknowledged; failures lists index, error); dead entries that
 -- could not be written are listed as "d<index>", error, and stay pending.
@@ -42,6 +43,7 @@ local n, nseen, nprod = tonumber(ARGV[ARG_ENTRIES]), tonumber(ARGV[ARG_SEEN_GROU
 local ncount, nsample = tonumber(ARGV[ARG_COUNT_GROUPS]), tonumber(ARGV[ARG_SAMPLE_GROUPS])
 local ndead, nexp, nack = tonumber(ARGV[ARG_DEAD]), tonumber(ARGV[ARG_EXPIRES]), tonumber(ARGV[ARG_ACK_ONLY])
 local cap, sttl, dmax = tonumber(ARGV[ARG_SAMPLE_CAP]), ARGV[ARG_SAMPLE_TTL], ARGV[ARG_DEAD_MAXLEN]
+local maxSeries = tonumber(ARGV[ARG_MAX_SERIES])
 local now, win, half = tonumber(ARGV[ARG_NOW]), tonumber(ARGV[ARG_DEDUP_WINDOW]), math.floor(tonumber(ARGV[ARG_DEDUP_MAX]) / 2)
 local ids = ARG_ENTRY_IDS
 local i = ids + n
@@ -200,24 +202,84 @@ for p = 1, nprod do
   end
 end
 
--- Rollups of each window hash (window.Keys.HostTotals/TagTotals): per-host
--- and per-tag sums and the minute's total, so that readers need not read
--- every cell. Summed per batch here, one ZINCRBY per (rollup, member) below.
+-- Rollups of each window hash (window.Keys.HostTotals/TagTotals/
+-- LabelTotals): per-host, per-tag and per-label-value sums and the minute's
+-- total, so that readers need not read every cell. Summed per batch here,
+-- one ZINCRBY per (rollup, member) below. A field is host NUL tag, then
+-- NUL name=value per label (window.Field).
 local roll = {}
 local function rollup(key, field, c)
   local ro = roll[key]
   if not ro then
-    ro = {h = {}, t = {}, n = 0}
+    ro = {h = {}, t = {}, n = 0, l = {}, lc = {}, labelled = 0}
     roll[key] = ro
   end
-  local host, tag = field, ''
+  local host, tag, rest = field, '', nil
   local p = string.find(field, '\0', 1, true)
   if p then
     host, tag = string.sub(field, 1, p - 1), string.sub(field, p + 1)
+    local q = string.find(tag, '\0', 1, true)
+    if q then
+      tag, rest = string.sub(tag, 1, q - 1), string.sub(tag, q + 1)
+    end
   end
   ro.h[host] = (ro.h[host] or 0) + c
   ro.t[tag] = (ro.t[tag] or 0) + c
   ro.n = ro.n + c
+  if rest then
+    ro.labelled = ro.labelled + c
+    for name, value in string.gmatch(rest .. '\0', '([^=%z]+)=([^%z]*)%z') do
+      local lv = ro.l[name]
+      if not lv then
+        lv = {}
+        ro.l[name] = lv
+      end
+      lv[value] = (lv[value] or 0) + c
+      ro.lc[name] = (ro.lc[name] or 0) + c
+    end
+  end
+end
+
+-- The cardinality guard: a window hash holding maxSeries fields takes no
+-- new field but the overflow series' (every part __other__, labels named as
+-- the entry's). Fields are counted with one HLEN per window hash and batch,
+-- then followed as the batch adds them.
+local fields, overflow, overflowed, inOverflow = {}, {}, {}, {}
+local function overflowField(field)
+  local out = {'__other__', '__other__'}
+  local p = string.find(field, '\0', 1, true)
+  local q = p and string.find(field, '\0', p + 1, true)
+  if q then
+    for name in string.gmatch(string.sub(field, q + 1) .. '\0', '([^=%z]+)=[^%z]*%z') do
+      out[#out + 1] = name .. '=__other__'
+    end
+  end
+  return table.concat(out, '\0')
+end
+local function guard(key, field, first, m)
+  if maxSeries <= 0 then
+    return field
+  end
+  local have = fields[key]
+  if not have then
+    have = rpcall('HLEN', key)
+    if failed(have) then
+      return field
+    end
+    fields[key] = have
+  end
+  if have < maxSeries or rpcall('HEXISTS', key, field) == 1 then
+    return field
+  end
+  if not overflowed[key] then
+    overflowed[key] = 0
+    overflow[#overflow + 1] = key
+  end
+  overflowed[key] = overflowed[key] + m
+  for en = first, first + m - 1 do
+    inOverflow[en] = true
+  end
+  return overflowField(field)
 end
 
 -- Counts: one HINCRBY per cell for all its new entries.
@@ -251,11 +313,15 @@ for g = 1, ncount do
     end
   end
   if sum ~= '0' then
+    field = guard(key, field, first, m)
     local r = rpcall('HINCRBY', key, field, sum)
     if failed(r) and not wrote and not dataError(r.err) then
       return redis.error_reply(r.err)
     elseif not failed(r) then
       wrote = true
+      if fields[key] and r == tonumber(sum) then
+        fields[key] = fields[key] + 1 -- a new field
+      end
       rollup(key, field, tonumber(sum))
     else
       for en = first, first + m - 1 do
@@ -276,6 +342,16 @@ for key, ro in pairs(roll) do
   rpcall('ZINCRBY', hk, ro.n, '\0')
   for t, c in pairs(ro.t) do
     rpcall('ZINCRBY', tk, c, t)
+  end
+  if ro.labelled > 0 then
+    rpcall('ZINCRBY', hk, ro.labelled, '\0l')
+  end
+  for name, lv in pairs(ro.l) do
+    local lk = key .. '\0l:' .. name
+    for v, c in pairs(lv) do
+      rpcall('ZINCRBY', lk, c, v)
+    end
+    rpcall('ZINCRBY', lk, ro.lc[name], '\0')
   end
 end
 
@@ -298,12 +374,15 @@ for g = 1, nseen do
 end
 
 -- Samples of counted entries, one list per series, newest ending up first.
+-- Entries counted in an overflow series keep no samples: their series'
+-- lists would be as many as the series the guard turned away.
 for g = 1, nsample do
   local key, m = KEYS[tonumber(ARGV[i + SAMPLE_KEY])], tonumber(ARGV[i + SAMPLE_LEN])
   i = i + SAMPLE_FIXED
   local push = {}
   for j = 1, m do
-    if not flags[tonumber(ARGV[i + PICK_ENTRY])] then
+    local en = tonumber(ARGV[i + PICK_ENTRY])
+    if not flags[en] and not inOverflow[en] then
       push[#push + 1] = ARGV[i + PICK_LINE]
     end
     i = i + PICK_WIDTH
@@ -360,6 +439,9 @@ for x = 1, nexp do
   if roll[k] then
     rpcall('EXPIREAT', k .. '\0h', ARGV[i + EXPIRE_AT])
     rpcall('EXPIREAT', k .. '\0t', ARGV[i + EXPIRE_AT])
+    for name in pairs(roll[k].l) do
+      rpcall('EXPIREAT', k .. '\0l:' .. name, ARGV[i + EXPIRE_AT])
+    end
   end
   i = i + EXPIRE_WIDTH
 end
@@ -373,11 +455,16 @@ if #acks > 0 then
   redis.call('XACK', stream, group, unpack(acks))
 end
 
+local over = {}
+for _, key in ipairs(overflow) do
+  over[#over + 1] = key
+  over[#over + 1] = overflowed[key]
+end
 if nflags == 0 then
-  return {string.rep('1', n), failures}
+  return {string.rep('1', n), failures, over}
 end
 local out = {}
 for en = 1, n do
   out[en] = flags[en] or '1'
 end
-return {table.concat(out), failures}
+return {table.concat(out), failures, over}

@@ -107,12 +107,52 @@ func BenchmarkApplyWorkers(b *testing.B) {
 
 func benchApply(b *testing.B, aof string, scattered bool) { benchApplyWith(b, aof, scattered, 0) }
 
+// BenchmarkApplyLabels compares label-free entries with the same entries
+// carrying three Kubernetes labels (app, container, namespace; one set per
+// source, so the series are as many), chunk-shaped, without AOF.
+func BenchmarkApplyLabels(b *testing.B) {
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	for _, labels := range []bool{false, true} {
+		b.Run(fmt.Sprintf("labels=%v", labels), func(b *testing.B) {
+			es := benchEntries(b.N, false)
+			if labels {
+				withK8sLabels(es)
+			}
+			benchApplyEntries(b, "off", 0, es)
+		})
+	}
+}
+
+// BenchmarkScriptLabels is BenchmarkScript for label-free entries and for
+// the same entries with three labels, in one run.
+func BenchmarkScriptLabels(b *testing.B) {
+	for _, labels := range []bool{false, true} {
+		b.Run(fmt.Sprintf("labels=%v", labels), func(b *testing.B) { benchScript(b, labels) })
+	}
+}
+
+// withK8sLabels gives each entry the labels of its source's container.
+func withK8sLabels(es []stream.Entry) {
+	for i := range es {
+		e := &es[i]
+		app := []string{"web", "worker", "api", "db"}[len(e.Host)%4]
+		if e.Tag == "nginx.access" {
+			app = "nginx"
+		}
+		e.Labels = []stream.Label{{Name: "app", Value: app}, {Name: "container", Value: app + "-" + e.Host},
+			{Name: "namespace", Value: "shop-" + e.Host[len(e.Host)-1:]}}
+	}
+}
+
 func benchApplyWith(b *testing.B, aof string, scattered bool, workers int) {
+	benchApplyEntries(b, aof, workers, benchEntries(b.N, scattered))
+}
+
+func benchApplyEntries(b *testing.B, aof string, workers int, es []stream.Entry) {
 	srv := redistest.Start(b)
 	rdb := srv.Client()
 	ctx := context.Background()
 	srv.SetAOF(aof)
-	es := benchEntries(b.N, scattered)
 
 	cpu0 := redisCPU(b, rdb)
 	rawDur := xaddPipelined(b, rdb, "bench:raw", es)
@@ -212,11 +252,17 @@ func BenchmarkBuild(b *testing.B) {
 
 // BenchmarkScript measures the apply script alone: Redis CPU per entry for
 // batches read and planned beforehand. One op is one entry.
-func BenchmarkScript(b *testing.B) {
+func BenchmarkScript(b *testing.B) { benchScript(b, false) }
+
+func benchScript(b *testing.B, labels bool) {
 	rdb := redistest.Start(b).Client()
 	ctx := context.Background()
 	rdb.ConfigSet(ctx, "appendonly", "no")
-	xaddPipelined(b, rdb, testStream, benchEntries(b.N, false))
+	es := benchEntries(b.N, false)
+	if labels {
+		withK8sLabels(es)
+	}
+	xaddPipelined(b, rdb, testStream, es)
 	rdb.XGroupCreate(ctx, testStream, "keyalertd", "0")
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
 		consumer: "c", window: time.Hour, maxPerProd: 10000, pendingMax: 10000, retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}

@@ -57,6 +57,10 @@ const (
 	// waits at most scheduler.cap (2000 s by default) between two attempts.
 	DefaultDedupWindow         = time.Hour
 	DefaultDedupMaxPerProducer = 10000
+	// DefaultMaxSeriesPerMinute bounds the distinct series (host, tag,
+	// labels) of one keyword in one minute; past it counts go to the
+	// overflow series.
+	DefaultMaxSeriesPerMinute = 10000
 )
 
 // MaxBatchSize bounds BatchSize: the script unpacks a batch's ids onto the
@@ -90,6 +94,11 @@ type Options struct {
 	Samples    int
 	NoSamples  bool
 	DeadMaxLen int64 // approximate length cap of the dead-letter stream
+	// MaxSeriesPerMinute bounds the distinct series (host, tag, labels) of
+	// one keyword in one minute: the counts of further series go to the
+	// overflow series, whose every part is stream.OverflowValue. 0:
+	// DefaultMaxSeriesPerMinute.
+	MaxSeriesPerMinute int
 	// PruneIdle: a consumer of the group with nothing pending that has been
 	// silent this long is removed. 0: the larger of DefaultPruneIdle and
 	// 10*ClaimIdle.
@@ -167,6 +176,9 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxSeriesPerMinute <= 0 {
+		o.MaxSeriesPerMinute = DefaultMaxSeriesPerMinute
+	}
 	return o
 }
 
@@ -181,6 +193,9 @@ type Consumer struct {
 	nextClaim atomic.Int64 // Unix nanoseconds when idle entries are next claimed
 	claiming  sync.Mutex   // one worker claims at a time
 	hook      sync.Mutex   // serializes OnApplied
+	// overflowWarned is when (Unix nanoseconds) the last overflow warning
+	// was logged.
+	overflowWarned atomic.Int64
 }
 
 // New checks o and returns a consumer; Run starts it.
@@ -212,6 +227,7 @@ func New(o Options) (*Consumer, error) {
 		sampleTTL:  int64(o.Retention / time.Second),
 		deadMaxLen: o.DeadMaxLen,
 		maxDeliv:   o.MaxDeliveries,
+		maxSeries:  o.MaxSeriesPerMinute,
 	}
 	return c, nil
 }
@@ -580,6 +596,7 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 		c.log.Info("skipped entries another consumer took over", "source", pl.source, "entries", r.stale)
 	}
 	c.m.expired.Add(float64(len(pl.expired)))
+	c.overflowed(r.overflow)
 	deadFailed := map[int]bool{}
 	for _, f := range r.deadFailed {
 		deadFailed[f.index] = true

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,9 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // entries dead-lettered for each reason known before the script runs, one
 // too old and one repeated, all of version 2; then version 3 entries of two
 // producers, one chunk of two entries and one written twice (a retry) in
-// the same cell as a version 2 entry.
+// the same cell as a version 2 entry; then version 4 entries with labels
+// (Kubernetes-shaped) in a cell of their own beside the same host's
+// label-free cell.
 func goldenBatch() ([]message, map[string]int64, time.Time) {
 	now := time.Unix(1714561800, 0) // 2024-05-01 11:10:00 UTC
 	m := now.Unix() - 120           // 11:08, hour 476267
@@ -44,6 +47,8 @@ func goldenBatch() ([]message, map[string]int64, time.Time) {
 		v3(entry(6, "timeout", "web-1", "app", m, 1), 1, 1),   // same chunk
 		v3(entry(7, "err", "web-3", "app", m, 5), 2, 1),       // another producer
 		v3(entry(7, "err", "web-3", "app", m, 5), 2, 2),       // its retry
+		with(v3(labelled(entry(8, "err", "web-1", "app", m, 2), "app", "shop", "namespace", "prod"), 3, 1), "err k8s"),
+		v3(labelled(entry(8, "err", "web-1", "app", m, 1), "app", "shop", "namespace", "prod"), 3, 1), // same cell
 	}
 	var msgs []message
 	for i, e := range es {
@@ -54,10 +59,18 @@ func goldenBatch() ([]message, map[string]int64, time.Time) {
 		msgs = append(msgs, message{id: fmt.Sprintf("1714561100000-%d", i), kv: kv})
 	}
 	msgs = append(msgs,
-		message{id: "1714561100000-12", kv: []string{"v", "2", "count", "x"}}, // does not parse
-		message{id: "1714561100000-13"},                                       // deleted
+		message{id: "1714561100000-14", kv: []string{"v", "2", "count", "x"}}, // does not parse
+		message{id: "1714561100000-15"},                                       // deleted
 	)
 	return msgs, map[string]int64{"1714561100000-7": 6}, now
+}
+
+// labelled gives e the labels of name, value pairs (sorted by name).
+func labelled(e stream.Entry, pairs ...string) stream.Entry {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		e.Labels = append(e.Labels, stream.Label{Name: pairs[i], Value: pairs[i+1]})
+	}
+	return e
 }
 
 // v3 gives e producer p's id and attempt a's.
@@ -70,7 +83,7 @@ func TestLayoutMatchesGolden(t *testing.T) {
 	msgs, deliveries, now := goldenBatch()
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
 		consumer: "c1", window: time.Hour, maxPerProd: 100, pendingMax: 1000,
-		retention: 2 * time.Hour, sampleCap: 8, sampleTTL: 7200, deadMaxLen: 1000, maxDeliv: 5}
+		retention: 2 * time.Hour, sampleCap: 8, sampleTTL: 7200, deadMaxLen: 1000, maxDeliv: 5, maxSeries: 100}
 	got := renderPlan(p.build("new", msgs, deliveries, now, "3"))
 	path := filepath.Join("testdata", "layout.golden")
 	if *update {
@@ -108,7 +121,7 @@ func TestGoldenBatchApplies(t *testing.T) {
 	rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "c1", Streams: []string{testStream, ">"}})
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
 		consumer: "c1", window: time.Hour, maxPerProd: 100, pendingMax: 1000,
-		retention: 20 * 365 * 24 * time.Hour, sampleCap: 8, sampleTTL: 7200, deadMaxLen: 1000, maxDeliv: 5}
+		retention: 20 * 365 * 24 * time.Hour, sampleCap: 8, sampleTTL: 7200, deadMaxLen: 1000, maxDeliv: 5, maxSeries: 100}
 	pl := p.build("new", msgs, deliveries, now, "")
 	v, err := applyScript.Run(ctx, rdb, pl.keys, pl.args...).Result()
 	if err != nil {
@@ -123,12 +136,16 @@ func TestGoldenBatchApplies(t *testing.T) {
 	}
 	m := now.Unix() - 120
 	for _, c := range []struct {
-		host string
-		want string
-	}{{"web-1", "9"}, {"web-3", "5"}} {
-		if got := rdb.HGet(ctx, p.keys.Window("substring:err", m), window.Field(c.host, "app")).Val(); got != c.want {
-			t.Errorf("cell err/%s = %q, want %s", c.host, got, c.want)
+		host   string
+		want   string
+		labels []stream.Label
+	}{{"web-1", "9", nil}, {"web-3", "5", nil}, {"web-1", "3", labelled(stream.Entry{}, "app", "shop", "namespace", "prod").Labels}} {
+		if got := rdb.HGet(ctx, p.keys.Window("substring:err", m), window.Field(c.host, "app", c.labels...)).Val(); got != c.want {
+			t.Errorf("cell err/%s%v = %q, want %s", c.host, c.labels, got, c.want)
 		}
+	}
+	if got := rdb.ZMScore(ctx, p.keys.LabelTotals("substring:err", m, "namespace"), "prod", "\x00").Val(); !slices.Equal(got, []float64{3, 3}) {
+		t.Errorf("namespace rollup prod, labelled = %v, want 3, 3", got)
 	}
 	if pending := rdb.XPending(ctx, testStream, "keyalertd").Val(); pending.Count != 0 {
 		t.Errorf("%d entries still pending, want every one acknowledged", pending.Count)
@@ -165,7 +182,7 @@ func renderPlan(pl *plan) string {
 		argFirstID: "first id", argLastID: "last id", argPendingMax: "pending max", argEntries: "entries", argSeenGroups: "seen groups",
 		argProducers: "producers", argNow: "now", argDedupWindow: "dedup window", argDedupMax: "dedup max",
 		argCountGroups: "count groups", argSampleGroups: "sample groups", argDead: "dead", argExpires: "expires",
-		argAckOnly: "ack-only", argSampleCap: "sample cap", argSampleTTL: "sample ttl", argDeadMaxLen: "dead maxlen"})
+		argAckOnly: "ack-only", argSampleCap: "sample cap", argSampleTTL: "sample ttl", argDeadMaxLen: "dead maxlen", argMaxSeries: "max series"})
 	b.WriteString("entry ids\n")
 	for k := range num(argEntries) {
 		slot(fmt.Sprintf("entry %d", k+1))

@@ -9,6 +9,7 @@ type metrics struct {
 	expired    prometheus.Counter
 	claimed    prometheus.Counter
 	stale      prometheus.Counter
+	overflow   prometheus.Counter
 	dead       *prometheus.CounterVec
 	errors     *prometheus.CounterVec
 	lag        prometheus.Gauge
@@ -43,6 +44,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "keyalert_ingest_stale_total",
 			Help: "Entries not applied because they were no longer pending for this consumer: another consumer claimed them while it stalled.",
 		}),
+		overflow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyalert_ingest_overflow_total",
+			Help: "Entries counted in a keyword's overflow series (every part __other__) because the keyword had KEYALERT_MAX_SERIES_PER_MINUTE distinct series in the minute already.",
+		}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyalert_ingest_dead_lettered_total",
 			Help: "Entries moved to the dead-letter stream, by reason.",
@@ -73,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{ReasonParse, ReasonDeliveries, ReasonDeleted, ReasonFuture, ReasonApply} {
 		m.dead.WithLabelValues(r)
 	}
-	reg.MustRegister(m.applied, m.batches, m.duplicates, m.expired, m.claimed, m.stale, m.dead, m.errors,
+	reg.MustRegister(m.applied, m.batches, m.duplicates, m.expired, m.claimed, m.stale, m.overflow, m.dead, m.errors,
 		m.lag, m.pending, m.applySecs, m.delaySecs)
 	return m
 }

@@ -73,6 +73,7 @@ type planner struct {
 	sampleTTL  int64
 	deadMaxLen int64
 	maxDeliv   int64
+	maxSeries  int // distinct series per keyword and minute (0: no bound)
 }
 
 // build parses msgs and lays out the script call. deliveries, when known,
@@ -105,6 +106,7 @@ func (p *planner) build(source string, msgs []message, deliveries map[string]int
 			pl.dead = append(pl.dead, deadOf(m, ReasonParse, "parse: "+err.Error()))
 			continue
 		}
+		sanitize(&e)
 		if window.WindowExpireAt(e.Minute, p.retention) <= nowSec {
 			pl.expired = append(pl.expired, m.id)
 			continue
@@ -132,6 +134,23 @@ func (p *planner) build(source string, msgs []message, deliveries map[string]int
 	pl.now = now.Unix()
 	p.layout(pl)
 	return pl
+}
+
+// sanitize makes the entry's host, tag and label values valid stored
+// values (stream.ValidValue): entries of versions 1 to 3 were written
+// before the plugin sanitized them, and a NUL would shift a field's parts.
+// Valid values are kept as they are, without copying.
+func sanitize(e *stream.Entry) {
+	fix := func(v string) string {
+		if stream.ValidValue(v) == nil {
+			return v
+		}
+		return string(stream.SanitizeValue(nil, []byte(v)))
+	}
+	e.Host, e.Tag = fix(e.Host), fix(e.Tag)
+	for i := range e.Labels {
+		e.Labels[i].Value = fix(e.Labels[i].Value)
+	}
 }
 
 func deadOf(m message, kind, reason string) deadEntry {
@@ -180,6 +199,7 @@ func (p *planner) layout(pl *plan) {
 	h[argSampleCap] = p.sampleCap
 	h[argSampleTTL] = p.sampleTTL
 	h[argDeadMaxLen] = p.deadMaxLen
+	h[argMaxSeries] = p.maxSeries
 	pl.args = l.args
 }
 
@@ -236,7 +256,7 @@ func (l *argv) cells() {
 	l.wins = make([]int, len(pl.entries))
 	for i := range pl.entries {
 		e := &pl.entries[i]
-		l.fields[i] = window.Field(e.Host, e.Tag)
+		l.fields[i] = window.Field(e.Host, e.Tag, e.Labels...)
 		l.wins[i] = l.key(l.p.keys.Window(pl.kwIDs[i], e.Minute))
 	}
 	pl.order = l.p.order(pl, l.fields, l.wins)
@@ -417,7 +437,7 @@ func (l *argv) sampleGroups() int {
 		if len(en.Samples) == 0 {
 			continue
 		}
-		keys[e] = l.p.keys.Samples(kwIDs[e], en.Host, en.Tag)
+		keys[e] = l.p.keys.Samples(kwIDs[e], en.Host, en.Tag, en.Labels...)
 		q, ok := left[keys[e]]
 		if !ok {
 			q = perBatch
@@ -442,8 +462,9 @@ func (l *argv) sampleGroups() int {
 		if _, ok := picks[sk]; !ok {
 			sampleKeys = append(sampleKeys, sk)
 		}
+		labels := window.LabelMap(en.Labels)
 		for _, line := range en.Samples[len(en.Samples)-take[e]:] {
-			picks[sk] = append(picks[sk], pick{pos[e] + 1, window.EncodeSample(window.Sample{Minute: en.Minute, Host: en.Host, Tag: en.Tag, Line: line})})
+			picks[sk] = append(picks[sk], pick{pos[e] + 1, window.EncodeSample(window.Sample{Minute: en.Minute, Host: en.Host, Tag: en.Tag, Labels: labels, Line: line})})
 		}
 	}
 	for _, sk := range sampleKeys {
@@ -555,6 +576,7 @@ func dedupBytes(e *stream.Entry, kwID string, buf []byte) (string, []byte) {
 
 // result is what the script reported for a plan.
 type result struct {
+	overflow   map[string]int64 // window key -> entries counted in its overflow series
 	applied    []stream.Entry
 	duplicates int
 	stale      int       // entries another consumer had taken over
@@ -570,8 +592,19 @@ type failure struct {
 func parseResult(pl *plan, v any) (result, error) {
 	var r result
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 2 {
-		return r, fmt.Errorf("apply script returned %T, want a 2-element array", v)
+	if !ok || len(arr) < 2 {
+		return r, fmt.Errorf("apply script returned %T, want a 2- or 3-element array", v)
+	}
+	if len(arr) > 2 {
+		ov, _ := arr[2].([]any)
+		for j := 0; j+1 < len(ov); j += 2 {
+			k, _ := ov[j].(string)
+			n, _ := ov[j+1].(int64)
+			if r.overflow == nil {
+				r.overflow = map[string]int64{}
+			}
+			r.overflow[k] += n
+		}
 	}
 	flags, ok := arr[0].(string)
 	if !ok || len(flags) != len(pl.entries) {

@@ -71,6 +71,7 @@ const (
 	argSampleCap           // length cap of a sample list
 	argSampleTTL           // sample list TTL, seconds
 	argDeadMaxLen          // approximate MAXLEN of the dead-letter stream
+	argMaxSeries           // most fields of one window hash before counts overflow
 	argHeader              // header length: the n entry ids follow
 )
 
@@ -162,6 +163,7 @@ var protocol = []luaConst{
 	{"ARG_SAMPLE_CAP", argSampleCap + 1},
 	{"ARG_SAMPLE_TTL", argSampleTTL + 1},
 	{"ARG_DEAD_MAXLEN", argDeadMaxLen + 1},
+	{"ARG_MAX_SERIES", argMaxSeries + 1},
 	{"ARG_ENTRY_IDS", argHeader + 1},
 
 	// Offsets are added to a record's first ARGV index: not shifted.

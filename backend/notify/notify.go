@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,9 +97,12 @@ type Notification struct {
 	// Target. An acknowledge or resolve goes to every receiver that got the
 	// alert's trigger, whatever this says.
 	Receivers []string `json:"receivers,omitempty"`
-	// Labels are group labels beyond Host and Tag (none yet); see
-	// GroupLabels.
+	// Labels are the group's labels beyond Host and Tag (group_by names
+	// other than host and tag); see GroupLabels.
 	Labels map[string]string `json:"labels,omitempty"`
+	// SeriesHost is the only host of the series the alert counted, when the
+	// group names no host; empty when several or none.
+	SeriesHost string `json:"series_host,omitempty"`
 }
 
 // GroupLabels are the labels that tell the alert's group apart: host and
@@ -115,6 +120,16 @@ func (n Notification) GroupLabels() map[string]string {
 		out["tag"] = n.Tag
 	}
 	return out
+}
+
+// LabelsText is labels as "name=value, …" sorted by name, for chat
+// messages; "" for none.
+func LabelsText(labels map[string]string) string {
+	parts := make([]string, 0, len(labels))
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+"="+labels[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // WithTrigger returns n (an acknowledge or resolve, which only identifies

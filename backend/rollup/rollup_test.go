@@ -108,7 +108,7 @@ func rollups(cells map[string]string) (hosts, tags map[string]float64) {
 	for f, v := range cells {
 		var n float64
 		fmt.Sscan(v, &n)
-		h, tg := window.SplitField(f)
+		h, tg, _ := window.SplitField(f)
 		hosts[h] += n
 		tags[tg] += n
 		hosts[window.TotalMember] += n

@@ -3,9 +3,11 @@ package rules
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	matcher "github.com/keyalert/keyalert/pkg/match"
+	"github.com/keyalert/keyalert/pkg/stream"
 )
 
 // Limits of a rule's fields.
@@ -83,7 +86,8 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 	var (
 		errs                               validate.Errors
 		w                                  Rule
-		name, match, groupBy, severity     string
+		name, match, severity              string
+		groupBy                            json.RawMessage
 		repeat, resolve, runbook, forD     string
 		evalDelay, forgetAfter             string
 		keywords, receivers, muteIntervals []string
@@ -162,25 +166,10 @@ func Decode(body []byte, opts DecodeOptions) (Rule, validate.Errors) {
 
 	w.Condition = decodeCondition(cond, present["condition"], opts.Retention, &errs)
 
-	w.GroupBy = GroupNone
-	if groupBy != "" {
-		switch g := GroupBy(groupBy); g {
-		case GroupNone, GroupHost, GroupTag:
-			w.GroupBy = g
-		default:
-			errs.Add("group_by", "%q: want none, host or tag", groupBy)
-		}
-	}
+	w.GroupBy = decodeGroupBy(groupBy, present["group_by"], &errs)
 
 	if present["filters"] {
-		var host, tag string
-		validate.Object(filters, "filters", map[string]any{"host": &host, "tag": &tag}, &errs)
-		for _, f := range []struct{ name, v string }{{"filters.host", host}, {"filters.tag", tag}} {
-			if len(f.v) > MaxFilterLen {
-				errs.Add(f.name, "%d bytes, over the limit of %d", len(f.v), MaxFilterLen)
-			}
-		}
-		w.Filters = Filters{Host: host, Tag: tag}
+		w.Filters = decodeFilters(filters, &errs)
 	}
 
 	w.Severity = Error
@@ -448,4 +437,94 @@ func decodeReceivers(w *Rule, names []string, opts DecodeOptions, errs *validate
 			w.Receivers = append(w.Receivers, n)
 		}
 	}
+}
+
+// dimensionName reports why name cannot be a dimension: host, tag or a
+// label name.
+func dimensionName(name string) error {
+	if name == stream.LabelHost || name == stream.LabelTag {
+		return nil
+	}
+	if stream.ValidLabelName(name) != nil {
+		return fmt.Errorf("%q is not a label name (letters, digits and _, not starting with a digit, at most %d bytes)", name, stream.MaxLabelNameBytes)
+	}
+	return nil
+}
+
+// decodeGroupBy reads group_by: "none", host, tag or a label name, or a
+// list of such names (host and tag included), unique.
+func decodeGroupBy(raw json.RawMessage, present bool, errs *validate.Errors) GroupBy {
+	if !present {
+		return GroupNone
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		if one == "" || one == string(GroupNone) {
+			return GroupNone
+		}
+		if err := dimensionName(one); err != nil {
+			errs.Add("group_by", "%v; want none, host, tag, a label name or a list of them", err)
+			return GroupNone
+		}
+		return GroupBy(one)
+	}
+	var list []string
+	if err := json.Unmarshal(raw, &list); err != nil {
+		errs.Add("group_by", "want a string (none, host, tag or a label name) or a list of names")
+		return GroupNone
+	}
+	if len(list) > MaxGroupBy {
+		errs.Add("group_by", "%d names, over the limit of %d", len(list), MaxGroupBy)
+		return GroupNone
+	}
+	bad := false
+	for i, d := range list {
+		f := "group_by[" + strconv.Itoa(i) + "]"
+		if d == string(GroupNone) {
+			errs.Add(f, "none groups nothing: give it as the string \"none\", not in a list")
+			bad = true
+		} else if err := dimensionName(d); err != nil {
+			errs.Add(f, "%v", err)
+			bad = true
+		} else if j := slices.Index(list, d); j < i {
+			errs.Add(f, "%q repeats group_by[%d]", d, j)
+			bad = true
+		}
+	}
+	if bad {
+		return GroupNone
+	}
+	return GroupByOf(list...)
+}
+
+// decodeFilters reads filters: an object of host, tag or label name -> glob.
+func decodeFilters(raw json.RawMessage, errs *validate.Errors) Filters {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		errs.Add("filters", "want an object of host, tag or label name -> glob")
+		return Filters{}
+	}
+	if len(m) > MaxGroupBy {
+		errs.Add("filters", "%d filters, over the limit of %d", len(m), MaxGroupBy)
+		return Filters{}
+	}
+	globs := make(map[string]string, len(m))
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		f := "filters." + name
+		if err := dimensionName(name); err != nil {
+			errs.Add(f, "%v", err)
+			continue
+		}
+		var g string
+		if json.Unmarshal(m[name], &g) != nil {
+			errs.Add(f, "want a string (a glob: * any run, ? one byte)")
+			continue
+		}
+		if len(g) > MaxFilterLen {
+			errs.Add(f, "%d bytes, over the limit of %d", len(g), MaxFilterLen)
+			continue
+		}
+		globs[name] = g
+	}
+	return FiltersOf(globs)
 }

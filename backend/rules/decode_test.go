@@ -125,7 +125,9 @@ func TestDecodeReportsEachBadField(t *testing.T) {
 	}{
 		{"unknown top-level fields", func(m map[string]any) { m["colour"] = "red"; m["zzz"] = 1 }, []string{"colour", "zzz"}},
 		{"unknown nested field", func(m map[string]any) { m["condition"].(map[string]any)["windw"] = "5m" }, []string{"condition.windw"}},
-		{"unknown filter field", func(m map[string]any) { m["filters"].(map[string]any)["hostname"] = "x" }, []string{"filters.hostname"}},
+		{"filter on a name that is no label name", func(m map[string]any) { m["filters"].(map[string]any)["app.kubernetes.io/name"] = "x" }, []string{"filters.app.kubernetes.io/name"}},
+		{"filter glob not a string", func(m map[string]any) { m["filters"].(map[string]any)["namespace"] = 3 }, []string{"filters.namespace"}},
+		{"filters not an object", func(m map[string]any) { m["filters"] = []string{"host"} }, []string{"filters"}},
 		{"empty keywords", func(m map[string]any) { m["keywords"] = []string{} }, []string{"keywords"}},
 		{"missing keywords", func(m map[string]any) { delete(m, "keywords") }, []string{"keywords"}},
 		{"empty keyword text", func(m map[string]any) { m["keywords"] = []string{"ok", ""} }, []string{"keywords[1]"}},
@@ -202,7 +204,11 @@ func TestDecodeReportsEachBadField(t *testing.T) {
 		{"spike with count", func(m map[string]any) {
 			m["condition"] = map[string]any{"type": "spike", "window": "5m", "factor": 2, "count": 3}
 		}, []string{"condition.count"}},
-		{"bad group_by", func(m map[string]any) { m["group_by"] = "region" }, []string{"group_by"}},
+		{"bad group_by", func(m map[string]any) { m["group_by"] = "9x" }, []string{"group_by"}},
+		{"group_by list with a bad name", func(m map[string]any) { m["group_by"] = []string{"namespace", "9x"} }, []string{"group_by[1]"}},
+		{"group_by list repeating a name", func(m map[string]any) { m["group_by"] = []string{"host", "app", "host"} }, []string{"group_by[2]"}},
+		{"group_by list holding none", func(m map[string]any) { m["group_by"] = []string{"none", "app"} }, []string{"group_by[0]"}},
+		{"group_by neither string nor list", func(m map[string]any) { m["group_by"] = 3 }, []string{"group_by"}},
 		{"bad severity", func(m map[string]any) { m["severity"] = "fatal" }, []string{"severity"}},
 		{"short routing key", func(m map[string]any) { m["pagerduty"] = map[string]any{"routing_key": "abc"} }, []string{"pagerduty.routing_key"}},
 		{"missing routing key", func(m map[string]any) { delete(m, "pagerduty") }, []string{"pagerduty.routing_key"}},
@@ -213,7 +219,7 @@ func TestDecodeReportsEachBadField(t *testing.T) {
 		{"filter too long", func(m map[string]any) { m["filters"] = map[string]any{"tag": strings.Repeat("t", MaxFilterLen+1)} }, []string{"filters.tag"}},
 		{"several at once", func(m map[string]any) {
 			m["severity"] = "x"
-			m["group_by"] = "y"
+			m["group_by"] = "y-1"
 			m["keywords"] = []string{}
 		}, []string{"group_by", "keywords", "severity"}},
 	}

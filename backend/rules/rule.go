@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 )
 
 // Rule is one alert rule as the API shows it and the engine evaluates it.
@@ -137,7 +140,11 @@ const (
 	Spike     CondType = "spike"
 )
 
-// GroupBy says which dimension splits a rule into one alert per group.
+// GroupBy says which dimensions split a rule into one alert per group:
+// none, or one or more of host, tag and label names. It holds the names
+// joined by ',' (no name holds one), so that it stays a comparable value
+// and the single-name forms stored before labels ("host", "tag") read as
+// they always did. JSON: "none", the name as a string, or a list of 2+.
 type GroupBy string
 
 // Grouping dimensions.
@@ -146,6 +153,154 @@ const (
 	GroupHost GroupBy = "host"
 	GroupTag  GroupBy = "tag"
 )
+
+// MaxGroupBy bounds the dimensions of group_by: every label and host and tag.
+const MaxGroupBy = stream.MaxLabels + 2
+
+// GroupByOf is the GroupBy of dims; none for no dims.
+func GroupByOf(dims ...string) GroupBy {
+	if len(dims) == 0 {
+		return GroupNone
+	}
+	return GroupBy(strings.Join(dims, ","))
+}
+
+// None reports whether g groups nothing: one alert for the whole rule.
+func (g GroupBy) None() bool { return g == GroupNone || g == "" }
+
+// Dims are g's dimension names in order; nil for none.
+func (g GroupBy) Dims() []string {
+	if g.None() {
+		return nil
+	}
+	return strings.Split(string(g), ",")
+}
+
+// Has reports whether g groups by dimension name.
+func (g GroupBy) Has(name string) bool {
+	return !g.None() && slices.Contains(g.Dims(), name)
+}
+
+// Key is the group of a series (host, tag, labels): "" for none; one
+// dimension's value; for several, name=value pairs joined by ',' in
+// group_by order ("namespace=shop,app=web"). A series lacking a label has
+// the empty value for it.
+func (g GroupBy) Key(host, tag string, labels []stream.Label) string {
+	switch {
+	case g.None():
+		return ""
+	case g == GroupHost:
+		return host
+	case g == GroupTag:
+		return tag
+	}
+	dims := string(g)
+	if !strings.Contains(dims, ",") {
+		return labelValue(labels, dims)
+	}
+	// Runs per cell on every evaluation: no slice of names, one string.
+	var b strings.Builder
+	b.Grow(len(dims) + 16*strings.Count(dims, ","))
+	for rest, first := dims, true; ; first = false {
+		d, next, more := strings.Cut(rest, ",")
+		if !first {
+			b.WriteByte(',')
+		}
+		b.WriteString(d)
+		b.WriteByte('=')
+		b.WriteString(dimValue(host, tag, labels, d))
+		if !more {
+			return b.String()
+		}
+		rest = next
+	}
+}
+
+// Labels are the dimensions of group (a Key of g) as name -> value; nil
+// for none. A value holding ",<next name>=" is cut there: such groups are
+// told apart by their key, not by these labels.
+func (g GroupBy) Labels(group string) map[string]string {
+	dims := g.Dims()
+	switch len(dims) {
+	case 0:
+		return nil
+	case 1:
+		return map[string]string{dims[0]: group}
+	}
+	out := make(map[string]string, len(dims))
+	rest := group
+	for i, d := range dims {
+		rest = strings.TrimPrefix(rest, d+"=")
+		v := rest
+		if i+1 < len(dims) {
+			if j := strings.Index(rest, ","+dims[i+1]+"="); j >= 0 {
+				v, rest = rest[:j], rest[j+1:]
+			} else {
+				rest = ""
+			}
+		}
+		out[d] = v
+	}
+	return out
+}
+
+// MarshalJSON writes "none", the one name, or the list of names.
+func (g GroupBy) MarshalJSON() ([]byte, error) {
+	dims := g.Dims()
+	switch len(dims) {
+	case 0:
+		return json.Marshal(string(GroupNone))
+	case 1:
+		return json.Marshal(dims[0])
+	}
+	return json.Marshal(dims)
+}
+
+// UnmarshalJSON reads a string or a list of names, unchecked (Decode
+// checks what the API receives).
+func (g *GroupBy) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*g = GroupBy(s)
+		if s == "" {
+			*g = GroupNone
+		}
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return fmt.Errorf("group_by: want a string or a list of names: %w", err)
+	}
+	*g = GroupByOf(list...)
+	return nil
+}
+
+// String is the names joined by ", ", or none.
+func (g GroupBy) String() string {
+	if g.None() {
+		return string(GroupNone)
+	}
+	return strings.ReplaceAll(string(g), ",", ", ")
+}
+
+func labelValue(labels []stream.Label, name string) string {
+	for _, l := range labels {
+		if l.Name == name {
+			return l.Value
+		}
+	}
+	return ""
+}
+
+func dimValue(host, tag string, labels []stream.Label, name string) string {
+	switch name {
+	case stream.LabelHost:
+		return host
+	case stream.LabelTag:
+		return tag
+	}
+	return labelValue(labels, name)
+}
 
 // Severity is PagerDuty's severity of the rule's alerts.
 type Severity string
@@ -158,16 +313,108 @@ const (
 	Info     Severity = "info"
 )
 
-// Filters restrict the counted series by host and tag glob patterns ('*' any
-// run of bytes, '?' one byte); empty matches everything.
+// Filters restrict the counted series by glob patterns ('*' any run of
+// bytes, '?' one byte) on their host, tag and labels; empty matches
+// everything. In JSON one object: {"host": "web-*", "namespace": "shop-*"}.
 type Filters struct {
 	Host string `json:"host,omitempty"`
 	Tag  string `json:"tag,omitempty"`
+	// Labels are label name -> glob; a series lacking a label has the
+	// empty value for it.
+	Labels map[string]string `json:"-"`
 }
 
-// Match reports whether a series of host and tag passes the filters.
-func (f Filters) Match(host, tag string) bool {
-	return (f.Host == "" || MatchGlob(f.Host, host)) && (f.Tag == "" || MatchGlob(f.Tag, tag))
+// Match reports whether a series of host and tag (and no labels) passes
+// the filters.
+func (f Filters) Match(host, tag string) bool { return f.MatchSeries(host, tag, nil) }
+
+// MatchSeries reports whether a series passes the filters.
+func (f Filters) MatchSeries(host, tag string, labels []stream.Label) bool {
+	if (f.Host != "" && !MatchGlob(f.Host, host)) || (f.Tag != "" && !MatchGlob(f.Tag, tag)) {
+		return false
+	}
+	for name, glob := range f.Labels {
+		if glob != "" && !MatchGlob(glob, labelValue(labels, name)) {
+			return false
+		}
+	}
+	return true
+}
+
+// Empty reports whether the filters select every series.
+func (f Filters) Empty() bool {
+	if f.Host != "" || f.Tag != "" {
+		return false
+	}
+	for _, g := range f.Labels {
+		if g != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Equal reports whether f and o select the same way.
+func (f Filters) Equal(o Filters) bool {
+	return f.Host == o.Host && f.Tag == o.Tag && maps.Equal(f.nonEmpty(), o.nonEmpty())
+}
+
+func (f Filters) nonEmpty() map[string]string {
+	out := map[string]string{}
+	for k, v := range f.Labels {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// All is every filter as name -> glob, host and tag included.
+func (f Filters) All() map[string]string {
+	out := f.nonEmpty()
+	if f.Host != "" {
+		out[stream.LabelHost] = f.Host
+	}
+	if f.Tag != "" {
+		out[stream.LabelTag] = f.Tag
+	}
+	return out
+}
+
+// MarshalJSON writes one object of name -> glob.
+func (f Filters) MarshalJSON() ([]byte, error) { return json.Marshal(f.All()) }
+
+// UnmarshalJSON reads one object of name -> glob, unchecked (Decode checks
+// what the API receives).
+func (f *Filters) UnmarshalJSON(b []byte) error {
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("filters: want an object of name -> glob: %w", err)
+	}
+	*f = FiltersOf(m)
+	return nil
+}
+
+// FiltersOf is the filters of name -> glob.
+func FiltersOf(m map[string]string) Filters {
+	var f Filters
+	for k, v := range m {
+		switch k {
+		case stream.LabelHost:
+			f.Host = v
+		case stream.LabelTag:
+			f.Tag = v
+		default:
+			if v == "" {
+				continue
+			}
+			if f.Labels == nil {
+				f.Labels = map[string]string{}
+			}
+			f.Labels[k] = v
+		}
+	}
+	return f
 }
 
 // PagerDuty is where a rule pages.

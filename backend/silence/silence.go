@@ -1,5 +1,5 @@
-// Package silence keeps silences: time-bounded matchers on rule id, host, tag
-// or keyword under which an alert is still recorded but not paged.
+// Package silence keeps silences: time-bounded matchers on rule id, host, tag,
+// labels or keyword under which an alert is still recorded but not paged.
 package silence
 
 import (
@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/validate"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -30,6 +33,8 @@ type Silence struct {
 	Host    string `json:"host,omitempty"`
 	Tag     string `json:"tag,omitempty"`
 	Keyword string `json:"keyword,omitempty"`
+	// Labels are label name -> glob; each must match, as host and tag do.
+	Labels map[string]string `json:"labels,omitempty"`
 	// TimeIntervals, when set, narrow the silence to the times inside any
 	// of these named intervals (package timeinterval): "nights" mutes the
 	// matched alerts only at night between Start and End.
@@ -53,6 +58,13 @@ type Target struct {
 	// for Host and Tag when the group does not name one.
 	Hosts []string
 	Tags  []string
+	// Labels are the group's labels (group_by names other than host and
+	// tag), name -> value.
+	Labels map[string]string
+	// LabelValues are, per label name, the distinct values of the
+	// contributing series (a series lacking the label: ""); they stand in
+	// for a label the group does not name.
+	LabelValues map[string][]string
 	// SilencedBy is the silence muting the alert now, if any. With no
 	// contributing series (a host whose heartbeat has long stopped), its
 	// host or tag matcher keeps matching: nothing it does not name is being
@@ -79,6 +91,21 @@ func (s *Silence) Matches(t Target, now time.Time) bool {
 	}
 	if s.Tag != "" && !matchAll(s.Tag, t.Tag, t.Tags, keep) {
 		return false
+	}
+	for name, glob := range s.Labels {
+		if v, ok := t.Labels[name]; ok {
+			if !rules.MatchGlob(glob, v) {
+				return false
+			}
+			continue
+		}
+		vals, ok := t.LabelValues[name]
+		if !ok && (len(t.Hosts) > 0 || len(t.Tags) > 0) {
+			vals = []string{""} // series lacking the label have it empty
+		}
+		if !matchAll(glob, "", vals, keep) {
+			return false
+		}
 	}
 	if s.Keyword != "" {
 		found := false
@@ -134,16 +161,32 @@ func Decode(body []byte, now time.Time) (Silence, validate.Errors) {
 		ignoredID, ignoredCreated json.RawMessage
 	)
 	present := validate.Object(body, "", map[string]any{
-		"rule_id": &s.RuleID, "host": &s.Host, "tag": &s.Tag, "keyword": &s.Keyword,
+		"rule_id": &s.RuleID, "host": &s.Host, "tag": &s.Tag, "keyword": &s.Keyword, "labels": &s.Labels,
 		"start": &start, "end": &end, "author": &s.Author, "comment": &s.Comment,
 		"time_intervals": &s.TimeIntervals, "id": &ignoredID, "created_at": &ignoredCreated,
 	}, &errs)
 	if present == nil && len(errs) > 0 {
 		return s, errs
 	}
-	if s.RuleID == "" && s.Host == "" && s.Tag == "" && s.Keyword == "" &&
-		!errs.Has("rule_id") && !errs.Has("host") && !errs.Has("tag") && !errs.Has("keyword") {
-		errs.Add("matchers", "set at least one of rule_id, host, tag or keyword")
+	if s.RuleID == "" && s.Host == "" && s.Tag == "" && s.Keyword == "" && len(s.Labels) == 0 &&
+		!errs.Has("rule_id") && !errs.Has("host") && !errs.Has("tag") && !errs.Has("keyword") && !errs.Has("labels") {
+		errs.Add("matchers", "set at least one of rule_id, host, tag, labels or keyword")
+	}
+	if len(s.Labels) > stream.MaxLabels {
+		errs.Add("labels", "%d matchers, over the limit of %d", len(s.Labels), stream.MaxLabels)
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Labels)) {
+		f := "labels." + name
+		switch v := s.Labels[name]; {
+		case name == stream.LabelHost || name == stream.LabelTag:
+			errs.Add(f, "%s has its own matcher: set %q instead", name, name)
+		case stream.ValidLabelName(name) != nil:
+			errs.Add(f, "%q is not a label name (letters, digits and _, not starting with a digit)", name)
+		case v == "":
+			errs.Add(f, "empty glob: want a pattern like shop-*")
+		case len(v) > MaxFieldLen:
+			errs.Add(f, "%d bytes, over the limit of %d", len(v), MaxFieldLen)
+		}
 	}
 	for _, f := range []struct{ name, v string }{{"rule_id", s.RuleID}, {"host", s.Host}, {"tag", s.Tag}, {"keyword", s.Keyword}, {"author", s.Author}} {
 		if len(f.v) > MaxFieldLen {

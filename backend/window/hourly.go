@@ -5,21 +5,27 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
 
 // The hourly tier keeps counts past the minute retention, one hash per
 // keyword and hour with the same identity as the minute windows, and the same
-// two rollups so that reads of a host, a tag or a top stay O(hours):
+// rollups so that reads of a host, a tag, a label or a top stay O(hours):
 //
-//	ka:{tag}:hw:<keywordID>:<hour start>         HASH  "<host>\x00<tag>" -> count
-//	ka:{tag}:hw:<keywordID>:<hour start>\x00h    ZSET  host -> count, "\x00" -> the hour's total
-//	ka:{tag}:hw:<keywordID>:<hour start>\x00t    ZSET  tag -> count
+//	ka:{tag}:hw:<keywordID>:<hour start>                HASH  Field (host, tag, labels) -> count
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00h           ZSET  host -> count, "\x00" -> the hour's total,
+//	                                                          "\x00l" -> the labelled series' count
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00n           SET   the label names with a rollup
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00t           ZSET  tag -> count
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00l:<name>    ZSET  label value -> count, "\x00" -> the labelled count
 //
 // They are written only by RollHour (package rollup schedules it), never by
 // ingest, and expire HourlyRetention after their hour ends.
@@ -58,7 +64,8 @@ func (k Keys) RollupLease() string { return k.prefix + "rollup:lease" }
 // so the minute is after the last one.
 func (k Keys) parseWindow(key string) (kwID string, minute int64, ok bool) {
 	rest, found := strings.CutPrefix(key, k.prefix+"w:")
-	if !found || strings.HasSuffix(rest, "\x00h") || strings.HasSuffix(rest, "\x00t") {
+	if !found || strings.IndexByte(rest, 0) >= 0 { // a rollup
+
 		return "", 0, false
 	}
 	i := strings.LastIndexByte(rest, ':')
@@ -70,6 +77,12 @@ func (k Keys) parseWindow(key string) (kwID string, minute int64, ok bool) {
 		return "", 0, false
 	}
 	return rest[:i], m, true
+}
+
+// HourLabelNames is the set of label names the hour has rollups of, so
+// that a re-run of RollHour finds the old ones without scanning keys.
+func (k Keys) HourLabelNames(kwID string, hour int64) string {
+	return k.HourWindow(kwID, hour) + "\x00n"
 }
 
 // HourStart is the start of the hour holding t (Unix seconds).
@@ -156,34 +169,65 @@ func (s *Store) RollHour(ctx context.Context, kwID string, hour, expireAt int64)
 	}
 	sums := map[string]int64{}
 	for m := hour; m < hour+3600; m += 60 {
-		err := s.scanCells(ctx, s.keys.Window(kwID, m), Filter{}, func(host, tag string, n int64) {
-			sums[Field(host, tag)] += n
+		err := s.scanCells(ctx, s.keys.Window(kwID, m), Filter{}, func(host, tag string, labels []stream.Label, n int64) {
+			sums[Field(host, tag, labels...)] += n
 		})
 		if err != nil {
 			return 0, 0, fmt.Errorf("roll %s hour %d: %w", kwID, hour, err)
 		}
 	}
-	dst := [3]string{s.keys.HourWindow(kwID, hour), s.keys.HourHostTotals(kwID, hour), s.keys.HourTagTotals(kwID, hour)}
+	hw := s.keys.HourWindow(kwID, hour)
+	dst := []string{hw, s.keys.HourHostTotals(kwID, hour), s.keys.HourTagTotals(kwID, hour)}
+	// The label rollups an earlier run wrote, listed in the hour's label
+	// set: replaced, or deleted when the hour no longer has the label.
+	names, err := s.rdb.SMembers(ctx, s.keys.HourLabelNames(kwID, hour)).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("roll %s hour %d: label rollups: %w", kwID, hour, err)
+	}
+	old := make([]string, 0, len(names)+1)
+	for _, n := range names {
+		old = append(old, hw+"\x00l:"+n)
+	}
+	old = append(old, s.keys.HourLabelNames(kwID, hour))
 	if len(sums) == 0 {
-		if err := s.rdb.Del(ctx, dst[:]...).Err(); err != nil {
+		if err := s.rdb.Del(ctx, append(dst, old...)...).Err(); err != nil {
 			return 0, 0, fmt.Errorf("roll %s hour %d: del: %w", kwID, hour, err)
 		}
 		return 0, 0, nil
 	}
 	hosts, tags := map[string]int64{}, map[string]int64{}
+	byLabel := map[string]map[string]int64{}
 	for f, n := range sums {
-		h, t := SplitField(f)
+		h, t, labels := SplitField(f)
 		hosts[h] += n
 		tags[t] += n
 		total += n
+		if len(labels) > 0 {
+			hosts[LabelledMember] += n
+		}
+		for _, l := range labels {
+			m := byLabel[l.Name]
+			if m == nil {
+				m = map[string]int64{}
+				byLabel[l.Name] = m
+			}
+			m[l.Value] += n
+			m[TotalMember] += n
+		}
 	}
 	hosts[TotalMember] = total
 
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmpBase := s.keys.prefix + "rolltmp:" + hex.EncodeToString(rnd[:])
-	tmp := [3]string{tmpBase, tmpBase + "\x00h", tmpBase + "\x00t"}
-	cleanup := func() { s.rdb.Del(context.WithoutCancel(ctx), tmp[:]...) }
+	tmp := []string{tmpBase, tmpBase + "\x00h", tmpBase + "\x00t"}
+	groups := []map[string]int64{hosts, tags}
+	for _, name := range slices.Sorted(maps.Keys(byLabel)) {
+		tmp = append(tmp, tmpBase+"\x00l:"+name)
+		dst = append(dst, hw+"\x00l:"+name)
+		groups = append(groups, byLabel[name])
+	}
+	cleanup := func() { s.rdb.Del(context.WithoutCancel(ctx), tmp...) }
 
 	pipe := s.rdb.Pipeline()
 	flushIfFull := func(force bool) error {
@@ -215,7 +259,7 @@ func (s *Store) RollHour(ctx context.Context, kwID string, hour, expireAt int64)
 		pipe.HSet(ctx, tmp[0], args...)
 		pipe.Expire(ctx, tmp[0], 10*time.Minute)
 	}
-	for i, group := range []map[string]int64{hosts, tags} {
+	for i, group := range groups {
 		zs := make([]redis.Z, 0, min(len(group), writePage))
 		for g, n := range group {
 			zs = append(zs, redis.Z{Score: float64(n), Member: g})
@@ -239,6 +283,20 @@ func (s *Store) RollHour(ctx context.Context, kwID string, hour, expireAt int64)
 		return 0, 0, fmt.Errorf("roll %s hour %d: write: %w", kwID, hour, err)
 	}
 	tx := s.rdb.TxPipeline()
+	for _, k := range old {
+		if !slices.Contains(dst, k) {
+			tx.Del(ctx, k)
+		}
+	}
+	if len(byLabel) > 0 {
+		nk := s.keys.HourLabelNames(kwID, hour)
+		members := make([]any, 0, len(byLabel))
+		for n := range byLabel {
+			members = append(members, n)
+		}
+		tx.SAdd(ctx, nk, members...)
+		tx.ExpireAt(ctx, nk, time.Unix(expireAt, 0))
+	}
 	for i := range tmp {
 		tx.Rename(ctx, tmp[i], dst[i])
 		tx.ExpireAt(ctx, dst[i], time.Unix(expireAt, 0))

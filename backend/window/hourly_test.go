@@ -118,3 +118,51 @@ func TestCountsAndTopThroughBothTiersEqualTheMinutesTheyCameFrom(t *testing.T) {
 		t.Error("two hours with a limit of one cell: no error")
 	}
 }
+
+// The hourly tier keeps labelled series as series and rolls them up by
+// label: a top by a label, and a label filter, read through both tiers equal
+// the minutes they came from; a re-run that no longer sees a label drops
+// its rollup.
+func TestHourlyTierKeepsLabels(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	const kw, h = "substring:x", 1714557600
+	ns := func(v string) []stream.Label {
+		return []stream.Label{{Name: "app", Value: "web"}, {Name: "namespace", Value: v}}
+	}
+	for m := int64(h); m < h+3600; m += 600 {
+		rdb.HIncrBy(ctx, s.keys.Window(kw, m), Field("node-1", "t", ns("shop")...), 3)
+		rdb.HIncrBy(ctx, s.keys.Window(kw, m), Field("node-2", "t", ns("billing")...), 2)
+		rdb.HIncrBy(ctx, s.keys.Window(kw, m), Field("node-1", "t"), 1)
+	}
+	if _, _, err := s.RollHour(ctx, kw, h, 1<<40); err != nil {
+		t.Fatal(err)
+	}
+	if got := rdb.HGet(ctx, s.keys.HourWindow(kw, h), Field("node-1", "t", ns("shop")...)).Val(); got != "18" {
+		t.Errorf("hourly labelled cell = %q, want 18", got)
+	}
+	for m := int64(h); m < h+3600; m += 60 {
+		rdb.Del(ctx, s.keys.Window(kw, m))
+	}
+	groups, total, err := s.TopTiered(ctx, kw, h, h+3600, h+3600, "namespace", 10, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Group{{"shop", 18}, {"billing", 12}, {"", 6}}; !reflect.DeepEqual(groups, want) || total != 36 {
+		t.Errorf("top by namespace %v total %d, want %v total 36", groups, total, want)
+	}
+	f := Filter{Series: func(_, _ string, l []stream.Label) bool { return LabelValue(l, "namespace") == "billing" }}
+	pts, err := s.CountsTiered(ctx, kw, h, h+3600, h+3600, f, 1000)
+	if err != nil || !reflect.DeepEqual(pts, []Point{{h, 3600, 12}}) {
+		t.Errorf("counts of billing %v %v, want one hour of 12", pts, err)
+	}
+	// The labels are gone from the hour's minutes: the re-run drops them.
+	rdb.HIncrBy(ctx, s.keys.Window(kw, h), Field("node-1", "t"), 1)
+	if _, _, err := s.RollHour(ctx, kw, h, 1<<40); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.Exists(ctx, s.keys.HourWindow(kw, h)+"\x00l:namespace", s.keys.HourLabelNames(kw, h)).Val(); n != 0 {
+		t.Errorf("%d label keys left after a re-run without labels", n)
+	}
+}

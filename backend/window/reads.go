@@ -10,16 +10,26 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
 
-// Bounded reads for the counts API. A window hash holds one field per (host,
-// tag) cell, so with a large fleet reading it whole costs memory and time in
-// the number of cells. The ingest script therefore keeps two rollups of
-// every window hash, in the same slot and with the same expiry:
+// Bounded reads for the counts API. A window hash holds one field per
+// series (host, tag, labels), so with a large fleet reading it whole costs
+// memory and time in the number of cells. The ingest script therefore keeps
+// rollups of every window hash, in the same slot and with the same expiry:
 //
-//	<window key>\x00h   ZSET  host -> count, plus member "\x00" -> the minute's total
-//	<window key>\x00t   ZSET  tag -> count
+//	<window key>\x00h         ZSET  host -> count, plus member "\x00" -> the minute's total
+//	                                and member "\x00l" -> the count of labelled series
+//	<window key>\x00t         ZSET  tag -> count
+//	<window key>\x00l:<name>  ZSET  value of label name -> count, plus member "\x00" -> the
+//	                                count of the series carrying the label
+//
+// A series lacking a label has the empty value for it: a top by a label
+// adds the minute's total minus the label's "\x00" to the empty value. A
+// label filter (a glob) reads the cells of each minute (HSCAN, ScanPage at a
+// time), charged against the caller's cell limit: at most
+// KEYALERT_MAX_SERIES_PER_MINUTE (+ overflow) cells per keyword and minute.
 //
 // A count of one host, tag or the whole minute is then one ZMSCORE or HGET
 // per minute, and a top-N is a ZUNIONSTORE in Redis of which only N members
@@ -46,14 +56,28 @@ func (k Keys) TagTotals(kwID string, minute int64) string {
 	return k.Window(kwID, minute) + "\x00t"
 }
 
+// LabelTotals is the rollup of the window hash of (kwID, minute) by the
+// value of label name.
+func (k Keys) LabelTotals(kwID string, minute int64, name string) string {
+	return k.Window(kwID, minute) + "\x00l:" + name
+}
+
+// LabelledMember is the member of a host rollup counting the labelled
+// series of the minute: without it every count of a (host, tag) pair is in
+// the one label-free cell.
+const LabelledMember = "\x00l"
+
 // Filter selects the cells a count covers; an unset part matches all.
 type Filter struct {
 	Host, Tag       string
 	HostSet, TagSet bool
+	// Series, when set, further selects cells by all their dimensions (the
+	// API's label globs). Rollups cannot answer it: the cells are read.
+	Series func(host, tag string, labels []stream.Label) bool
 }
 
-func (f Filter) match(host, tag string) bool {
-	return (!f.HostSet || host == f.Host) && (!f.TagSet || tag == f.Tag)
+func (f Filter) match(host, tag string, labels []stream.Label) bool {
+	return (!f.HostSet || host == f.Host) && (!f.TagSet || tag == f.Tag) && (f.Series == nil || f.Series(host, tag, labels))
 }
 
 // MinuteCount is the count of one minute.
@@ -124,6 +148,10 @@ type bucket struct {
 	w, h, t     string
 }
 
+// label is the bucket's rollup by label name (its hash key + "\x00l:" + name,
+// for both tiers).
+func (b bucket) label(name string) string { return b.w + "\x00l:" + name }
+
 func (s *Store) minuteBucket(kwID string, m int64) bucket {
 	return bucket{m, 60, s.keys.Window(kwID, m), s.keys.HostTotals(kwID, m), s.keys.TagTotals(kwID, m)}
 }
@@ -173,10 +201,14 @@ func (s *Store) CountsTiered(ctx context.Context, kwID string, from, to, split i
 
 func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filter, maxCells int64) ([]Point, error) {
 	type ask struct {
-		cell   *redis.StringCmd     // host and tag given: the one cell
-		scores *redis.FloatSliceCmd // host rollup: [host,] total
-		tag    *redis.FloatSliceCmd // tag rollup: tag
-		cells  *redis.IntCmd        // HLEN of the window: cells to scan without rollup
+		cell     *redis.StringCmd     // host and tag given: the label-free cell
+		labelled *redis.FloatSliceCmd // host and tag given: the labelled count
+		scores   *redis.FloatSliceCmd // host rollup: [host,] total
+		tag      *redis.FloatSliceCmd // tag rollup: tag
+		cells    *redis.IntCmd        // HLEN of the window: cells to scan without rollup
+	}
+	if f.Series != nil {
+		return s.scanCounts(ctx, kwID, bks, f, maxCells)
 	}
 	var hours int64
 	for _, b := range bks {
@@ -192,6 +224,8 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 	for i, b := range bks {
 		if f.HostSet && f.TagSet {
 			asks[i].cell = pipe.HGet(ctx, b.w, Field(f.Host, f.Tag))
+			asks[i].labelled = pipe.ZMScore(ctx, b.h, LabelledMember)
+			asks[i].cells = pipe.HLen(ctx, b.w)
 			continue
 		}
 		members := []string{TotalMember}
@@ -215,6 +249,12 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 		var n int64
 		switch {
 		case a.cell != nil:
+			if l := a.labelled.Val(); len(l) == 1 && l[0] != 0 {
+				// Labelled series of the pair are cells of their own.
+				legacy = append(legacy, b)
+				legacyCells += a.cells.Val()
+				continue
+			}
 			v, err := a.cell.Result()
 			if errors.Is(err, redis.Nil) {
 				continue
@@ -254,7 +294,7 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 	}
 	for _, b := range legacy {
 		var n int64
-		err := s.scanCells(ctx, b.w, f, func(_, _ string, c int64) { n += c })
+		err := s.scanCells(ctx, b.w, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
 		if err != nil {
 			return nil, err
 		}
@@ -264,6 +304,166 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 	}
 	sortPoints(out)
 	return out, nil
+}
+
+// scanCounts answers a filter rollups cannot (label globs) by reading the
+// buckets' cells, at most maxCells in all (checked with one HLEN per bucket
+// before any is read), ScanPage at a time.
+func (s *Store) scanCounts(ctx context.Context, kwID string, bks []bucket, f Filter, maxCells int64) ([]Point, error) {
+	pipe := s.rdb.Pipeline()
+	lens := make([]*redis.IntCmd, len(bks))
+	for i, b := range bks {
+		lens[i] = pipe.HLen(ctx, b.w)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("counts of %s over %d buckets: %w", kwID, len(bks), err)
+	}
+	var cells int64
+	for _, l := range lens {
+		cells += l.Val()
+	}
+	if cells > maxCells {
+		return nil, &LimitError{Cells: cells, Max: maxCells}
+	}
+	var out []Point
+	for i, b := range bks {
+		if lens[i].Val() == 0 {
+			continue
+		}
+		var n int64
+		err := s.scanCells(ctx, b.w, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
+		if err != nil {
+			return nil, err
+		}
+		if n != 0 {
+			out = append(out, Point{b.start, b.step, n})
+		}
+	}
+	return out, nil
+}
+
+// DimSeries is the counts of one value of a dimension (host, tag or a
+// label) over a range: a series of a counts answer split by that dimension.
+type DimSeries struct {
+	Value  string
+	Points []Point // ascending
+	Total  int64
+}
+
+// SplitTiered is CountsTiered split by dimension by: the limit values with
+// the most matches (ties by value), each with its points. It reads the
+// buckets' cells (rollups hold no per-minute split by two dimensions): at
+// most maxCells in all, checked with one HLEN per bucket before any is read;
+// memory is O(cells read).
+func (s *Store) SplitTiered(ctx context.Context, kwID string, from, to, split int64, by string, f Filter, limit int, maxCells int64) ([]DimSeries, error) {
+	bks, err := s.buckets(kwID, from, to, split)
+	if err != nil || len(bks) == 0 || limit <= 0 {
+		return nil, err
+	}
+	lens, err := s.bucketCells(ctx, kwID, bks, maxCells)
+	if err != nil {
+		return nil, err
+	}
+	byValue := map[string]*DimSeries{}
+	for i, b := range bks {
+		if lens[i] == 0 {
+			continue
+		}
+		err := s.scanCells(ctx, b.w, f, func(host, tag string, labels []stream.Label, n int64) {
+			v := Dimension(host, tag, labels, by)
+			d := byValue[v]
+			if d == nil {
+				d = &DimSeries{Value: v}
+				byValue[v] = d
+			}
+			if k := len(d.Points); k > 0 && d.Points[k-1].Start == b.start {
+				d.Points[k-1].Count += n
+			} else {
+				d.Points = append(d.Points, Point{b.start, b.step, n})
+			}
+			d.Total += n
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]DimSeries, 0, len(byValue))
+	for _, d := range byValue {
+		out = append(out, *d)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Total != out[j].Total {
+			return out[i].Total > out[j].Total
+		}
+		return out[i].Value < out[j].Value
+	})
+	return out[:min(limit, len(out))], nil
+}
+
+// bucketCells is the HLEN of each bucket's cells hash, failing with
+// *LimitError when they add up to more than maxCells.
+func (s *Store) bucketCells(ctx context.Context, kwID string, bks []bucket, maxCells int64) ([]int64, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(bks))
+	for i, b := range bks {
+		cmds[i] = pipe.HLen(ctx, b.w)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("cells of %s over %d buckets: %w", kwID, len(bks), err)
+	}
+	lens := make([]int64, len(bks))
+	var cells int64
+	for i, c := range cmds {
+		lens[i] = c.Val()
+		cells += lens[i]
+	}
+	if cells > maxCells {
+		return nil, &LimitError{Cells: cells, Max: maxCells}
+	}
+	return lens, nil
+}
+
+func (s *Store) scanTop(ctx context.Context, kwID string, bks []bucket, by string, f Filter, limit int, maxCells int64) ([]Group, int64, error) {
+	pipe := s.rdb.Pipeline()
+	lens := make([]*redis.IntCmd, len(bks))
+	for i, b := range bks {
+		lens[i] = pipe.HLen(ctx, b.w)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(bks), err)
+	}
+	var cells int64
+	for _, l := range lens {
+		cells += l.Val()
+	}
+	if cells > maxCells {
+		return nil, 0, &LimitError{Cells: cells, Max: maxCells}
+	}
+	sums := map[string]int64{}
+	var total int64
+	for i, b := range bks {
+		if lens[i].Val() == 0 {
+			continue
+		}
+		err := s.scanCells(ctx, b.w, f, func(host, tag string, labels []stream.Label, n int64) {
+			sums[Dimension(host, tag, labels, by)] += n
+			total += n
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	out := make([]Group, 0, len(sums))
+	for v, n := range sums {
+		out = append(out, Group{v, n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Value < out[j].Value
+	})
+	return out[:min(limit, len(out))], total, nil
 }
 
 func sortPoints(out []Point) {
@@ -291,7 +491,7 @@ func globEscape(s string) string {
 // scanCells streams the cells of one window hash that f selects, ScanPage
 // fields per reply, to fn. A host filter is a MATCH prefix so that Redis
 // drops the other hosts before replying.
-func (s *Store) scanCells(ctx context.Context, key string, f Filter, fn func(host, tag string, n int64)) error {
+func (s *Store) scanCells(ctx context.Context, key string, f Filter, fn func(host, tag string, labels []stream.Label, n int64)) error {
 	match := ""
 	if f.HostSet {
 		match = globEscape(f.Host) + "\x00*"
@@ -303,15 +503,15 @@ func (s *Store) scanCells(ctx context.Context, key string, f Filter, fn func(hos
 			return fmt.Errorf("scan of %s: %w", key, err)
 		}
 		for i := 0; i+1 < len(kvs); i += 2 {
-			host, tag := SplitField(kvs[i])
-			if !f.match(host, tag) {
+			host, tag, labels := SplitField(kvs[i])
+			if !f.match(host, tag, labels) {
 				continue
 			}
 			n, err := strconv.ParseInt(kvs[i+1], 10, 64)
 			if err != nil {
 				return fmt.Errorf("window %s field %q: count %q is not an integer", key, kvs[i], kvs[i+1])
 			}
-			fn(host, tag, n)
+			fn(host, tag, labels, n)
 		}
 		if next == 0 {
 			return nil
@@ -320,7 +520,7 @@ func (s *Store) scanCells(ctx context.Context, key string, f Filter, fn func(hos
 	}
 }
 
-// Group is one host or tag of a top answer.
+// Group is one value of a top answer's dimension (host, tag or label).
 type Group struct {
 	Value string
 	Count int64
@@ -331,11 +531,23 @@ type Group struct {
 // is 1) and returns the top ARGV[1] members, highest first and equal counts
 // by value ascending, as member, score pairs. Only those come back: Redis
 // holds the union for the call, keyalertd holds limit members.
+//
+// For a label (ARGV[2] is 'l'), the rollups' "\x00" members sum the counts
+// of series carrying the label; ARGV[3] - that sum (ARGV[3]: the rollup
+// minutes' total) is the count of series lacking it, which have the empty
+// value.
 var topScript = redis.NewScript(`
 local dst, limit = KEYS[1], tonumber(ARGV[1])
 redis.call('ZUNIONSTORE', dst, #KEYS, unpack(KEYS))
 if ARGV[2] == '1' then
+  redis.call('ZREM', dst, '\0', '\0l')
+elseif ARGV[2] == 'l' then
+  local covered = tonumber(redis.call('ZSCORE', dst, '\0') or '0')
   redis.call('ZREM', dst, '\0')
+  local missing = tonumber(ARGV[3]) - covered
+  if missing > 0 then
+    redis.call('ZINCRBY', dst, missing, '')
+  end
 end
 local out = {}
 local top = redis.call('ZRANGE', dst, 0, limit - 1, 'REV', 'WITHSCORES')
@@ -360,9 +572,9 @@ redis.call('DEL', dst)
 return out
 `)
 
-// Top returns the limit hosts (by "host") or tags (by "tag") of kwID with the
-// most matches over the minutes in [from, to), and the total over all of
-// them. Redis sums the minutes' rollups; at most limit groups come back. The
+// Top returns the limit hosts (by "host"), tags (by "tag") or values of a
+// label (by its name) of kwID with the most matches over the minutes in
+// [from, to), and the total over all of them. Redis sums the minutes' rollups; at most limit groups come back. The
 // groups summed, a minute's hosts or tags counted once per minute, and the
 // cells of minutes without rollups together must not exceed maxCells, else
 // *LimitError (checked with O(1) calls per minute before any sum).
@@ -374,13 +586,28 @@ func (s *Store) Top(ctx context.Context, kwID string, from, to int64, by string,
 // start) are summed from the hourly rollups, the first of them the hour
 // holding from; each hourly host or tag counts as one cell against maxCells.
 func (s *Store) TopTiered(ctx context.Context, kwID string, from, to, split int64, by string, limit int, maxCells int64) ([]Group, int64, error) {
+	return s.TopFiltered(ctx, kwID, from, to, split, by, Filter{}, limit, maxCells)
+}
+
+// TopFiltered is TopTiered over the cells f selects. Rollups cannot answer
+// a filter: with one, the buckets' cells are read (at most maxCells, checked
+// with one HLEN per bucket first) and summed by group in memory, which holds
+// at most as many groups as cells read.
+func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split int64, by string, f Filter, limit int, maxCells int64) ([]Group, int64, error) {
 	bks, err := s.buckets(kwID, from, to, split)
 	if err != nil || len(bks) == 0 || limit <= 0 {
 		return nil, 0, err
 	}
+	if f.HostSet || f.TagSet || f.Series != nil {
+		return s.scanTop(ctx, kwID, bks, by, f, limit, maxCells)
+	}
 	roll := func(b bucket) string { return b.h }
-	if by == "tag" {
+	switch by {
+	case stream.LabelHost:
+	case stream.LabelTag:
 		roll = func(b bucket) string { return b.t }
+	default:
+		roll = func(b bucket) string { return b.label(by) }
 	}
 	type ask struct {
 		members *redis.IntCmd
@@ -400,7 +627,7 @@ func (s *Store) TopTiered(ctx context.Context, kwID string, from, to, split int6
 		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(bks), err)
 	}
 	var keys, legacy []string
-	var cells, total int64
+	var cells, total, rolled int64
 	for i, a := range asks {
 		if t, err := a.total.Result(); err == nil && t != 0 {
 			keys = append(keys, roll(bks[i]))
@@ -409,6 +636,7 @@ func (s *Store) TopTiered(ctx context.Context, kwID string, from, to, split int6
 				cells-- // the total member
 			}
 			total += int64(t)
+			rolled += int64(t)
 		} else if c := a.cells.Val(); c > 0 {
 			legacy = append(legacy, bks[i].w)
 			cells += c
@@ -443,11 +671,8 @@ func (s *Store) TopTiered(ctx context.Context, kwID string, from, to, split int6
 			return nil
 		}
 		var ferr error
-		err := s.scanCells(ctx, w, Filter{}, func(host, tag string, n int64) {
-			g := host
-			if by == "tag" {
-				g = tag
-			}
+		err := s.scanCells(ctx, w, Filter{}, func(host, tag string, labels []stream.Label, n int64) {
+			g := Dimension(host, tag, labels, by)
 			page[g] += n
 			total += n
 			if len(page) >= ScanPage && ferr == nil {
@@ -465,11 +690,15 @@ func (s *Store) TopTiered(ctx context.Context, kwID string, from, to, split int6
 			return nil, 0, err
 		}
 	}
-	wantTotal := "0"
-	if by == "host" {
-		wantTotal = "1"
+	mode := "0"
+	switch by {
+	case stream.LabelHost:
+		mode = "1"
+	case stream.LabelTag:
+	default:
+		mode = "l"
 	}
-	res, err := topScript.Run(ctx, s.rdb, append([]string{dst}, keys...), limit, wantTotal).Slice()
+	res, err := topScript.Run(ctx, s.rdb, append([]string{dst}, keys...), limit, mode, rolled).Slice()
 	if err != nil {
 		s.rdb.Del(context.WithoutCancel(ctx), dst)
 		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(bks), err)

@@ -29,7 +29,7 @@ func BenchmarkFleetReads(b *testing.B) {
 			}
 			var n int64
 			for _, c := range cells {
-				if host.match(c.Host, c.Tag) {
+				if host.match(c.Host, c.Tag, c.Labels) {
 					n += c.Count
 				}
 			}

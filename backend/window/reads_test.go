@@ -73,7 +73,7 @@ func (fl fleet) counts(f Filter) []MinuteCount {
 	for m := 0; m < fl.minutes; m++ {
 		var n int64
 		for h := 0; h < fl.hosts; h++ {
-			if f.match(fl.host(h), fl.tag(h)) {
+			if f.match(fl.host(h), fl.tag(h), nil) {
 				n += fl.count(h, m)
 			}
 		}
@@ -164,8 +164,8 @@ func TestCountsOfAFleetReadOnlyTheRollupsAndStayBounded(t *testing.T) {
 			map[string]int{"zmscore": 20, "hlen": 20}},
 		{"tag alone is a ZMSCORE on each rollup per minute", Filter{Tag: fl.tag(2), TagSet: true},
 			map[string]int{"zmscore": 40, "hlen": 20}},
-		{"host and tag is one HGET per minute", Filter{Host: fl.host(17), HostSet: true, Tag: fl.tag(17), TagSet: true},
-			map[string]int{"hget": 20}},
+		{"host and tag is one HGET per minute (and whether the minute has labelled cells)", Filter{Host: fl.host(17), HostSet: true, Tag: fl.tag(17), TagSet: true},
+			map[string]int{"hget": 20, "zmscore": 20, "hlen": 20}},
 		{"no filter reads each minute's total", Filter{}, map[string]int{"zmscore": 20, "hlen": 20}},
 		{"an unknown host counts nothing", Filter{Host: "nobody", HostSet: true}, map[string]int{"zmscore": 20, "hlen": 20}},
 	}

@@ -2,8 +2,8 @@
 // reads it back. All keys of one stream carry the stream's cluster hash tag, so
 // the ingest script can touch them with the stream in one slot:
 //
-//	ka:{tag}:w:<keywordID>:<minute>   HASH  "<host>\x00<tag>" -> count
-//	ka:{tag}:s:<keywordID>\x00<host>\x00<tag>  LIST  sample JSON of one series, newest first, capped
+//	ka:{tag}:w:<keywordID>:<minute>   HASH  Field (host, tag, labels) -> count
+//	ka:{tag}:s:<keywordID>\x00<field>  LIST  sample JSON of one series, newest first, capped
 //	ka:{tag}:p:<producer>             HASH  g, t, n: a producer's current dedup generation, its start, its chunks
 //	ka:{tag}:p:<producer>:<g>         HASH  chunk (16 raw bytes) -> attempt (8 raw bytes), generation g
 //	ka:{tag}:seen:<hour>              SET   dedup ids of version 1 and 2 entries, by event hour
@@ -21,6 +21,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,11 +54,11 @@ func (k Keys) Window(kwID string, minute int64) string {
 	return k.prefix + "w:" + kwID + ":" + strconv.FormatInt(minute, 10)
 }
 
-// Samples is the list of one (keyword, host, tag) series' recent sample
-// lines. NUL separates the parts because a keyword ID may hold ':' and a
-// host cannot hold NUL (see Field), so no two series share a key.
-func (k Keys) Samples(kwID, host, tag string) string {
-	return k.prefix + "s:" + kwID + "\x00" + Field(host, tag)
+// Samples is the list of one (keyword, host, tag, labels) series' recent
+// sample lines. NUL separates the parts because a keyword ID may hold ':'
+// and a host cannot hold NUL (see Field), so no two series share a key.
+func (k Keys) Samples(kwID, host, tag string, labels ...stream.Label) string {
+	return k.prefix + "s:" + kwID + "\x00" + Field(host, tag, labels...)
 }
 
 // Seen is the set of dedup ids applied for version 1 and 2 entries of
@@ -86,29 +88,98 @@ func WindowExpireAt(minute int64, retention time.Duration) int64 {
 	return minute + 60 + int64(retention/time.Second)
 }
 
-// Field is the hash field of one (host, tag) breakdown cell. NUL cannot occur
-// in a host name and is rare enough in tags; SplitField cuts at the first one.
-func Field(host, tag string) string { return host + "\x00" + tag }
-
-// SplitField is the inverse of Field.
-func SplitField(f string) (host, tag string) {
-	host, tag, _ = strings.Cut(f, "\x00")
-	return host, tag
+// Field is the hash field of one series: "<host>\x00<tag>" for a
+// label-free series (the encoding from before labels, so existing windows
+// stay valid) and "<host>\x00<tag>\x00<name>=<value>\x00…" with labels, in
+// the order given (entries carry them sorted by name). Stored values hold no
+// NUL (stream.SanitizeValue) and names hold no '=' (stream.ValidLabelName),
+// so SplitField gets every part back.
+func Field(host, tag string, labels ...stream.Label) string {
+	if len(labels) == 0 {
+		return host + "\x00" + tag
+	}
+	n := len(host) + 1 + len(tag)
+	for _, l := range labels {
+		n += 2 + len(l.Name) + len(l.Value)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(host)
+	b.WriteByte(0)
+	b.WriteString(tag)
+	for _, l := range labels {
+		b.WriteByte(0)
+		b.WriteString(l.Name)
+		b.WriteByte('=')
+		b.WriteString(l.Value)
+	}
+	return b.String()
 }
 
-// Cell is one (minute, host, tag) count of a keyword.
+// SplitField is the inverse of Field. A field whose parts after the tag are
+// not all "<label name>=<value>" is a tag holding NUL, written before
+// entries were sanitized: the tag is then everything after the first NUL,
+// as it was read before labels.
+func SplitField(f string) (host, tag string, labels []stream.Label) {
+	host, rest, _ := strings.Cut(f, "\x00")
+	tag, ls, ok := strings.Cut(rest, "\x00")
+	if !ok {
+		return host, rest, nil
+	}
+	parts := strings.Split(ls, "\x00")
+	labels = make([]stream.Label, 0, len(parts))
+	for _, part := range parts {
+		name, value, ok := strings.Cut(part, "=")
+		if !ok || stream.ValidLabelName(name) != nil {
+			return host, rest, nil
+		}
+		labels = append(labels, stream.Label{Name: name, Value: value})
+	}
+	return host, tag, labels
+}
+
+// LabelValue is the value of label name in labels; "" when absent (a series
+// lacking a label has the empty value for it).
+func LabelValue(labels []stream.Label, name string) string {
+	for _, l := range labels {
+		if l.Name == name {
+			return l.Value
+		}
+	}
+	return ""
+}
+
+// Dimension is the value of one dimension of a series: its host, its tag
+// or one of its labels.
+func Dimension(host, tag string, labels []stream.Label, name string) string {
+	switch name {
+	case stream.LabelHost:
+		return host
+	case stream.LabelTag:
+		return tag
+	}
+	return LabelValue(labels, name)
+}
+
+// Cell is one (minute, host, tag, labels) count of a keyword.
 type Cell struct {
 	Minute    int64 // Unix seconds, minute start
 	Host, Tag string
+	Labels    []stream.Label // sorted by name; nil for a label-free series
 	Count     int64
 }
+
+// Dim is the value of dimension name (host, tag or a label) of c.
+func (c *Cell) Dim(name string) string { return Dimension(c.Host, c.Tag, c.Labels, name) }
 
 // Sample is one stored sample line.
 type Sample struct {
 	Minute int64  `json:"minute"`
 	Host   string `json:"host"`
 	Tag    string `json:"tag"`
-	Line   string `json:"line"`
+	// Labels are the series' labels; absent for a label-free series.
+	Labels map[string]string `json:"labels,omitempty"`
+	Line   string            `json:"line"`
 }
 
 // EncodeSample is the stored form of a sample, the JSON of Sample. It is
@@ -123,6 +194,18 @@ func EncodeSample(s Sample) string {
 	b = stream.AppendJSONString(b, s.Host)
 	b = append(b, `,"tag":`...)
 	b = stream.AppendJSONString(b, s.Tag)
+	if len(s.Labels) > 0 {
+		b = append(b, `,"labels":{`...)
+		for i, k := range slices.Sorted(maps.Keys(s.Labels)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = stream.AppendJSONString(b, k)
+			b = append(b, ':')
+			b = stream.AppendJSONString(b, s.Labels[k])
+		}
+		b = append(b, '}')
+	}
 	b = append(b, `,"line":`...)
 	b = stream.AppendJSONString(b, s.Line)
 	b = append(b, '}')
@@ -192,23 +275,40 @@ func (s *Store) CellsMany(ctx context.Context, kwIDs []string, from, to int64) (
 			if err != nil {
 				return nil, fmt.Errorf("window %s field %q: count %q is not an integer", s.keys.Window(a.kw, a.minute), f, v)
 			}
-			host, tag := SplitField(f)
-			out[a.kw] = append(out[a.kw], Cell{Minute: a.minute, Host: host, Tag: tag, Count: c})
+			host, tag, labels := SplitField(f)
+			out[a.kw] = append(out[a.kw], Cell{Minute: a.minute, Host: host, Tag: tag, Labels: labels, Count: c})
 		}
 		cells := out[a.kw][start:]
 		sort.Slice(cells, func(i, j int) bool {
 			if cells[i].Host != cells[j].Host {
 				return cells[i].Host < cells[j].Host
 			}
-			return cells[i].Tag < cells[j].Tag
+			if cells[i].Tag != cells[j].Tag {
+				return cells[i].Tag < cells[j].Tag
+			}
+			return LabelsLess(cells[i].Labels, cells[j].Labels)
 		})
 	}
 	return out, nil
 }
 
-// Series names one (keyword, host, tag) series.
+// Series names one (keyword, host, tag, labels) series.
 type Series struct {
 	KeywordID, Host, Tag string
+	Labels               []stream.Label
+}
+
+// LabelsLess orders label lists: by their Field encoding, label-free first.
+func LabelsLess(a, b []stream.Label) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i].Name != b[i].Name {
+			return a[i].Name < b[i].Name
+		}
+		if a[i].Value != b[i].Value {
+			return a[i].Value < b[i].Value
+		}
+	}
+	return len(a) < len(b)
 }
 
 // MaxSampleSeries bounds the series one Samples call reads, so a caller
@@ -229,7 +329,7 @@ func (s *Store) Samples(ctx context.Context, series []Series, n int) ([]Sample, 
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.StringSliceCmd, len(series))
 	for i, sr := range series {
-		cmds[i] = pipe.LRange(ctx, s.keys.Samples(sr.KeywordID, sr.Host, sr.Tag), 0, int64(n-1))
+		cmds[i] = pipe.LRange(ctx, s.keys.Samples(sr.KeywordID, sr.Host, sr.Tag, sr.Labels...), 0, int64(n-1))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("samples of %d series: %w", len(series), err)
@@ -274,3 +374,15 @@ func floorDiv(a, b int64) int64 {
 }
 
 func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
+
+// LabelMap is labels as an object (name -> value); nil for none.
+func LabelMap(labels []stream.Label) map[string]string {
+	if len(labels) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(labels))
+	for _, l := range labels {
+		m[l.Name] = l.Value
+	}
+	return m
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -48,12 +49,65 @@ func TestKeySchema(t *testing.T) {
 }
 
 func TestFieldRoundTrip(t *testing.T) {
-	for _, c := range [][2]string{{"web-1", "app"}, {"", ""}, {"h", "t\x00x"}} {
-		h, tag := SplitField(Field(c[0], c[1]))
-		if h != c[0] || tag != c[1] {
-			t.Errorf("SplitField(Field(%q, %q)) = %q, %q", c[0], c[1], h, tag)
+	for _, c := range []struct {
+		name      string
+		host, tag string
+		labels    []stream.Label
+		field     string
+	}{
+		{"label-free keeps the old encoding", "web-1", "app", nil, "web-1\x00app"},
+		{"empty parts", "", "", nil, "\x00"},
+		{"labels follow the tag", "node-1", "kube.x", []stream.Label{{Name: "app", Value: "web"}, {Name: "namespace", Value: "shop"}}, "node-1\x00kube.x\x00app=web\x00namespace=shop"},
+		{"label values may hold =", "h", "t", []stream.Label{{Name: "q", Value: "a=b="}}, "h\x00t\x00q=a=b="},
+		{"empty label value", "h", "", []stream.Label{{Name: "app", Value: ""}}, "h\x00\x00app="},
+		{"overflow series", stream.OverflowValue, stream.OverflowValue, []stream.Label{{Name: "app", Value: stream.OverflowValue}}, "__other__\x00__other__\x00app=__other__"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := Field(c.host, c.tag, c.labels...)
+			if f != c.field {
+				t.Errorf("Field = %q, want %q", f, c.field)
+			}
+			h, tag, labels := SplitField(f)
+			if h != c.host || tag != c.tag || !slices.Equal(labels, c.labels) {
+				t.Errorf("SplitField(%q) = %q, %q, %v", f, h, tag, labels)
+			}
+		})
+	}
+}
+
+func TestSplitFieldReadsATagHoldingNULAsBeforeLabels(t *testing.T) {
+	for _, f := range []string{"h\x00t\x00x", "h\x00t\x00", "h\x00t\x00app=web\x00junk", "h\x00t\x009x=1"} {
+		h, tag, labels := SplitField(f)
+		if h != "h" || tag != f[2:] || labels != nil {
+			t.Errorf("SplitField(%q) = %q, %q, %v; want the tag %q and no labels", f, h, tag, labels, f[2:])
 		}
 	}
+}
+
+func FuzzSplitField(f *testing.F) {
+	f.Add("web-1\x00app")
+	f.Add("n\x00t\x00app=web\x00namespace=shop")
+	f.Add("h\x00t\x00=x")
+	f.Add("\x00\x00\x00")
+	f.Fuzz(func(t *testing.T, field string) {
+		host, tag, labels := SplitField(field)
+		// Whatever the field, putting the parts back gives it again.
+		if got := Field(host, tag, labels...); got != field && strings.Contains(field, "\x00") {
+			t.Fatalf("Field(SplitField(%q)) = %q", field, got)
+		}
+		for _, l := range labels {
+			if err := stream.ValidLabelName(l.Name); err != nil {
+				t.Fatalf("SplitField(%q) gave label name %q: %v", field, l.Name, err)
+			}
+		}
+		// Parts as ingest writes them (sanitized values) always come back.
+		san := func(s string) string { return string(stream.SanitizeValue(nil, []byte(s))) }
+		want := []stream.Label{{Name: "app", Value: san(field)}, {Name: "ns", Value: san(host)}}
+		h, tg, ls := SplitField(Field(san(host), san(tag), want...))
+		if h != san(host) || tg != san(tag) || !slices.Equal(ls, want) {
+			t.Fatalf("sanitized round trip of %q: %q, %q, %v", field, h, tg, ls)
+		}
+	})
 }
 
 func TestCellsReadsMinutesInRangeSorted(t *testing.T) {
@@ -77,7 +131,7 @@ func TestCellsReadsMinutesInRangeSorted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Cell{{base, "h1", "t", 1}, {base, "h2", "t", 3}, {base + 60, "h1", "u", 5}}
+	want := []Cell{{base, "h1", "t", nil, 1}, {base, "h2", "t", nil, 3}, {base + 60, "h1", "u", nil, 5}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Cells = %v, want %v", got, want)
 	}
@@ -106,12 +160,12 @@ func TestSamplesNewestFirstSkipsUndecodable(t *testing.T) {
 	ctx := context.Background()
 	s := NewStore(rdb, stream.DefaultStream)
 	key := s.Keys().Samples("substring:a", "h", "t")
-	rdb.LPush(ctx, key, EncodeSample(Sample{60, "h", "t", "old"}), "not json", EncodeSample(Sample{120, "h", "t", "new"}))
-	got, err := s.Samples(ctx, []Series{{"substring:a", "h", "t"}}, 10)
+	rdb.LPush(ctx, key, EncodeSample(Sample{60, "h", "t", nil, "old"}), "not json", EncodeSample(Sample{120, "h", "t", nil, "new"}))
+	got, err := s.Samples(ctx, []Series{{"substring:a", "h", "t", nil}}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Sample{{120, "h", "t", "new"}, {60, "h", "t", "old"}}
+	want := []Sample{{120, "h", "t", nil, "new"}, {60, "h", "t", nil, "old"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Samples = %v, want %v", got, want)
 	}
@@ -126,19 +180,19 @@ func TestSamplesReadOnlyTheGivenSeriesMergedNewestFirst(t *testing.T) {
 			rdb.LPush(ctx, s.Keys().Samples("substring:a", host, tag), EncodeSample(sm))
 		}
 	}
-	push("a", "t", Sample{60, "a", "t", "a1"}, Sample{180, "a", "t", "a3"})
-	push("b", "t", Sample{120, "b", "t", "b2"}, Sample{240, "b", "t", "b4"})
-	push("c", "t", Sample{300, "c", "t", "c5"})
+	push("a", "t", Sample{60, "a", "t", nil, "a1"}, Sample{180, "a", "t", nil, "a3"})
+	push("b", "t", Sample{120, "b", "t", nil, "b2"}, Sample{240, "b", "t", nil, "b4"})
+	push("c", "t", Sample{300, "c", "t", nil, "c5"})
 	tests := []struct {
 		name   string
 		series []Series
 		n      int
 		want   []string
 	}{
-		{"one series", []Series{{"substring:a", "a", "t"}}, 10, []string{"a3", "a1"}},
-		{"two series merged by minute", []Series{{"substring:a", "a", "t"}, {"substring:a", "b", "t"}}, 10, []string{"b4", "a3", "b2", "a1"}},
-		{"cut to n", []Series{{"substring:a", "a", "t"}, {"substring:a", "b", "t"}}, 3, []string{"b4", "a3", "b2"}},
-		{"a series without samples", []Series{{"substring:a", "z", "t"}}, 10, nil},
+		{"one series", []Series{{"substring:a", "a", "t", nil}}, 10, []string{"a3", "a1"}},
+		{"two series merged by minute", []Series{{"substring:a", "a", "t", nil}, {"substring:a", "b", "t", nil}}, 10, []string{"b4", "a3", "b2", "a1"}},
+		{"cut to n", []Series{{"substring:a", "a", "t", nil}, {"substring:a", "b", "t", nil}}, 3, []string{"b4", "a3", "b2"}},
+		{"a series without samples", []Series{{"substring:a", "z", "t", nil}}, 10, nil},
 		{"none asked", nil, 10, nil},
 	}
 	for _, tt := range tests {
@@ -165,6 +219,8 @@ func TestEncodeSampleDecodesLikeEncodingJSON(t *testing.T) {
 	for _, line := range []string{"plain", `q"uote\back`, "tab\tnl\n\r\x01\x1f", "ünï ✓ \u2028", "bad \xff utf8", "<html>&"} {
 		in := Sample{Minute: 60, Host: "h", Tag: "t", Line: line}
 		checkEncodeSample(t, in)
+		in.Labels = map[string]string{"namespace": "shop", "app": line, "z": ""}
+		checkEncodeSample(t, in)
 	}
 }
 
@@ -178,7 +234,7 @@ func checkEncodeSample(t *testing.T, in Sample) {
 	std, _ := json.Marshal(in)
 	var want Sample
 	json.Unmarshal(std, &want)
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("EncodeSample(%+v) decodes to %+v, json.Marshal's to %+v", in, got, want)
 	}
 }
@@ -187,8 +243,9 @@ func FuzzEncodeSample(f *testing.F) {
 	f.Add(int64(60), "h", "t", "line")
 	f.Add(int64(-1), "\xff", "\x00", "\"\\\u2028")
 	f.Fuzz(func(t *testing.T, minute int64, host, tag, line string) {
-		checkEncodeSample(t, Sample{minute, host, tag, line})
-		if !utf8.ValidString(EncodeSample(Sample{minute, host, tag, line})) {
+		checkEncodeSample(t, Sample{minute, host, tag, nil, line})
+		checkEncodeSample(t, Sample{minute, host, tag, map[string]string{tag: host}, line})
+		if !utf8.ValidString(EncodeSample(Sample{minute, host, tag, nil, line})) {
 			t.Errorf("EncodeSample output is not valid UTF-8")
 		}
 	})

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -143,17 +145,18 @@ func (m matchers) Set(s string) error {
 }
 
 type silenceRow struct {
-	ID        string    `json:"id"`
-	RuleID    string    `json:"rule_id"`
-	Host      string    `json:"host"`
-	Tag       string    `json:"tag"`
-	Keyword   string    `json:"keyword"`
-	Intervals []string  `json:"time_intervals"`
-	Start     time.Time `json:"start"`
-	End       time.Time `json:"end"`
-	Author    string    `json:"author"`
-	Comment   string    `json:"comment"`
-	Active    bool      `json:"active"`
+	ID        string            `json:"id"`
+	RuleID    string            `json:"rule_id"`
+	Host      string            `json:"host"`
+	Tag       string            `json:"tag"`
+	Labels    map[string]string `json:"labels"`
+	Keyword   string            `json:"keyword"`
+	Intervals []string          `json:"time_intervals"`
+	Start     time.Time         `json:"start"`
+	End       time.Time         `json:"end"`
+	Author    string            `json:"author"`
+	Comment   string            `json:"comment"`
+	Active    bool              `json:"active"`
 }
 
 func (s silenceRow) matchText() string {
@@ -162,6 +165,9 @@ func (s silenceRow) matchText() string {
 		if kv[1] != "" {
 			parts = append(parts, kv[0]+"="+kv[1])
 		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+		parts = append(parts, k+"="+s.Labels[k])
 	}
 	if len(s.Intervals) > 0 {
 		parts = append(parts, "during "+strings.Join(s.Intervals, ","))

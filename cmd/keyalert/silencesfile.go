@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ const silencesFileUsage = `usage: keyalert silences apply -f silences.yaml [-dry
 apply makes keyalertd's unexpired silences match the file (YAML or JSON: a
 list of silences, or {silences: [...]}, each the API's silence document with
 an RFC 3339 end). A silence is identified by its id when it has one, else by
-what it matches (rule_id, host, tag, keyword, time_intervals). A matched
+what it matches (rule_id, host, tag, labels, keyword, time_intervals). A matched
 silence whose start, end, author or comment differ is replaced (a new one is
 created, then the old one deleted: silences are not edited in place).
 Silences whose end has passed are skipped; unexpired ones the file lacks are
@@ -30,7 +31,11 @@ kept unless -prune.`
 func silenceKey(s silence.Silence) string {
 	ivs := slices.Clone(s.TimeIntervals)
 	slices.Sort(ivs)
-	return strings.Join([]string{s.RuleID, s.Host, s.Tag, s.Keyword, strings.Join(ivs, ",")}, "\x00")
+	var labels []string
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+		labels = append(labels, k+"="+s.Labels[k])
+	}
+	return strings.Join([]string{s.RuleID, s.Host, s.Tag, s.Keyword, strings.Join(ivs, ","), strings.Join(labels, ",")}, "\x00")
 }
 
 func silencesApply(args []string, stdout, stderr io.Writer) error {
@@ -87,7 +92,7 @@ func silencesApply(args []string, stdout, stderr io.Writer) error {
 			}
 			continue
 		}
-		label := fmt.Sprintf("silence of %s", silenceRow{RuleID: want.RuleID, Host: want.Host, Tag: want.Tag, Keyword: want.Keyword, Intervals: want.TimeIntervals}.matchText())
+		label := fmt.Sprintf("silence of %s", silenceRow{RuleID: want.RuleID, Host: want.Host, Tag: want.Tag, Labels: want.Labels, Keyword: want.Keyword, Intervals: want.TimeIntervals}.matchText())
 		idx, found := -1, false
 		if it.ID != "" {
 			if idx, found = byID[it.ID]; !found {
@@ -134,7 +139,7 @@ func silencesApply(args []string, stdout, stderr io.Writer) error {
 		if *prune {
 			op = "delete"
 		}
-		label := "silence of " + silenceRow{RuleID: s.RuleID, Host: s.Host, Tag: s.Tag, Keyword: s.Keyword, Intervals: s.TimeIntervals}.matchText()
+		label := "silence of " + silenceRow{RuleID: s.RuleID, Host: s.Host, Tag: s.Tag, Labels: s.Labels, Keyword: s.Keyword, Intervals: s.TimeIntervals}.matchText()
 		plan = append(plan, step{op: op, label: label, oldID: s.ID})
 	}
 	counts := map[string]int{}

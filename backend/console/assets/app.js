@@ -447,7 +447,7 @@
         document.title = d.rule_name + " · keyalert";
         m.querySelector("h1").textContent = d.rule_name;
         head.textContent = "";
-        add(head, h("p", null, state(d.state), " ", sev(d.severity), " ", d.group_by !== "none" ? d.group_by + " " + d.group : "", " · started ", h("time", { datetime: d.started_at }, when(d.started_at)), " (", ago(d.started_at), " ago) · count ", d.count, " · ", cond(d.condition), d.silenced_by ? " · silenced" : "", d.acked_by ? " · acknowledged by " + d.acked_by : ""),
+        add(head, h("p", null, state(d.state), " ", sev(d.severity), " ", d.group_by !== "none" ? [].concat(d.group_by).join(", ") + " " + d.group : "", " · started ", h("time", { datetime: d.started_at }, when(d.started_at)), " (", ago(d.started_at), " ago) · count ", d.count, " · ", cond(d.condition), d.silenced_by ? " · silenced" : "", d.acked_by ? " · acknowledged by " + d.acked_by : ""),
           h("p", null, "Keywords: ", d.keywords.join(", "), " · rule ", h("a", { href: "#/rules/" + encodeURIComponent(d.rule_id) }, d.rule_id)));
         acts.textContent = "";
         add(acts, act("ack", "Acknowledge"), act("resolve", "Resolve"),
@@ -466,7 +466,7 @@
         } else add(chart, h("p", { "class": "muted" }, "No counts in the rule's window."));
         samples.textContent = "";
         add(samples, (d.sample_lines || []).length ? h("ul", { "class": "samples" }, d.sample_lines.map(function (s) {
-          return h("li", null, h("span", { "class": "muted" }, when(new Date(s.minute * 1000)) + " " + s.host + " " + s.tag + " "), s.line);
+          return h("li", null, h("span", { "class": "muted" }, when(new Date(s.minute * 1000)) + " " + s.host + " " + s.tag + " " + Object.keys(s.labels || {}).sort().map(function (k) { return k + "=" + s.labels[k]; }).join(" ") + " "), s.line);
         })) : h("p", { "class": "muted" }, "No sample lines."));
         hist.textContent = "";
         add(hist, table([{ t: "At" }, { t: "Event" }, { t: "Detail" }], (d.history || []).slice().reverse().map(function (e) { return [when(e.at), e.event, e.detail || ""]; }), "No history."));
@@ -520,7 +520,7 @@
         add(box, table([{ t: "Name" }, { t: "Keywords" }, { t: "Condition" }, { t: "Group by" }, { t: "Severity" }, { t: "Enabled" }, { t: "" }],
           (d.rules || []).map(function (r) {
             return [h("a", { href: "#/rules/" + encodeURIComponent(r.id) }, r.name), r.keywords.join(", ") + (r.match !== "substring" ? " [" + r.match + "]" : "") + (r.ignore_case ? " (any case)" : ""),
-              cond(r.condition), r.group_by, sev(r.severity),
+              cond(r.condition), [].concat(r.group_by).join(", "), sev(r.severity),
               h("button", { type: "button", "class": "secondary", "aria-pressed": r.enabled ? "true" : "false", "aria-label": (r.enabled ? "Disable " : "Enable ") + r.name, onclick: function () {
                 var body = Object.assign({}, r, { enabled: !r.enabled });
                 api("PUT", "/rules/" + encodeURIComponent(r.id), body).then(function (x) { say(x.status === 200 ? (body.enabled ? "Enabled." : "Disabled.") : x.data.error); box.dataset.last = ""; });
@@ -546,7 +546,7 @@
       factor: h("input", { type: "number", step: "any", value: "" }),
       min_count: h("input", { type: "number", value: "" }),
       baseline: h("input", { value: "" }),
-      group_by: select(["none", "host", "tag"], "none"),
+      group_by: h("input", { value: "none", placeholder: "none, host, tag, a label, or names joined by commas" }),
       fhost: h("input", { placeholder: "glob, e.g. web-*" }),
       ftag: h("input", { placeholder: "glob" }),
       severity: select(["critical", "error", "warning", "info"], "error"),
@@ -576,8 +576,11 @@
         if (original && original.condition && original.condition.seasonal && !f.baseline.value) c.seasonal = original.condition.seasonal;
       }
       b.condition = c;
-      b.group_by = f.group_by.value;
-      b.filters = {};
+      var dims = f.group_by.value.split(",").map(function (x) { return x.trim(); }).filter(Boolean);
+      b.group_by = dims.length > 1 ? dims : (dims[0] || "none");
+      // Label filters the form does not show are kept as they are.
+      b.filters = Object.assign({}, (original && original.filters) || {});
+      delete b.filters.host; delete b.filters.tag;
       if (f.fhost.value) b.filters.host = f.fhost.value;
       if (f.ftag.value) b.filters.tag = f.ftag.value;
       b.severity = f.severity.value;
@@ -627,7 +630,7 @@
       f.name.value = d.name; f.keywords.value = d.keywords.join("\n"); f.match.value = d.match; f.ignore_case.checked = d.ignore_case;
       f.ctype.value = d.condition.type; f.count.value = d.condition.count || ""; f.window.value = d.condition.window;
       f.factor.value = d.condition.factor || ""; f.min_count.value = d.condition.min_count || ""; f.baseline.value = d.condition.baseline || "";
-      f.group_by.value = d.group_by; f.fhost.value = (d.filters || {}).host || ""; f.ftag.value = (d.filters || {}).tag || "";
+      f.group_by.value = Array.isArray(d.group_by) ? d.group_by.join(", ") : d.group_by; f.fhost.value = (d.filters || {}).host || ""; f.ftag.value = (d.filters || {}).tag || "";
       f.severity.value = d.severity; f.routing_key.value = (d.pagerduty || {}).routing_key || "";
       f.repeat_interval.value = d.repeat_interval || ""; f.resolve_after.value = d.resolve_after || ""; f.for_.value = d["for"] || "";
       f.runbook_url.value = d.runbook_url || ""; f.enabled.checked = d.enabled;

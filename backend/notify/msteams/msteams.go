@@ -134,6 +134,9 @@ func (c *Client) Encode(n notify.Notification) ([]byte, error) {
 		if n.Group != "" {
 			facts = append(facts, Fact{"Group", n.Group})
 		}
+		if l := notify.LabelsText(n.GroupLabels()); l != "" {
+			facts = append(facts, Fact{"Labels", l})
+		}
 		if len(n.Keywords) > 0 {
 			facts = append(facts, Fact{"Keywords", strings.Join(n.Keywords, ", ")})
 		}

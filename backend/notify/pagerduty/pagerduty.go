@@ -219,27 +219,20 @@ func Encode(n notify.Notification) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("encode %s: unknown action %q", n.DedupKey, n.Action)
 	}
-	source := n.Host
-	if source == "" {
-		source = "fleet"
-	}
-	group := n.Group
-	if group == "" {
-		group = "fleet"
-	}
+	labels := n.GroupLabels()
 	ev.Links, ev.ClientURL = n.Links, n.AlertURL
 	ev.Payload = &payload{
 		Summary:   Truncate(n.Summary, MaxSummaryChars),
-		Source:    source,
+		Source:    Source(n),
 		Severity:  string(n.Rule.Severity),
 		Timestamp: n.At.UTC().Format(time.RFC3339Nano),
-		Component: n.Tag,
-		Group:     group,
+		Component: firstLabel(labels, ComponentLabels, n.Tag),
+		Group:     firstLabel(labels, GroupLabels, ""),
 		Class:     strings.Join(n.Keywords, ", "),
 	}
 	rule := map[string]any{"id": n.Rule.ID, "name": n.Rule.Name, "condition": n.Rule.Condition,
 		"group_by": n.Rule.GroupBy, "filters": n.Rule.Filters}
-	details := map[string]any{"rule": rule, "count": n.Count, "window": n.Window, "counts_per_minute": n.CountsPerMinute}
+	details := map[string]any{"rule": rule, "count": n.Count, "window": n.Window, "counts_per_minute": n.CountsPerMinute, "labels": labels}
 	if n.Late && n.EventWindow != nil {
 		// A late page is dated at the event time the condition held, so
 		// the incident shows when it happened, not when the data came.
@@ -269,6 +262,34 @@ func Encode(n notify.Notification) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// ComponentLabels are the labels a trigger's component is taken from, the
+// first the group has; without any, the group's tag or the only tag seen.
+var ComponentLabels = []string{"app", "app_kubernetes_io_name", "container", "container_name"}
+
+// GroupLabels are the labels a trigger's group is taken from, the first
+// the group has; without any the event has no group.
+var GroupLabels = []string{"namespace", "namespace_name"}
+
+// Source is a trigger's source: the group's host, else the only host of
+// the series counted, else the group, else "keyalert".
+func Source(n notify.Notification) string {
+	for _, s := range []string{n.Host, n.SeriesHost, n.Group} {
+		if s != "" {
+			return s
+		}
+	}
+	return "keyalert"
+}
+
+func firstLabel(labels map[string]string, names []string, otherwise string) string {
+	for _, name := range names {
+		if v, ok := labels[name]; ok && v != "" {
+			return v
+		}
+	}
+	return otherwise
 }
 
 func marshal(ev event) ([]byte, error) {

@@ -2,6 +2,7 @@ package pagerduty
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -48,20 +49,20 @@ func TestEncodeIsByteForByteTheEventsAPIv2Format(t *testing.T) {
 		{"trigger", sample(), `{"routing_key":"R0123456789abcdef0123456789ABCDE","event_action":"trigger","dedup_key":"keyalert-a1",` +
 			`"links":[{"href":"https://runbooks.example/java","text":"Runbook"}],"client":"keyalert","client_url":"http://keyalert.example/api/v1/alerts/a1",` +
 			`"payload":{"summary":"Exception seen 37 times in 5m on web-12 (rule java exceptions)","source":"web-12","severity":"critical",` +
-			`"timestamp":"2025-03-01T12:00:00Z","component":"app.web","group":"web-12","class":"Exception","custom_details":` +
-			`{"count":37,"counts_per_minute":{"2025-03-01T12:00:00Z":37},"rule":{"condition":"count \u003e= 5 over 5m","filters":{"host":"web-*"},` +
+			`"timestamp":"2025-03-01T12:00:00Z","component":"app.web","class":"Exception","custom_details":` +
+			`{"count":37,"counts_per_minute":{"2025-03-01T12:00:00Z":37},"labels":{"host":"web-12","tag":"app.web"},"rule":{"condition":"count \u003e= 5 over 5m","filters":{"host":"web-*"},` +
 			`"group_by":"host","id":"r1","name":"java exceptions"},"sample_lines":["Exception on web-12"],"window":"5m"}}}`},
 		{"fleet trigger without links", fleet, `{"routing_key":"R0123456789abcdef0123456789ABCDE","event_action":"trigger","dedup_key":"keyalert-a1",` +
-			`"client":"keyalert","payload":{"summary":"Exception seen 37 times in 5m on web-12 (rule java exceptions)","source":"fleet","severity":"critical",` +
-			`"timestamp":"2025-03-01T12:00:00Z","group":"fleet","class":"Exception","custom_details":` +
-			`{"count":37,"counts_per_minute":{"2025-03-01T12:00:00Z":37},"rule":{"condition":"count \u003e= 5 over 5m","filters":{"host":"web-*"},` +
+			`"client":"keyalert","payload":{"summary":"Exception seen 37 times in 5m on web-12 (rule java exceptions)","source":"keyalert","severity":"critical",` +
+			`"timestamp":"2025-03-01T12:00:00Z","class":"Exception","custom_details":` +
+			`{"count":37,"counts_per_minute":{"2025-03-01T12:00:00Z":37},"labels":{},"rule":{"condition":"count \u003e= 5 over 5m","filters":{"host":"web-*"},` +
 			`"group_by":"host","id":"r1","name":"java exceptions"},"window":"5m"}}}`},
 		// Dated at the end of the event window, not when the entries came.
 		{"late trigger", late, `{"routing_key":"R0123456789abcdef0123456789ABCDE","event_action":"trigger","dedup_key":"keyalert-a1",` +
-			`"client":"keyalert","payload":{"summary":"[late] Exception seen 37 times in 5m on web-12 (rule java exceptions)","source":"fleet","severity":"critical",` +
-			`"timestamp":"2025-03-01T12:01:00Z","group":"fleet","class":"Exception","custom_details":` +
+			`"client":"keyalert","payload":{"summary":"[late] Exception seen 37 times in 5m on web-12 (rule java exceptions)","source":"keyalert","severity":"critical",` +
+			`"timestamp":"2025-03-01T12:01:00Z","class":"Exception","custom_details":` +
 			`{"count":37,"counts_per_minute":{"2025-03-01T12:00:00Z":37},"event_window":{"from":"2025-03-01T11:56:00Z","to":"2025-03-01T12:01:00Z"},` +
-			`"late":true,"rule":{"condition":"count \u003e= 5 over 5m","filters":{"host":"web-*"},` +
+			`"labels":{},"late":true,"rule":{"condition":"count \u003e= 5 over 5m","filters":{"host":"web-*"},` +
 			`"group_by":"host","id":"r1","name":"java exceptions"},"window":"5m"}}}`},
 		{"acknowledge", ack, `{"routing_key":"R0123456789abcdef0123456789ABCDE","event_action":"acknowledge","dedup_key":"keyalert-a1","client":"keyalert"}`},
 	}
@@ -170,5 +171,60 @@ func TestTruncate(t *testing.T) {
 	}
 	if got := Truncate("héllo world", 5); got != "héll…" {
 		t.Fatal(got)
+	}
+}
+
+// Source, component and group come from the group's labels as documented:
+// the group's host, else the only host counted, else the group, else
+// keyalert; component from app-like labels, else the tag; group from the
+// namespace, else none.
+func TestTriggerFieldsFromLabels(t *testing.T) {
+	for _, tt := range []struct {
+		name                     string
+		edit                     func(n *notify.Notification)
+		source, component, group string
+	}{
+		{"group by namespace and app, one node counted", func(n *notify.Notification) {
+			n.Host, n.Tag, n.Group, n.SeriesHost = "", "", "namespace=shop,app=web", "node-1"
+			n.Labels = map[string]string{"namespace": "shop", "app": "web"}
+		}, "node-1", "web", "shop"},
+		{"group by namespace_name and container_name, several nodes", func(n *notify.Notification) {
+			n.Host, n.Tag, n.Group = "", "kube.x", "namespace_name=prod,container_name=api"
+			n.Labels = map[string]string{"namespace_name": "prod", "container_name": "api"}
+		}, "namespace_name=prod,container_name=api", "api", "prod"},
+		{"group by host and namespace", func(n *notify.Notification) {
+			n.Host, n.Group = "node-2", "host=node-2,namespace=shop"
+			n.Labels = map[string]string{"namespace": "shop"}
+		}, "node-2", "app.web", "shop"},
+		{"fleet-wide, nothing known", func(n *notify.Notification) { n.Host, n.Tag, n.Group = "", "", "" }, "keyalert", "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := sample()
+			tt.edit(&n)
+			b, err := Encode(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ev struct {
+				Payload struct {
+					Source, Component, Group string
+					Details                  struct {
+						Labels map[string]string `json:"labels"`
+					} `json:"custom_details"`
+				}
+			}
+			if err := json.Unmarshal(b, &ev); err != nil {
+				t.Fatal(err)
+			}
+			p := ev.Payload
+			if p.Source != tt.source || p.Component != tt.component || p.Group != tt.group {
+				t.Errorf("source %q component %q group %q, want %q %q %q", p.Source, p.Component, p.Group, tt.source, tt.component, tt.group)
+			}
+			for k, v := range n.Labels {
+				if p.Details.Labels[k] != v {
+					t.Errorf("custom_details.labels = %v, want %s=%s in it", p.Details.Labels, k, v)
+				}
+			}
+		})
 	}
 }

@@ -98,6 +98,9 @@ func (c *Client) Encode(n notify.Notification) ([]byte, error) {
 		if n.Group != "" {
 			fields = append(fields, Text{"mrkdwn", "*Group*\n" + n.Group})
 		}
+		if l := notify.LabelsText(n.GroupLabels()); l != "" {
+			fields = append(fields, Text{"mrkdwn", "*Labels*\n" + cut(l, 1900)})
+		}
 		if len(n.Keywords) > 0 {
 			fields = append(fields, Text{"mrkdwn", "*Keywords*\n" + cut(strings.Join(n.Keywords, ", "), 1900)})
 		}
