@@ -44,6 +44,8 @@ const (
 	KeyRulesKey      = "Rules_Key"
 	KeyRulesInterval = "Rules_Interval"
 	KeyRedisTimeout  = "Redis_Timeout"
+	KeyWaitReplicas  = "Redis_Wait_Replicas"
+	KeyWaitTimeout   = "Redis_Wait_Timeout"
 )
 
 // Defaults and bounds; the settings table refers to them, so they are the
@@ -60,6 +62,11 @@ const (
 	MaxRulesInterval = 60 * time.Second
 	MinRedisTimeout  = 100 * time.Millisecond
 	MaxRedisTimeout  = 60 * time.Second
+
+	DefaultWaitTimeout = time.Second
+	MaxWaitReplicas    = 16
+	MinWaitTimeout     = 10 * time.Millisecond
+	MaxWaitTimeout     = 60 * time.Second
 )
 
 // Config is one validated instance configuration.
@@ -91,6 +98,10 @@ type Config struct {
 	RulesKey      string
 	RulesInterval time.Duration
 	RedisTimeout  time.Duration
+	// WaitReplicas is how many replicas must confirm a chunk's writes
+	// (WAIT) before a flush returns FLB_OK; 0 does not wait.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // Getter returns a property's value, "" when unset.
@@ -242,6 +253,23 @@ var settings = []Setting{
 			"also the dial, read and write timeouts unless the URL sets them (`?dial_timeout=…`, `read_timeout`, `write_timeout`).",
 		set: func(c *Config, s Setting, v string) (err error) {
 			c.RedisTimeout, err = s.duration(v)
+			return err
+		}},
+	{Key: KeyWaitReplicas, Default: "0", Kind: KindInteger, Min: "0", Max: strconv.Itoa(MaxWaitReplicas),
+		Doc: "Replicas that must hold a chunk's entries before the flush returns `FLB_OK` (`0` to `" + strconv.Itoa(MaxWaitReplicas) + "`): after the chunk's `MULTI/EXEC` on each master it wrote to, `WAIT n` up to `Redis_Wait_Timeout`. " +
+			"Fewer acknowledgements return `FLB_RETRY` with a warning (the entries may already count; keyalertd drops the retry's copy). " +
+			"With `1` or more, a master that dies after a flush returned `FLB_OK` cannot take the chunk with it when a replica that acknowledged is promoted; with `0` (asynchronous replication) entries written in the last moments before a master dies can be lost. " +
+			"It does not make writes durable on disk (that is the masters' and replicas' `appendfsync`).",
+		set: func(c *Config, s Setting, v string) error {
+			n, err := s.integer(v)
+			c.WaitReplicas = int(n)
+			return err
+		}},
+	{Key: KeyWaitTimeout, Default: durationText(DefaultWaitTimeout), Kind: KindDuration,
+		Min: durationText(MinWaitTimeout), Max: durationText(MaxWaitTimeout),
+		Doc: "How long one `WAIT` of `Redis_Wait_Replicas` may take (`" + durationText(MinWaitTimeout) + "` to `" + durationText(MaxWaitTimeout) + "`); it adds to the flush's `Redis_Timeout`.",
+		set: func(c *Config, s Setting, v string) (err error) {
+			c.WaitTimeout, err = s.duration(v)
 			return err
 		}},
 }
