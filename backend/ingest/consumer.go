@@ -386,6 +386,12 @@ func (c *Consumer) work(ctx, work context.Context) {
 func (c *Consumer) apply(work context.Context, pl *plan) {
 	retry := backoff.New(backoff.Policy{})
 	for !c.commit(work, pl) {
+		// The failed call may have run (a reply lost with its connection,
+		// a master that died after replicating the apply): the retry must
+		// check each entry is still pending rather than trust the fence.
+		if len(pl.args) > argFence {
+			pl.args[argFence] = ""
+		}
 		if retry.Wait(work) != nil {
 			c.log.Warn("giving up on a batch at shutdown; it stays pending and is applied later", "entries", pl.size)
 			return
