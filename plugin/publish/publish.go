@@ -228,6 +228,7 @@ func (p *Publisher) write(ctx context.Context, key string, entries []stream.Entr
 	}
 	got, err := conn.Wait(ctx, p.o.WaitReplicas, p.o.WaitTimeout).Result()
 	if err != nil {
+		p.reload(ctx, err)
 		return fmt.Errorf("wait %d replicas for %s: %w", p.o.WaitReplicas, key, err)
 	}
 	if got < int64(p.o.WaitReplicas) {
@@ -251,11 +252,12 @@ func (p *Publisher) conn(ctx context.Context, key string) (*redis.Conn, error) {
 	return nil, fmt.Errorf("Redis_Wait_Replicas needs a single server or a cluster client, not %T", p.rdb)
 }
 
-// reload refreshes a cluster client's slot map after a failure of a write
-// that bypassed its redirections (the WAIT path), so the next attempt goes
-// to the new master after a failover.
+// reload refreshes a cluster client's slot map after a failed write, so the
+// retry goes to the new master after a failover: a transaction that could
+// not reach its node (or that bypassed redirections, the WAIT path) does not
+// make go-redis reload it by itself.
 func (p *Publisher) reload(ctx context.Context, err error) {
-	if cc, ok := p.rdb.(*redis.ClusterClient); ok && err != nil && p.o.WaitReplicas > 0 {
+	if cc, ok := p.rdb.(*redis.ClusterClient); ok && err != nil {
 		cc.ReloadState(ctx)
 	}
 }
