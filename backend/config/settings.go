@@ -83,7 +83,7 @@ var settings = []Setting{
 		}},
 	{Flag: "stream-shards", Env: "KEYALERT_STREAM_SHARDS", Default: strconv.Itoa(ingest.DefaultShards),
 		Bounds: "1–" + strconv.Itoa(streamshard.Max),
-		Usage: "stream shards the plugins spread their entries over, each host's in one (`<stream>#1`…, each in a cluster slot of its own, so a Redis Cluster shares the work over its masters); published in the keyword set, which the plugins follow within `Rules_Interval`; 1 is the unsharded stream. Replicas consume the shards under leases and every read sums them; the most shards ever set stays consumed and read (`ka:{<stream>}:shards`), so lowering it loses nothing",
+		Usage:  "stream shards the plugins spread their entries over, each host's in one (`<stream>#1`…, each in a cluster slot of its own, so a Redis Cluster shares the work over its masters); published in the keyword set, which the plugins follow within `Rules_Interval`; 1 is the unsharded stream. Replicas consume the shards under leases and every read sums them; the most shards ever set stays consumed and read (`ka:{<stream>}:shards`), so lowering it loses nothing",
 		set: func(c *Config, v string) error {
 			n, err := intIn(v, 1, streamshard.Max)
 			c.Ingest.Shards, c.Rules.StreamShards = int(n), int(n)
