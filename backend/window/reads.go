@@ -99,9 +99,11 @@ func (s *Store) Counts(ctx context.Context, kwID string, from, to int64, f Filte
 		return nil, err
 	}
 	var bks []bucket
-	for _, k := range s.shards() {
+	for i, k := range s.shards() {
 		for _, m := range ms {
-			bks = append(bks, minuteBucket(k, kwID, m))
+			b := minuteBucket(k, kwID, m)
+			b.shard, b.k = i, k
+			bks = append(bks, b)
 		}
 	}
 	ps, err := s.countsOf(ctx, kwID, bks, f, maxCells)
