@@ -48,6 +48,7 @@ type Fleet struct {
 	mu        sync.Mutex
 	consumers map[int]*Consumer // one per shard, created on first use
 	running   map[int]*run
+	draining  map[int]chan struct{} // runs stopped, finishing their batches
 	one       *Consumer // the consumer of an unsharded stream (width 1)
 }
 
@@ -75,7 +76,7 @@ func NewFleet(o Options, lo lease.Options, owner string) (*Fleet, error) {
 		return nil, fmt.Errorf("ingest: Options.Shards %d: %w", o.Shards, err)
 	}
 	f := &Fleet{o: o, lo: lo, owner: owner, log: o.Logger.With("stream", o.Stream), record: RecordKey(o.Stream),
-		consumers: map[int]*Consumer{}, running: map[int]*run{}}
+		consumers: map[int]*Consumer{}, running: map[int]*run{}, draining: map[int]chan struct{}{}}
 	f.width.Store(int32(o.Shards))
 	return f, nil
 }
@@ -247,6 +248,7 @@ func (f *Fleet) follow(ctx context.Context, shards *lease.Shards) {
 		if !owned[i] || i >= shards.N() {
 			stop = append(stop, r)
 			delete(f.running, i)
+			f.draining[i] = r.done
 			f.log.Info("stopped consuming a stream shard", "shard", i)
 		}
 	}
@@ -257,6 +259,16 @@ func (f *Fleet) follow(ctx context.Context, shards *lease.Shards) {
 	for i := range owned {
 		f.mu.Lock()
 		_, on := f.running[i]
+		if d, ok := f.draining[i]; ok && !on {
+			// A consumer runs once at a time: wait for the last run to
+			// finish its batches in flight (a later round starts it).
+			select {
+			case <-d:
+				delete(f.draining, i)
+			default:
+				on = true
+			}
+		}
 		f.mu.Unlock()
 		if on {
 			continue
