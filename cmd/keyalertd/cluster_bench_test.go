@@ -21,8 +21,11 @@ import (
 // BenchmarkClusterShards measures one keyalertd binary draining a prefilled
 // sharded stream on one Redis Cluster of three masters, with 1, 2 and 3
 // shards in one run (a stream of its own each): entries applied per second,
-// Redis CPU per entry (INFO cpu, used_cpu_sys + used_cpu_user, summed over
-// the nodes) and keyalertd's CPU per entry. One op is one entry; use
+// Redis CPU per entry applied (INFO cpu, used_cpu_sys + used_cpu_user,
+// summed over the nodes, from keyalertd's start to the drain), Redis CPU per
+// entry written (the prefill's pipelined XADDs, 500 per round trip; the
+// plugin sends a chunk's entries in one MULTI/EXEC) and keyalertd's CPU per
+// entry. One op is one entry; use
 // -benchtime=Nx.
 func BenchmarkClusterShards(b *testing.B) {
 	cl := redistest.StartClusterWith(b, redistest.ClusterOptions{Masters: 3})
@@ -54,6 +57,7 @@ func benchShards(b *testing.B, cl *redistest.Cluster, rdb *redis.ClusterClient, 
 		byShard[s] = append(byShard[s], es[i].AppendValues(nil))
 	}
 	nodes := map[int]bool{}
+	xadd0 := clusterCPU(b, cl)
 	for s, vals := range byShard {
 		k := streamshard.Key(key, s)
 		pipelined(b, rdb, k, vals)
@@ -63,6 +67,7 @@ func benchShards(b *testing.B, cl *redistest.Cluster, rdb *redis.ClusterClient, 
 	env := baseEnv(cl.URL())
 	env["KEYALERT_STREAM"], env["KEYALERT_STREAM_SHARDS"] = key, strconv.Itoa(n)
 	cpu0 := clusterCPU(b, cl)
+	xaddCPU := cpu0 - xadd0
 	b.ResetTimer()
 	t0 := time.Now()
 	p := start(b, env)
@@ -86,6 +91,7 @@ func benchShards(b *testing.B, cl *redistest.Cluster, rdb *redis.ClusterClient, 
 	p.kill()
 	b.ReportMetric(float64(b.N)/dur.Seconds(), "applied/s")
 	b.ReportMetric(float64(rcpu.Microseconds())/float64(b.N), "redis-cpu-µs/entry")
+	b.ReportMetric(float64(xaddCPU.Microseconds())/float64(b.N), "redis-xadd-cpu-µs/entry")
 	b.ReportMetric(float64(kcpu.Microseconds())/float64(b.N), "keyalertd-cpu-µs/entry")
 	b.ReportMetric(float64(len(nodes)), "masters-used")
 }
