@@ -49,7 +49,7 @@ type Fleet struct {
 	consumers map[int]*Consumer // one per shard, created on first use
 	running   map[int]*run
 	draining  map[int]chan struct{} // runs stopped, finishing their batches
-	one       *Consumer // the consumer of an unsharded stream (width 1)
+	one       *Consumer             // the consumer of an unsharded stream (width 1)
 }
 
 type run struct {

@@ -283,7 +283,7 @@ func TestShardedIngestCountsExactlyAndPagesOnce(t *testing.T) {
 // (2) The shard count goes from 1 to 3 and back to 1 while the plugin
 // writes, by restarting keyalertd with another KEYALERT_STREAM_SHARDS (a
 // rolling change): every record is counted once.
-func TestReshardingDuringIngestCountsExactly(t *testing.T) {
+func TestShardCountChangedDuringIngestCountsExactly(t *testing.T) {
 	r := newShardRig(t, 0, nil)
 	stop := make(chan struct{})
 	p := r.start("one", "KEYALERT_STREAM_SHARDS", "1")
@@ -317,7 +317,7 @@ func TestReshardingDuringIngestCountsExactly(t *testing.T) {
 // promoted. With Redis_Wait_Replicas 1 every record the plugin was told is
 // written (FLB_OK) is counted once; without it, what asynchronous
 // replication lost is measured, not asserted.
-func TestMasterFailoverDuringIngest(t *testing.T) {
+func TestClusterMasterFailoverDuringIngest(t *testing.T) {
 	for _, wait := range []string{"1", "0"} {
 		t.Run("Redis_Wait_Replicas "+wait, func(t *testing.T) {
 			r := newShardRig(t, time.Second, map[string]string{"Redis_Wait_Replicas": wait, "Redis_Wait_Timeout": "500ms"})
