@@ -213,7 +213,8 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	apiOpts.Receivers = receivers
 	apiOpts.TimeIntervals = intervals
 	apiOpts.Sessions = session.NewStore(s.rdb, cfg.Session)
-	apiOpts.Ingest = api.IngestSource{Redis: s.rdb, Stream: cfg.Ingest.Stream, Dead: ingest.DeadStream(cfg.Ingest.Stream), Group: cmp.Or(cfg.Ingest.Group, ingest.DefaultGroup)}
+	apiOpts.Ingest = api.IngestSource{Redis: s.rdb, Stream: cfg.Ingest.Stream, Dead: ingest.DeadStream(cfg.Ingest.Stream), Group: cmp.Or(cfg.Ingest.Group, ingest.DefaultGroup),
+		Shards: s.consumer.Width}
 	apiOpts.Ready = func(ctx context.Context) error {
 		if err := s.rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)

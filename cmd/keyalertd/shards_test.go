@@ -252,12 +252,25 @@ func TestShardedIngestCountsExactlyAndPagesOnce(t *testing.T) {
 		}
 	}
 	masters := map[int]bool{}
+	var length int64
 	for i := 0; i < 3; i++ {
 		key := streamshard.Key(stream.DefaultStream, i)
-		if n, _ := r.rdb.XLen(context.Background(), key).Result(); n == 0 {
+		n, _ := r.rdb.XLen(context.Background(), key).Result()
+		if n == 0 {
 			t.Errorf("shard %s holds no entries", key)
 		}
+		length += n
 		masters[r.cl.MasterOf(key)] = true
+	}
+	var health struct {
+		Shards  int   `json:"shards"`
+		Length  int64 `json:"length"`
+		Pending int64 `json:"pending"`
+		Hosts   []any `json:"hosts"`
+	}
+	apiJSON(t, p1.addr, http.MethodGet, "/api/v1/health/ingest", nil, http.StatusOK, &health)
+	if health.Shards != 3 || health.Length != length || health.Pending != 0 || len(health.Hosts) != shardHosts {
+		t.Errorf("ingest health %+v, want 3 shards, length %d, nothing pending, %d hosts", health, length, shardHosts)
 	}
 	if len(masters) < 2 {
 		t.Errorf("the 3 shards are on %d master(s), want at least 2", len(masters))
