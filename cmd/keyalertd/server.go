@@ -71,6 +71,7 @@ type server struct {
 	outbox   *outbox.Outbox
 	guard    *redisguard.Guard
 	rollers  []*rollup.Roller // hourly tier, one per stream shard, each under its own lease
+	rollOpt  rollup.Options   // for the rollers of shards added while running
 	// notifiers are the integrations the outbox sends through, by name.
 	notifiers *notify.Registry
 }
@@ -169,19 +170,12 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	cancel()
 	shardKeys := streamshard.Keys(cfg.Ingest.Stream, s.consumer.Width())
 
-	rollOpt := cfg.Rollup
-	rollOpt.LeaseTTL, rollOpt.Registerer, rollOpt.Logger, rollOpt.Now = cfg.Lease.TTL, s.reg, log, o.Now
-	for i, key := range shardKeys {
-		if i > 0 {
-			// Metrics are registered once per process: the other shards'
-			// rollers keep theirs private.
-			rollOpt.Registerer = prometheus.NewRegistry()
-		}
-		r, err := rollup.New(s.rdb, key, s.owner, rollOpt)
-		if err != nil {
+	s.rollOpt = cfg.Rollup
+	s.rollOpt.LeaseTTL, s.rollOpt.Registerer, s.rollOpt.Logger, s.rollOpt.Now = cfg.Lease.TTL, s.reg, log, o.Now
+	for range shardKeys {
+		if err := s.addRoller(); err != nil {
 			return fail(1, err)
 		}
-		s.rollers = append(s.rollers, r)
 	}
 
 	guardOpt := cfg.Guard
@@ -296,6 +290,26 @@ func (s *server) Run(ctx context.Context) error {
 	for _, r := range s.rollers {
 		alerting.Go(func() { r.Run(ctx) })
 	}
+	// Shards another replica added while this one runs get rollers here too.
+	alerting.Go(func() {
+		t := time.NewTicker(max(s.cfg.Lease.TTL, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			for len(s.rollers) < s.consumer.Width() {
+				if err := s.addRoller(); err != nil {
+					s.log.Error("roller of a new stream shard", "err", err)
+					break
+				}
+				r := s.rollers[len(s.rollers)-1]
+				alerting.Go(func() { r.Run(ctx) })
+			}
+		}
+	})
 	guardErr := make(chan error, 1)
 	alerting.Go(func() {
 		if err := s.guard.Run(ctx); err != nil {
@@ -344,6 +358,22 @@ func (s *server) Run(ctx context.Context) error {
 		s.log.Warn("alerting did not stop in time; its leases expire by themselves")
 	}
 	return err
+}
+
+// addRoller adds the roller of the next stream shard. Metrics are
+// registered once per process: the rollers of shards after the first keep
+// theirs private.
+func (s *server) addRoller() error {
+	o := s.rollOpt
+	if len(s.rollers) > 0 {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	r, err := rollup.New(s.rdb, streamshard.Key(s.cfg.Ingest.Stream, len(s.rollers)), s.owner, o)
+	if err != nil {
+		return err
+	}
+	s.rollers = append(s.rollers, r)
+	return nil
 }
 
 // sendOutbox runs the outbox sender while this replica holds its lease; a
