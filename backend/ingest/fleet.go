@@ -291,7 +291,8 @@ func (f *Fleet) follow(ctx context.Context, shards *lease.Shards) {
 	}
 }
 
-// stopAll cancels every consumer and waits for their batches in flight.
+// stopAll cancels every consumer and waits for their batches in flight,
+// those of runs stopped earlier included.
 func (f *Fleet) stopAll() {
 	f.mu.Lock()
 	rs := make([]*run, 0, len(f.running))
@@ -299,12 +300,20 @@ func (f *Fleet) stopAll() {
 		rs = append(rs, r)
 		delete(f.running, i)
 	}
+	var draining []chan struct{}
+	for i, d := range f.draining {
+		draining = append(draining, d)
+		delete(f.draining, i)
+	}
 	f.mu.Unlock()
 	for _, r := range rs {
 		r.cancel()
 	}
 	for _, r := range rs {
 		<-r.done
+	}
+	for _, d := range draining {
+		<-d
 	}
 }
 
