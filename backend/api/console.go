@@ -22,6 +22,7 @@ import (
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/session"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/keyalert/keyalert/pkg/streamshard"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -43,6 +44,9 @@ type IngestSource struct {
 	Stream string
 	Dead   string
 	Group  string
+	// Shards, if set, is how many stream shards to sum (streamshard.Keys
+	// of Stream, each with its own dead-letter stream); nil: Stream alone.
+	Shards func() int
 }
 
 func (h *handlers) consoleRoutes(r chi.Router) {
@@ -185,43 +189,66 @@ func (h *handlers) ingestHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	out := map[string]any{"stream": src.Stream, "group": src.Group}
-	length, err := src.Redis.XLen(ctx, src.Stream).Result()
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	out["length"] = length
-	dead, err := src.Redis.XLen(ctx, src.Dead).Result()
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	out["dead_letters"] = dead
-	groups, err := src.Redis.XInfoGroups(ctx, src.Stream).Result()
-	if err != nil && !isNoStream(err) {
-		h.fail(w, r, err)
-		return
-	}
-	for _, g := range groups {
-		if g.Name == src.Group {
-			out["lag"], out["pending"] = g.Lag, g.Pending
+	streams, deads := []string{src.Stream}, []string{src.Dead}
+	if src.Shards != nil && src.Shards() > 1 {
+		streams = streamshard.Keys(src.Stream, src.Shards())
+		deads = deads[:0]
+		for _, k := range streams {
+			deads = append(deads, stream.HashTag(k)+":dead")
 		}
+		out["shards"] = len(streams)
 	}
+	// With stream shards every figure is the sum over them, and the hosts
+	// are taken from each shard's newest entries.
+	var length, dead, lag, pending int64
+	var recentN int
+	var newest []redis.XMessage
+	capped, grouped := false, false
 	now := time.Now() // stream ids are the real clock of Redis, not event time
 	since := strconv.FormatInt(now.Add(-ingestRateWindow).UnixMilli(), 10) + "-0"
-	recent, err := src.Redis.XRangeN(ctx, src.Stream, since, "+", ingestRecentEntries).Result()
-	if err != nil {
-		h.fail(w, r, err)
-		return
+	for i, key := range streams {
+		n, err := src.Redis.XLen(ctx, key).Result()
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		length += n
+		d, err := src.Redis.XLen(ctx, deads[i]).Result()
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		dead += d
+		groups, err := src.Redis.XInfoGroups(ctx, key).Result()
+		if err != nil && !isNoStream(err) {
+			h.fail(w, r, err)
+			return
+		}
+		for _, g := range groups {
+			if g.Name == src.Group {
+				lag, pending, grouped = lag+g.Lag, pending+g.Pending, true
+			}
+		}
+		recent, err := src.Redis.XRangeN(ctx, key, since, "+", ingestRecentEntries).Result()
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		recentN += len(recent)
+		capped = capped || len(recent) == ingestRecentEntries
+		ms, err := src.Redis.XRevRangeN(ctx, key, "+", "-", ingestRecentEntries).Result()
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		newest = append(newest, ms...)
 	}
-	rate := float64(len(recent)) / ingestRateWindow.Seconds()
-	out["entries_per_second"] = rate
-	out["entries_per_second_capped"] = len(recent) == ingestRecentEntries
-	newest, err := src.Redis.XRevRangeN(ctx, src.Stream, "+", "-", ingestRecentEntries).Result()
-	if err != nil {
-		h.fail(w, r, err)
-		return
+	out["length"], out["dead_letters"] = length, dead
+	if grouped {
+		out["lag"], out["pending"] = lag, pending
 	}
+	out["entries_per_second"] = float64(recentN) / ingestRateWindow.Seconds()
+	out["entries_per_second_capped"] = capped
 	heard := map[string]time.Time{}
 	for _, m := range newest {
 		e, err := stream.Parse(m.Values)

@@ -92,6 +92,9 @@ func TestBadValuesNameTheSetting(t *testing.T) {
 		{"redis url port", nil, map[string]string{"KEYALERT_REDIS_URL": "redis://:hunter2@x:99999/0"}, "port must be", "hunter2"},
 		{"cluster with a db", nil, map[string]string{"KEYALERT_REDIS_URL": "redis://a:1,b:2/3"}, "only database 0", ""},
 		{"stream with empty braces", nil, map[string]string{"KEYALERT_STREAM": "a{}b"}, "KEYALERT_STREAM", ""},
+		{"stream shards zero", nil, map[string]string{"KEYALERT_STREAM_SHARDS": "0"}, `KEYALERT_STREAM_SHARDS = "0"`, ""},
+		{"stream shards over the limit", []string{"--stream-shards=65"}, nil, "KEYALERT_STREAM_SHARDS (--stream-shards)", ""},
+		{"wait replicas over the limit", nil, map[string]string{"KEYALERT_WAIT_REPLICAS": "17"}, "KEYALERT_WAIT_REPLICAS", ""},
 		{"log level", nil, map[string]string{"KEYALERT_LOG_LEVEL": "loud"}, "KEYALERT_LOG_LEVEL", ""},
 		{"insecure not a bool", nil, map[string]string{"KEYALERT_INSECURE_NO_AUTH": "maybe"}, "KEYALERT_INSECURE_NO_AUTH", ""},
 		{"block out of range", []string{"--block=2h"}, nil, "KEYALERT_BLOCK (--block)", ""},
@@ -172,4 +175,16 @@ func FuzzParseDuration(f *testing.F) {
 			t.Errorf("parseDuration(%q) = %v without error", s, d)
 		}
 	})
+}
+
+// One shard count feeds both the consumers and the keyword set the plugins
+// read it from.
+func TestStreamShardsReachIngestAndThePublishedSet(t *testing.T) {
+	c, err := Load(nil, env(map[string]string{"KEYALERT_API_TOKENS": "t", "KEYALERT_STREAM_SHARDS": "3", "KEYALERT_WAIT_REPLICAS": "1"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Ingest.Shards != 3 || c.Rules.StreamShards != 3 || c.Ingest.WaitReplicas != 1 {
+		t.Errorf("shards %d (ingest), %d (rules), wait %d; want 3, 3, 1", c.Ingest.Shards, c.Rules.StreamShards, c.Ingest.WaitReplicas)
+	}
 }

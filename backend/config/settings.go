@@ -29,6 +29,7 @@ import (
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/keyalert/keyalert/pkg/redisurl"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/keyalert/keyalert/pkg/streamshard"
 )
 
 // settings is the table: one row per setting, in README order. Rows are
@@ -80,6 +81,20 @@ var settings = []Setting{
 			c.Ingest.Consumer = v
 			return nil
 		}},
+	{Flag: "stream-shards", Env: "KEYALERT_STREAM_SHARDS", Default: strconv.Itoa(ingest.DefaultShards),
+		Bounds: "1–" + strconv.Itoa(streamshard.Max),
+		Usage:  "stream shards the plugins spread their entries over, each host's in one (`<stream>#1`…, each in a cluster slot of its own, so a Redis Cluster shares the work over its masters); published in the keyword set, which the plugins follow within `Rules_Interval`; 1 is the unsharded stream. Replicas consume the shards under leases and every read sums them; the most shards ever set stays consumed and read (`ka:{<stream>}:shards`), so lowering it loses nothing",
+		set: func(c *Config, v string) error {
+			n, err := intIn(v, 1, streamshard.Max)
+			c.Ingest.Shards, c.Rules.StreamShards = int(n), int(n)
+			return err
+		}},
+	intRow("wait-replicas", "KEYALERT_WAIT_REPLICAS", 0, 0, 16,
+		"after applying a batch, WAIT until this many replicas of the stream's master have it (up to `KEYALERT_WAIT_TIMEOUT`) before alerts see its counts, so no page rests on counts that a failover to such a replica rolls back; a short count is logged and counted (`keyalert_ingest_wait_replicas_short_total`) and ingest goes on. 0 does not wait. Counting stays exact either way: entries whose apply a failover lost are applied again",
+		func(c *Config) *int { return &c.Ingest.WaitReplicas }),
+	durationRow("wait-timeout", "KEYALERT_WAIT_TIMEOUT", ingest.DefaultWaitTimeout, 10*time.Millisecond, time.Minute,
+		"how long one WAIT of `KEYALERT_WAIT_REPLICAS` may take",
+		func(c *Config) *time.Duration { return &c.Ingest.WaitTimeout }),
 	text("listen", "KEYALERT_LISTEN", "127.0.0.1:8080", "HTTP listen address (API, health, metrics)",
 		func(c *Config) *string { return &c.Listen }),
 	// The upper bound only keeps the value inside time.Duration: replaying

@@ -61,6 +61,8 @@ const (
 	// labels) of one keyword in one minute; past it counts go to the
 	// overflow series.
 	DefaultMaxSeriesPerMinute = 10000
+	DefaultWaitTimeout        = time.Second
+	DefaultShards             = 1
 )
 
 // MaxBatchSize bounds BatchSize: the script unpacks a batch's ids onto the
@@ -111,6 +113,18 @@ type Options struct {
 	// already read keep being retried while Redis fails.
 	DrainTimeout time.Duration
 
+	// Shards is how many stream shards the plugins spread their entries
+	// over (package streamshard); a Fleet consumes them all. 0: 1, the
+	// stream alone. A Consumer reads Stream only.
+	Shards int
+	// WaitReplicas: after each apply, WAIT for this many replicas before
+	// OnApplied sees the batch, so alerts fire on counts that a failover
+	// to one of those replicas keeps; 0 does not wait. WaitTimeout bounds
+	// the WAIT (0: DefaultWaitTimeout); a short count is logged and
+	// counted, and the batch goes on (it is applied on the master already).
+	WaitReplicas int
+	WaitTimeout  time.Duration
+
 	Logger     *slog.Logger          // nil: slog.Default()
 	Registerer prometheus.Registerer // nil: a private registry
 	// OOM, if set, reports failures that are Redis out of memory once per
@@ -124,6 +138,10 @@ type Options struct {
 	OnApplied func(ctx context.Context, applied []stream.Entry)
 
 	Now func() time.Time // nil: time.Now
+
+	// shared are the metrics of the Fleet this consumer is one shard of:
+	// one set per process, not per shard.
+	shared *metrics
 }
 
 // withDefaults fills the zero fields.
@@ -149,6 +167,10 @@ func (o Options) withDefaults() Options {
 	def(&o.ClaimInterval, DefaultClaimInterval)
 	def(&o.DrainTimeout, DefaultDrainTimeout)
 	def(&o.PruneIdle, max(DefaultPruneIdle, 10*o.ClaimIdle))
+	def(&o.WaitTimeout, DefaultWaitTimeout)
+	if o.Shards <= 0 {
+		o.Shards = DefaultShards
+	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = DefaultBatchSize
 	}
@@ -210,7 +232,11 @@ func New(o Options) (*Consumer, error) {
 		return nil, fmt.Errorf("ingest: Options.BatchSize %d over the limit of %d", o.BatchSize, MaxBatchSize)
 	}
 	o = o.withDefaults()
-	c := &Consumer{o: o, m: newMetrics(o.Registerer), log: o.Logger.With("stream", o.Stream, "group", o.Group, "consumer", o.Consumer)}
+	m := o.shared
+	if m == nil {
+		m = newMetrics(o.Registerer)
+	}
+	c := &Consumer{o: o, m: m, log: o.Logger.With("stream", o.Stream, "group", o.Group, "consumer", o.Consumer)}
 	c.plan = planner{
 		keys:       window.NewKeys(o.Stream),
 		stream:     o.Stream,
@@ -258,6 +284,7 @@ func (c *Consumer) ok() { c.lastOK.Store(time.Now().UnixNano()) }
 func (c *Consumer) Run(ctx context.Context) error {
 	c.running.Store(true)
 	defer c.running.Store(false)
+	defer c.m.setGauges(c, 0, 0) // a shard given up is another replica's to report
 	// Redis calls of read batches, and their retries, outlive ctx by
 	// DrainTimeout: a batch in flight is finished, not abandoned, unless
 	// Redis keeps failing that long.
@@ -288,6 +315,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// masterConn returns a connection of its own to the master of the stream's
+// slot.
+func (c *Consumer) masterConn(ctx context.Context) (*redis.Conn, error) {
+	switch cl := c.o.Client.(type) {
+	case *redis.ClusterClient:
+		node, err := cl.MasterForKey(ctx, c.o.Stream)
+		if err != nil {
+			return nil, fmt.Errorf("master of %s: %w", c.o.Stream, err)
+		}
+		return node.Conn(), nil
+	case *redis.Client:
+		return cl.Conn(), nil
+	}
+	return nil, fmt.Errorf("KEYALERT_WAIT_REPLICAS needs a single server or a cluster client, not %T", c.o.Client)
 }
 
 // reapplyOwnPending applies the entries a previous run under the same
@@ -359,6 +402,12 @@ func (c *Consumer) work(ctx, work context.Context) {
 func (c *Consumer) apply(work context.Context, pl *plan) {
 	retry := backoff.New(backoff.Policy{})
 	for !c.commit(work, pl) {
+		// The failed call may have run (a reply lost with its connection,
+		// a master that died after replicating the apply): the retry must
+		// check each entry is still pending rather than trust the fence.
+		if len(pl.args) > argFence {
+			pl.args[argFence] = ""
+		}
 		if retry.Wait(work) != nil {
 			c.log.Warn("giving up on a batch at shutdown; it stays pending and is applied later", "entries", pl.size)
 			return
@@ -573,8 +622,25 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 		return true
 	}
 	t0 := time.Now()
-	v, err := applyScript.Run(ctx, c.o.Client, pl.keys, pl.args...).Result()
+	var sc redis.Scripter = c.o.Client
+	var conn *redis.Conn
+	if c.o.WaitReplicas > 0 {
+		// WAIT counts the replicas holding this connection's writes: the
+		// script and the WAIT share one connection to the stream's master.
+		var err error
+		if conn, err = c.masterConn(ctx); err != nil {
+			c.m.errors.WithLabelValues("apply").Inc()
+			c.log.Warn("no connection to the stream's master; retrying the batch", "err", err)
+			return false
+		}
+		defer conn.Close()
+		sc = conn
+	}
+	v, err := applyScript.Run(ctx, sc, pl.keys, pl.args...).Result()
 	if err != nil {
+		if cc, ok := c.o.Client.(*redis.ClusterClient); ok && conn != nil {
+			cc.ReloadState(ctx) // the direct connection follows no redirection
+		}
 		c.m.errors.WithLabelValues("apply").Inc()
 		if !c.o.OOM.Note(ctx, err, "what", "apply batch") {
 			c.log.Warn("apply script failed; retrying the batch", "source", pl.source, "entries", pl.size, "err", err)
@@ -583,6 +649,14 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 	}
 	c.m.applySecs.Observe(time.Since(t0).Seconds())
 	c.ok()
+	if conn != nil {
+		got, err := conn.Wait(ctx, c.o.WaitReplicas, c.o.WaitTimeout).Result()
+		if err != nil || got < int64(c.o.WaitReplicas) {
+			c.m.waitShort.Inc()
+			c.log.Warn("too few replicas acknowledged an applied batch; going on (a failover now may roll it back, and it is applied again from the entries)",
+				"wait_replicas", c.o.WaitReplicas, "acknowledged", got, "err", err, "entries", pl.size)
+		}
+	}
 	r, err := parseResult(pl, v)
 	if err != nil { // cannot happen with apply.lua; the batch is acknowledged
 		c.log.Error("apply script result", "err", err)
@@ -692,8 +766,7 @@ func (c *Consumer) refreshGauges(ctx context.Context) {
 	}
 	for _, g := range groups {
 		if g.Name == c.o.Group {
-			c.m.lag.Set(float64(g.Lag))
-			c.m.pending.Set(float64(g.Pending))
+			c.m.setGauges(c, float64(g.Lag), float64(g.Pending))
 		}
 	}
 }

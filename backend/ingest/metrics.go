@@ -1,6 +1,10 @@
 package ingest
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	applied    prometheus.Counter
@@ -12,10 +16,35 @@ type metrics struct {
 	overflow   prometheus.Counter
 	dead       *prometheus.CounterVec
 	errors     *prometheus.CounterVec
-	lag        prometheus.Gauge
-	pending    prometheus.Gauge
+	lag        prometheus.GaugeFunc
+	pending    prometheus.GaugeFunc
 	applySecs  prometheus.Histogram
 	delaySecs  prometheus.Histogram
+	waitShort  prometheus.Counter
+
+	// The gauges sum the values of the consumers sharing these metrics
+	// (the shards a Fleet consumes); a consumer that stops reports 0.
+	mu     sync.Mutex
+	gauges map[*Consumer]*[2]float64 // lag, pending
+}
+
+func (m *metrics) setGauges(c *Consumer, lag, pending float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gauges == nil {
+		m.gauges = map[*Consumer]*[2]float64{}
+	}
+	m.gauges[c] = &[2]float64{lag, pending}
+}
+
+func (m *metrics) gauge(i int) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var sum float64
+	for _, v := range m.gauges {
+		sum += v[i]
+	}
+	return sum
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -56,14 +85,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "keyalert_ingest_errors_total",
 			Help: "Redis operations of the consumer that failed (retried), by operation.",
 		}, []string{"op"}),
-		lag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "keyalert_ingest_consumer_lag",
-			Help: "Entries in the stream not yet delivered to the consumer group (XINFO GROUPS lag; -1 unknown).",
-		}),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "keyalert_ingest_consumer_pending",
-			Help: "Entries delivered to the group and not yet acknowledged.",
-		}),
 		applySecs: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "keyalert_ingest_apply_seconds",
 			Help:    "Time to run the apply script for one batch.",
@@ -75,10 +96,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300},
 		}),
 	}
+	m.lag = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "keyalert_ingest_consumer_lag",
+		Help: "Entries in the stream not yet delivered to the consumer group (XINFO GROUPS lag; -1 unknown); with stream shards, summed over the shards this process consumes.",
+	}, func() float64 { return m.gauge(0) })
+	m.pending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "keyalert_ingest_consumer_pending",
+		Help: "Entries delivered to the group and not yet acknowledged; with stream shards, summed over the shards this process consumes.",
+	}, func() float64 { return m.gauge(1) })
+	m.waitShort = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "keyalert_ingest_wait_replicas_short_total",
+		Help: "Applied batches that fewer replicas than KEYALERT_WAIT_REPLICAS acknowledged within KEYALERT_WAIT_TIMEOUT (WAIT).",
+	})
 	for _, r := range []string{ReasonParse, ReasonDeliveries, ReasonDeleted, ReasonFuture, ReasonApply} {
 		m.dead.WithLabelValues(r)
 	}
 	reg.MustRegister(m.applied, m.batches, m.duplicates, m.expired, m.claimed, m.stale, m.overflow, m.dead, m.errors,
-		m.lag, m.pending, m.applySecs, m.delaySecs)
+		m.lag, m.pending, m.applySecs, m.delaySecs, m.waitShort)
 	return m
 }

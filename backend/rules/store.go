@@ -47,6 +47,10 @@ type Options struct {
 	KeywordsKey string
 	// Limits bound rule writes; zero fields take the defaults.
 	Limits Limits
+	// StreamShards is published in the keyword set for the plugins to spread
+	// their entries over (package streamshard); 0 or 1: the field is left
+	// out and plugins write the stream itself.
+	StreamShards int
 }
 
 // Store keeps rules in Redis.
@@ -435,19 +439,26 @@ func union(a, b []keyword.Spec) []keyword.Spec {
 	return out
 }
 
-// withRetained adds the retained keywords to doc.
+// withRetained adds the retained keywords, and the stream shard count, to
+// doc.
 func (s *Store) withRetained(doc []byte) ([]byte, error) {
 	s.mu.Lock()
 	retained := s.retained
 	s.mu.Unlock()
-	if len(retained) == 0 {
+	if len(retained) == 0 && s.o.StreamShards <= 1 {
 		return doc, nil
 	}
 	specs, err := keyword.DecodeSet(doc)
 	if err != nil {
 		return nil, fmt.Errorf("decode keyword set: %w", err)
 	}
-	return encodeSpecs(union(specs, retained))
+	specs = union(specs, retained)
+	sort.Slice(specs, func(i, j int) bool { return specs[i].ID() < specs[j].ID() })
+	out, err := keyword.EncodeSetShards(specs, s.o.StreamShards)
+	if err != nil {
+		return nil, fmt.Errorf("encode keyword set: %w", err)
+	}
+	return out, nil
 }
 
 // KeywordSet encodes the union of enabled rules' keywords as a keyword.Set

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -121,9 +122,13 @@ func (s *Store) Counts(ctx context.Context, kwID string, from, to int64, f Filte
 	if err != nil || len(ms) == 0 {
 		return nil, err
 	}
-	bks := make([]bucket, len(ms))
-	for i, m := range ms {
-		bks[i] = s.minuteBucket(kwID, m)
+	var bks []bucket
+	for i, k := range s.shards() {
+		for _, m := range ms {
+			b := minuteBucket(k, kwID, m)
+			b.shard, b.k = i, k
+			bks = append(bks, b)
+		}
 	}
 	ps, err := s.countsOf(ctx, kwID, bks, f, maxCells)
 	if err != nil {
@@ -142,50 +147,65 @@ type Point struct {
 	Start, Step, Count int64
 }
 
-// bucket is one minute or hour of a keyword: its cells hash and rollups.
+// bucket is one minute or hour of a keyword in one stream shard: its cells
+// hash and rollups.
 type bucket struct {
 	start, step int64
 	w, h, t     string
+	shard       int
+	k           Keys // the shard's keys
 }
 
 // label is the bucket's rollup by label name (its hash key + "\x00l:" + name,
 // for both tiers).
 func (b bucket) label(name string) string { return b.w + "\x00l:" + name }
 
-func (s *Store) minuteBucket(kwID string, m int64) bucket {
-	return bucket{m, 60, s.keys.Window(kwID, m), s.keys.HostTotals(kwID, m), s.keys.TagTotals(kwID, m)}
+func minuteBucket(k Keys, kwID string, m int64) bucket {
+	return bucket{start: m, step: 60, w: k.Window(kwID, m), h: k.HostTotals(kwID, m), t: k.TagTotals(kwID, m)}
 }
 
-func (s *Store) hourBucket(kwID string, h int64) bucket {
-	return bucket{h, 3600, s.keys.HourWindow(kwID, h), s.keys.HourHostTotals(kwID, h), s.keys.HourTagTotals(kwID, h)}
+func hourBucket(k Keys, kwID string, h int64) bucket {
+	return bucket{start: h, step: 3600, w: k.HourWindow(kwID, h), h: k.HourHostTotals(kwID, h), t: k.HourTagTotals(kwID, h)}
 }
 
 // buckets covers [from, to): the whole hours before split (an hour start)
 // from the hourly tier, the first of them the one holding from, and the
 // minutes from max(from, split) on from the minute tier. split <= from
-// reads minutes only.
+// reads minutes only. With shards, the buckets of each shard follow those
+// of the one before.
 func (s *Store) buckets(kwID string, from, to, split int64) ([]bucket, error) {
 	var bks []bucket
-	if from < split {
-		end := min(split, to)
-		first := HourStart(from)
-		if n := (end - first + 3599) / 3600; n > MaxHours {
-			return nil, fmt.Errorf("%d hours requested, over the limit of %d", n, MaxHours)
+	for i, k := range s.shards() {
+		from := from
+		if from < split {
+			end := min(split, to)
+			first := HourStart(from)
+			if n := (end - first + 3599) / 3600; n > MaxHours {
+				return nil, fmt.Errorf("%d hours requested, over the limit of %d", n, MaxHours)
+			}
+			for h := first; h < end; h += 3600 {
+				b := hourBucket(k, kwID, h)
+				b.shard, b.k = i, k
+				bks = append(bks, b)
+			}
+			from = split
 		}
-		for h := first; h < end; h += 3600 {
-			bks = append(bks, s.hourBucket(kwID, h))
+		ms, err := minutes(from, to)
+		if err != nil {
+			return nil, err
 		}
-		from = split
-	}
-	ms, err := minutes(from, to)
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range ms {
-		bks = append(bks, s.minuteBucket(kwID, m))
+		for _, m := range ms {
+			b := minuteBucket(k, kwID, m)
+			b.shard, b.k = i, k
+			bks = append(bks, b)
+		}
 	}
 	return bks, nil
 }
+
+// sharded says bks span more than one stream shard (their points of one
+// bucket start are then summed).
+func sharded(bks []bucket) bool { return len(bks) > 0 && bks[len(bks)-1].shard > 0 }
 
 // CountsTiered is Counts through both tiers: the hours before split (an
 // hour start, see buckets) come from the hourly tier as points of Step 3600,
@@ -286,24 +306,41 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 			out = append(out, Point{b.start, b.step, n})
 		}
 	}
-	if len(legacy) == 0 {
-		return out, nil
-	}
-	if legacyCells > maxCells {
-		return nil, &LimitError{Cells: legacyCells, Max: maxCells}
-	}
-	for _, b := range legacy {
-		var n int64
-		err := s.scanCells(ctx, b.w, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
-		if err != nil {
-			return nil, err
+	if len(legacy) > 0 {
+		if legacyCells > maxCells {
+			return nil, &LimitError{Cells: legacyCells, Max: maxCells}
 		}
-		if n != 0 {
-			out = append(out, Point{b.start, b.step, n})
+		for _, b := range legacy {
+			var n int64
+			err := s.scanCells(ctx, b.w, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
+			if err != nil {
+				return nil, err
+			}
+			if n != 0 {
+				out = append(out, Point{b.start, b.step, n})
+			}
 		}
+		sortPoints(out)
 	}
-	sortPoints(out)
+	if sharded(bks) {
+		out = sumShards(out)
+	}
 	return out, nil
+}
+
+// sumShards adds up the points of several shards that cover the same
+// bucket, in bucket order.
+func sumShards(ps []Point) []Point {
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Start < ps[j].Start })
+	out := ps[:0]
+	for _, p := range ps {
+		if l := len(out) - 1; l >= 0 && out[l].Start == p.Start && out[l].Step == p.Step {
+			out[l].Count += p.Count
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // scanCounts answers a filter rollups cannot (label globs) by reading the
@@ -338,6 +375,9 @@ func (s *Store) scanCounts(ctx context.Context, kwID string, bks []bucket, f Fil
 		if n != 0 {
 			out = append(out, Point{b.start, b.step, n})
 		}
+	}
+	if sharded(bks) {
+		out = sumShards(out)
 	}
 	return out, nil
 }
@@ -389,6 +429,9 @@ func (s *Store) SplitTiered(ctx context.Context, kwID string, from, to, split in
 	}
 	out := make([]DimSeries, 0, len(byValue))
 	for _, d := range byValue {
+		if sharded(bks) {
+			d.Points = sumShards(d.Points)
+		}
 		out = append(out, *d)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -626,31 +669,87 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(bks), err)
 	}
-	var keys, legacy []string
-	var cells, total, rolled int64
+	// Per shard: the rollups to sum (and their totals), the minutes without
+	// rollups to scan.
+	nshards := bks[len(bks)-1].shard + 1
+	keys, legacy := make([][]string, nshards), make([][]string, nshards)
+	rolled := make([]int64, nshards)
+	shardKeys := make([]Keys, nshards)
+	var cells, total int64
 	for i, a := range asks {
+		sh := bks[i].shard
+		shardKeys[sh] = bks[i].k
 		if t, err := a.total.Result(); err == nil && t != 0 {
-			keys = append(keys, roll(bks[i]))
+			keys[sh] = append(keys[sh], roll(bks[i]))
 			cells += a.members.Val()
 			if by == "host" {
 				cells-- // the total member
 			}
 			total += int64(t)
-			rolled += int64(t)
+			rolled[sh] += int64(t)
 		} else if c := a.cells.Val(); c > 0 {
-			legacy = append(legacy, bks[i].w)
+			legacy[sh] = append(legacy[sh], bks[i].w)
 			cells += c
 		}
 	}
 	if cells > maxCells {
 		return nil, 0, &LimitError{Cells: cells, Max: maxCells}
 	}
-	if len(keys) == 0 && len(legacy) == 0 {
-		return []Group{}, 0, nil
+	// With one shard Redis returns the top limit. With several, a group
+	// (a tag, a label value, or a host after a change of the shard count)
+	// can have counts in more than one: each shard returns all its groups,
+	// at most the cells counted above, and they are summed here.
+	each := limit
+	if nshards > 1 {
+		each = int(min(max(cells, 1), int64(math.MaxInt32)))
 	}
+	sums := map[string]int64{}
+	var out []Group
+	for sh := range nshards {
+		if len(keys[sh]) == 0 && len(legacy[sh]) == 0 {
+			continue
+		}
+		gs, n, err := s.topOfShard(ctx, kwID, shardKeys[sh], keys[sh], legacy[sh], by, each, rolled[sh])
+		if err != nil {
+			return nil, 0, err
+		}
+		total += n
+		if nshards == 1 {
+			out = gs
+			break
+		}
+		for _, g := range gs {
+			sums[g.Value] += g.Count
+		}
+	}
+	if nshards > 1 {
+		out = make([]Group, 0, len(sums))
+		for v, n := range sums {
+			out = append(out, Group{v, n})
+		}
+	}
+	if out == nil {
+		return []Group{}, total, nil
+	}
+	// Equal counts above the cut come back by value descending too.
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Value < out[j].Value
+	})
+	return out[:min(len(out), limit)], total, nil
+}
+
+// topOfShard sums one shard's rollups (keys, whose totals add up to rolled)
+// and scanned minutes (legacy) in Redis and returns its top limit groups,
+// and the total of the scanned minutes (the rollups' totals are known to
+// the caller).
+func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, legacy []string, by string, limit int, rolled int64) ([]Group, int64, error) {
+	var total int64
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
-	dst := s.keys.prefix + "top:" + hex.EncodeToString(rnd[:])
+	dst := k.prefix + "top:" + hex.EncodeToString(rnd[:])
 	// Minutes without rollups: their cells are summed by group a page at a
 	// time into the destination, which the script then adds the rollups to.
 	for _, w := range legacy {
@@ -701,7 +800,7 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	res, err := topScript.Run(ctx, s.rdb, append([]string{dst}, keys...), limit, mode, rolled).Slice()
 	if err != nil {
 		s.rdb.Del(context.WithoutCancel(ctx), dst)
-		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(bks), err)
+		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(keys)+len(legacy), err)
 	}
 	out := make([]Group, 0, len(res)/2)
 	for j := 0; j+1 < len(res); j += 2 {
@@ -713,12 +812,5 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 		}
 		out = append(out, Group{name, int64(n)})
 	}
-	// Equal counts above the cut come back by value descending too.
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Count != out[j].Count {
-			return out[i].Count > out[j].Count
-		}
-		return out[i].Value < out[j].Value
-	})
 	return out, total, nil
 }

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/keyalert/keyalert/pkg/streamshard"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -213,14 +214,48 @@ func EncodeSample(s Sample) string {
 }
 
 // Store reads windows and samples.
+//
+// A sharded store (NewShardedStore) reads the windows of every stream shard
+// (package streamshard) and sums them: the reads of Cells, CellsMany,
+// Samples, Counts, CountsTiered, Top and TopTiered are made once per shard,
+// all in the same pipeline, which go-redis sends per node, so a read costs
+// one round trip per node holding a shard and N times the commands of one
+// shard. A host's cells are in one shard for a given shard count; after a
+// change of it a minute may hold a host's cells in two, and the sums add
+// them. The other methods (the roll-up's) work on shard 0's keys only: each
+// shard is rolled up by a store of its own.
 type Store struct {
-	rdb  redis.UniversalClient
-	keys Keys
+	rdb    redis.UniversalClient
+	keys   Keys
+	stream string
+	width  func() int // shards read; nil: 1
 }
 
 // NewStore reads the windows of streamKey through rdb.
 func NewStore(rdb redis.UniversalClient, streamKey string) *Store {
-	return &Store{rdb: rdb, keys: NewKeys(streamKey)}
+	return &Store{rdb: rdb, keys: NewKeys(streamKey), stream: streamKey}
+}
+
+// NewShardedStore reads the windows of the first width() shards of
+// streamKey and sums them; width is asked at every read.
+func NewShardedStore(rdb redis.UniversalClient, streamKey string, width func() int) *Store {
+	return &Store{rdb: rdb, keys: NewKeys(streamKey), stream: streamKey, width: width}
+}
+
+// shards lists the keys of the shards a read covers, shard 0 first.
+func (s *Store) shards() []Keys {
+	n := 1
+	if s.width != nil {
+		n = min(max(s.width(), 1), streamshard.Max)
+	}
+	if n == 1 {
+		return []Keys{s.keys}
+	}
+	ks := make([]Keys, n)
+	for i := range ks {
+		ks[i] = NewKeys(streamshard.Key(s.stream, i))
+	}
+	return ks
 }
 
 // Keys returns the store's key names.
@@ -251,32 +286,38 @@ func (s *Store) CellsMany(ctx context.Context, kwIDs []string, from, to int64) (
 	type ask struct {
 		kw     string
 		minute int64
+		last   bool // the last shard of (kw, minute)
 		cmd    *redis.MapStringStringCmd
 	}
-	asks := make([]ask, 0, int(n)*len(kwIDs))
+	shards := s.shards()
+	asks := make([]ask, 0, int(n)*len(kwIDs)*len(shards))
 	pipe := s.rdb.Pipeline()
 	for _, kw := range kwIDs {
 		for m := first; m < to; m += 60 {
-			asks = append(asks, ask{kw, m, pipe.HGetAll(ctx, s.keys.Window(kw, m))})
+			for i, k := range shards {
+				asks = append(asks, ask{kw, m, i == len(shards)-1, pipe.HGetAll(ctx, k.Window(kw, m))})
+			}
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("cells of %d keywords over %d minutes: %w", len(kwIDs), n, err)
 	}
 	out := make(map[string][]Cell, len(kwIDs))
-	for _, a := range asks {
-		vals := a.cmd.Val()
-		if len(vals) == 0 {
-			continue
+	start := 0 // where the cells of the current (kw, minute) begin
+	for j, a := range asks {
+		if j == 0 || asks[j-1].last {
+			start = len(out[a.kw])
 		}
-		start := len(out[a.kw])
-		for f, v := range vals {
+		for f, v := range a.cmd.Val() {
 			c, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
 				return nil, fmt.Errorf("window %s field %q: count %q is not an integer", s.keys.Window(a.kw, a.minute), f, v)
 			}
 			host, tag, labels := SplitField(f)
 			out[a.kw] = append(out[a.kw], Cell{Minute: a.minute, Host: host, Tag: tag, Labels: labels, Count: c})
+		}
+		if !a.last || len(out[a.kw]) == start {
+			continue
 		}
 		cells := out[a.kw][start:]
 		sort.Slice(cells, func(i, j int) bool {
@@ -288,6 +329,19 @@ func (s *Store) CellsMany(ctx context.Context, kwIDs []string, from, to int64) (
 			}
 			return LabelsLess(cells[i].Labels, cells[j].Labels)
 		})
+		if len(shards) > 1 {
+			// A cell found in two shards (the shard count changed within
+			// the minute) is one cell: add them.
+			merged := cells[:1]
+			for _, c := range cells[1:] {
+				if l := &merged[len(merged)-1]; l.Host == c.Host && l.Tag == c.Tag {
+					l.Count += c.Count
+				} else {
+					merged = append(merged, c)
+				}
+			}
+			out[a.kw] = out[a.kw][:start+len(merged)]
+		}
 	}
 	return out, nil
 }
@@ -327,9 +381,15 @@ func (s *Store) Samples(ctx context.Context, series []Series, n int) ([]Sample, 
 		return nil, fmt.Errorf("samples: %d series requested, over the limit of %d", len(series), MaxSampleSeries)
 	}
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringSliceCmd, len(series))
-	for i, sr := range series {
-		cmds[i] = pipe.LRange(ctx, s.keys.Samples(sr.KeywordID, sr.Host, sr.Tag, sr.Labels...), 0, int64(n-1))
+	shards := s.shards()
+	// A series' list is in its host's shard; after a change of the shard
+	// count, in two. Lists are numbered series-major so that the order of
+	// the series given still breaks ties.
+	cmds := make([]*redis.StringSliceCmd, 0, len(series)*len(shards))
+	for _, sr := range series {
+		for _, k := range shards {
+			cmds = append(cmds, pipe.LRange(ctx, k.Samples(sr.KeywordID, sr.Host, sr.Tag, sr.Labels...), 0, int64(n-1)))
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("samples of %d series: %w", len(series), err)

@@ -65,7 +65,8 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	log.Info("keyalertd starting", "version", buildinfo.Version(), "listen", srv.Addr(), "redis", redisurl.Redact(cfg.RedisURL),
 		"stream", cfg.Ingest.Stream, "group", cfg.Ingest.Group, "consumer", cfg.Ingest.Consumer, "retention", cfg.Ingest.Retention.String(),
 		"pagerduty_url", pdURL.Redacted(), "default_routing_key", cfg.DefaultRoutingKey != "",
-		"eval_shards", cfg.Lease.Shards, "lease_ttl", cfg.Lease.TTL.String(), "lease_owner", srv.Owner())
+		"eval_shards", cfg.Lease.Shards, "lease_ttl", cfg.Lease.TTL.String(), "lease_owner", srv.Owner(),
+		"stream_shards", cfg.Ingest.Shards, "stream_shards_consumed", srv.consumer.Width(), "wait_replicas", cfg.Ingest.WaitReplicas)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -32,6 +32,7 @@ import (
 	"github.com/keyalert/keyalert/pkg/backoff"
 	"github.com/keyalert/keyalert/pkg/redisoom"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/keyalert/keyalert/pkg/streamshard"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -62,14 +63,15 @@ type server struct {
 	reg      *prometheus.Registry
 	ln       net.Listener
 	http     *http.Server
-	consumer *ingest.Consumer
+	consumer *ingest.Fleet // the consumers of the stream's shards
 	engine   *alert.Engine
 	alerts   *alert.Store
 	shards   *lease.Shards
 	sender   *lease.Lease
 	outbox   *outbox.Outbox
 	guard    *redisguard.Guard
-	roller   *rollup.Roller // hourly tier, under its own lease
+	rollers  []*rollup.Roller // hourly tier, one per stream shard, each under its own lease
+	rollOpt  rollup.Options   // for the rollers of shards added while running
 	// notifiers are the integrations the outbox sends through, by name.
 	notifiers *notify.Registry
 }
@@ -117,7 +119,8 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	s.reg.MustRegister(oomTotal)
 	oom := redisoom.NewReporter(s.rdb, log, 0, oomTotal.Inc)
 
-	counts := window.NewStore(s.rdb, cfg.Ingest.Stream)
+	// Reads sum every stream shard the fleet consumes (one when unsharded).
+	counts := window.NewShardedStore(s.rdb, cfg.Ingest.Stream, func() int { return s.consumer.Width() })
 	ruleStore := rules.NewStore(s.rdb, cfg.Rules, o.Now, log)
 	sils := silence.NewStore(s.rdb, o.Now, log)
 	tiOpt := cfg.TimeIntervals
@@ -151,18 +154,35 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 		Now: o.Now, Log: log})
 	s.registerLeaseMetrics()
 
-	rollOpt := cfg.Rollup
-	rollOpt.LeaseTTL, rollOpt.Registerer, rollOpt.Logger, rollOpt.Now = cfg.Lease.TTL, s.reg, log, o.Now
-	var err error
-	if s.roller, err = rollup.New(s.rdb, cfg.Ingest.Stream, s.owner, rollOpt); err != nil {
-		return fail(1, err)
-	}
-
 	ingOpt := cfg.Ingest
 	ingOpt.Client, ingOpt.Logger, ingOpt.Registerer, ingOpt.Now, ingOpt.OOM = s.rdb, log, s.reg, o.Now, oom
 	ingOpt.OnApplied = s.engine.OnApplied // no I/O: it only wakes the engine
+	var err error
+	if s.consumer, err = ingest.NewFleet(ingOpt, leaseOpt, s.owner); err != nil {
+		return fail(1, fmt.Errorf("consumer setup: %w", err))
+	}
+	// The shards ever used, so that rollers and epochs cover them all from
+	// the start; Run reads it again (Redis may be down now).
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if err := s.consumer.Sync(sctx); err != nil {
+		log.Warn("stream shard record not read at start", "err", err)
+	}
+	cancel()
+	shardKeys := streamshard.Keys(cfg.Ingest.Stream, s.consumer.Width())
+
+	s.rollOpt = cfg.Rollup
+	s.rollOpt.LeaseTTL, s.rollOpt.Registerer, s.rollOpt.Logger, s.rollOpt.Now = cfg.Lease.TTL, s.reg, log, o.Now
+	for range shardKeys {
+		if err := s.addRoller(); err != nil {
+			return fail(1, err)
+		}
+	}
+
 	guardOpt := cfg.Guard
-	guardOpt.Slots = append(append([]string(nil), redisguard.DefaultSlots...), stream.HashTag(cfg.Ingest.Stream))
+	guardOpt.Slots = append([]string(nil), redisguard.DefaultSlots...)
+	for _, key := range shardKeys {
+		guardOpt.Slots = append(guardOpt.Slots, stream.HashTag(key))
+	}
 	guardOpt.Registerer, guardOpt.Logger, guardOpt.Now = s.reg, log, o.Now
 	guardOpt.Interval = cfg.Alert.EvalInterval // a wipe is noticed within one tick
 	guardOpt.OnLoss = func(ctx context.Context) error {
@@ -180,10 +200,6 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	if err := s.checkPersistence(); err != nil {
 		return fail(2, err)
 	}
-	s.consumer, err = ingest.New(ingOpt)
-	if err != nil {
-		return fail(1, fmt.Errorf("consumer setup: %w", err))
-	}
 	apiOpts := cfg.API
 	apiOpts.Counts, apiOpts.Rules, apiOpts.Silences, apiOpts.Alerts, apiOpts.Outbox = counts, ruleStore, sils, alerts, s.outbox
 	apiOpts.Gatherer, apiOpts.Registerer, apiOpts.Logger, apiOpts.Now = s.reg, s.reg, log, o.Now
@@ -191,7 +207,8 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	apiOpts.Receivers = receivers
 	apiOpts.TimeIntervals = intervals
 	apiOpts.Sessions = session.NewStore(s.rdb, cfg.Session)
-	apiOpts.Ingest = api.IngestSource{Redis: s.rdb, Stream: cfg.Ingest.Stream, Dead: ingest.DeadStream(cfg.Ingest.Stream), Group: cmp.Or(cfg.Ingest.Group, ingest.DefaultGroup)}
+	apiOpts.Ingest = api.IngestSource{Redis: s.rdb, Stream: cfg.Ingest.Stream, Dead: ingest.DeadStream(cfg.Ingest.Stream), Group: cmp.Or(cfg.Ingest.Group, ingest.DefaultGroup),
+		Shards: s.consumer.Width}
 	apiOpts.Ready = func(ctx context.Context) error {
 		if err := s.rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
@@ -270,7 +287,29 @@ func (s *server) Run(ctx context.Context) error {
 	alerting.Go(func() { s.sender.Hold(ctx, s.sendOutbox) })
 	// Bounded work per tick: ids of expired alerts leave the index.
 	alerting.Go(func() { s.alerts.RunPruner(ctx, s.cfg.Alert.EvalInterval) })
-	alerting.Go(func() { s.roller.Run(ctx) })
+	for _, r := range s.rollers {
+		alerting.Go(func() { r.Run(ctx) })
+	}
+	// Shards another replica added while this one runs get rollers here too.
+	alerting.Go(func() {
+		t := time.NewTicker(max(s.cfg.Lease.TTL, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			for len(s.rollers) < s.consumer.Width() {
+				if err := s.addRoller(); err != nil {
+					s.log.Error("roller of a new stream shard", "err", err)
+					break
+				}
+				r := s.rollers[len(s.rollers)-1]
+				alerting.Go(func() { r.Run(ctx) })
+			}
+		}
+	})
 	guardErr := make(chan error, 1)
 	alerting.Go(func() {
 		if err := s.guard.Run(ctx); err != nil {
@@ -319,6 +358,22 @@ func (s *server) Run(ctx context.Context) error {
 		s.log.Warn("alerting did not stop in time; its leases expire by themselves")
 	}
 	return err
+}
+
+// addRoller adds the roller of the next stream shard. Metrics are
+// registered once per process: the rollers of shards after the first keep
+// theirs private.
+func (s *server) addRoller() error {
+	o := s.rollOpt
+	if len(s.rollers) > 0 {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	r, err := rollup.New(s.rdb, streamshard.Key(s.cfg.Ingest.Stream, len(s.rollers)), s.owner, o)
+	if err != nil {
+		return err
+	}
+	s.rollers = append(s.rollers, r)
+	return nil
 }
 
 // sendOutbox runs the outbox sender while this replica holds its lease; a

@@ -205,9 +205,15 @@ const SetVersion = 1
 // document without a sum stays valid. Keeping the version inside the one
 // key makes writing both atomic and keeps them in one cluster slot whatever
 // the key is called.
+//
+// Shards is the number of stream shards keyalertd consumes
+// (KEYALERT_STREAM_SHARDS, see package streamshard); absent for one, so an
+// unsharded set is the same document as before shards existed, and plugins
+// that predate the field keep writing shard 0 (the stream itself).
 type Set struct {
 	V        int    `json:"v"`
 	Sum      string `json:"sum,omitempty"`
+	Shards   int    `json:"shards,omitempty"`
 	Keywords []Spec `json:"keywords"`
 }
 
@@ -220,9 +226,16 @@ const SumPrefixLen = len(sumHead) + 32 + 1
 
 // EncodeSet renders specs as a Set document, canonical and de-duplicated,
 // with its sum.
-func EncodeSet(specs []Spec) ([]byte, error) {
+func EncodeSet(specs []Spec) ([]byte, error) { return EncodeSetShards(specs, 1) }
+
+// EncodeSetShards is EncodeSet with the stream shard count plugins write to
+// (1 or less: the field is left out).
+func EncodeSetShards(specs []Spec, shards int) ([]byte, error) {
 	seen := make(map[string]bool, len(specs))
 	out := Set{V: SetVersion, Keywords: make([]Spec, 0, len(specs))}
+	if shards > 1 {
+		out.Shards = shards
+	}
 	for _, s := range specs {
 		if err := s.Validate(); err != nil {
 			return nil, err
@@ -289,18 +302,29 @@ func VerifiedSum(doc []byte) (string, bool) {
 
 // DecodeSet parses and validates a Set document.
 func DecodeSet(b []byte) ([]Spec, error) {
+	s, err := DecodeSetDoc(b)
+	return s.Keywords, err
+}
+
+// DecodeSetDoc parses and validates a Set document, shard count included
+// (1 when absent).
+func DecodeSetDoc(b []byte) (Set, error) {
 	var s Set
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("keyword set: %w", err)
+		return Set{}, fmt.Errorf("keyword set: %w", err)
 	}
 	if s.V != SetVersion {
-		return nil, fmt.Errorf("keyword set: unsupported version %d (want %d)", s.V, SetVersion)
+		return Set{}, fmt.Errorf("keyword set: unsupported version %d (want %d)", s.V, SetVersion)
 	}
+	if s.Shards < 0 {
+		return Set{}, fmt.Errorf("keyword set: shards %d is negative", s.Shards)
+	}
+	s.Shards = max(s.Shards, 1)
 	for i, k := range s.Keywords {
 		if err := k.Validate(); err != nil {
-			return nil, fmt.Errorf("keyword set: keywords[%d]: %w", i, err)
+			return Set{}, fmt.Errorf("keyword set: keywords[%d]: %w", i, err)
 		}
 		s.Keywords[i] = k.Canonical()
 	}
-	return s.Keywords, nil
+	return s, nil
 }

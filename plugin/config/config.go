@@ -49,6 +49,8 @@ const (
 	KeyTagLabel      = "Tag_Label"
 	KeyTagRegex      = "Tag_Regex"
 	KeyMaxSeries     = "Max_Series"
+	KeyWaitReplicas  = "Redis_Wait_Replicas"
+	KeyWaitTimeout   = "Redis_Wait_Timeout"
 )
 
 // Defaults and bounds; the settings table refers to them, so they are the
@@ -65,6 +67,11 @@ const (
 	MaxRulesInterval = 60 * time.Second
 	MinRedisTimeout  = 100 * time.Millisecond
 	MaxRedisTimeout  = 60 * time.Second
+
+	DefaultWaitTimeout = time.Second
+	MaxWaitReplicas    = 16
+	MinWaitTimeout     = 10 * time.Millisecond
+	MaxWaitTimeout     = 60 * time.Second
 )
 
 // Config is one validated instance configuration.
@@ -104,6 +111,10 @@ type Config struct {
 	TagRegex *regexp.Regexp
 	// MaxSeries bounds the distinct series per keyword per flush.
 	MaxSeries int
+	// WaitReplicas is how many replicas must confirm a chunk's writes
+	// (WAIT) before a flush returns FLB_OK; 0 does not wait.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // LabelKey is one item of Label_Keys: a label name and where each record
@@ -316,6 +327,23 @@ var settings = []Setting{
 			"also the dial, read and write timeouts unless the URL sets them (`?dial_timeout=…`, `read_timeout`, `write_timeout`).",
 		set: func(c *Config, s Setting, v string) (err error) {
 			c.RedisTimeout, err = s.duration(v)
+			return err
+		}},
+	{Key: KeyWaitReplicas, Default: "0", Kind: KindInteger, Min: "0", Max: strconv.Itoa(MaxWaitReplicas),
+		Doc: "Replicas that must hold a chunk's entries before the flush returns `FLB_OK` (`0` to `" + strconv.Itoa(MaxWaitReplicas) + "`): after the chunk's `MULTI/EXEC` on each master it wrote to, `WAIT n` up to `Redis_Wait_Timeout`. " +
+			"Fewer acknowledgements return `FLB_RETRY` with a warning (the entries may already count; keyalertd drops the retry's copy). " +
+			"With `1` or more, a master that dies after a flush returned `FLB_OK` cannot take the chunk with it when a replica that acknowledged is promoted; with `0` (asynchronous replication) entries written in the last moments before a master dies can be lost. " +
+			"It does not make writes durable on disk (that is the masters' and replicas' `appendfsync`).",
+		set: func(c *Config, s Setting, v string) error {
+			n, err := s.integer(v)
+			c.WaitReplicas = int(n)
+			return err
+		}},
+	{Key: KeyWaitTimeout, Default: durationText(DefaultWaitTimeout), Kind: KindDuration,
+		Min: durationText(MinWaitTimeout), Max: durationText(MaxWaitTimeout),
+		Doc: "How long one `WAIT` of `Redis_Wait_Replicas` may take (`" + durationText(MinWaitTimeout) + "` to `" + durationText(MaxWaitTimeout) + "`); it adds to the flush's `Redis_Timeout`.",
+		set: func(c *Config, s Setting, v string) (err error) {
+			c.WaitTimeout, err = s.duration(v)
 			return err
 		}},
 }

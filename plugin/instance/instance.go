@@ -102,7 +102,8 @@ func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) 
 			MaxSeries:       cfg.MaxSeries,
 		}),
 		now: time.Now,
-		pub: publish.New(rdb, cfg.Stream, cfg.MaxLen),
+		pub: publish.NewWith(rdb, cfg.Stream, publish.Options{MaxLen: cfg.MaxLen, Shards: f.Shards,
+			WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout}),
 		oom: redisoom.NewReporter(rdb, log, OOMLogInterval, nil),
 	}
 	f.Start()
@@ -114,7 +115,8 @@ func Open(name string, get config.Getter, base *slog.Logger) (*Instance, error) 
 		"redis", cfg.RedisURL, "keywords", len(cfg.Keywords), "effective_keywords", f.Matcher().Len(),
 		"rules_key", cfg.RulesKey, "keys", keys, "hostname", cfg.Hostname, "hostname_key", cfg.HostnameKey.String(),
 		"samples", cfg.Samples, "samples_per_flush", cfg.SamplesPerFlush, "max_len", cfg.MaxLen,
-		"labels", strings.Join(cfg.LabelNames(), ","), "tag_label", cfg.TagLabel, "max_series", cfg.MaxSeries)
+		"labels", strings.Join(cfg.LabelNames(), ","), "tag_label", cfg.TagLabel, "max_series", cfg.MaxSeries,
+		"stream_shards", f.Shards(), "wait_replicas", cfg.WaitReplicas)
 	return in, nil
 }
 
@@ -167,12 +169,21 @@ func (in *Instance) Flush(data []byte, tag string) int {
 		in.log.Warn("skipped events that are not [timestamp, map] records", "tag", tag, "skipped", res.Skipped)
 	}
 	if len(res.Entries) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), in.cfg.RedisTimeout)
+		timeout := in.cfg.RedisTimeout
+		if in.cfg.WaitReplicas > 0 {
+			timeout += in.cfg.WaitTimeout
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		err := in.pub.Publish(ctx, res.Entries)
 		cancel()
 		// A full Redis refuses every chunk until memory is freed: one named
 		// line per interval, not one per chunk. The chunk is retried.
 		if in.oom.Note(context.Background(), err, "tag", tag, "entries", len(res.Entries)) {
+			return FLBRetry
+		}
+		if errors.Is(err, publish.ErrReplicas) {
+			in.log.Warn("too few replicas acknowledged the chunk; Fluent Bit will retry it (a copy already counted is dropped)",
+				"tag", tag, "batch", res.Batch, "entries", len(res.Entries), "wait_replicas", in.cfg.WaitReplicas, "err", err)
 			return FLBRetry
 		}
 		if err != nil {

@@ -10,6 +10,11 @@
 // one last applied, so an unchanged set costs about 50 bytes per poll instead
 // of the whole document. A document without a verified sum (an older
 // keyalertd, or one written by hand) is read whole at every poll, as before.
+//
+// The document also carries the stream shard count keyalertd consumes
+// (KEYALERT_STREAM_SHARDS); Shards reports the last one read, 1 until a
+// document names more, so a change of it reaches every agent within one
+// Rules_Interval with no key of its own.
 package keywordsync
 
 import (
@@ -24,6 +29,7 @@ import (
 
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/match"
+	"github.com/keyalert/keyalert/pkg/streamshard"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -36,7 +42,8 @@ type Follower struct {
 	log      *slog.Logger
 	static   []keyword.Spec
 
-	cur atomic.Pointer[match.Matcher]
+	cur    atomic.Pointer[match.Matcher]
+	shards atomic.Int32 // stream shards of the last document applied; 0 means 1
 
 	mu          sync.Mutex // serialises polls and guards the fields below
 	seen        bool       // a poll has read the key (present or missing)
@@ -85,6 +92,10 @@ func New(rdb redis.Cmdable, opt Options) (*Follower, error) {
 
 // Matcher returns the current matcher; it never returns nil.
 func (f *Follower) Matcher() *match.Matcher { return f.cur.Load() }
+
+// Shards is the stream shard count of the last document applied: 1 before
+// any, for a missing key, and without following.
+func (f *Follower) Shards() int { return max(int(f.shards.Load()), 1) }
 
 // Start polls once right away (so published keywords apply to the first
 // flush when Redis is up) and then every interval in a goroutine, until Stop.
@@ -167,11 +178,21 @@ func (f *Follower) Poll(ctx context.Context) error {
 	}
 
 	var published []keyword.Spec
+	shards := 1
 	if !missing {
-		if published, err = keyword.DecodeSet(doc); err != nil {
+		set, err := keyword.DecodeSetDoc(doc)
+		if err == nil && set.Shards > streamshard.Max {
+			err = fmt.Errorf("shards %d over the limit of %d", set.Shards, streamshard.Max)
+		}
+		if err != nil {
 			f.log.Error("bad keyword set document; keeping the previous keywords", "rules_key", f.key, "err", err)
 			return nil
 		}
+		published, shards = set.Keywords, set.Shards
+	}
+	if old := f.Shards(); old != shards {
+		f.shards.Store(int32(shards))
+		f.log.Info("stream shards changed", "rules_key", f.key, "shards", shards, "before", old)
 	}
 	specs := Union(f.static, published)
 	m, err := match.Compile(specs)
