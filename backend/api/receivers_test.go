@@ -32,7 +32,7 @@ func newReceiverFixture(t *testing.T, max int) *receiverFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(checked(t, h))
 	t.Cleanup(srv.Close)
 	return &receiverFixture{fixture: &fixture{srv: srv, rdb: rdb}, logs: logs}
 }

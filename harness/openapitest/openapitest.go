@@ -1,0 +1,285 @@
+// Package openapitest checks HTTP exchanges against an OpenAPI 3.1
+// document (keyalertd's backend/api/openapi.yaml), so the API's tests fail
+// when the server and its description drift apart.
+//
+// Every answer is validated against the operation's response for its
+// status (an undocumented 2xx fails; errors fall to the Error schema of
+// `default`). A request is validated too, but one the document refuses
+// only fails the test when the server took it (2xx): tests send invalid
+// requests on purpose to see them refused. A path or method the document
+// does not have fails unless the server answered 404 or 405, whose body
+// must still be the Error schema.
+package openapitest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+)
+
+// Doc is a loaded, validated OpenAPI document and its router.
+type Doc struct {
+	T      *openapi3.T
+	router routers.Router
+}
+
+var (
+	mu    sync.Mutex
+	cache = map[string]*Doc{}
+)
+
+// Load parses and validates spec (YAML or JSON); the same bytes are
+// loaded once per process.
+func Load(spec []byte) (*Doc, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if d, ok := cache[string(spec)]; ok {
+		return d, nil
+	}
+	loader := openapi3.NewLoader()
+	t, err := loader.LoadFromData(spec)
+	if err != nil {
+		return nil, fmt.Errorf("openapi: load: %w", err)
+	}
+	if err := t.Validate(loader.Context); err != nil {
+		return nil, fmt.Errorf("openapi: invalid document: %w", err)
+	}
+	r, err := gorillamux.NewRouter(t)
+	if err != nil {
+		return nil, fmt.Errorf("openapi: router: %w", err)
+	}
+	d := &Doc{T: t, router: r}
+	cache[string(spec)] = d
+	return d, nil
+}
+
+// MustLoad is Load failing tb.
+func MustLoad(tb testing.TB, spec []byte) *Doc {
+	tb.Helper()
+	d, err := Load(spec)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return d
+}
+
+// Handler serves h, checking every exchange against the document and
+// failing tb on a mismatch. Use it in place of h in httptest.NewServer.
+func (d *Doc) Handler(tb testing.TB, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body []byte
+		if r.Body != nil {
+			body, _ = io.ReadAll(r.Body)
+			r.Body.Close()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		if err := d.Check(r, body, rec.status, w.Header(), rec.body.Bytes()); err != nil {
+			tb.Errorf("%v", err)
+		}
+	})
+}
+
+// recorder passes an answer through, keeping its status and a copy of its
+// body.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+	body   bytes.Buffer
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	r.body.Write(b)
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Client returns an HTTP client whose exchanges are checked as Handler
+// checks them, for servers the test cannot wrap (another process, a
+// server built by the code under test).
+func (d *Doc) Client(tb testing.TB, c *http.Client) *http.Client {
+	if c == nil {
+		c = &http.Client{}
+	}
+	out := *c
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	out.Transport = roundTripper{d: d, tb: tb, base: base}
+	return &out
+}
+
+type roundTripper struct {
+	d    *Doc
+	tb   testing.TB
+	base http.RoundTripper
+}
+
+func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil {
+		var err error
+		if body, err = io.ReadAll(req.Body); err != nil {
+			return nil, err
+		}
+		req.Body.Close()
+		req = req.Clone(req.Context())
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	resp, err := rt.base.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	rb, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(rb))
+	if err != nil {
+		return resp, err
+	}
+	if err := rt.d.Check(req, body, resp.StatusCode, resp.Header, rb); err != nil {
+		rt.tb.Errorf("%v", err)
+	}
+	return resp, nil
+}
+
+// Check validates one exchange: the request (its body apart, as it was
+// sent) and the answer's status, headers and body. See the package comment
+// for when a request the document refuses is an error.
+func (d *Doc) Check(req *http.Request, reqBody []byte, status int, header http.Header, respBody []byte) error {
+	r := req.Clone(context.Background())
+	// The router's paths have no trailing slash; chi serves both forms.
+	u := *req.URL
+	if len(u.Path) > 1 {
+		u.Path = strings.TrimSuffix(u.Path, "/")
+		u.RawPath = ""
+	}
+	r.URL = &u
+	r.Body = io.NopCloser(bytes.NewReader(reqBody))
+	if len(reqBody) > 0 && r.Header.Get("Content-Type") == "" {
+		// The server reads every body as JSON whatever its type.
+		r.Header.Set("Content-Type", "application/json")
+	}
+	op := req.Method + " " + req.URL.Path
+	route, params, err := d.router.FindRoute(r)
+	if err != nil {
+		if status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+			return fmt.Errorf("openapi: %s answered %d but is not in the document: %v", op, status, err)
+		}
+		return d.checkError(op, status, header, respBody)
+	}
+	in := &openapi3filter.RequestValidationInput{
+		Request: r, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
+	}
+	reqErr := openapi3filter.ValidateRequest(context.Background(), in)
+	if reqErr != nil && status >= 200 && status < 300 {
+		return fmt.Errorf("openapi: %s (%s): the server took (%d) a request the document refuses: %s\nrequest body: %s",
+			op, route.Operation.OperationID, status, brief(reqErr), clip(reqBody))
+	}
+	// The response is checked whatever the request was.
+	in.Options = &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}
+	if err := openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in, Status: status, Header: header,
+		Body: io.NopCloser(bytes.NewReader(respBody)), Options: in.Options,
+	}); err != nil {
+		return fmt.Errorf("openapi: %s (%s): answer %d does not match the document: %s\nanswer: %s",
+			op, route.Operation.OperationID, status, brief(err), clip(respBody))
+	}
+	return nil
+}
+
+// checkError validates the answer of an undocumented path or method: the
+// Error schema.
+func (d *Doc) checkError(op string, status int, header http.Header, body []byte) error {
+	s := d.T.Components.Schemas["Error"]
+	if s == nil || s.Value == nil {
+		return errors.New("openapi: the document has no Error schema")
+	}
+	if ct := header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return fmt.Errorf("openapi: %s: answer %d has Content-Type %q, want application/json", op, status, ct)
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return fmt.Errorf("openapi: %s: answer %d is not JSON: %v", op, status, err)
+	}
+	if err := s.Value.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+		return fmt.Errorf("openapi: %s: answer %d is not the Error schema: %s\nanswer: %s", op, status, brief(err), clip(body))
+	}
+	return nil
+}
+
+// brief is err's message without the dumps of schema and value that
+// kin-openapi appends (indented lines after "Schema:" and "Value:"): the
+// answer is printed once, in full, next to it.
+func brief(err error) string {
+	var keep []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l == "" || l == "Schema:" || l == "Value:" || strings.HasPrefix(l, " ") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.Join(keep, "\n")
+}
+
+func clip(b []byte) string {
+	if len(b) > 2000 {
+		return string(b[:2000]) + "…"
+	}
+	return string(b)
+}
+
+// Operations lists the document's operations as "METHOD /path".
+func (d *Doc) Operations() []string {
+	var out []string
+	for _, p := range d.T.Paths.InMatchingOrder() {
+		for m := range d.T.Paths.Value(p).Operations() {
+			out = append(out, m+" "+p)
+		}
+	}
+	return out
+}
+
+// Has reports whether the document routes method and path (a concrete
+// path such as /api/v1/rules/r1, query allowed).
+func (d *Doc) Has(method, path string) bool {
+	u, err := url.Parse(path)
+	if err != nil {
+		return false
+	}
+	r := httptest.NewRequest(method, u.String(), nil)
+	_, _, err = d.router.FindRoute(r)
+	return err == nil
+}
