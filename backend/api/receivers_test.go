@@ -94,6 +94,9 @@ func TestReceiversCRUDRedactsSecretsInAnswersAndLogs(t *testing.T) {
 	if code, body := f.do(t, "PUT", "/receivers/hook", string(b)); code != 200 {
 		t.Fatalf("put: %d %s", code, body)
 	}
+	if code, body := f.do(t, "GET", "/receivers/hook", ""); code != 200 || strings.Contains(body, hookSecret) || !strings.Contains(body, "{{.Rule.Name}}") {
+		t.Fatalf("get: %d %s, want the new template and the secret redacted", code, body)
+	}
 	r, err := f.rdb.HGet(t.Context(), receiver.Key, "hook").Result()
 	if err != nil || !strings.Contains(r, hookSecret) || !strings.Contains(r, "{{.Rule.Name}}") {
 		t.Fatalf("stored %s %v", r, err)

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +36,10 @@ import (
 type Doc struct {
 	T      *openapi3.T
 	router routers.Router
+
+	mu sync.Mutex
+	// seen counts the checked answers per operation id and status.
+	seen map[string]map[int]int
 }
 
 var (
@@ -62,7 +67,7 @@ func Load(spec []byte) (*Doc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("openapi: router: %w", err)
 	}
-	d := &Doc{T: t, router: r}
+	d := &Doc{T: t, router: r, seen: map[string]map[int]int{}}
 	cache[string(spec)] = d
 	return d, nil
 }
@@ -199,6 +204,7 @@ func (d *Doc) Check(req *http.Request, reqBody []byte, status int, header http.H
 		}
 		return d.checkError(op, status, header, respBody)
 	}
+	d.note(route.Operation.OperationID, status)
 	in := &openapi3filter.RequestValidationInput{
 		Request: r, PathParams: params, Route: route,
 		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
@@ -218,6 +224,36 @@ func (d *Doc) Check(req *http.Request, reqBody []byte, status int, header http.H
 			op, route.Operation.OperationID, status, brief(err), clip(respBody))
 	}
 	return nil
+}
+
+func (d *Doc) note(op string, status int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seen[op] == nil {
+		d.seen[op] = map[int]int{}
+	}
+	d.seen[op][status]++
+}
+
+// Unexercised lists the operation ids no checked exchange has reached
+// with a 2xx answer so far (in this process), sorted.
+func (d *Doc) Unexercised() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, p := range d.T.Paths.InMatchingOrder() {
+		for _, op := range d.T.Paths.Value(p).Operations() {
+			ok := false
+			for st := range d.seen[op.OperationID] {
+				ok = ok || st >= 200 && st < 300
+			}
+			if !ok {
+				out = append(out, op.OperationID)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // checkError validates the answer of an undocumented path or method: the
@@ -259,6 +295,28 @@ func clip(b []byte) string {
 		return string(b[:2000]) + "…"
 	}
 	return string(b)
+}
+
+// CheckRequest validates a request alone (its body apart, as sent), for a
+// client's tests against a stand-in server.
+func (d *Doc) CheckRequest(req *http.Request, body []byte) error {
+	r := req.Clone(context.Background())
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if len(body) > 0 && r.Header.Get("Content-Type") == "" {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	op := req.Method + " " + req.URL.Path
+	route, params, err := d.router.FindRoute(r)
+	if err != nil {
+		return fmt.Errorf("openapi: %s is not in the document: %v", op, err)
+	}
+	if err := openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{
+		Request: r, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
+	}); err != nil {
+		return fmt.Errorf("openapi: %s (%s): the document refuses the request: %s", op, route.Operation.OperationID, brief(err))
+	}
+	return nil
 }
 
 // Operations lists the document's operations as "METHOD /path".

@@ -157,3 +157,27 @@ type fakeTB struct {
 func (f *fakeTB) Errorf(format string, args ...any) {
 	f.errs = append(f.errs, strings.TrimSpace(strings.SplitN(fmt.Sprintf(format, args...), "\n", 2)[0]))
 }
+
+func TestCheckRequest(t *testing.T) {
+	d := MustLoad(t, []byte(spec))
+	tests := []struct {
+		name, method, path, body, wantErr string
+	}{
+		{"documented", "POST", "/things", `{"name":"a"}`, ""},
+		{"documented with a path parameter", "GET", "/things/t1?limit=3", "", ""},
+		{"body the document refuses", "POST", "/things", `{"colour":1}`, "createThing"},
+		{"path not in the document", "GET", "/nothing", "", "not in the document"},
+		{"method not in the document", "DELETE", "/things/t1", "", "not in the document"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := d.CheckRequest(httptest.NewRequest(tt.method, tt.path, nil), []byte(tt.body))
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
