@@ -74,7 +74,9 @@ func startInProc(t testing.TB, env map[string]string, now func() time.Time) *inp
 	}
 	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s, err := newServer(cfg, serverOptions{Now: now, Log: log})
+	s, err := newServer(cfg, serverOptions{Now: now, Log: log, WrapAPI: func(h http.Handler) http.Handler {
+		return openapitest.MustLoad(t, api.OpenAPI()).Handler(t, h) // the browser's calls too
+	}})
 	if err != nil {
 		t.Fatalf("newServer: %v", err)
 	}
