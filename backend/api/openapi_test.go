@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/go-chi/chi/v5"
 	"github.com/keyalert/keyalert/backend/receiver"
 	"github.com/keyalert/keyalert/backend/session"
@@ -119,5 +121,60 @@ func TestOpenAPIDocumentIsServedWithoutAuth(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/yaml" || string(b) != string(openapiYAML) {
 		t.Fatalf("GET %s: %d %q, %d bytes; want 200 application/yaml, the embedded %d bytes",
 			OpenAPIPath, resp.StatusCode, resp.Header.Get("Content-Type"), len(b), len(openapiYAML))
+	}
+}
+
+// TestOpenAPIDescribesTheLabelShapes: the label fields (issue #12) are in
+// the description as optional shapes, so a server with labels and one
+// without both validate against it.
+func TestOpenAPIDescribesTheLabelShapes(t *testing.T) {
+	d := openapitest.MustLoad(t, openapiYAML)
+	ts := `"created_at":"2025-03-01T12:00:00Z","updated_at":"2025-03-01T12:00:00Z"`
+	alert := `"id":"a1","dedup_key":"k","rule_id":"r1","rule_name":"n","group":"namespace=shop,app=web","keywords":["x"],
+		"keyword_ids":["substring:x"],"severity":"error","state":"firing","count":3,"started_at":"2025-03-01T12:00:00Z",
+		"notified":true,"updated_at":"2025-03-01T12:00:00Z","history":[]`
+	schemas := []struct {
+		name, schema, doc string
+		invalid           bool // the shape must be refused
+	}{
+		{"rule grouped by a label list with label filters", "Rule", `{"id":"r1","name":"n","keywords":["x"],"ignore_case":false,
+			"match":"substring","condition":{"type":"threshold","count":1,"window":"5m"},"group_by":["namespace","app"],
+			"filters":{"host":"web-*","namespace":"shop-*"},"severity":"error","pagerduty":{},"repeat_interval":"0s",
+			"resolve_after":"5m","enabled":true,` + ts + `}`, false},
+		{"rule grouped by one label", "RuleInput", `{"name":"n","keywords":["x"],"group_by":"namespace"}`, false},
+		{"alert with labels", "Alert", `{` + alert + `,"group_by":["namespace","app"],"labels":{"namespace":"shop","app":"web"}}`, false},
+		{"alert without labels", "Alert", `{` + alert + `,"group_by":"host"}`, false},
+		{"alert detail with labelled samples", "AlertDetail", `{` + alert + `,"group_by":"app","labels":{"app":"web"},
+			"counts_per_minute":{"2025-03-01T12:00:00Z":3},"sample_lines":[{"minute":1740830400,"host":"h","tag":"t","labels":{"app":"web"},"line":"x"}]}`, false},
+		{"silence with label matchers", "SilenceInput", `{"labels":{"namespace":"shop-*"},"end":"2025-03-01T14:00:00Z","author":"ana"}`, false},
+		{"stored silence with labels", "Silence", `{"id":"s1","labels":{"app":"web"},"start":"2025-03-01T12:00:00Z",
+			"end":"2025-03-01T14:00:00Z","author":"ana","created_at":"2025-03-01T12:00:00Z","active":true}`, false},
+		{"counts with by and labels", "Counts", `{"keyword":"x","id":"substring:x","from":"2025-03-01T12:00:00Z",
+			"to":"2025-03-01T13:00:00Z","points":[],"total":0,"counted":true,"by":"namespace","labels":{"namespace":"shop"}}`, false},
+		{"top by a label", "Top", `{"keyword":"x","id":"substring:x","by":"namespace","window":"15m","from":"2025-03-01T12:00:00Z",
+			"to":"2025-03-01T12:15:00Z","items":[{"value":"shop","count":4,"labels":{"namespace":"shop"}}],"total":4,"counted":true}`, false},
+		{"group_by of another type", "RuleInput", `{"name":"n","keywords":["x"],"group_by":5}`, true},
+		{"label values that are not strings", "Alert", `{` + alert + `,"group_by":"app","labels":{"app":1}}`, true},
+		{"alert with an undocumented field", "Alert", `{` + alert + `,"group_by":"app","colour":"red"}`, true},
+	}
+	for _, tt := range schemas {
+		t.Run(tt.name, func(t *testing.T) {
+			var v any
+			if err := json.Unmarshal([]byte(tt.doc), &v); err != nil {
+				t.Fatal(err)
+			}
+			err := d.T.Components.Schemas[tt.schema].Value.VisitJSON(v, openapi3.EnableJSONSchema2020())
+			if (err != nil) != tt.invalid {
+				t.Fatalf("%s: error %v, want refused: %v", tt.schema, err, tt.invalid)
+			}
+		})
+	}
+	for _, q := range []string{
+		"/api/v1/counts?keyword=x&from=2025-03-01T12:00:00Z&to=2025-03-01T13:00:00Z&by=namespace&label.namespace=shop-*&label.app=web",
+		"/api/v1/counts/top?keyword=x&by=app&label.namespace=shop",
+	} {
+		if err := d.CheckRequest(httptest.NewRequest(http.MethodGet, q, nil), nil); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
 	}
 }
