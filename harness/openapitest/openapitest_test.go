@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -180,4 +181,23 @@ func TestCheckRequest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Test servers answer requests concurrently; run under -race.
+func TestCheckIsSafeForConcurrentUse(t *testing.T) {
+	d := MustLoad(t, []byte(spec))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				req := httptest.NewRequest("GET", "/things/t1?limit=3", nil)
+				h := http.Header{"Content-Type": {"application/json"}}
+				if err := d.Check(req, nil, 200, h, []byte(`{"id":"t1","group_by":["a"]}`)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
