@@ -14,8 +14,6 @@ package openapitest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,12 +26,14 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // Doc is a loaded, validated OpenAPI document and its router.
 type Doc struct {
 	T      *openapi3.T
 	router routers.Router
+	bodies *bodies
 
 	mu sync.Mutex
 	// seen counts the checked answers per operation id and status.
@@ -65,7 +65,11 @@ func Load(spec []byte) (*Doc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("openapi: router: %w", err)
 	}
-	d := &Doc{T: t, router: r, seen: map[string]map[int]int{}}
+	b, err := newBodies(t)
+	if err != nil {
+		return nil, err
+	}
+	d := &Doc{T: t, router: r, bodies: b, seen: map[string]map[int]int{}}
 	cache[string(spec)] = d
 	return d, nil
 }
@@ -204,21 +208,22 @@ func (d *Doc) Check(req *http.Request, reqBody []byte, status int, header http.H
 		return d.checkError(op, status, header, respBody)
 	}
 	d.note(route.Operation.OperationID, status)
-	in := &openapi3filter.RequestValidationInput{
-		Request: r, PathParams: params, Route: route,
-		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
-	}
-	reqErr := openapi3filter.ValidateRequest(context.Background(), in)
+	in, reqErr := d.checkRequest(r, route, params, reqBody)
 	if reqErr != nil && status >= 200 && status < 300 {
 		return fmt.Errorf("openapi: %s (%s): the server took (%d) a request the document refuses: %s\nrequest body: %s",
 			op, route.Operation.OperationID, status, brief(reqErr), clip(reqBody))
 	}
-	// The response is checked whatever the request was.
-	in.Options = &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}
-	if err := openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+	// The response is checked whatever the request was: status and
+	// headers by kin-openapi, the body by the compiled schemas.
+	in.Options = &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true, ExcludeResponseBody: true}
+	err = openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: in, Status: status, Header: header,
 		Body: io.NopCloser(bytes.NewReader(respBody)), Options: in.Options,
-	}); err != nil {
+	})
+	if err == nil {
+		err = d.bodies.response(route, status, headerCT(header), respBody)
+	}
+	if err != nil {
 		return fmt.Errorf("openapi: %s (%s): answer %d does not match the document: %s\nanswer: %s",
 			op, route.Operation.OperationID, status, brief(err), clip(respBody))
 	}
@@ -255,35 +260,55 @@ func (d *Doc) Unexercised() []string {
 	return out
 }
 
+// checkRequest validates a request routed to route: parameters and
+// security by kin-openapi, the body by the compiled schemas.
+func (d *Doc) checkRequest(r *http.Request, route *routers.Route, params map[string]string, body []byte) (*openapi3filter.RequestValidationInput, error) {
+	in := &openapi3filter.RequestValidationInput{
+		Request: r, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true, ExcludeRequestBody: true},
+	}
+	err := openapi3filter.ValidateRequest(context.Background(), in)
+	if err == nil {
+		err = d.bodies.request(route, r.Header.Get("Content-Type"), body)
+	}
+	return in, err
+}
+
 // checkError validates the answer of an undocumented path or method: the
 // Error schema.
 func (d *Doc) checkError(op string, status int, header http.Header, body []byte) error {
-	s := d.T.Components.Schemas["Error"]
-	if s == nil || s.Value == nil {
-		return errors.New("openapi: the document has no Error schema")
+	s, err := d.bodies.schema("/components/schemas/Error")
+	if err != nil {
+		return err
 	}
 	if ct := header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		return fmt.Errorf("openapi: %s: answer %d has Content-Type %q, want application/json", op, status, ct)
 	}
-	var v any
-	if err := json.Unmarshal(body, &v); err != nil {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	if err != nil {
 		return fmt.Errorf("openapi: %s: answer %d is not JSON: %v", op, status, err)
 	}
-	if err := s.Value.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+	if err := s.Validate(v); err != nil {
 		return fmt.Errorf("openapi: %s: answer %d is not the Error schema: %s\nanswer: %s", op, status, brief(err), clip(body))
 	}
 	return nil
 }
 
 // brief is err's message without the dumps of schema and value that
-// kin-openapi appends (indented lines after "Schema:" and "Value:"): the
-// answer is printed once, in full, next to it.
+// kin-openapi appends (the indented lines after "Schema:" and "Value:"):
+// the answer is printed once, in full, next to it.
 func brief(err error) string {
 	var keep []string
+	dump := false
 	for _, l := range strings.Split(err.Error(), "\n") {
-		if l == "" || l == "Schema:" || l == "Value:" || strings.HasPrefix(l, " ") {
+		switch {
+		case l == "Schema:" || l == "Value:":
+			dump = true
+			continue
+		case dump && (l == "" || strings.HasPrefix(l, " ")):
 			continue
 		}
+		dump = false
 		keep = append(keep, l)
 	}
 	return strings.Join(keep, "\n")
@@ -309,10 +334,7 @@ func (d *Doc) CheckRequest(req *http.Request, body []byte) error {
 	if err != nil {
 		return fmt.Errorf("openapi: %s is not in the document: %v", op, err)
 	}
-	if err := openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{
-		Request: r, PathParams: params, Route: route,
-		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
-	}); err != nil {
+	if _, err := d.checkRequest(r, route, params, body); err != nil {
 		return fmt.Errorf("openapi: %s (%s): the document refuses the request: %s", op, route.Operation.OperationID, brief(err))
 	}
 	return nil
