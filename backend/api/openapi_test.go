@@ -178,3 +178,36 @@ func TestOpenAPIDescribesTheLabelShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPIRefusesSecretsInClear: answers carry routing keys, webhook
+// URLs and HMAC secrets redacted, and the description says so, so every
+// checked answer checks the redaction too.
+func TestOpenAPIRefusesSecretsInClear(t *testing.T) {
+	d := openapitest.MustLoad(t, openapiYAML)
+	ts := `"created_at":"2025-03-01T12:00:00Z","updated_at":"2025-03-01T12:00:00Z"`
+	tests := []struct {
+		name, schema, doc string
+		invalid           bool
+	}{
+		{"redacted routing key", "Receiver", `{"name":"pd","type":"pagerduty","routing_key":"****************************BCDE",` + ts + `}`, false},
+		{"routing key in clear", "Receiver", `{"name":"pd","type":"pagerduty","routing_key":"R0123456789abcdef0123456789ABCDE",` + ts + `}`, true},
+		{"short secret all stars", "Receiver", `{"name":"h","type":"webhook","url":"****************ABCD","secret":"********",` + ts + `}`, false},
+		{"webhook URL in clear", "Receiver", `{"name":"h","type":"webhook","url":"https://hooks.example/in","secret":"********",` + ts + `}`, true},
+		{"alertmanager URL with its password redacted", "Receiver", `{"name":"am","type":"alertmanager","url":"http://user:xxxxx@am.example:9093",` + ts + `}`, false},
+		{"rule routing key in clear", "Rule", `{"id":"r1","name":"n","keywords":["x"],"ignore_case":false,"match":"substring",
+			"condition":{"type":"threshold","count":1,"window":"5m"},"group_by":"none","filters":{},"severity":"error",
+			"pagerduty":{"routing_key":"R0123456789abcdef0123456789ABCDE"},"repeat_interval":"0s","resolve_after":"5m","enabled":true,` + ts + `}`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var v any
+			if err := json.Unmarshal([]byte(tt.doc), &v); err != nil {
+				t.Fatal(err)
+			}
+			err := d.T.Components.Schemas[tt.schema].Value.VisitJSON(v, openapi3.EnableJSONSchema2020())
+			if (err != nil) != tt.invalid {
+				t.Fatalf("%s: error %v, want refused: %v", tt.schema, err, tt.invalid)
+			}
+		})
+	}
+}
