@@ -58,7 +58,7 @@ func newAlertFixture(t *testing.T, mutate func(o *Options)) *alertFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
+	ts := httptest.NewServer(checked(t, h))
 	t.Cleanup(ts.Close)
 	return &alertFixture{t: t, url: ts.URL + "/api/v1", o: o, eng: eng, win: o.Counts, logs: logs, rdb: rdb}
 }

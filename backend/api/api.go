@@ -1,7 +1,8 @@
 // Package api is keyalertd's HTTP interface: JSON under /api/v1 (counts,
 // rules, silences, alerts and the notification outbox) behind bearer token
 // auth or the web console's session cookie (console.go), plus /healthz,
-// /readyz and /metrics without auth.
+// /readyz, /metrics and the API's OpenAPI description (openapi.yaml) without
+// auth.
 //
 // Every 4xx and 5xx answer has one body, Error. A request gets
 // Options.RequestTimeout to finish; when Redis is unreachable or does not
@@ -213,6 +214,7 @@ func NewRouter(opts Options) (http.Handler, error) {
 		ErrorHandling: promhttp.ContinueOnError,
 		ErrorLog:      slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
 	}))
+	r.Get(OpenAPIPath, serveOpenAPI)
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Use(auth(o.Tokens, h.sessionAuth))
 		h.consoleRoutes(r)

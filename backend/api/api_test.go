@@ -67,7 +67,7 @@ func newFixture(t *testing.T, mutate func(o *Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(checked(t, h))
 	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, rdb: rdb, kw: window.NewKeys(stream.DefaultStream)}
 }

@@ -33,7 +33,7 @@ func sessionFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(checked(t, h))
 	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, rdb: rdb, kw: window.NewKeys(stream.DefaultStream)}
 }

@@ -27,7 +27,7 @@ func TestRuleLimitsAre400NamingTheLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
+	ts := httptest.NewServer(checked(t, h))
 	t.Cleanup(ts.Close)
 	post := func(name string, keywords ...string) (int, Error) {
 		var m map[string]any

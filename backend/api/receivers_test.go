@@ -32,7 +32,7 @@ func newReceiverFixture(t *testing.T, max int) *receiverFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(checked(t, h))
 	t.Cleanup(srv.Close)
 	return &receiverFixture{fixture: &fixture{srv: srv, rdb: rdb}, logs: logs}
 }
@@ -93,6 +93,9 @@ func TestReceiversCRUDRedactsSecretsInAnswersAndLogs(t *testing.T) {
 	b, _ := json.Marshal(hook)
 	if code, body := f.do(t, "PUT", "/receivers/hook", string(b)); code != 200 {
 		t.Fatalf("put: %d %s", code, body)
+	}
+	if code, body := f.do(t, "GET", "/receivers/hook", ""); code != 200 || strings.Contains(body, hookSecret) || !strings.Contains(body, "{{.Rule.Name}}") {
+		t.Fatalf("get: %d %s, want the new template and the secret redacted", code, body)
 	}
 	r, err := f.rdb.HGet(t.Context(), receiver.Key, "hook").Result()
 	if err != nil || !strings.Contains(r, hookSecret) || !strings.Contains(r, "{{.Rule.Name}}") {

@@ -40,7 +40,7 @@ func intervalFixture(t *testing.T) *alertFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
+	ts := httptest.NewServer(checked(t, h))
 	t.Cleanup(ts.Close)
 	return &alertFixture{t: t, url: ts.URL + "/api/v1", o: o, eng: eng, win: o.Counts, logs: logs, rdb: rdb}
 }

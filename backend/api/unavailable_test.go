@@ -85,7 +85,7 @@ func unavailableServer(t *testing.T, rdb redis.UniversalClient, timeout time.Dur
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(checked(t, h))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/timeinterval"
 	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/harness/openapitest"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/stream"
@@ -65,7 +66,9 @@ func startServer(t *testing.T) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	// Every exchange of the CLI is checked against the API's OpenAPI
+	// description, so the client and the description agree.
+	srv := httptest.NewServer(openapitest.MustLoad(t, api.OpenAPI()).Handler(t, h))
 	t.Cleanup(srv.Close)
 	shards := lease.NewShards(rdb, alert.LeasePrefix, "cli-test", lease.Options{TTL: 5 * time.Second, Shards: 1}, log)
 	if err := shards.Step(context.Background()); err != nil {

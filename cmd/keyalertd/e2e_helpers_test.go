@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyalert/keyalert/backend/api"
 	"github.com/keyalert/keyalert/backend/config"
 	"github.com/keyalert/keyalert/harness/flbhost"
 	"github.com/keyalert/keyalert/harness/logbuf"
+	"github.com/keyalert/keyalert/harness/openapitest"
 	"github.com/keyalert/keyalert/harness/pdreceiver"
 )
 
@@ -72,7 +74,9 @@ func startInProc(t testing.TB, env map[string]string, now func() time.Time) *inp
 	}
 	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s, err := newServer(cfg, serverOptions{Now: now, Log: log})
+	s, err := newServer(cfg, serverOptions{Now: now, Log: log, WrapAPI: func(h http.Handler) http.Handler {
+		return openapitest.MustLoad(t, api.OpenAPI()).Handler(t, h) // the browser's calls too
+	}})
 	if err != nil {
 		t.Fatalf("newServer: %v", err)
 	}
@@ -101,6 +105,13 @@ func startInProc(t testing.TB, env map[string]string, now func() time.Time) *inp
 	return p
 }
 
+// apiClient is an HTTP client whose every exchange is checked against the
+// API's OpenAPI description (harness/openapitest): a mismatch fails t,
+// naming the operation.
+func apiClient(t testing.TB) *http.Client {
+	return openapitest.MustLoad(t, api.OpenAPI()).Client(t, &http.Client{Timeout: 10 * time.Second})
+}
+
 // call makes one API request; body is JSON-encoded unless it is a string.
 func call(t testing.TB, addr, tok, method, path string, body any) (int, []byte) {
 	t.Helper()
@@ -126,8 +137,7 @@ func call(t testing.TB, addr, tok, method, path string, body any) (int, []byte) 
 	if r != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Do(req)
+	resp, err := apiClient(t).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

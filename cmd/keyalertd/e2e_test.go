@@ -422,7 +422,7 @@ func TestAPIAuthAndRoutingKeyRedaction(t *testing.T) {
 				if auth.header != "" {
 					req.Header.Set("Authorization", auth.header)
 				}
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := apiClient(t).Do(req)
 				if err != nil {
 					t.Fatal(err)
 				}

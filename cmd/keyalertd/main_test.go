@@ -169,7 +169,7 @@ func (p *proc) total(t *testing.T, s keyword.Spec, host string) int64 {
 	}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+p.addr+"/api/v1/counts?"+q.Encode(), nil)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func (p *proc) total(t *testing.T, s keyword.Spec, host string) int64 {
 // metric reads one unlabelled metric from /metrics.
 func (p *proc) metric(t *testing.T, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + p.addr + "/metrics")
+	resp, err := apiClient(t).Get("http://" + p.addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,7 +470,7 @@ func TestNotReadyWhileRedisIsDown(t *testing.T) {
 	srv := redistest.Start(t)
 	p := start(t, baseEnv(srv.URL()))
 	ready := func() int {
-		resp, err := http.Get("http://" + p.addr + "/readyz")
+		resp, err := apiClient(t).Get("http://" + p.addr + "/readyz")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -492,7 +492,7 @@ func TestNotReadyWhileRedisIsDown(t *testing.T) {
 	waitFor(http.StatusServiceUnavailable)
 	srv.Restart()
 	waitFor(http.StatusOK)
-	if resp, err := http.Get("http://" + p.addr + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+	if resp, err := apiClient(t).Get("http://" + p.addr + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("healthz: %v %v", resp, err)
 	}
 }

@@ -72,7 +72,7 @@ func TestRedisDataLossMakesReadyzFailAndRepublishesKeywords(t *testing.T) {
 	env["KEYALERT_EVAL_INTERVAL"] = "200ms"
 	s := startInProc(t, env, nil)
 	readyz := func() (int, string) {
-		resp, err := http.Get("http://" + s.addr + "/readyz")
+		resp, err := apiClient(t).Get("http://" + s.addr + "/readyz")
 		if err != nil {
 			t.Fatal(err)
 		}

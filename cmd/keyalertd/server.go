@@ -47,6 +47,9 @@ type serverOptions struct {
 	Now func() time.Time
 	// Log is the logger (nil: slog.Default()).
 	Log *slog.Logger
+	// WrapAPI, if set, wraps the API router (tests check every exchange
+	// against its OpenAPI description, the web console's included).
+	WrapAPI func(http.Handler) http.Handler
 }
 
 // server is one keyalertd: the consumer counting the stream, the alert engine
@@ -221,6 +224,9 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	apiHandler, err := api.NewRouter(apiOpts)
 	if err != nil {
 		return fail(1, fmt.Errorf("router setup: %w", err))
+	}
+	if o.WrapAPI != nil {
+		apiHandler = o.WrapAPI(apiHandler)
 	}
 	handler, err := console.New(apiHandler) // the web console at /, the API behind it
 	if err != nil {
