@@ -285,3 +285,26 @@ func TestGroupMemoryWritesWhatChanged(t *testing.T) {
 		t.Fatal("h2, heartbeating, was forgotten")
 	}
 }
+
+// Until ingest has applied the backlog it found at start, absence is not
+// judged: the counts of a restart's backlog are not in the windows yet.
+func TestAbsenceWaitsForIngestToCatchUp(t *testing.T) {
+	v := newEnv(t)
+	caughtUp := false
+	v.eng.c.IngestCaughtUp = func() bool { return caughtUp }
+	r := v.rule(`{"name":"heartbeat","keywords":["heartbeat ok"],"condition":{"type":"absence","window":"1m"},"group_by":"host",
+		"pagerduty":{"routing_key":"` + testKey + `"}}`)
+	v.count("heartbeat ok", "h1", "", 0, 1) // then silent
+	for i := 0; i < 5; i++ {
+		v.clk.Add(time.Minute)
+		v.tick()
+	}
+	if a := v.alert(r.ID, "h1"); a != nil {
+		t.Fatalf("absence judged before ingest caught up: %+v", a)
+	}
+	caughtUp = true
+	v.tick()
+	if a := v.alert(r.ID, "h1"); a == nil || a.State != Firing {
+		t.Fatalf("after ingest caught up: %+v", a)
+	}
+}

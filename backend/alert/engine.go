@@ -131,7 +131,11 @@ type Config struct {
 	// pagerduty.routing_key.
 	DefaultRoutingKey rules.Secret
 	Now               func() time.Time // nil: time.Now
-	Log               *slog.Logger
+	// IngestCaughtUp, if set, says this process's ingest has applied the
+	// backlog it found at start; until then absence is not judged (the
+	// entries written while keyalertd was down are not counted yet).
+	IngestCaughtUp func() bool
+	Log            *slog.Logger
 
 	// DefaultReceivers says KEYALERT_DEFAULT_RECEIVERS is set: a rule with
 	// neither receivers nor a routing key pages them.
@@ -679,6 +683,9 @@ func (e *Engine) judgeRule(ctx context.Context, cr *crule, cells map[string][]wi
 	if cr.rule.Condition.Type == rules.Absence {
 		if absenceTooNew(cr, now) {
 			return true // too new to tell absence from not-yet-counted
+		}
+		if f := e.c.IngestCaughtUp; f != nil && !f() {
+			return false // the backlog of a restart may hold the counts
 		}
 		if !hasMem && !cr.rule.GroupBy.None() {
 			return false // its memory could not be read (firstErr)

@@ -218,7 +218,17 @@ type Consumer struct {
 	// overflowWarned is when (Unix nanoseconds) the last overflow warning
 	// was logged.
 	overflowWarned atomic.Int64
+	// caughtUp: since it started, a read found nothing new while no batch
+	// was being applied (CaughtUp); inflight counts the batches applying.
+	caughtUp atomic.Bool
+	inflight atomic.Int64
 }
+
+// CaughtUp reports whether the consumer has applied the backlog it found
+// at start: a read since then found no new entry while none of its batches
+// was being applied. Until then the counts lack entries written while
+// keyalertd was down, and absence cannot be told from them.
+func (c *Consumer) CaughtUp() bool { return c.caughtUp.Load() }
 
 // New checks o and returns a consumer; Run starts it.
 func New(o Options) (*Consumer, error) {
@@ -379,6 +389,9 @@ func (c *Consumer) work(ctx, work context.Context) {
 		fence := c.fence(work)
 		msgs, err := c.readGroup(work, ">", -1)
 		if err == nil && len(msgs) == 0 {
+			if c.inflight.Load() == 0 {
+				c.caughtUp.Store(true)
+			}
 			block := min(c.o.Block, max(time.Duration(c.nextClaim.Load()-time.Now().UnixNano()), time.Millisecond))
 			msgs, err = c.readGroup(work, ">", block)
 		}
@@ -391,7 +404,9 @@ func (c *Consumer) work(ctx, work context.Context) {
 		retry.Reset()
 		c.ok()
 		if len(msgs) > 0 {
+			c.inflight.Add(1)
 			c.apply(work, c.plan.build("new", msgs, nil, c.o.Now(), fence))
+			c.inflight.Add(-1)
 		}
 	}
 }

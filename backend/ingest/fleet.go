@@ -334,6 +334,27 @@ func (f *Fleet) Owned() []int {
 	return out
 }
 
+// CaughtUp reports whether every shard consumer this process runs has
+// applied the backlog it found at start (Consumer.CaughtUp). Holding no
+// shard once the leases were stepped, it has nothing to wait for (other
+// replicas' backlogs are theirs).
+func (f *Fleet) CaughtUp() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.one != nil {
+		return f.one.CaughtUp()
+	}
+	if len(f.running) == 0 {
+		return f.ok.Load() != 0
+	}
+	for i := range f.running {
+		if !f.consumers[i].CaughtUp() {
+			return false
+		}
+	}
+	return true
+}
+
 // Ready reports whether consuming works: the unsharded consumer is ready,
 // or the leases were stepped recently and every shard consumer held is.
 func (f *Fleet) Ready() error {

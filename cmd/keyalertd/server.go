@@ -153,7 +153,8 @@ func newServer(cfg *config.Config, o serverOptions) (*server, error) {
 	alertOpt := cfg.Alert
 	alertOpt.Registerer = s.reg
 	s.engine = alert.New(alert.Config{Redis: s.rdb, Rules: ruleStore, Silences: sils, Counts: counts, Store: alerts,
-		Shards: s.shards, Options: alertOpt, DefaultRoutingKey: defaultKey, DefaultReceivers: len(cfg.Outbox.DefaultReceivers) > 0,
+		IngestCaughtUp: func() bool { return s.consumer != nil && s.consumer.CaughtUp() },
+		Shards:         s.shards, Options: alertOpt, DefaultRoutingKey: defaultKey, DefaultReceivers: len(cfg.Outbox.DefaultReceivers) > 0,
 		Now: o.Now, Log: log})
 	s.registerLeaseMetrics()
 
