@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/keyalert/keyalert/backend/lease"
 	"io"
 	"log/slog"
 	"net/http"
@@ -281,8 +282,20 @@ func (r *scenarioRun) ticks(n int) {
 	if r.srv == nil {
 		return
 	}
-	v0, _ := metricValue(r.t, r.srv.addr, "keyalert_alert_evaluations_total")
 	deadline := time.Now().Add(10 * time.Second)
+	// A tick judges only the rules of the shards this replica holds: a
+	// fresh keyalertd may tick before it took its leases (on a busy
+	// machine), and a rule it never judged takes a later backlog as on time.
+	for r.redisUp {
+		if v, _ := metricValue(r.t, r.srv.addr, "keyalert_eval_shards_owned"); v >= lease.DefaultShards {
+			break
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("at %s: keyalertd did not hold its evaluation shards in 10s", off(r.nowOff))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	v0, _ := metricValue(r.t, r.srv.addr, "keyalert_alert_evaluations_total")
 	for {
 		v, _ := metricValue(r.t, r.srv.addr, "keyalert_alert_evaluations_total")
 		if v >= v0+float64(n) {

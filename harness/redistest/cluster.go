@@ -62,10 +62,10 @@ func StartClusterWith(tb testing.TB, o ClusterOptions) *Cluster {
 		c.Servers = append(c.Servers, s)
 	}
 	ctx := context.Background()
-	first := redis.NewClient(&redis.Options{Addr: c.Servers[0].Addr()})
+	first := redis.NewClient(&redis.Options{Addr: c.Servers[0].Addr(), MaintNotificationsConfig: noMaint})
 	defer first.Close()
 	for i, s := range c.Servers {
-		cl := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		cl := redis.NewClient(&redis.Options{Addr: s.Addr(), MaintNotificationsConfig: noMaint})
 		id, err := cl.Do(ctx, "CLUSTER", "MYID").Text()
 		if err != nil {
 			tb.Fatalf("cluster myid on %s: %v", s.Addr(), err)
@@ -89,7 +89,7 @@ func StartClusterWith(tb testing.TB, o ClusterOptions) *Cluster {
 	for i := n; i < total; i++ {
 		m := (i - n) % n
 		c.ReplicaOf[i] = m
-		cl := redis.NewClient(&redis.Options{Addr: c.Servers[i].Addr()})
+		cl := redis.NewClient(&redis.Options{Addr: c.Servers[i].Addr(), MaintNotificationsConfig: noMaint})
 		for {
 			err := cl.Do(ctx, "CLUSTER", "REPLICATE", c.ids[m]).Err()
 			if err == nil {
@@ -103,7 +103,7 @@ func StartClusterWith(tb testing.TB, o ClusterOptions) *Cluster {
 		cl.Close()
 	}
 	for i, s := range c.Servers {
-		cl := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		cl := redis.NewClient(&redis.Options{Addr: s.Addr(), MaintNotificationsConfig: noMaint})
 		for {
 			info, err := cl.ClusterInfo(ctx).Result()
 			ok := err == nil && strings.Contains(info, "cluster_state:ok") &&
@@ -139,7 +139,7 @@ func (c *Cluster) URL() string { return "redis://" + strings.Join(c.Addrs(), ","
 
 // Client returns a cluster client closed when the test ends.
 func (c *Cluster) Client() *redis.ClusterClient {
-	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), MaintNotificationsConfig: noMaint})
 	c.tb.Cleanup(func() { cl.Close() })
 	return cl
 }
@@ -153,7 +153,7 @@ func (c *Cluster) MasterOf(key string) int {
 		if s.cmd == nil {
 			continue
 		}
-		cl := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		cl := redis.NewClient(&redis.Options{Addr: s.Addr(), MaintNotificationsConfig: noMaint})
 		slot, err := cl.ClusterKeySlot(ctx, key).Result()
 		if err != nil {
 			cl.Close()
@@ -199,7 +199,7 @@ func (c *Cluster) WaitMaster(key string, dead int, d time.Duration) (int, error)
 			if i == dead || s.cmd == nil {
 				continue
 			}
-			cl := redis.NewClient(&redis.Options{Addr: s.Addr()})
+			cl := redis.NewClient(&redis.Options{Addr: s.Addr(), MaintNotificationsConfig: noMaint})
 			role, err := cl.Do(ctx, "ROLE").Slice()
 			info, _ := cl.ClusterInfo(ctx).Result()
 			cl.Close()

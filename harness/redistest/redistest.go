@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Server is one redis-server child process.
@@ -149,7 +150,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("redis-server exited: %s", strings.TrimSpace(string(log)))
 		default:
 		}
-		c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+		c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, MaintNotificationsConfig: noMaint})
 		err := c.Ping(context.Background()).Err()
 		c.Close()
 		if err == nil {
@@ -169,7 +170,7 @@ func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
 
 // Client returns a client closed when the test ends.
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaintNotificationsConfig: noMaint})
 	s.tb.Cleanup(func() { c.Close() })
 	return c
 }
@@ -215,7 +216,7 @@ func (s *Server) Restart() {
 // appendfsync policy ("everysec", "always").
 func (s *Server) SetAOF(mode string) {
 	s.tb.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaintNotificationsConfig: noMaint})
 	defer c.Close()
 	key, val := "appendfsync", mode
 	if mode == "off" {
@@ -231,7 +232,7 @@ func (s *Server) SetAOF(mode string) {
 // full.
 func (s *Server) FillMemory() {
 	s.tb.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaintNotificationsConfig: noMaint})
 	defer c.Close()
 	val := strings.Repeat("x", 64<<10)
 	for i := 0; i < 100000; i++ {
@@ -256,3 +257,8 @@ func (s *Server) FillMemory() {
 	}
 	s.tb.Fatal("fill memory: the server never refused a write; was it started with StartMaxMemory?")
 }
+
+// noMaint turns off go-redis's maintenance-notification handshake, which
+// Redis 7 refuses: its fallback writes options shared by a node client's
+// connections without a lock (a data race when several start at once).
+var noMaint = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyalert/keyalert/pkg/duration"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // URL is a parsed Redis URL:
@@ -65,6 +66,12 @@ func (u URL) Options() *redis.UniversalOptions {
 		// too: an API call or a flush never outlives its own deadline on a
 		// Redis that accepts connections but does not answer.
 		ContextTimeoutEnabled: true,
+		// No maintenance-notification handshake: Redis before 8 refuses it,
+		// and go-redis's fallback after the refusal writes shared options
+		// without a lock when connections of one node client start at once
+		// (a data race under the race detector with per-shard WAIT
+		// connections).
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
 	// Context deadlines bound socket reads and writes too, so a Redis that
 	// accepts connections but never answers cannot hold a caller past its
