@@ -183,6 +183,10 @@ type Engine struct {
 	// entries of their settled minutes are late; a rule it never judged
 	// (it just started) takes what it finds as on time.
 	judged map[string]int64
+	// lateHeld are change markers of rules judged here whose lease is
+	// lapsed, kept until lateHeldUntil (lateWork).
+	lateHeld      map[string]map[int64]bool
+	lateHeldUntil map[string]time.Time
 	// noCache reads every count on every evaluation and judges every rule
 	// (the engine before incremental evaluation; benchmarks compare).
 	noCache bool

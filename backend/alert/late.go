@@ -21,13 +21,35 @@ const lateSummaryPrefix = "[late] "
 // the rule, so judged without them) and within the lateness horizon.
 // Absence is never re-judged: late data does not retract a page and cannot
 // make anything absent.
+//
+// Markers are read once. Those of a rule this replica judged but does not
+// own right now (its lease lapsed in a Redis outage and is not yet taken
+// back) are kept for lateKeep, so that the backlog replayed after the
+// outage is still judged late when it takes the shard back; past that, the
+// owner that took it judges what it finds as on time.
 func (e *Engine) lateWork(rs *ruleSet, changed map[string]map[int64]bool, now time.Time) map[*crule][]int64 {
 	horizon := now.Add(-e.c.Options.LatenessHorizon).Unix()
+	for kw, mins := range e.lateHeld {
+		if now.After(e.lateHeldUntil[kw]) {
+			delete(e.lateHeld, kw)
+			delete(e.lateHeldUntil, kw)
+			continue
+		}
+		if changed == nil {
+			changed = map[string]map[int64]bool{}
+		}
+		if changed[kw] == nil {
+			changed[kw] = map[int64]bool{}
+		}
+		for m := range mins {
+			changed[kw][m] = true
+		}
+	}
 	out := map[*crule][]int64{}
 	for kw, mins := range changed {
 		for _, i := range rs.byKW[kw] {
 			cr := rs.rules[i]
-			if cr.rule.Condition.Type == rules.Absence || !e.c.Shards.Owns(cr.shard) {
+			if cr.rule.Condition.Type == rules.Absence {
 				continue
 			}
 			// A starting or taking-over owner judges what it finds as on
@@ -36,6 +58,14 @@ func (e *Engine) lateWork(rs *ruleSet, changed map[string]map[int64]bool, now ti
 			// down): the live window at now may no longer contain them.
 			if _, ok := e.judged[cr.rule.ID]; !ok {
 				continue
+			}
+			if !e.c.Shards.Owns(cr.shard) {
+				e.holdLate(kw, mins, now)
+				continue
+			}
+			if e.lateHeld[kw] != nil {
+				delete(e.lateHeld, kw)
+				delete(e.lateHeldUntil, kw)
 			}
 			settled := cr.settledMinute(now)
 			for m := range mins {
@@ -46,6 +76,25 @@ func (e *Engine) lateWork(rs *ruleSet, changed map[string]map[int64]bool, now ti
 		}
 	}
 	return out
+}
+
+// lateKeep is how long markers of a rule whose lease this replica lost
+// are kept for it (a lease lapsed in a Redis outage is taken back within
+// seconds of Redis returning).
+const lateKeep = time.Minute
+
+// holdLate keeps mins of kw for lateKeep from the first time they are held.
+func (e *Engine) holdLate(kw string, mins map[int64]bool, now time.Time) {
+	if e.lateHeld == nil {
+		e.lateHeld, e.lateHeldUntil = map[string]map[int64]bool{}, map[string]time.Time{}
+	}
+	if e.lateHeld[kw] == nil {
+		e.lateHeld[kw] = map[int64]bool{}
+		e.lateHeldUntil[kw] = now.Add(lateKeep)
+	}
+	for m := range mins {
+		e.lateHeld[kw][m] = true
+	}
 }
 
 // judgeLate re-judges, in event time, the settled windows of cr that

@@ -387,15 +387,20 @@ func (c *Consumer) work(ctx, work context.Context) {
 		}
 		// Drain a backlog without blocking; block only once it is empty.
 		fence := c.fence(work)
+		// Counted from before the read to the end of its apply, so that a
+		// worker finding nothing new knows no other holds entries unapplied.
+		c.inflight.Add(1)
 		msgs, err := c.readGroup(work, ">", -1)
 		if err == nil && len(msgs) == 0 {
-			if c.inflight.Load() == 0 {
+			if c.inflight.Add(-1) == 0 {
 				c.caughtUp.Store(true)
 			}
 			block := min(c.o.Block, max(time.Duration(c.nextClaim.Load()-time.Now().UnixNano()), time.Millisecond))
 			msgs, err = c.readGroup(work, ">", block)
+			c.inflight.Add(1)
 		}
 		if err != nil {
+			c.inflight.Add(-1)
 			c.m.errors.WithLabelValues("read").Inc()
 			c.log.Warn("xreadgroup failed; retrying", "err", err, "attempt", retry.Attempt()+1)
 			retry.Wait(ctx) // an error is ctx's end, which ends the loop
@@ -404,10 +409,9 @@ func (c *Consumer) work(ctx, work context.Context) {
 		retry.Reset()
 		c.ok()
 		if len(msgs) > 0 {
-			c.inflight.Add(1)
 			c.apply(work, c.plan.build("new", msgs, nil, c.o.Now(), fence))
-			c.inflight.Add(-1)
 		}
+		c.inflight.Add(-1)
 	}
 }
 

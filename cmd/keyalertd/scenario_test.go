@@ -33,6 +33,9 @@ type scenario struct {
 	// replayWant, when not nil, is what replay finds where it differs by
 	// design from the engine (see the row's comment); nil: the engine's pages.
 	replayWant []page
+	// alt are other outcomes the row accepts, for a race the row's comment
+	// explains.
+	alt [][]page
 	// replayRules and replayEnd, when set, replay other rules (a row that
 	// edits its rule replays the rule as it was before) up to another end.
 	replayRules []string
@@ -230,11 +233,22 @@ func scenarios() []scenario {
 			// the entries are late: one page, marked late, dated at the end of
 			// the first 5m window that holds (1:00–6:00). Replay has no arrival
 			// time: it pages at the burst's minute.
+			// One page. Late, in event time, when the change marker of the
+			// replayed batch is read with its counts; but a tick whose cache
+			// was reset by the outage may read the counts between their
+			// apply and their marker, and then the live 5m window at 8:00
+			// (which still holds minute 5) pages on time, at 8:00 or, when
+			// the replay lands after that minute's ticks, at 8:30: also one
+			// page.
 			name:  "a burst during a 3-minute Redis outage, replayed afterwards: one page",
 			rules: []string{errRule},
 			steps: []step{at(5 * m), redisDown(), errLines(5*m, "web-1", 30), clockTo(8 * m), redisUp(), at(8*m + 30*time.Second)},
 			want: []page{
 				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 6 * m, late: true, window: [2]time.Duration{1 * m, 6 * m}, samples: errSamples(5*m, "web-1", 30)},
+			},
+			alt: [][]page{
+				{{action: "trigger", rule: 0, group: "web-1", count: 30, at: 8 * m, samples: errSamples(5*m, "web-1", 30)}},
+				{{action: "trigger", rule: 0, group: "web-1", count: 30, at: 8*m + 30*time.Second, samples: errSamples(5*m, "web-1", 30)}},
 			},
 			replayWant: []page{
 				{action: "trigger", rule: 0, group: "web-1", count: 30, at: 5 * m, samples: errSamples(5*m, "web-1", 30)},
@@ -499,7 +513,10 @@ func runScenario(t *testing.T, sc scenario) {
 	if want == nil {
 		want = []page{}
 	}
-	if diff := pagesDiff(byAlert(got), byAlert(want), false); diff != "" {
+	if i := slices.IndexFunc(sc.alt, func(alt []page) bool { return pagesDiff(byAlert(got), byAlert(alt), false) == "" }); i >= 0 &&
+		pagesDiff(byAlert(got), byAlert(want), false) != "" {
+		t.Logf("the row's other outcome: %v", sc.alt[i])
+	} else if diff := pagesDiff(byAlert(got), byAlert(want), false); diff != "" {
 		if sc.pending != "" {
 			t.Skipf("pending (%s): pages differ:%s", sc.pending, diff)
 		}
