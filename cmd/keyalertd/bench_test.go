@@ -46,16 +46,7 @@ func benchKeyalertd(b *testing.B, aof string) {
 	b.ResetTimer()
 	t0 = time.Now()
 	p := start(b, env)
-	for {
-		gs, err := rdb.XInfoGroups(ctx, stream.DefaultStream).Result()
-		if err == nil && len(gs) == 1 && gs[0].Lag == 0 && gs[0].Pending == 0 {
-			break
-		}
-		if time.Since(t0) > 10*time.Minute {
-			b.Fatal("not drained in 10 minutes")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	drained(b, rdb, 10*time.Minute)
 	dur := time.Since(t0)
 	b.StopTimer()
 	cpu := procCPU(b, p.cmd.Process.Pid)

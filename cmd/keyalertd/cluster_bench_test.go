@@ -36,7 +36,6 @@ func BenchmarkClusterShards(b *testing.B) {
 }
 
 func benchShards(b *testing.B, cl *redistest.Cluster, rdb *redis.ClusterClient, n int) {
-	ctx := context.Background()
 	// A stream name whose shards land on min(n, 3) different masters, so
 	// that the run shows what n nodes do.
 	var key string
@@ -73,16 +72,7 @@ func benchShards(b *testing.B, cl *redistest.Cluster, rdb *redis.ClusterClient, 
 	p := start(b, env)
 	for s := 0; s < n; s++ {
 		k := streamshard.Key(key, s)
-		for {
-			gs, err := rdb.XInfoGroups(ctx, k).Result()
-			if err == nil && len(gs) == 1 && gs[0].Lag == 0 && gs[0].Pending == 0 {
-				break
-			}
-			if time.Since(t0) > 10*time.Minute {
-				b.Fatal("not drained in 10 minutes")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		drainedKey(b, rdb, k, 10*time.Minute-time.Since(t0))
 	}
 	dur := time.Since(t0)
 	b.StopTimer()

@@ -203,21 +203,7 @@ func BenchmarkAlertLatencyAtLoad(b *testing.B) {
 		"KEYALERT_LOG_FORMAT":    "json",
 		"KEYALERT_PAGERDUTY_URL": recv.URL,
 	})
-	drained := func(limit time.Duration) {
-		b.Helper()
-		t := time.Now()
-		for {
-			gs, err := rdb.XInfoGroups(ctx, stream.DefaultStream).Result()
-			if err == nil && len(gs) == 1 && gs[0].Lag == 0 && gs[0].Pending == 0 {
-				return
-			}
-			if time.Since(t) > limit {
-				b.Fatalf("stream not drained in %s", limit)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	drained(5 * time.Minute)
+	drained(b, rdb, 5*time.Minute)
 	// Includes keyalertd's start (a few ms of the seconds the drain takes).
 	drainMax := float64(prefill) / time.Since(t0).Seconds()
 
@@ -232,7 +218,7 @@ func BenchmarkAlertLatencyAtLoad(b *testing.B) {
 	a1, _ := metricValue(b, p.addr, "keyalert_ingest_entries_applied_total")
 	liveMax := (a1 - a0) / time.Since(m0).Seconds()
 	lw.stop()
-	drained(5 * time.Minute)
+	drained(b, rdb, 5*time.Minute)
 	rate := 0.8 * liveMax
 
 	h := flbhost.StartForTest(b)
