@@ -148,6 +148,16 @@ func (c *Cluster) Client() *redis.ClusterClient {
 // (asked of the running nodes, so it follows failovers).
 func (c *Cluster) MasterOf(key string) int {
 	c.tb.Helper()
+	i := c.masterOf(key)
+	if i < 0 {
+		c.tb.Fatalf("no online master found for %q", key)
+	}
+	return i
+}
+
+// masterOf is MasterOf, -1 when no running node reports an online master
+// for key's slot (a failover under way).
+func (c *Cluster) masterOf(key string) int {
 	ctx := context.Background()
 	for _, s := range c.Servers {
 		if s.cmd == nil {
@@ -185,7 +195,6 @@ func (c *Cluster) MasterOf(key string) int {
 			}
 		}
 	}
-	c.tb.Fatalf("no online master found for %q", key)
 	return -1
 }
 
@@ -204,7 +213,7 @@ func (c *Cluster) WaitMaster(key string, dead int, d time.Duration) (int, error)
 			info, _ := cl.ClusterInfo(ctx).Result()
 			cl.Close()
 			if err == nil && len(role) > 0 && role[0] == "master" && strings.Contains(info, "cluster_state:ok") {
-				if c.MasterOf(key) == i {
+				if c.masterOf(key) == i {
 					return i, nil
 				}
 			}
