@@ -123,6 +123,21 @@ func (h *handlers) signIn(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, "invalid sign-in", FieldError{Field: "token", Message: "the API token is required"})
 		return
 	}
+	// Counted before the token is compared, so concurrent guesses stay
+	// within the budget too; a sign-in that passes gives its attempt back.
+	addr, at := session.ClientAddress(r), h.o.Now()
+	retry, err := h.o.Sessions.Attempt(r.Context(), addr, at)
+	if errors.Is(err, session.ErrTooManyAttempts) {
+		h.log.Warn("console sign-in rate limited", "remote", r.RemoteAddr)
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry/time.Second)))
+		WriteError(w, http.StatusTooManyRequests, "too many failed sign-ins from this address: wait for the next minute",
+			FieldError{Field: "token", Message: "over KEYALERT_SESSION_SIGNIN_RATE failed sign-ins per minute from " + addr})
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	var tok string
 	for _, t := range h.o.Tokens { // no early exit: time does not tell which token matched
 		if subtle.ConstantTimeCompare([]byte(in.Token), []byte(t)) == 1 {
@@ -132,6 +147,10 @@ func (h *handlers) signIn(w http.ResponseWriter, r *http.Request) {
 	if tok == "" {
 		h.log.Info("console sign-in refused", "remote", r.RemoteAddr)
 		WriteError(w, http.StatusUnauthorized, "invalid sign-in", FieldError{Field: "token", Message: "not one of the API tokens"})
+		return
+	}
+	if err := h.o.Sessions.Succeeded(r.Context(), addr, at); err != nil {
+		h.fail(w, r, err)
 		return
 	}
 	id, csrf, err := h.o.Sessions.Create(r.Context(), session.Fingerprint(tok))

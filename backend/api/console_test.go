@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,11 +24,18 @@ import (
 // sessionFixture is a router with console sessions and ingest health on.
 func sessionFixture(t *testing.T) *fixture {
 	t.Helper()
+	return sessionFixtureWith(t, session.Options{}, func() time.Time { return now })
+}
+
+// sessionFixtureWith is sessionFixture with the sessions' options and
+// keyalertd's clock given.
+func sessionFixtureWith(t *testing.T, so session.Options, clock func() time.Time) *fixture {
+	t.Helper()
 	rdb := redistest.Start(t).Client()
-	o := storeOptions(rdb, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o := storeOptions(rdb, clock, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	o.Tokens = []string{"tok-a", "tok-b"}
 	o.Retention = 7 * 24 * time.Hour
-	o.Sessions = session.NewStore(rdb, session.Options{})
+	o.Sessions = session.NewStore(rdb, so)
 	o.Ingest = IngestSource{Redis: rdb, Stream: stream.DefaultStream, Dead: stream.HashTag(stream.DefaultStream) + ":dead", Group: "keyalertd"}
 	h, err := NewRouter(o)
 	if err != nil {
@@ -285,5 +293,122 @@ func TestRulePreviewReplaysTheLastDay(t *testing.T) {
 	f.get(t, "/api/v1/rules", "tok-a", &rules)
 	if len(rules["rules"]) != 0 {
 		t.Fatalf("a preview stored a rule: %v", rules)
+	}
+}
+
+// signInStatus posts a sign-in with token and answers the status, the
+// Retry-After header and the body.
+func (f *fixture) signInStatus(t *testing.T, token string) (int, string, map[string]any) {
+	t.Helper()
+	resp, out := f.do(t, http.MethodPost, "/api/v1/session", `{"token":"`+token+`"}`, map[string]string{"Content-Type": "application/json"}, nil)
+	return resp.StatusCode, resp.Header.Get("Retry-After"), out
+}
+
+func TestSignInRateLimitPerAddress(t *testing.T) {
+	var clock atomic.Int64 // keyalertd's clock, Unix seconds
+	minute := now.Truncate(time.Minute)
+	clock.Store(minute.Add(45 * time.Second).Unix())
+	f := sessionFixtureWith(t, session.Options{SignInsPerMinute: 3}, func() time.Time { return time.Unix(clock.Load(), 0).UTC() })
+	ctx := context.Background()
+
+	// Sign-ins that pass use up nothing.
+	for i := range 5 {
+		if st, _, out := f.signInStatus(t, "tok-a"); st != http.StatusOK {
+			t.Fatalf("good sign-in %d: %d %v", i, st, out)
+		}
+	}
+	steps := []struct {
+		name, token string
+		want        int
+	}{
+		{"1st wrong token", "nope-1", http.StatusUnauthorized},
+		{"2nd wrong token", "nope-2", http.StatusUnauthorized},
+		{"3rd wrong token", "nope-3", http.StatusUnauthorized},
+		{"a 4th guess is not even compared", "nope-4", http.StatusTooManyRequests},
+		{"nor is the right token, this minute", "tok-a", http.StatusTooManyRequests},
+	}
+	for _, tc := range steps {
+		st, retry, out := f.signInStatus(t, tc.token)
+		if st != tc.want {
+			t.Fatalf("%s: status %d, want %d: %v", tc.name, st, tc.want, out)
+		}
+		if st != http.StatusTooManyRequests {
+			continue
+		}
+		if retry != "15" {
+			t.Errorf("%s: Retry-After %q, want 15 (seconds to the minute's end)", tc.name, retry)
+		}
+		fields, _ := out["fields"].([]any)
+		if _, ok := out["error"].(string); !ok || len(fields) != 1 || fields[0].(map[string]any)["field"] != "token" {
+			t.Errorf("%s: body %v, want the error shape naming token", tc.name, out)
+		}
+	}
+	// The counter is one key per address and minute, gone soon after it.
+	keys := f.rdb.Keys(ctx, "ka:signin:*").Val()
+	if len(keys) != 1 {
+		t.Fatalf("sign-in counters %v, want one", keys)
+	}
+	if ttl := f.rdb.TTL(ctx, keys[0]).Val(); ttl <= 0 || ttl > 16*time.Second {
+		t.Errorf("counter %s expires in %v, want within the 15 s left of its minute (+1 s)", keys[0], ttl)
+	}
+	// The next minute starts afresh.
+	clock.Store(minute.Add(time.Minute).Unix())
+	if st, _, out := f.signInStatus(t, "tok-a"); st != http.StatusOK {
+		t.Fatalf("next minute: %d %v", st, out)
+	}
+}
+
+func TestSessionCapSignsOutTheOldest(t *testing.T) {
+	f := sessionFixtureWith(t, session.Options{MaxPerToken: 2, TTL: time.Hour}, func() time.Time { return now })
+	ctx := context.Background()
+	other, _ := f.signIn(t, "tok-b")
+	var cs []*http.Cookie
+	var csrfs []string
+	for range 3 {
+		c, csrf := f.signIn(t, "tok-a")
+		cs, csrfs = append(cs, c), append(csrfs, csrf)
+	}
+	for i, tc := range []struct {
+		name   string
+		cookie *http.Cookie
+		want   int
+	}{
+		{"the oldest of tok-a's three is signed out", cs[0], http.StatusUnauthorized},
+		{"the second lives", cs[1], http.StatusOK},
+		{"the newest lives", cs[2], http.StatusOK},
+		{"another token's session is not touched", other, http.StatusOK},
+	} {
+		if resp, out := f.do(t, "GET", "/api/v1/alerts", "", nil, tc.cookie); resp.StatusCode != tc.want {
+			t.Errorf("%d %s: status %d, want %d: %v", i, tc.name, resp.StatusCode, tc.want, out)
+		}
+	}
+	sessions := func() []string {
+		var live []string
+		for _, k := range f.rdb.Keys(ctx, "ka:{sessions}:*").Val() {
+			if !strings.HasPrefix(k, "ka:{sessions}:tok:") {
+				live = append(live, k)
+			}
+		}
+		return live
+	}
+	if n := len(sessions()); n != 3 {
+		t.Errorf("%d sessions in Redis, want 3 (two of tok-a, one of tok-b)", n)
+	}
+	idx := "ka:{sessions}:tok:" + session.Fingerprint("tok-a")
+	if n := f.rdb.ZCard(ctx, idx).Val(); n != 2 {
+		t.Errorf("tok-a's index holds %d sessions, want 2", n)
+	}
+	if ttl := f.rdb.TTL(ctx, idx).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("tok-a's index expires in %v, want within the session TTL", ttl)
+	}
+	// Sign-out takes a session out of its token's index too.
+	if resp, out := f.do(t, "DELETE", "/api/v1/session", "", map[string]string{session.CSRFHeader: csrfs[2]}, cs[2]); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("sign-out: %d %v", resp.StatusCode, out)
+	}
+	if n := f.rdb.ZCard(ctx, idx).Val(); n != 1 {
+		t.Errorf("after a sign-out tok-a's index holds %d sessions, want 1", n)
+	}
+	if n := len(sessions()); n != 2 {
+		t.Errorf("after a sign-out %d sessions in Redis, want 2", n)
 	}
 }

@@ -7,10 +7,16 @@
 // Redis holds only a hash of the session id (a copy of Redis cannot be
 // replayed as a cookie) and a fingerprint of the API token it was opened with,
 // so removing a token from KEYALERT_API_TOKENS ends its sessions too.
+//
+// Both are bounded in Redis: each API token has at most MaxPerToken live
+// sessions (signing in past it signs the oldest out), and each client
+// address at most SignInsPerMinute failed sign-ins in a clock minute (then
+// every attempt from it is refused until the minute ends).
 package session
 
 import (
 	"context"
+	_ "embed"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -18,7 +24,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,17 +40,39 @@ const (
 	// CSRFHeader carries the session's CSRF token on every request that is
 	// not a GET or HEAD.
 	CSRFHeader = "X-CSRF-Token"
+	// DefaultMaxPerToken is how many live sessions one API token may have.
+	DefaultMaxPerToken = 20
+	// DefaultSignInsPerMinute is how many failed sign-ins one client
+	// address may make in a clock minute.
+	DefaultSignInsPerMinute = 10
 	// keyPrefix is followed by the hex SHA-256 of the session id.
 	keyPrefix = "ka:{sessions}:"
+	// tokenPrefix is followed by a token's fingerprint: a sorted set of its
+	// sessions' keys scored by creation time (ms), for the cap. It shares
+	// the hash tag of the sessions so its scripts touch one cluster slot.
+	tokenPrefix = "ka:{sessions}:tok:"
+	// attemptPrefix is followed by the clock minute (Unix seconds / 60) and
+	// the client address: that minute's failed sign-ins.
+	attemptPrefix = "ka:signin:"
 )
 
 // ErrNotFound is a session id that is unknown, expired or signed out.
 var ErrNotFound = errors.New("no such session")
 
+// ErrTooManyAttempts is a client address over its failed sign-ins for the
+// current minute.
+var ErrTooManyAttempts = errors.New("too many failed sign-ins from this address")
+
 // Options configures a Store; the zero value works.
 type Options struct {
 	// TTL is a session's lifetime from sign-in; zero: DefaultTTL.
 	TTL time.Duration
+	// MaxPerToken caps the live sessions of one API token; a sign-in past
+	// it signs out that token's oldest session. Zero: DefaultMaxPerToken.
+	MaxPerToken int
+	// SignInsPerMinute caps the failed sign-ins of one client address per
+	// clock minute. Zero: DefaultSignInsPerMinute.
+	SignInsPerMinute int
 }
 
 // Session is what a valid cookie stands for.
@@ -57,6 +87,7 @@ type Session struct {
 type Store struct {
 	rdb redis.UniversalClient
 	ttl time.Duration
+	o   Options
 }
 
 // NewStore returns a store on rdb.
@@ -64,8 +95,17 @@ func NewStore(rdb redis.UniversalClient, o Options) *Store {
 	if o.TTL <= 0 {
 		o.TTL = DefaultTTL
 	}
-	return &Store{rdb: rdb, ttl: o.TTL}
+	if o.MaxPerToken <= 0 {
+		o.MaxPerToken = DefaultMaxPerToken
+	}
+	if o.SignInsPerMinute <= 0 {
+		o.SignInsPerMinute = DefaultSignInsPerMinute
+	}
+	return &Store{rdb: rdb, ttl: o.TTL, o: o}
 }
+
+// MaxPerToken is the cap on one API token's live sessions.
+func (s *Store) MaxPerToken() int { return s.o.MaxPerToken }
 
 // TTL is a session's lifetime.
 func (s *Store) TTL() time.Duration { return s.ttl }
@@ -99,16 +139,22 @@ func (s *Store) Create(ctx context.Context, tok string) (id, csrf string, err er
 		return "", "", err
 	}
 	k := key(id)
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, k, "csrf", csrf, "tok", tok)
-		p.Expire(ctx, k, s.ttl)
-		return nil
-	})
+	err = createScript.Run(ctx, s.rdb, []string{k, tokenPrefix + tok},
+		csrf, tok, s.ttl.Milliseconds(), s.o.MaxPerToken).Err()
 	if err != nil {
 		return "", "", fmt.Errorf("create session %s: %w", k, err)
 	}
 	return id, csrf, nil
 }
+
+var (
+	//go:embed create.lua
+	createLua    string
+	createScript = redis.NewScript(createLua)
+	//go:embed delete.lua
+	deleteLua    string
+	deleteScript = redis.NewScript(deleteLua)
+)
 
 // Lookup returns the session of id, or ErrNotFound.
 func (s *Store) Lookup(ctx context.Context, id string) (Session, error) {
@@ -133,7 +179,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
-	if err := s.rdb.Del(ctx, key(id)).Err(); err != nil {
+	if err := deleteScript.Run(ctx, s.rdb, []string{key(id)}, tokenPrefix).Err(); err != nil {
 		return fmt.Errorf("delete session %s: %w", key(id), err)
 	}
 	return nil
@@ -182,4 +228,60 @@ func SafeMethod(m string) bool {
 func CSRFValid(r *http.Request, s Session) bool {
 	got := r.Header.Get(CSRFHeader)
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.CSRF)) == 1
+}
+
+// ClientAddress is the address sign-ins are counted by: the connection's
+// peer without its port. X-Forwarded-For is not trusted (any client can set
+// it), so behind a proxy every browser shares the proxy's budget.
+func ClientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// Attempt counts a sign-in from addr at now against its clock minute. Over
+// SignInsPerMinute it answers ErrTooManyAttempts and how long until the
+// minute ends (for Retry-After). A sign-in that then succeeds calls
+// Succeeded, so only failures use up the budget; counting before checking
+// the token keeps concurrent guesses within it too. The counter expires
+// with its minute, so Redis holds at most one small key per address that
+// tried in the last minute.
+func (s *Store) Attempt(ctx context.Context, addr string, now time.Time) (retry time.Duration, err error) {
+	k, left := attemptKey(addr, now)
+	var n *redis.IntCmd
+	if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		n = p.Incr(ctx, k)
+		// One second past the minute's end on keyalertd's clock: a small
+		// skew with Redis's clock does not drop it early.
+		p.Expire(ctx, k, left+time.Second)
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("count sign-in %s: %w", k, err)
+	}
+	if n.Val() > int64(s.o.SignInsPerMinute) {
+		return left, ErrTooManyAttempts
+	}
+	return 0, nil
+}
+
+// Succeeded takes back the attempt of a sign-in that passed.
+func (s *Store) Succeeded(ctx context.Context, addr string, now time.Time) error {
+	k, _ := attemptKey(addr, now)
+	if err := s.rdb.Decr(ctx, k).Err(); err != nil {
+		return fmt.Errorf("uncount sign-in %s: %w", k, err)
+	}
+	return nil
+}
+
+// attemptKey is addr's counter for the clock minute of now, and the time
+// left in that minute (at least a second).
+func attemptKey(addr string, now time.Time) (string, time.Duration) {
+	min := now.Unix() / 60
+	left := time.Unix((min+1)*60, 0).Sub(now)
+	if left < time.Second {
+		left = time.Second
+	}
+	return attemptPrefix + strconv.FormatInt(min, 10) + ":" + addr, left.Round(time.Second)
 }
