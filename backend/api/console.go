@@ -33,6 +33,9 @@ const (
 	// ingestRateWindow is the span entries per second are measured over;
 	// at most ingestRecentEntries of it are read.
 	ingestRateWindow = 10 * time.Second
+	// maxLabelNames bounds the label names ingest health lists (the
+	// console's series explorer offers them).
+	maxLabelNames = 64
 	// previewSpan is how far back a rule preview replays.
 	previewSpan = 24 * time.Hour
 )
@@ -199,7 +202,8 @@ type hostHeard struct {
 
 // ingestHealth answers what the overview shows of ingest: the group's lag
 // and pending entries, entries per second over the last 10 s, dead letters,
-// and when each host was last heard from among the newest 2,000 entries.
+// and when each host was last heard from among the newest 2,000 entries (and
+// the label names those entries carry, for the series explorer).
 func (h *handlers) ingestHealth(w http.ResponseWriter, r *http.Request) {
 	src := h.o.Ingest
 	if src.Redis == nil {
@@ -269,10 +273,16 @@ func (h *handlers) ingestHealth(w http.ResponseWriter, r *http.Request) {
 	out["entries_per_second"] = float64(recentN) / ingestRateWindow.Seconds()
 	out["entries_per_second_capped"] = capped
 	heard := map[string]time.Time{}
+	names := map[string]bool{}
 	for _, m := range newest {
 		e, err := stream.Parse(m.Values)
 		if err != nil {
 			continue // dead-lettered by the consumer; counted there
+		}
+		for _, l := range e.Labels {
+			if len(names) < maxLabelNames {
+				names[l.Name] = true
+			}
 		}
 		at := streamTime(m.ID)
 		if at.After(heard[e.Host]) {
@@ -286,6 +296,12 @@ func (h *handlers) ingestHealth(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(hosts, func(i, j int) bool { return hosts[i].LastHeard.After(hosts[j].LastHeard) })
 	out["hosts"] = hosts
 	out["hosts_from_entries"] = len(newest)
+	labelNames := make([]string, 0, len(names))
+	for n := range names {
+		labelNames = append(labelNames, n)
+	}
+	sort.Strings(labelNames)
+	out["label_names"] = labelNames
 	WriteJSON(w, http.StatusOK, out)
 }
 

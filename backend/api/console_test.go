@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -218,15 +219,20 @@ func TestIngestHealthNamesHostsLastHeard(t *testing.T) {
 	ctx := context.Background()
 	for _, host := range []string{"web-1", "web-2", "web-1"} {
 		e := stream.Entry{Batch: strings.Repeat("ab", 16), Keyword: keyword.Spec{Text: "Exception"}, Tag: "app", Host: host, Minute: 1714557000, Count: 1}
+		if host == "web-2" { // labels need version 4, which has producer and attempt
+			e.Producer, e.Attempt = strings.Repeat("0f", 8), strings.Repeat("1e", 8)
+			e.Labels = []stream.Label{{Name: "app", Value: "cart"}, {Name: "namespace", Value: "shop"}}
+		}
 		if err := f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream.DefaultStream, Values: e.AppendValues(nil)}).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream.HashTag(stream.DefaultStream) + ":dead", Values: []any{"reason", "bad"}})
 	var out struct {
-		Length      int64   `json:"length"`
-		DeadLetters int64   `json:"dead_letters"`
-		Rate        float64 `json:"entries_per_second"`
+		Length      int64    `json:"length"`
+		DeadLetters int64    `json:"dead_letters"`
+		Rate        float64  `json:"entries_per_second"`
+		LabelNames  []string `json:"label_names"`
 		Hosts       []struct {
 			Host      string    `json:"host"`
 			LastHeard time.Time `json:"last_heard"`
@@ -237,6 +243,9 @@ func TestIngestHealthNamesHostsLastHeard(t *testing.T) {
 	}
 	if out.Length != 3 || out.DeadLetters != 1 || out.Rate != 0.3 || len(out.Hosts) != 2 {
 		t.Fatalf("health %+v", out)
+	}
+	if fmt.Sprint(out.LabelNames) != "[app namespace]" {
+		t.Errorf("label names %v, want [app namespace] (those of the newest entries)", out.LabelNames)
 	}
 	for _, h := range out.Hosts {
 		if time.Since(h.LastHeard) > time.Minute {

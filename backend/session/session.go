@@ -16,10 +16,10 @@ package session
 
 import (
 	"context"
-	_ "embed"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
