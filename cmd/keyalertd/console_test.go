@@ -251,6 +251,9 @@ func TestConsole(t *testing.T) {
 	t.Logf("FIGURE series page first load: chart drawn %s ms after navigation start (in-page), %d bytes transferred",
 		browser.Eval[string](t, b, `document.getElementById('series-chart').dataset.drawnAt`), b.Transferred())
 
+	// Labels: a silence from a labelled alert, the explorer by a label.
+	consoleLabels(t, b, rs.Client(), srv.addr, base, shots, now, noProblems)
+
 	// A 7-day per-minute chart of one series.
 	b.Do(t, "7-day series", 20*time.Second, chromedp.Navigate(base+"/#/series?keyword=Weekly&range=7d"),
 		chromedp.WaitReady(sel("#series-chart[data-draw-ms]")))

@@ -133,6 +133,10 @@
     var nz = [];
     if (series.length) series[0].ys.forEach(function (y, i) { if (y) nz.push([xs[i], y]); });
     el.setAttribute("data-nonzero", JSON.stringify(nz));
+    // Every series' non-zero minutes by its label: {label: [[s, count], …]}.
+    var all = {};
+    if (series.length > 1) series.forEach(function (s) { all[s.label] = []; s.ys.forEach(function (y, i) { if (y) all[s.label].push([xs[i], y]); }); });
+    el.setAttribute("data-series", JSON.stringify(all));
     el.setAttribute("role", "img");
     el.setAttribute("aria-label", label + ": " + xs.length + " minutes");
     charts.push(u);
@@ -364,6 +368,54 @@
       h("span", { "class": "ferr", id: id + "-err", "data-field": input.name }));
   }
   function select(opts, v) { return h("select", null, opts.map(function (o) { return h("option", { value: o, selected: o === v }, o); })); }
+  // labelRows edits name → glob pairs, a row each, with Add and Remove;
+  // names offers the label names known (a datalist: any name can be typed).
+  function labelRows(prefix, what, pairs, names) {
+    var listId = prefix + "-names", n = 0;
+    var dl = h("datalist", { id: listId });
+    var box = h("div", { "class": "label-rows", id: prefix + "-rows" });
+    function row(name, glob) {
+      var i = ++n;
+      var ni = h("input", { id: prefix + "-name-" + i, value: name || "", list: listId, "class": "label-name", autocomplete: "off", placeholder: "label name" });
+      var gi = h("input", { id: prefix + "-glob-" + i, value: glob || "", "class": "label-glob", placeholder: "glob, e.g. shop*" });
+      var r = h("div", { "class": "row label-row" },
+        h("div", { "class": "field" }, h("label", { "for": ni.id }, what + " " + i + ": label"), ni),
+        h("div", { "class": "field" }, h("label", { "for": gi.id }, what + " " + i + ": matches"), gi),
+        h("button", { type: "button", "class": "secondary", "aria-label": "Remove " + what.toLowerCase() + " " + i, onclick: function () { r.parentNode.removeChild(r); } }, "Remove"));
+      box.appendChild(r);
+      return ni;
+    }
+    pairs.forEach(function (p) { row(p[0], p[1]); });
+    var rows = {
+      el: h("fieldset", { "class": "label-set" }, h("legend", null, what + "s"), dl, box,
+        h("span", { "class": "ferr", id: prefix + "-err", "data-field": "labels" }),
+        h("div", null, h("button", { type: "button", "class": "secondary", id: prefix + "-add", onclick: function () { row("", "").focus(); } }, "Add " + what.toLowerCase()))),
+      // pairs are the rows with a name, in order.
+      pairs: function () {
+        var out = [];
+        Array.prototype.forEach.call(box.querySelectorAll(".label-row"), function (r) {
+          var k = r.querySelector(".label-name").value.trim();
+          if (k) out.push([k, r.querySelector(".label-glob").value]);
+        });
+        return out;
+      },
+      names: function (list) {
+        dl.textContent = "";
+        add(dl, list.map(function (x) { return h("option", { value: x }); }));
+      },
+    };
+    rows.names(names || []);
+    return rows;
+  }
+  // labelNames is the label names the newest stream entries carry (from
+  // ingest health), plus extra; sorted, without duplicates.
+  function labelNames(extra) {
+    return api("GET", "/health/ingest").then(function (r) {
+      var seen = {};
+      ((r.status === 200 && r.data.label_names) || []).concat(extra || []).forEach(function (x) { if (x) seen[x] = true; });
+      return Object.keys(seen).sort();
+    });
+  }
   function series(q) {
     var p = params(q);
     var m = page("Series explorer");
@@ -371,50 +423,62 @@
     var match = select(["substring", "word", "regex"], p.match || "substring");
     var ic = h("input", { type: "checkbox", checked: p.ignore_case === "true" });
     var range = select(RANGES.map(function (r) { return r[0]; }), p.range || "1h");
-    var by = select(["none", "host", "tag"], p.by || "none");
+    var byVal = p.by && p.by !== "none" ? p.by : "";
+    // Any label name can be typed; host, tag and the names seen are offered.
+    var byList = h("datalist", { id: "by-names" }, ["host", "tag"].map(function (x) { return h("option", { value: x }); }));
+    var by = h("input", { value: byVal, list: "by-names", autocomplete: "off", placeholder: "none", "aria-describedby": "f-by-hint" });
     var host = h("input", { value: p.host || "", placeholder: "exact host" });
     var tag = h("input", { value: p.tag || "", placeholder: "exact tag" });
     var topn = h("input", { type: "number", min: 1, max: 10, value: p.top || "5" });
+    var filters = Object.keys(p).filter(function (k) { return k.indexOf("label.") === 0; }).sort().map(function (k) { return [k.slice(6), p[k]]; });
+    var lrows = labelRows("f-lf", "Label filter", filters, []);
     var form = h("form", { "class": "stack", id: "series-form", onsubmit: function (ev) {
       ev.preventDefault();
-      var qs = ["keyword=" + encodeURIComponent(kw.value), "match=" + match.value, "range=" + range.value, "by=" + by.value, "top=" + topn.value];
+      var qs = ["keyword=" + encodeURIComponent(kw.value), "match=" + match.value, "range=" + range.value, "by=" + encodeURIComponent(by.value.trim() || "none"), "top=" + topn.value];
       if (ic.checked) qs.push("ignore_case=true");
       if (host.value) qs.push("host=" + encodeURIComponent(host.value));
       if (tag.value) qs.push("tag=" + encodeURIComponent(tag.value));
+      lrows.pairs().forEach(function (x) { qs.push("label." + encodeURIComponent(x[0]) + "=" + encodeURIComponent(x[1])); });
       location.hash = "#/series?" + qs.join("&");
     } },
       h("div", { "class": "row" }, field("f-keyword", "Keyword", kw), field("f-match", "Match", match), field("f-range", "Range", range)),
       h("div", { "class": "row" }, field("f-ignore_case", "Ignore case", ic)),
-      h("div", { "class": "row" }, field("f-by", "Break down by", by), field("f-top", "Top N", topn), field("f-host", "Host filter", host), field("f-tag", "Tag filter", tag)),
+      h("div", { "class": "row" }, field("f-by", "Break down by", by, "host, tag or a label name; empty: none"), byList, field("f-top", "Top N", topn), field("f-host", "Host filter", host), field("f-tag", "Tag filter", tag)),
+      lrows.el,
       h("div", null, h("button", { type: "submit" }, "Show")));
+    form.querySelector("#f-by + .muted").id = "f-by-hint";
     var chart = h("div", { "class": "chart", id: "series-chart" });
     var err = h("p", { "class": "error", role: "alert" });
     var topBox = h("div", { id: "series-top" });
     add(m, h("section", { "class": "panel" }, form), err, h("section", { "class": "panel" }, chart), topBox);
+    labelNames([byVal].concat(filters.map(function (x) { return x[0]; })).filter(function (x) { return x !== "host" && x !== "tag"; })).then(function (names) {
+      lrows.names(names);
+      add(byList, names.map(function (x) { return h("option", { value: x }); }));
+      form.setAttribute("data-label-names", names.join(","));
+    });
     if (!p.keyword) { kw.focus(); return; }
     var secs = RANGES.filter(function (r) { return r[0] === range.value; })[0][1];
     var to = Math.floor(now() / 60000) * 60 + 60, from = to - secs;
-    var base = "/counts?" + kwQuery(p.keyword, p.match, p.ignore_case === "true") + "&from=" + iso(from * 1000) + "&to=" + iso(to * 1000);
-    var filt = (p.host ? "&host=" + encodeURIComponent(p.host) : "") + (p.tag ? "&tag=" + encodeURIComponent(p.tag) : "");
-    api("GET", base + filt).then(function (r) {
+    var filt = (p.host ? "&host=" + encodeURIComponent(p.host) : "") + (p.tag ? "&tag=" + encodeURIComponent(p.tag) : "") +
+      filters.map(function (x) { return "&label." + encodeURIComponent(x[0]) + "=" + encodeURIComponent(x[1]); }).join("");
+    var top = Math.min(10, Math.max(1, parseInt(p.top, 10) || 5));
+    // One call: the series' points and, with a breakdown, its top N values
+    // each with their points, all under the same filters.
+    var url = "/counts?" + kwQuery(p.keyword, p.match, p.ignore_case === "true") + "&from=" + iso(from * 1000) + "&to=" + iso(to * 1000) + filt +
+      (byVal ? "&by=" + encodeURIComponent(byVal) + "&limit=" + top : "");
+    api("GET", url).then(function (r) {
       if (r.status !== 200) { err.textContent = r.data.error + (r.data.fields ? ": " + r.data.fields.map(function (f) { return f.field + " " + f.message; }).join("; ") : ""); return; }
       var total = minutes(from, to, pointsByMinute(r.data.points));
       chart.setAttribute("data-total", String(r.data.total));
       chart.setAttribute("data-sum", String(total.ys.reduce(function (a, b) { return a + b; }, 0)));
-      if (p.by === "host" || p.by === "tag") {
-        var win = range.value;
-        return api("GET", "/counts/top?" + kwQuery(p.keyword, p.match, p.ignore_case === "true") + "&by=" + p.by + "&window=" + win + "&limit=" + (parseInt(p.top, 10) || 5)).then(function (t) {
-          if (t.status !== 200) { err.textContent = t.data.error; drawChart(chart, p.keyword, total.xs, [{ label: "all", ys: total.ys }]); return; }
-          var items = t.data.items || [];
-          add(topBox, h("section", { "class": "panel" }, h("h2", null, "Top " + p.by + "s, " + win), table([{ t: p.by }, { t: "Count", num: true }],
-            items.map(function (it) { return [it.value, it.count]; }), "Nothing counted.")));
-          return Promise.all(items.map(function (it) {
-            return api("GET", base + "&" + p.by + "=" + encodeURIComponent(it.value) + (p.by === "host" && p.tag ? "&tag=" + encodeURIComponent(p.tag) : "") + (p.by === "tag" && p.host ? "&host=" + encodeURIComponent(p.host) : ""))
-              .then(function (x) { return { label: it.value, ys: minutes(from, to, pointsByMinute(x.status === 200 ? x.data.points : [])).ys }; });
-          })).then(function (ss) { drawChart(chart, p.keyword + " by " + p.by, total.xs, [{ label: "all", ys: total.ys }].concat(ss)); });
-        });
-      }
-      drawChart(chart, p.keyword, total.xs, [{ label: (p.host || p.tag) ? "filtered" : "all hosts and tags", ys: total.ys }]);
+      var all = { label: filt ? "filtered" : "all hosts and tags", ys: total.ys };
+      if (!byVal) { drawChart(chart, p.keyword, total.xs, [all]); return; }
+      var items = r.data.series || [];
+      add(topBox, h("section", { "class": "panel" }, h("h2", null, "Top " + items.length + " by " + byVal + ", " + range.value), table([{ t: byVal }, { t: "Count", num: true }],
+        items.map(function (it) { return [it.value === "" ? h("span", { "class": "muted" }, "(empty)") : it.value, it.total]; }), "Nothing counted.")));
+      drawChart(chart, p.keyword + " by " + byVal, total.xs, [all].concat(items.map(function (it) {
+        return { label: byVal + "=" + it.value, ys: minutes(from, to, pointsByMinute(it.points)).ys };
+      })));
     });
   }
 
@@ -473,10 +537,16 @@
       });
     });
   }
+  // silenceHref prefills a silence with the alert's rule and its group's
+  // labels (host and tag among them when grouped by), each matching its
+  // exact value.
   function silenceHref(a) {
     var q = ["rule_id=" + encodeURIComponent(a.rule_id)];
-    if (a.group_by === "host" && a.group) q.push("host=" + encodeURIComponent(a.group));
-    if (a.group_by === "tag" && a.group) q.push("tag=" + encodeURIComponent(a.group));
+    var labels = a.labels || {};
+    if (!Object.keys(labels).length && a.group && (a.group_by === "host" || a.group_by === "tag")) { labels = {}; labels[a.group_by] = a.group; }
+    Object.keys(labels).sort().forEach(function (k) {
+      q.push((k === "host" || k === "tag" ? k : "label." + encodeURIComponent(k)) + "=" + encodeURIComponent(labels[k]));
+    });
     return "#/silences/new?" + q.join("&");
   }
 
@@ -647,7 +717,9 @@
     var act = h("div", { id: "silences-active" }), exp = h("div", { id: "silences-expired" });
     add(m, h("h2", null, "Active"), act, h("h2", null, "Expired"), exp);
     function matchers(s) {
-      return ["rule_id", "host", "tag", "keyword"].filter(function (k) { return s[k]; }).map(function (k) { return k + "=" + s[k]; }).join(" ");
+      var l = s.labels || {};
+      return ["rule_id", "host", "tag", "keyword"].filter(function (k) { return s[k]; }).map(function (k) { return k + "=" + s[k]; })
+        .concat(Object.keys(l).sort().map(function (k) { return k + "=" + l[k]; })).join(" ");
     }
     poll(function () {
       return api("GET", "/silences").then(must).then(function (d) {
@@ -676,7 +748,7 @@
     // pages in between).
     function editEnd(s, end) {
       var b = { start: s.start, end: end, author: s.author, comment: s.comment };
-      ["rule_id", "host", "tag", "keyword"].forEach(function (k) { if (s[k]) b[k] = s[k]; });
+      ["rule_id", "host", "tag", "keyword", "labels"].forEach(function (k) { if (s[k]) b[k] = s[k]; });
       api("POST", "/silences", b).then(function (r) {
         if (r.status >= 300) { say(r.data.error + (r.data.fields ? ": " + r.data.fields.map(function (f) { return f.field + " " + f.message; }).join("; ") : "")); return; }
         return api("DELETE", "/silences/" + encodeURIComponent(s.id)).then(function () { say("End changed."); act.dataset.last = ""; });
@@ -692,18 +764,24 @@
       end: h("input", { type: "datetime-local", required: true, value: localInput(now() + 2 * 3600 * 1000) }),
       author: h("input", { required: true, value: "console" }), comment: h("input", { value: "" }),
     };
+    var given = Object.keys(p).filter(function (k) { return k.indexOf("label.") === 0; }).sort().map(function (k) { return [k.slice(6), p[k]]; });
+    var lrows = labelRows("f-lm", "Label matcher", given, []);
+    labelNames(given.map(function (x) { return x[0]; })).then(lrows.names);
     var form = h("form", { "class": "stack", id: "silence-form", novalidate: true, onsubmit: function (ev) {
       ev.preventDefault();
       var b = { end: f.end.value ? fromLocal(f.end.value) : "", author: f.author.value };
       ["rule_id", "host", "tag", "keyword", "comment"].forEach(function (k) { if (f[k].value) b[k] = f[k].value; });
+      var pairs = lrows.pairs();
+      if (pairs.length) { b.labels = {}; pairs.forEach(function (x) { b.labels[x[0]] = x[1]; }); }
       api("POST", "/silences", b).then(function (r) {
         showErrors(form, r);
         if (r.status < 300) { say("Silence created."); location.hash = "#/silences"; }
       });
     } },
-      h("p", { "class": "muted" }, "Matches alerts on every field given (host and tag are globs)."),
+      h("p", { "class": "muted" }, "Matches alerts on every field given (host, tag and label values are globs)."),
       h("div", { "class": "row" }, field("f-rule_id", "Rule id", f.rule_id), field("f-keyword", "Keyword", f.keyword)),
       h("div", { "class": "row" }, field("f-host", "Host", f.host), field("f-tag", "Tag", f.tag)),
+      lrows.el,
       h("div", { "class": "row" }, field("f-end", "Ends at (local time)", f.end), field("f-author", "Author", f.author)),
       field("f-comment", "Comment", f.comment),
       h("p", { "class": "error form-error", role: "alert" }),
