@@ -151,6 +151,9 @@ var (
 	//go:embed create.lua
 	createLua    string
 	createScript = redis.NewScript(createLua)
+	// uncountScript decrements a sign-in counter that still exists: one
+	// that expired in between is not created again without a TTL.
+	uncountScript = redis.NewScript(`if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0`)
 	//go:embed delete.lua
 	deleteLua    string
 	deleteScript = redis.NewScript(deleteLua)
@@ -269,7 +272,7 @@ func (s *Store) Attempt(ctx context.Context, addr string, now time.Time) (retry 
 // Succeeded takes back the attempt of a sign-in that passed.
 func (s *Store) Succeeded(ctx context.Context, addr string, now time.Time) error {
 	k, _ := attemptKey(addr, now)
-	if err := s.rdb.Decr(ctx, k).Err(); err != nil {
+	if err := uncountScript.Run(ctx, s.rdb, []string{k}).Err(); err != nil {
 		return fmt.Errorf("uncount sign-in %s: %w", k, err)
 	}
 	return nil

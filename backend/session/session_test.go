@@ -107,3 +107,84 @@ func TestCSRFValid(t *testing.T) {
 		})
 	}
 }
+
+func TestCapKeepsTheNewestSessions(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		max     int
+		created int
+	}{
+		{"one allowed, five back to back", 1, 5},
+		{"three allowed, ten back to back", 3, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := NewStore(rdb, Options{TTL: time.Hour, MaxPerToken: tc.max})
+			tok := Fingerprint(tc.name)
+			var ids []string
+			for range tc.created { // well within a millisecond of each other
+				id, _, err := st.Create(ctx, tok)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
+			for i, id := range ids {
+				_, err := st.Lookup(ctx, id)
+				if live := i >= tc.created-tc.max; live != (err == nil) {
+					t.Errorf("session %d of %d: Lookup error %v, want live=%v", i+1, tc.created, err, live)
+				}
+			}
+			if n := rdb.ZCard(ctx, tokenPrefix+tok).Val(); n != int64(tc.max) {
+				t.Errorf("token index holds %d, want %d", n, tc.max)
+			}
+		})
+	}
+}
+
+func TestAttemptsPerAddressAndMinute(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	st := NewStore(rdb, Options{SignInsPerMinute: 2})
+	at := time.Date(2024, 5, 1, 10, 30, 50, 0, time.UTC)
+	for i, tc := range []struct {
+		name      string
+		addr      string
+		at        time.Time
+		succeeded bool
+		want      error
+		retry     time.Duration
+	}{
+		{"a success gives its attempt back", "10.0.0.1", at, true, nil, 0},
+		{"1st failure", "10.0.0.1", at, false, nil, 0},
+		{"2nd failure", "10.0.0.1", at, false, nil, 0},
+		{"over the budget until the minute ends", "10.0.0.1", at.Add(5 * time.Second), false, ErrTooManyAttempts, 5 * time.Second},
+		{"another address has its own budget", "10.0.0.2", at, false, nil, 0},
+		{"the next minute starts afresh", "10.0.0.1", at.Add(10 * time.Second), false, nil, 0},
+	} {
+		retry, err := st.Attempt(ctx, tc.addr, tc.at)
+		if !errors.Is(err, tc.want) || retry != tc.retry {
+			t.Fatalf("%d %s: Attempt = %v, %v; want %v, %v", i, tc.name, retry, err, tc.retry, tc.want)
+		}
+		if tc.succeeded {
+			if err := st.Succeeded(ctx, tc.addr, tc.at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, k := range rdb.Keys(ctx, attemptPrefix+"*").Val() {
+		if ttl := rdb.TTL(ctx, k).Val(); ttl <= 0 || ttl > 61*time.Second {
+			t.Errorf("%s: TTL %v, want at most the rest of its minute", k, ttl)
+		}
+	}
+	// A counter that expired before the success is not brought back
+	// without a TTL.
+	rdb.FlushAll(ctx)
+	if err := st.Succeeded(ctx, "10.0.0.3", at); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.DBSize(ctx).Val(); n != 0 {
+		t.Errorf("%d keys after a late success, want none", n)
+	}
+}
