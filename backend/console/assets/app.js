@@ -381,7 +381,7 @@
       var r = h("div", { "class": "row label-row" },
         h("div", { "class": "field" }, h("label", { "for": ni.id }, what + " " + i + ": label"), ni),
         h("div", { "class": "field" }, h("label", { "for": gi.id }, what + " " + i + ": matches"), gi),
-        h("button", { type: "button", "class": "secondary", "aria-label": "Remove " + what.toLowerCase() + " " + i, onclick: function () { r.parentNode.removeChild(r); } }, "Remove"));
+        h("button", { type: "button", "class": "secondary", "aria-label": "Remove " + what.toLowerCase() + " " + i, onclick: function () { r.parentNode.removeChild(r); $(prefix + "-add").focus(); } }, "Remove"));
       box.appendChild(r);
       return ni;
     }
