@@ -153,6 +153,16 @@ func consoleLabels(t *testing.T, b *browser.Browser, rdb *redis.Client, addr, ba
 	if v := browser.Eval[string](t, b, `document.getElementById('f-lf-name-1').value + '=' + document.getElementById('f-lf-glob-1').value`); v != "namespace=sh*" {
 		t.Errorf("label filter row %q, want namespace=sh*", v)
 	}
+	// From the keyboard: Enter on Add gives a new row, focused; Remove
+	// hands focus back to Add.
+	b.Do(t, "add a label filter row", 5*time.Second, chromedp.Focus(sel("#f-lf-add")), chromedp.KeyEvent("\r"))
+	if id := browser.Eval[string](t, b, `document.activeElement.id`); id != "f-lf-name-2" {
+		t.Errorf("focus after Add on %q, want the new row's name f-lf-name-2", id)
+	}
+	b.Do(t, "remove it", 5*time.Second, chromedp.Focus(sel(`button[aria-label="Remove label filter 2"]`)), chromedp.KeyEvent("\r"))
+	if id := browser.Eval[string](t, b, `document.activeElement.id + ' ' + document.querySelectorAll('#f-lf-rows .label-row').length`); id != "f-lf-add 1" {
+		t.Errorf("after Remove: focus and rows %q, want f-lf-add 1", id)
+	}
 	noProblems("series by label")
 }
 
