@@ -134,7 +134,8 @@ func (h *handlers) signIn(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("console sign-in rate limited", "remote", r.RemoteAddr)
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry/time.Second)))
 		WriteError(w, http.StatusTooManyRequests, "too many failed sign-ins from this address: wait for the next minute",
-			FieldError{Field: "token", Message: "over KEYALERT_SESSION_SIGNIN_RATE failed sign-ins per minute from " + addr})
+			FieldError{Field: "token", Message: "too many failed sign-ins from " + addr + " (KEYALERT_SESSION_SIGNIN_RATE a minute): try again in " +
+				strconv.Itoa(int(retry/time.Second)) + " s"})
 		return
 	}
 	if err != nil {

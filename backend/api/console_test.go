@@ -348,8 +348,9 @@ func TestSignInRateLimitPerAddress(t *testing.T) {
 			t.Errorf("%s: Retry-After %q, want 15 (seconds to the minute's end)", tc.name, retry)
 		}
 		fields, _ := out["fields"].([]any)
-		if _, ok := out["error"].(string); !ok || len(fields) != 1 || fields[0].(map[string]any)["field"] != "token" {
-			t.Errorf("%s: body %v, want the error shape naming token", tc.name, out)
+		if _, ok := out["error"].(string); !ok || len(fields) != 1 || fields[0].(map[string]any)["field"] != "token" ||
+			!strings.Contains(fields[0].(map[string]any)["message"].(string), "try again in 15 s") {
+			t.Errorf("%s: body %v, want the error shape naming token, saying when to try again", tc.name, out)
 		}
 	}
 	// The counter is one key per address and minute, gone soon after it.

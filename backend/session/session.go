@@ -48,7 +48,7 @@ const (
 	// keyPrefix is followed by the hex SHA-256 of the session id.
 	keyPrefix = "ka:{sessions}:"
 	// tokenPrefix is followed by a token's fingerprint: a sorted set of its
-	// sessions' keys scored by creation time (ms), for the cap. It shares
+	// sessions' keys scored by creation time (µs), for the cap. It shares
 	// the hash tag of the sessions so its scripts touch one cluster slot.
 	tokenPrefix = "ka:{sessions}:tok:"
 	// attemptPrefix is followed by the clock minute (Unix seconds / 60) and
@@ -103,9 +103,6 @@ func NewStore(rdb redis.UniversalClient, o Options) *Store {
 	}
 	return &Store{rdb: rdb, ttl: o.TTL, o: o}
 }
-
-// MaxPerToken is the cap on one API token's live sessions.
-func (s *Store) MaxPerToken() int { return s.o.MaxPerToken }
 
 // TTL is a session's lifetime.
 func (s *Store) TTL() time.Duration { return s.ttl }

@@ -414,7 +414,7 @@
       var seen = {};
       ((r.status === 200 && r.data.label_names) || []).concat(extra || []).forEach(function (x) { if (x) seen[x] = true; });
       return Object.keys(seen).sort();
-    });
+    }).catch(function () { return (extra || []).filter(Boolean).sort(); });
   }
   function series(q) {
     var p = params(q);
