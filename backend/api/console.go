@@ -157,13 +157,15 @@ func (h *handlers) signIn(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	id, csrf, err := h.o.Sessions.Create(r.Context(), session.Fingerprint(tok))
+	id, csrf, ended, err := h.o.Sessions.Create(r.Context(), session.Fingerprint(tok))
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	h.o.Sessions.SetCookie(w, r, id)
-	h.log.Info("console sign-in", "remote", r.RemoteAddr, "token", session.Fingerprint(tok)[:8])
+	// signed_out_oldest: sessions of the same token ended by
+	// KEYALERT_SESSION_MAX_PER_TOKEN.
+	h.log.Info("console sign-in", "remote", r.RemoteAddr, "token", session.Fingerprint(tok)[:8], "signed_out_oldest", ended)
 	WriteJSON(w, http.StatusOK, map[string]any{"csrf_token": csrf, "expires_at": h.o.Now().Add(h.o.Sessions.TTL()).UTC()})
 }
 

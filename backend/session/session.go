@@ -127,21 +127,22 @@ func random() (string, error) {
 }
 
 // Create opens a session for the API token with fingerprint tok and returns
-// its id (the cookie's value) and CSRF token.
-func (s *Store) Create(ctx context.Context, tok string) (id, csrf string, err error) {
+// its id (the cookie's value), its CSRF token and how many of the token's
+// oldest sessions it signed out to stay within MaxPerToken.
+func (s *Store) Create(ctx context.Context, tok string) (id, csrf string, ended int, err error) {
 	if id, err = random(); err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	if csrf, err = random(); err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	k := key(id)
-	err = createScript.Run(ctx, s.rdb, []string{k, tokenPrefix + tok},
-		csrf, tok, s.ttl.Milliseconds(), s.o.MaxPerToken).Err()
+	n, err := createScript.Run(ctx, s.rdb, []string{k, tokenPrefix + tok},
+		csrf, tok, s.ttl.Milliseconds(), s.o.MaxPerToken).Int()
 	if err != nil {
-		return "", "", fmt.Errorf("create session %s: %w", k, err)
+		return "", "", 0, fmt.Errorf("create session %s: %w", k, err)
 	}
-	return id, csrf, nil
+	return id, csrf, n, nil
 }
 
 var (

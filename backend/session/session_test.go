@@ -15,7 +15,7 @@ func TestSessionLifecycle(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	ctx := context.Background()
 	st := NewStore(rdb, Options{TTL: time.Hour})
-	id, csrf, err := st.Create(ctx, Fingerprint("tok"))
+	id, csrf, _, err := st.Create(ctx, Fingerprint("tok"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,9 +124,12 @@ func TestCapKeepsTheNewestSessions(t *testing.T) {
 			tok := Fingerprint(tc.name)
 			var ids []string
 			for range tc.created { // well within a millisecond of each other
-				id, _, err := st.Create(ctx, tok)
+				id, _, ended, err := st.Create(ctx, tok)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if want := min(1, max(0, len(ids)+1-tc.max)); ended != want {
+					t.Errorf("sign-in %d signed out %d, want %d", len(ids)+1, ended, want)
 				}
 				ids = append(ids, id)
 			}
