@@ -278,6 +278,12 @@ func TestConsole(t *testing.T) {
 		t.Errorf("overview at 390 px is %d px wide: it scrolls sideways", w)
 	}
 	b.Screenshot(t, shots, "overview-390")
+	b.Do(t, "series with a label filter at 390 px", 10*time.Second, chromedp.Navigate(base+"/#/series?keyword=Labelled&range=1h&by=app&top=5&label.namespace=sh*"),
+		chromedp.WaitVisible(sel("#series-chart canvas")))
+	if w := browser.Eval[int](t, b, `document.documentElement.scrollWidth`); w > 390 {
+		t.Errorf("series explorer with a label filter at 390 px is %d px wide: it scrolls sideways", w)
+	}
+	b.Screenshot(t, shots, "series-labels-390")
 	if _, err := chromedp.Call(b.Ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
 		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}); err != nil {
 		t.Fatal(err)
