@@ -201,6 +201,26 @@ func parseEvent(b []byte, ev *Event) (eventKind, int) {
 // parseHead reads an event up to its record, checks that the record is a
 // map, and returns the event's kind and the record's offset in b.
 func parseHead(b []byte, ev *Event) (eventKind, int) {
+	// Fluent Bit writes almost every event in one of two byte layouts:
+	// [[EventTime, {}], {…}] (2.1+) and [EventTime, {…}]. Read them
+	// directly; anything else takes the general path (FuzzParseHead checks
+	// that both agree).
+	if len(b) > 13 && b[0] == 0x92 && b[1] == 0x92 && b[2] == 0xd7 && b[3] == 0 && b[12] == 0x80 && isMap(b[13]) {
+		ev.Nsec = 0
+		return setEventTime(b[4:12], ev), 13
+	}
+	if len(b) > 11 && b[0] == 0x92 && b[1] == 0xd7 && b[2] == 0 && isMap(b[11]) {
+		ev.Nsec = 0
+		return setEventTime(b[3:11], ev), 11
+	}
+	return parseHeadSlow(b, ev)
+}
+
+// isMap reports whether c starts a msgpack map.
+func isMap(c byte) bool { return c&0xf0 == 0x80 || c == 0xde || c == 0xdf }
+
+// parseHeadSlow is parseHead for every layout, through msgp.
+func parseHeadSlow(b []byte, ev *Event) (eventKind, int) {
 	total := len(b)
 	if msgp.NextType(b) != msgp.ArrayType {
 		return eventBroken, 0

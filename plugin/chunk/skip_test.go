@@ -121,3 +121,30 @@ func FuzzNextLazy(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseHead: the fast path for Fluent Bit's usual event layouts reads
+// every event exactly as the general path does.
+func FuzzParseHead(f *testing.F) {
+	ts := time.Unix(1700000000, 123)
+	for _, format := range []Format{FormatV2, FormatV1} {
+		for _, kind := range []TimeKind{EventTime, EventTimeExt8, IntTime} {
+			ev, err := AppendEvent(nil, format, ts, kind, map[string]any{"log": "x"})
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(ev)
+		}
+	}
+	f.Add([]byte{0x92, 0x92, 0xd7, 0x00, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x80, 0x80})
+	f.Add([]byte{0x92, 0x92, 0xd7, 0x00, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 0, 0x80, 0xde, 0, 0})
+	f.Add([]byte{0x92, 0xd7, 0x00, 0, 0, 0, 1, 0, 0, 0, 2, 0xdf})
+	f.Add([]byte{0x92, 0x92, 0xd7, 0x00, 0, 0, 0, 1, 0, 0, 0, 2, 0x81, 0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, slow := Event{Sec: 7, Nsec: 9}, Event{Sec: 7, Nsec: 9}
+		fk, fh := parseHead(b, &fast)
+		sk, sh := parseHeadSlow(b, &slow)
+		if fk != sk || fk != eventBroken && (fh != sh || fast.Sec != slow.Sec || fast.Nsec != slow.Nsec) {
+			t.Fatalf("% x: fast %v %d %+v, general %v %d %+v", b, fk, fh, fast, sk, sh, slow)
+		}
+	})
+}
