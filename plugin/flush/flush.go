@@ -102,30 +102,24 @@ type Flusher struct {
 	names    []string
 	tagGroup []int
 	// tops are the distinct top-level keys the host and the record labels
-	// start with, each with what it feeds.
+	// start with, each with the tree of paths read under it. Every path
+	// has a slot in state.raw: top i's paths fill the slots from
+	// tops[i].slot on, in tree order.
 	tops []top
-	pool sync.Pool
+	// slots is the number of paths; hostSlot is the host's slot (-1 without
+	// Hostname_Key), labelSlot[pos] the slot of names[pos] (-1 for a
+	// TagRegex label).
+	slots     int
+	hostSlot  int
+	labelSlot []int
+	pool      sync.Pool
 }
 
-// top is one top-level record key and what is read under it: the host
-// (when Hostname_Key starts there) and the record labels.
+// top is one top-level record key and the paths read under it.
 type top struct {
-	key   string
-	reads []read
-}
-
-// read is one accessor under a top: pos is the label's position in names,
-// or -1 for the host; key1 is the path's second key, "" when it has none
-// (a top-level value, or an array index).
-type read struct {
-	pos  int
-	path accessor.Accessor
-	key1 string
-}
-
-func newRead(pos int, path accessor.Accessor) read {
-	k, _ := path.Key(1)
-	return read{pos: pos, path: path, key1: k}
+	key  string
+	tree *accessor.Tree
+	slot int
 }
 
 // New returns a flusher. Label names must be valid and unique (package
@@ -157,33 +151,61 @@ func New(opt Options) *Flusher {
 		}
 	}
 	slices.SortFunc(all, func(a, b named) int { return cmpString(a.name, b.name) })
-	topOf := func(key string) *top {
-		for i := range f.tops {
-			if f.tops[i].key == key {
-				return &f.tops[i]
+	// Group the paths by top-level key, the host's first; each read's
+	// index in its group is its slot's offset.
+	type read struct {
+		pos  int // position in names, -1 for the host
+		path accessor.Accessor
+	}
+	var groups [][]read
+	add := func(r read) {
+		for i, g := range groups {
+			if g[0].path.Top() == r.path.Top() {
+				groups[i] = append(g, r)
+				return
 			}
 		}
-		f.tops = append(f.tops, top{key: key})
-		return &f.tops[len(f.tops)-1]
+		groups = append(groups, []read{r})
 	}
 	if !opt.HostnameKey.IsZero() {
-		t := topOf(opt.HostnameKey.Top())
-		t.reads = append(t.reads, newRead(-1, opt.HostnameKey))
+		add(read{pos: -1, path: opt.HostnameKey})
 	}
 	for pos, n := range all {
 		f.names = append(f.names, n.name)
 		f.tagGroup = append(f.tagGroup, n.group)
 		if n.group < 0 {
-			t := topOf(n.path.Top())
-			t.reads = append(t.reads, newRead(pos, n.path))
+			add(read{pos: pos, path: n.path})
 		}
+	}
+	f.hostSlot = -1
+	f.labelSlot = make([]int, len(f.names))
+	for i := range f.labelSlot {
+		f.labelSlot[i] = -1
+	}
+	for _, g := range groups {
+		paths := make([]accessor.Accessor, len(g))
+		for j, r := range g {
+			paths[j] = r.path
+			if r.pos < 0 {
+				f.hostSlot = f.slots + j
+			} else {
+				f.labelSlot[r.pos] = f.slots + j
+			}
+		}
+		tree, err := accessor.NewTree(paths)
+		if err != nil {
+			// At most stream.MaxLabels labels and a host, all under g's key.
+			panic("flush: " + err.Error())
+		}
+		f.tops = append(f.tops, top{key: g[0].path.Top(), tree: tree, slot: f.slots})
+		f.slots += len(g)
 	}
 	f.pool.New = func() any {
 		a := aggregate.New()
 		a.SetLabelNames(f.names)
 		a.SetMaxSeries(opt.MaxSeries)
-		return &state{agg: a, vals: make([][]byte, len(f.names)), tagVals: make([][]byte, len(f.names)),
-			topVals: make([][]byte, len(f.tops))}
+		return &state{agg: a, tagVals: make([][]byte, len(f.names)),
+			topVals: make([][]byte, len(f.tops)), raw: make([][]byte, f.slots), lastRaw: make([][]byte, f.slots)}
 	}
 	return f
 }
@@ -215,16 +237,24 @@ type state struct {
 	agg     *aggregate.Aggregator
 	r       chunk.Reader
 	hits    []hit
-	// vals are the raw values of the record labels of the record at hand
-	// (nil when absent), tagVals the sanitized TagRegex values of the chunk,
-	// both by position in Flusher.names; key and host are scratch for the
-	// sanitized label set key and host.
-	vals    [][]byte
+	// tagVals are the sanitized TagRegex values of the chunk, by position
+	// in Flusher.names; key and host are scratch for the sanitized label
+	// set key and host.
 	tagVals [][]byte
 	key     []byte
 	host    []byte
 	// topVals[i] is the record's value under Flusher.tops[i], nil if absent.
 	topVals [][]byte
+	// raw are the host and record label values of the matching record at
+	// hand, in place (nil when absent), by slot (see Flusher.slots);
+	// lastRaw are the last matching record's, which had host lastHost and
+	// label set lastLabels, when haveLast: a record with the same values
+	// (a chunk of one container's lines has the same all through) reuses
+	// its ids instead of sanitizing and interning them again.
+	raw                  [][]byte
+	lastRaw              [][]byte
+	haveLast             bool
+	lastHost, lastLabels int32
 }
 
 // Process counts the keywords of m in the chunk data, tagged tag. data is only
@@ -239,7 +269,9 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 		// Drop every reference into data before the state is pooled.
 		s.r.Reset(nil)
 		clear(s.topVals)
-		clear(s.vals)
+		clear(s.raw)
+		clear(s.lastRaw)
+		s.haveLast = false
 		clear(s.hits[:cap(s.hits)])
 		s.agg.Reset(0, 0)
 		f.pool.Put(s)
@@ -379,91 +411,52 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) (matched, whole bool)
 }
 
 // dims reads a matching record's host and label set from the values under
-// the top-level keys the record walk remembered (topVals).
+// the top-level keys the record walk remembered (topVals): one walk of each
+// for every path under it (accessor.Tree).
 func (s *state) dims(defaultHost int32) (host, labels int32) {
 	f := s.f
-	for i := range s.vals {
-		s.vals[i] = nil
-	}
-	var rawHost []byte
-	put := func(r *read, v []byte, ok bool) {
-		switch {
-		case !ok:
-		case r.pos < 0:
-			rawHost = v
-		default:
-			s.vals[r.pos] = v
-		}
-	}
+	clear(s.raw)
 	for i := range f.tops {
-		v := s.topVals[i]
-		if v == nil {
-			continue
+		if v := s.topVals[i]; v != nil {
+			t := &f.tops[i]
+			t.tree.In(v, s.raw[t.slot:t.slot+t.tree.Len()])
 		}
-		t := &f.tops[i]
-		if len(t.reads) == 1 {
-			r := &t.reads[0]
-			val, ok := r.path.In(v)
-			put(r, val, ok)
-			continue
-		}
-		// Several reads under one key (namespace, app and container in
-		// the kubernetes map): walk its map once for all of them, and
-		// only as far as the last one.
-		left := 0
-		for j := range t.reads {
-			r := &t.reads[j]
-			if r.key1 != "" {
-				left++
-				continue
-			}
-			val, ok := r.path.In(v)
-			put(r, val, ok)
-		}
-		if left == 0 {
-			continue
-		}
-		mp, err := chunk.NewMap(v)
-		if err != nil {
-			continue
-		}
-		var done uint32 // reads found; a repeated key keeps its first value
-		for left > 0 {
-			k, val, ok := mp.Next()
-			if !ok {
-				break
-			}
-			for j := range t.reads {
-				r := &t.reads[j]
-				if r.key1 != "" && done&(1<<j) == 0 && r.key1 == string(k) {
-					done |= 1 << j
-					left--
-					got, ok := r.path.InAt(val, 2)
-					put(r, got, ok)
-				}
-			}
-		}
+	}
+	if s.haveLast && sameValues(s.raw, s.lastRaw) {
+		return s.lastHost, s.lastLabels
 	}
 	host = defaultHost
-	if len(rawHost) > 0 {
-		s.host = sanitize(s.host[:0], rawHost)
+	if f.hostSlot >= 0 && len(s.raw[f.hostSlot]) > 0 {
+		s.host = sanitize(s.host[:0], s.raw[f.hostSlot])
 		host = s.agg.Host(s.host)
 	}
-	if len(f.names) == 0 {
-		return host, 0
-	}
-	s.key = s.key[:0]
-	for pos, g := range f.tagGroup {
-		if pos > 0 {
-			s.key = append(s.key, aggregate.LabelSep)
+	if len(f.names) > 0 {
+		s.key = s.key[:0]
+		for pos, slot := range f.labelSlot {
+			if pos > 0 {
+				s.key = append(s.key, aggregate.LabelSep)
+			}
+			if slot < 0 {
+				s.key = append(s.key, s.tagVals[pos]...)
+			} else {
+				s.key = sanitize(s.key, s.raw[slot])
+			}
 		}
-		if g >= 0 {
-			s.key = append(s.key, s.tagVals[pos]...)
-		} else {
-			s.key = sanitize(s.key, s.vals[pos])
+		labels = s.agg.LabelSet(s.key)
+	}
+	copy(s.lastRaw, s.raw)
+	s.haveLast, s.lastHost, s.lastLabels = true, host, labels
+	return host, labels
+}
+
+// sameValues reports whether a and b hold the same bytes slot by slot.
+func sameValues(a, b [][]byte) bool {
+	for i := range a {
+		if string(a[i]) != string(b[i]) {
+			return false
 		}
 	}
-	return host, s.agg.LabelSet(s.key)
+	return true
 }
 
 // scan matches one value; keywords new to this record remember it as their line.

@@ -1,6 +1,7 @@
 package flush
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
@@ -238,5 +239,42 @@ func TestSanitizeIsSanitizeValue(t *testing.T) {
 		if got, want := string(sanitize([]byte("x"), []byte(v))), string(stream.SanitizeValue([]byte("x"), []byte(v))); got != want {
 			t.Errorf("sanitize(%q) = %q, want %q", v, got, want)
 		}
+	}
+}
+
+// A matching record with the same host and label values as the last one
+// reuses its series; one value that differs, the host included, is a new
+// series, and nothing carries over to the next chunk, even one written over
+// the same buffer at the same offsets.
+func TestLabelsOfConsecutiveRecords(t *testing.T) {
+	host := func(h, ns string) map[string]any {
+		r := k8s("ERROR "+h+" "+ns, ns, "web", "error")
+		r["kubernetes"].(map[string]any)["host"] = h
+		return r
+	}
+	fl := New(Options{Keys: []string{"log"}, Hostname: "agent", Samples: 1, Identity: "id", Labels: kubeLabels(),
+		HostnameKey: accessor.MustParse("$kubernetes['host']")})
+	m := compile(t, sub("ERROR"))
+	data := build(t, chunk.FormatV2, chunk.EventTime,
+		ev{0, host("n1", "a")}, ev{1, host("n1", "a")}, ev{2, map[string]any{"log": "quiet"}}, ev{3, host("n1", "a")},
+		ev{4, host("n1", "b")}, ev{5, host("n2", "b")}, ev{6, host("n1", "a")},
+		ev{7, map[string]any{"log": "ERROR bare"}}, ev{8, host("n1", "a")})
+	got := strings.Join(labelSummary(fl.Process(m, data, "t").Entries), "\n")
+	want := strings.Join([]string{
+		"substring:ERROR agent t {} +0 1 [ERROR bare]",
+		"substring:ERROR n1 t {app=web,level=error,namespace=a} +0 5 [ERROR n1 a]",
+		"substring:ERROR n1 t {app=web,level=error,namespace=b} +0 1 [ERROR n1 b]",
+		"substring:ERROR n2 t {app=web,level=error,namespace=b} +0 1 [ERROR n2 b]",
+	}, "\n")
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+
+	buf := build(t, chunk.FormatV2, chunk.EventTime, ev{0, host("n1", "zz8")})
+	fl.Process(m, buf, "t")
+	copy(buf, bytes.ReplaceAll(buf, []byte("zz8"), []byte("zz9"))) // same offsets, other values
+	got = strings.Join(labelSummary(fl.Process(m, buf, "t").Entries), "\n")
+	if want := "substring:ERROR n1 t {app=web,level=error,namespace=zz9} +0 1 [ERROR n1 zz9]"; got != want {
+		t.Errorf("chunk over the same buffer: got\n%s\nwant\n%s", got, want)
 	}
 }
