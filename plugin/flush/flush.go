@@ -14,6 +14,7 @@
 package flush
 
 import (
+	"hash/maphash"
 	"regexp"
 	"slices"
 	"sync"
@@ -205,7 +206,8 @@ func New(opt Options) *Flusher {
 		a.SetLabelNames(f.names)
 		a.SetMaxSeries(opt.MaxSeries)
 		return &state{agg: a, tagVals: make([][]byte, len(f.names)),
-			topVals: make([][]byte, len(f.tops)), raw: make([][]byte, f.slots), lastRaw: make([][]byte, f.slots)}
+			topVals: make([][]byte, len(f.tops)), raw: make([][]byte, f.slots),
+			seen: make([][]byte, seenSlots*len(f.tops))}
 	}
 	return f
 }
@@ -246,16 +248,31 @@ type state struct {
 	// topVals[i] is the record's value under Flusher.tops[i], nil if absent.
 	topVals [][]byte
 	// raw are the host and record label values of the matching record at
-	// hand, in place (nil when absent), by slot (see Flusher.slots);
-	// lastRaw are the last matching record's, which had host lastHost and
-	// label set lastLabels, when haveLast: a record with the same values
-	// (a chunk of one container's lines has the same all through) reuses
-	// its ids instead of sanitizing and interning them again.
-	raw                  [][]byte
-	lastRaw              [][]byte
-	haveLast             bool
-	lastHost, lastLabels int32
+	// hand, in place (nil when absent), by slot (see Flusher.slots).
+	raw [][]byte
+	// seen remembers the host and label set of the values under the tops
+	// met in this chunk: slot i holds values seen[i*len(tops):][:len(tops)]
+	// (nil: absent) and ids seenIDs[i], when seenIDs[i].ok. A matching
+	// record with the same values as a slot reuses its ids instead of
+	// walking, sanitizing and interning them again: a chunk holds one
+	// container's lines (the tail input's tag is its file), so its
+	// kubernetes maps are the same bytes all through.
+	seen    [][]byte
+	seenIDs [seenSlots]seenID
 }
+
+// seenSlots is the size of state.seen, a direct-mapped cache indexed by a
+// hash of the values: enough for the pods times levels of a chunk that
+// mixes many.
+const seenSlots = 256
+
+type seenID struct {
+	host, labels int32
+	ok           bool
+}
+
+// seed is the hash seed of state.seen.
+var seed = maphash.MakeSeed()
 
 // Process counts the keywords of m in the chunk data, tagged tag. data is only
 // read during the call; nothing in the result aliases it.
@@ -270,8 +287,8 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 		s.r.Reset(nil)
 		clear(s.topVals)
 		clear(s.raw)
-		clear(s.lastRaw)
-		s.haveLast = false
+		clear(s.seen)
+		clear(s.seenIDs[:])
 		clear(s.hits[:cap(s.hits)])
 		s.agg.Reset(0, 0)
 		f.pool.Put(s)
@@ -415,15 +432,26 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) (matched, whole bool)
 // for every path under it (accessor.Tree).
 func (s *state) dims(defaultHost int32) (host, labels int32) {
 	f := s.f
+	n := len(f.tops)
+	var seen [][]byte
+	var slot *seenID
+	if n > 0 {
+		h := uint64(0)
+		for _, v := range s.topVals {
+			h = h*31 + maphash.Bytes(seed, v)
+		}
+		i := int(h % seenSlots)
+		seen, slot = s.seen[i*n:(i+1)*n], &s.seenIDs[i]
+		if slot.ok && sameValues(seen, s.topVals) {
+			return slot.host, slot.labels
+		}
+	}
 	clear(s.raw)
 	for i := range f.tops {
 		if v := s.topVals[i]; v != nil {
 			t := &f.tops[i]
 			t.tree.In(v, s.raw[t.slot:t.slot+t.tree.Len()])
 		}
-	}
-	if s.haveLast && sameValues(s.raw, s.lastRaw) {
-		return s.lastHost, s.lastLabels
 	}
 	host = defaultHost
 	if f.hostSlot >= 0 && len(s.raw[f.hostSlot]) > 0 {
@@ -432,20 +460,22 @@ func (s *state) dims(defaultHost int32) (host, labels int32) {
 	}
 	if len(f.names) > 0 {
 		s.key = s.key[:0]
-		for pos, slot := range f.labelSlot {
+		for pos, at := range f.labelSlot {
 			if pos > 0 {
 				s.key = append(s.key, aggregate.LabelSep)
 			}
-			if slot < 0 {
+			if at < 0 {
 				s.key = append(s.key, s.tagVals[pos]...)
 			} else {
-				s.key = sanitize(s.key, s.raw[slot])
+				s.key = sanitize(s.key, s.raw[at])
 			}
 		}
 		labels = s.agg.LabelSet(s.key)
 	}
-	copy(s.lastRaw, s.raw)
-	s.haveLast, s.lastHost, s.lastLabels = true, host, labels
+	if slot != nil {
+		copy(seen, s.topVals)
+		*slot = seenID{host: host, labels: labels, ok: true}
+	}
 	return host, labels
 }
 

@@ -278,3 +278,37 @@ func TestLabelsOfConsecutiveRecords(t *testing.T) {
 		t.Errorf("chunk over the same buffer: got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// The pooled state keeps no reference into the last chunk (Fluent Bit
+// frees it after the flush) and no remembered ids: a chunk written over the
+// same buffer must not meet the last one's values.
+func TestPooledStateForgetsTheChunk(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+	fl := New(Options{Keys: []string{"log"}, Hostname: "agent", Samples: 1, Identity: "id", Labels: kubeLabels(),
+		HostnameKey: accessor.MustParse("$kubernetes['host']")})
+	data := build(t, chunk.FormatV2, chunk.EventTime, ev{0, k8s("ERROR", "a", "web", "error")})
+	if res := fl.Process(compile(t, sub("ERROR")), data, "t"); len(res.Entries) != 1 {
+		t.Fatalf("%d entries", len(res.Entries))
+	}
+	s := fl.pool.Get().(*state)
+	defer fl.pool.Put(s)
+	for name, vals := range map[string][][]byte{"topVals": s.topVals, "raw": s.raw, "seen": s.seen} {
+		for i, v := range vals {
+			if v != nil {
+				t.Errorf("%s[%d] = %q after the flush", name, i, v)
+			}
+		}
+	}
+	for i, id := range s.seenIDs {
+		if id.ok {
+			t.Errorf("seenIDs[%d] kept after the flush", i)
+		}
+	}
+	for _, h := range s.hits[:cap(s.hits)] {
+		if h.line != nil {
+			t.Errorf("hit line %q kept after the flush", h.line)
+		}
+	}
+}
