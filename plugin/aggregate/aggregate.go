@@ -12,6 +12,7 @@ package aggregate
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -98,7 +99,8 @@ type Aggregator struct {
 	// Entries' scratch, kept between flushes: the series' sort keys, and
 	// the rank of each keyword, host and label set (by index, id+1 for
 	// hosts and sets so that Overflow is 0) in its order, -1 when unused.
-	keys                          []sortKey
+	keys, sorted                  []sortKey
+	packed                        []uint64
 	kwRank, hostRank, labelRank   []int32
 	kwIDs                         []string
 	usedKw, usedHosts, usedLabels []int32
@@ -316,18 +318,7 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 		s := &a.series[i]
 		keys = append(keys, sortKey{kw: a.kwRank[s.kw], host: a.hostRank[s.host+1], labels: a.labelRank[s.labels+1], i: int32(i), minute: s.minute})
 	}
-	slices.SortFunc(keys, func(x, y sortKey) int {
-		if c := cmp.Compare(x.kw, y.kw); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(x.host, y.host); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(x.labels, y.labels); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.minute, y.minute)
-	})
+	keys, a.sorted, a.packed = sortKeys(keys, a.sorted, a.packed)
 	a.keys = keys
 	defer func() {
 		for _, kw := range a.usedKw {
@@ -384,6 +375,54 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 		dst = append(dst, e)
 	}
 	return dst
+}
+
+func cmpKeys(x, y sortKey) int {
+	if c := cmp.Compare(x.kw, y.kw); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(x.host, y.host); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(x.labels, y.labels); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.minute, y.minute)
+}
+
+// sortKeys returns keys (keys[i].i == i) sorted by cmpKeys, in keys or in
+// buf; the other is returned as the next call's buf. Its ranks and indexes
+// are below len(keys), so when four of them fit in 64 bits it sorts one
+// integer per series (ranks, then index) and then each run of series that
+// differ only in their minute, instead of calling cmpKeys a few thousand
+// times.
+func sortKeys(keys, buf []sortKey, packed []uint64) (sorted, spare []sortKey, _ []uint64) {
+	b := bits.Len(uint(len(keys)))
+	if 4*b > 64 {
+		slices.SortFunc(keys, cmpKeys)
+		return keys, buf, packed
+	}
+	packed = packed[:0]
+	for _, k := range keys {
+		packed = append(packed, uint64(k.kw)<<(3*b)|uint64(k.host)<<(2*b)|uint64(k.labels)<<b|uint64(k.i))
+	}
+	slices.Sort(packed)
+	buf = buf[:0]
+	mask := uint64(1)<<b - 1
+	for _, p := range packed {
+		buf = append(buf, keys[p&mask])
+	}
+	for start := 0; start < len(packed); {
+		end := start + 1
+		for end < len(packed) && packed[end]>>b == packed[start]>>b {
+			end++
+		}
+		if end-start > 1 {
+			slices.SortFunc(buf[start:end], func(x, y sortKey) int { return cmp.Compare(x.minute, y.minute) })
+		}
+		start = end
+	}
+	return buf, keys, packed
 }
 
 // mark notes index i (from 0) as used, growing ranks (unused: -1) to hold

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -309,6 +310,30 @@ func TestEntriesSortByTheStrings(t *testing.T) {
 				}
 			} else if ord > 0 {
 				t.Fatalf("flush %d: entry %d %q before %q", flush, i, p, c)
+			}
+		}
+	}
+}
+
+// sortKeys orders keys as sorting them with cmpKeys does, through packed
+// integers or, past their width, with cmpKeys itself.
+func TestSortKeysIsCmpKeys(t *testing.T) {
+	seed := uint32(1)
+	next := func(n int) int32 { seed = seed*1664525 + 1013904223; return int32(seed>>8) % int32(n) }
+	var buf []sortKey
+	var packed []uint64
+	for _, n := range []int{1, 2, 3, 17, 200, 1000, 70000} {
+		keys := make([]sortKey, n)
+		for i := range keys {
+			keys[i] = sortKey{kw: next(min(n, 4)), host: next(min(n, 3)), labels: next(n), i: int32(i), minute: int64(next(5)) * 60}
+		}
+		want := slices.Clone(keys)
+		slices.SortFunc(want, cmpKeys)
+		var got []sortKey
+		got, buf, packed = sortKeys(keys, buf, packed)
+		for i := range want {
+			if cmpKeys(got[i], want[i]) != 0 {
+				t.Fatalf("n=%d: key %d is %+v, want %+v", n, i, got[i], want[i])
 			}
 		}
 	}
