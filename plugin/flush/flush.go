@@ -438,7 +438,7 @@ func (s *state) dims(defaultHost int32) (host, labels int32) {
 	if n > 0 {
 		h := uint64(0)
 		for _, v := range s.topVals {
-			h = h*31 + maphash.Bytes(seed, v)
+			h = h*31 + fingerprint(v)
 		}
 		i := int(h % seenSlots)
 		seen, slot = s.seen[i*n:(i+1)*n], &s.seenIDs[i]
@@ -477,6 +477,19 @@ func (s *state) dims(defaultHost int32) (host, labels int32) {
 		*slot = seenID{host: host, labels: labels, ok: true}
 	}
 	return host, labels
+}
+
+// fingerprint picks v's slot in state.seen: a hash of its length and its
+// first 64 and last 32 bytes, not of all of it (hashing a 500-byte
+// kubernetes map costs about as much as walking it; its pod and namespace
+// names come first). Values that differ only in between share a slot and
+// take turns in it: slower, never wrong, as a hit compares every byte.
+func fingerprint(v []byte) uint64 {
+	const head, tail = 64, 32
+	if len(v) <= head+tail {
+		return maphash.Bytes(seed, v)
+	}
+	return maphash.Bytes(seed, v[:head]) ^ maphash.Bytes(seed, v[len(v)-tail:])*31 ^ uint64(len(v))
 }
 
 // sameValues reports whether a and b hold the same bytes slot by slot.

@@ -312,3 +312,27 @@ func TestPooledStateForgetsTheChunk(t *testing.T) {
 		}
 	}
 }
+
+// Kubernetes maps that differ only between their first 64 and last 32
+// bytes share a slot of the remembered values and take turns in it: each
+// record still gets its own labels.
+func TestLabelsOfMapsThatDifferInTheMiddle(t *testing.T) {
+	pad := strings.Repeat("p", 80)
+	var data []byte
+	for i, ns := range []string{"a", "b", "a", "b", "b", "a"} {
+		rec := ordered{{"log", "ERROR " + ns}, {"kubernetes", ordered{
+			{"pod_name", pad}, {"namespace_name", ns}, {"container_image", pad},
+		}}}
+		head, err := chunk.AppendEvent(nil, chunk.FormatV2, t0.Add(time.Duration(i)*time.Second), chunk.EventTime, map[string]any{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = rec.append(append(data, head[:len(head)-1]...))
+	}
+	fl := New(Options{Keys: []string{"log"}, Hostname: "agent", Samples: 1, Identity: "id", Labels: kubeLabels()[:1]})
+	got := strings.Join(labelSummary(fl.Process(compile(t, sub("ERROR")), data, "t").Entries), "\n")
+	want := "substring:ERROR agent t {namespace=a} +0 3 [ERROR a]\nsubstring:ERROR agent t {namespace=b} +0 3 [ERROR b]"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
