@@ -93,8 +93,9 @@ type Result struct {
 
 // Flusher processes chunks for one instance. It is safe for concurrent use.
 type Flusher struct {
-	opt   Options
-	eager bool // frame each record before walking it (Reader.Next); tests compare
+	opt    Options
+	eager  bool // frame each record before walking it (Reader.Next); tests compare
+	forget bool // read every matching record's host and labels afresh (no state.seen); tests compare
 
 	producer string // stream.ProducerID(opt.Identity)
 	hostname string // opt.Hostname sanitized
@@ -435,7 +436,7 @@ func (s *state) dims(defaultHost int32) (host, labels int32) {
 	n := len(f.tops)
 	var seen [][]byte
 	var slot *seenID
-	if n > 0 {
+	if n > 0 && !f.forget {
 		h := uint64(0)
 		for _, v := range s.topVals {
 			h = h*31 + fingerprint(v)
