@@ -93,9 +93,10 @@ type Result struct {
 
 // Flusher processes chunks for one instance. It is safe for concurrent use.
 type Flusher struct {
-	opt    Options
-	eager  bool // frame each record before walking it (Reader.Next); tests compare
-	forget bool // read every matching record's host and labels afresh (no state.seen); tests compare
+	opt     Options
+	eager   bool // frame each record before walking it (Reader.Next); tests compare
+	forget  bool // read every matching record's host and labels afresh (no state.seen); tests compare
+	oneSlot bool // state.seen has one slot, so that every new value meets another; tests compare
 
 	producer string // stream.ProducerID(opt.Identity)
 	hostname string // opt.Hostname sanitized
@@ -442,6 +443,9 @@ func (s *state) dims(defaultHost int32) (host, labels int32) {
 			h = h*31 + fingerprint(v)
 		}
 		i := int(h % seenSlots)
+		if f.oneSlot {
+			i = 0
+		}
 		seen, slot = s.seen[i*n:(i+1)*n], &s.seenIDs[i]
 		if slot.ok && sameValues(seen, s.topVals) {
 			return slot.host, slot.labels

@@ -37,16 +37,20 @@ func FuzzProcess(f *testing.F) {
 		keyword.Spec{Text: "disk", Match: keyword.Word}, keyword.Spec{Text: `f[a-z]+l`, Match: keyword.Regex})
 	opt := Options{AllKeys: true, HostnameKey: accessor.MustParse("host"), Hostname: "h", Samples: 2, Identity: "id",
 		Labels: []Label{{Name: "a", Path: accessor.MustParse("$nested['a'][1]")}, {Name: "l", Path: accessor.MustParse("$log")}}}
-	fl, eager := New(opt), New(opt)
+	fl, one, eager := New(opt), New(opt), New(opt)
+	one.oneSlot = true
 	eager.eager, eager.forget = true, true
 	f.Fuzz(func(t *testing.T, b []byte) {
 		res := fl.Process(m, b, "t")
 		// Walking each record to find its end gives what framing it first
-		// gives, and remembered hosts and labels what reading them afresh gives.
+		// gives, and remembered hosts and labels what reading them afresh
+		// gives, also when all of them take turns in one slot.
 		ref := eager.Process(m, b, "t")
-		if fmt.Sprint(labelSummary(res.Entries)) != fmt.Sprint(labelSummary(ref.Entries)) || res.Events != ref.Events ||
-			res.Matched != ref.Matched || res.Skipped != ref.Skipped || res.Markers != ref.Markers || fmt.Sprint(res.Err) != fmt.Sprint(ref.Err) {
-			t.Fatalf("lazy, remembering %+v\neager, afresh %+v", res, ref)
+		for _, got := range []Result{res, one.Process(m, b, "t")} {
+			if fmt.Sprint(labelSummary(got.Entries)) != fmt.Sprint(labelSummary(ref.Entries)) || got.Events != ref.Events ||
+				got.Matched != ref.Matched || got.Skipped != ref.Skipped || got.Markers != ref.Markers || fmt.Sprint(got.Err) != fmt.Sprint(ref.Err) {
+				t.Fatalf("lazy, remembering %+v\neager, afresh %+v", got, ref)
+			}
 		}
 		var total int64
 		for _, e := range res.Entries {
