@@ -4,10 +4,12 @@
 // labels) and event minute (package aggregate). It does no I/O; the caller
 // publishes the entries.
 //
-// Host and label values are read (package accessor) only from records that
-// contain a keyword, and sanitized (stream.SanitizeValue) so that no control
-// byte, invalid UTF-8 or over-long value reaches the stream. Labels from the
-// tag (TagRegex) are computed once per chunk, as the tag is the chunk's.
+// Host and label values are read (package accessor, one walk per top-level
+// key) only from records that contain a keyword, and sanitized
+// (stream.SanitizeValue) so that no control byte, invalid UTF-8 or over-long
+// value reaches the stream. A record whose top-level values were met earlier
+// in the chunk reuses their host and label set. Labels from the tag
+// (TagRegex) are computed once per chunk, as the tag is the chunk's.
 //
 // Per-flush state is pooled, so concurrent flushes (Fluent Bit `workers N`)
 // each get their own and the steady state allocates nothing per record.
