@@ -178,7 +178,7 @@ func New(opt Options) *Flusher {
 	for pos, n := range all {
 		f.names = append(f.names, n.name)
 		f.tagGroup = append(f.tagGroup, n.group)
-		if n.group < 0 {
+		if n.group < 0 && !n.path.IsZero() { // a zero path reads nothing: an empty value
 			add(read{pos: pos, path: n.path})
 		}
 	}

@@ -336,3 +336,15 @@ func TestLabelsOfMapsThatDifferInTheMiddle(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// A label whose path is the zero Accessor reads nothing: an empty value,
+// as an absent key gives.
+func TestZeroPathLabelIsEmpty(t *testing.T) {
+	fl := New(Options{Keys: []string{"log"}, Hostname: "agent", Identity: "id",
+		Labels: []Label{{Name: "none"}, {Name: "level", Path: accessor.MustParse("$level")}}})
+	data := build(t, chunk.FormatV2, chunk.EventTime, ev{0, map[string]any{"log": "ERROR", "level": "warn"}})
+	got := strings.Join(labelSummary(fl.Process(compile(t, sub("ERROR")), data, "t").Entries), "\n")
+	if want := "substring:ERROR agent t {level=warn} +0 1"; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
