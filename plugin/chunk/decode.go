@@ -216,6 +216,9 @@ func parseHead(b []byte, ev *Event) (eventKind, int) {
 	return parseHeadSlow(b, ev)
 }
 
+// isContainer reports whether c starts a msgpack map or array.
+func isContainer(c byte) bool { return c&0xe0 == 0x80 || c >= 0xdc && c <= 0xdf }
+
 // isMap reports whether c starts a msgpack map.
 func isMap(c byte) bool { return c&0xf0 == 0x80 || c == 0xde || c == 0xdf }
 
@@ -359,7 +362,16 @@ func (m *Map) Len() int { return int(m.n) }
 
 // Next returns the next key and the raw msgpack value. A key that is not a
 // str or bin comes back as nil. ok is false at the end or on broken framing.
-func (m *Map) Next() (key, val []byte, ok bool) {
+func (m *Map) Next() (key, val []byte, ok bool) { return m.NextLike(nil) }
+
+// NextLike is Next for a value that is often the same bytes as like, a map
+// or array from an earlier record at the same place (the kubernetes
+// filter's map repeats in every record of a container): when the bytes
+// after the key start with like, they are that value, found without
+// walking it, as a msgpack value's extent is given by its own bytes. like
+// must be one whole value as Next returned it; nil, or a scalar (as quick
+// to skip as to compare), is ignored.
+func (m *Map) NextLike(like []byte) (key, val []byte, ok bool) {
 	if m.n == 0 {
 		return nil, nil, false
 	}
@@ -370,6 +382,11 @@ func (m *Map) Next() (key, val []byte, ok bool) {
 			m.n, m.bad = 0, true
 			return nil, nil, false
 		}
+	}
+	if len(like) > 0 && isContainer(like[0]) && len(vb) >= len(like) && string(vb[:len(like)]) == string(like) {
+		m.n--
+		m.b = vb[len(like):]
+		return key, vb[:len(like)], true
 	}
 	after, err := skip(vb)
 	if err != nil {

@@ -211,7 +211,7 @@ func New(opt Options) *Flusher {
 		a.SetMaxSeries(opt.MaxSeries)
 		return &state{agg: a, tagVals: make([][]byte, len(f.names)),
 			topVals: make([][]byte, len(f.tops)), raw: make([][]byte, f.slots),
-			seen: make([][]byte, seenSlots*len(f.tops))}
+			seen: make([][]byte, seenSlots*len(f.tops)), like: make([][]byte, likePairs)}
 	}
 	return f
 }
@@ -263,7 +263,14 @@ type state struct {
 	// kubernetes maps are the same bytes all through.
 	seen    [][]byte
 	seenIDs [seenSlots]seenID
+	// like[i] is the value of the last record's i-th top-level pair (see
+	// chunk.Map.NextLike), for its first len(like) pairs.
+	like [][]byte
 }
+
+// likePairs is how many of a record's top-level pairs (in order) are
+// compared with the last record's: the kubernetes filter's map comes fifth.
+const likePairs = 16
 
 // seenSlots is the size of state.seen, a direct-mapped cache indexed by a
 // hash of the values: enough for the pods times levels of a chunk that
@@ -292,6 +299,7 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 		clear(s.topVals)
 		clear(s.raw)
 		clear(s.seen)
+		clear(s.like)
 		clear(s.seenIDs[:])
 		clear(s.hits[:cap(s.hits)])
 		s.agg.Reset(0, 0)
@@ -386,10 +394,20 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) (matched, whole bool)
 	for i := range s.topVals {
 		s.topVals[i] = nil
 	}
-	for {
-		k, v, ok := mp.Next()
+	for pos := 0; ; pos++ {
+		// The last record's value at the same place is the likely value
+		// here (the kubernetes map of a container's lines), found by
+		// comparing bytes instead of walking it.
+		var like []byte
+		if pos < len(s.like) && !s.f.forget {
+			like = s.like[pos]
+		}
+		k, v, ok := mp.NextLike(like)
 		if !ok {
 			break
+		}
+		if pos < len(s.like) {
+			s.like[pos] = v
 		}
 		// Remember where the host and labels start, so a matching record is
 		// not walked again (the values are followed only if it matches).
