@@ -390,30 +390,29 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) (matched, whole bool)
 		return false, false
 	}
 	opt := &s.f.opt
-	tops := s.f.tops
-	for i := range s.topVals {
-		s.topVals[i] = nil
-	}
+	tops, topVals := s.f.tops, s.topVals
+	clear(topVals)
+	// The last record's value at the same place is the likely value here
+	// (the kubernetes map of a container's lines), found by comparing bytes
+	// instead of walking it.
+	likes, forget := s.like, s.f.forget
 	for pos := 0; ; pos++ {
-		// The last record's value at the same place is the likely value
-		// here (the kubernetes map of a container's lines), found by
-		// comparing bytes instead of walking it.
 		var like []byte
-		if pos < len(s.like) && !s.f.forget {
-			like = s.like[pos]
+		if pos < len(likes) && !forget {
+			like = likes[pos]
 		}
 		k, v, ok := mp.NextLike(like)
 		if !ok {
 			break
 		}
-		if pos < len(s.like) {
-			s.like[pos] = v
+		if pos < len(likes) {
+			likes[pos] = v
 		}
 		// Remember where the host and labels start, so a matching record is
 		// not walked again (the values are followed only if it matches).
 		for i := range tops {
 			if string(k) == tops[i].key {
-				s.topVals[i] = v
+				topVals[i] = v
 				break
 			}
 		}
