@@ -362,7 +362,10 @@ func (m *Map) Len() int { return int(m.n) }
 
 // Next returns the next key and the raw msgpack value. A key that is not a
 // str or bin comes back as nil. ok is false at the end or on broken framing.
-func (m *Map) Next() (key, val []byte, ok bool) { return m.NextLike(nil) }
+func (m *Map) Next() (key, val []byte, ok bool) {
+	key, val, _, ok = m.NextLike(nil)
+	return key, val, ok
+}
 
 // NextLike is Next for a value that is often the same bytes as like, a map
 // or array from an earlier record at the same place (the kubernetes
@@ -370,32 +373,32 @@ func (m *Map) Next() (key, val []byte, ok bool) { return m.NextLike(nil) }
 // after the key start with like, they are that value, found without
 // walking it, as a msgpack value's extent is given by its own bytes. like
 // must be one whole value as Next returned it; nil, or a scalar (as quick
-// to skip as to compare), is ignored.
-func (m *Map) NextLike(like []byte) (key, val []byte, ok bool) {
+// to skip as to compare), is ignored. same reports that val is like's bytes.
+func (m *Map) NextLike(like []byte) (key, val []byte, same, ok bool) {
 	if m.n == 0 {
-		return nil, nil, false
+		return nil, nil, false, false
 	}
 	key, vb, isText := text(m.b)
 	if !isText {
 		var err error
 		if vb, err = skip(m.b); err != nil {
 			m.n, m.bad = 0, true
-			return nil, nil, false
+			return nil, nil, false, false
 		}
 	}
 	if len(like) > 0 && isContainer(like[0]) && len(vb) >= len(like) && string(vb[:len(like)]) == string(like) {
 		m.n--
 		m.b = vb[len(like):]
-		return key, vb[:len(like)], true
+		return key, vb[:len(like)], true, true
 	}
 	after, err := skip(vb)
 	if err != nil {
 		m.n, m.bad = 0, true
-		return nil, nil, false
+		return nil, nil, false, false
 	}
 	m.n--
 	m.b = after
-	return key, vb[:len(vb)-len(after)], true
+	return key, vb[:len(vb)-len(after)], false, true
 }
 
 // Rest returns the bytes after the map once Next has returned every pair;

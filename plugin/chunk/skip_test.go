@@ -188,9 +188,12 @@ func FuzzNextLike(f *testing.F) {
 				like = likes[(j+int(shift))%len(likes)]
 			}
 			wk, wv, wok := want.Next()
-			gk, gv, gok := got.NextLike(like)
+			gk, gv, same, gok := got.NextLike(like)
 			if wok != gok || string(wk) != string(gk) || string(wv) != string(gv) || (wk == nil) != (gk == nil) {
 				t.Fatalf("pair %d: Next %q %q %v, NextLike %q %q %v", j, wk, wv, wok, gk, gv, gok)
+			}
+			if same && string(gv) != string(like) {
+				t.Fatalf("pair %d: same, but %q is not %q", j, gv, like)
 			}
 			if !wok {
 				break

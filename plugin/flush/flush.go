@@ -211,7 +211,8 @@ func New(opt Options) *Flusher {
 		a.SetMaxSeries(opt.MaxSeries)
 		return &state{agg: a, tagVals: make([][]byte, len(f.names)),
 			topVals: make([][]byte, len(f.tops)), raw: make([][]byte, f.slots),
-			seen: make([][]byte, seenSlots*len(f.tops)), like: make([][]byte, likePairs)}
+			seen: make([][]byte, seenSlots*len(f.tops)), like: make([][]byte, likePairs),
+			hashed: make([][]byte, len(f.tops)), hashes: make([]uint64, len(f.tops))}
 	}
 	return f
 }
@@ -266,6 +267,10 @@ type state struct {
 	// like[i] is the value of the last record's i-th top-level pair (see
 	// chunk.Map.NextLike), for its first len(like) pairs.
 	like [][]byte
+	// hashes[i] is the fingerprint of hashed[i], the last value under
+	// tops[i] that dims hashed.
+	hashed [][]byte
+	hashes []uint64
 }
 
 // likePairs is how many of a record's top-level pairs (in order) are
@@ -300,6 +305,7 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 		clear(s.raw)
 		clear(s.seen)
 		clear(s.like)
+		clear(s.hashed)
 		clear(s.seenIDs[:])
 		clear(s.hits[:cap(s.hits)])
 		s.agg.Reset(0, 0)
@@ -401,9 +407,14 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) (matched, whole bool)
 		if pos < len(likes) && !forget {
 			like = likes[pos]
 		}
-		k, v, ok := mp.NextLike(like)
+		k, v, same, ok := mp.NextLike(like)
 		if !ok {
 			break
+		}
+		if same {
+			// The same bytes: keep the run's first copy, so that dims
+			// knows the value by its address.
+			v = like
 		}
 		if pos < len(likes) {
 			likes[pos] = v
@@ -458,8 +469,13 @@ func (s *state) dims(defaultHost int32) (host, labels int32) {
 	var slot *seenID
 	if n > 0 && !f.forget {
 		h := uint64(0)
-		for _, v := range s.topVals {
-			h = h*31 + fingerprint(v)
+		for j, v := range s.topVals {
+			// A run of records with the same value shares its first copy
+			// (see record): hash it once.
+			if len(v) == 0 || len(v) != len(s.hashed[j]) || &v[0] != &s.hashed[j][0] {
+				s.hashed[j], s.hashes[j] = v, fingerprint(v)
+			}
+			h = h*31 + s.hashes[j]
 		}
 		i := int(h % seenSlots)
 		if f.oneSlot {
@@ -516,10 +532,12 @@ func fingerprint(v []byte) uint64 {
 	return maphash.Bytes(seed, v[:head]) ^ maphash.Bytes(seed, v[len(v)-tail:])*31 ^ uint64(len(v))
 }
 
-// sameValues reports whether a and b hold the same bytes slot by slot.
+// sameValues reports whether a and b hold the same bytes slot by slot; the
+// same slice (a run of records with the same value shares its first copy,
+// see record) is not compared.
 func sameValues(a, b [][]byte) bool {
 	for i := range a {
-		if string(a[i]) != string(b[i]) {
+		if len(a[i]) != len(b[i]) || len(a[i]) > 0 && &a[i][0] != &b[i][0] && string(a[i]) != string(b[i]) {
 			return false
 		}
 	}

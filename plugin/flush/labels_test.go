@@ -294,7 +294,7 @@ func TestPooledStateForgetsTheChunk(t *testing.T) {
 	}
 	s := fl.pool.Get().(*state)
 	defer fl.pool.Put(s)
-	for name, vals := range map[string][][]byte{"topVals": s.topVals, "raw": s.raw, "seen": s.seen, "like": s.like} {
+	for name, vals := range map[string][][]byte{"topVals": s.topVals, "raw": s.raw, "seen": s.seen, "like": s.like, "hashed": s.hashed} {
 		for i, v := range vals {
 			if v != nil {
 				t.Errorf("%s[%d] = %q after the flush", name, i, v)
