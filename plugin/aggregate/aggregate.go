@@ -12,6 +12,7 @@ package aggregate
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -95,6 +96,22 @@ type Aggregator struct {
 	perKw      []int32            // groups per keyword this flush, overflow not counted
 	overflow   int64              // counts sent to the overflow series this flush
 	overKw     []int32            // keywords that overflowed this flush, in order
+	// Entries' scratch, kept between flushes: the series' sort keys, and
+	// the rank of each keyword, host and label set (by index, id+1 for
+	// hosts and sets so that Overflow is 0) in its order, -1 when unused.
+	keys, sorted                  []sortKey
+	packed                        []uint64
+	kwRank, hostRank, labelRank   []int32
+	kwIDs                         []string
+	usedKw, usedHosts, usedLabels []int32
+}
+
+// sortKey orders a series by the ranks of its keyword ID, host and label
+// set, then by minute: comparing small integers instead of the strings.
+type sortKey struct {
+	kw, host, labels int32
+	i                int32 // index in series
+	minute           int64
 }
 
 // New returns an empty aggregator without labels or series limit.
@@ -275,44 +292,45 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 	if len(a.series) == 0 {
 		return dst
 	}
-	// Sort small keys, then build the entries in order: a flush with labels
-	// may have thousands of series, and moving whole entries while sorting
-	// cost more than building them.
-	type sortKey struct {
-		id, host, labels string
-		minute           int64
-		i                int32
-	}
-	ids := make(map[int32]string)
-	keys := make([]sortKey, len(a.series))
+	// Rank every keyword ID, host and label set the series use, then sort
+	// small integer keys and build the entries in that order: a flush
+	// with labels may have thousands of series, and comparing their
+	// strings, or moving whole entries while sorting, cost more than
+	// building them.
+	a.usedKw, a.usedHosts, a.usedLabels = a.usedKw[:0], a.usedHosts[:0], a.usedLabels[:0]
 	for i := range a.series {
 		s := &a.series[i]
-		id, ok := ids[s.kw]
-		if !ok {
-			id = specs.Spec(int(s.kw)).ID()
-			ids[s.kw] = id
-		}
-		k := sortKey{id: id, host: stream.OverflowValue, labels: "\xff", minute: s.minute, i: int32(i)} // overflow: after every real set
-		if s.host != Overflow {
-			k.host = a.hosts[s.host]
-		}
-		if s.labels != Overflow {
-			k.labels = a.labelSets[s.labels]
-		}
-		keys[i] = k
+		a.kwRank = mark(a.kwRank, s.kw, &a.usedKw)
+		a.hostRank = mark(a.hostRank, s.host+1, &a.usedHosts)
+		a.labelRank = mark(a.labelRank, s.labels+1, &a.usedLabels)
 	}
-	slices.SortFunc(keys, func(x, y sortKey) int {
-		if c := strings.Compare(x.id, y.id); c != 0 {
-			return c
+	for len(a.kwIDs) < len(a.kwRank) {
+		a.kwIDs = append(a.kwIDs, "")
+	}
+	for _, kw := range a.usedKw {
+		a.kwIDs[kw] = specs.Spec(int(kw)).ID()
+	}
+	rank(a.usedKw, a.kwRank, func(kw int32) string { return a.kwIDs[kw] })
+	rank(a.usedHosts, a.hostRank, a.hostName)
+	rank(a.usedLabels, a.labelRank, a.labelSetKey)
+	keys := a.keys[:0]
+	for i := range a.series {
+		s := &a.series[i]
+		keys = append(keys, sortKey{kw: a.kwRank[s.kw], host: a.hostRank[s.host+1], labels: a.labelRank[s.labels+1], i: int32(i), minute: s.minute})
+	}
+	keys, a.sorted, a.packed = sortKeys(keys, a.sorted, a.packed)
+	a.keys = keys
+	defer func() {
+		for _, kw := range a.usedKw {
+			a.kwRank[kw], a.kwIDs[kw] = -1, ""
 		}
-		if c := strings.Compare(x.host, y.host); c != 0 {
-			return c
+		for _, h := range a.usedHosts {
+			a.hostRank[h] = -1
 		}
-		if c := strings.Compare(x.labels, y.labels); c != 0 {
-			return c
+		for _, l := range a.usedLabels {
+			a.labelRank[l] = -1
 		}
-		return cmp.Compare(x.minute, y.minute)
-	})
+	}()
 	// Every sample of the flush is cut into one string and every entry's
 	// Samples into one slice, so that a flush of many series costs a few
 	// allocations, not two per series.
@@ -338,7 +356,7 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 			Batch:   batch,
 			Keyword: specs.Spec(int(s.kw)),
 			Tag:     tag,
-			Host:    k.host,
+			Host:    a.hostName(s.host + 1),
 			Minute:  s.minute,
 			Count:   s.count,
 			Labels:  a.labels(s.labels),
@@ -357,6 +375,98 @@ func (a *Aggregator) Entries(specs Specs, batch, tag string, dst []stream.Entry)
 		dst = append(dst, e)
 	}
 	return dst
+}
+
+func cmpKeys(x, y sortKey) int {
+	if c := cmp.Compare(x.kw, y.kw); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(x.host, y.host); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(x.labels, y.labels); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.minute, y.minute)
+}
+
+// sortKeys returns keys (keys[i].i == i) sorted by cmpKeys, in keys or in
+// buf; the other is returned as the next call's buf. Its ranks and indexes
+// are below len(keys), so when four of them fit in 64 bits it sorts one
+// integer per series (ranks, then index) and then each run of series that
+// differ only in their minute, instead of calling cmpKeys a few thousand
+// times.
+func sortKeys(keys, buf []sortKey, packed []uint64) (sorted, spare []sortKey, _ []uint64) {
+	b := bits.Len(uint(len(keys)))
+	if 4*b > 64 {
+		slices.SortFunc(keys, cmpKeys)
+		return keys, buf, packed
+	}
+	packed = packed[:0]
+	for _, k := range keys {
+		packed = append(packed, uint64(k.kw)<<(3*b)|uint64(k.host)<<(2*b)|uint64(k.labels)<<b|uint64(k.i))
+	}
+	slices.Sort(packed)
+	buf = buf[:0]
+	mask := uint64(1)<<b - 1
+	for _, p := range packed {
+		buf = append(buf, keys[p&mask])
+	}
+	for start := 0; start < len(packed); {
+		end := start + 1
+		for end < len(packed) && packed[end]>>b == packed[start]>>b {
+			end++
+		}
+		if end-start > 1 {
+			slices.SortFunc(buf[start:end], func(x, y sortKey) int { return cmp.Compare(x.minute, y.minute) })
+		}
+		start = end
+	}
+	return buf, keys, packed
+}
+
+// mark notes index i (from 0) as used, growing ranks (unused: -1) to hold
+// it; used lists each index once.
+func mark(ranks []int32, i int32, used *[]int32) []int32 {
+	for int(i) >= len(ranks) {
+		ranks = append(ranks, -1)
+	}
+	if ranks[i] == -1 {
+		ranks[i] = -2
+		*used = append(*used, i)
+	}
+	return ranks
+}
+
+// rank sorts used by name and sets ranks[i] to each one's place, equal
+// names ranking equal (so the order is the names' order, as if sorting
+// the strings themselves).
+func rank(used, ranks []int32, name func(int32) string) {
+	slices.SortFunc(used, func(x, y int32) int { return strings.Compare(name(x), name(y)) })
+	r := int32(0)
+	for j, i := range used {
+		if j > 0 && name(i) != name(used[j-1]) {
+			r++
+		}
+		ranks[i] = r
+	}
+}
+
+// hostName is the name of host id h-1: stream.OverflowValue for Overflow.
+func (a *Aggregator) hostName(h int32) string {
+	if h == 0 {
+		return stream.OverflowValue
+	}
+	return a.hosts[h-1]
+}
+
+// labelSetKey is the key of label set id l-1 to sort by: Overflow after
+// every real set (sanitized values are UTF-8, without byte 0xff).
+func (a *Aggregator) labelSetKey(l int32) string {
+	if l == 0 {
+		return "\xff"
+	}
+	return a.labelSets[l-1]
 }
 
 // cutLen is the length stream.CutSample cuts line to: at most

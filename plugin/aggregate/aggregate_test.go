@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -245,6 +246,95 @@ func TestSamplesCutLikeCutSample(t *testing.T) {
 		n, _ := strconv.Atoi(host[1:])
 		if want := stream.CutSample(lines[n]); len(e.Samples) != 1 || e.Samples[0] != want {
 			t.Errorf("entry %d (%s): samples %q, want [%q]", i, host, e.Samples, want)
+		}
+	}
+}
+
+// Entries come out in the order of the strings themselves (keyword ID,
+// host, label set key with the overflow set last, minute), over many
+// flushes of one aggregator whose interned tables grow: a real host named
+// like the overflow host ties with it on the host and is ordered by labels.
+func TestEntriesSortByTheStrings(t *testing.T) {
+	many := specList{}
+	for _, text := range []string{"b", "a", "c", "a"} { // the same ID twice
+		many = append(many, keyword.Spec{Text: text, Match: keyword.Substring})
+	}
+	hosts := []string{"web", stream.OverflowValue, "api", "", "zz"}
+	sets := []string{"", "x\x00y", "x\x00", "\x00y", "a\x00b"}
+	a := New()
+	a.SetLabelNames([]string{"n1", "n2"})
+	a.SetMaxSeries(6)
+	for flush := 0; flush < 20; flush++ {
+		a.Reset(1, 0)
+		seed := uint32(flush*7919 + 1)
+		next := func(n int) int { seed = seed*1664525 + 1013904223; return int(seed>>16) % n }
+		for i := 0; i < 60; i++ {
+			suffix := func(n int) string {
+				if k := next(n); k > 0 {
+					return strconv.Itoa(k)
+				}
+				return ""
+			}
+			h := a.HostString(hosts[next(len(hosts))] + suffix(1+flush%3))
+			l := a.LabelSetString(sets[next(len(sets))] + suffix(1+flush%4))
+			a.Add(next(len(many)), h, l, int64(60*next(3)), []byte("line"))
+		}
+		es := a.Entries(many, "b", "t", nil)
+		key := func(e stream.Entry) []string {
+			ls := "\xff"
+			if e.Tag != stream.OverflowValue {
+				var vals []string
+				got := map[string]string{}
+				for _, l := range e.Labels {
+					got[l.Name] = l.Value
+				}
+				for _, n := range []string{"n1", "n2"} {
+					vals = append(vals, got[n])
+				}
+				ls = strings.Join(vals, "\x00")
+			}
+			return []string{e.Keyword.ID(), e.Host, ls, strconv.FormatInt(e.Minute, 10)}
+		}
+		for i := 1; i < len(es); i++ {
+			p, c := key(es[i-1]), key(es[i])
+			if ord := strings.Compare(p[0], c[0]); ord == 0 {
+				if ord = strings.Compare(p[1], c[1]); ord == 0 {
+					if ord = strings.Compare(p[2], c[2]); ord == 0 {
+						if es[i-1].Minute > es[i].Minute {
+							ord = 1
+						}
+					}
+				}
+				if ord > 0 {
+					t.Fatalf("flush %d: entry %d %q before %q", flush, i, p, c)
+				}
+			} else if ord > 0 {
+				t.Fatalf("flush %d: entry %d %q before %q", flush, i, p, c)
+			}
+		}
+	}
+}
+
+// sortKeys orders keys as sorting them with cmpKeys does, through packed
+// integers or, past their width, with cmpKeys itself.
+func TestSortKeysIsCmpKeys(t *testing.T) {
+	seed := uint32(1)
+	next := func(n int) int32 { seed = seed*1664525 + 1013904223; return int32(seed>>8) % int32(n) }
+	var buf []sortKey
+	var packed []uint64
+	for _, n := range []int{1, 2, 3, 17, 200, 1000, 70000} {
+		keys := make([]sortKey, n)
+		for i := range keys {
+			keys[i] = sortKey{kw: next(min(n, 4)), host: next(min(n, 3)), labels: next(n), i: int32(i), minute: int64(next(5)) * 60}
+		}
+		want := slices.Clone(keys)
+		slices.SortFunc(want, cmpKeys)
+		var got []sortKey
+		got, buf, packed = sortKeys(keys, buf, packed)
+		for i := range want {
+			if cmpKeys(got[i], want[i]) != 0 {
+				t.Fatalf("n=%d: key %d is %+v, want %+v", n, i, got[i], want[i])
+			}
 		}
 	}
 }

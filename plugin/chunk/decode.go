@@ -201,6 +201,29 @@ func parseEvent(b []byte, ev *Event) (eventKind, int) {
 // parseHead reads an event up to its record, checks that the record is a
 // map, and returns the event's kind and the record's offset in b.
 func parseHead(b []byte, ev *Event) (eventKind, int) {
+	// Fluent Bit writes almost every event in one of two byte layouts:
+	// [[EventTime, {}], {…}] (2.1+) and [EventTime, {…}]. Read them
+	// directly; anything else takes the general path (FuzzParseHead checks
+	// that both agree).
+	if len(b) > 13 && b[0] == 0x92 && b[1] == 0x92 && b[2] == 0xd7 && b[3] == 0 && b[12] == 0x80 && isMap(b[13]) {
+		ev.Nsec = 0
+		return setEventTime(b[4:12], ev), 13
+	}
+	if len(b) > 11 && b[0] == 0x92 && b[1] == 0xd7 && b[2] == 0 && isMap(b[11]) {
+		ev.Nsec = 0
+		return setEventTime(b[3:11], ev), 11
+	}
+	return parseHeadSlow(b, ev)
+}
+
+// isContainer reports whether c starts a msgpack map or array.
+func isContainer(c byte) bool { return c&0xe0 == 0x80 || c >= 0xdc && c <= 0xdf }
+
+// isMap reports whether c starts a msgpack map.
+func isMap(c byte) bool { return c&0xf0 == 0x80 || c == 0xde || c == 0xdf }
+
+// parseHeadSlow is parseHead for every layout, through msgp.
+func parseHeadSlow(b []byte, ev *Event) (eventKind, int) {
 	total := len(b)
 	if msgp.NextType(b) != msgp.ArrayType {
 		return eventBroken, 0
@@ -340,25 +363,42 @@ func (m *Map) Len() int { return int(m.n) }
 // Next returns the next key and the raw msgpack value. A key that is not a
 // str or bin comes back as nil. ok is false at the end or on broken framing.
 func (m *Map) Next() (key, val []byte, ok bool) {
+	key, val, _, ok = m.NextLike(nil)
+	return key, val, ok
+}
+
+// NextLike is Next for a value that is often the same bytes as like, a map
+// or array from an earlier record at the same place (the kubernetes
+// filter's map repeats in every record of a container): when the bytes
+// after the key start with like, they are that value, found without
+// walking it, as a msgpack value's extent is given by its own bytes. like
+// must be one whole value as Next returned it; nil, or a scalar (as quick
+// to skip as to compare), is ignored. same reports that val is like's bytes.
+func (m *Map) NextLike(like []byte) (key, val []byte, same, ok bool) {
 	if m.n == 0 {
-		return nil, nil, false
+		return nil, nil, false, false
 	}
 	key, vb, isText := text(m.b)
 	if !isText {
 		var err error
 		if vb, err = skip(m.b); err != nil {
 			m.n, m.bad = 0, true
-			return nil, nil, false
+			return nil, nil, false, false
 		}
+	}
+	if len(like) > 0 && isContainer(like[0]) && len(vb) >= len(like) && string(vb[:len(like)]) == string(like) {
+		m.n--
+		m.b = vb[len(like):]
+		return key, vb[:len(like)], true, true
 	}
 	after, err := skip(vb)
 	if err != nil {
 		m.n, m.bad = 0, true
-		return nil, nil, false
+		return nil, nil, false, false
 	}
 	m.n--
 	m.b = after
-	return key, vb[:len(vb)-len(after)], true
+	return key, vb[:len(vb)-len(after)], false, true
 }
 
 // Rest returns the bytes after the map once Next has returned every pair;

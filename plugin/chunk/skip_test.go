@@ -121,3 +121,88 @@ func FuzzNextLazy(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseHead: the fast path for Fluent Bit's usual event layouts reads
+// every event exactly as the general path does.
+func FuzzParseHead(f *testing.F) {
+	ts := time.Unix(1700000000, 123)
+	for _, format := range []Format{FormatV2, FormatV1} {
+		for _, kind := range []TimeKind{EventTime, EventTimeExt8, IntTime} {
+			ev, err := AppendEvent(nil, format, ts, kind, map[string]any{"log": "x"})
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(ev)
+		}
+	}
+	f.Add([]byte{0x92, 0x92, 0xd7, 0x00, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x80, 0x80})
+	f.Add([]byte{0x92, 0x92, 0xd7, 0x00, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 0, 0x80, 0xde, 0, 0})
+	f.Add([]byte{0x92, 0xd7, 0x00, 0, 0, 0, 1, 0, 0, 0, 2, 0xdf})
+	f.Add([]byte{0x92, 0x92, 0xd7, 0x00, 0, 0, 0, 1, 0, 0, 0, 2, 0x81, 0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, slow := Event{Sec: 7, Nsec: 9}, Event{Sec: 7, Nsec: 9}
+		fk, fh := parseHead(b, &fast)
+		sk, sh := parseHeadSlow(b, &slow)
+		if fk != sk || fk != eventBroken && (fh != sh || fast.Sec != slow.Sec || fast.Nsec != slow.Nsec) {
+			t.Fatalf("% x: fast %v %d %+v, general %v %d %+v", b, fk, fh, fast, sk, sh, slow)
+		}
+	})
+}
+
+// FuzzNextLike: walking map b with values of map a (whole values, as Next
+// returned them) as likes gives exactly what Next gives: the same pairs,
+// the same end, the same error.
+func FuzzNextLike(f *testing.F) {
+	kube := func(ns string) []byte {
+		b, err := msgp.AppendIntf(nil, map[string]any{"log": "x", "kubernetes": map[string]any{
+			"namespace_name": ns, "labels": map[string]any{"app": "web"}, "list": []any{"a", int64(1)}}})
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	a, b := kube("shop"), kube("shoq")
+	f.Add(a, a, uint8(0))
+	f.Add(a, b, uint8(1))
+	f.Add(a, a[:len(a)-3], uint8(0))
+	f.Add(a, append(append([]byte{}, a[:len(a)-1]...), 0xc1), uint8(2))
+	f.Fuzz(func(t *testing.T, a, b []byte, shift uint8) {
+		var likes [][]byte
+		if m, err := NewMap(a); err == nil {
+			for {
+				_, v, ok := m.Next()
+				if !ok {
+					break
+				}
+				likes = append(likes, v)
+			}
+		}
+		want, err1 := NewMap(b)
+		got, err2 := NewMap(b)
+		if (err1 == nil) != (err2 == nil) || err1 != nil {
+			return
+		}
+		for j := 0; ; j++ {
+			var like []byte
+			if len(likes) > 0 {
+				like = likes[(j+int(shift))%len(likes)]
+			}
+			wk, wv, wok := want.Next()
+			gk, gv, same, gok := got.NextLike(like)
+			if wok != gok || string(wk) != string(gk) || string(wv) != string(gv) || (wk == nil) != (gk == nil) {
+				t.Fatalf("pair %d: Next %q %q %v, NextLike %q %q %v", j, wk, wv, wok, gk, gv, gok)
+			}
+			if same && string(gv) != string(like) {
+				t.Fatalf("pair %d: same, but %q is not %q", j, gv, like)
+			}
+			if !wok {
+				break
+			}
+		}
+		wr, wok := want.Rest()
+		gr, gok := got.Rest()
+		if wok != gok || len(wr) != len(gr) {
+			t.Fatalf("rest: Next %d %v, NextLike %d %v", len(wr), wok, len(gr), gok)
+		}
+	})
+}

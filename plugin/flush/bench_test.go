@@ -154,14 +154,22 @@ func BenchmarkGetRecordContains(b *testing.B) {
 // "kubernetes" map (pod_name, namespace_name, pod_id, labels, annotations,
 // host, container_name, docker_id, container_hash, container_image). Chunks
 // of 1024 records, step apart in event time: 5 namespaces, 7 apps and 3
-// levels, so a chunk has up to 105 label sets in each minute it spans.
-func kubeChunks(b *testing.B, step time.Duration) ([][]byte, int) {
+// levels, so a chunk has up to 105 label sets in each minute it spans. With
+// perContainer, every record of a chunk comes from one container (chunk c
+// from app c%7 in namespace c%5), as the tail input makes chunks of one
+// file: its kubernetes map is the same bytes all through, only the level
+// varies.
+func kubeChunks(b *testing.B, step time.Duration, perContainer bool) ([][]byte, int) {
 	lines := loghub.All(b)
 	levels := []string{"info", "warn", "error"}
 	var chunks [][]byte
 	var cur []byte
 	for i, l := range lines {
-		app := fmt.Sprintf("app-%d", i%7)
+		a, ns := i%7, i%5
+		if perContainer {
+			a, ns = i/1024%7, i/1024%5
+		}
+		app := fmt.Sprintf("app-%d", a)
 		rec := ordered{
 			{"log", l},
 			{"stream", "stdout"},
@@ -169,7 +177,7 @@ func kubeChunks(b *testing.B, step time.Duration) ([][]byte, int) {
 			{"level", levels[i%3]},
 			{"kubernetes", ordered{
 				{"pod_name", app + "-5d8c7b9f6d-x7k2p"},
-				{"namespace_name", fmt.Sprintf("team-%d", i%5)},
+				{"namespace_name", fmt.Sprintf("team-%d", ns)},
 				{"pod_id", "0b1c7e2a-6f4d-4c1e-9a8b-3d2e1f0a9b8c"},
 				{"labels", ordered{{"app", app}, {"pod-template-hash", "5d8c7b9f6d"}}},
 				{"annotations", ordered{{"kubectl.kubernetes.io/restartedAt", "2024-04-30T09:12:44Z"}}},
@@ -221,11 +229,15 @@ func (o ordered) append(b []byte) []byte {
 // in the same run. Records are 10ms apart (a chunk spans about 10 s, as
 // with Fluent Bit's default 1 s flush on a busy node) or 1 s apart (a chunk
 // spans 17 minutes: 17 times the series, the worst case for entry building).
+// containers=chunk is step=10ms with each chunk from one container, as the
+// tail input reads one file per tag.
 func BenchmarkFlushLabels(b *testing.B) {
 	for _, step := range []time.Duration{10 * time.Millisecond, time.Second} {
-		chunks, records := kubeChunks(b, step)
+		chunks, records := kubeChunks(b, step, false)
 		b.Run("step="+step.String(), func(b *testing.B) { benchLabels(b, chunks, records) })
 	}
+	chunks, records := kubeChunks(b, 10*time.Millisecond, true)
+	b.Run("containers=chunk", func(b *testing.B) { benchLabels(b, chunks, records) })
 }
 
 func benchLabels(b *testing.B, chunks [][]byte, records int) {

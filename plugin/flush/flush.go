@@ -4,16 +4,19 @@
 // labels) and event minute (package aggregate). It does no I/O; the caller
 // publishes the entries.
 //
-// Host and label values are read (package accessor) only from records that
-// contain a keyword, and sanitized (stream.SanitizeValue) so that no control
-// byte, invalid UTF-8 or over-long value reaches the stream. Labels from the
-// tag (TagRegex) are computed once per chunk, as the tag is the chunk's.
+// Host and label values are read (package accessor, one walk per top-level
+// key) only from records that contain a keyword, and sanitized
+// (stream.SanitizeValue) so that no control byte, invalid UTF-8 or over-long
+// value reaches the stream. A record whose top-level values were met earlier
+// in the chunk reuses their host and label set. Labels from the tag
+// (TagRegex) are computed once per chunk, as the tag is the chunk's.
 //
 // Per-flush state is pooled, so concurrent flushes (Fluent Bit `workers N`)
 // each get their own and the steady state allocates nothing per record.
 package flush
 
 import (
+	"hash/maphash"
 	"regexp"
 	"slices"
 	"sync"
@@ -92,8 +95,10 @@ type Result struct {
 
 // Flusher processes chunks for one instance. It is safe for concurrent use.
 type Flusher struct {
-	opt   Options
-	eager bool // frame each record before walking it (Reader.Next); tests compare
+	opt     Options
+	eager   bool // frame each record before walking it (Reader.Next); tests compare
+	forget  bool // read every matching record's host and labels afresh (no state.seen); tests compare
+	oneSlot bool // state.seen has one slot, so that every new value meets another; tests compare
 
 	producer string // stream.ProducerID(opt.Identity)
 	hostname string // opt.Hostname sanitized
@@ -102,30 +107,24 @@ type Flusher struct {
 	names    []string
 	tagGroup []int
 	// tops are the distinct top-level keys the host and the record labels
-	// start with, each with what it feeds.
+	// start with, each with the tree of paths read under it. Every path
+	// has a slot in state.raw: top i's paths fill the slots from
+	// tops[i].slot on, in tree order.
 	tops []top
-	pool sync.Pool
+	// slots is the number of paths; hostSlot is the host's slot (-1 without
+	// Hostname_Key), labelSlot[pos] the slot of names[pos] (-1 for a
+	// TagRegex label).
+	slots     int
+	hostSlot  int
+	labelSlot []int
+	pool      sync.Pool
 }
 
-// top is one top-level record key and what is read under it: the host
-// (when Hostname_Key starts there) and the record labels.
+// top is one top-level record key and the paths read under it.
 type top struct {
-	key   string
-	reads []read
-}
-
-// read is one accessor under a top: pos is the label's position in names,
-// or -1 for the host; key1 is the path's second key, "" when it has none
-// (a top-level value, or an array index).
-type read struct {
-	pos  int
-	path accessor.Accessor
-	key1 string
-}
-
-func newRead(pos int, path accessor.Accessor) read {
-	k, _ := path.Key(1)
-	return read{pos: pos, path: path, key1: k}
+	key  string
+	tree *accessor.Tree
+	slot int
 }
 
 // New returns a flusher. Label names must be valid and unique (package
@@ -157,33 +156,63 @@ func New(opt Options) *Flusher {
 		}
 	}
 	slices.SortFunc(all, func(a, b named) int { return cmpString(a.name, b.name) })
-	topOf := func(key string) *top {
-		for i := range f.tops {
-			if f.tops[i].key == key {
-				return &f.tops[i]
+	// Group the paths by top-level key, the host's first; each read's
+	// index in its group is its slot's offset.
+	type read struct {
+		pos  int // position in names, -1 for the host
+		path accessor.Accessor
+	}
+	var groups [][]read
+	add := func(r read) {
+		for i, g := range groups {
+			if g[0].path.Top() == r.path.Top() {
+				groups[i] = append(g, r)
+				return
 			}
 		}
-		f.tops = append(f.tops, top{key: key})
-		return &f.tops[len(f.tops)-1]
+		groups = append(groups, []read{r})
 	}
 	if !opt.HostnameKey.IsZero() {
-		t := topOf(opt.HostnameKey.Top())
-		t.reads = append(t.reads, newRead(-1, opt.HostnameKey))
+		add(read{pos: -1, path: opt.HostnameKey})
 	}
 	for pos, n := range all {
 		f.names = append(f.names, n.name)
 		f.tagGroup = append(f.tagGroup, n.group)
-		if n.group < 0 {
-			t := topOf(n.path.Top())
-			t.reads = append(t.reads, newRead(pos, n.path))
+		if n.group < 0 && !n.path.IsZero() { // a zero path reads nothing: an empty value
+			add(read{pos: pos, path: n.path})
 		}
+	}
+	f.hostSlot = -1
+	f.labelSlot = make([]int, len(f.names))
+	for i := range f.labelSlot {
+		f.labelSlot[i] = -1
+	}
+	for _, g := range groups {
+		paths := make([]accessor.Accessor, len(g))
+		for j, r := range g {
+			paths[j] = r.path
+			if r.pos < 0 {
+				f.hostSlot = f.slots + j
+			} else {
+				f.labelSlot[r.pos] = f.slots + j
+			}
+		}
+		tree, err := accessor.NewTree(paths)
+		if err != nil {
+			// At most stream.MaxLabels labels and a host, all under g's key.
+			panic("flush: " + err.Error())
+		}
+		f.tops = append(f.tops, top{key: g[0].path.Top(), tree: tree, slot: f.slots})
+		f.slots += len(g)
 	}
 	f.pool.New = func() any {
 		a := aggregate.New()
 		a.SetLabelNames(f.names)
 		a.SetMaxSeries(opt.MaxSeries)
-		return &state{agg: a, vals: make([][]byte, len(f.names)), tagVals: make([][]byte, len(f.names)),
-			topVals: make([][]byte, len(f.tops))}
+		return &state{agg: a, tagVals: make([][]byte, len(f.names)),
+			topVals: make([][]byte, len(f.tops)), raw: make([][]byte, f.slots),
+			seen: make([][]byte, seenSlots*len(f.tops)), like: make([][]byte, likePairs),
+			hashed: make([][]byte, len(f.tops)), hashes: make([]uint64, len(f.tops))}
 	}
 	return f
 }
@@ -215,17 +244,51 @@ type state struct {
 	agg     *aggregate.Aggregator
 	r       chunk.Reader
 	hits    []hit
-	// vals are the raw values of the record labels of the record at hand
-	// (nil when absent), tagVals the sanitized TagRegex values of the chunk,
-	// both by position in Flusher.names; key and host are scratch for the
-	// sanitized label set key and host.
-	vals    [][]byte
+	// tagVals are the sanitized TagRegex values of the chunk, by position
+	// in Flusher.names; key and host are scratch for the sanitized label
+	// set key and host.
 	tagVals [][]byte
 	key     []byte
 	host    []byte
 	// topVals[i] is the record's value under Flusher.tops[i], nil if absent.
 	topVals [][]byte
+	// raw are the host and record label values of the matching record at
+	// hand, in place (nil when absent), by slot (see Flusher.slots).
+	raw [][]byte
+	// seen remembers the host and label set of the values under the tops
+	// met in this chunk: slot i holds values seen[i*len(tops):][:len(tops)]
+	// (nil: absent) and ids seenIDs[i], when seenIDs[i].ok. A matching
+	// record with the same values as a slot reuses its ids instead of
+	// walking, sanitizing and interning them again: a chunk holds one
+	// container's lines (the tail input's tag is its file), so its
+	// kubernetes maps are the same bytes all through.
+	seen    [][]byte
+	seenIDs [seenSlots]seenID
+	// like[i] is the value of the last record's i-th top-level pair (see
+	// chunk.Map.NextLike), for its first len(like) pairs.
+	like [][]byte
+	// hashes[i] is the fingerprint of hashed[i], the last value under
+	// tops[i] that dims hashed.
+	hashed [][]byte
+	hashes []uint64
 }
+
+// likePairs is how many of a record's top-level pairs (in order) are
+// compared with the last record's: the kubernetes filter's map comes fifth.
+const likePairs = 16
+
+// seenSlots is the size of state.seen, a direct-mapped cache indexed by a
+// hash of the values: enough for the pods times levels of a chunk that
+// mixes many.
+const seenSlots = 256
+
+type seenID struct {
+	host, labels int32
+	ok           bool
+}
+
+// seed is the hash seed of state.seen.
+var seed = maphash.MakeSeed()
 
 // Process counts the keywords of m in the chunk data, tagged tag. data is only
 // read during the call; nothing in the result aliases it.
@@ -239,7 +302,11 @@ func (f *Flusher) Process(m *match.Matcher, data []byte, tag string) Result {
 		// Drop every reference into data before the state is pooled.
 		s.r.Reset(nil)
 		clear(s.topVals)
-		clear(s.vals)
+		clear(s.raw)
+		clear(s.seen)
+		clear(s.like)
+		clear(s.hashed)
+		clear(s.seenIDs[:])
 		clear(s.hits[:cap(s.hits)])
 		s.agg.Reset(0, 0)
 		f.pool.Put(s)
@@ -329,20 +396,34 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) (matched, whole bool)
 		return false, false
 	}
 	opt := &s.f.opt
-	tops := s.f.tops
-	for i := range s.topVals {
-		s.topVals[i] = nil
-	}
-	for {
-		k, v, ok := mp.Next()
+	tops, topVals := s.f.tops, s.topVals
+	clear(topVals)
+	// The last record's value at the same place is the likely value here
+	// (the kubernetes map of a container's lines), found by comparing bytes
+	// instead of walking it.
+	likes, forget := s.like, s.f.forget
+	for pos := 0; ; pos++ {
+		var like []byte
+		if pos < len(likes) && !forget {
+			like = likes[pos]
+		}
+		k, v, same, ok := mp.NextLike(like)
 		if !ok {
 			break
+		}
+		if same {
+			// The same bytes: keep the run's first copy, so that dims
+			// knows the value by its address.
+			v = like
+		}
+		if pos < len(likes) {
+			likes[pos] = v
 		}
 		// Remember where the host and labels start, so a matching record is
 		// not walked again (the values are followed only if it matches).
 		for i := range tops {
 			if string(k) == tops[i].key {
-				s.topVals[i] = v
+				topVals[i] = v
 				break
 			}
 		}
@@ -379,91 +460,88 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) (matched, whole bool)
 }
 
 // dims reads a matching record's host and label set from the values under
-// the top-level keys the record walk remembered (topVals).
+// the top-level keys the record walk remembered (topVals): one walk of each
+// for every path under it (accessor.Tree).
 func (s *state) dims(defaultHost int32) (host, labels int32) {
 	f := s.f
-	for i := range s.vals {
-		s.vals[i] = nil
-	}
-	var rawHost []byte
-	put := func(r *read, v []byte, ok bool) {
-		switch {
-		case !ok:
-		case r.pos < 0:
-			rawHost = v
-		default:
-			s.vals[r.pos] = v
+	n := len(f.tops)
+	var seen [][]byte
+	var slot *seenID
+	if n > 0 && !f.forget {
+		h := uint64(0)
+		for j, v := range s.topVals {
+			// A run of records with the same value shares its first copy
+			// (see record): hash it once.
+			if len(v) == 0 || len(v) != len(s.hashed[j]) || &v[0] != &s.hashed[j][0] {
+				s.hashed[j], s.hashes[j] = v, fingerprint(v)
+			}
+			h = h*31 + s.hashes[j]
+		}
+		i := int(h % seenSlots)
+		if f.oneSlot {
+			i = 0
+		}
+		seen, slot = s.seen[i*n:(i+1)*n], &s.seenIDs[i]
+		if slot.ok && sameValues(seen, s.topVals) {
+			return slot.host, slot.labels
 		}
 	}
+	clear(s.raw)
 	for i := range f.tops {
-		v := s.topVals[i]
-		if v == nil {
-			continue
-		}
-		t := &f.tops[i]
-		if len(t.reads) == 1 {
-			r := &t.reads[0]
-			val, ok := r.path.In(v)
-			put(r, val, ok)
-			continue
-		}
-		// Several reads under one key (namespace, app and container in
-		// the kubernetes map): walk its map once for all of them, and
-		// only as far as the last one.
-		left := 0
-		for j := range t.reads {
-			r := &t.reads[j]
-			if r.key1 != "" {
-				left++
-				continue
-			}
-			val, ok := r.path.In(v)
-			put(r, val, ok)
-		}
-		if left == 0 {
-			continue
-		}
-		mp, err := chunk.NewMap(v)
-		if err != nil {
-			continue
-		}
-		var done uint32 // reads found; a repeated key keeps its first value
-		for left > 0 {
-			k, val, ok := mp.Next()
-			if !ok {
-				break
-			}
-			for j := range t.reads {
-				r := &t.reads[j]
-				if r.key1 != "" && done&(1<<j) == 0 && r.key1 == string(k) {
-					done |= 1 << j
-					left--
-					got, ok := r.path.InAt(val, 2)
-					put(r, got, ok)
-				}
-			}
+		if v := s.topVals[i]; v != nil {
+			t := &f.tops[i]
+			t.tree.In(v, s.raw[t.slot:t.slot+t.tree.Len()])
 		}
 	}
 	host = defaultHost
-	if len(rawHost) > 0 {
-		s.host = sanitize(s.host[:0], rawHost)
+	if f.hostSlot >= 0 && len(s.raw[f.hostSlot]) > 0 {
+		s.host = sanitize(s.host[:0], s.raw[f.hostSlot])
 		host = s.agg.Host(s.host)
 	}
-	if len(f.names) == 0 {
-		return host, 0
-	}
-	s.key = s.key[:0]
-	for pos, g := range f.tagGroup {
-		if pos > 0 {
-			s.key = append(s.key, aggregate.LabelSep)
+	if len(f.names) > 0 {
+		s.key = s.key[:0]
+		for pos, at := range f.labelSlot {
+			if pos > 0 {
+				s.key = append(s.key, aggregate.LabelSep)
+			}
+			if at < 0 {
+				s.key = append(s.key, s.tagVals[pos]...)
+			} else {
+				s.key = sanitize(s.key, s.raw[at])
+			}
 		}
-		if g >= 0 {
-			s.key = append(s.key, s.tagVals[pos]...)
-		} else {
-			s.key = sanitize(s.key, s.vals[pos])
+		labels = s.agg.LabelSet(s.key)
+	}
+	if slot != nil {
+		copy(seen, s.topVals)
+		*slot = seenID{host: host, labels: labels, ok: true}
+	}
+	return host, labels
+}
+
+// fingerprint picks v's slot in state.seen: a hash of its length and its
+// first 64 and last 32 bytes, not of all of it (hashing a 500-byte
+// kubernetes map costs about as much as walking it; its pod and namespace
+// names come first). Values that differ only in between share a slot and
+// take turns in it: slower, never wrong, as a hit compares every byte.
+func fingerprint(v []byte) uint64 {
+	const head, tail = 64, 32
+	if len(v) <= head+tail {
+		return maphash.Bytes(seed, v)
+	}
+	return maphash.Bytes(seed, v[:head]) ^ maphash.Bytes(seed, v[len(v)-tail:])*31 ^ uint64(len(v))
+}
+
+// sameValues reports whether a and b hold the same bytes slot by slot; the
+// same slice (a run of records with the same value shares its first copy,
+// see record) is not compared.
+func sameValues(a, b [][]byte) bool {
+	for i := range a {
+		if len(a[i]) != len(b[i]) || len(a[i]) > 0 && &a[i][0] != &b[i][0] && string(a[i]) != string(b[i]) {
+			return false
 		}
 	}
-	return host, s.agg.LabelSet(s.key)
+	return true
 }
 
 // scan matches one value; keywords new to this record remember it as their line.

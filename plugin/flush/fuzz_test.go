@@ -21,19 +21,36 @@ func FuzzProcess(f *testing.F) {
 		f.Add(b[:len(b)-4])
 		f.Add(chunk.Lines(chunk.FormatV1, kind, t0.Add(time.Hour), []string{"WARN x", "ok"}))
 	}
+	// Records that repeat and vary their host and nested values, so that
+	// remembered values are met again, and meet look-alikes.
+	var rep []byte
+	for i, h := range []string{"web-1", "web-1", "web-2", "web-1", "web-2", "web-2"} {
+		var err error
+		rep, err = chunk.AppendEvent(rep, chunk.FormatV2, t0.Add(time.Duration(i)*time.Second), chunk.EventTime, map[string]any{
+			"log": "ERROR " + h, "host": h, "nested": map[string]any{"a": []any{"x", fmt.Sprint("v", i%2)}}})
+		if err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Add(rep)
 	m := compile(f, sub("ERROR"), sub("WARN"), keyword.Spec{Text: "timeout", IgnoreCase: true},
 		keyword.Spec{Text: "disk", Match: keyword.Word}, keyword.Spec{Text: `f[a-z]+l`, Match: keyword.Regex})
 	opt := Options{AllKeys: true, HostnameKey: accessor.MustParse("host"), Hostname: "h", Samples: 2, Identity: "id",
 		Labels: []Label{{Name: "a", Path: accessor.MustParse("$nested['a'][1]")}, {Name: "l", Path: accessor.MustParse("$log")}}}
-	fl, eager := New(opt), New(opt)
-	eager.eager = true
+	fl, one, eager := New(opt), New(opt), New(opt)
+	one.oneSlot = true
+	eager.eager, eager.forget = true, true
 	f.Fuzz(func(t *testing.T, b []byte) {
 		res := fl.Process(m, b, "t")
-		// Walking each record to find its end gives what framing it first gives.
+		// Walking each record to find its end gives what framing it first
+		// gives, and remembered hosts and labels what reading them afresh
+		// gives, also when all of them take turns in one slot.
 		ref := eager.Process(m, b, "t")
-		if fmt.Sprint(labelSummary(res.Entries)) != fmt.Sprint(labelSummary(ref.Entries)) || res.Events != ref.Events ||
-			res.Matched != ref.Matched || res.Skipped != ref.Skipped || res.Markers != ref.Markers || fmt.Sprint(res.Err) != fmt.Sprint(ref.Err) {
-			t.Fatalf("lazy %+v\neager %+v", res, ref)
+		for _, got := range []Result{res, one.Process(m, b, "t")} {
+			if fmt.Sprint(labelSummary(got.Entries)) != fmt.Sprint(labelSummary(ref.Entries)) || got.Events != ref.Events ||
+				got.Matched != ref.Matched || got.Skipped != ref.Skipped || got.Markers != ref.Markers || fmt.Sprint(got.Err) != fmt.Sprint(ref.Err) {
+				t.Fatalf("lazy, remembering %+v\neager, afresh %+v", got, ref)
+			}
 		}
 		var total int64
 		for _, e := range res.Entries {

@@ -1,6 +1,7 @@
 package flush
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
@@ -238,5 +239,112 @@ func TestSanitizeIsSanitizeValue(t *testing.T) {
 		if got, want := string(sanitize([]byte("x"), []byte(v))), string(stream.SanitizeValue([]byte("x"), []byte(v))); got != want {
 			t.Errorf("sanitize(%q) = %q, want %q", v, got, want)
 		}
+	}
+}
+
+// A matching record with the same host and label values as the last one
+// reuses its series; one value that differs, the host included, is a new
+// series, and nothing carries over to the next chunk, even one written over
+// the same buffer at the same offsets.
+func TestLabelsOfConsecutiveRecords(t *testing.T) {
+	host := func(h, ns string) map[string]any {
+		r := k8s("ERROR "+h+" "+ns, ns, "web", "error")
+		r["kubernetes"].(map[string]any)["host"] = h
+		return r
+	}
+	fl := New(Options{Keys: []string{"log"}, Hostname: "agent", Samples: 1, Identity: "id", Labels: kubeLabels(),
+		HostnameKey: accessor.MustParse("$kubernetes['host']")})
+	m := compile(t, sub("ERROR"))
+	data := build(t, chunk.FormatV2, chunk.EventTime,
+		ev{0, host("n1", "a")}, ev{1, host("n1", "a")}, ev{2, map[string]any{"log": "quiet"}}, ev{3, host("n1", "a")},
+		ev{4, host("n1", "b")}, ev{5, host("n2", "b")}, ev{6, host("n1", "a")},
+		ev{7, map[string]any{"log": "ERROR bare"}}, ev{8, host("n1", "a")})
+	got := strings.Join(labelSummary(fl.Process(m, data, "t").Entries), "\n")
+	want := strings.Join([]string{
+		"substring:ERROR agent t {} +0 1 [ERROR bare]",
+		"substring:ERROR n1 t {app=web,level=error,namespace=a} +0 5 [ERROR n1 a]",
+		"substring:ERROR n1 t {app=web,level=error,namespace=b} +0 1 [ERROR n1 b]",
+		"substring:ERROR n2 t {app=web,level=error,namespace=b} +0 1 [ERROR n2 b]",
+	}, "\n")
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+
+	buf := build(t, chunk.FormatV2, chunk.EventTime, ev{0, host("n1", "zz8")})
+	fl.Process(m, buf, "t")
+	copy(buf, bytes.ReplaceAll(buf, []byte("zz8"), []byte("zz9"))) // same offsets, other values
+	got = strings.Join(labelSummary(fl.Process(m, buf, "t").Entries), "\n")
+	if want := "substring:ERROR n1 t {app=web,level=error,namespace=zz9} +0 1 [ERROR n1 zz9]"; got != want {
+		t.Errorf("chunk over the same buffer: got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// The pooled state keeps no reference into the last chunk (Fluent Bit
+// frees it after the flush) and no remembered ids: a chunk written over the
+// same buffer must not meet the last one's values.
+func TestPooledStateForgetsTheChunk(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+	fl := New(Options{Keys: []string{"log"}, Hostname: "agent", Samples: 1, Identity: "id", Labels: kubeLabels(),
+		HostnameKey: accessor.MustParse("$kubernetes['host']")})
+	data := build(t, chunk.FormatV2, chunk.EventTime, ev{0, k8s("ERROR", "a", "web", "error")})
+	if res := fl.Process(compile(t, sub("ERROR")), data, "t"); len(res.Entries) != 1 {
+		t.Fatalf("%d entries", len(res.Entries))
+	}
+	s := fl.pool.Get().(*state)
+	defer fl.pool.Put(s)
+	for name, vals := range map[string][][]byte{"topVals": s.topVals, "raw": s.raw, "seen": s.seen, "like": s.like, "hashed": s.hashed} {
+		for i, v := range vals {
+			if v != nil {
+				t.Errorf("%s[%d] = %q after the flush", name, i, v)
+			}
+		}
+	}
+	for i, id := range s.seenIDs {
+		if id.ok {
+			t.Errorf("seenIDs[%d] kept after the flush", i)
+		}
+	}
+	for _, h := range s.hits[:cap(s.hits)] {
+		if h.line != nil {
+			t.Errorf("hit line %q kept after the flush", h.line)
+		}
+	}
+}
+
+// Kubernetes maps that differ only between their first 64 and last 32
+// bytes share a slot of the remembered values and take turns in it: each
+// record still gets its own labels.
+func TestLabelsOfMapsThatDifferInTheMiddle(t *testing.T) {
+	pad := strings.Repeat("p", 80)
+	var data []byte
+	for i, ns := range []string{"a", "b", "a", "b", "b", "a"} {
+		rec := ordered{{"log", "ERROR " + ns}, {"kubernetes", ordered{
+			{"pod_name", pad}, {"namespace_name", ns}, {"container_image", pad},
+		}}}
+		head, err := chunk.AppendEvent(nil, chunk.FormatV2, t0.Add(time.Duration(i)*time.Second), chunk.EventTime, map[string]any{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = rec.append(append(data, head[:len(head)-1]...))
+	}
+	fl := New(Options{Keys: []string{"log"}, Hostname: "agent", Samples: 1, Identity: "id", Labels: kubeLabels()[:1]})
+	got := strings.Join(labelSummary(fl.Process(compile(t, sub("ERROR")), data, "t").Entries), "\n")
+	want := "substring:ERROR agent t {namespace=a} +0 3 [ERROR a]\nsubstring:ERROR agent t {namespace=b} +0 3 [ERROR b]"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A label whose path is the zero Accessor reads nothing: an empty value,
+// as an absent key gives.
+func TestZeroPathLabelIsEmpty(t *testing.T) {
+	fl := New(Options{Keys: []string{"log"}, Hostname: "agent", Identity: "id",
+		Labels: []Label{{Name: "none"}, {Name: "level", Path: accessor.MustParse("$level")}}})
+	data := build(t, chunk.FormatV2, chunk.EventTime, ev{0, map[string]any{"log": "ERROR", "level": "warn"}})
+	got := strings.Join(labelSummary(fl.Process(compile(t, sub("ERROR")), data, "t").Entries), "\n")
+	if want := "substring:ERROR agent t {level=warn} +0 1"; got != want {
+		t.Errorf("got %s, want %s", got, want)
 	}
 }
