@@ -157,7 +157,7 @@ var settings = []Setting{
 		"how long a plugin chunk applied is remembered so that a retry of it (after a lost reply) is not counted again; a retry applied later than this after the first copy counts twice. The default covers Fluent Bit's longest wait between retries (`scheduler.cap`, 2000 s) with room for a consumer backlog",
 		func(c *Config) *time.Duration { return &c.Ingest.DedupWindow }),
 	intRow("dedup-max-per-producer", "KEYALERT_DEDUP_MAX_PER_PRODUCER", ingest.DefaultDedupMaxPerProducer, 100, 1000000,
-		"most chunk ids remembered per plugin instance (about 80 bytes each); once one applies half of it within `KEYALERT_DEDUP_WINDOW`, its older half is dropped early, so its chunks are remembered for less than the window (for half of this in chunks)",
+		"most chunk ids remembered per plugin instance (about 35 bytes each); once one applies half of it within `KEYALERT_DEDUP_WINDOW`, its older half is dropped early, so its chunks are remembered for less than the window (for half of this in chunks)",
 		func(c *Config) *int { return &c.Ingest.DedupMaxPerProducer }),
 	durationRow("session-ttl", "KEYALERT_SESSION_TTL", session.DefaultTTL, time.Minute, 30*24*time.Hour,
 		"lifetime of a web console session from sign-in (an HttpOnly cookie for one of the API tokens; sessions live in Redis, so every replica knows them and sign-out ends one everywhere)",

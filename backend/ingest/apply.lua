@@ -125,6 +125,11 @@ end
 -- first, and g-2 is dropped then: a chunk id is kept for at least the window
 -- unless its producer applied half the limit of chunks since, and a producer
 -- never holds more than about the limit.
+--
+-- A generation is cut into shards, hashes small enough for Redis to keep as
+-- listpacks, by the chunk id's last two bytes; the state records the shard
+-- counts of g (s) and g-1 (q). A count of 0 or 1 is one hash named
+-- Producer:g, which is also what a state written before shards holds.
 local function someOwned(list)
   for en in string.gmatch(list, '%d+') do
     if flags[tonumber(en)] ~= 'o' then
@@ -138,6 +143,43 @@ local function flagAll(list, f, err)
     flag(tonumber(en), f, err)
   end
 end
+local newShards = tonumber(ARGV[ARG_DEDUP_SHARDS])
+local function shardKey(key, gen, shards, id)
+  if shards <= 1 then
+    return key .. ':' .. gen
+  end
+  local a, b = string.byte(id, -2, -1)
+  return key .. ':' .. gen .. ':' .. (((a or 0) * 256 + (b or 0)) % shards)
+end
+-- HMGETs the chunk ids cids of generation gen from their shards into got
+-- (by position); returns an error reply if one fails.
+local function lookup(key, gen, shards, cids, got)
+  local by, order = {}, {}
+  for c = 1, #cids do
+    local k = shardKey(key, gen, shards, cids[c])
+    local l = by[k]
+    if not l then
+      l = {}
+      by[k] = l
+      order[#order + 1] = k
+    end
+    l[#l + 1] = c
+  end
+  for _, k in ipairs(order) do
+    local l, ask = by[k], {}
+    for j = 1, #l do
+      ask[j] = cids[l[j]]
+    end
+    local r = rpcall('HMGET', k, unpack(ask))
+    if failed(r) then
+      return r
+    end
+    for j = 1, #l do
+      got[l[j]] = r[j]
+    end
+  end
+  return nil
+end
 for p = 1, nprod do
   local key, m = KEYS[tonumber(ARGV[i + PROD_KEY])], tonumber(ARGV[i + PROD_LEN])
   local first = i + PROD_FIXED
@@ -149,7 +191,7 @@ for p = 1, nprod do
       cids[#cids + 1], atts[#cids + 1], lists[#cids + 1] = ARGV[c + CHUNK_ID], ARGV[c + CHUNK_ATTEMPT], ARGV[c + CHUNK_ENTRIES]
     end
   end
-  local st = #cids > 0 and rpcall('HMGET', key, 'g', 't', 'n')
+  local st = #cids > 0 and rpcall('HMGET', key, 'g', 't', 'n', 's', 'q')
   if failed(st) then
     if not dataError(st.err) then
       return redis.error_reply(st.err)
@@ -159,44 +201,59 @@ for p = 1, nprod do
     end
   elseif st then
     local g, t0, size = tonumber(st[1]) or 0, tonumber(st[2]), tonumber(st[3]) or 0
+    local s, q = tonumber(st[4]) or 0, tonumber(st[5]) or 0
     if not t0 then
-      t0, size = now, 0
+      t0, size, s, q = now, 0, newShards, 0
     elseif now - t0 >= win or size >= half then
-      redis.call('UNLINK', key .. ':' .. (g - 1))
-      g, t0, size = g + 1, now, 0
+      if q <= 1 then
+        redis.call('UNLINK', key .. ':' .. (g - 1))
+      else
+        local drop = {}
+        for x = 0, q - 1 do
+          drop[#drop + 1] = key .. ':' .. (g - 1) .. ':' .. x
+        end
+        redis.call('UNLINK', unpack(drop))
+      end
+      g, t0, size, q, s = g + 1, now, 0, s, newShards
     end
-    local cur = key .. ':' .. g
-    local a = rpcall('HMGET', cur, unpack(cids))
-    local b = rpcall('HMGET', key .. ':' .. (g - 1), unpack(cids))
-    if failed(a) or failed(b) then
-      local err = (failed(a) and a.err) or b.err
-      if not dataError(err) then
-        return redis.error_reply(err)
+    local a, b = {}, {}
+    local err = lookup(key, g, s, cids, a) or lookup(key, g - 1, q, cids, b)
+    if err then
+      if not dataError(err.err) then
+        return redis.error_reply(err.err)
       end
       for c = 1, #cids do
-        flagAll(lists[c], 'x', err)
+        flagAll(lists[c], 'x', err.err)
       end
     else
-      local known, put = {}, {}
+      local known, put, order, added = {}, {}, {}, 0
       for c = 1, #cids do
         local id, at = cids[c], atts[c]
         local was = known[id] or a[c] or b[c]
         if not was then
           known[id] = at
-          put[#put + 1] = id
-          put[#put + 1] = at
+          local k = shardKey(key, g, s, id)
+          local l = put[k]
+          if not l then
+            l = {}
+            put[k] = l
+            order[#order + 1] = k
+          end
+          l[#l + 1] = id
+          l[#l + 1] = at
+          added = added + 1
         elseif was ~= at then
           -- A retry of a chunk applied under another attempt. Parts of one
           -- attempt read in several batches all have its attempt: counted.
           flagAll(lists[c], '0')
         end
       end
-      if #put > 0 then
-        redis.call('HSET', cur, unpack(put))
-        redis.call('EXPIREAT', cur, t0 + 2 * win)
-        size = size + #put / 2
+      for _, k in ipairs(order) do
+        redis.call('HSET', k, unpack(put[k]))
+        redis.call('EXPIREAT', k, t0 + 2 * win)
       end
-      redis.call('HSET', key, 'g', g, 't', t0, 'n', size)
+      size = size + added
+      redis.call('HSET', key, 'g', g, 't', t0, 'n', size, 's', s, 'q', q)
       redis.call('EXPIREAT', key, now + 2 * win)
     end
   end
