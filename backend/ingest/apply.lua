@@ -259,9 +259,16 @@ for p = 1, nprod do
   end
 end
 
--- Rollups of each window hash (window.Keys.HostTotals/TagTotals/
+-- Rollups of each window hash (window.Keys.HostSums/TagTotals/
 -- LabelTotals): per-host, per-tag and per-label-value sums and the minute's
--- total, so that readers need not read every cell. Summed per batch here,
+-- total, so that readers need not read every cell. The host sums are a
+-- hash (window.Keys.HostSums) while they fit Redis's compact encoding:
+-- Redis keeps a hash of up to 512 fields (its default
+-- hash-max-listpack-entries) as a listpack, ~13 bytes a host, where a zset
+-- past 128 members is a skiplist, ~100. Past hostSumsMax fields the hash
+-- is moved into the zset window.Keys.HostTotals, which takes the minute's
+-- further counts: readers add up both, and a top by host sums large
+-- minutes with ZUNIONSTORE. Summed per batch here,
 -- one ZINCRBY per (rollup, member) below. A field is host NUL tag, then
 -- NUL name=value per label (window.Field).
 local roll = {}
@@ -391,17 +398,34 @@ for g = 1, ncount do
 end
 
 -- A rollup is derived data: a failure to write it does not fail the entries.
+local hostSumsMax = 512 -- window.HostSumsMax
 for key, ro in pairs(roll) do
-  local hk, tk = key .. '\0h', key .. '\0t'
-  for h, c in pairs(ro.h) do
-    rpcall('ZINCRBY', hk, c, h)
+  local hk, zk, tk = key .. '\0H', key .. '\0h', key .. '\0t'
+  if ro.labelled > 0 then
+    ro.h['\0l'] = ro.labelled
   end
-  rpcall('ZINCRBY', hk, ro.n, '\0')
+  ro.h['\0'] = ro.n
+  if rpcall('EXISTS', zk) == 1 then
+    for h, c in pairs(ro.h) do
+      rpcall('ZINCRBY', zk, c, h)
+    end
+  else
+    for h, c in pairs(ro.h) do
+      rpcall('HINCRBY', hk, h, c)
+    end
+    local size = rpcall('HLEN', hk)
+    if type(size) == 'number' and size > hostSumsMax then
+      local kv = rpcall('HGETALL', hk)
+      if not failed(kv) then
+        for j = 1, #kv, 2 do
+          rpcall('ZINCRBY', zk, kv[j + 1], kv[j])
+        end
+        rpcall('DEL', hk)
+      end
+    end
+  end
   for t, c in pairs(ro.t) do
     rpcall('ZINCRBY', tk, c, t)
-  end
-  if ro.labelled > 0 then
-    rpcall('ZINCRBY', hk, ro.labelled, '\0l')
   end
   for name, lv in pairs(ro.l) do
     local lk = key .. '\0l:' .. name
@@ -494,6 +518,7 @@ for x = 1, nexp do
   local k = KEYS[tonumber(ARGV[i + EXPIRE_KEY])]
   rpcall('EXPIREAT', k, ARGV[i + EXPIRE_AT])
   if roll[k] then
+    rpcall('EXPIREAT', k .. '\0H', ARGV[i + EXPIRE_AT])
     rpcall('EXPIREAT', k .. '\0h', ARGV[i + EXPIRE_AT])
     rpcall('EXPIREAT', k .. '\0t', ARGV[i + EXPIRE_AT])
     for name in pairs(roll[k].l) do

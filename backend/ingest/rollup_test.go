@@ -55,10 +55,66 @@ func TestRollupsAgreeWithTheCellsAndExpireWithThem(t *testing.T) {
 		}
 	}
 	k := s.Keys()
-	for _, key := range []string{k.HostTotals(kw, now), k.TagTotals(kw, now)} {
+	for _, key := range []string{k.HostSums(kw, now), k.TagTotals(kw, now)} {
 		ttl, err := rdb.TTL(ctx, key).Result()
 		if err != nil || ttl <= 0 || ttl > time.Hour+2*time.Minute {
 			t.Errorf("%q: TTL %v, %v; want the window's expiry", key, ttl, err)
 		}
+	}
+}
+
+// A minute's host sums are a hash while it has at most window.HostSumsMax
+// hosts; past that they move into the host zset, which takes the minute's
+// further counts: counts and tops read from either agree with the cells,
+// and the zset expires with the window.
+func TestHostSumsMoveToTheZsetPastTheirLimit(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	now := nowMinute()
+	const hosts = window.HostSumsMax + 100
+	var es []stream.Entry
+	for b := range hosts {
+		es = append(es, entry(b, "Exception", fmt.Sprintf("web-%04d", b), "app", now, int64(1+b%4)))
+	}
+	es = append(es, entry(hosts, "Exception", "web-0007", "app", now, 5)) // after the move
+	xadd(t, rdb, es...)
+	start(t, Options{Client: rdb, BatchSize: 100, Retention: time.Hour})
+	drained(t, rdb, "keyalertd")
+
+	s := window.NewStore(rdb, testStream)
+	k := s.Keys()
+	kw := "substring:Exception"
+	if n := rdb.Exists(ctx, k.HostSums(kw, now)).Val(); n != 0 {
+		t.Errorf("the host sums hash is still there past %d hosts", window.HostSumsMax)
+	}
+	if n := rdb.ZCard(ctx, k.HostTotals(kw, now)).Val(); n != hosts+1 {
+		t.Errorf("host zset has %d members, want %d hosts and the total", n, hosts)
+	}
+	if ttl := rdb.TTL(ctx, k.HostTotals(kw, now)).Val(); ttl <= 0 || ttl > time.Hour+2*time.Minute {
+		t.Errorf("host zset TTL %v, want the window's expiry", ttl)
+	}
+	cells, err := s.Cells(ctx, kw, now, now+60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total, web7 int64
+	for _, c := range cells {
+		total += c.Count
+		if c.Host == "web-0007" {
+			web7 += c.Count
+		}
+	}
+	for _, c := range []struct {
+		f    window.Filter
+		want int64
+	}{{window.Filter{}, total}, {window.Filter{Host: "web-0007", HostSet: true}, web7}} {
+		got, err := s.Counts(ctx, kw, now, now+60, c.f, 1)
+		if err != nil || len(got) != 1 || got[0].Count != c.want {
+			t.Errorf("filter %+v: %v %v, want %d", c.f, got, err, c.want)
+		}
+	}
+	top, n, err := s.Top(ctx, kw, now, now+60, "host", 1, 1_000_000)
+	if err != nil || n != total || len(top) != 1 || top[0] != (window.Group{Value: "web-0007", Count: web7}) {
+		t.Errorf("top host %v total %d %v, want web-0007 %d total %d", top, n, err, web7, total)
 	}
 }
