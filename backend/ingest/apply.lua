@@ -27,8 +27,9 @@
 -- Lua dominates otherwise.
 --
 -- The calling convention (which KEYS and ARGV slot holds what) is defined in
--- protocol.go; the loader prepends its constants (KEY_*, ARG_*, and the field
--- offsets SEEN_*, COUNT_*, SAMPLE_*, PICK_*, DEAD_*, EXPIRE_*) as locals, so
+-- protocol.go; the loader prepends its constants (KEY_*, ARG_*, the field
+-- offsets SEEN_*, COUNT_*, SAMPLE_*, PICK_*, DEAD_*, EXPIRE_*, and
+-- HOST_SUMS_MAX) as locals, so
 -- this file names every slot and numbers none. ARGV refers to the batch's
 -- keys by their KEYS index. The caller sends each dedup id once per batch.
 --
@@ -265,7 +266,7 @@ end
 -- hash (window.Keys.HostSums) while they fit Redis's compact encoding:
 -- Redis keeps a hash of up to 512 fields (its default
 -- hash-max-listpack-entries) as a listpack, ~13 bytes a host, where a zset
--- past 128 members is a skiplist, ~100. Past hostSumsMax fields the hash
+-- past 128 members is a skiplist, ~100. Past HOST_SUMS_MAX fields the hash
 -- is moved into the zset window.Keys.HostTotals, which takes the minute's
 -- further counts: readers add up both, and a top by host sums large
 -- minutes with ZUNIONSTORE. Summed per batch here,
@@ -398,7 +399,6 @@ for g = 1, ncount do
 end
 
 -- A rollup is derived data: a failure to write it does not fail the entries.
-local hostSumsMax = 512 -- window.HostSumsMax
 for key, ro in pairs(roll) do
   local hk, zk, tk = key .. '\0H', key .. '\0h', key .. '\0t'
   if ro.labelled > 0 then
@@ -414,7 +414,7 @@ for key, ro in pairs(roll) do
       rpcall('HINCRBY', hk, h, c)
     end
     local size = rpcall('HLEN', hk)
-    if type(size) == 'number' and size > hostSumsMax then
+    if type(size) == 'number' and size > HOST_SUMS_MAX then
       local kv = rpcall('HGETALL', hk)
       if not failed(kv) then
         for j = 1, #kv, 2 do

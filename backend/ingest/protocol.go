@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/keyalert/keyalert/backend/window"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -198,6 +199,9 @@ var protocol = []luaConst{
 	{"EXPIRE_KEY", expireKey},
 	{"EXPIRE_AT", expireAt},
 	{"EXPIRE_WIDTH", expireWidth},
+
+	// Not a slot: the most hosts a minute's host sums hash holds.
+	{"HOST_SUMS_MAX", window.HostSumsMax},
 }
 
 // luaPrelude renders protocol as Lua locals on one line, so that line
