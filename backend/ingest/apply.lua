@@ -405,11 +405,43 @@ for key, ro in pairs(roll) do
     ro.h['\0l'] = ro.labelled
   end
   ro.h['\0'] = ro.n
+  -- The tag of a minute that has one tag (the common case) is kept as the
+  -- host sums' field \0T, its count being the minute's total: no tag zset,
+  -- a key less per keyword-minute. A second tag, or the move of the host
+  -- sums into the zset, writes the tag zset with what \0T stood for.
+  local tagsDone = false
   if rpcall('EXISTS', zk) == 1 then
     for h, c in pairs(ro.h) do
       rpcall('ZINCRBY', zk, c, h)
     end
   else
+    if rpcall('EXISTS', tk) == 0 then
+      local was = rpcall('HGET', hk, '\0T')
+      if type(was) ~= 'string' then
+        was = nil
+      end
+      local only, more = was, false
+      for t in pairs(ro.t) do
+        if only == nil then
+          only = t
+        elseif only ~= t then
+          more = true
+        end
+      end
+      if not more then
+        tagsDone = true
+        if was == nil and only ~= nil then
+          rpcall('HSET', hk, '\0T', only)
+        end
+      elseif was ~= nil then
+        -- The minute's counts so far were all was's.
+        local before = tonumber(rpcall('HGET', hk, '\0'))
+        if before and before > 0 then
+          rpcall('ZINCRBY', tk, before, was)
+        end
+        rpcall('HDEL', hk, '\0T')
+      end
+    end
     for h, c in pairs(ro.h) do
       rpcall('HINCRBY', hk, h, c)
     end
@@ -417,15 +449,30 @@ for key, ro in pairs(roll) do
     if type(size) == 'number' and size > HOST_SUMS_MAX then
       local kv = rpcall('HGETALL', hk)
       if not failed(kv) then
+        local tag, total = nil, 0
         for j = 1, #kv, 2 do
-          rpcall('ZINCRBY', zk, kv[j + 1], kv[j])
+          if kv[j] == '\0T' then
+            tag = kv[j + 1]
+          else
+            if kv[j] == '\0' then
+              total = kv[j + 1]
+            end
+            rpcall('ZINCRBY', zk, kv[j + 1], kv[j])
+          end
+        end
+        if tag then
+          -- this batch's counts included
+          rpcall('ZINCRBY', tk, total, tag)
+          tagsDone = true
         end
         rpcall('DEL', hk)
       end
     end
   end
-  for t, c in pairs(ro.t) do
-    rpcall('ZINCRBY', tk, c, t)
+  if not tagsDone then
+    for t, c in pairs(ro.t) do
+      rpcall('ZINCRBY', tk, c, t)
+    end
   end
   for name, lv in pairs(ro.l) do
     local lk = key .. '\0l:' .. name

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -116,5 +117,89 @@ func TestHostSumsMoveToTheZsetPastTheirLimit(t *testing.T) {
 	top, n, err := s.Top(ctx, kw, now, now+60, "host", 1, 1_000_000)
 	if err != nil || n != total || len(top) != 1 || top[0] != (window.Group{Value: "web-0007", Count: web7}) {
 		t.Errorf("top host %v total %d %v, want web-0007 %d total %d", top, n, err, web7, total)
+	}
+}
+
+// A minute with one tag keeps no tag rollup: its tag is the host sums'
+// window.SingleTagField and its count the minute's total. A second tag, in
+// a later batch or the same, writes the tag rollup with what the field
+// stood for; so does the move of the host sums into the zset. Counts by
+// tag and tops by tag and host agree with the cells throughout.
+func TestMinutesOfOneTagKeepNoTagRollup(t *testing.T) {
+	kw := "substring:Exception"
+	tests := []struct {
+		name    string
+		batches [][]string // per batch, each entry's tag (hosts web-<i>)
+		hosts   int        // entries per listed tag
+		zset    bool       // the tag rollup is expected
+	}{
+		{"one tag", [][]string{{"app"}, {"app"}}, 3, false},
+		{"a second tag in a later batch", [][]string{{"app"}, {"app", "nginx"}}, 3, true},
+		{"two tags in one batch", [][]string{{"app", "nginx"}}, 3, true},
+		{"one tag past the host sums' limit", [][]string{{"app"}, {"app"}}, window.HostSumsMax/2 + 10, true},
+		{"tag holding digits", [][]string{{"123"}}, 3, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			ctx := context.Background()
+			now := nowMinute()
+			r := start(t, Options{Client: rdb, BatchSize: 5000, Retention: time.Hour})
+			b := 0
+			for _, tags := range tt.batches {
+				var es []stream.Entry
+				for _, tag := range tags {
+					for h := range tt.hosts {
+						es = append(es, entry(b, "Exception", fmt.Sprintf("web-%04d", b), tag, now, int64(1+h%3)))
+						b++
+					}
+				}
+				xadd(t, rdb, es...)
+				drained(t, rdb, "keyalertd")
+			}
+			r.stop()
+			s := window.NewStore(rdb, testStream)
+			k := s.Keys()
+			if got := rdb.Exists(ctx, k.TagTotals(kw, now)).Val() == 1; got != tt.zset {
+				t.Errorf("tag rollup exists: %v, want %v", got, tt.zset)
+			}
+			cells, err := s.Cells(ctx, kw, now, now+60)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byTag, byHost := map[string]int64{}, map[string]int64{}
+			var total int64
+			for _, c := range cells {
+				byTag[c.Tag] += c.Count
+				byHost[c.Host] += c.Count
+				total += c.Count
+			}
+			for _, tag := range []string{"app", "nginx", "123", "other"} {
+				got, err := s.Counts(ctx, kw, now, now+60, window.Filter{Tag: tag, TagSet: true}, 1)
+				var n int64
+				if len(got) == 1 {
+					n = got[0].Count
+				}
+				if err != nil || n != byTag[tag] {
+					t.Errorf("count of tag %q = %v %v, want %d", tag, got, err, byTag[tag])
+				}
+			}
+			tops, n, err := s.Top(ctx, kw, now, now+60, "tag", 10, 1_000_000)
+			gotTags := map[string]int64{}
+			for _, g := range tops {
+				gotTags[g.Value] = g.Count
+			}
+			if err != nil || n != total || !reflect.DeepEqual(gotTags, byTag) {
+				t.Errorf("top by tag %v total %d %v, want %v total %d", gotTags, n, err, byTag, total)
+			}
+			hosts, n, err := s.Top(ctx, kw, now, now+60, "host", 1000, 1_000_000)
+			gotHosts := map[string]int64{}
+			for _, g := range hosts {
+				gotHosts[g.Value] = g.Count
+			}
+			if err != nil || n != total || !reflect.DeepEqual(gotHosts, byHost) {
+				t.Errorf("top by host: %d hosts total %d %v, want %d hosts total %d", len(gotHosts), n, err, len(byHost), total)
+			}
+		})
 	}
 }

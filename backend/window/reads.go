@@ -51,6 +51,13 @@ import (
 // without a total in "\x00H" or "\x00h") are read by streaming their cells in pages of
 // ScanPage fields and are charged against the caller's cell limit.
 
+// SingleTagField is the field of a minute's host sums that names its tag
+// while it has only one: its count is then the minute's total, and the
+// minute has no tag rollup (TagTotals). The ingest script writes the tag
+// rollup, with what the field stood for, once a second tag comes or the host
+// sums move into the zset.
+const SingleTagField = "\x00T"
+
 // HostSumsMax is the most fields a host sums hash holds: Redis's default
 // hash-max-listpack-entries, up to which it keeps the hash compact.
 const HostSumsMax = 512
@@ -284,7 +291,10 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 			members = []string{f.Host, TotalMember}
 		}
 		asks[i].scores = pipe.ZMScore(ctx, b.h, members...)
-		if b.hs != "" {
+		if b.hs != "" && f.TagSet {
+			// and the minute's one tag, if it has only one
+			asks[i].sums = pipe.HMGet(ctx, b.hs, append(members, SingleTagField)...)
+		} else if b.hs != "" {
 			asks[i].sums = pipe.HMGet(ctx, b.hs, members...)
 		}
 		if f.TagSet {
@@ -303,7 +313,7 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 		var n int64
 		switch {
 		case a.cell != nil:
-			l, err := addSums(a.labelled.Val(), a.sums, b.hs)
+			l, err := addSums(a.labelled.Val(), sumVals(a.sums), b.hs)
 			if err != nil {
 				return nil, err
 			}
@@ -321,7 +331,13 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 				return nil, fmt.Errorf("window %s field of %q/%q: count %q is not an integer", b.w, f.Host, f.Tag, v)
 			}
 		default:
-			sc, err := addSums(a.scores.Val(), a.sums, b.hs)
+			vals := sumVals(a.sums)
+			single, isSingle := "", false
+			if f.TagSet && len(vals) > 0 {
+				single, isSingle = vals[len(vals)-1].(string)
+				vals = vals[:len(vals)-1]
+			}
+			sc, err := addSums(a.scores.Val(), vals, b.hs)
 			if err != nil {
 				return nil, err
 			}
@@ -338,6 +354,9 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 			case f.TagSet:
 				if t := a.tag.Val(); len(t) == 1 {
 					n = int64(t[0])
+				}
+				if isSingle && single == f.Tag {
+					n += int64(sc[len(sc)-1])
 				}
 			default:
 				n = int64(sc[0])
@@ -373,11 +392,10 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 // scores of the same members in its host rollup zset: a minute written
 // before the sums existed has only the zset, one written after only the
 // sums, one written across an upgrade both.
-func addSums(scores []float64, sums *redis.SliceCmd, key string) ([]float64, error) {
-	if sums == nil {
+func addSums(scores []float64, vals []any, key string) ([]float64, error) {
+	if vals == nil {
 		return scores, nil
 	}
-	vals := sums.Val()
 	if len(scores) != len(vals) {
 		scores = make([]float64, len(vals))
 	}
@@ -393,6 +411,14 @@ func addSums(scores []float64, sums *redis.SliceCmd, key string) ([]float64, err
 		scores[i] += float64(n)
 	}
 	return scores, nil
+}
+
+// sumVals is the reply of an HMGET of host sums; nil for none asked.
+func sumVals(c *redis.SliceCmd) []any {
+	if c == nil {
+		return nil
+	}
+	return c.Val()
 }
 
 // sumShards adds up the points of several shards that cover the same
@@ -643,7 +669,9 @@ type Group struct {
 // holds the union for the call, keyalertd holds limit members. The first
 // ARGV[4] rollups are zsets, summed by ZUNIONSTORE; the rest are host sums
 // hashes, summed by HGETALL into a Lua table (Redis's memory: one entry per
-// host summed, like the union) and added to the union as one zset.
+// host summed, like the union) and added to the union as one zset. ARGV[5..]
+// are tag, count pairs added last (minutes of one tag, which have no tag
+// rollup).
 //
 // For a label (ARGV[2] is 'l'), the rollups' "\x00" members sum the counts
 // of series carrying the label; ARGV[3] - that sum (ARGV[3]: the rollup
@@ -660,12 +688,14 @@ for k = nz + 2, #KEYS do
   local kv = redis.call('HGETALL', KEYS[k])
   for j = 1, #kv, 2 do
     local m, n = kv[j], tonumber(kv[j + 1])
-    local v = acc[m]
-    if v then
-      acc[m] = v + n
-    else
-      acc[m] = n
-      nacc = nacc + 1
+    if m ~= '\0T' then -- the minute's one tag (SingleTagField), not a host
+      local v = acc[m]
+      if v then
+        acc[m] = v + n
+      else
+        acc[m] = n
+        nacc = nacc + 1
+      end
     end
   end
 end
@@ -685,6 +715,10 @@ if nacc > 0 then
   end
   redis.call('ZUNIONSTORE', dst, 2, dst, t)
   redis.call('DEL', t)
+end
+-- Tags of minutes that had one: tag, count pairs.
+for j = 5, #ARGV, 2 do
+  redis.call('ZINCRBY', dst, ARGV[j + 1], ARGV[j])
 end
 if ARGV[2] == '1' then
   redis.call('ZREM', dst, '\0', '\0l')
@@ -763,6 +797,7 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 		// A minute's host sums hash: its fields (by host) and total.
 		sumFields *redis.IntCmd
 		sumTotal  *redis.StringCmd
+		single    *redis.StringCmd // by tag: the minute's one tag (SingleTagField)
 	}
 	asks := make([]ask, len(bks))
 	pipe := s.rdb.Pipeline()
@@ -774,8 +809,11 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 		}
 		if b.hs != "" {
 			asks[i].sumTotal = pipe.HGet(ctx, b.hs, TotalMember)
-			if by == stream.LabelHost {
+			switch by {
+			case stream.LabelHost:
 				asks[i].sumFields = pipe.HLen(ctx, b.hs)
+			case stream.LabelTag:
+				asks[i].single = pipe.HGet(ctx, b.hs, SingleTagField)
 			}
 		}
 	}
@@ -786,7 +824,8 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	// rollups to scan.
 	nshards := bks[len(bks)-1].shard + 1
 	keys, legacy := make([][]string, nshards), make([][]string, nshards)
-	hashes := make([][]string, nshards) // host sums hashes, by host
+	hashes := make([][]string, nshards)          // host sums hashes, by host
+	singles := make([]map[string]int64, nshards) // by tag: minutes of one tag
 	rolled := make([]int64, nshards)
 	shardKeys := make([]Keys, nshards)
 	var cells, total int64
@@ -794,6 +833,7 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 		sh := bks[i].shard
 		shardKeys[sh] = bks[i].k
 		t, _ := a.total.Result()
+		var hashTotal int64
 		if a.sumTotal != nil {
 			if v, err := a.sumTotal.Result(); err == nil {
 				n, perr := strconv.ParseInt(v, 10, 64)
@@ -801,9 +841,19 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 					return nil, 0, fmt.Errorf("top of %s: host sums %s: total %q is not an integer", kwID, bks[i].hs, v)
 				}
 				t += float64(n)
+				hashTotal = n
 			}
 		}
 		if t != 0 {
+			if a.single != nil {
+				if tag, err := a.single.Result(); err == nil {
+					if singles[sh] == nil {
+						singles[sh] = map[string]int64{}
+					}
+					singles[sh][tag] += hashTotal
+					cells++
+				}
+			}
 			if m := a.members.Val(); m > 0 {
 				keys[sh] = append(keys[sh], roll(bks[i]))
 				cells += m
@@ -838,10 +888,10 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	sums := map[string]int64{}
 	var out []Group
 	for sh := range nshards {
-		if len(keys[sh]) == 0 && len(hashes[sh]) == 0 && len(legacy[sh]) == 0 {
+		if len(keys[sh]) == 0 && len(hashes[sh]) == 0 && len(singles[sh]) == 0 && len(legacy[sh]) == 0 {
 			continue
 		}
-		gs, n, err := s.topOfShard(ctx, kwID, shardKeys[sh], keys[sh], hashes[sh], legacy[sh], by, each, rolled[sh])
+		gs, n, err := s.topOfShard(ctx, kwID, shardKeys[sh], keys[sh], hashes[sh], singles[sh], legacy[sh], by, each, rolled[sh])
 		if err != nil {
 			return nil, 0, err
 		}
@@ -874,10 +924,11 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 }
 
 // topOfShard sums one shard's rollups (keys, zsets, and hashes, host sums
-// hashes; their totals add up to rolled) and scanned minutes (legacy) in
-// Redis and returns its top limit groups, and the total of the scanned
-// minutes (the rollups' totals are known to the caller).
-func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashes, legacy []string, by string, limit int, rolled int64) ([]Group, int64, error) {
+// hashes; their totals add up to rolled), the counts of tags of minutes
+// that had only one (singles) and scanned minutes (legacy) in Redis and
+// returns its top limit groups, and the total of the scanned minutes (the
+// rollups' totals are known to the caller).
+func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashes []string, singles map[string]int64, legacy []string, by string, limit int, rolled int64) ([]Group, int64, error) {
 	var total int64
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
@@ -930,7 +981,12 @@ func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashe
 		mode = "l"
 	}
 	all := append(append([]string{dst}, keys...), hashes...)
-	res, err := topScript.Run(ctx, s.rdb, all, limit, mode, rolled, len(keys)).Slice()
+	args := make([]any, 0, 4+2*len(singles))
+	args = append(args, limit, mode, rolled, len(keys))
+	for tag, n := range singles {
+		args = append(args, tag, n)
+	}
+	res, err := topScript.Run(ctx, s.rdb, all, args...).Slice()
 	if err != nil {
 		s.rdb.Del(context.WithoutCancel(ctx), dst)
 		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(keys)+len(hashes)+len(legacy), err)
