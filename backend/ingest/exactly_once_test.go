@@ -332,7 +332,7 @@ func TestDedupBoundedPerProducer(t *testing.T) {
 // stream hold the counts (window hashes and rollups) and the producers'
 // chunk ids (the entries carry no samples). The chunk ids are bounded by
 // producers x DedupMaxPerProducer (about 35 bytes each, measured), and all
-// of it stays under 30 bytes an entry (measured 11), where one dedup id per
+// of it stays under 30 bytes an entry (measured 10), where one dedup id per
 // entry (the layout before version 3) kept ~77 bytes an entry for the whole
 // retention.
 func TestMemoryDoesNotGrowWithEntries(t *testing.T) {

@@ -38,6 +38,11 @@ import (
 // hourly tier) hold too. Readers read both and add them up, so a minute
 // written partly before an upgrade and partly after is read whole.
 //
+// A minute of one tag (the common case) has no tag rollup: its host sums
+// hold the tag as SingleTagField, and the tag's count is the minute's
+// total. The ingest script writes the tag rollup, with what the field stood
+// for, once a second tag comes or the host sums move into the zset.
+//
 // A series lacking a label has the empty value for it: a top by a label
 // adds the minute's total minus the label's "\x00" to the empty value. A
 // label filter (a glob) reads the cells of each minute (HSCAN, ScanPage at a
