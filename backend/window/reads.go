@@ -338,9 +338,18 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 		default:
 			vals := sumVals(a.sums)
 			single, isSingle := "", false
-			if f.TagSet && len(vals) > 0 {
-				single, isSingle = vals[len(vals)-1].(string)
-				vals = vals[:len(vals)-1]
+			var singleCount int64 // the host sums' total: what the one tag counted
+			if f.TagSet && len(vals) == 2 {
+				if single, isSingle = vals[1].(string); isSingle {
+					if v, ok := vals[0].(string); ok {
+						n, err := strconv.ParseInt(v, 10, 64)
+						if err != nil {
+							return nil, fmt.Errorf("host sums %s: total %q is not an integer", b.hs, v)
+						}
+						singleCount = n
+					}
+				}
+				vals = vals[:1]
 			}
 			sc, err := addSums(a.scores.Val(), vals, b.hs)
 			if err != nil {
@@ -360,8 +369,11 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 				if t := a.tag.Val(); len(t) == 1 {
 					n = int64(t[0])
 				}
+				// Only the host sums' part: counts in the host zset too (a
+				// replica of an earlier version writing the same minute)
+				// are in the tag rollup.
 				if isSingle && single == f.Tag {
-					n += int64(sc[len(sc)-1])
+					n += singleCount
 				}
 			default:
 				n = int64(sc[0])

@@ -435,3 +435,44 @@ func TestTopSumsAHostSumsHashPastItsLimit(t *testing.T) {
 		t.Errorf("Top = %v total %d %v, want %v total %d", got, n, err, want, total)
 	}
 }
+
+// During a rolling upgrade a replica of the version before (host zset, tag
+// zset) and one of this version (host sums naming the minute's one tag) can
+// write the same minute: each part is counted once.
+func TestAMinuteWrittenByTwoVersionsCountsEachPartOnce(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	const m int64 = 1714557600
+	k, id := s.Keys(), "substring:x"
+	rdb.HSet(ctx, k.Window(id, m), Field("web-1", "app"), 3, Field("web-2", "app"), 2, Field("web-2", "nginx"), 3)
+	rdb.HSet(ctx, k.HostSums(id, m), "web-1", 3, TotalMember, 3, SingleTagField, "app") // this version
+	rdb.ZAdd(ctx, k.HostTotals(id, m), redis.Z{Score: 5, Member: "web-2"}, redis.Z{Score: 5, Member: TotalMember})
+	rdb.ZAdd(ctx, k.TagTotals(id, m), redis.Z{Score: 2, Member: "app"}, redis.Z{Score: 3, Member: "nginx"})
+	for _, c := range []struct {
+		f    Filter
+		want int64
+	}{
+		{Filter{}, 8},
+		{Filter{Tag: "app", TagSet: true}, 5},
+		{Filter{Tag: "nginx", TagSet: true}, 3},
+		{Filter{Host: "web-2", HostSet: true}, 5},
+	} {
+		got, err := s.Counts(ctx, id, m, m+60, c.f, 1)
+		if err != nil || len(got) != 1 || got[0].Count != c.want {
+			t.Errorf("filter %+v: %v %v, want %d", c.f, got, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		by   string
+		want []Group
+	}{
+		{"tag", []Group{{"app", 5}, {"nginx", 3}}},
+		{"host", []Group{{"web-2", 5}, {"web-1", 3}}},
+	} {
+		got, total, err := s.Top(ctx, id, m, m+60, c.by, 10, 1000)
+		if err != nil || total != 8 || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("top by %s: %v total %d %v, want %v total 8", c.by, got, total, err, c.want)
+		}
+	}
+}
