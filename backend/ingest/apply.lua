@@ -270,7 +270,7 @@ end
 -- is moved into the zset window.Keys.HostTotals, which takes the minute's
 -- further counts: readers add up both, and a top by host sums large
 -- minutes with ZUNIONSTORE. Summed per batch here,
--- one ZINCRBY per (rollup, member) below. A field is host NUL tag, then
+-- one HINCRBY or ZINCRBY per (rollup, member) below. A field is host NUL tag, then
 -- NUL name=value per label (window.Field).
 local roll = {}
 local function rollup(key, field, c)
