@@ -133,7 +133,7 @@ var settings = []Setting{
 		"hours (each with all its keywords) one roll-up pass rolls at most; after downtime the backlog is caught up at this many per `KEYALERT_ROLLUP_INTERVAL`",
 		func(c *Config) *int { return &c.Rollup.HoursPerPass }),
 	intRow("rollup-max-cells", "KEYALERT_ROLLUP_MAX_CELLS", window.DefaultRollMaxCells, 1000, 10000000,
-		"most sums (cells, hosts, tags, label values: a name and a count each) the roller holds in memory while it rolls one keyword-hour; past it, it adds them to the hour's keys in Redis and goes on, so its memory stays bounded however many hosts × minutes an hour has (an hour of more distinct sums costs Redis one increment per sum per flush)",
+		"most sums (cells, hosts, tags, label values: a name and a count each) the roller holds in memory while it rolls one keyword-hour (about 120 bytes of heap each: 30 MB at the default); past it, it adds them to the hour's keys in Redis and goes on, so its memory stays bounded however many hosts × minutes an hour has (an hour of more distinct sums costs Redis one increment per sum per flush)",
 		func(c *Config) *int { return &c.Rollup.MaxCells }),
 	{Flag: "api-tokens", Env: "KEYALERT_API_TOKENS", Default: "", Secret: true,
 		Usage: "comma-separated bearer tokens accepted on /api/v1 (prefer the variable: flags show in `ps`)",

@@ -179,7 +179,7 @@ return 0
 const writePage = 1000
 
 // DefaultRollMaxCells is RollHour's bound on the sums it holds in memory.
-const DefaultRollMaxCells = 100000
+const DefaultRollMaxCells = 250000
 
 // RollHour is RollHourBounded with DefaultRollMaxCells.
 func (s *Store) RollHour(ctx context.Context, kwID string, hour, expireAt int64) (cells int, total int64, err error) {
