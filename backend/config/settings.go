@@ -132,6 +132,9 @@ var settings = []Setting{
 	intRow("rollup-hours-per-pass", "KEYALERT_ROLLUP_HOURS_PER_PASS", rollup.DefaultHoursPerPass, 1, 1000,
 		"hours (each with all its keywords) one roll-up pass rolls at most; after downtime the backlog is caught up at this many per `KEYALERT_ROLLUP_INTERVAL`",
 		func(c *Config) *int { return &c.Rollup.HoursPerPass }),
+	intRow("rollup-max-cells", "KEYALERT_ROLLUP_MAX_CELLS", window.DefaultRollMaxCells, 1000, 10000000,
+		"most sums (cells, hosts, tags, label values: a name and a count each) the roller holds in memory while it rolls one keyword-hour (about 120 bytes of heap each: 30 MB at the default); past it, it adds them to the hour's keys in Redis and goes on, so its memory stays bounded however many hosts × minutes an hour has (an hour of more distinct sums costs Redis one increment per sum per flush)",
+		func(c *Config) *int { return &c.Rollup.MaxCells }),
 	{Flag: "api-tokens", Env: "KEYALERT_API_TOKENS", Default: "", Secret: true,
 		Usage: "comma-separated bearer tokens accepted on /api/v1 (prefer the variable: flags show in `ps`)",
 		set: func(c *Config, v string) error {
@@ -157,7 +160,7 @@ var settings = []Setting{
 		"how long a plugin chunk applied is remembered so that a retry of it (after a lost reply) is not counted again; a retry applied later than this after the first copy counts twice. The default covers Fluent Bit's longest wait between retries (`scheduler.cap`, 2000 s) with room for a consumer backlog",
 		func(c *Config) *time.Duration { return &c.Ingest.DedupWindow }),
 	intRow("dedup-max-per-producer", "KEYALERT_DEDUP_MAX_PER_PRODUCER", ingest.DefaultDedupMaxPerProducer, 100, 1000000,
-		"most chunk ids remembered per plugin instance (about 80 bytes each); once one applies half of it within `KEYALERT_DEDUP_WINDOW`, its older half is dropped early, so its chunks are remembered for less than the window (for half of this in chunks)",
+		"most chunk ids remembered per plugin instance (about 35 bytes each); once one applies half of it within `KEYALERT_DEDUP_WINDOW`, its older half is dropped early, so its chunks are remembered for less than the window (for half of this in chunks)",
 		func(c *Config) *int { return &c.Ingest.DedupMaxPerProducer }),
 	durationRow("session-ttl", "KEYALERT_SESSION_TTL", session.DefaultTTL, time.Minute, 30*24*time.Hour,
 		"lifetime of a web console session from sign-in (an HttpOnly cookie for one of the API tokens; sessions live in Redis, so every replica knows them and sign-out ends one everywhere)",

@@ -27,8 +27,9 @@
 -- Lua dominates otherwise.
 --
 -- The calling convention (which KEYS and ARGV slot holds what) is defined in
--- protocol.go; the loader prepends its constants (KEY_*, ARG_*, and the field
--- offsets SEEN_*, COUNT_*, SAMPLE_*, PICK_*, DEAD_*, EXPIRE_*) as locals, so
+-- protocol.go; the loader prepends its constants (KEY_*, ARG_*, the field
+-- offsets SEEN_*, COUNT_*, SAMPLE_*, PICK_*, DEAD_*, EXPIRE_*, and
+-- HOST_SUMS_MAX) as locals, so
 -- this file names every slot and numbers none. ARGV refers to the batch's
 -- keys by their KEYS index. The caller sends each dedup id once per batch.
 --
@@ -125,6 +126,11 @@ end
 -- first, and g-2 is dropped then: a chunk id is kept for at least the window
 -- unless its producer applied half the limit of chunks since, and a producer
 -- never holds more than about the limit.
+--
+-- A generation is cut into shards, hashes small enough for Redis to keep as
+-- listpacks, by the chunk id's last two bytes; the state records the shard
+-- counts of g (s) and g-1 (q). A count of 0 or 1 is one hash named
+-- Producer:g, which is also what a state written before shards holds.
 local function someOwned(list)
   for en in string.gmatch(list, '%d+') do
     if flags[tonumber(en)] ~= 'o' then
@@ -138,6 +144,43 @@ local function flagAll(list, f, err)
     flag(tonumber(en), f, err)
   end
 end
+local newShards = tonumber(ARGV[ARG_DEDUP_SHARDS])
+local function shardKey(key, gen, shards, id)
+  if shards <= 1 then
+    return key .. ':' .. gen
+  end
+  local a, b = string.byte(id, -2, -1)
+  return key .. ':' .. gen .. ':' .. (((a or 0) * 256 + (b or 0)) % shards)
+end
+-- HMGETs the chunk ids cids of generation gen from their shards into got
+-- (by position); returns an error reply if one fails.
+local function lookup(key, gen, shards, cids, got)
+  local by, order = {}, {}
+  for c = 1, #cids do
+    local k = shardKey(key, gen, shards, cids[c])
+    local l = by[k]
+    if not l then
+      l = {}
+      by[k] = l
+      order[#order + 1] = k
+    end
+    l[#l + 1] = c
+  end
+  for _, k in ipairs(order) do
+    local l, ask = by[k], {}
+    for j = 1, #l do
+      ask[j] = cids[l[j]]
+    end
+    local r = rpcall('HMGET', k, unpack(ask))
+    if failed(r) then
+      return r
+    end
+    for j = 1, #l do
+      got[l[j]] = r[j]
+    end
+  end
+  return nil
+end
 for p = 1, nprod do
   local key, m = KEYS[tonumber(ARGV[i + PROD_KEY])], tonumber(ARGV[i + PROD_LEN])
   local first = i + PROD_FIXED
@@ -149,7 +192,7 @@ for p = 1, nprod do
       cids[#cids + 1], atts[#cids + 1], lists[#cids + 1] = ARGV[c + CHUNK_ID], ARGV[c + CHUNK_ATTEMPT], ARGV[c + CHUNK_ENTRIES]
     end
   end
-  local st = #cids > 0 and rpcall('HMGET', key, 'g', 't', 'n')
+  local st = #cids > 0 and rpcall('HMGET', key, 'g', 't', 'n', 's', 'q')
   if failed(st) then
     if not dataError(st.err) then
       return redis.error_reply(st.err)
@@ -159,53 +202,75 @@ for p = 1, nprod do
     end
   elseif st then
     local g, t0, size = tonumber(st[1]) or 0, tonumber(st[2]), tonumber(st[3]) or 0
+    local s, q = tonumber(st[4]) or 0, tonumber(st[5]) or 0
     if not t0 then
-      t0, size = now, 0
+      t0, size, s, q = now, 0, newShards, 0
     elseif now - t0 >= win or size >= half then
-      redis.call('UNLINK', key .. ':' .. (g - 1))
-      g, t0, size = g + 1, now, 0
+      if q <= 1 then
+        redis.call('UNLINK', key .. ':' .. (g - 1))
+      else
+        local drop = {}
+        for x = 0, q - 1 do
+          drop[#drop + 1] = key .. ':' .. (g - 1) .. ':' .. x
+        end
+        redis.call('UNLINK', unpack(drop))
+      end
+      g, t0, size, q, s = g + 1, now, 0, s, newShards
     end
-    local cur = key .. ':' .. g
-    local a = rpcall('HMGET', cur, unpack(cids))
-    local b = rpcall('HMGET', key .. ':' .. (g - 1), unpack(cids))
-    if failed(a) or failed(b) then
-      local err = (failed(a) and a.err) or b.err
-      if not dataError(err) then
-        return redis.error_reply(err)
+    local a, b = {}, {}
+    local err = lookup(key, g, s, cids, a) or lookup(key, g - 1, q, cids, b)
+    if err then
+      if not dataError(err.err) then
+        return redis.error_reply(err.err)
       end
       for c = 1, #cids do
-        flagAll(lists[c], 'x', err)
+        flagAll(lists[c], 'x', err.err)
       end
     else
-      local known, put = {}, {}
+      local known, put, order, added = {}, {}, {}, 0
       for c = 1, #cids do
         local id, at = cids[c], atts[c]
         local was = known[id] or a[c] or b[c]
         if not was then
           known[id] = at
-          put[#put + 1] = id
-          put[#put + 1] = at
+          local k = shardKey(key, g, s, id)
+          local l = put[k]
+          if not l then
+            l = {}
+            put[k] = l
+            order[#order + 1] = k
+          end
+          l[#l + 1] = id
+          l[#l + 1] = at
+          added = added + 1
         elseif was ~= at then
           -- A retry of a chunk applied under another attempt. Parts of one
           -- attempt read in several batches all have its attempt: counted.
           flagAll(lists[c], '0')
         end
       end
-      if #put > 0 then
-        redis.call('HSET', cur, unpack(put))
-        redis.call('EXPIREAT', cur, t0 + 2 * win)
-        size = size + #put / 2
+      for _, k in ipairs(order) do
+        redis.call('HSET', k, unpack(put[k]))
+        redis.call('EXPIREAT', k, t0 + 2 * win)
       end
-      redis.call('HSET', key, 'g', g, 't', t0, 'n', size)
+      size = size + added
+      redis.call('HSET', key, 'g', g, 't', t0, 'n', size, 's', s, 'q', q)
       redis.call('EXPIREAT', key, now + 2 * win)
     end
   end
 end
 
--- Rollups of each window hash (window.Keys.HostTotals/TagTotals/
+-- Rollups of each window hash (window.Keys.HostSums/TagTotals/
 -- LabelTotals): per-host, per-tag and per-label-value sums and the minute's
--- total, so that readers need not read every cell. Summed per batch here,
--- one ZINCRBY per (rollup, member) below. A field is host NUL tag, then
+-- total, so that readers need not read every cell. The host sums are a
+-- hash (window.Keys.HostSums) while they fit Redis's compact encoding:
+-- Redis keeps a hash of up to 512 fields (its default
+-- hash-max-listpack-entries) as a listpack, ~13 bytes a host, where a zset
+-- past 128 members is a skiplist, ~100. Past HOST_SUMS_MAX fields the hash
+-- is moved into the zset window.Keys.HostTotals, which takes the minute's
+-- further counts: readers add up both, and a top by host sums large
+-- minutes with ZUNIONSTORE. Summed per batch here,
+-- one HINCRBY or ZINCRBY per (rollup, member) below. A field is host NUL tag, then
 -- NUL name=value per label (window.Field).
 local roll = {}
 local function rollup(key, field, c)
@@ -335,16 +400,79 @@ end
 
 -- A rollup is derived data: a failure to write it does not fail the entries.
 for key, ro in pairs(roll) do
-  local hk, tk = key .. '\0h', key .. '\0t'
-  for h, c in pairs(ro.h) do
-    rpcall('ZINCRBY', hk, c, h)
-  end
-  rpcall('ZINCRBY', hk, ro.n, '\0')
-  for t, c in pairs(ro.t) do
-    rpcall('ZINCRBY', tk, c, t)
-  end
+  local hk, zk, tk = key .. '\0H', key .. '\0h', key .. '\0t'
   if ro.labelled > 0 then
-    rpcall('ZINCRBY', hk, ro.labelled, '\0l')
+    ro.h['\0l'] = ro.labelled
+  end
+  ro.h['\0'] = ro.n
+  -- The tag of a minute that has one tag (the common case) is kept as the
+  -- host sums' field \0T, its count being the minute's total: no tag zset,
+  -- a key less per keyword-minute. A second tag, or the move of the host
+  -- sums into the zset, writes the tag zset with what \0T stood for.
+  local tagsDone = false
+  if rpcall('EXISTS', zk) == 1 then
+    for h, c in pairs(ro.h) do
+      rpcall('ZINCRBY', zk, c, h)
+    end
+  else
+    if rpcall('EXISTS', tk) == 0 then
+      local was = rpcall('HGET', hk, '\0T')
+      if type(was) ~= 'string' then
+        was = nil
+      end
+      local only, more = was, false
+      for t in pairs(ro.t) do
+        if only == nil then
+          only = t
+        elseif only ~= t then
+          more = true
+        end
+      end
+      if not more then
+        tagsDone = true
+        if was == nil and only ~= nil then
+          rpcall('HSET', hk, '\0T', only)
+        end
+      elseif was ~= nil then
+        -- The minute's counts so far were all was's.
+        local before = tonumber(rpcall('HGET', hk, '\0'))
+        if before and before > 0 then
+          rpcall('ZINCRBY', tk, before, was)
+        end
+        rpcall('HDEL', hk, '\0T')
+      end
+    end
+    for h, c in pairs(ro.h) do
+      rpcall('HINCRBY', hk, h, c)
+    end
+    local size = rpcall('HLEN', hk)
+    if type(size) == 'number' and size > HOST_SUMS_MAX then
+      local kv = rpcall('HGETALL', hk)
+      if not failed(kv) then
+        local tag, total = nil, 0
+        for j = 1, #kv, 2 do
+          if kv[j] == '\0T' then
+            tag = kv[j + 1]
+          else
+            if kv[j] == '\0' then
+              total = kv[j + 1]
+            end
+            rpcall('ZINCRBY', zk, kv[j + 1], kv[j])
+          end
+        end
+        if tag then
+          -- this batch's counts included
+          rpcall('ZINCRBY', tk, total, tag)
+          tagsDone = true
+        end
+        rpcall('DEL', hk)
+      end
+    end
+  end
+  if not tagsDone then
+    for t, c in pairs(ro.t) do
+      rpcall('ZINCRBY', tk, c, t)
+    end
   end
   for name, lv in pairs(ro.l) do
     local lk = key .. '\0l:' .. name
@@ -437,6 +565,7 @@ for x = 1, nexp do
   local k = KEYS[tonumber(ARGV[i + EXPIRE_KEY])]
   rpcall('EXPIREAT', k, ARGV[i + EXPIRE_AT])
   if roll[k] then
+    rpcall('EXPIREAT', k .. '\0H', ARGV[i + EXPIRE_AT])
     rpcall('EXPIREAT', k .. '\0h', ARGV[i + EXPIRE_AT])
     rpcall('EXPIREAT', k .. '\0t', ARGV[i + EXPIRE_AT])
     for name in pairs(roll[k].l) do

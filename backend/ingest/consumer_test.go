@@ -410,7 +410,11 @@ func TestWindowsExpireAfterRetentionDedupAfterItsWindow(t *testing.T) {
 	near("seen set", rdb.TTL(ctx, k.Seen(now-120)).Val(), 10*time.Minute)
 	prod := k.Producer(v3(stream.Entry{}, 1, 1).Producer)
 	near("producer state", rdb.TTL(ctx, prod).Val(), 20*time.Minute)
-	near("producer generation", rdb.TTL(ctx, prod+":0").Val(), 20*time.Minute)
+	shards := rdb.Keys(ctx, prod+":0:*").Val() // generation 0, cut into shards by default
+	if len(shards) != 1 {
+		t.Fatalf("generation 0 of one chunk is in %d shards %q, want 1", len(shards), shards)
+	}
+	near("producer generation", rdb.TTL(ctx, shards[0]).Val(), 20*time.Minute)
 }
 
 // sampledEntries are ten batches of "err" at minute, from host(i), each

@@ -331,8 +331,8 @@ func TestDedupBoundedPerProducer(t *testing.T) {
 // and second, 4 entries a chunk, 104 minutes), the keys other than the
 // stream hold the counts (window hashes and rollups) and the producers'
 // chunk ids (the entries carry no samples). The chunk ids are bounded by
-// producers x DedupMaxPerProducer (about 85 bytes each, measured), and all
-// of it stays under 30 bytes an entry (measured 23), where one dedup id per
+// producers x DedupMaxPerProducer (about 35 bytes each, measured), and all
+// of it stays under 30 bytes an entry (measured 10), where one dedup id per
 // entry (the layout before version 3) kept ~77 bytes an entry for the whole
 // retention.
 func TestMemoryDoesNotGrowWithEntries(t *testing.T) {
@@ -396,5 +396,97 @@ func TestMemoryDoesNotGrowWithEntries(t *testing.T) {
 	}
 	if usage["seen sets"] != 0 {
 		t.Errorf("seen sets use %d bytes; version 3 entries need none", usage["seen sets"])
+	}
+}
+
+// A producer's generation is cut into shards small enough for Redis to keep
+// as listpacks, and every guarantee of TestDedupBoundedPerProducer holds
+// across them: at most two generations, about the limit of ids, and a retry
+// of any of the newest half counts once.
+func TestDedupShardsStayListpacks(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	minute := nowMinute()
+	const max, chunks = 2000, 1700 // 4 shards of about 250 ids; the second generation is started
+	r := start(t, Options{Client: rdb, DedupMaxPerProducer: max, Workers: 1, BatchSize: 100})
+	var es []stream.Entry
+	for b := 0; b < chunks; b++ {
+		es = append(es, chunkOf(b, 1, 1, "h", minute, "err")...)
+	}
+	xadd(t, rdb, es...)
+	drained(t, rdb, "keyalertd")
+	key := window.NewKeys(testStream).Producer(v3(stream.Entry{}, 1, 1).Producer)
+	shards, _ := rdb.Keys(ctx, key+":*").Result()
+	var held int64
+	gens := map[string]bool{}
+	for _, k := range shards {
+		n := rdb.HLen(ctx, k).Val()
+		held += n
+		if enc := rdb.ObjectEncoding(ctx, k).Val(); enc != "listpack" || n > 512 {
+			t.Errorf("shard %s holds %d ids as %s, want a listpack of at most 512", k, n, enc)
+		}
+		gens[k[:strings.LastIndexByte(k, ':')]] = true
+	}
+	if want := dedupShards(max); len(shards) > 2*want || len(gens) != 2 {
+		t.Errorf("%d shards in %d generations, want at most %d in 2", len(shards), len(gens), 2*want)
+	}
+	if held != chunks {
+		t.Errorf("producer holds %d chunk ids, want %d", held, chunks)
+	}
+	es = es[:0]
+	for b := chunks - max/2; b < chunks; b++ {
+		es = append(es, chunkOf(b, 1, 2, "h", minute, "err")...) // retries
+	}
+	xadd(t, rdb, es...)
+	drained(t, rdb, "keyalertd")
+	r.stop()
+	if n := totals(t, rdb, []string{"substring:err"}, minute, minute+60)[series{"substring:err", "h", "t"}]; n != chunks {
+		t.Errorf("count = %d, want %d: a retry of the newest %d chunks counted again", n, chunks, max/2)
+	}
+}
+
+// A producer's state written before generations were cut into shards (one
+// hash per generation, no shard counts) is still read: a retry of a chunk
+// it holds counts once, in its generation and in the next one, and the
+// unsharded generation is dropped when its turn comes.
+func TestDedupReadsGenerationsWrittenBeforeShards(t *testing.T) {
+	const win = 10 * time.Minute
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	base := time.Now()
+	var clock atomic.Int64
+	clock.Store(base.UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	minute := base.Unix() / 60 * 60
+	key := window.NewKeys(testStream).Producer(v3(stream.Entry{}, 1, 1).Producer)
+	first := v3(entry(1, "err", "h", "t", minute, 1), 1, 1)
+	// What the version before wrote after applying chunk 1 (attempt 1).
+	rdb.HSet(ctx, key, "g", 5, "t", base.Unix(), "n", 1)
+	rdb.HSet(ctx, key+":5", rawHex(first.Batch), rawHex(first.Attempt))
+	start(t, Options{Client: rdb, DedupWindow: win, Now: now})
+	count := func() int64 {
+		return totals(t, rdb, []string{"substring:err"}, minute, minute+60)[series{"substring:err", "h", "t"}]
+	}
+	steps := []struct {
+		name  string
+		after time.Duration
+		want  int64 // the count after chunk 1's retry and chunk b's first apply
+	}{
+		{"in the unsharded generation", 0, 1},
+		{"a generation later", win + time.Minute, 2},
+		{"two generations later, dropped", 2*win + 2*time.Minute, 4},
+	}
+	for b, st := range steps {
+		clock.Store(base.Add(st.after).UnixNano())
+		xadd(t, rdb, chunkOf(10+b, 1, 1, "h", minute, "err")...) // a new chunk: rolls the generation when due
+		drained(t, rdb, "keyalertd")
+		xadd(t, rdb, chunkOf(1, 1, 2, "h", minute, "err")...) // chunk 1's retry
+		drained(t, rdb, "keyalertd")
+		if got := count(); got != st.want {
+			t.Errorf("%s: count = %d, want %d", st.name, got, st.want)
+		}
+	}
+	if n := rdb.Exists(ctx, key+":5").Val(); n != 0 {
+		t.Errorf("the unsharded generation 5 is still there two generations later")
 	}
 }

@@ -180,7 +180,7 @@ func renderPlan(pl *plan) string {
 	b.WriteString("ARGV header\n")
 	rec(argHeader, map[int]string{argGroup: "group", argConsumer: "consumer", argFence: "fence",
 		argFirstID: "first id", argLastID: "last id", argPendingMax: "pending max", argEntries: "entries", argSeenGroups: "seen groups",
-		argProducers: "producers", argNow: "now", argDedupWindow: "dedup window", argDedupMax: "dedup max",
+		argProducers: "producers", argNow: "now", argDedupWindow: "dedup window", argDedupMax: "dedup max", argDedupShards: "dedup shards",
 		argCountGroups: "count groups", argSampleGroups: "sample groups", argDead: "dead", argExpires: "expires",
 		argAckOnly: "ack-only", argSampleCap: "sample cap", argSampleTTL: "sample ttl", argDeadMaxLen: "dead maxlen", argMaxSeries: "max series"})
 	b.WriteString("entry ids\n")

@@ -191,6 +191,7 @@ func (p *planner) layout(pl *plan) {
 	h[argNow] = pl.now
 	h[argDedupWindow] = int64(p.window / time.Second)
 	h[argDedupMax] = p.maxPerProd
+	h[argDedupShards] = dedupShards(p.maxPerProd)
 	h[argCountGroups] = nCount
 	h[argSampleGroups] = nSample
 	h[argDead] = len(pl.dead)
@@ -364,6 +365,24 @@ func (l *argv) producers() int {
 		}
 	}
 	return len(prods)
+}
+
+// dedupShardIDs is the most chunk ids a shard of a producer's dedup
+// generation is meant to hold. A generation holds up to half of
+// DedupMaxPerProducer ids (plus one batch); cut into hashes of about this
+// many by the chunk id's last two bytes (uniform: they are hash output), each
+// stays under Redis's hash-max-listpack-entries (512 by default) with room
+// for the spread, so Redis keeps it as a listpack: about 34 bytes an id
+// instead of about 81 in a hashtable.
+const dedupShardIDs = 300
+
+// dedupShards is how many hashes a new generation is cut into when a
+// producer keeps at most maxPerProd chunk ids; 1 is one hash named as before
+// shards existed. A generation records its own count, so a change of the
+// setting applies from the next generation on.
+func dedupShards(maxPerProd int) int {
+	half := maxPerProd / 2
+	return max(1, (half+dedupShardIDs-1)/dedupShardIDs)
 }
 
 // rawHex is the bytes a hex string (validated by stream.Parse) stands for:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/keyalert/keyalert/backend/window"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -63,6 +64,7 @@ const (
 	argNow                 // the consumer's clock, Unix seconds
 	argDedupWindow         // the dedup window, seconds
 	argDedupMax            // most chunk ids kept per producer
+	argDedupShards         // hashes a new dedup generation is cut into (dedupShards)
 	argCountGroups         // records in the count section
 	argSampleGroups        // records in the sample section
 	argDead                // records in the dead section
@@ -155,6 +157,7 @@ var protocol = []luaConst{
 	{"ARG_NOW", argNow + 1},
 	{"ARG_DEDUP_WINDOW", argDedupWindow + 1},
 	{"ARG_DEDUP_MAX", argDedupMax + 1},
+	{"ARG_DEDUP_SHARDS", argDedupShards + 1},
 	{"ARG_COUNT_GROUPS", argCountGroups + 1},
 	{"ARG_SAMPLE_GROUPS", argSampleGroups + 1},
 	{"ARG_DEAD", argDead + 1},
@@ -196,6 +199,9 @@ var protocol = []luaConst{
 	{"EXPIRE_KEY", expireKey},
 	{"EXPIRE_AT", expireAt},
 	{"EXPIRE_WIDTH", expireWidth},
+
+	// Not a slot: the most hosts a minute's host sums hash holds.
+	{"HOST_SUMS_MAX", window.HostSumsMax},
 }
 
 // luaPrelude renders protocol as Lua locals on one line, so that line

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -55,10 +56,150 @@ func TestRollupsAgreeWithTheCellsAndExpireWithThem(t *testing.T) {
 		}
 	}
 	k := s.Keys()
-	for _, key := range []string{k.HostTotals(kw, now), k.TagTotals(kw, now)} {
+	for _, key := range []string{k.HostSums(kw, now), k.TagTotals(kw, now)} {
 		ttl, err := rdb.TTL(ctx, key).Result()
 		if err != nil || ttl <= 0 || ttl > time.Hour+2*time.Minute {
 			t.Errorf("%q: TTL %v, %v; want the window's expiry", key, ttl, err)
 		}
+	}
+}
+
+// A minute's host sums are a hash while it has at most window.HostSumsMax
+// hosts; past that they move into the host zset, which takes the minute's
+// further counts: counts and tops read from either agree with the cells,
+// and the zset expires with the window.
+func TestHostSumsMoveToTheZsetPastTheirLimit(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	now := nowMinute()
+	const hosts = window.HostSumsMax + 100
+	var es []stream.Entry
+	for b := range hosts {
+		es = append(es, entry(b, "Exception", fmt.Sprintf("web-%04d", b), "app", now, int64(1+b%4)))
+	}
+	es = append(es, entry(hosts, "Exception", "web-0007", "app", now, 5)) // after the move
+	xadd(t, rdb, es...)
+	start(t, Options{Client: rdb, BatchSize: 100, Retention: time.Hour})
+	drained(t, rdb, "keyalertd")
+
+	s := window.NewStore(rdb, testStream)
+	k := s.Keys()
+	kw := "substring:Exception"
+	if n := rdb.Exists(ctx, k.HostSums(kw, now)).Val(); n != 0 {
+		t.Errorf("the host sums hash is still there past %d hosts", window.HostSumsMax)
+	}
+	if n := rdb.ZCard(ctx, k.HostTotals(kw, now)).Val(); n != hosts+1 {
+		t.Errorf("host zset has %d members, want %d hosts and the total", n, hosts)
+	}
+	if ttl := rdb.TTL(ctx, k.HostTotals(kw, now)).Val(); ttl <= 0 || ttl > time.Hour+2*time.Minute {
+		t.Errorf("host zset TTL %v, want the window's expiry", ttl)
+	}
+	cells, err := s.Cells(ctx, kw, now, now+60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total, web7 int64
+	for _, c := range cells {
+		total += c.Count
+		if c.Host == "web-0007" {
+			web7 += c.Count
+		}
+	}
+	for _, c := range []struct {
+		f    window.Filter
+		want int64
+	}{{window.Filter{}, total}, {window.Filter{Host: "web-0007", HostSet: true}, web7}} {
+		got, err := s.Counts(ctx, kw, now, now+60, c.f, 1)
+		if err != nil || len(got) != 1 || got[0].Count != c.want {
+			t.Errorf("filter %+v: %v %v, want %d", c.f, got, err, c.want)
+		}
+	}
+	top, n, err := s.Top(ctx, kw, now, now+60, "host", 1, 1_000_000)
+	if err != nil || n != total || len(top) != 1 || top[0] != (window.Group{Value: "web-0007", Count: web7}) {
+		t.Errorf("top host %v total %d %v, want web-0007 %d total %d", top, n, err, web7, total)
+	}
+}
+
+// A minute with one tag keeps no tag rollup: its tag is the host sums'
+// window.SingleTagField and its count the minute's total. A second tag, in
+// a later batch or the same, writes the tag rollup with what the field
+// stood for; so does the move of the host sums into the zset. Counts by
+// tag and tops by tag and host agree with the cells throughout.
+func TestMinutesOfOneTagKeepNoTagRollup(t *testing.T) {
+	kw := "substring:Exception"
+	tests := []struct {
+		name    string
+		batches [][]string // per batch, each entry's tag (hosts web-<i>)
+		hosts   int        // entries per listed tag
+		zset    bool       // the tag rollup is expected
+	}{
+		{"one tag", [][]string{{"app"}, {"app"}}, 3, false},
+		{"a second tag in a later batch", [][]string{{"app"}, {"app", "nginx"}}, 3, true},
+		{"two tags in one batch", [][]string{{"app", "nginx"}}, 3, true},
+		{"one tag past the host sums' limit", [][]string{{"app"}, {"app"}}, window.HostSumsMax/2 + 10, true},
+		{"tag holding digits", [][]string{{"123"}}, 3, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			ctx := context.Background()
+			now := nowMinute()
+			r := start(t, Options{Client: rdb, BatchSize: 5000, Retention: time.Hour})
+			b := 0
+			for _, tags := range tt.batches {
+				var es []stream.Entry
+				for _, tag := range tags {
+					for h := range tt.hosts {
+						es = append(es, entry(b, "Exception", fmt.Sprintf("web-%04d", b), tag, now, int64(1+h%3)))
+						b++
+					}
+				}
+				xadd(t, rdb, es...)
+				drained(t, rdb, "keyalertd")
+			}
+			r.stop()
+			s := window.NewStore(rdb, testStream)
+			k := s.Keys()
+			if got := rdb.Exists(ctx, k.TagTotals(kw, now)).Val() == 1; got != tt.zset {
+				t.Errorf("tag rollup exists: %v, want %v", got, tt.zset)
+			}
+			cells, err := s.Cells(ctx, kw, now, now+60)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byTag, byHost := map[string]int64{}, map[string]int64{}
+			var total int64
+			for _, c := range cells {
+				byTag[c.Tag] += c.Count
+				byHost[c.Host] += c.Count
+				total += c.Count
+			}
+			for _, tag := range []string{"app", "nginx", "123", "other"} {
+				got, err := s.Counts(ctx, kw, now, now+60, window.Filter{Tag: tag, TagSet: true}, 1)
+				var n int64
+				if len(got) == 1 {
+					n = got[0].Count
+				}
+				if err != nil || n != byTag[tag] {
+					t.Errorf("count of tag %q = %v %v, want %d", tag, got, err, byTag[tag])
+				}
+			}
+			tops, n, err := s.Top(ctx, kw, now, now+60, "tag", 10, 1_000_000)
+			gotTags := map[string]int64{}
+			for _, g := range tops {
+				gotTags[g.Value] = g.Count
+			}
+			if err != nil || n != total || !reflect.DeepEqual(gotTags, byTag) {
+				t.Errorf("top by tag %v total %d %v, want %v total %d", gotTags, n, err, byTag, total)
+			}
+			hosts, n, err := s.Top(ctx, kw, now, now+60, "host", 1000, 1_000_000)
+			gotHosts := map[string]int64{}
+			for _, g := range hosts {
+				gotHosts[g.Value] = g.Count
+			}
+			if err != nil || n != total || !reflect.DeepEqual(gotHosts, byHost) {
+				t.Errorf("top by host: %d hosts total %d %v, want %d hosts total %d", len(gotHosts), n, err, len(byHost), total)
+			}
+		})
 	}
 }

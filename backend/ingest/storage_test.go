@@ -29,7 +29,6 @@ func TestStorageBytesPerSeriesMinute(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes 30,000 entries per shape")
 	}
-	const minutes = 5
 	retentionMinutes := float64(window.DefaultRetention / time.Minute)
 	heldChunks := int(DefaultDedupWindow / time.Second) // per producer, one chunk a second
 	perChunk := chunkIDBytes(t, heldChunks)
@@ -38,13 +37,15 @@ func TestStorageBytesPerSeriesMinute(t *testing.T) {
 	t.Logf("version 2 entries: %.1f bytes per dedup id; one id per entry kept for the retention (the layout before version 3) is %.0f bytes per series-minute of a series flushed every second",
 		perEntry, 60*perEntry)
 	for _, shape := range []struct {
-		hosts, keywords int
+		hosts, keywords, minutes int
 	}{
-		{1, 1},   // a lone series
-		{10, 10}, // 10 hosts x 10 keywords
-		{100, 1}, // 100 hosts of one keyword
-		{500, 1}, // past Redis's listpack size for the hash and zsets
+		{1, 1, 5},    // a lone series
+		{10, 10, 5},  // 10 hosts x 10 keywords
+		{100, 1, 5},  // 100 hosts of one keyword
+		{500, 1, 3},  // past Redis's listpack size for zsets (128), under the hashes' (512)
+		{1000, 1, 2}, // past both
 	} {
+		minutes := int64(shape.minutes)
 		t.Run(fmt.Sprintf("%d hosts x %d keywords", shape.hosts, shape.keywords), func(t *testing.T) {
 			srv := redistest.Start(t)
 			rdb := srv.Client()
@@ -58,7 +59,7 @@ func TestStorageBytesPerSeriesMinute(t *testing.T) {
 			line := strings.Repeat("2024-05-01 10:00:00 worker-7 request failed with Exception ", 3)[:120]
 			r := start(t, Options{Client: rdb})
 			var es []stream.Entry
-			for sec := 0; sec < 60*minutes; sec++ {
+			for sec := 0; sec < 60*int(minutes); sec++ {
 				minute := now - minutes*60 + int64(sec/60)*60
 				for h := 0; h < shape.hosts; h++ {
 					for _, e := range chunkOf(sec*shape.hosts+h, h, 1, fmt.Sprintf("host-%03d", h), minute, kws...) {
@@ -88,7 +89,7 @@ func TestStorageBytesPerSeriesMinute(t *testing.T) {
 					by["dedup"] += n
 				case strings.Contains(k, ":s:"):
 					by["samples"] += n
-				case strings.HasSuffix(k, "\x00h") || strings.HasSuffix(k, "\x00t"):
+				case strings.HasSuffix(k, "\x00H") || strings.HasSuffix(k, "\x00h") || strings.HasSuffix(k, "\x00t"):
 					by["rollups"] += n
 				case strings.Contains(k, ":w:"):
 					by["counts"] += n
@@ -97,7 +98,7 @@ func TestStorageBytesPerSeriesMinute(t *testing.T) {
 				}
 			}
 			series := float64(shape.hosts * shape.keywords)
-			sm := series * minutes
+			sm := series * float64(minutes)
 			dedup := perChunk * float64(heldChunks*shape.hosts) / (series * retentionMinutes)
 			samples := float64(by["samples"]) / (series * retentionMinutes)
 			counts, rollups := float64(by["counts"])/sm, float64(by["rollups"])/sm

@@ -11,6 +11,10 @@
 //   - the final pass FinalLead before the hour's first minute expires
 //     (Retention after it), so entries that came later than Delay are in.
 //
+// A keyword-hour is summed in memory up to MaxCells sums, then added to
+// Redis and dropped, so keyalertd holds O(MaxCells) of an hour however many
+// hosts and minutes it has.
+//
 // Two cursors in Redis (window.Keys.RollupState) say which hours are done.
 // A pass rolls at most HoursPerPass hours, final passes first (their minutes
 // are about to expire), then first passes, oldest first.
@@ -80,6 +84,11 @@ type Options struct {
 	Interval time.Duration
 	// HoursPerPass bounds the hours one pass rolls (every keyword of each).
 	HoursPerPass int
+	// MaxCells bounds the sums (cells, hosts, tags, label values) held in
+	// memory while one keyword-hour is rolled; past it they are added to
+	// Redis and dropped (window.Store.RollHourBounded). Zero:
+	// window.DefaultRollMaxCells.
+	MaxCells int
 	// LeaseTTL is the roller lease's TTL; zero: lease.DefaultTTL.
 	LeaseTTL time.Duration
 
@@ -106,6 +115,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.HoursPerPass <= 0 {
 		o.HoursPerPass = DefaultHoursPerPass
+	}
+	if o.MaxCells <= 0 {
+		o.MaxCells = window.DefaultRollMaxCells
 	}
 	if o.Registerer == nil {
 		o.Registerer = prometheus.DefaultRegisterer
@@ -275,7 +287,7 @@ func (r *Roller) Pass(ctx context.Context) (Result, error) {
 			if r.o.Now().Unix() >= r.lastSafe(h) {
 				return errExpired
 			}
-			if _, _, err := r.store.RollHour(ctx, kw, h, window.HourlyExpireAt(h, r.o.HourlyRetention)); err != nil {
+			if _, _, err := r.store.RollHourBounded(ctx, kw, h, window.HourlyExpireAt(h, r.o.HourlyRetention), r.o.MaxCells); err != nil {
 				return err
 			}
 			res.KeywordHours++

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -150,31 +149,65 @@ func (s *Store) KeywordsByHour(ctx context.Context, lo, hi int64) (map[int64][]s
 	return out, nil
 }
 
-// writePage is how many fields one HSET or ZADD of RollHour carries.
+// rollAddScript adds sums to a roll's temporary keys: KEYS are the cells
+// hash, then zsets (host, tag or label sums); ARGV the TTL (seconds) every
+// key gets, the cells (m, then m field, count pairs), then for each zset m
+// and m member, increment pairs.
+var rollAddScript = redis.NewScript(`
+local ttl, i = ARGV[1], 2
+local m = tonumber(ARGV[i])
+i = i + 1
+for j = 1, m do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+for k = 2, #KEYS do
+  m = tonumber(ARGV[i])
+  i = i + 1
+  for j = 1, m do
+    redis.call('ZINCRBY', KEYS[k], ARGV[i + 1], ARGV[i])
+    i = i + 2
+  end
+  redis.call('EXPIRE', KEYS[k], ttl)
+end
+return 0
+`)
+
+// writePage is how many sums one script call of RollHour adds: Redis serves
+// others between calls.
 const writePage = 1000
 
-// RollHour overwrites the hourly keys of (kwID, hour) with the sum of the
-// hour's minute windows, expiring at expireAt (Unix seconds). It is
+// DefaultRollMaxCells is RollHour's bound on the sums it holds in memory.
+const DefaultRollMaxCells = 250000
+
+// RollHour is RollHourBounded with DefaultRollMaxCells.
+func (s *Store) RollHour(ctx context.Context, kwID string, hour, expireAt int64) (cells int, total int64, err error) {
+	return s.RollHourBounded(ctx, kwID, hour, expireAt, DefaultRollMaxCells)
+}
+
+// RollHourBounded overwrites the hourly keys of (kwID, hour) with the sum of
+// the hour's minute windows, expiring at expireAt (Unix seconds). It is
 // idempotent: a re-run computes the same sums from the same minutes, and
 // one that sees late entries replaces the hour with the larger sums.
 //
-// The sums are built in keys of their own and renamed over the hourly keys
-// in one transaction, so a reader sees the old hour or the new one and a
-// crash leaves the old one (the temporary keys expire by themselves). If
-// the hour has no cells the hourly keys are deleted. It returns the cells
-// (host, tag pairs) and the total written. Memory is O(cells of the hour).
-func (s *Store) RollHour(ctx context.Context, kwID string, hour, expireAt int64) (cells int, total int64, err error) {
+// It reads the minutes ScanPage cells at a time and sums them in memory by
+// cell, host, tag and label value; whenever those sums reach maxCells
+// entries they are added (HINCRBY, ZINCRBY, writePage a script call) to keys
+// of the roll's own in Redis and dropped. keyalertd's memory is then
+// O(maxCells + ScanPage), whatever the hosts and minutes of the hour; an
+// hour of fewer distinct sums is written once, a larger one costs Redis one
+// increment per sum per flush. The keys are renamed over the hourly keys in
+// one transaction, so a reader sees the old hour or the new one and a crash
+// leaves the old one (the temporary keys expire by themselves). If the hour
+// has no cells the hourly keys are deleted. It returns the cells (host, tag,
+// labels) and the total written.
+func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt int64, maxCells int) (cells int, total int64, err error) {
 	if hour%3600 != 0 {
 		return 0, 0, fmt.Errorf("roll %s: hour %d is not an hour start", kwID, hour)
 	}
-	sums := map[string]int64{}
-	for m := hour; m < hour+3600; m += 60 {
-		err := s.scanCells(ctx, s.keys.Window(kwID, m), Filter{}, func(host, tag string, labels []stream.Label, n int64) {
-			sums[Field(host, tag, labels...)] += n
-		})
-		if err != nil {
-			return 0, 0, fmt.Errorf("roll %s hour %d: %w", kwID, hour, err)
-		}
+	if maxCells <= 0 {
+		maxCells = DefaultRollMaxCells
 	}
 	hw := s.keys.HourWindow(kwID, hour)
 	dst := []string{hw, s.keys.HourHostTotals(kwID, hour), s.keys.HourTagTotals(kwID, hour)}
@@ -189,98 +222,143 @@ func (s *Store) RollHour(ctx context.Context, kwID string, hour, expireAt int64)
 		old = append(old, hw+"\x00l:"+n)
 	}
 	old = append(old, s.keys.HourLabelNames(kwID, hour))
-	if len(sums) == 0 {
-		if err := s.rdb.Del(ctx, append(dst, old...)...).Err(); err != nil {
-			return 0, 0, fmt.Errorf("roll %s hour %d: del: %w", kwID, hour, err)
-		}
-		return 0, 0, nil
-	}
-	hosts, tags := map[string]int64{}, map[string]int64{}
-	byLabel := map[string]map[string]int64{}
-	for f, n := range sums {
-		h, t, labels := SplitField(f)
-		hosts[h] += n
-		tags[t] += n
-		total += n
-		if len(labels) > 0 {
-			hosts[LabelledMember] += n
-		}
-		for _, l := range labels {
-			m := byLabel[l.Name]
-			if m == nil {
-				m = map[string]int64{}
-				byLabel[l.Name] = m
-			}
-			m[l.Value] += n
-			m[TotalMember] += n
-		}
-	}
-	hosts[TotalMember] = total
 
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmpBase := s.keys.prefix + "rolltmp:" + hex.EncodeToString(rnd[:])
 	tmp := []string{tmpBase, tmpBase + "\x00h", tmpBase + "\x00t"}
-	groups := []map[string]int64{hosts, tags}
-	for _, name := range slices.Sorted(maps.Keys(byLabel)) {
-		tmp = append(tmp, tmpBase+"\x00l:"+name)
-		dst = append(dst, hw+"\x00l:"+name)
-		groups = append(groups, byLabel[name])
-	}
-	cleanup := func() { s.rdb.Del(context.WithoutCancel(ctx), tmp...) }
-
-	pipe := s.rdb.Pipeline()
-	flushIfFull := func(force bool) error {
-		if pipe.Len() == 0 || (!force && pipe.Len() < 16) {
-			return nil
+	labelNames := map[string]bool{} // every label seen: its sums are in Redis or below
+	labelKey := func(name string) string { return tmpBase + "\x00l:" + name }
+	cleanup := func() {
+		keys := slices.Clone(tmp)
+		for n := range labelNames {
+			keys = append(keys, labelKey(n))
 		}
+		s.rdb.Del(context.WithoutCancel(ctx), keys...)
+	}
+	// A crash between here and the rename leaves the temporary keys: they
+	// expire on their own, tmpTTL after the flush that wrote them last.
+	if err := s.rdb.Del(ctx, tmp...).Err(); err != nil {
+		return 0, 0, fmt.Errorf("roll %s hour %d: del: %w", kwID, hour, err)
+	}
+	// Flushes send EVALSHA in a pipeline, which does not load the script.
+	if err := rollAddScript.Load(ctx, s.rdb).Err(); err != nil {
+		return 0, 0, fmt.Errorf("roll %s hour %d: load script: %w", kwID, hour, err)
+	}
+	const tmpTTL = 10 * time.Minute
+	ttl := int64(tmpTTL / time.Second)
+	// The sums held: by cell, host, tag and label value; held counts them.
+	sums, hosts, tags := map[string]int64{}, map[string]int64{}, map[string]int64{}
+	byLabel := map[string]map[string]int64{}
+	held, read := 0, 0
+	flush := func() error {
+		pipe := s.rdb.Pipeline()
+		add := func(key string, zset bool, m map[string]int64) {
+			pairs := make([]any, 0, 2*min(len(m), writePage))
+			send := func() {
+				keys, args := []string{tmp[0]}, []any{ttl}
+				if zset {
+					keys, args = append(keys, key), append(args, 0) // no cells
+				}
+				args = append(append(args, len(pairs)/2), pairs...)
+				rollAddScript.EvalSha(ctx, pipe, keys, args...)
+				pairs = pairs[:0]
+			}
+			for g, c := range m {
+				if pairs = append(pairs, g, c); len(pairs) == 2*writePage {
+					send()
+				}
+			}
+			if len(pairs) > 0 {
+				send()
+			}
+			clear(m)
+		}
+		add(tmp[0], false, sums)
+		add(tmp[1], true, hosts)
+		add(tmp[2], true, tags)
+		for name, lv := range byLabel {
+			add(labelKey(name), true, lv)
+		}
+		clear(byLabel)
+		// Every key of the roll lives as long as the roll goes on, though
+		// this flush may not have touched it.
+		for _, k := range tmp {
+			pipe.Expire(ctx, k, tmpTTL)
+		}
+		for name := range labelNames {
+			pipe.Expire(ctx, labelKey(name), tmpTTL)
+		}
+		held = 0
 		_, err := pipe.Exec(ctx)
 		return err
 	}
-	// A crash between here and the rename leaves the temporary keys: they
-	// expire on their own.
-	for _, k := range tmp {
-		pipe.Del(ctx, k)
-	}
-	args := make([]any, 0, 2*writePage)
-	for f, n := range sums {
-		args = append(args, f, n)
-		if len(args) == 2*writePage {
-			pipe.HSet(ctx, tmp[0], args...)
-			pipe.Expire(ctx, tmp[0], 10*time.Minute)
-			args = make([]any, 0, 2*writePage)
-			if err := flushIfFull(false); err != nil {
+	for m := hour; m < hour+3600; m += 60 {
+		key := s.keys.Window(kwID, m)
+		var cursor uint64
+		for {
+			kvs, next, err := s.rdb.HScan(ctx, key, cursor, "", ScanPage).Result()
+			if err != nil {
 				cleanup()
-				return 0, 0, fmt.Errorf("roll %s hour %d: hset: %w", kwID, hour, err)
+				return 0, 0, fmt.Errorf("roll %s hour %d: scan of %s: %w", kwID, hour, key, err)
 			}
-		}
-	}
-	if len(args) > 0 {
-		pipe.HSet(ctx, tmp[0], args...)
-		pipe.Expire(ctx, tmp[0], 10*time.Minute)
-	}
-	for i, group := range groups {
-		zs := make([]redis.Z, 0, min(len(group), writePage))
-		for g, n := range group {
-			zs = append(zs, redis.Z{Score: float64(n), Member: g})
-			if len(zs) == writePage {
-				pipe.ZAdd(ctx, tmp[i+1], zs...)
-				pipe.Expire(ctx, tmp[i+1], 10*time.Minute)
-				zs = make([]redis.Z, 0, writePage)
-				if err := flushIfFull(false); err != nil {
+			for i := 0; i+1 < len(kvs); i += 2 {
+				n, err := strconv.ParseInt(kvs[i+1], 10, 64)
+				if err != nil {
 					cleanup()
-					return 0, 0, fmt.Errorf("roll %s hour %d: zadd: %w", kwID, hour, err)
+					return 0, 0, fmt.Errorf("roll %s hour %d: window %s field %q: count %q is not an integer", kwID, hour, key, kvs[i], kvs[i+1])
+				}
+				// Field(SplitField(f)) is f: the cell is summed as read.
+				host, tag, labels := SplitField(kvs[i])
+				held += bump(sums, kvs[i], n) + bump(hosts, host, n) + bump(tags, tag, n)
+				total += n
+				read++
+				if len(labels) > 0 {
+					held += bump(hosts, LabelledMember, n)
+				}
+				for _, l := range labels {
+					lv := byLabel[l.Name]
+					if lv == nil {
+						lv = map[string]int64{}
+						byLabel[l.Name] = lv
+						labelNames[l.Name] = true
+					}
+					held += bump(lv, l.Value, n) + bump(lv, TotalMember, n)
 				}
 			}
-		}
-		if len(zs) > 0 {
-			pipe.ZAdd(ctx, tmp[i+1], zs...)
-			pipe.Expire(ctx, tmp[i+1], 10*time.Minute)
+			if held >= maxCells {
+				if err := flush(); err != nil {
+					cleanup()
+					return 0, 0, fmt.Errorf("roll %s hour %d: sums: %w", kwID, hour, err)
+				}
+			}
+			if next == 0 {
+				break
+			}
+			cursor = next
 		}
 	}
-	if err := flushIfFull(true); err != nil {
+	if read == 0 {
 		cleanup()
-		return 0, 0, fmt.Errorf("roll %s hour %d: write: %w", kwID, hour, err)
+		if err := s.rdb.Del(ctx, append(dst, old...)...).Err(); err != nil {
+			return 0, 0, fmt.Errorf("roll %s hour %d: del: %w", kwID, hour, err)
+		}
+		return 0, 0, nil
+	}
+	hosts[TotalMember] += total
+	if err := flush(); err != nil {
+		cleanup()
+		return 0, 0, fmt.Errorf("roll %s hour %d: sums: %w", kwID, hour, err)
+	}
+	hlen, err := s.rdb.HLen(ctx, tmp[0]).Result()
+	if err != nil {
+		cleanup()
+		return 0, 0, fmt.Errorf("roll %s hour %d: cells: %w", kwID, hour, err)
+	}
+	sorted := slices.Sorted(maps.Keys(labelNames))
+	for _, name := range sorted {
+		tmp = append(tmp, labelKey(name))
+		dst = append(dst, hw+"\x00l:"+name)
 	}
 	tx := s.rdb.TxPipeline()
 	for _, k := range old {
@@ -288,10 +366,10 @@ func (s *Store) RollHour(ctx context.Context, kwID string, hour, expireAt int64)
 			tx.Del(ctx, k)
 		}
 	}
-	if len(byLabel) > 0 {
+	if len(sorted) > 0 {
 		nk := s.keys.HourLabelNames(kwID, hour)
-		members := make([]any, 0, len(byLabel))
-		for n := range byLabel {
+		members := make([]any, 0, len(sorted))
+		for _, n := range sorted {
 			members = append(members, n)
 		}
 		tx.SAdd(ctx, nk, members...)
@@ -305,5 +383,15 @@ func (s *Store) RollHour(ctx context.Context, kwID string, hour, expireAt int64)
 		cleanup()
 		return 0, 0, fmt.Errorf("roll %s hour %d: rename: %w", kwID, hour, err)
 	}
-	return len(sums), total, nil
+	return int(hlen), total, nil
+}
+
+// bump adds n to m[k] and says whether that made a new entry (1) or not (0).
+func bump(m map[string]int64, k string, n int64) int {
+	v, ok := m[k]
+	m[k] = v + n
+	if ok {
+		return 0
+	}
+	return 1
 }

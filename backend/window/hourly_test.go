@@ -2,7 +2,9 @@ package window
 
 import (
 	"context"
+	"fmt"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/keyalert/keyalert/harness/redistest"
@@ -164,5 +166,84 @@ func TestHourlyTierKeepsLabels(t *testing.T) {
 	}
 	if n := rdb.Exists(ctx, s.keys.HourWindow(kw, h)+"\x00l:namespace", s.keys.HourLabelNames(kw, h)).Val(); n != 0 {
 		t.Errorf("%d label keys left after a re-run without labels", n)
+	}
+}
+
+// An hour of more cells than the roll holds at a time (20 minutes of 600
+// series, past Redis's compact hash; 500 sums held at most, so a flush a minute) rolls to the
+// exact sums of its cells, host, tag and label rollups: what it adds to
+// Redis a piece at a time adds up to what the whole hour holds.
+func TestRollHourInPagesSumsExactly(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	const kw, h, hosts, maxCells = "substring:x", 1714557600, 600, 500
+	cells := map[string]int64{}
+	hostSums, tagSums, nsSums := map[string]int64{}, map[string]int64{}, map[string]int64{}
+	var total int64
+	for m := int64(h); m < h+3600; m += 180 { // 20 minutes
+		pipe := rdb.Pipeline()
+		for i := range hosts {
+			host, tag := fmt.Sprintf("host-%04d", i), fmt.Sprintf("t%d", i%3)
+			var labels []stream.Label
+			if i%4 == 0 {
+				labels = []stream.Label{{Name: "namespace", Value: fmt.Sprintf("ns-%d", i%5)}}
+			}
+			n := int64(1 + (i+int(m/60))%7)
+			f := Field(host, tag, labels...)
+			pipe.HIncrBy(ctx, s.keys.Window(kw, m), f, n)
+			cells[f] += n
+			hostSums[host] += n
+			tagSums[tag] += n
+			total += n
+			if labels != nil {
+				hostSums[LabelledMember] += n
+				nsSums[labels[0].Value] += n
+				nsSums[TotalMember] += n
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hostSums[TotalMember] = total
+	rdb.ConfigResetStat(ctx)
+	n, sum, err := s.RollHourBounded(ctx, kw, h, 1<<40, maxCells)
+	if err != nil || n != len(cells) || sum != total {
+		t.Fatalf("rolled %d cells, total %d, %v; want %d, %d", n, sum, err, len(cells), total)
+	}
+	// Each flush is at least 2 calls (cells, hosts, tags, a label: 4).
+	if calls := commandCalls(t, rdb)["evalsha"]; calls < 4*10 {
+		t.Errorf("%d script calls adding sums, want flushes of at most %d sums", calls, maxCells)
+	}
+	got := map[string]int64{}
+	for f, v := range rdb.HGetAll(ctx, s.keys.HourWindow(kw, h)).Val() {
+		got[f], _ = strconv.ParseInt(v, 10, 64)
+	}
+	if !reflect.DeepEqual(got, cells) {
+		t.Errorf("hourly cells differ: %d of them, want %d", len(got), len(cells))
+	}
+	zset := func(key string) map[string]int64 {
+		out := map[string]int64{}
+		for _, z := range rdb.ZRangeWithScores(ctx, key, 0, -1).Val() {
+			out[z.Member.(string)] = int64(z.Score)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		what string
+		key  string
+		want map[string]int64
+	}{
+		{"hosts", s.keys.HourHostTotals(kw, h), hostSums},
+		{"tags", s.keys.HourTagTotals(kw, h), tagSums},
+		{"namespace", s.keys.HourWindow(kw, h) + "\x00l:namespace", nsSums},
+	} {
+		if got := zset(c.key); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("hourly %s rollup differs: %d members, want %d", c.what, len(got), len(c.want))
+		}
+	}
+	if left := rdb.Keys(ctx, s.keys.prefix+"rolltmp:*").Val(); len(left) != 0 {
+		t.Errorf("temporary keys left: %q", left)
 	}
 }

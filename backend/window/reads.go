@@ -20,11 +20,28 @@ import (
 // memory and time in the number of cells. The ingest script therefore keeps
 // rollups of every window hash, in the same slot and with the same expiry:
 //
-//	<window key>\x00h         ZSET  host -> count, plus member "\x00" -> the minute's total
-//	                                and member "\x00l" -> the count of labelled series
+//	<window key>\x00H         HASH  host -> count, plus field "\x00" -> the minute's total
+//	                                and field "\x00l" -> the count of labelled series
 //	<window key>\x00t         ZSET  tag -> count
 //	<window key>\x00l:<name>  ZSET  value of label name -> count, plus member "\x00" -> the
 //	                                count of the series carrying the label
+//
+// The host sums are a hash while the minute has at most HostSumsMax
+// hosts: Redis keeps a hash of up to 512 fields (hash-max-listpack-entries)
+// as a listpack, about 13 bytes a host, where a zset past 128 members is a
+// skiplist, about 100. Past that the ingest script moves them into the zset
+//
+//	<window key>\x00h         ZSET  the same members and fields, as scores
+//
+// (a hash that large is a hashtable anyway, and a top sums zsets fastest),
+// which minutes written before the hash existed (and every hour of the
+// hourly tier) hold too. Readers read both and add them up, so a minute
+// written partly before an upgrade and partly after is read whole.
+//
+// A minute of one tag (the common case) has no tag rollup: its host sums
+// hold the tag as SingleTagField, and the tag's count is the minute's
+// total. The ingest script writes the tag rollup, with what the field stood
+// for, once a second tag comes or the host sums move into the zset.
 //
 // A series lacking a label has the empty value for it: a top by a label
 // adds the minute's total minus the label's "\x00" to the empty value. A
@@ -32,11 +49,23 @@ import (
 // time), charged against the caller's cell limit: at most
 // KEYALERT_MAX_SERIES_PER_MINUTE (+ overflow) cells per keyword and minute.
 //
-// A count of one host, tag or the whole minute is then one ZMSCORE or HGET
-// per minute, and a top-N is a ZUNIONSTORE in Redis of which only N members
+// A count of one host, tag or the whole minute is then one HMGET and
+// ZMSCORE (or HGET) per minute, and a top-N is summed in Redis (ZUNIONSTORE
+// of the zsets, ZINCRBY of the host hashes' fields) of which only N members
 // come back. Minutes counted before the rollups existed (a window hash
-// without its "\x00h") are read by streaming their cells in pages of
+// without a total in "\x00H" or "\x00h") are read by streaming their cells in pages of
 // ScanPage fields and are charged against the caller's cell limit.
+
+// SingleTagField is the field of a minute's host sums that names its tag
+// while it has only one: its count is then the minute's total, and the
+// minute has no tag rollup (TagTotals). The ingest script writes the tag
+// rollup, with what the field stood for, once a second tag comes or the host
+// sums move into the zset.
+const SingleTagField = "\x00T"
+
+// HostSumsMax is the most fields a host sums hash holds: Redis's default
+// hash-max-listpack-entries, up to which it keeps the hash compact.
+const HostSumsMax = 512
 
 // TotalMember is the member of a host rollup holding the minute's total;
 // a host name cannot hold NUL.
@@ -46,10 +75,19 @@ const TotalMember = "\x00"
 // rollups: the most cells one reply holds in memory.
 const ScanPage = 1000
 
-// HostTotals is the rollup of the window hash of (kwID, minute) by host. No
-// window key ends in NUL and a letter, so rollup keys never collide with one.
+// HostTotals is the rollup zset of the window hash of (kwID, minute) by
+// host as written before HostSums. No window key ends in NUL and a letter,
+// so rollup keys never collide with one.
 func (k Keys) HostTotals(kwID string, minute int64) string {
 	return k.Window(kwID, minute) + "\x00h"
+}
+
+// HostSums is the rollup hash of the window hash of (kwID, minute) by host,
+// while it has at most HostSumsMax fields; past that the ingest script
+// moves it into HostTotals, which takes the minute's further counts.
+// Minutes written before it have HostTotals only.
+func (k Keys) HostSums(kwID string, minute int64) string {
+	return k.Window(kwID, minute) + "\x00H"
 }
 
 // TagTotals is the rollup of the window hash of (kwID, minute) by tag.
@@ -152,6 +190,7 @@ type Point struct {
 type bucket struct {
 	start, step int64
 	w, h, t     string
+	hs          string // the host sums hash of a minute; "" for an hour
 	shard       int
 	k           Keys // the shard's keys
 }
@@ -161,7 +200,7 @@ type bucket struct {
 func (b bucket) label(name string) string { return b.w + "\x00l:" + name }
 
 func minuteBucket(k Keys, kwID string, m int64) bucket {
-	return bucket{start: m, step: 60, w: k.Window(kwID, m), h: k.HostTotals(kwID, m), t: k.TagTotals(kwID, m)}
+	return bucket{start: m, step: 60, w: k.Window(kwID, m), h: k.HostTotals(kwID, m), hs: k.HostSums(kwID, m), t: k.TagTotals(kwID, m)}
 }
 
 func hourBucket(k Keys, kwID string, h int64) bucket {
@@ -224,6 +263,7 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 		cell     *redis.StringCmd     // host and tag given: the label-free cell
 		labelled *redis.FloatSliceCmd // host and tag given: the labelled count
 		scores   *redis.FloatSliceCmd // host rollup: [host,] total
+		sums     *redis.SliceCmd      // host sums of a minute: labelled, or [host,] total
 		tag      *redis.FloatSliceCmd // tag rollup: tag
 		cells    *redis.IntCmd        // HLEN of the window: cells to scan without rollup
 	}
@@ -245,6 +285,9 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 		if f.HostSet && f.TagSet {
 			asks[i].cell = pipe.HGet(ctx, b.w, Field(f.Host, f.Tag))
 			asks[i].labelled = pipe.ZMScore(ctx, b.h, LabelledMember)
+			if b.hs != "" {
+				asks[i].sums = pipe.HMGet(ctx, b.hs, LabelledMember)
+			}
 			asks[i].cells = pipe.HLen(ctx, b.w)
 			continue
 		}
@@ -253,6 +296,12 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 			members = []string{f.Host, TotalMember}
 		}
 		asks[i].scores = pipe.ZMScore(ctx, b.h, members...)
+		if b.hs != "" && f.TagSet {
+			// and the minute's one tag, if it has only one
+			asks[i].sums = pipe.HMGet(ctx, b.hs, append(members, SingleTagField)...)
+		} else if b.hs != "" {
+			asks[i].sums = pipe.HMGet(ctx, b.hs, members...)
+		}
 		if f.TagSet {
 			asks[i].tag = pipe.ZMScore(ctx, b.t, f.Tag)
 		}
@@ -269,7 +318,11 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 		var n int64
 		switch {
 		case a.cell != nil:
-			if l := a.labelled.Val(); len(l) == 1 && l[0] != 0 {
+			l, err := addSums(a.labelled.Val(), sumVals(a.sums), b.hs)
+			if err != nil {
+				return nil, err
+			}
+			if len(l) == 1 && l[0] != 0 {
 				// Labelled series of the pair are cells of their own.
 				legacy = append(legacy, b)
 				legacyCells += a.cells.Val()
@@ -283,7 +336,25 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 				return nil, fmt.Errorf("window %s field of %q/%q: count %q is not an integer", b.w, f.Host, f.Tag, v)
 			}
 		default:
-			sc := a.scores.Val()
+			vals := sumVals(a.sums)
+			single, isSingle := "", false
+			var singleCount int64 // the host sums' total: what the one tag counted
+			if f.TagSet && len(vals) == 2 {
+				if single, isSingle = vals[1].(string); isSingle {
+					if v, ok := vals[0].(string); ok {
+						n, err := strconv.ParseInt(v, 10, 64)
+						if err != nil {
+							return nil, fmt.Errorf("host sums %s: total %q is not an integer", b.hs, v)
+						}
+						singleCount = n
+					}
+				}
+				vals = vals[:1]
+			}
+			sc, err := addSums(a.scores.Val(), vals, b.hs)
+			if err != nil {
+				return nil, err
+			}
 			if len(sc) == 0 || sc[len(sc)-1] == 0 {
 				// No total: no rollup. Cells there predate it (or a
 				// rollup write failed) and are scanned below.
@@ -297,6 +368,12 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 			case f.TagSet:
 				if t := a.tag.Val(); len(t) == 1 {
 					n = int64(t[0])
+				}
+				// Only the host sums' part: counts in the host zset too (a
+				// replica of an earlier version writing the same minute)
+				// are in the tag rollup.
+				if isSingle && single == f.Tag {
+					n += singleCount
 				}
 			default:
 				n = int64(sc[0])
@@ -326,6 +403,39 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 		out = sumShards(out)
 	}
 	return out, nil
+}
+
+// addSums adds a minute's host sums (HMGET of key, nil for an hour) to the
+// scores of the same members in its host rollup zset: a minute written
+// before the sums existed has only the zset, one written after only the
+// sums, one written across an upgrade both.
+func addSums(scores []float64, vals []any, key string) ([]float64, error) {
+	if vals == nil {
+		return scores, nil
+	}
+	if len(scores) != len(vals) {
+		scores = make([]float64, len(vals))
+	}
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("host sums %s: %q is not an integer", key, s)
+		}
+		scores[i] += float64(n)
+	}
+	return scores, nil
+}
+
+// sumVals is the reply of an HMGET of host sums; nil for none asked.
+func sumVals(c *redis.SliceCmd) []any {
+	if c == nil {
+		return nil
+	}
+	return c.Val()
 }
 
 // sumShards adds up the points of several shards that cover the same
@@ -573,15 +683,60 @@ type Group struct {
 // the sums of scanned minutes; the minutes' totals are dropped when ARGV[2]
 // is 1) and returns the top ARGV[1] members, highest first and equal counts
 // by value ascending, as member, score pairs. Only those come back: Redis
-// holds the union for the call, keyalertd holds limit members.
+// holds the union for the call, keyalertd holds limit members. The first
+// ARGV[4] rollups are zsets, summed by ZUNIONSTORE; the rest are host sums
+// hashes, summed by HGETALL into a Lua table (Redis's memory: one entry per
+// host summed, like the union) and added to the union as one zset. ARGV[5..]
+// are tag, count pairs added last (minutes of one tag, which have no tag
+// rollup).
 //
 // For a label (ARGV[2] is 'l'), the rollups' "\x00" members sum the counts
 // of series carrying the label; ARGV[3] - that sum (ARGV[3]: the rollup
 // minutes' total) is the count of series lacking it, which have the empty
 // value.
 var topScript = redis.NewScript(`
-local dst, limit = KEYS[1], tonumber(ARGV[1])
-redis.call('ZUNIONSTORE', dst, #KEYS, unpack(KEYS))
+local dst, limit, nz = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[4])
+redis.call('ZUNIONSTORE', dst, nz + 1, unpack(KEYS, 1, nz + 1))
+-- Host sums hashes (a minute's hosts while they are few) are summed in a
+-- table, which is added to dst as one zset: far cheaper than a zset per
+-- hash when minutes share their hosts.
+local acc, nacc = {}, 0
+for k = nz + 2, #KEYS do
+  local kv = redis.call('HGETALL', KEYS[k])
+  for j = 1, #kv, 2 do
+    local m, n = kv[j], tonumber(kv[j + 1])
+    if m ~= '\0T' then -- the minute's one tag (SingleTagField), not a host
+      local v = acc[m]
+      if v then
+        acc[m] = v + n
+      else
+        acc[m] = n
+        nacc = nacc + 1
+      end
+    end
+  end
+end
+if nacc > 0 then
+  -- ZADD 1,000 pairs at a time: unpack is bounded by Lua's C stack.
+  local t, z = dst .. ':h', {}
+  for m, v in pairs(acc) do
+    z[#z + 1] = v
+    z[#z + 1] = m
+    if #z >= 2000 then
+      redis.call('ZADD', t, unpack(z))
+      z = {}
+    end
+  end
+  if #z > 0 then
+    redis.call('ZADD', t, unpack(z))
+  end
+  redis.call('ZUNIONSTORE', dst, 2, dst, t)
+  redis.call('DEL', t)
+end
+-- Tags of minutes that had one: tag, count pairs.
+for j = 5, #ARGV, 2 do
+  redis.call('ZINCRBY', dst, ARGV[j + 1], ARGV[j])
+end
 if ARGV[2] == '1' then
   redis.call('ZREM', dst, '\0', '\0l')
 elseif ARGV[2] == 'l' then
@@ -656,14 +811,27 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 		members *redis.IntCmd
 		total   *redis.FloatCmd
 		cells   *redis.IntCmd
+		// A minute's host sums hash: its fields (by host) and total.
+		sumFields *redis.IntCmd
+		sumTotal  *redis.StringCmd
+		single    *redis.StringCmd // by tag: the minute's one tag (SingleTagField)
 	}
 	asks := make([]ask, len(bks))
 	pipe := s.rdb.Pipeline()
 	for i, b := range bks {
 		asks[i] = ask{
-			pipe.ZCard(ctx, roll(b)),
-			pipe.ZScore(ctx, b.h, TotalMember),
-			pipe.HLen(ctx, b.w),
+			members: pipe.ZCard(ctx, roll(b)),
+			total:   pipe.ZScore(ctx, b.h, TotalMember),
+			cells:   pipe.HLen(ctx, b.w),
+		}
+		if b.hs != "" {
+			asks[i].sumTotal = pipe.HGet(ctx, b.hs, TotalMember)
+			switch by {
+			case stream.LabelHost:
+				asks[i].sumFields = pipe.HLen(ctx, b.hs)
+			case stream.LabelTag:
+				asks[i].single = pipe.HGet(ctx, b.hs, SingleTagField)
+			}
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -673,17 +841,48 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	// rollups to scan.
 	nshards := bks[len(bks)-1].shard + 1
 	keys, legacy := make([][]string, nshards), make([][]string, nshards)
+	hashes := make([][]string, nshards)          // host sums hashes, by host
+	singles := make([]map[string]int64, nshards) // by tag: minutes of one tag
 	rolled := make([]int64, nshards)
 	shardKeys := make([]Keys, nshards)
 	var cells, total int64
 	for i, a := range asks {
 		sh := bks[i].shard
 		shardKeys[sh] = bks[i].k
-		if t, err := a.total.Result(); err == nil && t != 0 {
-			keys[sh] = append(keys[sh], roll(bks[i]))
-			cells += a.members.Val()
-			if by == "host" {
-				cells-- // the total member
+		t, _ := a.total.Result()
+		var hashTotal int64
+		if a.sumTotal != nil {
+			if v, err := a.sumTotal.Result(); err == nil {
+				n, perr := strconv.ParseInt(v, 10, 64)
+				if perr != nil {
+					return nil, 0, fmt.Errorf("top of %s: host sums %s: total %q is not an integer", kwID, bks[i].hs, v)
+				}
+				t += float64(n)
+				hashTotal = n
+			}
+		}
+		if t != 0 {
+			if a.single != nil {
+				if tag, err := a.single.Result(); err == nil {
+					if singles[sh] == nil {
+						singles[sh] = map[string]int64{}
+					}
+					singles[sh][tag] += hashTotal
+					cells++
+				}
+			}
+			if m := a.members.Val(); m > 0 {
+				keys[sh] = append(keys[sh], roll(bks[i]))
+				cells += m
+				if by == stream.LabelHost {
+					cells-- // the total member
+				}
+			}
+			if a.sumFields != nil {
+				if m := a.sumFields.Val(); m > 0 {
+					hashes[sh] = append(hashes[sh], bks[i].hs)
+					cells += m - 1 // the total field
+				}
 			}
 			total += int64(t)
 			rolled[sh] += int64(t)
@@ -706,10 +905,10 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	sums := map[string]int64{}
 	var out []Group
 	for sh := range nshards {
-		if len(keys[sh]) == 0 && len(legacy[sh]) == 0 {
+		if len(keys[sh]) == 0 && len(hashes[sh]) == 0 && len(singles[sh]) == 0 && len(legacy[sh]) == 0 {
 			continue
 		}
-		gs, n, err := s.topOfShard(ctx, kwID, shardKeys[sh], keys[sh], legacy[sh], by, each, rolled[sh])
+		gs, n, err := s.topOfShard(ctx, kwID, shardKeys[sh], keys[sh], hashes[sh], singles[sh], legacy[sh], by, each, rolled[sh])
 		if err != nil {
 			return nil, 0, err
 		}
@@ -741,11 +940,12 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	return out[:min(len(out), limit)], total, nil
 }
 
-// topOfShard sums one shard's rollups (keys, whose totals add up to rolled)
-// and scanned minutes (legacy) in Redis and returns its top limit groups,
-// and the total of the scanned minutes (the rollups' totals are known to
-// the caller).
-func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, legacy []string, by string, limit int, rolled int64) ([]Group, int64, error) {
+// topOfShard sums one shard's rollups (keys, zsets, and hashes, host sums
+// hashes; their totals add up to rolled), the counts of tags of minutes
+// that had only one (singles) and scanned minutes (legacy) in Redis and
+// returns its top limit groups, and the total of the scanned minutes (the
+// rollups' totals are known to the caller).
+func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashes []string, singles map[string]int64, legacy []string, by string, limit int, rolled int64) ([]Group, int64, error) {
 	var total int64
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
@@ -797,10 +997,16 @@ func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, legac
 	default:
 		mode = "l"
 	}
-	res, err := topScript.Run(ctx, s.rdb, append([]string{dst}, keys...), limit, mode, rolled).Slice()
+	all := append(append([]string{dst}, keys...), hashes...)
+	args := make([]any, 0, 4+2*len(singles))
+	args = append(args, limit, mode, rolled, len(keys))
+	for tag, n := range singles {
+		args = append(args, tag, n)
+	}
+	res, err := topScript.Run(ctx, s.rdb, all, args...).Slice()
 	if err != nil {
 		s.rdb.Del(context.WithoutCancel(ctx), dst)
-		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(keys)+len(legacy), err)
+		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(keys)+len(hashes)+len(legacy), err)
 	}
 	out := make([]Group, 0, len(res)/2)
 	for j := 0; j+1 < len(res); j += 2 {

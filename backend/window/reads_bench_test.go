@@ -59,3 +59,31 @@ func BenchmarkFleetReads(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTopHostOfSmallMinutes sums a top by host over 500 minutes of 500
+// hosts (250,000 entries, the default KEYALERT_MAX_CELLS_PER_QUERY), with
+// the host rollups as the ingest script writes them for such minutes (host
+// sums hashes, copied into zsets by the top script) and as zsets (the
+// layout before, and that of minutes past HostSumsMax hosts). See
+// bench/reads.md.
+func BenchmarkTopHostOfSmallMinutes(b *testing.B) {
+	rdb := redistest.Start(b).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	for _, layout := range []struct {
+		name string
+		zset bool
+	}{{"hashes", false}, {"zsets", true}} {
+		kw := "substring:" + layout.name
+		fl := fleet{hosts: 500, minutes: 500, base: 1714557600, zsetHosts: layout.zset}
+		fl.write(b, rdb, s.Keys(), kw, true)
+		b.Run(layout.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := s.Top(ctx, kw, fl.base, fl.base+int64(fl.minutes)*60, "host", 10, 250000); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -21,6 +21,10 @@ import (
 type fleet struct {
 	hosts, minutes int
 	base           int64
+	// zsetHosts writes the host rollup as the zset of versions before the
+	// host sums hash (HostTotals). Without it the rollup is laid out as the
+	// ingest script does: the hash up to HostSumsMax hosts, else the zset.
+	zsetHosts bool
 }
 
 func (f fleet) host(h int) string { return fmt.Sprintf("web-%05d", h) }
@@ -35,6 +39,9 @@ func (f fleet) write(tb testing.TB, rdb redis.UniversalClient, k Keys, kwID stri
 	tb.Helper()
 	ctx := context.Background()
 	const chunk = 1000
+	if f.hosts > HostSumsMax {
+		f.zsetHosts = true
+	}
 	for m := 0; m < f.minutes; m++ {
 		minute := f.base + int64(m)*60
 		pipe := rdb.Pipeline()
@@ -43,20 +50,29 @@ func (f fleet) write(tb testing.TB, rdb redis.UniversalClient, k Keys, kwID stri
 		for h0 := 0; h0 < f.hosts; h0 += chunk {
 			cells := make([]any, 0, 2*chunk)
 			hosts := make([]redis.Z, 0, chunk)
+			sums := make([]any, 0, 2*chunk)
 			for h := h0; h < min(h0+chunk, f.hosts); h++ {
 				n := f.count(h, m)
 				cells = append(cells, Field(f.host(h), f.tag(h)), n)
 				hosts = append(hosts, redis.Z{Score: float64(n), Member: f.host(h)})
+				sums = append(sums, f.host(h), n)
 				tags[f.tag(h)] += n
 				total += n
 			}
 			pipe.HSet(ctx, k.Window(kwID, minute), cells...)
-			if rollups {
+			switch {
+			case rollups && f.zsetHosts:
 				pipe.ZAdd(ctx, k.HostTotals(kwID, minute), hosts...)
+			case rollups:
+				pipe.HSet(ctx, k.HostSums(kwID, minute), sums...)
 			}
 		}
-		if rollups {
+		if rollups && f.zsetHosts {
 			pipe.ZAdd(ctx, k.HostTotals(kwID, minute), redis.Z{Score: float64(total), Member: TotalMember})
+		} else if rollups {
+			pipe.HSet(ctx, k.HostSums(kwID, minute), TotalMember, total)
+		}
+		if rollups {
 			for t, n := range tags {
 				pipe.ZAdd(ctx, k.TagTotals(kwID, minute), redis.Z{Score: float64(n), Member: t})
 			}
@@ -160,14 +176,16 @@ func TestCountsOfAFleetReadOnlyTheRollupsAndStayBounded(t *testing.T) {
 		filter Filter
 		calls  map[string]int // Redis commands the call may make
 	}{
-		{"host alone is one ZMSCORE of two members per minute", Filter{Host: fl.host(4321), HostSet: true},
-			map[string]int{"zmscore": 20, "hlen": 20}},
-		{"tag alone is a ZMSCORE on each rollup per minute", Filter{Tag: fl.tag(2), TagSet: true},
-			map[string]int{"zmscore": 40, "hlen": 20}},
+		// Each minute's host rollup is read twice: the host sums hash
+		// (HMGET) and the zset of minutes written before it (ZMSCORE).
+		{"host alone is one HMGET and ZMSCORE of two members per minute", Filter{Host: fl.host(4321), HostSet: true},
+			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}},
+		{"tag alone is a ZMSCORE on the tag rollup per minute, and the total", Filter{Tag: fl.tag(2), TagSet: true},
+			map[string]int{"hmget": 20, "zmscore": 40, "hlen": 20}},
 		{"host and tag is one HGET per minute (and whether the minute has labelled cells)", Filter{Host: fl.host(17), HostSet: true, Tag: fl.tag(17), TagSet: true},
-			map[string]int{"hget": 20, "zmscore": 20, "hlen": 20}},
-		{"no filter reads each minute's total", Filter{}, map[string]int{"zmscore": 20, "hlen": 20}},
-		{"an unknown host counts nothing", Filter{Host: "nobody", HostSet: true}, map[string]int{"zmscore": 20, "hlen": 20}},
+			map[string]int{"hget": 20, "hmget": 20, "zmscore": 20, "hlen": 20}},
+		{"no filter reads each minute's total", Filter{}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}},
+		{"an unknown host counts nothing", Filter{Host: "nobody", HostSet: true}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -316,5 +334,145 @@ func TestCountsWithoutRollupsEqualCountsWithThem(t *testing.T) {
 	got, err := s.Counts(ctx, "substring:glob", from, to, Filter{Host: "w*b[1]", HostSet: true}, 1e6)
 	if err != nil || !reflect.DeepEqual(got, []MinuteCount{{fl.base, 5}}) {
 		t.Errorf("host with glob specials: %v, %v", got, err)
+	}
+}
+
+// Minutes whose host rollup is the zset of earlier versions (HostTotals)
+// are read like those with the host sums hash, and a minute holding both
+// (written across an upgrade) is read as their sum: counts and tops equal
+// the cells.
+func TestMinutesWithTheHostRollupOfEarlierVersionsAreRead(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	const base int64 = 1714557600
+	// Minutes 0-3 old layout, 4-7 new; minute 8 half of its hosts in each.
+	old := fleet{hosts: 300, minutes: 4, base: base, zsetHosts: true}
+	old.write(t, rdb, s.Keys(), "substring:x", true)
+	cur := fleet{hosts: 300, minutes: 4, base: base + 4*60}
+	cur.write(t, rdb, s.Keys(), "substring:x", true)
+	mixed := base + 8*60
+	k := s.Keys()
+	for h := range 300 {
+		n := int64(h%5 + 1)
+		rdb.HIncrBy(ctx, k.Window("substring:x", mixed), Field(fmt.Sprintf("web-%05d", h), "tag-0"), n)
+		rdb.ZIncrBy(ctx, k.TagTotals("substring:x", mixed), float64(n), "tag-0")
+		if h%2 == 0 {
+			rdb.ZIncrBy(ctx, k.HostTotals("substring:x", mixed), float64(n), fmt.Sprintf("web-%05d", h))
+			rdb.ZIncrBy(ctx, k.HostTotals("substring:x", mixed), float64(n), TotalMember)
+		} else {
+			rdb.HIncrBy(ctx, k.HostSums("substring:x", mixed), fmt.Sprintf("web-%05d", h), n)
+			rdb.HIncrBy(ctx, k.HostSums("substring:x", mixed), TotalMember, n)
+		}
+	}
+	cells, err := s.Cells(ctx, "substring:x", base, mixed+60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []Filter{{}, {Host: "web-00007", HostSet: true}, {Host: "web-00008", HostSet: true}, {Tag: "tag-0", TagSet: true}} {
+		want := map[int64]int64{}
+		for _, c := range cells {
+			if f.match(c.Host, c.Tag, c.Labels) {
+				want[c.Minute] += c.Count
+			}
+		}
+		got, err := s.Counts(ctx, "substring:x", base, mixed+60, f, 1) // rollups only
+		if err != nil {
+			t.Fatalf("filter %+v: %v", f, err)
+		}
+		if len(got) != len(want) {
+			t.Errorf("filter %+v: %v, want %v", f, got, want)
+		}
+		for _, mc := range got {
+			if want[mc.Minute] != mc.Count {
+				t.Errorf("filter %+v minute %d: rollup %d, cells %d", f, mc.Minute, mc.Count, want[mc.Minute])
+			}
+		}
+	}
+	sums, wantTotal := map[string]int64{}, int64(0)
+	for _, c := range cells {
+		sums[c.Host] += c.Count
+		wantTotal += c.Count
+	}
+	var want []Group
+	for h, n := range sums {
+		want = append(want, Group{h, n})
+	}
+	sort.Slice(want, func(i, j int) bool {
+		if want[i].Count != want[j].Count {
+			return want[i].Count > want[j].Count
+		}
+		return want[i].Value < want[j].Value
+	})
+	got, gotTotal, err := s.Top(ctx, "substring:x", base, mixed+60, "host", 20, 1_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want[:20]) || gotTotal != wantTotal {
+		t.Errorf("Top = %v total %d, want %v total %d", got, gotTotal, want[:20], wantTotal)
+	}
+}
+
+// One ingest batch can take a minute's host sums hash past HostSumsMax
+// before it is moved into the zset: a top still sums all of it.
+func TestTopSumsAHostSumsHashPastItsLimit(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	const kw, m, hosts = "substring:x", 1714557600, 3 * HostSumsMax
+	fields := []any{TotalMember, 0}
+	var total int64
+	for h := range hosts {
+		fields = append(fields, fmt.Sprintf("web-%05d", h), h+1)
+		total += int64(h + 1)
+	}
+	fields[1] = total
+	rdb.HSet(ctx, s.keys.HostSums(kw, m), fields...)
+	rdb.HSet(ctx, s.keys.Window(kw, m), Field("x", "y"), 1) // the minute exists
+	got, n, err := s.Top(ctx, kw, m, m+60, "host", 2, 1_000_000)
+	want := []Group{{fmt.Sprintf("web-%05d", hosts-1), hosts}, {fmt.Sprintf("web-%05d", hosts-2), hosts - 1}}
+	if err != nil || n != total || !reflect.DeepEqual(got, want) {
+		t.Errorf("Top = %v total %d %v, want %v total %d", got, n, err, want, total)
+	}
+}
+
+// During a rolling upgrade a replica of the version before (host zset, tag
+// zset) and one of this version (host sums naming the minute's one tag) can
+// write the same minute: each part is counted once.
+func TestAMinuteWrittenByTwoVersionsCountsEachPartOnce(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	s := NewStore(rdb, stream.DefaultStream)
+	const m int64 = 1714557600
+	k, id := s.Keys(), "substring:x"
+	rdb.HSet(ctx, k.Window(id, m), Field("web-1", "app"), 3, Field("web-2", "app"), 2, Field("web-2", "nginx"), 3)
+	rdb.HSet(ctx, k.HostSums(id, m), "web-1", 3, TotalMember, 3, SingleTagField, "app") // this version
+	rdb.ZAdd(ctx, k.HostTotals(id, m), redis.Z{Score: 5, Member: "web-2"}, redis.Z{Score: 5, Member: TotalMember})
+	rdb.ZAdd(ctx, k.TagTotals(id, m), redis.Z{Score: 2, Member: "app"}, redis.Z{Score: 3, Member: "nginx"})
+	for _, c := range []struct {
+		f    Filter
+		want int64
+	}{
+		{Filter{}, 8},
+		{Filter{Tag: "app", TagSet: true}, 5},
+		{Filter{Tag: "nginx", TagSet: true}, 3},
+		{Filter{Host: "web-2", HostSet: true}, 5},
+	} {
+		got, err := s.Counts(ctx, id, m, m+60, c.f, 1)
+		if err != nil || len(got) != 1 || got[0].Count != c.want {
+			t.Errorf("filter %+v: %v %v, want %d", c.f, got, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		by   string
+		want []Group
+	}{
+		{"tag", []Group{{"app", 5}, {"nginx", 3}}},
+		{"host", []Group{{"web-2", 5}, {"web-1", 3}}},
+	} {
+		got, total, err := s.Top(ctx, id, m, m+60, c.by, 10, 1000)
+		if err != nil || total != 8 || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("top by %s: %v total %d %v, want %v total 8", c.by, got, total, err, c.want)
+		}
 	}
 }

@@ -4,8 +4,8 @@
 //
 //	ka:{tag}:w:<keywordID>:<minute>   HASH  Field (host, tag, labels) -> count
 //	ka:{tag}:s:<keywordID>\x00<field>  LIST  sample JSON of one series, newest first, capped
-//	ka:{tag}:p:<producer>             HASH  g, t, n: a producer's current dedup generation, its start, its chunks
-//	ka:{tag}:p:<producer>:<g>         HASH  chunk (16 raw bytes) -> attempt (8 raw bytes), generation g
+//	ka:{tag}:p:<producer>             HASH  g, t, n, s, q: a producer's current dedup generation, its start, its chunks, shards of g and g-1
+//	ka:{tag}:p:<producer>:<g>[:<s>]   HASH  chunk (16 raw bytes) -> attempt (8 raw bytes), generation g (shard s)
 //	ka:{tag}:seen:<hour>              SET   dedup ids of version 1 and 2 entries, by event hour
 //	ka:{tag}:fence:<group>            STRING  counter bumped before every read that delivers entries again
 //
@@ -76,7 +76,8 @@ func (k Keys) Fence(group string) string {
 }
 
 // Producer is the hash holding one producer's dedup state (generation,
-// start, size); its generations are the hashes Producer(id) + ":" + g.
+// start, size, shard counts); its generations are the hashes
+// Producer(id) + ":" + g, or, cut into shards, Producer(id) + ":" + g + ":" + shard.
 func (k Keys) Producer(id string) string {
 	return k.prefix + "p:" + id
 }
