@@ -265,6 +265,10 @@ func BenchmarkFleet(b *testing.B) {
 	mem1 := usedMemory(b, rdb)
 	kinds := keyKinds(b, rdb)
 	streamBytes := kinds[stream.DefaultStream].bytes
+	streamLen, err := rdb.XLen(ctx, stream.DefaultStream).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
 	// Without the stream (the plugin's Max_Len bounds it in production).
 	// keyalertd goes first: deleting its stream under it is not the point.
 	p.kill()
@@ -348,6 +352,7 @@ func BenchmarkFleet(b *testing.B) {
 	b.ReportMetric(perSeriesHour, "B/series-hour")
 	b.ReportMetric(perDedupID, "B/dedup-id")
 	b.ReportMetric(perSample, "B/series-samples")
+	b.ReportMetric(float64(streamBytes)/float64(streamLen), "B/stream-entry")
 	q := func(f float64) float64 {
 		return float64(lat[min(len(lat)-1, int(f*float64(len(lat))))].Microseconds()) / 1000
 	}
@@ -363,8 +368,8 @@ func BenchmarkFleet(b *testing.B) {
 		rate, len(rates), minOf(rates), maxOf(rates), entries/loadDur.Seconds())
 	fmt.Fprintf(&rep, "CPU: keyalertd %.1f s (%.2f µs/entry), redis-server %.1f s (%.2f µs/entry), over %.1f s wall\n",
 		cpuK.Seconds(), float64(cpuK.Microseconds())/entries, cpuR.Seconds(), float64(cpuR.Microseconds())/entries, loadDur.Seconds())
-	fmt.Fprintf(&rep, "used_memory: before %.1f MB, after the load %.1f MB (stream %.1f MB by MEMORY USAGE), without the stream %.1f MB: growth %.1f MB = %.1f B per series-minute\n",
-		mb(mem0), mb(mem1), mb(streamBytes), mb(mem2), mb(mem2-mem0), float64(mem2-mem0)/seriesMinutes)
+	fmt.Fprintf(&rep, "used_memory: before %.1f MB, after the load %.1f MB (stream %.1f MB by MEMORY USAGE: %d entries, %.0f B each), without the stream %.1f MB: growth %.1f MB = %.1f B per series-minute\n",
+		mb(mem0), mb(mem1), mb(streamBytes), streamLen, float64(streamBytes)/float64(streamLen), mb(mem2), mb(mem2-mem0), float64(mem2-mem0)/seriesMinutes)
 	fmt.Fprintf(&rep, "used_memory without the stream and the sample lists: %.1f MB; minus MEMORY USAGE of the kinds besides minutes (%.2f MB): %.1f MB for the minute tier = %.1f B per series-minute (MEMORY USAGE of its keys: %.1f B)\n",
 		mb(mem3), mb(restB), mb(usedMinuteB), usedPerSeriesMinute, perSeriesMinute)
 	fmt.Fprintf(&rep, "keys after the load (MEMORY USAGE SAMPLES 0; all %.1f MB):\n", mb(allB))
