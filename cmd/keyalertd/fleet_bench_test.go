@@ -31,27 +31,29 @@ import (
 // every flush) through the built keyalertd, with event time compressed:
 // FLEET_MINUTES event minutes (15) of an hour three hours back, each host
 // flushing FLEET_FLUSHES chunks per event minute (2), written as fast as
-// keyalertd applies them. One chunk is what the plugin publishes for one
-// flush of one host: 32 entries (one per keyword, one producer per host,
-// one sample line each, as `Samples 1`), one MULTI-free pipeline of
-// `XADD MAXLEN ~ 100000` (the plugin's Max_Len, lowered so the stream stays
-// small). The writer keeps at most FLEET_BACKLOG entries (20,000) written
-// but not yet acknowledged, so keyalertd always has work and the stream
-// never holds unread entries past its trimming.
+// keyalertd applies them. A chunk is what the plugin publishes for one
+// flush of one host: 32 entries (one per keyword; one producer per host;
+// one sample line each, as `Samples 1`), each an `XADD MAXLEN ~ 100000`
+// (the plugin's Max_Len, lowered so that the stream stays small; the
+// writer pipelines them without the plugin's MULTI/EXEC). The writer keeps
+// at most FLEET_BACKLOG entries (20,000) written and not yet acknowledged,
+// so keyalertd always has work and trimming never drops an unread entry.
 //
 // It reports applied entries/s (median of the per-second rates over the
 // load, from keyalertd's metric), keyalertd's and Redis's CPU per entry,
-// Redis memory by kind of key (MEMORY USAGE of every key) and used_memory
-// growth without the stream, the cost of a dedup chunk id at one flush per
-// second per host (a producer's 3,600 chunk ids of the 1 h dedup window),
-// the cost of a series-hour in the hourly tier (a second keyalertd rolls
-// the simulated hour up: the first one runs with KEYALERT_ROLLUP_DELAY 4h
-// so that the hour is not due for it), and alert latency: a threshold rule
-// on one keyword (group_by host, count 5 in 5m) while the fleet load runs,
-// a probe entry crossing it for a new host every 250 ms, timed from its
-// XADD's reply to pdreceiver receiving the trigger. The stream is FIFO, so
-// a probe waits behind the backlog: at the bound, about FLEET_BACKLOG ÷
-// the applied rate.
+// Redis memory by kind of key (MEMORY USAGE of every key) and the
+// used_memory growth of the minute tier (without the stream and the sample
+// lists), the cost of a dedup chunk id at one flush per second per host (a
+// producer's 3,600 chunk ids of the 1 h dedup window), the cost of a
+// series-hour in the hourly tier (a second keyalertd rolls the simulated
+// hour up: the first one runs with KEYALERT_ROLLUP_DELAY 4h so that the
+// hour is not due for it), and alert latency: a threshold rule on one
+// keyword (group_by host, count 5 in 5m) while the fleet load runs, a probe
+// entry crossing it for a new host every 250 ms, timed from its XADD's
+// reply to pdreceiver receiving the trigger. The stream is FIFO, so a probe
+// waits behind up to FLEET_BACKLOG entries. FLEET_LISTPACK=n sets Redis's
+// hash- and zset-max-listpack-entries; FLEET_REPORT=file writes the report
+// (also logged) to a file. bench/fleet.md has the figures.
 //
 //	make backend
 //	KEYALERT_BUILD=$PWD/build go test -run '^$' -bench BenchmarkFleet -benchtime 1x -timeout 10m ./cmd/keyalertd
@@ -69,6 +71,18 @@ func BenchmarkFleet(b *testing.B) {
 	rs := redistest.Start(b)
 	rs.SetAOF("everysec") // the recommended production setting
 	rdb := rs.Client()
+	// FLEET_LISTPACK raises Redis's listpack limits for hashes and sorted
+	// sets (512 and 128 by default): with 1,000 hosts a keyword-minute's
+	// hash and host rollup are past both.
+	listpack := 0
+	if os.Getenv("FLEET_LISTPACK") != "" {
+		listpack = envInt(b, "FLEET_LISTPACK", 0)
+		for _, k := range []string{"hash-max-listpack-entries", "zset-max-listpack-entries"} {
+			if err := rdb.ConfigSet(ctx, k, strconv.Itoa(listpack)).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	recv := pdreceiver.Start(b)
 	now := time.Now()
 	hour := now.Unix()/3600*3600 - 3*3600 // the simulated hour's start
@@ -364,6 +378,9 @@ func BenchmarkFleet(b *testing.B) {
 	fmt.Fprintf(&rep, "%s; load average at the start %s, at the end %s\n", now.UTC().Format(time.RFC3339), loadStart, loadAvg())
 	fmt.Fprintf(&rep, "fleet: %d hosts × %d keywords, %d event minutes × %d flushes per host: %d entries in %.1f s (%d chunks), backlog bound %d\n",
 		hosts, keywords, minutes, flushes, total, loadDur.Seconds(), seq, backlog)
+	if listpack > 0 {
+		fmt.Fprintf(&rep, "hash-max-listpack-entries and zset-max-listpack-entries: %d\n", listpack)
+	}
 	fmt.Fprintf(&rep, "applied/s: median %.0f of %d per-second samples (min %.0f, max %.0f), overall %.0f\n",
 		rate, len(rates), minOf(rates), maxOf(rates), entries/loadDur.Seconds())
 	fmt.Fprintf(&rep, "CPU: keyalertd %.1f s (%.2f µs/entry), redis-server %.1f s (%.2f µs/entry), over %.1f s wall\n",
