@@ -53,10 +53,11 @@ import (
 // reply to pdreceiver receiving the trigger. The stream is FIFO, so a probe
 // waits behind up to FLEET_BACKLOG entries. FLEET_LISTPACK=n sets Redis's
 // hash- and zset-max-listpack-entries; FLEET_REPORT=file writes the report
-// (also logged) to a file. bench/fleet.md has the figures.
+// (also logged; -v keeps go test from cutting the log to 10 lines) to a
+// file. bench/fleet.md has the figures.
 //
 //	make backend
-//	KEYALERT_BUILD=$PWD/build go test -run '^$' -bench BenchmarkFleet -benchtime 1x -timeout 10m ./cmd/keyalertd
+//	KEYALERT_BUILD=$PWD/build go test -v -run '^$' -bench BenchmarkFleet -benchtime 1x -timeout 10m ./cmd/keyalertd
 func BenchmarkFleet(b *testing.B) {
 	const keywords = 32
 	hosts := envInt(b, "FLEET_HOSTS", 1000)
