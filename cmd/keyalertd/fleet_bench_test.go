@@ -140,7 +140,11 @@ func BenchmarkFleet(b *testing.B) {
 	rateDone := make(chan struct{})
 	go func() {
 		defer close(rateDone)
-		last, _ := metricValue(b, p.addr, "keyalert_ingest_entries_applied_total")
+		last, err := appliedTotal(p.addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
 		lastT := time.Now()
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
@@ -150,7 +154,11 @@ func BenchmarkFleet(b *testing.B) {
 				return
 			case <-tick.C:
 			}
-			v, _ := metricValue(b, p.addr, "keyalert_ingest_entries_applied_total")
+			v, err := appliedTotal(p.addr)
+			if err != nil {
+				b.Error(err)
+				return
+			}
 			t := time.Now()
 			rates = append(rates, (v-last)/t.Sub(lastT).Seconds())
 			last, lastT = v, t
@@ -212,10 +220,13 @@ func BenchmarkFleet(b *testing.B) {
 				if len(buf) < 256<<10 {
 					continue
 				}
-				for {
+				for waited := time.Now(); ; {
 					inFlight := w.written.Load() - repliesAtPoll.Load()
 					if outstanding.Load()+inFlight < int64(backlog) {
 						break
+					}
+					if time.Since(waited) > time.Minute {
+						b.Fatalf("keyalertd applied nothing for a minute; its log:\n%s", p.log())
 					}
 					time.Sleep(time.Millisecond)
 				}
@@ -415,6 +426,28 @@ func BenchmarkFleet(b *testing.B) {
 			b.Error(err)
 		}
 	}
+}
+
+// appliedTotal reads keyalertd's applied-entries counter; unlike
+// metricValue it may be called off the benchmark's goroutine.
+func appliedTotal(addr string) (float64, error) {
+	const name = "keyalert_ingest_entries_applied_total"
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("/metrics has no %s", name)
 }
 
 func envInt(b *testing.B, name string, def int) int {
