@@ -87,9 +87,8 @@ func BenchmarkFleet(b *testing.B) {
 	recv := pdreceiver.Start(b)
 	now := time.Now()
 	hour := now.Unix()/3600*3600 - 3*3600 // the simulated hour's start
-	// keyalertd's defaults (not baseEnv's fast claims: an entry pending 1 s
-	// on this loaded machine is claimed and applied by another worker)
-	// but for what the measurement needs. FLEET_CLAIM_IDLE sets
+	// keyalertd's defaults (not baseEnv's test settings: 1 s claims, 100 ms
+	// reads) but for what the measurement needs. FLEET_CLAIM_IDLE sets
 	// KEYALERT_CLAIM_IDLE (and a 200ms KEYALERT_CLAIM_INTERVAL).
 	env := map[string]string{
 		"KEYALERT_REDIS_URL":  rs.URL(),
@@ -237,6 +236,18 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}()
 
+	// The goroutines stop before keyalertd and Redis do, also when the
+	// benchmark fails.
+	stopAll := sync.OnceFunc(func() {
+		close(stopProbe)
+		<-probeDone
+		close(stopRate)
+		<-rateDone
+		close(stopPoll)
+		<-pollDone
+	})
+	b.Cleanup(stopAll)
+
 	b.ResetTimer()
 	t0 := time.Now()
 	var seq uint64
@@ -286,12 +297,7 @@ func BenchmarkFleet(b *testing.B) {
 	}
 	loadDur := time.Since(t0)
 	b.StopTimer()
-	close(stopProbe)
-	<-probeDone
-	close(stopRate)
-	<-rateDone
-	close(stopPoll)
-	<-pollDone
+	stopAll()
 
 	if got := w.written.Load(); got != total {
 		b.Fatalf("wrote %d entries, want %d", got, total)
