@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,6 +65,14 @@ func BenchmarkFleet(b *testing.B) {
 	minutes := envInt(b, "FLEET_MINUTES", 15)
 	flushes := envInt(b, "FLEET_FLUSHES", 2)
 	backlog := envInt(b, "FLEET_BACKLOG", 20000)
+	var stall time.Duration
+	if v := os.Getenv("FLEET_STALL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Fatalf("FLEET_STALL=%q: want a positive duration", v)
+		}
+		stall = d
+	}
 	if minutes < 1 || minutes > 60 {
 		b.Fatalf("FLEET_MINUTES %d: want 1 to 60 (the minutes lie in one hour)", minutes)
 	}
@@ -184,9 +193,8 @@ func BenchmarkFleet(b *testing.B) {
 			case <-tick.C:
 			}
 			v, err := appliedTotal(p.addr)
-			if err != nil {
-				b.Error(err)
-				return
+			if err != nil { // keyalertd stopped (FLEET_STALL): no sample
+				continue
 			}
 			t := time.Now()
 			rates = append(rates, (v-last)/t.Sub(lastT).Seconds())
@@ -248,6 +256,20 @@ func BenchmarkFleet(b *testing.B) {
 	})
 	b.Cleanup(stopAll)
 
+	if stall > 0 {
+		// keyalertd stopped (SIGSTOP) for the stall, 3 s into the load,
+		// while the writer goes on: a consumer falling behind the trimming.
+		stallDone := make(chan struct{})
+		go func() {
+			defer close(stallDone)
+			time.Sleep(3 * time.Second)
+			p.cmd.Process.Signal(syscall.SIGSTOP)
+			time.Sleep(stall)
+			p.cmd.Process.Signal(syscall.SIGCONT)
+		}()
+		b.Cleanup(func() { <-stallDone })
+	}
+
 	b.ResetTimer()
 	t0 := time.Now()
 	var seq uint64
@@ -288,6 +310,14 @@ func BenchmarkFleet(b *testing.B) {
 		if err == nil && gerr == nil && int64(a-applied0) >= n && len(gs) == 1 && gs[0].Pending == 0 && gs[0].Lag <= 0 {
 			break
 		}
+		if stall > 0 && err == nil && gerr == nil && len(gs) == 1 && gs[0].Pending == 0 {
+			// Entries trimmed unread never come: caught up is having
+			// read the stream's last entry.
+			st, serr := rdb.XInfoStream(ctx, stream.DefaultStream).Result()
+			if serr == nil && st.LastGeneratedID == gs[0].LastDeliveredID {
+				break
+			}
+		}
 		if time.Now().After(deadline) {
 			st, _ := rdb.XInfoStream(ctx, stream.DefaultStream).Result()
 			b.Fatalf("2 min after the last write keyalertd has applied %.0f of %d entries (%d replies to the writer); group %+v (%v); stream: %d entries, %d added, first %s, max deleted %s; ingest counters: %s; keyalertd's warnings:\n%s",
@@ -303,6 +333,10 @@ func BenchmarkFleet(b *testing.B) {
 		b.Fatalf("wrote %d entries, want %d", got, total)
 	}
 	applied1, _ := metricValue(b, p.addr, "keyalert_ingest_entries_applied_total")
+	if stall > 0 {
+		fleetStallReport(b, p, rdb, hour, minutes, hosts, flushes, stall, total, applied1-applied0)
+		return
+	}
 	cpuK := procCPU(b, p.cmd.Process.Pid) - cpuK0
 	cpuR := redisCPU(b, rdb) - cpuR0
 	if n := int64(applied1 - applied0); n < total {
@@ -501,11 +535,14 @@ func BenchmarkFleet(b *testing.B) {
 	}
 }
 
+// metricsClient gives up on a keyalertd that does not answer (stopped).
+var metricsClient = &http.Client{Timeout: 2 * time.Second}
+
 // appliedTotal reads keyalertd's applied-entries counter; unlike
 // metricValue it may be called off the benchmark's goroutine.
 func appliedTotal(addr string) (float64, error) {
 	const name = "keyalert_ingest_entries_applied_total"
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := metricsClient.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return 0, err
 	}
@@ -567,6 +604,48 @@ func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// fleetStallReport reports what a stall of keyalertd longer than the
+// stream's trimming cost: entries never applied, what Redis's group lag
+// (keyalert_ingest_consumer_lag) says once keyalertd has caught up, and
+// that no count went over what was written.
+func fleetStallReport(b *testing.B, p *proc, rdb *redis.Client, hour int64, minutes, hosts, flushes int, stall time.Duration, total int64, applied float64) {
+	b.Helper()
+	ctx := context.Background()
+	// keyalertd's gauge is refreshed on its own schedule: give it time.
+	var gauge float64
+	var lag int64
+	eventually(b, 30*time.Second, "keyalert_ingest_consumer_lag refreshed", func() bool {
+		gs, err := rdb.XInfoGroups(ctx, stream.DefaultStream).Result()
+		if err != nil || len(gs) != 1 {
+			return false
+		}
+		lag = gs[0].Lag
+		gauge, _ = metricValue(b, p.addr, "keyalert_ingest_consumer_lag")
+		return int64(gauge) == lag
+	})
+	var want int64
+	for h := range hosts {
+		want += fleetCount(h, 0) * int64(minutes*flushes)
+	}
+	q := url.Values{"keyword": {fleetKeyword(0)},
+		"from": {time.Unix(hour, 0).UTC().Format(time.RFC3339)},
+		"to":   {time.Unix(hour+int64(minutes)*60, 0).UTC().Format(time.RFC3339)}}
+	var r struct{ Total int64 }
+	apiJSON(b, p.addr, http.MethodGet, "/api/v1/counts?"+q.Encode(), nil, http.StatusOK, &r)
+	ingest := ingestCounters(b, p.addr)
+	rep := fmt.Sprintf("stall of %v: %d entries written, %.0f applied (with the probes), %.0f never applied; caught up, the group's lag is %d and keyalert_ingest_consumer_lag %.0f; %s counted %d of %d written; ingest counters: %s",
+		stall, total, applied, float64(total)-applied, lag, gauge, fleetKeyword(0), r.Total, want, ingest)
+	b.Log(rep)
+	if out := os.Getenv("FLEET_REPORT"); out != "" {
+		if err := os.WriteFile(out, []byte(rep+"\n"), 0o644); err != nil {
+			b.Error(err)
+		}
+	}
+	if r.Total > want {
+		b.Errorf("%s counted %d, more than the %d written", fleetKeyword(0), r.Total, want)
+	}
 }
 
 // ingestCounters lists keyalertd's ingest counters that say an entry was
