@@ -53,7 +53,10 @@ import (
 // entry crossing it for a new host every 250 ms, timed from its XADD's
 // reply to pdreceiver receiving the trigger. The stream is FIFO, so a probe
 // waits behind up to FLEET_BACKLOG entries. FLEET_LISTPACK=n sets Redis's
-// hash- and zset-max-listpack-entries; FLEET_REPORT=file writes the report
+// hash- and zset-max-listpack-entries; FLEET_STALL=d stops keyalertd
+// (SIGSTOP) for d, 3 s into the load, and then reports only what was lost
+// to the trimming (with FLEET_BACKLOG above the trimming, so that the
+// writer runs past it); FLEET_REPORT=file writes the report
 // (also logged; -v keeps go test from cutting the log to 10 lines) to a
 // file. bench/fleet.md has the figures.
 //
