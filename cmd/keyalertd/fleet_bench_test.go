@@ -37,8 +37,10 @@ import (
 // one sample line each, as `Samples 1`), each an `XADD MAXLEN ~ 100000`
 // (the plugin's Max_Len, lowered so that the stream stays small; the
 // writer pipelines them without the plugin's MULTI/EXEC). The writer keeps
-// at most FLEET_BACKLOG entries (20,000) written and not yet acknowledged,
-// so keyalertd always has work and trimming never drops an unread entry.
+// at most FLEET_BACKLOG entries (20,000) written and not yet applied (by
+// keyalertd's counter), so keyalertd always has work and trimming never
+// drops an unread entry. The run fails unless every entry is applied and
+// one keyword's total from the counts API is what was written.
 //
 // It reports applied entries/s (median of the per-second rates over the
 // load, from keyalertd's metric), keyalertd's and Redis's CPU per entry,
