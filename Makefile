@@ -119,6 +119,7 @@ bench: redis alertmanager build
 	$(GO) test -run '^$$' -bench BenchmarkKeyalertd -benchtime=300000x -count 3 ./cmd/keyalertd
 	$(GO) test -run '^$$' -bench EvaluateTick -benchtime 20x -count 3 ./backend/alert/
 	$(GO) test -run '^$$' -bench AlertLatency -benchtime 1x -count 3 ./cmd/keyalertd/
+	$(GO) test -v -run '^$$' -bench BenchmarkFleet -benchtime 1x -timeout 10m ./cmd/keyalertd/
 	$(GO) test -run '^$$' -bench DeliveryLatency -benchtime 200x -count 3 ./backend/receiver/
 	@if [ -n "$$FLUENT_BIT" ]; then bash bench/fluentbit-cpu.sh; else echo "bench/fluentbit-cpu.sh skipped: set FLUENT_BIT=/path/to/fluent-bit"; fi
 
