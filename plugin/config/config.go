@@ -298,7 +298,7 @@ var settings = []Setting{
 			return err
 		}},
 	{Key: KeyMaxLen, Default: strconv.Itoa(DefaultMaxLen), Kind: KindInteger, Min: "0",
-		Doc: "Approximate stream length (`XADD MAXLEN ~ n`); `0` disables trimming.",
+		Doc: "Approximate stream length (`XADD MAXLEN ~ n`); `0` disables trimming. Entries trimmed before keyalertd read them are lost (keyalertd logs and counts them), so size it for the longest time keyalertd may fall behind: entries per second of all agents × that time (1,000 hosts × 32 keywords at `Flush 1` write 32,000 entries/s, so the default holds about 30 s; each entry is about 300–400 bytes of Redis memory).",
 		set: func(c *Config, s Setting, v string) (err error) {
 			c.MaxLen, err = s.integer(v)
 			return err
