@@ -630,26 +630,18 @@ func fleetStallReport(b *testing.B, p *proc, rdb *redis.Client, hour int64, minu
 		gauge, _ = metricValue(b, p.addr, "keyalert_ingest_consumer_lag")
 		return int64(gauge) == lag
 	})
-	var want int64
-	for h := range hosts {
-		want += fleetCount(h, 0) * int64(minutes*flushes)
-	}
-	q := url.Values{"keyword": {fleetKeyword(0)},
-		"from": {time.Unix(hour, 0).UTC().Format(time.RFC3339)},
-		"to":   {time.Unix(hour+int64(minutes)*60, 0).UTC().Format(time.RFC3339)}}
-	var r struct{ Total int64 }
-	apiJSON(b, p.addr, http.MethodGet, "/api/v1/counts?"+q.Encode(), nil, http.StatusOK, &r)
+	got, want := fleetTotal(b, p.addr, hour, minutes, hosts, flushes)
 	ingest := ingestCounters(b, p.addr)
 	rep := fmt.Sprintf("stall of %v: %d entries written, %.0f applied (with the probes), %.0f never applied; caught up, the group's lag is %d and keyalert_ingest_consumer_lag %.0f; %s counted %d of %d written; ingest counters: %s",
-		stall, total, applied, float64(total)-applied, lag, gauge, fleetKeyword(0), r.Total, want, ingest)
+		stall, total, applied, float64(total)-applied, lag, gauge, fleetKeyword(0), got, want, ingest)
 	b.Log(rep)
 	if out := os.Getenv("FLEET_REPORT"); out != "" {
 		if err := os.WriteFile(out, []byte(rep+"\n"), 0o644); err != nil {
 			b.Error(err)
 		}
 	}
-	if r.Total > want {
-		b.Errorf("%s counted %d, more than the %d written", fleetKeyword(0), r.Total, want)
+	if got > want {
+		b.Errorf("%s counted %d, more than the %d written", fleetKeyword(0), got, want)
 	}
 }
 
@@ -683,7 +675,16 @@ func warnings(log string) string {
 // read through the API, with what the fleet wrote.
 func checkFleetTotal(b *testing.B, addr string, hour int64, minutes, hosts, flushes int) error {
 	b.Helper()
-	var want int64
+	if got, want := fleetTotal(b, addr, hour, minutes, hosts, flushes); got != want {
+		return fmt.Errorf("%s: counted %d, the fleet wrote %d", fleetKeyword(0), got, want)
+	}
+	return nil
+}
+
+// fleetTotal is one keyword's total over the simulated minutes, read
+// through the API, and what the fleet wrote of it.
+func fleetTotal(b *testing.B, addr string, hour int64, minutes, hosts, flushes int) (got, want int64) {
+	b.Helper()
 	for h := range hosts {
 		want += fleetCount(h, 0) * int64(minutes*flushes)
 	}
@@ -692,10 +693,7 @@ func checkFleetTotal(b *testing.B, addr string, hour int64, minutes, hosts, flus
 		"to":   {time.Unix(hour+int64(minutes)*60, 0).UTC().Format(time.RFC3339)}}
 	var r struct{ Total int64 }
 	apiJSON(b, addr, http.MethodGet, "/api/v1/counts?"+q.Encode(), nil, http.StatusOK, &r)
-	if r.Total != want {
-		return fmt.Errorf("%s: counted %d, the fleet wrote %d", fleetKeyword(0), r.Total, want)
-	}
-	return nil
+	return r.Total, want
 }
 
 func fleetKeyword(k int) string { return fmt.Sprintf("fleet-keyword-%02d", k) }
@@ -730,25 +728,7 @@ func newFleetWriter(b *testing.B, addr string, hosts, keywords int) *fleetWriter
 		w.producers = append(w.producers, stream.ProducerID("fleet-"+fleetHost(h)))
 	}
 	w.retemplate()
-	go func() { // replies: counted, errors fail the benchmark
-		br := bufio.NewReaderSize(conn, 1<<16)
-		for {
-			l, err := br.ReadSlice('\n')
-			if err != nil {
-				return
-			}
-			switch l[0] {
-			case '-':
-				b.Errorf("fleet writer: %s", l)
-				return
-			case '$': // the reply's id follows on its own line
-				if _, err := br.ReadSlice('\n'); err != nil {
-					return
-				}
-			}
-			w.replies.Add(1)
-		}
-	}()
+	go countReplies(b, "fleet writer", conn, &w.replies)
 	return w
 }
 

@@ -348,26 +348,30 @@ func newLoadWriter(b *testing.B, addr string) *loadWriter {
 		w.batchAt[t] = strings.Index(buf.String(), batchMark)
 		w.attemptAt[t] = strings.Index(buf.String(), attemptMark)
 	}
-	go func() { // replies: counted, errors fail the benchmark
-		br := bufio.NewReaderSize(conn, 1<<16)
-		for {
-			l, err := br.ReadSlice('\n')
-			if err != nil {
-				return
-			}
-			switch l[0] {
-			case '-':
-				b.Errorf("load writer: %s", l)
-				return
-			case '$': // the reply's id follows on its own line
-				if _, err := br.ReadSlice('\n'); err != nil {
-					return
-				}
-			}
-			w.replies.Add(1)
-		}
-	}()
+	go countReplies(b, "load writer", conn, &w.replies)
 	return w
+}
+
+// countReplies reads a pipelining writer's XADD replies from conn until it
+// closes, counting them in n; an error reply fails the benchmark.
+func countReplies(b *testing.B, name string, conn net.Conn, n *atomic.Int64) {
+	br := bufio.NewReaderSize(conn, 1<<16)
+	for {
+		l, err := br.ReadSlice('\n')
+		if err != nil {
+			return
+		}
+		switch l[0] {
+		case '-':
+			b.Errorf("%s: %s", name, l)
+			return
+		case '$': // the reply's id follows on its own line
+			if _, err := br.ReadSlice('\n'); err != nil {
+				return
+			}
+		}
+		n.Add(1)
+	}
 }
 
 // appendChunk appends the 10 entries of the next chunk.
