@@ -1,0 +1,206 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/keyalert/keyalert/pkg/streamshard"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+)
+
+// xaddTrimmed adds es to key as the plugin does, but with an exact MAXLEN so
+// that what is trimmed is known.
+func xaddTrimmed(t testing.TB, rdb redis.UniversalClient, key string, maxLen int64, es ...stream.Entry) {
+	t.Helper()
+	for i := range es {
+		// go-redis leaves a MAXLEN of 0 out: spell the command.
+		args := append([]any{"XADD", key, "MAXLEN", maxLen, "*"}, es[i].AppendValues(nil)...)
+		if err := rdb.Do(context.Background(), args...).Err(); err != nil {
+			t.Fatalf("xadd: %v", err)
+		}
+	}
+}
+
+// oneEach returns n entries of count 1 each, all of one series.
+func oneEach(from, n int, minute int64) []stream.Entry {
+	es := make([]stream.Entry, n)
+	for i := range es {
+		es[i] = v3(entry(from+i, "err", "h", "t", minute, 1), 1, 1)
+	}
+	return es
+}
+
+// readAcked reads n new entries as consumer "raw" and acknowledges them (a
+// consumer that counts them elsewhere).
+func readAcked(t testing.TB, rdb redis.UniversalClient, key string, n int64) {
+	t.Helper()
+	ctx := context.Background()
+	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: DefaultGroup, Consumer: "raw", Streams: []string{key, ">"}, Count: n, Block: -1}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range res[0].Messages {
+		rdb.XAck(ctx, key, DefaultGroup, m.ID)
+	}
+}
+
+func groupLag(t testing.TB, rdb redis.UniversalClient, key string) int64 {
+	t.Helper()
+	gs, err := rdb.XInfoGroups(context.Background(), key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gs {
+		if g.Name == DefaultGroup {
+			return g.Lag
+		}
+	}
+	t.Fatalf("no group %s on %s", DefaultGroup, key)
+	return 0
+}
+
+// Entries the plugin's MAXLEN trimmed before the group read them are
+// counted in keyalert_ingest_trimmed_unread_total exactly, logged as an
+// error naming the stream, the group and the number, and the group's lag is
+// set right; the rest is counted once the consumer catches up, and a second
+// check finds nothing more. When the trimming takes only entries already
+// applied (the normal case), nothing is reported.
+func TestEntriesTrimmedUnreadAreReportedAndLagCorrected(t *testing.T) {
+	const applied = 5
+	tests := []struct {
+		name   string
+		added  int   // entries written after the consumer stopped
+		maxLen int64 // the plugin's MAXLEN for those
+		read   int64 // entries then read and acknowledged elsewhere
+		lost   int64
+		lag    int64
+	}{
+		{"stalled past the trim", 50, 10, 0, 40, 10},
+		{"read partway after the trim", 50, 10, 3, 40, 7},
+		{"caught up after the trim", 50, 10, 10, 40, 0},
+		{"everything trimmed", 50, 0, 0, 50, 0},
+		{"keeping up: only applied entries trimmed", 10, 10, 0, 0, 10},
+		{"keeping up, read partway", 10, 10, 4, 0, 6},
+		{"no trimming", 10, 100, 0, 0, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			ctx := context.Background()
+			now := nowMinute()
+			reg := prometheus.NewRegistry()
+			var mu sync.Mutex
+			var logs bytes.Buffer
+			log := newJSONLogger(&lockedWriter{&mu, &logs})
+			o := Options{Client: rdb, Registerer: reg, Logger: log}
+
+			r := start(t, o)
+			xadd(t, rdb, oneEach(0, applied, now)...)
+			drained(t, rdb, DefaultGroup)
+			r.stop()
+			xaddTrimmed(t, rdb, testStream, tt.maxLen, oneEach(applied, tt.added, now)...)
+			if tt.read > 0 {
+				readAcked(t, rdb, testStream, tt.read)
+			}
+
+			c := r.c
+			for round := 0; round < 2; round++ { // the second finds nothing more
+				c.refreshGauges(ctx)
+			}
+			if got := testutil.ToFloat64(c.m.trimmed.WithLabelValues(testStream)); got != float64(tt.lost) {
+				t.Errorf("keyalert_ingest_trimmed_unread_total = %v, want %d", got, tt.lost)
+			}
+			if got := groupLag(t, rdb, testStream); got != tt.lag {
+				t.Errorf("group lag = %d, want %d", got, tt.lag)
+			}
+			if got := c.m.gauge(0); got != float64(tt.lag) {
+				t.Errorf("keyalert_ingest_consumer_lag = %v, want %d", got, tt.lag)
+			}
+			mu.Lock()
+			lines := trimLogs(t, logs.String())
+			mu.Unlock()
+			switch {
+			case tt.lost == 0 && len(lines) > 0:
+				t.Errorf("false report of a loss: %v", lines)
+			case tt.lost > 0 && len(lines) != 1:
+				t.Errorf("%d error logs of the loss, want 1: %v", len(lines), lines)
+			case tt.lost > 0:
+				l := lines[0]
+				if l["stream"] != testStream || l["group"] != DefaultGroup || l["lost"] != float64(tt.lost) || !strings.Contains(l["msg"].(string), "Max_Len") {
+					t.Errorf("log %v: want stream, group, lost %d and the fix", l, tt.lost)
+				}
+			}
+
+			o.Registerer = nil
+			start(t, o)
+			drained(t, rdb, DefaultGroup)
+			want := int64(applied) + tt.lag // all but the lost and those read elsewhere
+			if got := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; got != want {
+				t.Errorf("counted %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+func newJSONLogger(w *lockedWriter) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }
+
+// trimLogs returns the error logs of entries trimmed unread.
+func trimLogs(t testing.TB, s string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m["level"] == "ERROR" && strings.Contains(m["msg"].(string), "trimmed before the consumer group read them") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// With stream shards each shard is checked on its own and reported under
+// its own key.
+func TestEntriesTrimmedUnreadReportedPerShard(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	now := nowMinute()
+	m := newMetrics(prometheus.NewRegistry())
+	var cs []*Consumer
+	for i := range 3 {
+		c, err := New(Options{Client: rdb, Stream: streamshard.Key(testStream, i), Consumer: "c", Logger: quietLogger(), shared: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ensureGroup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	lost := []int64{0, 30, 7}
+	for i, c := range cs {
+		xaddTrimmed(t, rdb, c.o.Stream, 20, oneEach(100*i, 20+int(lost[i]), now)...)
+		c.refreshGauges(ctx)
+	}
+	for i, c := range cs {
+		if got := testutil.ToFloat64(m.trimmed.WithLabelValues(c.o.Stream)); got != float64(lost[i]) {
+			t.Errorf("shard %d (%s): trimmed unread %v, want %d", i, c.o.Stream, got, lost[i])
+		}
+	}
+	if got := m.gauge(0); got != 60 {
+		t.Errorf("lag summed over the shards = %v, want 60", got)
+	}
+}
