@@ -33,6 +33,21 @@ type pauseEval struct {
 	resumed chan struct{} // the held call has returned
 }
 
+// isApply tells the apply script's calls from other scripts'.
+func isApply(cmd redis.Cmder) bool {
+	args := cmd.Args()
+	if len(args) < 2 {
+		return false
+	}
+	switch cmd.Name() {
+	case "evalsha":
+		return args[1] == applyScript.Hash()
+	case "eval":
+		return args[1] == applySource
+	}
+	return false
+}
+
 func newPauseEval() *pauseEval {
 	return &pauseEval{paused: make(chan struct{}, 1), release: make(chan struct{}), resumed: make(chan struct{}, 1)}
 }
@@ -43,7 +58,7 @@ func (h *pauseEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 }
 func (h *pauseEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if name := cmd.Name(); (name == "evalsha" || name == "eval") && h.on.CompareAndSwap(true, false) {
+		if isApply(cmd) && h.on.CompareAndSwap(true, false) {
 			h.paused <- struct{}{}
 			<-h.release
 			err := next(ctx, cmd)

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/stream"
@@ -202,5 +204,89 @@ func TestEntriesTrimmedUnreadReportedPerShard(t *testing.T) {
 	}
 	if got := m.gauge(0); got != 60 {
 		t.Errorf("lag summed over the shards = %v, want 60", got)
+	}
+}
+
+// Entries trimmed from the stream while pending (read, not yet applied)
+// are counted at most once, whoever ends up with them: the reader that
+// stalled applies them from what it read if no one took them over;
+// otherwise the consumer that takes them over finds them gone (Redis 7's
+// XAUTOCLAIM drops them from the pending list and names them; a re-read of
+// one's own pending entries returns them empty), dead-letters them as
+// deleted and counts them as lost, and the stalled reader, waking, finds
+// them no longer its own and applies none.
+func TestEntriesTrimmedWhilePendingCountedAtMostOnce(t *testing.T) {
+	const held, later = 20, 5
+	tests := []struct {
+		name string
+		next *Options // the consumer started while the first stalls; nil: none
+		// want: entries counted, dead-lettered as deleted, counted as trimmed
+		counted, dead int64
+	}{
+		{"trimmed between read and apply, not taken over", nil, held + later, 0},
+		{"claimed by another consumer after the trim", &Options{Consumer: "claims", ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond}, later, held},
+		{"re-read by a process of the same name after the trim", &Options{Consumer: "stalls", ClaimIdle: time.Hour}, later, held},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			now := nowMinute()
+			xadd(t, rdb, oneEach(0, held, now)...)
+
+			hold := newPauseEval()
+			hold.on.Store(true)
+			stalled := redis.NewClient(rdb.Options())
+			t.Cleanup(func() { stalled.Close() })
+			stalled.AddHook(hold)
+			var appliedA, appliedB atomic.Int64
+			count := func(n *atomic.Int64) func(context.Context, []stream.Entry) {
+				return func(_ context.Context, a []stream.Entry) { n.Add(int64(len(a))) }
+			}
+			a := start(t, Options{Client: stalled, Consumer: "stalls", Workers: 1, ClaimIdle: time.Hour, OnApplied: count(&appliedA)})
+			select {
+			case <-hold.paused:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the consumer never reached its apply script")
+			}
+			// The plugin goes on writing, its MAXLEN trimming the batch held.
+			xaddTrimmed(t, rdb, testStream, later, oneEach(held, later, now)...)
+			if n := rdb.XLen(context.Background(), testStream).Val(); n != later {
+				t.Fatalf("stream length %d after the trim, want %d", n, later)
+			}
+			var b *running
+			if tt.next != nil {
+				o := *tt.next
+				o.Client, o.OnApplied = rdb, count(&appliedB)
+				b = start(t, o)
+				drained(t, rdb, DefaultGroup)
+			}
+			close(hold.release)
+			<-hold.resumed
+			drained(t, rdb, DefaultGroup)
+			a.stop()
+			if b != nil {
+				b.stop()
+			}
+
+			if got := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; got != tt.counted {
+				t.Errorf("counted %d, want %d (%d applied by the stalled consumer, %d by the other)", got, tt.counted, appliedA.Load(), appliedB.Load())
+			}
+			if got := appliedA.Load() + appliedB.Load(); got != tt.counted {
+				t.Errorf("OnApplied saw %d entries, want %d", got, tt.counted)
+			}
+			if got := rdb.XLen(context.Background(), DeadStream(testStream)).Val(); got != tt.dead {
+				t.Errorf("dead-lettered %d, want %d", got, tt.dead)
+			}
+			var trimmed, deleted float64
+			for _, r := range []*running{a, b} {
+				if r != nil {
+					trimmed += testutil.ToFloat64(r.c.m.trimmed.WithLabelValues(testStream))
+					deleted += testutil.ToFloat64(r.c.m.dead.WithLabelValues(ReasonDeleted))
+				}
+			}
+			if trimmed != float64(tt.dead) || deleted != float64(tt.dead) {
+				t.Errorf("trimmed unread %v, dead-lettered as deleted %v; want %d", trimmed, deleted, tt.dead)
+			}
+		})
 	}
 }
