@@ -505,3 +505,75 @@ func TestDedupReadsGenerationsWrittenBeforeShards(t *testing.T) {
 		t.Errorf("the unsharded generation 5 is still there two generations later")
 	}
 }
+
+// busyScript keeps Redis busy for ARGV[1] microseconds: every command of
+// other clients waits.
+var busyScript = redis.NewScript(`
+local function us() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end
+local t0 = us()
+repeat until us() - t0 > tonumber(ARGV[1])
+return 1`)
+
+// busyFirstApply makes Redis busy, from another client, just before the
+// first apply script call goes out: its reply comes after the client's read
+// timeout, although Redis runs it.
+type busyFirstApply struct {
+	other *redis.Client
+	busy  time.Duration
+	on    atomic.Bool
+	calls atomic.Int64 // apply calls handed to go-redis
+}
+
+func (h *busyFirstApply) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *busyFirstApply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *busyFirstApply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if isApply(cmd) {
+			h.calls.Add(1)
+			if h.on.CompareAndSwap(true, false) {
+				go busyScript.Run(context.Background(), h.other, nil, h.busy.Microseconds())
+				time.Sleep(50 * time.Millisecond) // the busy script runs first
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// An apply script call whose reply comes after the client's read timeout
+// has run all the same: the call must not be sent again unchanged (go-redis
+// retries a timed-out command by itself), or its entries are counted again
+// under the fence the batch was read with, which skips the ownership check.
+// The consumer's own retry, which checks ownership, is the only one.
+func TestApplyRepliedAfterTheTimeoutCountsOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	now := nowMinute()
+	var es []stream.Entry
+	for b := range 10 {
+		es = append(es, chunkOf(b, 1, 1, "h", now, "err")...)
+	}
+	xadd(t, rdb, es...)
+	// Loaded: the call that times out is the EVALSHA that runs.
+	for _, sc := range []*redis.Script{applyScript, busyScript} {
+		if err := sc.Load(context.Background(), rdb).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := rdb.Options()
+	o.ReadTimeout = 100 * time.Millisecond
+	slow := redis.NewClient(o)
+	t.Cleanup(func() { slow.Close() })
+	hook := &busyFirstApply{other: rdb, busy: 800 * time.Millisecond}
+	hook.on.Store(true)
+	slow.AddHook(hook)
+	start(t, Options{Client: slow, Workers: 1})
+	drained(t, rdb, DefaultGroup)
+	if got := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; got != int64(len(es)) {
+		t.Errorf("counted %d, want %d (apply calls %d)", got, len(es), hook.calls.Load())
+	}
+	if hook.calls.Load() < 2 {
+		t.Errorf("%d apply calls: the first one did not time out", hook.calls.Load())
+	}
+}
