@@ -351,12 +351,7 @@ func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 	for ctx.Err() == nil {
 		var msgs []message
 		if !c.retry(ctx, "read", func() (err error) {
-			// Another process under this name may still hold these entries
-			// in flight (stopped, not dead): move the fence first.
-			if err = c.bumpFence(work); err != nil {
-				return err
-			}
-			msgs, err = c.readGroup(work, start, -1)
+			msgs, err = c.rereadOwn(work, start)
 			return err
 		}) {
 			return
@@ -371,6 +366,37 @@ func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 		c.apply(work, c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now(), ""))
 		start = msgs[len(msgs)-1].id
 	}
+}
+
+// rereadOwn moves the group's fence and reads this consumer's pending
+// entries from after start, in one transaction: another process under this
+// name may still hold them in flight (stopped, not dead), and must see the
+// fence move; a read of its between the two would trust the fence, while
+// the re-read delivers its entries too.
+func (c *Consumer) rereadOwn(ctx context.Context, start string) ([]message, error) {
+	var read *redis.XStreamSliceCmd
+	_, err := c.o.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, c.plan.keys.Fence(c.o.Group))
+		read = p.XReadGroup(ctx, &redis.XReadGroupArgs{Group: c.o.Group, Consumer: c.o.Consumer,
+			Streams: []string{c.o.Stream, start}, Count: int64(c.o.BatchSize), Block: -1})
+		return nil
+	})
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		if strings.Contains(err.Error(), "NOGROUP") { // stream or group deleted under us
+			if gerr := c.ensureGroup(ctx); gerr != nil {
+				return nil, gerr
+			}
+		}
+		return nil, fmt.Errorf("fence and xreadgroup %s %s %s: %w", c.o.Stream, c.o.Group, start, err)
+	}
+	res := read.Val()
+	if len(res) == 0 {
+		return nil, nil
+	}
+	return fromXMessages(res[0].Messages), nil
 }
 
 // work is one read-apply loop: new entries, and idle ones when a claim is
@@ -468,17 +494,6 @@ func (c *Consumer) fence(ctx context.Context) string {
 	return v
 }
 
-// bumpFence moves the group's fence before a read that delivers entries
-// again (a claim, a re-read of pending entries), so that a batch another
-// reader holds of them is checked entry by entry when it is applied.
-func (c *Consumer) bumpFence(ctx context.Context) error {
-	key := c.plan.keys.Fence(c.o.Group)
-	if err := c.o.Client.Incr(ctx, key).Err(); err != nil {
-		return fmt.Errorf("incr %s: %w", key, err)
-	}
-	return nil
-}
-
 // readGroup reads from id ("0"-style: own pending; ">": new). block < 0
 // means do not block.
 //
@@ -561,12 +576,6 @@ func (c *Consumer) deliveries(ctx context.Context, msgs []message) map[string]in
 func (c *Consumer) claim(ctx, work context.Context) {
 	cursor := "0-0"
 	for round := 0; round < 20 && ctx.Err() == nil; round++ {
-		// The consumers whose entries this takes must see the fence move.
-		if err := c.bumpFence(work); err != nil {
-			c.m.errors.WithLabelValues("claim").Inc()
-			c.log.Warn("fence before a claim failed", "err", err)
-			return
-		}
 		msgs, deleted, next, err := c.xautoclaim(work, cursor)
 		if err != nil {
 			c.m.errors.WithLabelValues("claim").Inc()
@@ -596,13 +605,27 @@ func (c *Consumer) claim(ctx, work context.Context) {
 	}
 }
 
-// xautoclaim claims up to BatchSize entries idle past ClaimIdle from
-// cursor on. Besides the entries, it returns those Redis 7 found deleted
+// xautoclaim moves the group's fence and claims up to BatchSize entries
+// idle past ClaimIdle from cursor on, in one transaction: the consumers
+// whose entries this takes must see the fence move, and no read may come
+// between the two (a read after the fence moved trusts it, and an entry it
+// delivers can be claimed if its reader then stalls past ClaimIdle while
+// the claim is still on its way, or taken at once if the stream is trimmed
+// past it). Besides the entries, it returns those Redis 7 found deleted
 // from the stream and removed from the pending list (as messages without
 // values): go-redis's XAutoClaim drops them.
 func (c *Consumer) xautoclaim(ctx context.Context, cursor string) (msgs, deleted []message, next string, err error) {
-	v, err := c.o.Client.Do(ctx, "XAUTOCLAIM", c.o.Stream, c.o.Group, c.o.Consumer,
-		c.o.ClaimIdle.Milliseconds(), cursor, "COUNT", c.o.BatchSize).Slice()
+	var claim *redis.Cmd
+	_, err = c.o.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, c.plan.keys.Fence(c.o.Group))
+		claim = p.Do(ctx, "XAUTOCLAIM", c.o.Stream, c.o.Group, c.o.Consumer,
+			c.o.ClaimIdle.Milliseconds(), cursor, "COUNT", c.o.BatchSize)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("fence and xautoclaim %s %s: %w", c.o.Stream, c.o.Group, err)
+	}
+	v, err := claim.Slice()
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("xautoclaim %s %s: %w", c.o.Stream, c.o.Group, err)
 	}

@@ -577,3 +577,98 @@ func TestApplyRepliedAfterTheTimeoutCountsOnce(t *testing.T) {
 		t.Errorf("%d apply calls: the first one did not time out", hook.calls.Load())
 	}
 }
+
+// pauseClaim holds the first claim of one client while on, before it goes
+// out (a lone XAUTOCLAIM, or the transaction holding it).
+type pauseClaim struct {
+	on      atomic.Bool
+	paused  chan struct{}
+	release chan struct{}
+}
+
+func newPauseClaim() *pauseClaim {
+	return &pauseClaim{paused: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (h *pauseClaim) hold(cmds ...redis.Cmder) {
+	for _, cmd := range cmds {
+		if cmd.Name() == "xautoclaim" && h.on.CompareAndSwap(true, false) {
+			h.paused <- struct{}{}
+			<-h.release
+			return
+		}
+	}
+}
+
+func (h *pauseClaim) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *pauseClaim) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.hold(cmds...)
+		return next(ctx, cmds)
+	}
+}
+func (h *pauseClaim) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.hold(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+// A claimer that stalls in the middle of its claim (descheduled, a slow
+// round trip) for longer than the claim idle time must not leave a window
+// in which another consumer reads new entries, holds them past the claim
+// idle time, and then applies them trusting a fence that the claim has
+// already moved: the claim would take and apply those entries too. The
+// fence moves in the same step as the claim.
+func TestClaimStalledMidwayCountsOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	now := nowMinute()
+
+	claimHold := newPauseClaim()
+	claimHold.on.Store(true)
+	claimer := redis.NewClient(rdb.Options())
+	t.Cleanup(func() { claimer.Close() })
+	claimer.AddHook(claimHold)
+	var appliedA, appliedB atomic.Int64
+	count := func(n *atomic.Int64) func(context.Context, []stream.Entry) {
+		return func(_ context.Context, a []stream.Entry) { n.Add(int64(len(a))) }
+	}
+	// Its one worker claims first thing, and stalls there.
+	b := start(t, Options{Client: claimer, Consumer: "claims", Workers: 1, ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond, OnApplied: count(&appliedB)})
+	select {
+	case <-claimHold.paused:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the claimer never claimed")
+	}
+
+	var es []stream.Entry
+	for i := range 10 {
+		es = append(es, chunkOf(i, 1, 1, "h", now, "err")...)
+	}
+	xadd(t, rdb, es...)
+	applyHold := newPauseEval()
+	applyHold.on.Store(true)
+	stalled := redis.NewClient(rdb.Options())
+	t.Cleanup(func() { stalled.Close() })
+	stalled.AddHook(applyHold)
+	a := start(t, Options{Client: stalled, Consumer: "stalls", Workers: 1, ClaimIdle: time.Hour, OnApplied: count(&appliedA)})
+	select {
+	case <-applyHold.paused:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the consumer never reached its apply script")
+	}
+	time.Sleep(300 * time.Millisecond) // past the claim idle time
+	close(claimHold.release)
+	for deadline := time.Now().Add(10 * time.Second); appliedB.Load() < int64(len(es)) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(applyHold.release)
+	<-applyHold.resumed
+	drained(t, rdb, DefaultGroup)
+	a.stop()
+	b.stop()
+	if got := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; got != int64(len(es)) {
+		t.Errorf("counted %d, want %d (the stalled consumer applied %d, the claimer %d)", got, len(es), appliedA.Load(), appliedB.Load())
+	}
+}

@@ -290,3 +290,36 @@ func TestEntriesTrimmedWhilePendingCountedAtMostOnce(t *testing.T) {
 		})
 	}
 }
+
+// The claim and the re-read of own entries (each a transaction with the
+// fence) and the trim check run on a Redis Cluster too: their keys share
+// the stream's slot.
+func TestClaimRereadAndTrimCheckOnACluster(t *testing.T) {
+	rdb := redistest.StartCluster(t, 3).Client()
+	ctx := context.Background()
+	c, err := New(Options{Client: rdb, Consumer: "c", ClaimIdle: time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ensureGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := nowMinute()
+	xaddTrimmed(t, rdb, testStream, 100, oneEach(0, 5, now)...)
+	if msgs, err := c.readGroup(ctx, ">", -1); err != nil || len(msgs) != 5 {
+		t.Fatalf("read %d entries, %v; want 5", len(msgs), err)
+	}
+	if msgs, err := c.rereadOwn(ctx, "0"); err != nil || len(msgs) != 5 {
+		t.Fatalf("re-read %d own entries, %v; want 5", len(msgs), err)
+	}
+	xaddTrimmed(t, rdb, testStream, 2, oneEach(5, 10, now)...) // 5 pending and 8 unread trimmed
+	time.Sleep(5 * time.Millisecond)
+	msgs, deleted, _, err := c.xautoclaim(ctx, "0-0")
+	if err != nil || len(msgs) != 0 || len(deleted) != 5 {
+		t.Fatalf("claim: %d entries, %d deleted, %v; want 0 and 5", len(msgs), len(deleted), err)
+	}
+	r, err := c.checkTrimmed(ctx)
+	if err != nil || r.lost != 8 || r.lag != 2 {
+		t.Fatalf("trim check %+v, %v; want 8 lost, lag 2", r, err)
+	}
+}
