@@ -646,6 +646,7 @@ func fleetStallReport(b *testing.B, p *proc, rdb *redis.Client, hour int64, minu
 	rep := fmt.Sprintf("stall of %v: %d entries written and %d probes, %.0f applied, %.0f never applied; caught up, the group's lag is %d and keyalert_ingest_consumer_lag %.0f; %s counted %d of %d written; ingest counters: %s",
 		stall, total, probes, applied, float64(total)+float64(probes)-applied, lag, gauge, fleetKeyword(0), r.Total, want, ingest)
 	b.Log(rep)
+	b.Logf("keyalertd's warnings and errors:\n%s", warnings(p.log()))
 	if out := os.Getenv("FLEET_REPORT"); out != "" {
 		if err := os.WriteFile(out, []byte(rep+"\n"), 0o644); err != nil {
 			b.Error(err)
