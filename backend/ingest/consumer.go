@@ -247,6 +247,7 @@ func New(o Options) (*Consumer, error) {
 		m = newMetrics(o.Registerer)
 	}
 	c := &Consumer{o: o, m: m, log: o.Logger.With("stream", o.Stream, "group", o.Group, "consumer", o.Consumer)}
+	m.trimmed.WithLabelValues(o.Stream) // reported at 0 from the start
 	c.plan = planner{
 		keys:       window.NewKeys(o.Stream),
 		stream:     o.Stream,
@@ -350,12 +351,7 @@ func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 	for ctx.Err() == nil {
 		var msgs []message
 		if !c.retry(ctx, "read", func() (err error) {
-			// Another process under this name may still hold these entries
-			// in flight (stopped, not dead): move the fence first.
-			if err = c.bumpFence(work); err != nil {
-				return err
-			}
-			msgs, err = c.readGroup(work, start, -1)
+			msgs, err = c.rereadOwn(work, start)
 			return err
 		}) {
 			return
@@ -370,6 +366,37 @@ func (c *Consumer) reapplyOwnPending(ctx, work context.Context) {
 		c.apply(work, c.plan.build("pending", msgs, c.deliveries(work, msgs), c.o.Now(), ""))
 		start = msgs[len(msgs)-1].id
 	}
+}
+
+// rereadOwn moves the group's fence and reads this consumer's pending
+// entries from after start, in one transaction: another process under this
+// name may still hold them in flight (stopped, not dead), and must see the
+// fence move; a read of its between the two would trust the fence, while
+// the re-read delivers its entries too.
+func (c *Consumer) rereadOwn(ctx context.Context, start string) ([]message, error) {
+	var read *redis.XStreamSliceCmd
+	_, err := c.o.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, c.plan.keys.Fence(c.o.Group))
+		read = p.XReadGroup(ctx, &redis.XReadGroupArgs{Group: c.o.Group, Consumer: c.o.Consumer,
+			Streams: []string{c.o.Stream, start}, Count: int64(c.o.BatchSize), Block: -1})
+		return nil
+	})
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		if strings.Contains(err.Error(), "NOGROUP") { // stream or group deleted under us
+			if gerr := c.ensureGroup(ctx); gerr != nil {
+				return nil, gerr
+			}
+		}
+		return nil, fmt.Errorf("fence and xreadgroup %s %s %s: %w", c.o.Stream, c.o.Group, start, err)
+	}
+	res := read.Val()
+	if len(res) == 0 {
+		return nil, nil
+	}
+	return fromXMessages(res[0].Messages), nil
 }
 
 // work is one read-apply loop: new entries, and idle ones when a claim is
@@ -467,17 +494,6 @@ func (c *Consumer) fence(ctx context.Context) string {
 	return v
 }
 
-// bumpFence moves the group's fence before a read that delivers entries
-// again (a claim, a re-read of pending entries), so that a batch another
-// reader holds of them is checked entry by entry when it is applied.
-func (c *Consumer) bumpFence(ctx context.Context) error {
-	key := c.plan.keys.Fence(c.o.Group)
-	if err := c.o.Client.Incr(ctx, key).Err(); err != nil {
-		return fmt.Errorf("incr %s: %w", key, err)
-	}
-	return nil
-}
-
 // readGroup reads from id ("0"-style: own pending; ">": new). block < 0
 // means do not block.
 //
@@ -560,22 +576,20 @@ func (c *Consumer) deliveries(ctx context.Context, msgs []message) map[string]in
 func (c *Consumer) claim(ctx, work context.Context) {
 	cursor := "0-0"
 	for round := 0; round < 20 && ctx.Err() == nil; round++ {
-		// The consumers whose entries this takes must see the fence move.
-		if err := c.bumpFence(work); err != nil {
-			c.m.errors.WithLabelValues("claim").Inc()
-			c.log.Warn("fence before a claim failed", "err", err)
-			return
-		}
-		xs, next, err := c.o.Client.XAutoClaim(work, &redis.XAutoClaimArgs{
-			Stream: c.o.Stream, Group: c.o.Group, Consumer: c.o.Consumer,
-			MinIdle: c.o.ClaimIdle, Start: cursor, Count: int64(c.o.BatchSize),
-		}).Result()
+		msgs, deleted, next, err := c.xautoclaim(work, cursor)
 		if err != nil {
 			c.m.errors.WithLabelValues("claim").Inc()
 			c.log.Warn("xautoclaim failed", "err", err)
 			return
 		}
-		msgs := fromXMessages(xs)
+		if len(deleted) > 0 {
+			// Redis 7 has dropped them from the pending list: whoever read
+			// them finds them no longer its own and applies nothing, so
+			// this is the one place that sees them lost.
+			c.log.Error("pending entries were trimmed from the stream before they were applied: their counts are lost; raise the plugin's Max_Len, add stream shards (KEYALERT_STREAM_SHARDS), or keep keyalertd up",
+				"lost", len(deleted), "first_id", deleted[0].id)
+			c.apply(work, c.plan.build("claim", deleted, nil, c.o.Now(), ""))
+		}
 		if len(msgs) > 0 {
 			c.m.claimed.Add(float64(len(msgs)))
 			c.log.Info("claimed idle entries", "entries", len(msgs))
@@ -589,6 +603,65 @@ func (c *Consumer) claim(ctx, work context.Context) {
 		}
 		cursor = next
 	}
+}
+
+// xautoclaim moves the group's fence and claims up to BatchSize entries
+// idle past ClaimIdle from cursor on, in one transaction: the consumers
+// whose entries this takes must see the fence move, and no read may come
+// between the two (a read after the fence moved trusts it, and an entry it
+// delivers can be claimed if its reader then stalls past ClaimIdle while
+// the claim is still on its way, or taken at once if the stream is trimmed
+// past it). Besides the entries, it returns those Redis 7 found deleted
+// from the stream and removed from the pending list (as messages without
+// values): go-redis's XAutoClaim drops them.
+func (c *Consumer) xautoclaim(ctx context.Context, cursor string) (msgs, deleted []message, next string, err error) {
+	var claim *redis.Cmd
+	_, err = c.o.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, c.plan.keys.Fence(c.o.Group))
+		claim = p.Do(ctx, "XAUTOCLAIM", c.o.Stream, c.o.Group, c.o.Consumer,
+			c.o.ClaimIdle.Milliseconds(), cursor, "COUNT", c.o.BatchSize)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("fence and xautoclaim %s %s: %w", c.o.Stream, c.o.Group, err)
+	}
+	v, err := claim.Slice()
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("xautoclaim %s %s: %w", c.o.Stream, c.o.Group, err)
+	}
+	bad := func(what string) error {
+		return fmt.Errorf("xautoclaim %s %s: unexpected reply: %s", c.o.Stream, c.o.Group, what)
+	}
+	if len(v) < 2 {
+		return nil, nil, "", bad(fmt.Sprintf("%d elements", len(v)))
+	}
+	next, _ = v[0].(string)
+	xs, _ := v[1].([]any)
+	for _, x := range xs {
+		e, _ := x.([]any)
+		if len(e) < 1 {
+			continue // Redis 6.2: a deleted entry is nil; it stays pending and is read again as deleted
+		}
+		id, _ := e[0].(string)
+		m := message{id: id}
+		if len(e) > 1 {
+			kv, _ := e[1].([]any)
+			for _, f := range kv {
+				s, _ := f.(string)
+				m.kv = append(m.kv, s)
+			}
+		}
+		msgs = append(msgs, m)
+	}
+	if len(v) > 2 {
+		ids, _ := v[2].([]any)
+		for _, x := range ids {
+			if id, ok := x.(string); ok {
+				deleted = append(deleted, message{id: id})
+			}
+		}
+	}
+	return msgs, deleted, next, nil
 }
 
 // pruneConsumers deletes consumers that have nothing pending and have been
@@ -641,7 +714,7 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 		return true
 	}
 	t0 := time.Now()
-	var sc redis.Scripter = c.o.Client
+	var sc processor = c.o.Client
 	var conn *redis.Conn
 	if c.o.WaitReplicas > 0 {
 		// WAIT counts the replicas holding this connection's writes: the
@@ -655,7 +728,7 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 		defer conn.Close()
 		sc = conn
 	}
-	v, err := applyScript.Run(ctx, sc, pl.keys, pl.args...).Result()
+	v, err := runApply(ctx, sc, pl.keys, pl.args).Result()
 	if err != nil {
 		if cc, ok := c.o.Client.(*redis.ClusterClient); ok && conn != nil {
 			cc.ReloadState(ctx) // the direct connection follows no redirection
@@ -698,6 +771,9 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 	for i, d := range pl.dead {
 		if !deadFailed[i] {
 			c.m.dead.WithLabelValues(d.kind).Inc()
+			if d.kind == ReasonDeleted { // trimmed while pending: lost like the unread ones
+				c.m.trimmed.WithLabelValues(c.o.Stream).Inc()
+			}
 			c.log.Warn("entry dead-lettered", "id", d.id, "reason", d.reason)
 		}
 	}
@@ -715,6 +791,48 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 		c.callOnApplied(ctx, r.applied)
 	}
 	return true
+}
+
+// processor is a client or a connection.
+type processor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+// sentOnce is a command go-redis must not send again by itself after a
+// timeout or a broken connection: the first may have run. For the apply
+// script that matters: a call sent again unchanged carries the fence its
+// batch was read with, so the script trusts the batch is still its own and
+// counts it a second time (version 3 and later entries: a chunk seen under
+// the same attempt is not a retry). Only commit's caller retries, with the
+// fence cleared, which makes the script check each entry is still pending.
+type sentOnce struct{ *redis.Cmd }
+
+func (sentOnce) NoRetry() bool { return true }
+
+// runApply runs the apply script as Script.Run does (EVALSHA, then EVAL if
+// the server does not have it), each call sent at most once.
+func runApply(ctx context.Context, p processor, keys []string, args []any) *redis.Cmd {
+	cmd := evalCmd(ctx, "evalsha", applyScript.Hash(), keys, args)
+	_ = p.Process(ctx, sentOnce{cmd})
+	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		cmd = evalCmd(ctx, "eval", applySource, keys, args)
+		_ = p.Process(ctx, sentOnce{cmd})
+	}
+	return cmd
+}
+
+func evalCmd(ctx context.Context, name, script string, keys []string, args []any) *redis.Cmd {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	a = append(a, name, script, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	a = append(a, args...)
+	cmd := redis.NewCmd(ctx, a...)
+	if len(keys) > 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	return cmd
 }
 
 // buryFailed dead-letters entries the script could not count (a key of the
@@ -763,7 +881,8 @@ func (c *Consumer) callOnApplied(ctx context.Context, applied []stream.Entry) {
 	c.o.OnApplied(ctx, applied)
 }
 
-// observe refreshes the lag and pending gauges every few seconds.
+// observe checks for entries trimmed unread and refreshes the lag and
+// pending gauges every few seconds.
 func (c *Consumer) observe(ctx, work context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -773,19 +892,6 @@ func (c *Consumer) observe(ctx, work context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-	}
-}
-
-func (c *Consumer) refreshGauges(ctx context.Context) {
-	groups, err := c.o.Client.XInfoGroups(ctx, c.o.Stream).Result()
-	if err != nil {
-		c.m.errors.WithLabelValues("info").Inc()
-		return
-	}
-	for _, g := range groups {
-		if g.Name == c.o.Group {
-			c.m.setGauges(c, float64(g.Lag), float64(g.Pending))
 		}
 	}
 }

@@ -644,7 +644,7 @@ func (h *failEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 }
 func (h *failEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if name := cmd.Name(); h.on.Load() && (name == "evalsha" || name == "eval") {
+		if h.on.Load() && isApply(cmd) {
 			h.fails.Add(1)
 			err := errors.New("injected failure")
 			cmd.SetErr(err)

@@ -33,6 +33,21 @@ type pauseEval struct {
 	resumed chan struct{} // the held call has returned
 }
 
+// isApply tells the apply script's calls from other scripts'.
+func isApply(cmd redis.Cmder) bool {
+	args := cmd.Args()
+	if len(args) < 2 {
+		return false
+	}
+	switch cmd.Name() {
+	case "evalsha":
+		return args[1] == applyScript.Hash()
+	case "eval":
+		return args[1] == applySource
+	}
+	return false
+}
+
 func newPauseEval() *pauseEval {
 	return &pauseEval{paused: make(chan struct{}, 1), release: make(chan struct{}), resumed: make(chan struct{}, 1)}
 }
@@ -43,7 +58,7 @@ func (h *pauseEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 }
 func (h *pauseEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if name := cmd.Name(); (name == "evalsha" || name == "eval") && h.on.CompareAndSwap(true, false) {
+		if isApply(cmd) && h.on.CompareAndSwap(true, false) {
 			h.paused <- struct{}{}
 			<-h.release
 			err := next(ctx, cmd)
@@ -488,5 +503,172 @@ func TestDedupReadsGenerationsWrittenBeforeShards(t *testing.T) {
 	}
 	if n := rdb.Exists(ctx, key+":5").Val(); n != 0 {
 		t.Errorf("the unsharded generation 5 is still there two generations later")
+	}
+}
+
+// busyScript keeps Redis busy for ARGV[1] microseconds: every command of
+// other clients waits.
+var busyScript = redis.NewScript(`
+local function us() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end
+local t0 = us()
+repeat until us() - t0 > tonumber(ARGV[1])
+return 1`)
+
+// busyFirstApply makes Redis busy, from another client, just before the
+// first apply script call goes out: its reply comes after the client's read
+// timeout, although Redis runs it.
+type busyFirstApply struct {
+	other *redis.Client
+	busy  time.Duration
+	on    atomic.Bool
+	calls atomic.Int64 // apply calls handed to go-redis
+}
+
+func (h *busyFirstApply) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *busyFirstApply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *busyFirstApply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if isApply(cmd) {
+			h.calls.Add(1)
+			if h.on.CompareAndSwap(true, false) {
+				go busyScript.Run(context.Background(), h.other, nil, h.busy.Microseconds())
+				time.Sleep(50 * time.Millisecond) // the busy script runs first
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// An apply script call whose reply comes after the client's read timeout
+// has run all the same: the call must not be sent again unchanged (go-redis
+// retries a timed-out command by itself), or its entries are counted again
+// under the fence the batch was read with, which skips the ownership check.
+// The consumer's own retry, which checks ownership, is the only one.
+func TestApplyRepliedAfterTheTimeoutCountsOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	now := nowMinute()
+	var es []stream.Entry
+	for b := range 10 {
+		es = append(es, chunkOf(b, 1, 1, "h", now, "err")...)
+	}
+	xadd(t, rdb, es...)
+	// Loaded: the call that times out is the EVALSHA that runs.
+	for _, sc := range []*redis.Script{applyScript, busyScript} {
+		if err := sc.Load(context.Background(), rdb).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := rdb.Options()
+	o.ReadTimeout = 100 * time.Millisecond
+	slow := redis.NewClient(o)
+	t.Cleanup(func() { slow.Close() })
+	hook := &busyFirstApply{other: rdb, busy: 800 * time.Millisecond}
+	hook.on.Store(true)
+	slow.AddHook(hook)
+	start(t, Options{Client: slow, Workers: 1})
+	drained(t, rdb, DefaultGroup)
+	if got := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; got != int64(len(es)) {
+		t.Errorf("counted %d, want %d (apply calls %d)", got, len(es), hook.calls.Load())
+	}
+	if hook.calls.Load() < 2 {
+		t.Errorf("%d apply calls: the first one did not time out", hook.calls.Load())
+	}
+}
+
+// pauseClaim holds the first claim of one client while on, before it goes
+// out (a lone XAUTOCLAIM, or the transaction holding it).
+type pauseClaim struct {
+	on      atomic.Bool
+	paused  chan struct{}
+	release chan struct{}
+}
+
+func newPauseClaim() *pauseClaim {
+	return &pauseClaim{paused: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (h *pauseClaim) hold(cmds ...redis.Cmder) {
+	for _, cmd := range cmds {
+		if cmd.Name() == "xautoclaim" && h.on.CompareAndSwap(true, false) {
+			h.paused <- struct{}{}
+			<-h.release
+			return
+		}
+	}
+}
+
+func (h *pauseClaim) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *pauseClaim) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.hold(cmds...)
+		return next(ctx, cmds)
+	}
+}
+func (h *pauseClaim) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.hold(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+// A claimer that stalls in the middle of its claim (descheduled, a slow
+// round trip) for longer than the claim idle time must not leave a window
+// in which another consumer reads new entries, holds them past the claim
+// idle time, and then applies them trusting a fence that the claim has
+// already moved: the claim would take and apply those entries too. The
+// fence moves in the same step as the claim.
+func TestClaimStalledMidwayCountsOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	now := nowMinute()
+
+	claimHold := newPauseClaim()
+	claimHold.on.Store(true)
+	claimer := redis.NewClient(rdb.Options())
+	t.Cleanup(func() { claimer.Close() })
+	claimer.AddHook(claimHold)
+	var appliedA, appliedB atomic.Int64
+	count := func(n *atomic.Int64) func(context.Context, []stream.Entry) {
+		return func(_ context.Context, a []stream.Entry) { n.Add(int64(len(a))) }
+	}
+	// Its one worker claims first thing, and stalls there.
+	b := start(t, Options{Client: claimer, Consumer: "claims", Workers: 1, ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond, OnApplied: count(&appliedB)})
+	select {
+	case <-claimHold.paused:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the claimer never claimed")
+	}
+
+	var es []stream.Entry
+	for i := range 10 {
+		es = append(es, chunkOf(i, 1, 1, "h", now, "err")...)
+	}
+	xadd(t, rdb, es...)
+	applyHold := newPauseEval()
+	applyHold.on.Store(true)
+	stalled := redis.NewClient(rdb.Options())
+	t.Cleanup(func() { stalled.Close() })
+	stalled.AddHook(applyHold)
+	a := start(t, Options{Client: stalled, Consumer: "stalls", Workers: 1, ClaimIdle: time.Hour, OnApplied: count(&appliedA)})
+	select {
+	case <-applyHold.paused:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the consumer never reached its apply script")
+	}
+	time.Sleep(300 * time.Millisecond) // past the claim idle time
+	close(claimHold.release)
+	for deadline := time.Now().Add(10 * time.Second); appliedB.Load() < int64(len(es)) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(applyHold.release)
+	<-applyHold.resumed
+	drained(t, rdb, DefaultGroup)
+	a.stop()
+	b.stop()
+	if got := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; got != int64(len(es)) {
+		t.Errorf("counted %d, want %d (the stalled consumer applied %d, the claimer %d)", got, len(es), appliedA.Load(), appliedB.Load())
 	}
 }

@@ -21,6 +21,7 @@ type metrics struct {
 	applySecs  prometheus.Histogram
 	delaySecs  prometheus.Histogram
 	waitShort  prometheus.Counter
+	trimmed    *prometheus.CounterVec
 
 	// The gauges sum the values of the consumers sharing these metrics
 	// (the shards a Fleet consumes); a consumer that stops reports 0.
@@ -108,10 +109,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "keyalert_ingest_wait_replicas_short_total",
 		Help: "Applied batches that fewer replicas than KEYALERT_WAIT_REPLICAS acknowledged within KEYALERT_WAIT_TIMEOUT (WAIT).",
 	})
+	m.trimmed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyalert_ingest_trimmed_unread_total",
+		Help: "Stream entries removed from the stream (the plugin's XADD MAXLEN trimming) before the consumer group read them: their counts are lost. Exact unless entries were XDELed from the stream; counted by whichever replica checks first.",
+	}, []string{"stream"})
 	for _, r := range []string{ReasonParse, ReasonDeliveries, ReasonDeleted, ReasonFuture, ReasonApply} {
 		m.dead.WithLabelValues(r)
 	}
 	reg.MustRegister(m.applied, m.batches, m.duplicates, m.expired, m.claimed, m.stale, m.overflow, m.dead, m.errors,
-		m.lag, m.pending, m.applySecs, m.delaySecs, m.waitShort)
+		m.lag, m.pending, m.applySecs, m.delaySecs, m.waitShort, m.trimmed)
 	return m
 }

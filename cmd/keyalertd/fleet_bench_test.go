@@ -339,7 +339,10 @@ func BenchmarkFleet(b *testing.B) {
 	}
 	applied1, _ := metricValue(b, p.addr, "keyalert_ingest_entries_applied_total")
 	if stall > 0 {
-		fleetStallReport(b, p, rdb, hour, minutes, hosts, flushes, stall, total, applied1-applied0)
+		probesMu.Lock()
+		nProbes := len(probes)
+		probesMu.Unlock()
+		fleetStallReport(b, p, rdb, hour, minutes, hosts, flushes, stall, total, nProbes, applied1-applied0)
 		return
 	}
 	cpuK := procCPU(b, p.cmd.Process.Pid) - cpuK0
@@ -621,7 +624,7 @@ func median(v []float64) float64 {
 // stream's trimming cost: entries never applied, what Redis's group lag
 // (keyalert_ingest_consumer_lag) says once keyalertd has caught up, and
 // that no count went over what was written.
-func fleetStallReport(b *testing.B, p *proc, rdb *redis.Client, hour int64, minutes, hosts, flushes int, stall time.Duration, total int64, applied float64) {
+func fleetStallReport(b *testing.B, p *proc, rdb *redis.Client, hour int64, minutes, hosts, flushes int, stall time.Duration, total int64, probes int, applied float64) {
 	b.Helper()
 	ctx := context.Background()
 	// keyalertd's gauge is refreshed on its own schedule: give it time.
@@ -638,9 +641,10 @@ func fleetStallReport(b *testing.B, p *proc, rdb *redis.Client, hour int64, minu
 	})
 	got, want := fleetTotal(b, p.addr, hour, minutes, hosts, flushes)
 	ingest := ingestCounters(b, p.addr)
-	rep := fmt.Sprintf("stall of %v: %d entries written, %.0f applied (with the probes), %.0f never applied; caught up, the group's lag is %d and keyalert_ingest_consumer_lag %.0f; %s counted %d of %d written; ingest counters: %s",
-		stall, total, applied, float64(total)-applied, lag, gauge, fleetKeyword(0), got, want, ingest)
+	rep := fmt.Sprintf("stall of %v: %d entries written and %d probes, %.0f applied, %.0f never applied; caught up, the group's lag is %d and keyalert_ingest_consumer_lag %.0f; %s counted %d of %d written; ingest counters: %s",
+		stall, total, probes, applied, float64(total)+float64(probes)-applied, lag, gauge, fleetKeyword(0), got, want, ingest)
 	b.Log(rep)
+	b.Logf("keyalertd's warnings and errors:\n%s", warnings(p.log()))
 	if out := os.Getenv("FLEET_REPORT"); out != "" {
 		if err := os.WriteFile(out, []byte(rep+"\n"), 0o644); err != nil {
 			b.Error(err)
@@ -656,7 +660,7 @@ func fleetStallReport(b *testing.B, p *proc, rdb *redis.Client, hour int64, minu
 func ingestCounters(b *testing.B, addr string) string {
 	b.Helper()
 	var out []string
-	for _, m := range []string{"claimed", "stale", "duplicates", "expired", "dead_lettered", "errors"} {
+	for _, m := range []string{"claimed", "stale", "duplicates", "expired", "dead_lettered", "trimmed_unread", "errors"} {
 		v, _ := metricSum(b, addr, "keyalert_ingest_"+m+"_total")
 		out = append(out, fmt.Sprintf("%s %.0f", m, v))
 	}
