@@ -449,7 +449,10 @@ for key, ro in pairs(roll) do
     if type(size) == 'number' and size > HOST_SUMS_MAX then
       local kv = rpcall('HGETALL', hk)
       if not failed(kv) then
-        local tag, total = nil, 0
+        -- zk does not exist here: one ZADD of the sums leaves what a
+        -- ZINCRBY of each would (a field whose value is not a number, which
+        -- ZINCRBY would refuse, is left out), in one call instead of 513.
+        local tag, total, add = nil, 0, {}
         for j = 1, #kv, 2 do
           if kv[j] == '\0T' then
             tag = kv[j + 1]
@@ -457,8 +460,14 @@ for key, ro in pairs(roll) do
             if kv[j] == '\0' then
               total = kv[j + 1]
             end
-            rpcall('ZINCRBY', zk, kv[j + 1], kv[j])
+            if tonumber(kv[j + 1]) then
+              add[#add + 1], add[#add + 2] = kv[j + 1], kv[j]
+            end
           end
+        end
+        -- unpack is bounded by Lua's C stack (8,000 values).
+        for lo = 1, #add, 2000 do
+          rpcall('ZADD', zk, unpack(add, lo, math.min(#add, lo + 1999)))
         end
         if tag then
           -- this batch's counts included

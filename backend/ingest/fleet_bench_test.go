@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,7 +58,7 @@ func fleetEntries(n, hosts int) []stream.Entry {
 // calls (Redis 7 counts them), and of the script itself less those ("lua").
 // Variants: samples off (Samples 0), 100 hosts (host sums stay a hash), no
 // series bound, the AOF on (appendfsync everysec, as BenchmarkFleet runs
-// Redis). One op is one entry; use -benchtime=64000x (one event
+// Redis), and a script that does nothing with the same KEYS and ARGV. One op is one entry; use -benchtime=64000x (one event
 // minute of 1,000 hosts) or more.
 func BenchmarkScriptFleet(b *testing.B) {
 	for _, v := range []struct {
@@ -66,15 +67,23 @@ func BenchmarkScriptFleet(b *testing.B) {
 		samples   int
 		maxSeries int
 		aof       string
+		script    *redis.Script
 	}{
-		{"hosts=1000", 1000, 20, DefaultMaxSeriesPerMinute, "off"},
-		{"hosts=1000/samples=0", 1000, 0, DefaultMaxSeriesPerMinute, "off"},
-		{"hosts=1000/maxseries=0", 1000, 20, 0, "off"},
-		{"hosts=100", 100, 20, DefaultMaxSeriesPerMinute, "off"},
-		{"hosts=1000/aof=everysec", 1000, 20, DefaultMaxSeriesPerMinute, "everysec"},
+		{"hosts=1000", 1000, 20, DefaultMaxSeriesPerMinute, "off", nil},
+		{"hosts=1000/samples=0", 1000, 0, DefaultMaxSeriesPerMinute, "off", nil},
+		{"hosts=1000/maxseries=0", 1000, 20, 0, "off", nil},
+		{"hosts=100", 100, 20, DefaultMaxSeriesPerMinute, "off", nil},
+		{"hosts=1000/aof=everysec", 1000, 20, DefaultMaxSeriesPerMinute, "everysec", nil},
+		// The same KEYS and ARGV to a script that does nothing: what
+		// sending and converting them costs.
+		{"hosts=1000/noop", 1000, 20, DefaultMaxSeriesPerMinute, "off", redis.NewScript("return 1")},
 	} {
 		b.Run(v.name, func(b *testing.B) {
-			benchScriptEntries(b, fleetEntries(b.N, v.hosts), v.samples, v.maxSeries, v.aof)
+			sc := v.script
+			if sc == nil {
+				sc = applyScript
+			}
+			benchScriptEntries(b, sc, fleetEntries(b.N, v.hosts), v.samples, v.maxSeries, v.aof)
 		})
 	}
 }
@@ -82,7 +91,7 @@ func BenchmarkScriptFleet(b *testing.B) {
 // benchScriptEntries runs the apply script over es, read and planned
 // beforehand in batches of 1,000, and reports Redis CPU per entry;
 // and commandstats' µs per entry by command. aof is redistest's SetAOF mode.
-func benchScriptEntries(b *testing.B, es []stream.Entry, samples, maxSeries int, aof string) {
+func benchScriptEntries(b *testing.B, script *redis.Script, es []stream.Entry, samples, maxSeries int, aof string) {
 	srv := redistest.Start(b)
 	rdb := srv.Client()
 	ctx := context.Background()
@@ -100,12 +109,12 @@ func benchScriptEntries(b *testing.B, es []stream.Entry, samples, maxSeries int,
 		}
 		plans = append(plans, p.build("new", fromXMessages(res[0].Messages), nil, time.Now(), "0"))
 	}
-	applyScript.Load(ctx, rdb)
+	script.Load(ctx, rdb)
 	rdb.ConfigResetStat(ctx)
 	b.ResetTimer()
 	cpu0 := redisCPU(b, rdb)
 	for _, pl := range plans {
-		if err := applyScript.Run(ctx, rdb, pl.keys, pl.args...).Err(); err != nil {
+		if err := script.Run(ctx, rdb, pl.keys, pl.args...).Err(); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -168,4 +177,15 @@ func commandStats(tb testing.TB, rdb redis.UniversalClient) map[string]cmdStat {
 		out[name] = s
 	}
 	return out
+}
+
+// BenchmarkApplyFleet is BenchmarkApply on the fleet's shape (see
+// fleetEntries): one consumer with keyalertd's defaults draining the
+// prefilled stream, Redis CPU per entry applied and per raw XADD, and the
+// ratio of applied to raw XADD rates. Use -benchtime=64000x or more.
+func BenchmarkApplyFleet(b *testing.B) {
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	for _, aof := range []string{"off", "everysec"} {
+		b.Run("aof="+aof, func(b *testing.B) { benchApplyEntries(b, aof, 0, fleetEntries(b.N, 1000)) })
+	}
 }
