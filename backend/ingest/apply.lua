@@ -341,16 +341,30 @@ local function guard(key, field, first, m)
     overflow[#overflow + 1] = key
   end
   overflowed[key] = overflowed[key] + m
+  first = tonumber(first)
   for en = first, first + m - 1 do
     inOverflow[en] = true
   end
   return overflowField(field)
 end
 
--- Counts: one HINCRBY per cell for all its new entries.
+-- Counts: one HINCRBY per cell for all its new entries. On the fleet's
+-- shape every entry is a cell of its own, so numbers are converted only
+-- where needed (tonumber is a strtod): the key's index once per key, the
+-- first entry's number only if some entry is flagged or the cell fails.
+local keyAt = {}
 for g = 1, ncount do
-  local key, field = KEYS[tonumber(ARGV[i + COUNT_KEY])], ARGV[i + COUNT_FIELD]
-  local first, m = tonumber(ARGV[i + COUNT_FIRST]), tonumber(ARGV[i + COUNT_LEN])
+  local ks, field = ARGV[i + COUNT_KEY], ARGV[i + COUNT_FIELD]
+  local key = keyAt[ks]
+  if not key then
+    key = KEYS[tonumber(ks)]
+    keyAt[ks] = key
+  end
+  local first, ms = ARGV[i + COUNT_FIRST], ARGV[i + COUNT_LEN]
+  local m = 1
+  if ms ~= '1' then
+    m = tonumber(ms)
+  end
   local sum, counts = ARGV[i + COUNT_SUM], nil
   i = i + COUNT_FIXED
   if m > 1 then
@@ -358,6 +372,7 @@ for g = 1, ncount do
     i = i + 1
   end
   if nflags > 0 then
+    first = tonumber(first)
     local some = false
     for en = first, first + m - 1 do
       if flags[en] then
@@ -379,16 +394,17 @@ for g = 1, ncount do
   end
   if sum ~= '0' then
     field = guard(key, field, first, m)
-    local r = rpcall('HINCRBY', key, field, sum)
+    local r, c = rpcall('HINCRBY', key, field, sum), tonumber(sum)
     if failed(r) and not wrote and not dataError(r.err) then
       return redis.error_reply(r.err)
     elseif not failed(r) then
       wrote = true
-      if fields[key] and r == tonumber(sum) then
+      if fields[key] and r == c then
         fields[key] = fields[key] + 1 -- a new field
       end
-      rollup(key, field, tonumber(sum))
+      rollup(key, field, c)
     else
+      first = tonumber(first)
       for en = first, first + m - 1 do
         if not flags[en] then
           flag(en, 'x', r.err)
@@ -513,30 +529,43 @@ end
 -- Samples of counted entries, one list per series, newest ending up first.
 -- Entries counted in an overflow series keep no samples: their series'
 -- lists would be as many as the series the guard turned away.
+-- An entry's number is read only if some entry is flagged or overflowed,
+-- and a series with one pick (every series, on the fleet's shape) is pushed
+-- without a table.
+local checkPicks = nflags > 0 or #overflow > 0
 for g = 1, nsample do
-  local key, m = KEYS[tonumber(ARGV[i + SAMPLE_KEY])], tonumber(ARGV[i + SAMPLE_LEN])
+  local key, ms = KEYS[tonumber(ARGV[i + SAMPLE_KEY])], ARGV[i + SAMPLE_LEN]
   i = i + SAMPLE_FIXED
-  local push = {}
-  for j = 1, m do
-    local en = tonumber(ARGV[i + PICK_ENTRY])
-    if not flags[en] and not inOverflow[en] then
-      push[#push + 1] = ARGV[i + PICK_LINE]
+  local len, pushed = nil, 0
+  if ms == '1' then
+    local en = checkPicks and tonumber(ARGV[i + PICK_ENTRY])
+    if not checkPicks or (not flags[en] and not inOverflow[en]) then
+      len, pushed = rpcall('LPUSH', key, ARGV[i + PICK_LINE]), 1
     end
     i = i + PICK_WIDTH
+  else
+    local push = {}
+    for j = 1, tonumber(ms) do
+      local en = tonumber(ARGV[i + PICK_ENTRY])
+      if not flags[en] and not inOverflow[en] then
+        push[#push + 1] = ARGV[i + PICK_LINE]
+      end
+      i = i + PICK_WIDTH
+    end
+    if #push > 0 then
+      len, pushed = rpcall('LPUSH', key, unpack(push)), #push
+    end
   end
-  if #push > 0 then
-    -- Lists are per series, so most are short: trim only those over the cap.
-    -- The TTL is set when the push creates the list, not on every push: a
-    -- busy series' list then lives one retention and is created again by
-    -- its next sample, which saves an EXPIRE per series per batch.
-    local len = rpcall('LPUSH', key, unpack(push))
-    if type(len) == 'number' then
-      if len > cap then
-        rpcall('LTRIM', key, 0, cap - 1)
-      end
-      if len == #push then
-        rpcall('EXPIRE', key, sttl)
-      end
+  -- Lists are per series, so most are short: trim only those over the cap.
+  -- The TTL is set when the push creates the list, not on every push: a
+  -- busy series' list then lives one retention and is created again by
+  -- its next sample, which saves an EXPIRE per series per batch.
+  if type(len) == 'number' then
+    if len > cap then
+      rpcall('LTRIM', key, 0, cap - 1)
+    end
+    if len == pushed then
+      rpcall('EXPIRE', key, sttl)
     end
   end
 end
