@@ -414,6 +414,42 @@ for g = 1, ncount do
   end
 end
 
+-- zincrAll adds t[member] to each member of the zset zk as ZINCRBY would,
+-- with one ZMSCORE and one ZADD instead of a ZINCRBY each: on the fleet's
+-- shape a batch adds to ~30 hosts of each keyword-minute, and ZINCRBY's
+-- own work (parsing the increment, formatting the score it replies) cost
+-- more than the read. The script is atomic, so nothing comes between the
+-- read and the write; the sum is the same double addition ZINCRBY makes,
+-- and Redis passes a Lua number on with 17 significant digits, exactly. A
+-- failure (a key of another type) skips the batch's rollup of that key, as
+-- a failed ZINCRBY skipped a member: rollups are derived data.
+local function zincrAll(zk, t)
+  local ms, cs, n = {}, {}, 0
+  for m, c in pairs(t) do
+    n = n + 1
+    ms[n], cs[n] = m, c
+  end
+  if n <= 2 then
+    for j = 1, n do
+      rpcall('ZINCRBY', zk, cs[j], ms[j])
+    end
+    return
+  end
+  for lo = 1, n, 1000 do
+    local hi = math.min(n, lo + 999)
+    local cur = rpcall('ZMSCORE', zk, unpack(ms, lo, hi))
+    if not failed(cur) then
+      local add = {}
+      for j = lo, hi do
+        local v = cur[j - lo + 1]
+        local s = v and tonumber(v) or 0
+        add[#add + 1], add[#add + 2] = s + cs[j], ms[j]
+      end
+      rpcall('ZADD', zk, unpack(add))
+    end
+  end
+end
+
 -- A rollup is derived data: a failure to write it does not fail the entries.
 for key, ro in pairs(roll) do
   local hk, zk, tk = key .. '\0H', key .. '\0h', key .. '\0t'
@@ -427,9 +463,7 @@ for key, ro in pairs(roll) do
   -- sums into the zset, writes the tag zset with what \0T stood for.
   local tagsDone = false
   if rpcall('EXISTS', zk) == 1 then
-    for h, c in pairs(ro.h) do
-      rpcall('ZINCRBY', zk, c, h)
-    end
+    zincrAll(zk, ro.h)
   else
     if rpcall('EXISTS', tk) == 0 then
       local was = rpcall('HGET', hk, '\0T')
@@ -495,16 +529,11 @@ for key, ro in pairs(roll) do
     end
   end
   if not tagsDone then
-    for t, c in pairs(ro.t) do
-      rpcall('ZINCRBY', tk, c, t)
-    end
+    zincrAll(tk, ro.t)
   end
   for name, lv in pairs(ro.l) do
-    local lk = key .. '\0l:' .. name
-    for v, c in pairs(lv) do
-      rpcall('ZINCRBY', lk, c, v)
-    end
-    rpcall('ZINCRBY', lk, ro.lc[name], '\0')
+    lv['\0'] = ro.lc[name] -- the name's total; a value cannot hold NUL
+    zincrAll(key .. '\0l:' .. name, lv)
   end
 end
 
