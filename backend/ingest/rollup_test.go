@@ -203,3 +203,51 @@ func TestMinutesOfOneTagKeepNoTagRollup(t *testing.T) {
 		})
 	}
 }
+
+// The host zset takes a batch's sums per host in one read and one write
+// (apply.lua's zincrAll): members it holds and new ones, many per batch,
+// end up with the sums of their cells, and the total member with the
+// minute's total.
+func TestHostTotalsAddManyHostsPerBatchToWhatTheyHold(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	now := nowMinute()
+	const hosts = window.HostSumsMax + 100
+	var es []stream.Entry
+	for round := range 3 { // the move, then every host again, twice
+		for h := range hosts {
+			b := round*hosts + h
+			es = append(es, entry(b, "Exception", fmt.Sprintf("web-%04d", h), "app", now, int64(1+b%7)))
+		}
+	}
+	xadd(t, rdb, es...)
+	start(t, Options{Client: rdb, BatchSize: 250, Retention: time.Hour})
+	drained(t, rdb, "keyalertd")
+
+	s := window.NewStore(rdb, testStream)
+	k := s.Keys()
+	kw := "substring:Exception"
+	cells, err := s.Cells(ctx, kw, now, now+60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{}
+	var total float64
+	for _, c := range cells {
+		want[c.Host] += float64(c.Count)
+		total += float64(c.Count)
+	}
+	want[window.TotalMember] = total
+	got, err := rdb.ZRangeWithScores(ctx, k.HostTotals(kw, now), 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("host zset has %d members, want %d", len(got), len(want))
+	}
+	for _, z := range got {
+		if m, _ := z.Member.(string); want[m] != z.Score {
+			t.Errorf("host zset %q = %v, want %v", m, z.Score, want[m])
+		}
+	}
+}
