@@ -33,6 +33,7 @@ import (
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/backoff"
 	"github.com/keyalert/keyalert/pkg/redisoom"
+	"github.com/keyalert/keyalert/pkg/sendonce"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -714,7 +715,7 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 		return true
 	}
 	t0 := time.Now()
-	var sc processor = c.o.Client
+	var sc sendonce.Processor = c.o.Client
 	var conn *redis.Conn
 	if c.o.WaitReplicas > 0 {
 		// WAIT counts the replicas holding this connection's writes: the
@@ -793,44 +794,18 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 	return true
 }
 
-// processor is a client or a connection.
-type processor interface {
-	Process(ctx context.Context, cmd redis.Cmder) error
-}
-
-// sentOnce is a command go-redis must not send again by itself after a
-// timeout or a broken connection: the first may have run. For the apply
-// script that matters: a call sent again unchanged carries the fence its
-// batch was read with, so the script trusts the batch is still its own and
-// counts it a second time (version 3 and later entries: a chunk seen under
-// the same attempt is not a retry). Only commit's caller retries, with the
-// fence cleared, which makes the script check each entry is still pending.
-type sentOnce struct{ *redis.Cmd }
-
-func (sentOnce) NoRetry() bool { return true }
-
 // runApply runs the apply script as Script.Run does (EVALSHA, then EVAL if
-// the server does not have it), each call sent at most once.
-func runApply(ctx context.Context, p processor, keys []string, args []any) *redis.Cmd {
-	cmd := evalCmd(ctx, "evalsha", applyScript.Hash(), keys, args)
-	_ = p.Process(ctx, sentOnce{cmd})
+// the server does not have it), each call sent at most once. go-redis must
+// not send it again by itself after a timeout or a broken connection: a
+// call sent again unchanged carries the fence its batch was read with, so
+// the script trusts the batch is still its own and counts it a second time
+// (version 3 and later entries: a chunk seen under the same attempt is not
+// a retry). Only commit's caller retries, with the fence cleared, which
+// makes the script check each entry is still pending.
+func runApply(ctx context.Context, p sendonce.Processor, keys []string, args []any) *redis.Cmd {
+	cmd := sendonce.Eval(ctx, p, "evalsha", applyScript.Hash(), keys, args)
 	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-		cmd = evalCmd(ctx, "eval", applySource, keys, args)
-		_ = p.Process(ctx, sentOnce{cmd})
-	}
-	return cmd
-}
-
-func evalCmd(ctx context.Context, name, script string, keys []string, args []any) *redis.Cmd {
-	a := make([]any, 0, 3+len(keys)+len(args))
-	a = append(a, name, script, len(keys))
-	for _, k := range keys {
-		a = append(a, k)
-	}
-	a = append(a, args...)
-	cmd := redis.NewCmd(ctx, a...)
-	if len(keys) > 0 {
-		cmd.SetFirstKeyPos(3)
+		cmd = sendonce.Eval(ctx, p, "eval", applySource, keys, args)
 	}
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyalert/keyalert/pkg/sendonce"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -261,7 +262,10 @@ func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt
 					keys, args = append(keys, key), append(args, 0) // no cells
 				}
 				args = append(append(args, len(pairs)/2), pairs...)
-				rollAddScript.EvalSha(ctx, pipe, keys, args...)
+				// Sent once: a pipeline go-redis replayed after a timeout
+				// would add these sums twice; a failed flush fails the
+				// roll, which starts again from empty keys.
+				sendonce.Eval(ctx, pipe, "evalsha", rollAddScript.Hash(), keys, args)
 				pairs = pairs[:0]
 			}
 			for g, c := range m {
