@@ -266,14 +266,7 @@ func benchScript(b *testing.B, labels bool) {
 	rdb.XGroupCreate(ctx, testStream, "keyalertd", "0")
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
 		consumer: "c", window: time.Hour, maxPerProd: 10000, pendingMax: 10000, retention: 7 * 24 * time.Hour, sampleCap: 20, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
-	var plans []*plan
-	for {
-		res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "c", Streams: []string{testStream, ">"}, Count: 1000, Block: -1}).Result()
-		if err != nil || len(res[0].Messages) == 0 {
-			break
-		}
-		plans = append(plans, p.build("new", fromXMessages(res[0].Messages), nil, time.Now(), "0"))
-	}
+	plans := readPlans(b, rdb, &p)
 	applyScript.Load(ctx, rdb)
 	b.ResetTimer()
 	cpu0 := redisCPU(b, rdb)
@@ -283,4 +276,19 @@ func benchScript(b *testing.B, labels bool) {
 		}
 	}
 	b.ReportMetric(float64((redisCPU(b, rdb)-cpu0).Nanoseconds())/1000/float64(b.N), "redis-cpu-µs/entry")
+}
+
+// readPlans reads testStream as consumer "c" of group keyalertd in batches
+// of 1,000 and plans each, so that a benchmark can time the script alone.
+func readPlans(b *testing.B, rdb *redis.Client, p *planner) []*plan {
+	b.Helper()
+	ctx := context.Background()
+	var plans []*plan
+	for {
+		res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "c", Streams: []string{testStream, ">"}, Count: 1000, Block: -1}).Result()
+		if err != nil || len(res[0].Messages) == 0 {
+			return plans
+		}
+		plans = append(plans, p.build("new", fromXMessages(res[0].Messages), nil, time.Now(), "0"))
+	}
 }

@@ -101,14 +101,7 @@ func benchScriptEntries(b *testing.B, script *redis.Script, es []stream.Entry, s
 	p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
 		consumer: "c", window: time.Hour, maxPerProd: DefaultDedupMaxPerProducer, pendingMax: 10000, retention: 7 * 24 * time.Hour,
 		sampleCap: samples, sampleTTL: 7 * 24 * 3600, deadMaxLen: 1000, maxDeliv: 10, maxSeries: maxSeries}
-	var plans []*plan
-	for {
-		res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "keyalertd", Consumer: "c", Streams: []string{testStream, ">"}, Count: 1000, Block: -1}).Result()
-		if err != nil || len(res[0].Messages) == 0 {
-			break
-		}
-		plans = append(plans, p.build("new", fromXMessages(res[0].Messages), nil, time.Now(), "0"))
-	}
+	plans := readPlans(b, rdb, &p)
 	script.Load(ctx, rdb)
 	rdb.ConfigResetStat(ctx)
 	b.ResetTimer()
