@@ -52,6 +52,30 @@ func newPauseEval() *pauseEval {
 	return &pauseEval{paused: make(chan struct{}, 1), release: make(chan struct{}), resumed: make(chan struct{}, 1)}
 }
 
+// countApplied is an OnApplied that adds the entries applied to n.
+func countApplied(n *atomic.Int64) func(context.Context, []stream.Entry) {
+	return func(_ context.Context, a []stream.Entry) { n.Add(int64(len(a))) }
+}
+
+// startStalled starts consumer "stalls" on a client of its own, held at its
+// first apply script call (release it with the returned hold), counting
+// what it applies in applied.
+func startStalled(t *testing.T, rdb *redis.Client, applied *atomic.Int64) (*running, *pauseEval) {
+	t.Helper()
+	hold := newPauseEval()
+	hold.on.Store(true)
+	stalled := redis.NewClient(rdb.Options())
+	t.Cleanup(func() { stalled.Close() })
+	stalled.AddHook(hold)
+	a := start(t, Options{Client: stalled, Consumer: "stalls", Workers: 1, ClaimIdle: time.Hour, OnApplied: countApplied(applied)})
+	select {
+	case <-hold.paused:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the consumer never reached its apply script")
+	}
+	return a, hold
+}
+
 func (h *pauseEval) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *pauseEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
@@ -103,21 +127,9 @@ func stalledThenResumed(t *testing.T, next Options) {
 	rdb := srv.Client()
 	xadd(t, rdb, es...)
 
-	hold := newPauseEval()
-	hold.on.Store(true)
-	stalled := srv.Client()
-	stalled.AddHook(hold)
 	var appliedA, appliedB atomic.Int64
-	count := func(n *atomic.Int64) func(context.Context, []stream.Entry) {
-		return func(_ context.Context, a []stream.Entry) { n.Add(int64(len(a))) }
-	}
-	a := start(t, Options{Client: stalled, Consumer: "stalls", Workers: 1, ClaimIdle: time.Hour, OnApplied: count(&appliedA)})
-	select {
-	case <-hold.paused:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the consumer never reached its apply script")
-	}
-	next.Client, next.OnApplied = rdb, count(&appliedB)
+	a, hold := startStalled(t, rdb, &appliedA)
+	next.Client, next.OnApplied = rdb, countApplied(&appliedB)
 	start(t, next)
 	drained(t, rdb, "keyalertd")
 	close(hold.release)
@@ -631,11 +643,8 @@ func TestClaimStalledMidwayCountsOnce(t *testing.T) {
 	t.Cleanup(func() { claimer.Close() })
 	claimer.AddHook(claimHold)
 	var appliedA, appliedB atomic.Int64
-	count := func(n *atomic.Int64) func(context.Context, []stream.Entry) {
-		return func(_ context.Context, a []stream.Entry) { n.Add(int64(len(a))) }
-	}
 	// Its one worker claims first thing, and stalls there.
-	b := start(t, Options{Client: claimer, Consumer: "claims", Workers: 1, ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond, OnApplied: count(&appliedB)})
+	b := start(t, Options{Client: claimer, Consumer: "claims", Workers: 1, ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond, OnApplied: countApplied(&appliedB)})
 	select {
 	case <-claimHold.paused:
 	case <-time.After(10 * time.Second):
@@ -647,17 +656,7 @@ func TestClaimStalledMidwayCountsOnce(t *testing.T) {
 		es = append(es, chunkOf(i, 1, 1, "h", now, "err")...)
 	}
 	xadd(t, rdb, es...)
-	applyHold := newPauseEval()
-	applyHold.on.Store(true)
-	stalled := redis.NewClient(rdb.Options())
-	t.Cleanup(func() { stalled.Close() })
-	stalled.AddHook(applyHold)
-	a := start(t, Options{Client: stalled, Consumer: "stalls", Workers: 1, ClaimIdle: time.Hour, OnApplied: count(&appliedA)})
-	select {
-	case <-applyHold.paused:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the consumer never reached its apply script")
-	}
+	a, applyHold := startStalled(t, rdb, &appliedA)
 	time.Sleep(300 * time.Millisecond) // past the claim idle time
 	close(claimHold.release)
 	for deadline := time.Now().Add(10 * time.Second); appliedB.Load() < int64(len(es)) && time.Now().Before(deadline); {

@@ -233,21 +233,8 @@ func TestEntriesTrimmedWhilePendingCountedAtMostOnce(t *testing.T) {
 			now := nowMinute()
 			xadd(t, rdb, oneEach(0, held, now)...)
 
-			hold := newPauseEval()
-			hold.on.Store(true)
-			stalled := redis.NewClient(rdb.Options())
-			t.Cleanup(func() { stalled.Close() })
-			stalled.AddHook(hold)
 			var appliedA, appliedB atomic.Int64
-			count := func(n *atomic.Int64) func(context.Context, []stream.Entry) {
-				return func(_ context.Context, a []stream.Entry) { n.Add(int64(len(a))) }
-			}
-			a := start(t, Options{Client: stalled, Consumer: "stalls", Workers: 1, ClaimIdle: time.Hour, OnApplied: count(&appliedA)})
-			select {
-			case <-hold.paused:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the consumer never reached its apply script")
-			}
+			a, hold := startStalled(t, rdb, &appliedA)
 			// The plugin goes on writing, its MAXLEN trimming the batch held.
 			xaddTrimmed(t, rdb, testStream, later, oneEach(held, later, now)...)
 			if n := rdb.XLen(context.Background(), testStream).Val(); n != later {
@@ -256,7 +243,7 @@ func TestEntriesTrimmedWhilePendingCountedAtMostOnce(t *testing.T) {
 			var b *running
 			if tt.next != nil {
 				o := *tt.next
-				o.Client, o.OnApplied = rdb, count(&appliedB)
+				o.Client, o.OnApplied = rdb, countApplied(&appliedB)
 				b = start(t, o)
 				drained(t, rdb, DefaultGroup)
 			}
