@@ -160,14 +160,7 @@ func TestOpenAPIDescribesTheLabelShapes(t *testing.T) {
 	}
 	for _, tt := range schemas {
 		t.Run(tt.name, func(t *testing.T) {
-			var v any
-			if err := json.Unmarshal([]byte(tt.doc), &v); err != nil {
-				t.Fatal(err)
-			}
-			err := d.T.Components.Schemas[tt.schema].Value.VisitJSON(v, openapi3.EnableJSONSchema2020())
-			if (err != nil) != tt.invalid {
-				t.Fatalf("%s: error %v, want refused: %v", tt.schema, err, tt.invalid)
-			}
+			checkSchema(t, d, tt.schema, tt.doc, tt.invalid)
 		})
 	}
 	for _, q := range []string{
@@ -201,14 +194,21 @@ func TestOpenAPIRefusesSecretsInClear(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var v any
-			if err := json.Unmarshal([]byte(tt.doc), &v); err != nil {
-				t.Fatal(err)
-			}
-			err := d.T.Components.Schemas[tt.schema].Value.VisitJSON(v, openapi3.EnableJSONSchema2020())
-			if (err != nil) != tt.invalid {
-				t.Fatalf("%s: error %v, want refused: %v", tt.schema, err, tt.invalid)
-			}
+			checkSchema(t, d, tt.schema, tt.doc, tt.invalid)
 		})
+	}
+}
+
+// checkSchema validates the JSON doc against the document's named schema
+// and fails the test unless it is refused exactly when invalid.
+func checkSchema(t *testing.T, d *openapitest.Doc, schema, doc string, invalid bool) {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(doc), &v); err != nil {
+		t.Fatal(err)
+	}
+	err := d.T.Components.Schemas[schema].Value.VisitJSON(v, openapi3.EnableJSONSchema2020())
+	if (err != nil) != invalid {
+		t.Fatalf("%s: error %v, want refused: %v", schema, err, invalid)
 	}
 }
