@@ -2,8 +2,11 @@ package outbox_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -215,5 +218,56 @@ func TestFailingOrHangingReceiverDoesNotDelayAHealthyOne(t *testing.T) {
 			}
 			t.Logf("healthy receiver got %d events in %v", 2*alerts, time.Since(start).Round(time.Millisecond))
 		})
+	}
+}
+
+// Alerts paced on one routing key share its slots in the order they fell
+// due: one alert retrying against a receiver that fails everything does
+// not keep alerts that came later from ever being tried.
+func TestRetryingAlertDoesNotStarveOthersOfItsPace(t *testing.T) {
+	srv := redistest.Start(t)
+	var mu sync.Mutex
+	tries := map[string]int{}
+	pd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct {
+			DedupKey string `json:"dedup_key"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+			t.Errorf("undecodable event: %v", err)
+		}
+		mu.Lock()
+		tries[ev.DedupKey]++
+		mu.Unlock()
+		http.Error(w, "failing", http.StatusInternalServerError)
+	}))
+	t.Cleanup(pd.Close)
+	triesOf := func(k string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return tries[k]
+	}
+	ob := outbox.New(srv.Client(), fastOptions(nil), quiet)
+	// 10 events a second on the routing key; retries come back sooner.
+	runWith(t, ob, pdRegistry(t, pagerduty.Options{URL: pd.URL, Timeout: 2 * time.Second, EventsPerMinute: 600}))
+	enqueueAll(t, srv.Client(), ob, []notify.Notification{triggerMsg("ka-first")})
+	for deadline := time.Now().Add(5 * time.Second); triesOf("ka-first") < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first alert was tried %d times in 5 s", triesOf("ka-first"))
+		}
+	}
+	later := []string{"ka-b", "ka-c", "ka-d", "ka-e"}
+	var notes []notify.Notification
+	for _, k := range later {
+		notes = append(notes, triggerMsg(k))
+	}
+	enqueueAll(t, srv.Client(), ob, notes)
+	// 20 slots: each of the five alerts is due for several.
+	time.Sleep(2 * time.Second)
+	for _, k := range later {
+		if n := triesOf(k); n < 2 {
+			mu.Lock()
+			t.Errorf("%s tried %d times in 2 s while the first alert retried (tries: %v)", k, n, tries)
+			mu.Unlock()
+		}
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -673,6 +674,7 @@ type runner struct {
 	states       map[string]string // retry states, at start only
 	results      chan result
 	fresh        chan []*item
+	order        []string // dispatch's scratch: queue keys, longest due first
 }
 
 func (r *runner) queue(qk, key string) *queue {
@@ -803,8 +805,25 @@ func (r *runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 			wake = t
 		}
 	}
+	// Queues take free concurrency and pace slots in the order they fell
+	// due, so that one alert retrying against a failing receiver cannot
+	// take every paced slot of its routing key from alerts that waited
+	// longer (ranging over the map favours some queues over others).
+	r.order = r.order[:0]
 	for qk, q := range r.queues {
-		if q.inflight {
+		if !q.inflight {
+			r.order = append(r.order, qk)
+		}
+	}
+	slices.SortFunc(r.order, func(a, b string) int {
+		if c := r.queues[a].dueAt().Compare(r.queues[b].dueAt()); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	for _, qk := range r.order {
+		q := r.queues[qk]
+		if q == nil || q.inflight {
 			continue
 		}
 		if len(q.items) == 0 {
@@ -869,6 +888,18 @@ func (r *runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 		}(head)
 	}
 	return wake
+}
+
+// dueAt is when q's next send falls due: its head's next attempt (zero for
+// one never tried), or the resend its state asks for.
+func (q *queue) dueAt() time.Time {
+	if len(q.items) > 0 {
+		return q.items[0].next
+	}
+	if q.rec != nil {
+		return q.rec.due()
+	}
+	return time.Time{}
 }
 
 // resendItem queues the send that q's state asks for: the last event again
