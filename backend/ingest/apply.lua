@@ -37,7 +37,8 @@
 -- pairs of the counts that went to an overflow series; flags has one byte per entry, '1' counted,
 -- '0' duplicate, 'o' not pending any more (another consumer has it), 'x'
 -- failed (not acknowledged; failures lists index, error); dead entries that
--- could not be written are listed as "d<index>", error, and stay pending.
+-- could not be written are listed as "d<index>", error, and stay pending;
+-- those no longer the consumer's as "s<index>", and are left alone.
 local ARGV, KEYS, tonumber, rpcall, unpack = ARGV, KEYS, tonumber, redis.pcall, unpack
 local stream, dead, group = KEYS[KEY_STREAM], KEYS[KEY_DEAD], ARGV[ARG_GROUP]
 local n, nseen, nprod = tonumber(ARGV[ARG_ENTRIES]), tonumber(ARGV[ARG_SEEN_GROUPS]), tonumber(ARGV[ARG_PRODUCERS])
@@ -82,8 +83,15 @@ local wrote = false
 -- Which entries are still this consumer's to apply. Entries past the
 -- listing's bound count as not its own: they stay pending, and are applied
 -- later by whoever then holds them.
+local fenceMoved
+local function moved()
+  if fenceMoved == nil then
+    fenceMoved = (redis.call('GET', KEYS[KEY_FENCE]) or '0') ~= ARGV[ARG_FENCE]
+  end
+  return fenceMoved
+end
 local nown = n
-if n > 0 and (redis.call('GET', KEYS[KEY_FENCE]) or '0') ~= ARGV[ARG_FENCE] then
+if n > 0 and moved() then
   local mine = redis.call('XPENDING', stream, group, ARGV[ARG_FIRST_ID], ARGV[ARG_LAST_ID], ARGV[ARG_PENDING_MAX], ARGV[ARG_CONSUMER])
   local owned = {}
   for _, p in ipairs(mine) do
@@ -618,13 +626,23 @@ end
 local acks = {}
 for d = 1, ndead do
   local id, reason, fields = ARGV[i + DEAD_ID], ARGV[i + DEAD_REASON], ARGV[i + DEAD_FIELDS]
+  local check = ARGV[i + DEAD_CHECK] == '1'
   i = i + DEAD_WIDTH
-  local r = rpcall('XADD', dead, 'MAXLEN', '~', dmax, '*', 'reason', reason, 'source_id', id, 'fields', fields)
-  if failed(r) then
-    failures[#failures + 1] = 'd' .. d
-    failures[#failures + 1] = r.err
+  -- As for entries: once the fence moved, a dead entry is reported only if
+  -- still this consumer's, else another process of its name may have
+  -- applied or reported it meanwhile (a loss reported twice, or for an
+  -- entry counted).
+  if check and moved() and #redis.call('XPENDING', stream, group, id, id, 1, ARGV[ARG_CONSUMER]) == 0 then
+    failures[#failures + 1] = 's' .. d -- neither written nor acknowledged
+    failures[#failures + 1] = 'not pending'
   else
-    acks[#acks + 1] = id
+    local r = rpcall('XADD', dead, 'MAXLEN', '~', dmax, '*', 'reason', reason, 'source_id', id, 'fields', fields)
+    if failed(r) then
+      failures[#failures + 1] = 'd' .. d
+      failures[#failures + 1] = r.err
+    else
+      acks[#acks + 1] = id
+    end
   end
 end
 

@@ -658,7 +658,7 @@ func (c *Consumer) xautoclaim(ctx context.Context, cursor string) (msgs, deleted
 		ids, _ := v[2].([]any)
 		for _, x := range ids {
 			if id, ok := x.(string); ok {
-				deleted = append(deleted, message{id: id})
+				deleted = append(deleted, message{id: id, gone: true})
 			}
 		}
 	}
@@ -768,6 +768,13 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 	for _, f := range r.deadFailed {
 		deadFailed[f.index] = true
 		c.log.Error("dead-letter write failed; the entry stays pending", "id", pl.dead[f.index].id, "err", f.err)
+	}
+	for _, i := range r.deadStale {
+		deadFailed[i] = true
+	}
+	if len(r.deadStale) > 0 {
+		c.m.stale.Add(float64(len(r.deadStale)))
+		c.log.Info("skipped dead entries another process of this name took care of", "source", pl.source, "entries", len(r.deadStale))
 	}
 	for i, d := range pl.dead {
 		if !deadFailed[i] {

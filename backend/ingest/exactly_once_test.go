@@ -180,20 +180,10 @@ func TestScriptAppliesOnlyEntriesStillPending(t *testing.T) {
 				t.Fatal(err)
 			}
 			msgs := fromXMessages(res[0].Messages)
-			p := planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "keyalertd",
-				window: time.Hour, maxPerProd: 100, pendingMax: 1000, retention: time.Hour, sampleCap: 4, sampleTTL: 3600, deadMaxLen: 10, maxDeliv: 5}
+			p := scriptPlanner("keyalertd")
 			run := func(consumer string, msgs []message, fence string) result {
 				p.consumer = consumer
-				pl := p.build("test", msgs, nil, now, fence)
-				v, err := applyScript.Run(ctx, rdb, pl.keys, pl.args...).Result()
-				if err != nil {
-					t.Fatal(err)
-				}
-				r, err := parseResult(pl, v)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return r
+				return runPlan(t, rdb, p.build("test", msgs, nil, now, fence))
 			}
 			// As a consumer does: the fence before a read, moved before a claim.
 			stalledFence, otherFence := "0", "0"
@@ -670,4 +660,25 @@ func TestClaimStalledMidwayCountsOnce(t *testing.T) {
 	if got := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; got != int64(len(es)) {
 		t.Errorf("counted %d, want %d (the stalled consumer applied %d, the claimer %d)", got, len(es), appliedA.Load(), appliedB.Load())
 	}
+}
+
+// scriptPlanner plans batches of testStream for group as a consumer does,
+// with small limits, for tests that run the apply script by hand.
+func scriptPlanner(group string) planner {
+	return planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: group,
+		window: time.Hour, maxPerProd: 100, pendingMax: 1000, retention: time.Hour, sampleCap: 4, sampleTTL: 3600, deadMaxLen: 10, maxDeliv: 5}
+}
+
+// runPlan runs the apply script for pl and parses its result.
+func runPlan(t testing.TB, rdb redis.UniversalClient, pl *plan) result {
+	t.Helper()
+	v, err := applyScript.Run(context.Background(), rdb, pl.keys, pl.args...).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := parseResult(pl, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -219,7 +219,7 @@ func renderPlan(pl *plan) string {
 	}
 	for d := range num(argDead) {
 		fmt.Fprintf(&b, "dead %d\n", d+1)
-		rec(deadWidth, map[int]string{deadID: "id", deadReason: "reason", deadFields: "fields"})
+		rec(deadWidth, map[int]string{deadID: "id", deadReason: "reason", deadFields: "fields", deadCheck: "check"})
 	}
 	for x := range num(argExpires) {
 		fmt.Fprintf(&b, "expire %d\n", x+1)

@@ -37,6 +37,11 @@ type deadEntry struct {
 	kind   string // Reason*
 	reason string // human-readable, stored in the dead-letter stream
 	fields string // the original values as a JSON object
+	// check: the script writes it only if the entry is still this
+	// consumer's (when the fence moved): another process of the same
+	// name may have applied or reported it meanwhile. Entries XAUTOCLAIM
+	// found deleted are pending nowhere and reported by their claimer only.
+	check bool
 }
 
 // plan is one batch turned into the apply script's KEYS and ARGV.
@@ -158,7 +163,7 @@ func deadOf(m message, kind, reason string) deadEntry {
 	if err != nil {
 		fields = []byte("{}")
 	}
-	return deadEntry{id: m.id, kind: kind, reason: reason, fields: string(fields)}
+	return deadEntry{id: m.id, kind: kind, reason: reason, fields: string(fields), check: !m.gone}
 }
 
 // layout fills pl.keys and pl.args as protocol.go defines them: the
@@ -502,6 +507,11 @@ func (l *argv) deadEntries() {
 	for _, d := range l.pl.dead {
 		r := l.record(deadWidth)
 		r[deadID], r[deadReason], r[deadFields] = d.id, d.reason, d.fields
+		if d.check {
+			r[deadCheck] = "1"
+		} else {
+			r[deadCheck] = ""
+		}
 	}
 }
 
@@ -601,6 +611,7 @@ type result struct {
 	stale      int       // entries another consumer had taken over
 	failed     []failure // entries that could not be counted (still pending)
 	deadFailed []failure // dead entries that could not be written (still pending)
+	deadStale  []int     // dead entries no longer this consumer's: not written
 }
 
 type failure struct {
@@ -647,6 +658,11 @@ func parseResult(pl *plan, v any) (result, error) {
 		if d, ok := strings.CutPrefix(k, "d"); ok {
 			n, _ := strconv.Atoi(d)
 			r.deadFailed = append(r.deadFailed, failure{n - 1, msg})
+			continue
+		}
+		if d, ok := strings.CutPrefix(k, "s"); ok {
+			n, _ := strconv.Atoi(d)
+			r.deadStale = append(r.deadStale, n-1)
 			continue
 		}
 		n, _ := strconv.Atoi(k)

@@ -36,7 +36,8 @@ import (
 //	              m > 1, are their counts separated by spaces, read only if
 //	              some of them are not counted
 //	sample groups key, m, then m picks (entry, encoded sample), oldest first
-//	dead entries  id, reason, fields
+//	dead entries  id, reason, fields, check ("1": write it only if still
+//	              pending for the consumer when the fence moved)
 //	expire pairs  key, unix seconds
 //	ack-only ids  one id each
 //
@@ -123,6 +124,7 @@ const (
 	deadID     = iota // message id
 	deadReason        // human-readable reason
 	deadFields        // the original values as a JSON object
+	deadCheck         // "1": only if still the consumer's pending entry
 	deadWidth
 )
 
@@ -195,6 +197,7 @@ var protocol = []luaConst{
 	{"DEAD_ID", deadID},
 	{"DEAD_REASON", deadReason},
 	{"DEAD_FIELDS", deadFields},
+	{"DEAD_CHECK", deadCheck},
 	{"DEAD_WIDTH", deadWidth},
 	{"EXPIRE_KEY", expireKey},
 	{"EXPIRE_AT", expireAt},

@@ -14,6 +14,9 @@ import (
 type message struct {
 	id string
 	kv []string
+	// gone: XAUTOCLAIM reported the entry deleted from the stream and took
+	// it out of the pending list itself, so it is no one's pending entry.
+	gone bool
 }
 
 // values is kv as a map, for the dead-letter copy of a message.

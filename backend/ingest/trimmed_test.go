@@ -310,3 +310,68 @@ func TestClaimRereadAndTrimCheckOnACluster(t *testing.T) {
 		t.Fatalf("trim check %+v, %v; want 8 lost, lag 2", r, err)
 	}
 }
+
+// Two processes under one consumer name (one stopped, not dead, while the
+// next re-reads its pending entries) can both hold entries the plugin's
+// MAXLEN trimmed meanwhile: the stopped one with their data, the re-reader
+// as deleted. Whichever applies first settles them: counted by the first,
+// or reported lost by the first, never both and never reported twice.
+func TestSameNameProcessesSettleTrimmedEntriesOnce(t *testing.T) {
+	tests := []struct {
+		name           string
+		stalledFirst   bool
+		counted, dead  int64
+		stale, deadSkp int // the second script's: entries and dead entries not its own any more
+	}{
+		{"the stopped process applies first", true, 5, 0, 0, 5},
+		{"the re-reader reports the loss first", false, 0, 5, 5, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			ctx := context.Background()
+			now := time.Now()
+			minute := now.Unix() / 60 * 60
+			rdb.XGroupCreateMkStream(ctx, testStream, DefaultGroup, "0")
+			xadd(t, rdb, oneEach(0, 5, minute)...)
+			p := scriptPlanner(DefaultGroup)
+			p.consumer = "stalls"
+			res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: DefaultGroup, Consumer: "stalls", Streams: []string{testStream, ">"}}).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stalled := p.build("new", fromXMessages(res[0].Messages), nil, now, "0")
+			if err := rdb.XTrimMaxLen(ctx, testStream, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			// The next process of the name: fence moved, own pending entries re-read.
+			rdb.Incr(ctx, p.keys.Fence(DefaultGroup))
+			res, err = rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: DefaultGroup, Consumer: "stalls", Streams: []string{testStream, "0"}}).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			reread := p.build("pending", fromXMessages(res[0].Messages), nil, now, "")
+			if len(reread.dead) != 5 {
+				t.Fatalf("re-read %d entries as deleted, want 5", len(reread.dead))
+			}
+			first, second := stalled, reread
+			if !tt.stalledFirst {
+				first, second = reread, stalled
+			}
+			runPlan(t, rdb, first)
+			r := runPlan(t, rdb, second)
+			if r.stale != tt.stale || len(r.deadStale) != tt.deadSkp {
+				t.Errorf("second script: %d entries and %d dead entries not its own, want %d and %d", r.stale, len(r.deadStale), tt.stale, tt.deadSkp)
+			}
+			if got := totals(t, rdb, []string{"substring:err"}, minute, minute+60)[series{"substring:err", "h", "t"}]; got != tt.counted {
+				t.Errorf("counted %d, want %d", got, tt.counted)
+			}
+			if got := rdb.XLen(ctx, DeadStream(testStream)).Val(); got != tt.dead {
+				t.Errorf("dead-lettered %d, want %d", got, tt.dead)
+			}
+			if pending := rdb.XPending(ctx, testStream, DefaultGroup).Val(); pending.Count != 0 {
+				t.Errorf("%d entries left pending", pending.Count)
+			}
+		})
+	}
+}
