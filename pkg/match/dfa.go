@@ -34,7 +34,8 @@ type dfa struct {
 	nc    uint32 // number of classes
 	// trans[st+class] is the next state; trans[st+nc] is the state's depth,
 	// the length of the longest pattern prefix it tracks. States are
-	// premultiplied by stride = nc+1, so a step is one add and one load.
+	// premultiplied by stride = nc+1, so a step is one load (see step in
+	// match.go, which relies on every entry being a row's offset).
 	// States with outputs are numbered last, so "has output" is
 	// st >= matchMin.
 	trans    []uint32
