@@ -380,6 +380,13 @@ const (
 // st, while st tracks a pattern prefix that began before end: depth(st) >
 // j-end before stepping text[j].
 func runOn(d *dfa, st uint32, text []byte, end int, s *Scratch) {
+	if d.trans[st+d.nc] == 0 { // at the root: the usual case, inlined
+		return
+	}
+	runOnFrom(d, st, text, end, s)
+}
+
+func runOnFrom(d *dfa, st uint32, text []byte, end int, s *Scratch) {
 	for j := end; j < len(text) && d.depth(st) > uint32(j-end); j++ {
 		st = d.trans[st+uint32(d.class[text[j]])]
 		if st >= d.matchMin {
