@@ -94,13 +94,13 @@ type Aggregator struct {
 	// that a record of a series just counted (the usual case: a chunk is
 	// one container's lines, minute after minute) skips hashing the key
 	// into index. A slot is trusted only when its series has key k.
-	recent [recentSlots]int32
-	series []series
-	groups     map[groupKey]int32 // looked up only when a series is new
-	taken      []int32            // samples taken per group this flush
-	perKw      []int32            // groups per keyword this flush, overflow not counted
-	overflow   int64              // counts sent to the overflow series this flush
-	overKw     []int32            // keywords that overflowed this flush, in order
+	recent   [recentSlots]int32
+	series   []series
+	groups   map[groupKey]int32 // looked up only when a series is new
+	taken    []int32            // samples taken per group this flush
+	perKw    []int32            // groups per keyword this flush, overflow not counted
+	overflow int64              // counts sent to the overflow series this flush
+	overKw   []int32            // keywords that overflowed this flush, in order
 	// Entries' scratch, kept between flushes: the series' sort keys, and
 	// the rank of each keyword, host and label set (by index, id+1 for
 	// hosts and sets so that Overflow is 0) in its order, -1 when unused.
