@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/keyalert/keyalert/pkg/keyword"
 )
@@ -230,6 +231,9 @@ func TestTransitionsStayInTheTable(t *testing.T) {
 				for b, c := range d.class {
 					if uint32(c) >= d.nc {
 						t.Fatalf("%q: class of byte %d is %d, want < %d", specIDs(uniq), b, c, d.nc)
+					}
+					if d.col[b] != unsafe.Pointer(&d.trans[c]) {
+						t.Fatalf("%q: column of byte %d is not &trans[%d]", specIDs(uniq), b, c)
 					}
 				}
 				if len(d.trans)%int(d.stride) != 0 {

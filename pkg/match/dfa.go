@@ -1,6 +1,9 @@
 package match
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // hit kinds: what a pattern ending at the current byte means.
 const (
@@ -38,7 +41,10 @@ type dfa struct {
 	// match.go, which relies on every entry being a row's offset).
 	// States with outputs are numbered last, so "has output" is
 	// st >= matchMin.
-	trans    []uint32
+	trans []uint32
+	// col[b] is &trans[class[b]], so that the scan loops step with one
+	// load: trans[st+class[b]] is at col[b] + 4*st (see step).
+	col      [256]unsafe.Pointer
 	stride   uint32
 	matchMin uint32
 	// outStart[st/stride-firstMatch] .. outStart[...+1] indexes outs: the
@@ -175,6 +181,9 @@ func (d *dfa) finish(delta []int32, outs [][]hit, depth []int32, bfs []int32) {
 			row[c] = id[delta[s*nc+c]] * d.stride
 		}
 		row[nc] = uint32(depth[s])
+	}
+	for b, c := range d.class {
+		d.col[b] = unsafe.Pointer(&d.trans[c])
 	}
 }
 

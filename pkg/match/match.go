@@ -41,18 +41,18 @@
 // transition table is []uint32 indexed by state*(classes+1)+class, with
 // states premultiplied (the extra column holds the state's depth). The scan
 // loops step without bounds checks (every entry is a row's offset in the
-// table, every class is within a row), so a step is a single load whose
-// address, table + 4*class, is computed off the chain of steps.
-// Case-sensitive and ASCII-case-insensitive patterns get one automaton each;
-// the folding one maps 'A'..'Z' to the classes of 'a'..'z', so folding is
-// free. When both exist they are combined
-// into one product automaton whose states are the reachable pairs of states
+// table, every class is within a row), so a step is a single load at a
+// pointer per byte value (&table[class]) plus 4*state: only that load is on
+// the chain of steps. Case-sensitive and ASCII-case-insensitive patterns
+// get one automaton each; the folding one maps 'A'..'Z' to the classes of
+// 'a'..'z', so folding is free. When both exist they are combined into one
+// product automaton whose states are the reachable pairs of states
 // (classes: the distinct pairs of classes); if that would exceed 4 times
 // their combined states, both are stepped side by side in the same loop
 // instead. Either way each value is read once, whatever the number of
 // keywords. States with outputs are numbered last, so the loop tests one
-// comparison per byte; word boundaries are checked only when the automaton
-// reports an occurrence.
+// comparison per byte and chain; word boundaries are checked only when the
+// automaton reports an occurrence.
 //
 // A DFA step depends on the previous one, so a single chain of steps is
 // bound by load latency. A value is therefore cut into k equal parts, k =
@@ -470,16 +470,17 @@ func scan4(d *dfa, text []byte, s *Scratch) (uint32, int) {
 
 // The run functions below are the scan's inner loops. They step the
 // automaton without bounds checks (step, at): a chain's step is then a
-// single load, its address computed from the byte's class off the chain,
-// where the checked trans[st+class] puts an add on it. That is safe because
-// every entry of d.trans is a row offset (a multiple of the stride below
-// len(trans)) and every class is below the stride (finish builds them so;
-// TestTransitionsStayInTheTable checks), and the loops read t[i+k*n] only
-// for i < n with len(t) >= (k+1)*n.
+// single load at d.col[byte] + 4*st, the column pointer being loaded off
+// the chain, where the checked trans[st+class] puts an add on it and needs
+// a compare more. That is safe because every entry of d.trans is a row
+// offset (a multiple of the stride below len(trans)) and every class is
+// below the stride, so col[byte] + 4*st stays in the table (finish builds
+// them so; TestTransitionsStayInTheTable checks), and the loops read
+// t[i+k*n] only for i < n with len(t) >= (k+1)*n.
 
-// step is trans[st+class[c]] without bounds checks, tp being &trans[0].
-func step(tp unsafe.Pointer, class *[256]uint8, st uintptr, c byte) uintptr {
-	return uintptr(*(*uint32)(unsafe.Add(unsafe.Add(tp, uintptr(class[c])*4), st*4)))
+// step is trans[st+class[c]] without bounds checks, col being &d.col.
+func step(col *[256]unsafe.Pointer, st uintptr, c byte) uintptr {
+	return uintptr(*(*uint32)(unsafe.Add(col[c], st*4)))
 }
 
 // at is p[i] without bounds checks.
@@ -492,12 +493,12 @@ func run2x(d *dfa, a, b uint32, t []byte, n, i int) (uint32, uint32, int) {
 	if len(t) < 2*n || i < 0 {
 		panic("match: run2x out of range")
 	}
-	tp, class, mm := unsafe.Pointer(unsafe.SliceData(d.trans)), &d.class, uintptr(d.matchMin)
+	col, mm := &d.col, uintptr(d.matchMin)
 	p := unsafe.Pointer(unsafe.SliceData(t))
 	sa, sb := uintptr(a), uintptr(b)
 	for ; i < n; i++ {
-		sa = step(tp, class, sa, at(p, i))
-		sb = step(tp, class, sb, at(p, n+i))
+		sa = step(col, sa, at(p, i))
+		sb = step(col, sb, at(p, n+i))
 		if sa >= mm || sb >= mm {
 			break
 		}
@@ -510,13 +511,13 @@ func run3x(d *dfa, a, b, c uint32, t []byte, n, i int) (uint32, uint32, uint32, 
 	if len(t) < 3*n || i < 0 {
 		panic("match: run3x out of range")
 	}
-	tp, class, mm := unsafe.Pointer(unsafe.SliceData(d.trans)), &d.class, uintptr(d.matchMin)
+	col, mm := &d.col, uintptr(d.matchMin)
 	p := unsafe.Pointer(unsafe.SliceData(t))
 	sa, sb, sc := uintptr(a), uintptr(b), uintptr(c)
 	for ; i < n; i++ {
-		sa = step(tp, class, sa, at(p, i))
-		sb = step(tp, class, sb, at(p, n+i))
-		sc = step(tp, class, sc, at(p, 2*n+i))
+		sa = step(col, sa, at(p, i))
+		sb = step(col, sb, at(p, n+i))
+		sc = step(col, sc, at(p, 2*n+i))
 		if sa >= mm || sb >= mm || sc >= mm {
 			break
 		}
@@ -529,14 +530,14 @@ func run4x(d *dfa, a, b, c, e uint32, t []byte, n, i int) (uint32, uint32, uint3
 	if len(t) < 4*n || i < 0 {
 		panic("match: run4x out of range")
 	}
-	tp, class, mm := unsafe.Pointer(unsafe.SliceData(d.trans)), &d.class, uintptr(d.matchMin)
+	col, mm := &d.col, uintptr(d.matchMin)
 	p := unsafe.Pointer(unsafe.SliceData(t))
 	sa, sb, sc, sd := uintptr(a), uintptr(b), uintptr(c), uintptr(e)
 	for ; i < n; i++ {
-		sa = step(tp, class, sa, at(p, i))
-		sb = step(tp, class, sb, at(p, n+i))
-		sc = step(tp, class, sc, at(p, 2*n+i))
-		sd = step(tp, class, sd, at(p, 3*n+i))
+		sa = step(col, sa, at(p, i))
+		sb = step(col, sb, at(p, n+i))
+		sc = step(col, sc, at(p, 2*n+i))
+		sd = step(col, sd, at(p, 3*n+i))
 		if sa >= mm || sb >= mm || sc >= mm || sd >= mm {
 			break
 		}
@@ -550,11 +551,11 @@ func run1(d *dfa, st uint32, text []byte, i int) (uint32, int) {
 	if i < 0 {
 		panic("match: run1 out of range")
 	}
-	tp, class, mm := unsafe.Pointer(unsafe.SliceData(d.trans)), &d.class, uintptr(d.matchMin)
+	col, mm := &d.col, uintptr(d.matchMin)
 	p, n := unsafe.Pointer(unsafe.SliceData(text)), len(text)
 	s := uintptr(st)
 	for ; i < n; i++ {
-		s = step(tp, class, s, at(p, i))
+		s = step(col, s, at(p, i))
 		if s >= mm {
 			break
 		}
