@@ -62,7 +62,10 @@ func TestChainSplits(t *testing.T) {
 // every text length around the chain thresholds: an occurrence that starts
 // in one part and ends in the next is found by the chain that runs on.
 func TestOccurrencesAcrossChainSplits(t *testing.T) {
-	specs := []keyword.Spec{sub("BREAK-IN"), subI("timeout"), word("kill"), rx(`exit code \d+`), sub("ab")}
+	// The last one is longer than a part of 64 to 79 bytes: its chain
+	// runs on past the whole next part.
+	long := "a pattern longer than sixteen-byte parts"
+	specs := []keyword.Spec{sub("BREAK-IN"), subI("timeout"), word("kill"), rx(`exit code \d+`), sub("ab"), sub(long)}
 	// The text each keyword is put in as, in the order of specs.
 	kws := []struct {
 		text, id string
@@ -72,6 +75,7 @@ func TestOccurrencesAcrossChainSplits(t *testing.T) {
 		{"kill", specs[2].ID()},
 		{"exit code 7", specs[3].ID()},
 		{"ab", specs[4].ID()},
+		{long, specs[5].ID()},
 	}
 	for _, o := range []options{{}, {noProduct: true}} {
 		m, err := compile(specs, o)
