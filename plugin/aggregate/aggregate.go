@@ -233,7 +233,7 @@ func (a *Aggregator) Add(kw int, host, labels int32, minute int64, line []byte) 
 
 // recentSlots is the size of Aggregator.recent.
 const (
-	recentBits  = 6
+	recentBits  = 8
 	recentSlots = 1 << recentBits
 )
 
