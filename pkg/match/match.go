@@ -61,7 +61,8 @@
 // the root state at its part's start, so the CPU overlaps their loads.
 // Each chain but the last runs on past its part's end only while its state
 // tracks a pattern prefix that began inside its part (usually a few bytes;
-// the state's depth says so); the last one finishes the value. An
+// the state's depth says so; with four chains the first three run on
+// together while any of them needs to); the last one finishes the value. An
 // occurrence is seen whole by the chain of the part it starts in, and word
 // boundaries are tested on the whole value, so splitting changes nothing
 // that is found.
