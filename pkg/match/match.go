@@ -384,10 +384,6 @@ func runOn(d *dfa, st uint32, text []byte, end int, s *Scratch) {
 	if d.trans[st+d.nc] == 0 { // at the root: the usual case, inlined
 		return
 	}
-	runOnFrom(d, st, text, end, s)
-}
-
-func runOnFrom(d *dfa, st uint32, text []byte, end int, s *Scratch) {
 	runOnAt(d, st, text, end, end, s)
 }
 
