@@ -1,6 +1,9 @@
 package match
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // hit kinds: what a pattern ending at the current byte means.
 const (
@@ -34,10 +37,14 @@ type dfa struct {
 	nc    uint32 // number of classes
 	// trans[st+class] is the next state; trans[st+nc] is the state's depth,
 	// the length of the longest pattern prefix it tracks. States are
-	// premultiplied by stride = nc+1, so a step is one add and one load.
+	// premultiplied by stride = nc+1, so a step is one load (see step in
+	// match.go, which relies on every entry being a row's offset).
 	// States with outputs are numbered last, so "has output" is
 	// st >= matchMin.
-	trans    []uint32
+	trans []uint32
+	// col[b] is &trans[class[b]], so that the scan loops step with one
+	// load: trans[st+class[b]] is at col[b] + 4*st (see step).
+	col      [256]unsafe.Pointer
 	stride   uint32
 	matchMin uint32
 	// outStart[st/stride-firstMatch] .. outStart[...+1] indexes outs: the
@@ -174,6 +181,9 @@ func (d *dfa) finish(delta []int32, outs [][]hit, depth []int32, bfs []int32) {
 			row[c] = id[delta[s*nc+c]] * d.stride
 		}
 		row[nc] = uint32(depth[s])
+	}
+	for b, c := range d.class {
+		d.col[b] = unsafe.Pointer(&d.trans[c])
 	}
 }
 

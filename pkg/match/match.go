@@ -39,23 +39,33 @@
 // Aho-Corasick automaton compiled to a dense DFA whose input alphabet is byte
 // classes (the bytes the patterns use, plus one class for all others); the
 // transition table is []uint32 indexed by state*(classes+1)+class, with
-// states premultiplied so a step is one add and one load (the extra column
-// holds the state's depth). Case-sensitive and ASCII-case-insensitive
-// patterns get one automaton each; the folding one maps 'A'..'Z' to the
-// classes of 'a'..'z', so folding is free. When both exist they are combined
-// into one product automaton whose states are the reachable pairs of states
+// states premultiplied (the extra column holds the state's depth). The scan
+// loops step without bounds checks (every entry is a row's offset in the
+// table, every class is within a row), so a step is a single load at a
+// pointer per byte value (&table[class]) plus 4*state: only that load is on
+// the chain of steps. Case-sensitive and ASCII-case-insensitive patterns
+// get one automaton each; the folding one maps 'A'..'Z' to the classes of
+// 'a'..'z', so folding is free. When both exist they are combined into one
+// product automaton whose states are the reachable pairs of states
 // (classes: the distinct pairs of classes); if that would exceed 4 times
 // their combined states, both are stepped side by side in the same loop
 // instead. Either way each value is read once, whatever the number of
 // keywords. States with outputs are numbered last, so the loop tests one
-// comparison per byte; word boundaries are checked only when the automaton
-// reports an occurrence.
+// comparison per byte and chain; word boundaries are checked only when the
+// automaton reports an occurrence.
 //
 // A DFA step depends on the previous one, so a single chain of steps is
-// bound by load latency. Values of 32 bytes or more are scanned by two chains
-// interleaved in one loop, from the start and from the middle; the first one
-// runs on past the middle only while its state tracks a pattern prefix that
-// began before it (usually a few bytes).
+// bound by load latency. A value is therefore cut into k equal parts, k =
+// len/16 up to 4 (two chains from 32 bytes, three from 48, four from 64),
+// and k chains step through the parts in lockstep in one loop, each from
+// the root state at its part's start, so the CPU overlaps their loads.
+// Each chain but the last runs on past its part's end only while its state
+// tracks a pattern prefix that began inside its part (usually a few bytes;
+// the state's depth says so; with four chains the first three run on
+// together while any of them needs to); the last one finishes the value. An
+// occurrence is seen whole by the chain of the part it starts in, and word
+// boundaries are tested on the whole value, so splitting changes nothing
+// that is found.
 //
 // Regexes are prefiltered with literals read from their syntax tree
 // (regexp/syntax): sets of literals such that every match contains one
@@ -85,6 +95,7 @@ package match
 import (
 	"fmt"
 	"regexp"
+	"unsafe"
 
 	"github.com/keyalert/keyalert/pkg/keyword"
 )
@@ -330,39 +341,28 @@ func (m *Matcher) Scan(text []byte, s *Scratch) {
 // between them.
 //
 // A DFA step is a load that depends on the previous one, so one chain of
-// steps is bound by load latency. For texts of 2*interleaveMin bytes or more,
-// two chains run interleaved, one from the start and one from the middle
-// (root state), and the first continues past the middle only while it tracks
-// a pattern prefix that started before the middle (its state's depth says
-// so); that is usually a few bytes. Between them they see every occurrence;
-// one seen twice is reported twice, harmlessly.
+// steps is bound by load latency. A text of k*interleaveMin bytes or more
+// (k up to maxChains) is cut into k equal parts, and k chains step through
+// them in lockstep, each from the root state at its part's start; the CPU
+// overlaps their loads. Each chain but the last then continues past its
+// part's end only while it tracks a pattern prefix that started inside its
+// part (its state's depth says so); that is usually a few bytes. The last
+// chain runs on to the end of the text. Between them they see every
+// occurrence: one that starts in part j is seen whole by chain j. One seen
+// twice is reported twice, harmlessly.
 func (m *Matcher) scan1(d *dfa, text []byte, s *Scratch) {
-	st, i := uint32(0), 0
-	if mid := len(text) / 2; mid >= interleaveMin {
-		sb := uint32(0)
-		for {
-			st, sb, i = run2x(d.trans, &d.class, d.matchMin, st, sb, text[:mid], text[mid:2*mid], i)
-			if i == mid {
-				break
-			}
-			if st >= d.matchMin {
-				report(d.hits(st), text, i, s)
-			}
-			if sb >= d.matchMin {
-				report(d.hits(sb), text, mid+i, s)
-			}
-			i++
-		}
-		for j := mid; j < len(text) && d.depth(st) > uint32(j-mid); j++ {
-			st = d.trans[st+uint32(d.class[text[j]])]
-			if st >= d.matchMin {
-				report(d.hits(st), text, j, s)
-			}
-		}
-		st, i = sb, 2*mid
+	var st uint32
+	i := 0
+	switch k := min(len(text)/interleaveMin, maxChains); k {
+	case 4:
+		st, i = scan4(d, text, s)
+	case 3:
+		st, i = scan3(d, text, s)
+	case 2:
+		st, i = scan2x(d, text, s)
 	}
 	for ; i < len(text); i++ {
-		st, i = run1(d.trans, &d.class, d.matchMin, st, text, i)
+		st, i = run1(d, st, text, i)
 		if i == len(text) {
 			return
 		}
@@ -370,34 +370,222 @@ func (m *Matcher) scan1(d *dfa, text []byte, s *Scratch) {
 	}
 }
 
-// interleaveMin is the shortest half of a text worth a second chain.
-const interleaveMin = 16
+// interleaveMin is the shortest part of a text worth its own chain;
+// maxChains bounds the chains.
+const (
+	interleaveMin = 16
+	maxChains     = 4
+)
 
-// run2x steps two chains of one automaton over a and b (equal lengths) in
-// lockstep from index i until either reaches a state with outputs; it
-// returns both states and that index, or len(a).
-func run2x(trans []uint32, class *[256]uint8, matchMin, sa, sb uint32, a, b []byte, i int) (uint32, uint32, int) {
-	b = b[:len(a)]
-	for ; i < len(a); i++ {
-		sa = trans[sa+uint32(class[a[i]])]
-		sb = trans[sb+uint32(class[b[i]])]
-		if sa >= matchMin || sb >= matchMin {
-			return sa, sb, i
+// runOn continues a chain that stepped text up to end (exclusive) in state
+// st, while st tracks a pattern prefix that began before end: depth(st) >
+// j-end before stepping text[j].
+func runOn(d *dfa, st uint32, text []byte, end int, s *Scratch) {
+	if d.trans[st+d.nc] == 0 { // at the root: the usual case, inlined
+		return
+	}
+	runOnAt(d, st, text, end, end, s)
+}
+
+// runOnAt is runOn for a chain that has already run on to text[from-1].
+func runOnAt(d *dfa, st uint32, text []byte, end, from int, s *Scratch) {
+	for j := from; j < len(text) && d.depth(st) > uint32(j-end); j++ {
+		st = d.trans[st+uint32(d.class[text[j]])]
+		if st >= d.matchMin {
+			report(d.hits(st), text, j, s)
 		}
 	}
-	return sa, sb, i
+}
+
+// scan2x steps two chains over the halves of text[:2*(len/2)]; it returns
+// the last chain's state and the index it stopped at, for run1 to finish.
+func scan2x(d *dfa, text []byte, s *Scratch) (uint32, int) {
+	n := len(text) / 2
+	sa, sb := uint32(0), uint32(0)
+	for i := 0; ; i++ {
+		sa, sb, i = run2x(d, sa, sb, text[:2*n], n, i)
+		if i == n {
+			break
+		}
+		if sa >= d.matchMin {
+			report(d.hits(sa), text, i, s)
+		}
+		if sb >= d.matchMin {
+			report(d.hits(sb), text, n+i, s)
+		}
+	}
+	runOn(d, sa, text, n, s)
+	return sb, 2 * n
+}
+
+// scan3 is scan2x with three chains.
+func scan3(d *dfa, text []byte, s *Scratch) (uint32, int) {
+	n := len(text) / 3
+	sa, sb, sc := uint32(0), uint32(0), uint32(0)
+	for i := 0; ; i++ {
+		sa, sb, sc, i = run3x(d, sa, sb, sc, text[:3*n], n, i)
+		if i == n {
+			break
+		}
+		if sa >= d.matchMin {
+			report(d.hits(sa), text, i, s)
+		}
+		if sb >= d.matchMin {
+			report(d.hits(sb), text, n+i, s)
+		}
+		if sc >= d.matchMin {
+			report(d.hits(sc), text, 2*n+i, s)
+		}
+	}
+	runOn(d, sa, text, n, s)
+	runOn(d, sb, text, 2*n, s)
+	return sc, 3 * n
+}
+
+// scan4 is scan2x with four chains.
+func scan4(d *dfa, text []byte, s *Scratch) (uint32, int) {
+	n := len(text) / 4
+	sa, sb, sc, sd := uint32(0), uint32(0), uint32(0), uint32(0)
+	for i := 0; ; i++ {
+		sa, sb, sc, sd, i = run4x(d, sa, sb, sc, sd, text[:4*n], n, i)
+		if i == n {
+			break
+		}
+		if sa >= d.matchMin {
+			report(d.hits(sa), text, i, s)
+		}
+		if sb >= d.matchMin {
+			report(d.hits(sb), text, n+i, s)
+		}
+		if sc >= d.matchMin {
+			report(d.hits(sc), text, 2*n+i, s)
+		}
+		if sd >= d.matchMin {
+			report(d.hits(sd), text, 3*n+i, s)
+		}
+	}
+	// The first three chains run on together, all while any needs to (a
+	// chain stepping further than it needs only finds occurrences again):
+	// one loop exit to mispredict instead of three.
+	col, mm := &d.col, uintptr(d.matchMin)
+	p := unsafe.Pointer(unsafe.SliceData(text[:4*n]))
+	a, b, c := uintptr(sa), uintptr(sb), uintptr(sc)
+	j := 0
+	for ; j < n; j++ { // text[3n+j] is in bounds
+		if d.depth(uint32(a)) <= uint32(j) && d.depth(uint32(b)) <= uint32(j) && d.depth(uint32(c)) <= uint32(j) {
+			return sd, 4 * n
+		}
+		a = step(col, a, at(p, n+j))
+		b = step(col, b, at(p, 2*n+j))
+		c = step(col, c, at(p, 3*n+j))
+		if a >= mm || b >= mm || c >= mm {
+			for k, x := range [3]uintptr{a, b, c} {
+				if x >= mm {
+					report(d.hits(uint32(x)), text, (k+1)*n+j, s)
+				}
+			}
+		}
+	}
+	// Prefixes longer than a part: on, one chain at a time.
+	runOnAt(d, uint32(a), text, n, 2*n, s)
+	runOnAt(d, uint32(b), text, 2*n, 3*n, s)
+	runOnAt(d, uint32(c), text, 3*n, 4*n, s)
+	return sd, 4 * n
+}
+
+// The run functions below are the scan's inner loops. They step the
+// automaton without bounds checks (step, at): a chain's step is then a
+// single load at d.col[byte] + 4*st, the column pointer being loaded off
+// the chain, where the checked trans[st+class] puts an add on it and needs
+// a compare more. That is safe because every entry of d.trans is a row
+// offset (a multiple of the stride below len(trans)) and every class is
+// below the stride, so col[byte] + 4*st stays in the table (finish builds
+// them so; TestTransitionsStayInTheTable checks), and the loops read
+// t[i+k*n] only for i < n with len(t) >= (k+1)*n.
+
+// step is trans[st+class[c]] without bounds checks, col being &d.col.
+func step(col *[256]unsafe.Pointer, st uintptr, c byte) uintptr {
+	return uintptr(*(*uint32)(unsafe.Add(col[c], st*4)))
+}
+
+// at is p[i] without bounds checks.
+func at(p unsafe.Pointer, i int) byte { return *(*byte)(unsafe.Add(p, i)) }
+
+// run2x steps two chains over t[:n] and t[n:2n] (len(t) >= 2n) in
+// lockstep from index i until either reaches a state with outputs; it
+// returns both states and that index, or n.
+func run2x(d *dfa, a, b uint32, t []byte, n, i int) (uint32, uint32, int) {
+	if len(t) < 2*n || i < 0 {
+		panic("match: run2x out of range")
+	}
+	col, mm := &d.col, uintptr(d.matchMin)
+	p := unsafe.Pointer(unsafe.SliceData(t))
+	sa, sb := uintptr(a), uintptr(b)
+	for ; i < n; i++ {
+		sa = step(col, sa, at(p, i))
+		sb = step(col, sb, at(p, n+i))
+		if sa >= mm || sb >= mm {
+			break
+		}
+	}
+	return uint32(sa), uint32(sb), i
+}
+
+// run3x is run2x for three chains.
+func run3x(d *dfa, a, b, c uint32, t []byte, n, i int) (uint32, uint32, uint32, int) {
+	if len(t) < 3*n || i < 0 {
+		panic("match: run3x out of range")
+	}
+	col, mm := &d.col, uintptr(d.matchMin)
+	p := unsafe.Pointer(unsafe.SliceData(t))
+	sa, sb, sc := uintptr(a), uintptr(b), uintptr(c)
+	for ; i < n; i++ {
+		sa = step(col, sa, at(p, i))
+		sb = step(col, sb, at(p, n+i))
+		sc = step(col, sc, at(p, 2*n+i))
+		if sa >= mm || sb >= mm || sc >= mm {
+			break
+		}
+	}
+	return uint32(sa), uint32(sb), uint32(sc), i
+}
+
+// run4x is run2x for four chains.
+func run4x(d *dfa, a, b, c, e uint32, t []byte, n, i int) (uint32, uint32, uint32, uint32, int) {
+	if len(t) < 4*n || i < 0 {
+		panic("match: run4x out of range")
+	}
+	col, mm := &d.col, uintptr(d.matchMin)
+	p := unsafe.Pointer(unsafe.SliceData(t))
+	sa, sb, sc, sd := uintptr(a), uintptr(b), uintptr(c), uintptr(e)
+	for ; i < n; i++ {
+		sa = step(col, sa, at(p, i))
+		sb = step(col, sb, at(p, n+i))
+		sc = step(col, sc, at(p, 2*n+i))
+		sd = step(col, sd, at(p, 3*n+i))
+		if sa >= mm || sb >= mm || sc >= mm || sd >= mm {
+			break
+		}
+	}
+	return uint32(sa), uint32(sb), uint32(sc), uint32(sd), i
 }
 
 // run1 steps from state st at text[i] until a state with outputs; it returns
 // that state and the index of the byte that led there, or len(text).
-func run1(trans []uint32, class *[256]uint8, matchMin, st uint32, text []byte, i int) (uint32, int) {
-	for ; i < len(text); i++ {
-		st = trans[st+uint32(class[text[i]])]
-		if st >= matchMin {
-			return st, i
+func run1(d *dfa, st uint32, text []byte, i int) (uint32, int) {
+	if i < 0 {
+		panic("match: run1 out of range")
+	}
+	col, mm := &d.col, uintptr(d.matchMin)
+	p, n := unsafe.Pointer(unsafe.SliceData(text)), len(text)
+	s := uintptr(st)
+	for ; i < n; i++ {
+		s = step(col, s, at(p, i))
+		if s >= mm {
+			break
 		}
 	}
-	return st, i
+	return uint32(s), i
 }
 
 // scan2 advances both automata in one loop; their dependency chains are

@@ -90,12 +90,17 @@ type Aggregator struct {
 	labelLists [][]stream.Label
 	overLabels []stream.Label // the overflow series' labels
 	index      map[seriesKey]int32
-	series     []series
-	groups     map[groupKey]int32 // looked up only when a series is new
-	taken      []int32            // samples taken per group this flush
-	perKw      []int32            // groups per keyword this flush, overflow not counted
-	overflow   int64              // counts sent to the overflow series this flush
-	overKw     []int32            // keywords that overflowed this flush, in order
+	// recent[slot(k)] is 1 + the index of a series recently counted, so
+	// that a record of a series just counted (the usual case: a chunk is
+	// one container's lines, minute after minute) skips hashing the key
+	// into index. A slot is trusted only when its series has key k.
+	recent   [recentSlots]int32
+	series   []series
+	groups   map[groupKey]int32 // looked up only when a series is new
+	taken    []int32            // samples taken per group this flush
+	perKw    []int32            // groups per keyword this flush, overflow not counted
+	overflow int64              // counts sent to the overflow series this flush
+	overKw   []int32            // keywords that overflowed this flush, in order
 	// Entries' scratch, kept between flushes: the series' sort keys, and
 	// the rank of each keyword, host and label set (by index, id+1 for
 	// hosts and sets so that Overflow is 0) in its order, -1 when unused.
@@ -145,6 +150,7 @@ func (a *Aggregator) Reset(samples, perFlush int) {
 		a.LabelSetString("") // id 0 stays the empty set
 	}
 	clear(a.index)
+	clear(a.recent[:])
 	for i := range a.series {
 		clear(a.series[i].samples) // drop references into the last chunk
 		a.series[i].samples = a.series[i].samples[:0]
@@ -207,9 +213,14 @@ func (a *Aggregator) LabelSetString(key string) int32 {
 // keyword's limit is counted in the overflow series instead.
 func (a *Aggregator) Add(kw int, host, labels int32, minute int64, line []byte) {
 	k := seriesKey{groupKey: groupKey{kw: int32(kw), host: host, labels: labels}, minute: minute}
-	i, ok := a.index[k]
-	if !ok {
-		i = a.newSeries(k)
+	slot := k.slot()
+	i := a.recent[slot] - 1
+	if i < 0 || int(i) >= len(a.series) || a.series[i].seriesKey != k {
+		var ok bool
+		if i, ok = a.index[k]; !ok {
+			i = a.newSeries(k)
+		}
+		a.recent[slot] = i + 1
 	}
 	s := &a.series[i]
 	s.count++
@@ -218,6 +229,20 @@ func (a *Aggregator) Add(kw int, host, labels int32, minute int64, line []byte) 
 		a.perFlush--
 		s.samples = append(s.samples, line)
 	}
+}
+
+// recentSlots is the size of Aggregator.recent.
+const (
+	recentBits  = 8
+	recentSlots = 1 << recentBits
+)
+
+// slot picks k's slot in Aggregator.recent: a multiplicative hash of its
+// fields.
+func (k seriesKey) slot() int {
+	h := uint64(uint32(k.kw)) | uint64(uint32(k.host))<<32
+	h = (h ^ uint64(uint32(k.labels))*0x9e3779b97f4a7c15 ^ uint64(k.minute)) * 0xbf58476d1ce4e5b9
+	return int(h >> (64 - recentBits))
 }
 
 // newSeries adds the series k, found in its group (a series per minute shares

@@ -1,6 +1,8 @@
 package aggregate
 
 import (
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -335,6 +337,53 @@ func TestSortKeysIsCmpKeys(t *testing.T) {
 			if cmpKeys(got[i], want[i]) != 0 {
 				t.Fatalf("n=%d: key %d is %+v, want %+v", n, i, got[i], want[i])
 			}
+		}
+	}
+}
+
+// TestCountsWithManySeriesInTurn adds records of far more series than
+// Aggregator.recent has slots, in an order that revisits them, past the
+// series limit and over several flushes: every count equals a plain count
+// per (keyword, host, labels, minute), the overflow's included.
+func TestCountsWithManySeriesInTurn(t *testing.T) {
+	a := New()
+	a.SetLabelNames([]string{"app"})
+	a.SetMaxSeries(150)
+	r := rand.New(rand.NewPCG(7, 8))
+	for round := range 3 {
+		a.Reset(0, DefaultSamplesPerFlush)
+		want := map[string]int64{}
+		perKw := map[int]map[string]bool{}
+		for i := range 5000 {
+			kw := r.IntN(2)
+			host := "h" + itoa(int64(r.IntN(4)))
+			app := "a" + itoa(int64(r.IntN(50)))
+			minute := int64(r.IntN(3)) * 60
+			if i%3 == 0 { // runs of one series, as a one-container chunk makes
+				kw, host, app, minute = 0, "h0", "a0", 0
+			}
+			a.Add(kw, a.Host([]byte(host)), a.LabelSet([]byte(app)), minute, nil)
+			if perKw[kw] == nil {
+				perKw[kw] = map[string]bool{}
+			}
+			series := host + " t [app=" + app + "]"
+			if !perKw[kw][series] && len(perKw[kw]) >= 150 {
+				series = "__other__ __other__ [app=__other__]"
+			} else {
+				perKw[kw][series] = true
+			}
+			want[specs[kw].ID()+" "+series+" "+itoa(minute)]++
+		}
+		got := map[string]int64{}
+		for _, e := range a.Entries(specs, "b", "t", nil) {
+			var ls []string
+			for _, l := range e.Labels {
+				ls = append(ls, l.Name+"="+l.Value)
+			}
+			got[e.Keyword.ID()+" "+e.Host+" "+e.Tag+" ["+strings.Join(ls, " ")+"] "+itoa(e.Minute)] += e.Count
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("round %d: %d series counted, want %d:\ngot  %v\nwant %v", round, len(got), len(want), got, want)
 		}
 	}
 }

@@ -378,18 +378,40 @@ func (m *Map) NextLike(like []byte) (key, val []byte, same, ok bool) {
 	if m.n == 0 {
 		return nil, nil, false, false
 	}
-	key, vb, isText := text(m.b)
-	if !isText {
-		var err error
-		if vb, err = skip(m.b); err != nil {
-			m.n, m.bad = 0, true
-			return nil, nil, false, false
+	// Keys are fixstr and values mostly strings, the forms Fluent Bit
+	// writes: those are read here, without a call (text and skip are too
+	// large to inline).
+	var vb []byte
+	if b := m.b; len(b) > 0 && b[0]&0xe0 == 0xa0 && len(b) > int(b[0]&0x1f) {
+		n := 1 + int(b[0]&0x1f)
+		key, vb = b[1:n:n], b[n:]
+	} else {
+		var isText bool
+		if key, vb, isText = text(b); !isText {
+			var err error
+			if vb, err = skip(b); err != nil {
+				m.n, m.bad = 0, true
+				return nil, nil, false, false
+			}
 		}
 	}
 	if len(like) > 0 && isContainer(like[0]) && len(vb) >= len(like) && string(vb[:len(like)]) == string(like) {
 		m.n--
 		m.b = vb[len(like):]
 		return key, vb[:len(like)], true, true
+	}
+	if len(vb) > 1 {
+		n := -1
+		if c := vb[0]; c&0xe0 == 0xa0 { // fixstr
+			n = 1 + int(c&0x1f)
+		} else if c == 0xd9 { // str8
+			n = 2 + int(vb[1])
+		}
+		if n >= 0 && n <= len(vb) {
+			m.n--
+			m.b = vb[n:]
+			return key, vb[:n], false, true
+		}
 	}
 	after, err := skip(vb)
 	if err != nil {

@@ -2,6 +2,7 @@ package chunk
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,7 +155,7 @@ func FuzzParseHead(f *testing.F) {
 // the same end, the same error.
 func FuzzNextLike(f *testing.F) {
 	kube := func(ns string) []byte {
-		b, err := msgp.AppendIntf(nil, map[string]any{"log": "x", "kubernetes": map[string]any{
+		b, err := msgp.AppendIntf(nil, map[string]any{"log": "x", "line": strings.Repeat("y", 40), "kubernetes": map[string]any{
 			"namespace_name": ns, "labels": map[string]any{"app": "web"}, "list": []any{"a", int64(1)}}})
 		if err != nil {
 			f.Fatal(err)
@@ -204,5 +205,52 @@ func FuzzNextLike(f *testing.F) {
 		if wok != gok || len(wr) != len(gr) {
 			t.Fatalf("rest: Next %d %v, NextLike %d %v", len(wr), wok, len(gr), gok)
 		}
+		// Next itself against msgp's reading of the map, as far as msgp reads it.
+		keys, vals, rest, err := msgpPairs(b)
+		m, _ := NewMap(b)
+		for j := range keys {
+			k, v, ok := m.Next()
+			if !ok || string(k) != string(keys[j]) || string(v) != string(vals[j]) || (k == nil) != (keys[j] == nil) {
+				t.Fatalf("pair %d: msgp %q %q, Next %q %q %v", j, keys[j], vals[j], k, v, ok)
+			}
+		}
+		if err == nil {
+			if _, _, ok := m.Next(); ok {
+				t.Fatalf("Next reads past the map's %d pairs", len(keys))
+			}
+			if r, ok := m.Rest(); !ok || len(r) != len(rest) {
+				t.Fatalf("rest: msgp %d, Next %d %v", len(rest), len(r), ok)
+			}
+		}
 	})
+}
+
+// msgpPairs reads map b's pairs with msgp: str and bin keys as their bytes,
+// others as nil, and each value's raw bytes; up to the first error.
+func msgpPairs(b []byte) (keys, vals [][]byte, rest []byte, err error) {
+	n, b, err := msgp.ReadMapHeaderBytes(b)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for range n {
+		var k, after []byte
+		switch msgp.NextType(b) {
+		case msgp.StrType:
+			k, after, err = msgp.ReadStringZC(b)
+		case msgp.BinType:
+			k, after, err = msgp.ReadBytesZC(b)
+		default:
+			after, err = msgp.Skip(b)
+		}
+		if err != nil {
+			return keys, vals, nil, err
+		}
+		end, err := msgp.Skip(after)
+		if err != nil {
+			return keys, vals, nil, err
+		}
+		keys, vals = append(keys, k), append(vals, after[:len(after)-len(end)])
+		b = end
+	}
+	return keys, vals, b, nil
 }

@@ -117,7 +117,20 @@ type Flusher struct {
 	slots     int
 	hostSlot  int
 	labelSlot []int
-	pool      sync.Pool
+	// want are the top-level keys the record walk looks for, each once:
+	// those of tops, and the Keys scanned (without AllKeys). wantLens has
+	// bit min(len(key), 63) set for each.
+	want     []wantKey
+	wantLens uint64
+	pool     sync.Pool
+}
+
+// wantKey is a top-level key the record walk looks for: tops[top] (-1:
+// none) starts with it, and scan says its value is scanned.
+type wantKey struct {
+	key  string
+	top  int
+	scan bool
 }
 
 // top is one top-level record key and the paths read under it.
@@ -204,6 +217,26 @@ func New(opt Options) *Flusher {
 		}
 		f.tops = append(f.tops, top{key: g[0].path.Top(), tree: tree, slot: f.slots})
 		f.slots += len(g)
+	}
+	wanted := func(key string) *wantKey {
+		for i := range f.want {
+			if f.want[i].key == key {
+				return &f.want[i]
+			}
+		}
+		f.want = append(f.want, wantKey{key: key, top: -1})
+		f.wantLens |= 1 << min(len(key), 63)
+		return &f.want[len(f.want)-1]
+	}
+	for i, t := range f.tops {
+		if w := wanted(t.key); w.top < 0 { // the first, as the walk took
+			w.top = i
+		}
+	}
+	if !opt.AllKeys {
+		for _, k := range opt.Keys {
+			wanted(k).scan = true
+		}
 	}
 	f.pool.New = func() any {
 		a := aggregate.New()
@@ -397,6 +430,7 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) (matched, whole bool)
 	}
 	opt := &s.f.opt
 	tops, topVals := s.f.tops, s.topVals
+	want, wantLens := s.f.want, s.f.wantLens
 	clear(topVals)
 	// The last record's value at the same place is the likely value here
 	// (the kubernetes map of a container's lines), found by comparing bytes
@@ -420,24 +454,27 @@ func (s *state) record(ev *chunk.Event, defaultHost int32) (matched, whole bool)
 			likes[pos] = v
 		}
 		// Remember where the host and labels start, so a matching record is
-		// not walked again (the values are followed only if it matches).
-		for i := range tops {
-			if string(k) == tops[i].key {
-				topVals[i] = v
+		// not walked again (the values are followed only if it matches),
+		// and scan the Keys. Most keys are neither: their length says so.
+		if wantLens&(1<<min(len(k), 63)) != 0 {
+			for i := range want {
+				w := &want[i]
+				if string(k) != w.key {
+					continue
+				}
+				if w.top >= 0 {
+					topVals[w.top] = v
+				}
+				if w.scan {
+					if t, ok := chunk.Text(v); ok {
+						s.scan(t)
+					}
+				}
 				break
 			}
 		}
 		if opt.AllKeys {
 			s.scanAll(v, 0)
-			continue
-		}
-		for _, key := range opt.Keys {
-			if string(k) == key {
-				if t, ok := chunk.Text(v); ok {
-					s.scan(t)
-				}
-				break
-			}
 		}
 	}
 	rest, whole := mp.Rest()

@@ -348,3 +348,55 @@ func TestZeroPathLabelIsEmpty(t *testing.T) {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }
+
+// TestKeysTheWalkLooksFor: a key that is both scanned and a label's top,
+// keys listed twice, keys past 63 bytes (their length shares a bit of the
+// length filter), keys of lengths no wanted key has, and a record with a
+// non-string key.
+func TestKeysTheWalkLooksFor(t *testing.T) {
+	long := strings.Repeat("k", 70)
+	longer := strings.Repeat("k", 71)
+	rec := func(pairs ...any) []byte {
+		var o ordered
+		for i := 0; i+1 < len(pairs); i += 2 {
+			o = append(o, struct {
+				k string
+				v any
+			}{pairs[i].(string), pairs[i+1]})
+		}
+		head, err := chunk.AppendEvent(nil, chunk.FormatV2, t0, chunk.EventTime, map[string]any{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.append(head[:len(head)-1])
+	}
+	tests := []struct {
+		name   string
+		keys   []string
+		labels []Label
+		data   []byte
+		want   string
+	}{
+		{"scanned key is a label too", []string{"log"}, []Label{{Name: "l", Path: accessor.MustParse("$log")}},
+			rec("log", "ERROR x"),
+			"substring:ERROR agent t {l=ERROR x} +0 1 [ERROR x]"},
+		{"key listed twice counts once", []string{"log", "log"}, nil,
+			rec("log", "ERROR x"),
+			"substring:ERROR agent t {} +0 1 [ERROR x]"},
+		{"keys past 63 bytes", []string{long}, []Label{{Name: "l", Path: accessor.MustParse("$" + long)}},
+			rec(longer, "ERROR no", long, "ERROR yes"),
+			"substring:ERROR agent t {l=ERROR yes} +0 1 [ERROR yes]"},
+		{"same length, other key", []string{"msg"}, []Label{{Name: "l", Path: accessor.MustParse("$lvl")}},
+			rec("log", "ERROR no", "lvl", "warn", "msg", "ERROR yes", "mst", "ERROR no"),
+			"substring:ERROR agent t {l=warn} +0 1 [ERROR yes]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fl := New(Options{Keys: tc.keys, Hostname: "agent", Samples: 1, Identity: "id", Labels: tc.labels})
+			got := strings.Join(labelSummary(fl.Process(compile(t, sub("ERROR")), tc.data, "t").Entries), "\n")
+			if got != tc.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+}
