@@ -450,9 +450,10 @@ local function zincrAll(zk, t)
   end
 end
 
--- A rollup is derived data: a failure to write it does not fail the entries.
-for key, ro in pairs(roll) do
-  local hk, zk, tk = key .. '\0H', key .. '\0h', key .. '\0t'
+-- roll1 adds a batch's rollup ro of window key to the minute's host sums
+-- hk, host zset zk, tag zset tk and label rollups: the layout of minutes
+-- that are not host-keyed.
+local function roll1(key, ro, hk, zk, tk)
   if ro.labelled > 0 then
     ro.h['\0l'] = ro.labelled
   end
@@ -534,6 +535,84 @@ for key, ro in pairs(roll) do
   for name, lv in pairs(ro.l) do
     lv['\0'] = ro.lc[name] -- the name's total; a value cannot hold NUL
     zincrAll(key .. '\0l:' .. name, lv)
+  end
+end
+
+-- hostOf is the host of a cell's field: the part before the first NUL.
+local function hostOf(f)
+  local p = string.find(f, '\0', 1, true)
+  if p then
+    return string.sub(f, 1, p - 1)
+  end
+  return f
+end
+
+-- materialize writes the host sums of a host-keyed minute (window.CellHosts)
+-- from its cells as they were before this batch (ro.h is the batch's part,
+-- added by roll1 like any batch's) and drops the marker: the minute is then
+-- laid out as one that never was host-keyed. HSET, not HINCRBY: host fields
+-- a replica of an earlier version wrote meanwhile are in the cells too.
+local function materialize(key, hk, ro)
+  local sums = {}
+  local kv = rpcall('HGETALL', key)
+  if failed(kv) then
+    return
+  end
+  for j = 1, #kv, 2 do
+    local n = tonumber(kv[j + 1])
+    if n then
+      local h = hostOf(kv[j])
+      sums[h] = (sums[h] or 0) + n
+    end
+  end
+  local add = {}
+  for h, n in pairs(sums) do
+    n = n - (ro.h[h] or 0)
+    if n ~= 0 then
+      add[#add + 1], add[#add + 2] = h, n
+    end
+  end
+  -- unpack is bounded by Lua's C stack (8,000 values).
+  for lo = 1, #add, 2000 do
+    rpcall('HSET', hk, unpack(add, lo, math.min(#add, lo + 1999)))
+  end
+  rpcall('HDEL', hk, '\0C')
+end
+
+-- A rollup is derived data: a failure to write it does not fail the entries.
+--
+-- Host-keyed minutes (window.CellHosts): while every series of a
+-- keyword-minute has the same tag and no labels, its cells are host NUL tag
+-- and per-host sums would repeat them. Such a minute's host sums hash holds
+-- only the total, the tag (\0T) and the marker \0C: readers take a host's
+-- count from its cell. The first batch that brings a second tag, a labelled
+-- series or the overflow series (tag __other__) materializes the host sums
+-- from the cells, once, and the minute goes on as any other.
+for key, ro in pairs(roll) do
+  local hk, zk, tk = key .. '\0H', key .. '\0h', key .. '\0t'
+  local only, ntags = nil, 0
+  for t in pairs(ro.t) do
+    only, ntags = t, ntags + 1
+  end
+  local fits = ntags == 1 and ro.labelled == 0
+  local st = rpcall('HMGET', hk, '\0', '\0T', '\0C')
+  if failed(st) then
+    st = {}
+  end
+  local keyed, done = type(st[3]) == 'string', false
+  if keyed and fits and st[2] == only then
+    rpcall('HINCRBY', hk, '\0', ro.n)
+    done = true
+  elseif keyed then
+    materialize(key, hk, ro)
+  elseif fits and type(st[1]) ~= 'string' and type(st[2]) ~= 'string'
+    and rpcall('EXISTS', zk, tk) == 0 then
+    -- A new minute (no total anywhere): host-keyed from the start.
+    rpcall('HSET', hk, '\0', ro.n, '\0T', only, '\0C', '1')
+    done = true
+  end
+  if not done then
+    roll1(key, ro, hk, zk, tk)
   end
 end
 

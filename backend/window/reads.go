@@ -43,6 +43,16 @@ import (
 // total. The ingest script writes the tag rollup, with what the field stood
 // for, once a second tag comes or the host sums move into the zset.
 //
+// A minute whose series all have that one tag and no labels (a fleet of
+// hosts without Kubernetes labels) is host-keyed: its cells are
+// Field(host, tag), one per host, so per-host sums would repeat them. Its
+// host sums hold only the total, SingleTagField and the marker CellHosts; a
+// count of a host reads the host's cell (a second pipelined round for such
+// minutes), a top by host sums the cells by host in the top script. The
+// ingest script writes the host sums from the cells, once, when a second
+// tag, a labelled series or the overflow series comes; the minute is then
+// laid out as any other.
+//
 // A series lacking a label has the empty value for it: a top by a label
 // adds the minute's total minus the label's "\x00" to the empty value. A
 // label filter (a glob) reads the cells of each minute (HSCAN, ScanPage at a
@@ -62,6 +72,14 @@ import (
 // rollup, with what the field stood for, once a second tag comes or the host
 // sums move into the zset.
 const SingleTagField = "\x00T"
+
+// CellHosts is the field of a minute's host sums that marks it host-keyed:
+// every series of the minute has its tag (SingleTagField) and no labels, so
+// its cells are Field(host, tag) and the host sums hold no host; a host's
+// count is its cell. The ingest script writes the host sums from the cells
+// and drops the field once a second tag, a labelled series or the overflow
+// series comes.
+const CellHosts = "\x00C"
 
 // HostSumsMax is the most fields a host sums hash holds: Redis's default
 // hash-max-listpack-entries, up to which it keeps the hash compact.
@@ -296,10 +314,15 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 			members = []string{f.Host, TotalMember}
 		}
 		asks[i].scores = pipe.ZMScore(ctx, b.h, members...)
-		if b.hs != "" && f.TagSet {
+		switch {
+		case b.hs != "" && f.TagSet:
 			// and the minute's one tag, if it has only one
 			asks[i].sums = pipe.HMGet(ctx, b.hs, append(members, SingleTagField)...)
-		} else if b.hs != "" {
+		case b.hs != "" && f.HostSet:
+			// and whether the minute is host-keyed: the host's count is
+			// then its cell, Field(host, the one tag)
+			asks[i].sums = pipe.HMGet(ctx, b.hs, append(members, SingleTagField, CellHosts)...)
+		case b.hs != "":
 			asks[i].sums = pipe.HMGet(ctx, b.hs, members...)
 		}
 		if f.TagSet {
@@ -313,6 +336,11 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 	out := make([]Point, 0, len(bks))
 	var legacy []bucket
 	legacyCells := hours
+	type keyedAsk struct {
+		b     bucket
+		field string
+	}
+	var keyed []keyedAsk // host-keyed minutes: the host's cell, read next
 	for i, a := range asks {
 		b := bks[i]
 		var n int64
@@ -337,6 +365,27 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 			}
 		default:
 			vals := sumVals(a.sums)
+			if f.HostSet && !f.TagSet && len(vals) == 4 {
+				if _, ok := vals[3].(string); ok {
+					// Host-keyed: the host's count is its cell. Host
+					// fields here would be a replica of an earlier
+					// version's, whose cells hold the same counts.
+					tag, ok := vals[2].(string)
+					if !ok {
+						// no tag to name the cell: scanned
+						legacy = append(legacy, b)
+						legacyCells += a.cells.Val()
+						continue
+					}
+					if sc, err := addSums(nil, vals[1:2], b.hs); err != nil {
+						return nil, err
+					} else if t := a.scores.Val(); sc[0] != 0 || (len(t) == 2 && t[1] != 0) {
+						keyed = append(keyed, keyedAsk{b, Field(f.Host, tag)})
+					}
+					continue
+				}
+				vals = vals[:2]
+			}
 			single, isSingle := "", false
 			var singleCount int64 // the host sums' total: what the one tag counted
 			if f.TagSet && len(vals) == 2 {
@@ -382,6 +431,30 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 		if n != 0 {
 			out = append(out, Point{b.start, b.step, n})
 		}
+	}
+	if len(keyed) > 0 {
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.StringCmd, len(keyed))
+		for i, k := range keyed {
+			cmds[i] = pipe.HGet(ctx, k.b.w, k.field)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("counts of %s: cells of %d host-keyed buckets: %w", kwID, len(keyed), err)
+		}
+		for i, k := range keyed {
+			v, err := cmds[i].Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("window %s field %q: count %q is not an integer", k.b.w, k.field, v)
+			}
+			if n != 0 {
+				out = append(out, Point{k.b.start, k.b.step, n})
+			}
+		}
+		sort.SliceStable(out, func(i, j int) bool { return out[i].Start < out[j].Start })
 	}
 	if len(legacy) > 0 {
 		if legacyCells > maxCells {
@@ -684,11 +757,13 @@ type Group struct {
 // is 1) and returns the top ARGV[1] members, highest first and equal counts
 // by value ascending, as member, score pairs. Only those come back: Redis
 // holds the union for the call, keyalertd holds limit members. The first
-// ARGV[4] rollups are zsets, summed by ZUNIONSTORE; the rest are host sums
-// hashes, summed by HGETALL into a Lua table (Redis's memory: one entry per
-// host summed, like the union) and added to the union as one zset. ARGV[5..]
-// are tag, count pairs added last (minutes of one tag, which have no tag
-// rollup).
+// ARGV[4] rollups are zsets, summed by ZUNIONSTORE; the next ARGV[5] are
+// host sums hashes and the last ARGV[6] are the cells hashes of host-keyed
+// minutes (CellHosts), summed by host; each has one ARGV after ARGV[6]: its
+// count of pieces (0: the cells are all in the hash). Hashes are summed by HGETALL
+// into a Lua table (Redis's memory: one entry per host summed, like the
+// union) and added to the union as one zset. The ARGV after the pieces are
+// tag, count pairs added last (minutes of one tag, which have no tag rollup).
 //
 // For a label (ARGV[2] is 'l'), the rollups' "\x00" members sum the counts
 // of series carrying the label; ARGV[3] - that sum (ARGV[3]: the rollup
@@ -696,26 +771,56 @@ type Group struct {
 // value.
 var topScript = redis.NewScript(`
 local dst, limit, nz = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[4])
+local nh, nc = tonumber(ARGV[5]), tonumber(ARGV[6])
 redis.call('ZUNIONSTORE', dst, nz + 1, unpack(KEYS, 1, nz + 1))
--- Host sums hashes (a minute's hosts while they are few) are summed in a
--- table, which is added to dst as one zset: far cheaper than a zset per
--- hash when minutes share their hosts.
+-- Host sums hashes (a minute's hosts while they are few) and cells of
+-- host-keyed minutes are summed in a table, which is added to dst as one
+-- zset: far cheaper than a zset per hash when minutes share their hosts.
 local acc, nacc = {}, 0
-for k = nz + 2, #KEYS do
+local function add(m, n)
+  local v = acc[m]
+  if v then
+    acc[m] = v + n
+  else
+    acc[m] = n
+    nacc = nacc + 1
+  end
+end
+for k = nz + 2, nz + 1 + nh do
   local kv = redis.call('HGETALL', KEYS[k])
   for j = 1, #kv, 2 do
-    local m, n = kv[j], tonumber(kv[j + 1])
-    if m ~= '\0T' then -- the minute's one tag (SingleTagField), not a host
-      local v = acc[m]
-      if v then
-        acc[m] = v + n
-      else
-        acc[m] = n
-        nacc = nacc + 1
-      end
+    local m = kv[j]
+    -- not the one tag (SingleTagField), the host-keyed marker or a piece
+    -- count: fields of NUL and a letter other than the labelled count
+    if string.byte(m, 1) ~= 0 or #m == 1 or m == '\0l' then
+      add(m, tonumber(kv[j + 1]))
     end
   end
 end
+-- Cells are summed by field first: minutes share their cells' fields, so
+-- the host is cut out of each distinct field once, not of every cell.
+local cells = {}
+local function addCells(key)
+  local kv = redis.call('HGETALL', key)
+  for j = 1, #kv, 2 do
+    local f = kv[j]
+    cells[f] = (cells[f] or 0) + tonumber(kv[j + 1])
+  end
+end
+for c = 1, nc do
+  local key = KEYS[nz + 1 + nh + c]
+  addCells(key)
+  for x = 0, tonumber(ARGV[6 + c]) - 1 do
+    addCells(key .. '\0P' .. x)
+  end
+end
+for f, n in pairs(cells) do
+  local p = string.find(f, '\0', 1, true)
+  if p then
+    add(string.sub(f, 1, p - 1), n)
+  end
+end
+cells = nil
 if nacc > 0 then
   -- ZADD 1,000 pairs at a time: unpack is bounded by Lua's C stack.
   local t, z = dst .. ':h', {}
@@ -734,7 +839,7 @@ if nacc > 0 then
   redis.call('DEL', t)
 end
 -- Tags of minutes that had one: tag, count pairs.
-for j = 5, #ARGV, 2 do
+for j = 7 + nc, #ARGV, 2 do
   redis.call('ZINCRBY', dst, ARGV[j + 1], ARGV[j])
 end
 if ARGV[2] == '1' then
@@ -769,6 +874,13 @@ end
 redis.call('DEL', dst)
 return out
 `)
+
+// cellsKey is the cells hash of a host-keyed minute and its pieces, as the
+// top script sums it by host.
+type cellsKey struct {
+	key    string
+	pieces int
+}
 
 // Top returns the limit hosts (by "host"), tags (by "tag") or values of a
 // label (by its name) of kwID with the most matches over the minutes in
@@ -811,10 +923,10 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 		members *redis.IntCmd
 		total   *redis.FloatCmd
 		cells   *redis.IntCmd
-		// A minute's host sums hash: its fields (by host) and total.
+		// A minute's host sums hash: its fields (by host); its total, one
+		// tag (SingleTagField) and host-keyed marker (CellHosts).
 		sumFields *redis.IntCmd
-		sumTotal  *redis.StringCmd
-		single    *redis.StringCmd // by tag: the minute's one tag (SingleTagField)
+		sums      *redis.SliceCmd
 	}
 	asks := make([]ask, len(bks))
 	pipe := s.rdb.Pipeline()
@@ -825,12 +937,9 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 			cells:   pipe.HLen(ctx, b.w),
 		}
 		if b.hs != "" {
-			asks[i].sumTotal = pipe.HGet(ctx, b.hs, TotalMember)
-			switch by {
-			case stream.LabelHost:
+			asks[i].sums = pipe.HMGet(ctx, b.hs, TotalMember, SingleTagField, CellHosts)
+			if by == stream.LabelHost {
 				asks[i].sumFields = pipe.HLen(ctx, b.hs)
-			case stream.LabelTag:
-				asks[i].single = pipe.HGet(ctx, b.hs, SingleTagField)
 			}
 		}
 	}
@@ -842,6 +951,7 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	nshards := bks[len(bks)-1].shard + 1
 	keys, legacy := make([][]string, nshards), make([][]string, nshards)
 	hashes := make([][]string, nshards)          // host sums hashes, by host
+	cellKeys := make([][]cellsKey, nshards)      // by host: cells of host-keyed minutes
 	singles := make([]map[string]int64, nshards) // by tag: minutes of one tag
 	rolled := make([]int64, nshards)
 	shardKeys := make([]Keys, nshards)
@@ -851,8 +961,10 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 		shardKeys[sh] = bks[i].k
 		t, _ := a.total.Result()
 		var hashTotal int64
-		if a.sumTotal != nil {
-			if v, err := a.sumTotal.Result(); err == nil {
+		var single string
+		isSingle, keyed := false, false
+		if vals := sumVals(a.sums); len(vals) == 3 {
+			if v, ok := vals[0].(string); ok {
 				n, perr := strconv.ParseInt(v, 10, 64)
 				if perr != nil {
 					return nil, 0, fmt.Errorf("top of %s: host sums %s: total %q is not an integer", kwID, bks[i].hs, v)
@@ -860,16 +972,16 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 				t += float64(n)
 				hashTotal = n
 			}
+			single, isSingle = vals[1].(string)
+			_, keyed = vals[2].(string)
 		}
 		if t != 0 {
-			if a.single != nil {
-				if tag, err := a.single.Result(); err == nil {
-					if singles[sh] == nil {
-						singles[sh] = map[string]int64{}
-					}
-					singles[sh][tag] += hashTotal
-					cells++
+			if by == stream.LabelTag && isSingle {
+				if singles[sh] == nil {
+					singles[sh] = map[string]int64{}
 				}
+				singles[sh][single] += hashTotal
+				cells++
 			}
 			if m := a.members.Val(); m > 0 {
 				keys[sh] = append(keys[sh], roll(bks[i]))
@@ -878,7 +990,13 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 					cells-- // the total member
 				}
 			}
-			if a.sumFields != nil {
+			if keyed && by == stream.LabelHost {
+				// Host-keyed: the hosts are the cells. Host fields in
+				// the hash would be a replica of an earlier version's,
+				// whose cells hold the same counts.
+				cellKeys[sh] = append(cellKeys[sh], cellsKey{bks[i].w, 0})
+				cells += a.cells.Val()
+			} else if a.sumFields != nil {
 				if m := a.sumFields.Val(); m > 0 {
 					hashes[sh] = append(hashes[sh], bks[i].hs)
 					cells += m - 1 // the total field
@@ -905,10 +1023,10 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	sums := map[string]int64{}
 	var out []Group
 	for sh := range nshards {
-		if len(keys[sh]) == 0 && len(hashes[sh]) == 0 && len(singles[sh]) == 0 && len(legacy[sh]) == 0 {
+		if len(keys[sh]) == 0 && len(hashes[sh]) == 0 && len(cellKeys[sh]) == 0 && len(singles[sh]) == 0 && len(legacy[sh]) == 0 {
 			continue
 		}
-		gs, n, err := s.topOfShard(ctx, kwID, shardKeys[sh], keys[sh], hashes[sh], singles[sh], legacy[sh], by, each, rolled[sh])
+		gs, n, err := s.topOfShard(ctx, kwID, shardKeys[sh], keys[sh], hashes[sh], cellKeys[sh], singles[sh], legacy[sh], by, each, rolled[sh])
 		if err != nil {
 			return nil, 0, err
 		}
@@ -941,11 +1059,12 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 }
 
 // topOfShard sums one shard's rollups (keys, zsets, and hashes, host sums
-// hashes; their totals add up to rolled), the counts of tags of minutes
+// hashes; their totals add up to rolled), the cells of host-keyed minutes
+// by host (cells), the counts of tags of minutes
 // that had only one (singles) and scanned minutes (legacy) in Redis and
 // returns its top limit groups, and the total of the scanned minutes (the
 // rollups' totals are known to the caller).
-func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashes []string, singles map[string]int64, legacy []string, by string, limit int, rolled int64) ([]Group, int64, error) {
+func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashes []string, cells []cellsKey, singles map[string]int64, legacy []string, by string, limit int, rolled int64) ([]Group, int64, error) {
 	var total int64
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
@@ -998,15 +1117,19 @@ func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashe
 		mode = "l"
 	}
 	all := append(append([]string{dst}, keys...), hashes...)
-	args := make([]any, 0, 4+2*len(singles))
-	args = append(args, limit, mode, rolled, len(keys))
+	args := make([]any, 0, 6+len(cells)+2*len(singles))
+	args = append(args, limit, mode, rolled, len(keys), len(hashes), len(cells))
+	for _, c := range cells {
+		all = append(all, c.key)
+		args = append(args, c.pieces)
+	}
 	for tag, n := range singles {
 		args = append(args, tag, n)
 	}
 	res, err := topScript.Run(ctx, s.rdb, all, args...).Slice()
 	if err != nil {
 		s.rdb.Del(context.WithoutCancel(ctx), dst)
-		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(keys)+len(hashes)+len(legacy), err)
+		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(keys)+len(hashes)+len(cells)+len(legacy), err)
 	}
 	out := make([]Group, 0, len(res)/2)
 	for j := 0; j+1 < len(res); j += 2 {
