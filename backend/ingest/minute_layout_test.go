@@ -42,6 +42,7 @@ func TestMinuteLayoutsReadAsTheirCells(t *testing.T) {
 	const kw = "substring:Exception"
 	tests := []struct {
 		name      string
+		before    int // hosts of tag app the version before wrote first
 		batches   [][]layoutSeries
 		maxSeries int
 		// The minute's keys by their suffix after the window key, sorted,
@@ -51,27 +52,46 @@ func TestMinuteLayoutsReadAsTheirCells(t *testing.T) {
 		meta     []string
 		hostSums int
 	}{
-		{"one tag, no labels: host-keyed", [][]layoutSeries{oneTag("app", 0, 5), oneTag("app", 3, 8)}, 0,
+		// Minutes the version before wrote part of go on in its layout:
+		// the host sums it began, or its move of the cells and host sums
+		// past the limits, then pieces.
+		{"one tag begun by the version before", 5, [][]layoutSeries{oneTag("app", 3, 8)}, 0,
+			[]string{"", "\x00H"}, []string{"\x00", "\x00T"}, 8},
+		{"past the limits with the version before", 600, [][]layoutSeries{oneTag("app", 590, 610)}, 0,
+			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0},
+		{"one tag, no labels: host-keyed", 0, [][]layoutSeries{oneTag("app", 0, 5), oneTag("app", 3, 8)}, 0,
 			[]string{"", "\x00H"}, []string{"\x00", "\x00C", "\x00T"}, 0},
-		{"a second tag in a later batch", [][]layoutSeries{oneTag("app", 0, 5), append(oneTag("app", 3, 6), oneTag("nginx", 6, 8)...)}, 0,
+		{"a second tag in a later batch", 0, [][]layoutSeries{oneTag("app", 0, 5), append(oneTag("app", 3, 6), oneTag("nginx", 6, 8)...)}, 0,
 			[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 8},
-		{"a labelled series in a later batch", [][]layoutSeries{oneTag("app", 0, 5),
+		{"a labelled series in a later batch", 0, [][]layoutSeries{oneTag("app", 0, 5),
 			{{host: 1, tag: "app", labels: []string{"app", "shop"}, count: 4}, {host: 6, tag: "app", count: 2}}}, 0,
 			[]string{"", "\x00H", "\x00l:app"}, []string{"\x00", "\x00T", "\x00l"}, 6},
-		{"the overflow series", [][]layoutSeries{oneTag("app", 0, 10), oneTag("app", 8, 14)}, 10,
+		{"the overflow series", 0, [][]layoutSeries{oneTag("app", 0, 10), oneTag("app", 8, 14)}, 10,
 			[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 11},
-		{"two tags from the first batch", [][]layoutSeries{append(oneTag("app", 0, 3), oneTag("nginx", 3, 5)...)}, 0,
+		{"two tags from the first batch", 0, [][]layoutSeries{append(oneTag("app", 0, 3), oneTag("nginx", 3, 5)...)}, 0,
 			[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 5},
-		{"host-keyed past the host sums' limit", [][]layoutSeries{oneTag("app", 0, 300), oneTag("app", 200, 700)}, 0,
-			[]string{"", "\x00H"}, []string{"\x00", "\x00C", "\x00T"}, 0},
-		{"a second tag past the host sums' limit", [][]layoutSeries{oneTag("app", 0, 600), oneTag("nginx", 600, 610)}, 0,
-			[]string{"", "\x00h", "\x00t"}, nil, 0},
+		// Past window.HostSumsMax cells the cells move into pieces (25 with
+		// the default limit of series): the window hash is gone.
+		{"host-keyed past the hash's limit: pieces", 0, [][]layoutSeries{oneTag("app", 0, 300), oneTag("app", 200, 700)}, 0,
+			[]string{"\x00H", "\x00P ×25"}, []string{"\x00", "\x00C", "\x00N", "\x00P", "\x00T"}, 0},
+		{"pieces from the first batch", 0, [][]layoutSeries{oneTag("app", 0, 600)}, 0,
+			[]string{"\x00H", "\x00P ×25"}, []string{"\x00", "\x00C", "\x00N", "\x00P", "\x00T"}, 0},
+		{"pieces, then a second tag", 0, [][]layoutSeries{oneTag("app", 0, 600), oneTag("nginx", 600, 610)}, 0,
+			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0},
+		{"pieces, then labelled series", 0, [][]layoutSeries{oneTag("app", 0, 600),
+			{{host: 7, tag: "app", labels: []string{"app", "shop"}, count: 4}, {host: 8, tag: "app", labels: []string{"app", "cart"}, count: 2}, {host: 700, tag: "app", count: 1}}}, 0,
+			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00l:app", "\x00t"}, []string{"\x00N", "\x00P"}, 0},
+		{"pieces, then the overflow series", 0, [][]layoutSeries{oneTag("app", 0, 550), oneTag("app", 500, 650)}, 600,
+			[]string{"\x00H", "\x00P ×16", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0},
+		{"two tags past the limit in one batch", 0, [][]layoutSeries{append(oneTag("app", 0, 300), oneTag("nginx", 300, 600)...)}, 0,
+			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rdb := redistest.Start(t).Client()
 			ctx := context.Background()
 			now := nowMinute()
+			writeAsBefore(t, rdb, window.NewKeys(testStream), kw, now, tt.before)
 			r := start(t, Options{Client: rdb, BatchSize: 5000, Retention: time.Hour, MaxSeriesPerMinute: tt.maxSeries})
 			b := 0
 			for _, batch := range tt.batches {
@@ -96,7 +116,7 @@ func TestMinuteLayoutsReadAsTheirCells(t *testing.T) {
 			if !reflect.DeepEqual(meta, tt.meta) || hosts != tt.hostSums {
 				t.Errorf("host sums: %q and %d hosts, want %q and %d", meta, hosts, tt.meta, tt.hostSums)
 			}
-			for _, key := range append([]string{w}, rdb.Keys(ctx, w+"\x00*").Val()...) {
+			for _, key := range rdb.Keys(ctx, w+"*").Val() {
 				if ttl := rdb.TTL(ctx, key).Val(); ttl <= 0 || ttl > time.Hour+2*time.Minute {
 					t.Errorf("%q: TTL %v, want the window's expiry", key, ttl)
 				}
@@ -106,12 +126,54 @@ func TestMinuteLayoutsReadAsTheirCells(t *testing.T) {
 	}
 }
 
-// minuteKeys lists the keys of the minute of window key w by their suffix.
+// writeAsBefore writes hosts web-<i> (i < hosts) of tag app into kw's
+// minute m as the version before host-keyed minutes and pieces did: cells
+// in the window hash, host sums with the one tag while at most
+// window.HostSumsMax hosts, else the host and tag zsets.
+func writeAsBefore(t *testing.T, rdb redis.UniversalClient, k window.Keys, kw string, m int64, hosts int) {
+	t.Helper()
+	if hosts == 0 {
+		return
+	}
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	var total int64
+	for h := range hosts {
+		host, n := fmt.Sprintf("web-%04d", h), int64(1+h%5)
+		pipe.HSet(ctx, k.Window(kw, m), window.Field(host, "app"), n)
+		if hosts > window.HostSumsMax {
+			pipe.ZAdd(ctx, k.HostTotals(kw, m), redis.Z{Score: float64(n), Member: host})
+		} else {
+			pipe.HSet(ctx, k.HostSums(kw, m), host, n)
+		}
+		total += n
+	}
+	if hosts > window.HostSumsMax {
+		pipe.ZAdd(ctx, k.HostTotals(kw, m), redis.Z{Score: float64(total), Member: window.TotalMember})
+		pipe.ZAdd(ctx, k.TagTotals(kw, m), redis.Z{Score: float64(total), Member: "app"})
+	} else {
+		pipe.HSet(ctx, k.HostSums(kw, m), window.TotalMember, total, window.SingleTagField, "app")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// minuteKeys lists the keys of the minute of window key w by their suffix,
+// the pieces as one: "\x00P ×<pieces>".
 func minuteKeys(t *testing.T, rdb redis.UniversalClient, w string) []string {
 	t.Helper()
 	var out []string
+	pieces := 0
 	for _, key := range rdb.Keys(context.Background(), w+"*").Val() {
+		if strings.HasPrefix(key, w+"\x00P") {
+			pieces++
+			continue
+		}
 		out = append(out, strings.TrimPrefix(key, w))
+	}
+	if pieces > 0 {
+		out = append(out, fmt.Sprintf("\x00P ×%d", pieces))
 	}
 	sort.Strings(out)
 	return out
@@ -257,5 +319,19 @@ func checkReads(t *testing.T, s *window.Store, rdb redis.UniversalClient, kw str
 	}
 	if sum(func(cell) bool { return true }) != total || !slices.ContainsFunc(all, func(c cell) bool { return c.n > 0 }) {
 		t.Errorf("no cells written")
+	}
+	// The hourly roll-up reads the minute whole.
+	hour := window.HourStart(m)
+	if _, _, err := s.RollHour(ctx, kw, hour, time.Now().Unix()+3600); err != nil {
+		t.Fatal(err)
+	}
+	hourCells := map[string]int64{}
+	for f, v := range rdb.HGetAll(ctx, s.Keys().HourWindow(kw, hour)).Val() {
+		var n int64
+		fmt.Sscan(v, &n)
+		hourCells[f] = n
+	}
+	if !reflect.DeepEqual(hourCells, cells) {
+		t.Errorf("the hour rolled up holds %d cells, want the minute's %d", len(hourCells), len(cells))
 	}
 }

@@ -81,6 +81,36 @@ const SingleTagField = "\x00T"
 // series comes.
 const CellHosts = "\x00C"
 
+// PiecesField is the field of a minute's host sums holding the number of
+// pieces its cells were moved into (see Keys.Piece); PieceCellsField holds
+// how many cells the pieces hold.
+const (
+	PiecesField     = "\x00P"
+	PieceCellsField = "\x00N"
+)
+
+// Piece is piece i of the window hash of (kwID, minute): once a minute has
+// more than HostSumsMax cells the ingest script moves them into pieces by
+// host (PieceOf), each small enough for Redis to keep compact, and writes
+// the minute's further cells there. The window hash itself then holds only
+// cells a replica of an earlier version wrote.
+func (k Keys) Piece(kwID string, minute int64, i int) string {
+	return pieceKey(k.Window(kwID, minute), i)
+}
+
+func pieceKey(w string, i int) string { return w + "\x00P" + strconv.Itoa(i) }
+
+// PieceOf is the piece holding the cells of host among pieces: djb2 of the
+// host's bytes, mod 2^32 (what the ingest script computes in Lua), mod
+// pieces.
+func PieceOf(host string, pieces int) int {
+	h := uint32(5381)
+	for i := 0; i < len(host); i++ {
+		h = h*33 + uint32(host[i])
+	}
+	return int(h % uint32(pieces))
+}
+
 // HostSumsMax is the most fields a host sums hash holds: Redis's default
 // hash-max-listpack-entries, up to which it keeps the hash compact.
 const HostSumsMax = 512
@@ -209,6 +239,7 @@ type bucket struct {
 	start, step int64
 	w, h, t     string
 	hs          string // the host sums hash of a minute; "" for an hour
+	pieces      int    // the pieces of a minute's cells, when known (PiecesField)
 	shard       int
 	k           Keys // the shard's keys
 }
@@ -304,7 +335,7 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 			asks[i].cell = pipe.HGet(ctx, b.w, Field(f.Host, f.Tag))
 			asks[i].labelled = pipe.ZMScore(ctx, b.h, LabelledMember)
 			if b.hs != "" {
-				asks[i].sums = pipe.HMGet(ctx, b.hs, LabelledMember)
+				asks[i].sums = pipe.HMGet(ctx, b.hs, LabelledMember, PiecesField, PieceCellsField)
 			}
 			asks[i].cells = pipe.HLen(ctx, b.w)
 			continue
@@ -321,7 +352,7 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 		case b.hs != "" && f.HostSet:
 			// and whether the minute is host-keyed: the host's count is
 			// then its cell, Field(host, the one tag)
-			asks[i].sums = pipe.HMGet(ctx, b.hs, append(members, SingleTagField, CellHosts)...)
+			asks[i].sums = pipe.HMGet(ctx, b.hs, append(members, SingleTagField, CellHosts, PiecesField, PieceCellsField)...)
 		case b.hs != "":
 			asks[i].sums = pipe.HMGet(ctx, b.hs, members...)
 		}
@@ -339,33 +370,50 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 	type keyedAsk struct {
 		b     bucket
 		field string
+		keys  []string // where the cell is: the window hash and/or its piece
+		n     int64    // counted so far (the window hash's part)
 	}
-	var keyed []keyedAsk // host-keyed minutes: the host's cell, read next
+	var keyed []keyedAsk // cells read in a second round: host-keyed minutes, pieces
 	for i, a := range asks {
 		b := bks[i]
 		var n int64
 		switch {
 		case a.cell != nil:
-			l, err := addSums(a.labelled.Val(), sumVals(a.sums), b.hs)
+			vals := sumVals(a.sums)
+			var inPieces int64
+			if len(vals) == 3 {
+				b.pieces, inPieces = pieceState(vals[1], vals[2])
+				vals = vals[:1]
+			}
+			l, err := addSums(a.labelled.Val(), vals, b.hs)
 			if err != nil {
 				return nil, err
 			}
 			if len(l) == 1 && l[0] != 0 {
 				// Labelled series of the pair are cells of their own.
 				legacy = append(legacy, b)
-				legacyCells += a.cells.Val()
+				legacyCells += a.cells.Val() + inPieces
 				continue
 			}
 			v, err := a.cell.Result()
-			if errors.Is(err, redis.Nil) {
+			if err == nil {
+				if n, err = strconv.ParseInt(v, 10, 64); err != nil {
+					return nil, fmt.Errorf("window %s field of %q/%q: count %q is not an integer", b.w, f.Host, f.Tag, v)
+				}
+			}
+			if b.pieces > 0 {
+				field := Field(f.Host, f.Tag)
+				keyed = append(keyed, keyedAsk{b, field, []string{pieceKey(b.w, PieceOf(f.Host, b.pieces))}, n})
 				continue
 			}
-			if n, err = strconv.ParseInt(v, 10, 64); err != nil {
-				return nil, fmt.Errorf("window %s field of %q/%q: count %q is not an integer", b.w, f.Host, f.Tag, v)
+			if n == 0 {
+				continue
 			}
 		default:
 			vals := sumVals(a.sums)
-			if f.HostSet && !f.TagSet && len(vals) == 4 {
+			if f.HostSet && !f.TagSet && len(vals) == 6 {
+				var inPieces int64
+				b.pieces, inPieces = pieceState(vals[4], vals[5])
 				if _, ok := vals[3].(string); ok {
 					// Host-keyed: the host's count is its cell. Host
 					// fields here would be a replica of an earlier
@@ -374,13 +422,19 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 					if !ok {
 						// no tag to name the cell: scanned
 						legacy = append(legacy, b)
-						legacyCells += a.cells.Val()
+						legacyCells += a.cells.Val() + inPieces
 						continue
 					}
 					if sc, err := addSums(nil, vals[1:2], b.hs); err != nil {
 						return nil, err
 					} else if t := a.scores.Val(); sc[0] != 0 || (len(t) == 2 && t[1] != 0) {
-						keyed = append(keyed, keyedAsk{b, Field(f.Host, tag)})
+						keys := []string{b.w}
+						if b.pieces > 0 {
+							// and in the window hash, cells a replica of
+							// an earlier version wrote after the move
+							keys = append(keys, pieceKey(b.w, PieceOf(f.Host, b.pieces)))
+						}
+						keyed = append(keyed, keyedAsk{b: b, field: Field(f.Host, tag), keys: keys})
 					}
 					continue
 				}
@@ -434,21 +488,25 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 	}
 	if len(keyed) > 0 {
 		pipe := s.rdb.Pipeline()
-		cmds := make([]*redis.StringCmd, len(keyed))
+		cmds := make([][]*redis.StringCmd, len(keyed))
 		for i, k := range keyed {
-			cmds[i] = pipe.HGet(ctx, k.b.w, k.field)
+			for _, key := range k.keys {
+				cmds[i] = append(cmds[i], pipe.HGet(ctx, key, k.field))
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("counts of %s: cells of %d host-keyed buckets: %w", kwID, len(keyed), err)
 		}
 		for i, k := range keyed {
-			v, err := cmds[i].Result()
-			if errors.Is(err, redis.Nil) {
-				continue
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("window %s field %q: count %q is not an integer", k.b.w, k.field, v)
+			n := k.n
+			for j, cmd := range cmds[i] {
+				if v, err := cmd.Result(); err == nil {
+					c, err := strconv.ParseInt(v, 10, 64)
+					if err != nil {
+						return nil, fmt.Errorf("window %s field %q: count %q is not an integer", k.keys[j], k.field, v)
+					}
+					n += c
+				}
 			}
 			if n != 0 {
 				out = append(out, Point{k.b.start, k.b.step, n})
@@ -462,7 +520,7 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 		}
 		for _, b := range legacy {
 			var n int64
-			err := s.scanCells(ctx, b.w, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
+			err := s.scanCells(ctx, b.w, b.pieces, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
 			if err != nil {
 				return nil, err
 			}
@@ -470,7 +528,7 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 				out = append(out, Point{b.start, b.step, n})
 			}
 		}
-		sortPoints(out)
+		sort.SliceStable(out, func(i, j int) bool { return out[i].Start < out[j].Start })
 	}
 	if sharded(bks) {
 		out = sumShards(out)
@@ -503,6 +561,51 @@ func addSums(scores []float64, vals []any, key string) ([]float64, error) {
 	return scores, nil
 }
 
+// pieceState is the pieces and the cells in them of a minute, from its host
+// sums' PiecesField and PieceCellsField (HMGET values; nil when absent).
+func pieceState(p, n any) (pieces int, cells int64) {
+	if v, ok := p.(string); ok {
+		pieces, _ = strconv.Atoi(v)
+	}
+	if v, ok := n.(string); ok {
+		cells, _ = strconv.ParseInt(v, 10, 64)
+	}
+	return max(pieces, 0), max(cells, 0)
+}
+
+// bucketSizes is the cells of each bucket (HLEN of its hash and the cells
+// in its pieces) and the pieces, in one pipelined round; it fails with
+// *LimitError when the cells add up to more than maxCells.
+func (s *Store) bucketSizes(ctx context.Context, kwID string, bks []bucket, maxCells int64) ([]int64, error) {
+	pipe := s.rdb.Pipeline()
+	lens := make([]*redis.IntCmd, len(bks))
+	state := make([]*redis.SliceCmd, len(bks))
+	for i, b := range bks {
+		lens[i] = pipe.HLen(ctx, b.w)
+		if b.hs != "" {
+			state[i] = pipe.HMGet(ctx, b.hs, PiecesField, PieceCellsField)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("cells of %s over %d buckets: %w", kwID, len(bks), err)
+	}
+	sizes := make([]int64, len(bks))
+	var cells int64
+	for i := range bks {
+		sizes[i] = lens[i].Val()
+		if vals := sumVals(state[i]); len(vals) == 2 {
+			var n int64
+			bks[i].pieces, n = pieceState(vals[0], vals[1])
+			sizes[i] += n
+		}
+		cells += sizes[i]
+	}
+	if cells > maxCells {
+		return nil, &LimitError{Cells: cells, Max: maxCells}
+	}
+	return sizes, nil
+}
+
 // sumVals is the reply of an HMGET of host sums; nil for none asked.
 func sumVals(c *redis.SliceCmd) []any {
 	if c == nil {
@@ -530,28 +633,17 @@ func sumShards(ps []Point) []Point {
 // buckets' cells, at most maxCells in all (checked with one HLEN per bucket
 // before any is read), ScanPage at a time.
 func (s *Store) scanCounts(ctx context.Context, kwID string, bks []bucket, f Filter, maxCells int64) ([]Point, error) {
-	pipe := s.rdb.Pipeline()
-	lens := make([]*redis.IntCmd, len(bks))
-	for i, b := range bks {
-		lens[i] = pipe.HLen(ctx, b.w)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("counts of %s over %d buckets: %w", kwID, len(bks), err)
-	}
-	var cells int64
-	for _, l := range lens {
-		cells += l.Val()
-	}
-	if cells > maxCells {
-		return nil, &LimitError{Cells: cells, Max: maxCells}
+	lens, err := s.bucketSizes(ctx, kwID, bks, maxCells)
+	if err != nil {
+		return nil, err
 	}
 	var out []Point
 	for i, b := range bks {
-		if lens[i].Val() == 0 {
+		if lens[i] == 0 {
 			continue
 		}
 		var n int64
-		err := s.scanCells(ctx, b.w, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
+		err := s.scanCells(ctx, b.w, b.pieces, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
 		if err != nil {
 			return nil, err
 		}
@@ -583,7 +675,7 @@ func (s *Store) SplitTiered(ctx context.Context, kwID string, from, to, split in
 	if err != nil || len(bks) == 0 || limit <= 0 {
 		return nil, err
 	}
-	lens, err := s.bucketCells(ctx, kwID, bks, maxCells)
+	lens, err := s.bucketSizes(ctx, kwID, bks, maxCells)
 	if err != nil {
 		return nil, err
 	}
@@ -592,7 +684,7 @@ func (s *Store) SplitTiered(ctx context.Context, kwID string, from, to, split in
 		if lens[i] == 0 {
 			continue
 		}
-		err := s.scanCells(ctx, b.w, f, func(host, tag string, labels []stream.Label, n int64) {
+		err := s.scanCells(ctx, b.w, b.pieces, f, func(host, tag string, labels []stream.Label, n int64) {
 			v := Dimension(host, tag, labels, by)
 			d := byValue[v]
 			if d == nil {
@@ -626,52 +718,18 @@ func (s *Store) SplitTiered(ctx context.Context, kwID string, from, to, split in
 	return out[:min(limit, len(out))], nil
 }
 
-// bucketCells is the HLEN of each bucket's cells hash, failing with
-// *LimitError when they add up to more than maxCells.
-func (s *Store) bucketCells(ctx context.Context, kwID string, bks []bucket, maxCells int64) ([]int64, error) {
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, len(bks))
-	for i, b := range bks {
-		cmds[i] = pipe.HLen(ctx, b.w)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("cells of %s over %d buckets: %w", kwID, len(bks), err)
-	}
-	lens := make([]int64, len(bks))
-	var cells int64
-	for i, c := range cmds {
-		lens[i] = c.Val()
-		cells += lens[i]
-	}
-	if cells > maxCells {
-		return nil, &LimitError{Cells: cells, Max: maxCells}
-	}
-	return lens, nil
-}
-
 func (s *Store) scanTop(ctx context.Context, kwID string, bks []bucket, by string, f Filter, limit int, maxCells int64) ([]Group, int64, error) {
-	pipe := s.rdb.Pipeline()
-	lens := make([]*redis.IntCmd, len(bks))
-	for i, b := range bks {
-		lens[i] = pipe.HLen(ctx, b.w)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(bks), err)
-	}
-	var cells int64
-	for _, l := range lens {
-		cells += l.Val()
-	}
-	if cells > maxCells {
-		return nil, 0, &LimitError{Cells: cells, Max: maxCells}
+	lens, err := s.bucketSizes(ctx, kwID, bks, maxCells)
+	if err != nil {
+		return nil, 0, err
 	}
 	sums := map[string]int64{}
 	var total int64
 	for i, b := range bks {
-		if lens[i].Val() == 0 {
+		if lens[i] == 0 {
 			continue
 		}
-		err := s.scanCells(ctx, b.w, f, func(host, tag string, labels []stream.Label, n int64) {
+		err := s.scanCells(ctx, b.w, b.pieces, f, func(host, tag string, labels []stream.Label, n int64) {
 			sums[Dimension(host, tag, labels, by)] += n
 			total += n
 		})
@@ -692,15 +750,6 @@ func (s *Store) scanTop(ctx context.Context, kwID string, bks []bucket, by strin
 	return out[:min(limit, len(out))], total, nil
 }
 
-func sortPoints(out []Point) {
-	// Few minutes are out of order (only scanned ones); insertion sort.
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].Start < out[j-1].Start; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-}
-
 // globEscape quotes the glob specials of s for HSCAN MATCH.
 func globEscape(s string) string {
 	var b strings.Builder
@@ -714,10 +763,26 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// scanCells streams the cells of one window hash that f selects, ScanPage
-// fields per reply, to fn. A host filter is a MATCH prefix so that Redis
-// drops the other hosts before replying.
-func (s *Store) scanCells(ctx context.Context, key string, f Filter, fn func(host, tag string, labels []stream.Label, n int64)) error {
+// scanCells streams the cells of one window hash and its pieces (if any)
+// that f selects, ScanPage fields per reply, to fn. A host filter is a
+// MATCH prefix so that Redis drops the other hosts before replying, and
+// reads only the host's piece.
+func (s *Store) scanCells(ctx context.Context, key string, pieces int, f Filter, fn func(host, tag string, labels []stream.Label, n int64)) error {
+	if err := s.scanHash(ctx, key, f, fn); err != nil {
+		return err
+	}
+	for i := range pieces {
+		if f.HostSet && i != PieceOf(f.Host, pieces) {
+			continue
+		}
+		if err := s.scanHash(ctx, pieceKey(key, i), f, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) scanHash(ctx context.Context, key string, f Filter, fn func(host, tag string, labels []stream.Label, n int64)) error {
 	match := ""
 	if f.HostSet {
 		match = globEscape(f.Host) + "\x00*"
@@ -937,7 +1002,7 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 			cells:   pipe.HLen(ctx, b.w),
 		}
 		if b.hs != "" {
-			asks[i].sums = pipe.HMGet(ctx, b.hs, TotalMember, SingleTagField, CellHosts)
+			asks[i].sums = pipe.HMGet(ctx, b.hs, TotalMember, SingleTagField, CellHosts, PiecesField, PieceCellsField)
 			if by == stream.LabelHost {
 				asks[i].sumFields = pipe.HLen(ctx, b.hs)
 			}
@@ -949,7 +1014,7 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	// Per shard: the rollups to sum (and their totals), the minutes without
 	// rollups to scan.
 	nshards := bks[len(bks)-1].shard + 1
-	keys, legacy := make([][]string, nshards), make([][]string, nshards)
+	keys, legacy := make([][]string, nshards), make([][]cellsKey, nshards)
 	hashes := make([][]string, nshards)          // host sums hashes, by host
 	cellKeys := make([][]cellsKey, nshards)      // by host: cells of host-keyed minutes
 	singles := make([]map[string]int64, nshards) // by tag: minutes of one tag
@@ -960,10 +1025,11 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 		sh := bks[i].shard
 		shardKeys[sh] = bks[i].k
 		t, _ := a.total.Result()
-		var hashTotal int64
+		var hashTotal, inPieces int64
 		var single string
-		isSingle, keyed := false, false
-		if vals := sumVals(a.sums); len(vals) == 3 {
+		isSingle, keyed, pieces := false, false, 0
+		if vals := sumVals(a.sums); len(vals) == 5 {
+			pieces, inPieces = pieceState(vals[3], vals[4])
 			if v, ok := vals[0].(string); ok {
 				n, perr := strconv.ParseInt(v, 10, 64)
 				if perr != nil {
@@ -994,8 +1060,8 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 				// Host-keyed: the hosts are the cells. Host fields in
 				// the hash would be a replica of an earlier version's,
 				// whose cells hold the same counts.
-				cellKeys[sh] = append(cellKeys[sh], cellsKey{bks[i].w, 0})
-				cells += a.cells.Val()
+				cellKeys[sh] = append(cellKeys[sh], cellsKey{bks[i].w, pieces})
+				cells += a.cells.Val() + inPieces
 			} else if a.sumFields != nil {
 				if m := a.sumFields.Val(); m > 0 {
 					hashes[sh] = append(hashes[sh], bks[i].hs)
@@ -1004,8 +1070,8 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 			}
 			total += int64(t)
 			rolled[sh] += int64(t)
-		} else if c := a.cells.Val(); c > 0 {
-			legacy[sh] = append(legacy[sh], bks[i].w)
+		} else if c := a.cells.Val() + inPieces; c > 0 {
+			legacy[sh] = append(legacy[sh], cellsKey{bks[i].w, pieces})
 			cells += c
 		}
 	}
@@ -1064,7 +1130,7 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 // that had only one (singles) and scanned minutes (legacy) in Redis and
 // returns its top limit groups, and the total of the scanned minutes (the
 // rollups' totals are known to the caller).
-func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashes []string, cells []cellsKey, singles map[string]int64, legacy []string, by string, limit int, rolled int64) ([]Group, int64, error) {
+func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashes []string, cells []cellsKey, singles map[string]int64, legacy []cellsKey, by string, limit int, rolled int64) ([]Group, int64, error) {
 	var total int64
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
@@ -1084,12 +1150,12 @@ func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashe
 			p.Expire(ctx, dst, 60e9)
 			clear(page)
 			if _, err := p.Exec(ctx); err != nil {
-				return fmt.Errorf("top of %s: summing %s: %w", kwID, w, err)
+				return fmt.Errorf("top of %s: summing %s: %w", kwID, w.key, err)
 			}
 			return nil
 		}
 		var ferr error
-		err := s.scanCells(ctx, w, Filter{}, func(host, tag string, labels []stream.Label, n int64) {
+		err := s.scanCells(ctx, w.key, w.pieces, Filter{}, func(host, tag string, labels []stream.Label, n int64) {
 			g := Dimension(host, tag, labels, by)
 			page[g] += n
 			total += n

@@ -28,6 +28,9 @@ type fleet struct {
 	// keyed gives every host one tag and lays the minutes out host-keyed
 	// (CellHosts), as the ingest script does for such minutes.
 	keyed bool
+	// pieces writes the cells into that many pieces (Keys.Piece), as the
+	// ingest script does past HostSumsMax cells, whatever the hosts.
+	pieces int
 }
 
 func (f fleet) host(h int) string { return fmt.Sprintf("web-%05d", h) }
@@ -67,7 +70,19 @@ func (f fleet) write(tb testing.TB, rdb redis.UniversalClient, k Keys, kwID stri
 				tags[f.tag(h)] += n
 				total += n
 			}
-			pipe.HSet(ctx, k.Window(kwID, minute), cells...)
+			if f.pieces > 0 {
+				by := map[int][]any{}
+				for j := 0; j < len(cells); j += 2 {
+					host, _, _ := SplitField(cells[j].(string))
+					p := PieceOf(host, f.pieces)
+					by[p] = append(by[p], cells[j], cells[j+1])
+				}
+				for p, kv := range by {
+					pipe.HSet(ctx, k.Piece(kwID, minute, p), kv...)
+				}
+			} else {
+				pipe.HSet(ctx, k.Window(kwID, minute), cells...)
+			}
 			switch {
 			case rollups && f.keyed:
 			case rollups && f.zsetHosts:
@@ -83,6 +98,9 @@ func (f fleet) write(tb testing.TB, rdb redis.UniversalClient, k Keys, kwID stri
 			pipe.ZAdd(ctx, k.HostTotals(kwID, minute), redis.Z{Score: float64(total), Member: TotalMember})
 		case rollups:
 			pipe.HSet(ctx, k.HostSums(kwID, minute), TotalMember, total)
+		}
+		if f.pieces > 0 {
+			pipe.HSet(ctx, k.HostSums(kwID, minute), PiecesField, f.pieces, PieceCellsField, f.hosts)
 		}
 		if rollups && !f.keyed {
 			for t, n := range tags {
@@ -183,6 +201,8 @@ func TestCountsOfAFleetReadOnlyTheRollupsAndStayBounded(t *testing.T) {
 	fl.write(t, rdb, s.Keys(), "substring:x", true)
 	keyed := fleet{hosts: 20000, minutes: 20, base: 1714557600, keyed: true}
 	keyed.write(t, rdb, s.Keys(), "substring:keyed", true)
+	pieced := fleet{hosts: 20000, minutes: 20, base: 1714557600, keyed: true, pieces: 64}
+	pieced.write(t, rdb, s.Keys(), "substring:pieced", true)
 	tests := []struct {
 		name   string
 		filter Filter
@@ -190,18 +210,24 @@ func TestCountsOfAFleetReadOnlyTheRollupsAndStayBounded(t *testing.T) {
 		// and on host-keyed minutes: a host's count is its cell, one HGET
 		// per minute in a second round
 		keyedCalls map[string]int
+		// and on host-keyed minutes in pieces: a host and tag's cell is
+		// in the window hash (written by an earlier version) and the
+		// host's piece, another HGET in a second round
+		piecedCalls map[string]int
 	}{
 		// Each minute's host rollup is read twice: the host sums hash
 		// (HMGET) and the zset of minutes written before it (ZMSCORE).
 		{"host alone is one HMGET and ZMSCORE of two members per minute", Filter{Host: fl.host(4321), HostSet: true},
-			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20, "hget": 20}},
+			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20, "hget": 20},
+			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20, "hget": 40}},
 		{"tag alone is a ZMSCORE on the tag rollup per minute, and the total", Filter{Tag: fl.tag(2), TagSet: true},
-			map[string]int{"hmget": 20, "zmscore": 40, "hlen": 20}, nil},
+			map[string]int{"hmget": 20, "zmscore": 40, "hlen": 20}, nil, nil},
 		{"host and tag is one HGET per minute (and whether the minute has labelled cells)", Filter{Host: fl.host(17), HostSet: true, Tag: fl.tag(17), TagSet: true},
-			map[string]int{"hget": 20, "hmget": 20, "zmscore": 20, "hlen": 20}, nil},
-		{"no filter reads each minute's total", Filter{}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}, nil},
+			map[string]int{"hget": 20, "hmget": 20, "zmscore": 20, "hlen": 20}, nil, map[string]int{"hget": 40, "hmget": 20, "zmscore": 20, "hlen": 20}},
+		{"no filter reads each minute's total", Filter{}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}, nil, nil},
 		{"an unknown host counts nothing", Filter{Host: "nobody", HostSet: true},
-			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20, "hget": 20}},
+			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20, "hget": 20},
+			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20, "hget": 40}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { countsBounded(t, rdb, s, fl, "substring:x", tt.filter, tt.calls) })
@@ -215,6 +241,20 @@ func TestCountsOfAFleetReadOnlyTheRollupsAndStayBounded(t *testing.T) {
 				calls = tt.calls
 			}
 			countsBounded(t, rdb, s, keyed, "substring:keyed", f, calls)
+		})
+		t.Run(tt.name+", host-keyed in pieces", func(t *testing.T) {
+			f := tt.filter
+			if f.TagSet {
+				f.Tag = pieced.tag(0)
+			}
+			calls := tt.piecedCalls
+			if calls == nil {
+				calls = tt.keyedCalls
+			}
+			if calls == nil {
+				calls = tt.calls
+			}
+			countsBounded(t, rdb, s, pieced, "substring:pieced", f, calls)
 		})
 	}
 }
@@ -257,6 +297,7 @@ func TestTopOfAFleetReturnsOnlyLimitGroups(t *testing.T) {
 	fl.write(t, rdb, s.Keys(), "substring:old", false) // counted before rollups
 	keyed := fleet{hosts: 20000, minutes: 20, base: 1714557600, keyed: true}
 	keyed.write(t, rdb, s.Keys(), "substring:keyed", true)
+	fleet{hosts: 20000, minutes: 20, base: 1714557600, keyed: true, pieces: 64}.write(t, rdb, s.Keys(), "substring:pieced", true)
 	from, to := fl.base, fl.base+int64(fl.minutes)*60
 	tests := []struct {
 		name, kw, by string
@@ -271,6 +312,7 @@ func TestTopOfAFleetReturnsOnlyLimitGroups(t *testing.T) {
 		{"top tags of minutes without rollups", "substring:old", "tag", 3, 1_000_000, true},
 		{"top hosts of host-keyed minutes (their cells)", "substring:keyed", "host", 10, 1_000_000, true},
 		{"top tags of host-keyed minutes", "substring:keyed", "tag", 3, 1_000_000, true},
+		{"top hosts of host-keyed minutes in pieces", "substring:pieced", "host", 10, 1_000_000, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -282,7 +324,7 @@ func TestTopOfAFleetReturnsOnlyLimitGroups(t *testing.T) {
 				t.Fatal(err)
 			}
 			want, wantTotal := fl.top(tt.by, tt.limit)
-			if tt.kw == "substring:keyed" {
+			if tt.kw == "substring:keyed" || tt.kw == "substring:pieced" {
 				want, wantTotal = keyed.top(tt.by, tt.limit)
 			}
 			if !reflect.DeepEqual(got, want) || total != wantTotal {
@@ -412,6 +454,17 @@ func TestMinutesWithTheHostRollupOfEarlierVersionsAreRead(t *testing.T) {
 	keyed.write(t, rdb, s.Keys(), "substring:x", true)
 	last := keyed.base + 3*60
 	rdb.HSet(ctx, k.HostSums("substring:x", last), keyed.host(7), 1, keyed.host(8), 2) // partial, as an old replica adds
+	// Host-keyed minutes in pieces, the last with cells a replica of an
+	// earlier version wrote to the window hash after the move (its host
+	// fields in the host sums are in those cells too).
+	pieced := fleet{hosts: 300, minutes: 3, base: last + 60, keyed: true, pieces: 7}
+	pieced.write(t, rdb, s.Keys(), "substring:x", true)
+	last = pieced.base + 2*60
+	for h := range 20 {
+		rdb.HIncrBy(ctx, k.Window("substring:x", last), Field(pieced.host(h), pieced.tag(h)), 3)
+		rdb.HIncrBy(ctx, k.HostSums("substring:x", last), pieced.host(h), 3)
+		rdb.HIncrBy(ctx, k.HostSums("substring:x", last), TotalMember, 3)
+	}
 	end := last + 60
 	cells, err := s.Cells(ctx, "substring:x", base, end)
 	if err != nil {
