@@ -318,6 +318,7 @@ if maxSeries > 0 then
   PIECES = math.min(256, math.max(16, math.ceil(maxSeries / 400)))
 end
 local hashOf = {} -- field -> djb2 of its host, for the batch
+local pieceKeys = {} -- key -> piece index -> piece key, for the batch
 local function djb2(s)
   local h = 5381
   for j = 1, #s do
@@ -332,7 +333,17 @@ local function pieceOf(key, field, p)
     h = djb2(q and string.sub(field, 1, q - 1) or field)
     hashOf[field] = h
   end
-  return key .. '\0P' .. (h % p)
+  local ks, x = pieceKeys[key], h % p
+  if not ks then
+    ks = {}
+    pieceKeys[key] = ks
+  end
+  local pk = ks[x]
+  if not pk then
+    pk = key .. '\0P' .. x
+    ks[x] = pk
+  end
+  return pk
 end
 -- The state of a window key's minute, read once per batch from its host
 -- sums: total, one tag, host-keyed marker, pieces, cells in the pieces;
