@@ -630,7 +630,7 @@ func sumShards(ps []Point) []Point {
 }
 
 // scanCounts answers a filter rollups cannot (label globs) by reading the
-// buckets' cells, at most maxCells in all (checked with one HLEN per bucket
+// buckets' cells, at most maxCells in all (checked with bucketSizes
 // before any is read), ScanPage at a time.
 func (s *Store) scanCounts(ctx context.Context, kwID string, bks []bucket, f Filter, maxCells int64) ([]Point, error) {
 	lens, err := s.bucketSizes(ctx, kwID, bks, maxCells)
@@ -668,7 +668,7 @@ type DimSeries struct {
 // SplitTiered is CountsTiered split by dimension by: the limit values with
 // the most matches (ties by value), each with its points. It reads the
 // buckets' cells (rollups hold no per-minute split by two dimensions): at
-// most maxCells in all, checked with one HLEN per bucket before any is read;
+// most maxCells in all, checked with bucketSizes before any is read;
 // memory is O(cells read).
 func (s *Store) SplitTiered(ctx context.Context, kwID string, from, to, split int64, by string, f Filter, limit int, maxCells int64) ([]DimSeries, error) {
 	bks, err := s.buckets(kwID, from, to, split)
@@ -966,7 +966,7 @@ func (s *Store) TopTiered(ctx context.Context, kwID string, from, to, split int6
 
 // TopFiltered is TopTiered over the cells f selects. Rollups cannot answer
 // a filter: with one, the buckets' cells are read (at most maxCells, checked
-// with one HLEN per bucket first) and summed by group in memory, which holds
+// with bucketSizes first) and summed by group in memory, which holds
 // at most as many groups as cells read.
 func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split int64, by string, f Filter, limit int, maxCells int64) ([]Group, int64, error) {
 	bks, err := s.buckets(kwID, from, to, split)
