@@ -271,7 +271,8 @@ end
 -- further counts: readers add up both, and a top by host sums large
 -- minutes with ZUNIONSTORE. Summed per batch here,
 -- one HINCRBY or ZINCRBY per (rollup, member) below. A field is host NUL tag, then
--- NUL name=value per label (window.Field).
+-- NUL name=value per label (window.Field). Minutes of one tag without
+-- labels keep no per-host sums (host-keyed, below).
 local roll = {}
 local function rollup(key, field, c)
   local ro = roll[key]
