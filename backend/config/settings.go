@@ -193,7 +193,7 @@ var settings = []Setting{
 			return err
 		}},
 	intRow("max-series-per-minute", "KEYALERT_MAX_SERIES_PER_MINUTE", ingest.DefaultMaxSeriesPerMinute, 10, 1000000,
-		"distinct series (host, tag, labels) one keyword may have in one minute: the counts of further series go to the overflow series (every part __other__; metric keyalert_ingest_overflow_total, a warning at most once a minute)",
+		"distinct series (host, tag, labels) one keyword may have in one minute: the counts of further series go to the overflow series (every part __other__; metric keyalert_ingest_overflow_total, a warning at most once a minute); a minute past 512 series keeps its counts in max(16, this / 400) pieces (at most 256), each small enough for Redis's compact hash encoding",
 		func(c *Config) *int { return &c.Ingest.MaxSeriesPerMinute }),
 	intRow("dead-maxlen", "KEYALERT_DEAD_MAXLEN", int64(ingest.DefaultDeadMaxLen), 1, 1<<40,
 		"approximate length cap of the dead-letter stream", func(c *Config) *int64 { return &c.Ingest.DeadMaxLen }),

@@ -279,7 +279,8 @@ end
 -- further counts: readers add up both, and a top by host sums large
 -- minutes with ZUNIONSTORE. Summed per batch here,
 -- one HINCRBY or ZINCRBY per (rollup, member) below. A field is host NUL tag, then
--- NUL name=value per label (window.Field).
+-- NUL name=value per label (window.Field). Minutes of one tag without
+-- labels keep no per-host sums (host-keyed, below).
 local roll = {}
 local function rollup(key, field, c)
   local ro = roll[key]
@@ -313,6 +314,65 @@ local function rollup(key, field, c)
   end
 end
 
+-- Pieces: a keyword-minute past HOST_SUMS_MAX cells would leave Redis's
+-- compact hash encoding (a hashtable: ~72-88 bytes a cell instead of
+-- ~20-40). Its cells are then moved into PIECES hashes
+-- window.Keys.Piece(i), i = window.PieceOf(host) (djb2 of the host mod the
+-- pieces), so all cells of a host are in one piece; the host sums record
+-- the count (\0P) and the cells in the pieces (\0N, which the guard counts
+-- and readers charge). Pieces expire with the window: each gets the
+-- window's EXPIREAT when a batch creates a field in it.
+local PIECES = 64
+if maxSeries > 0 then
+  PIECES = math.min(256, math.max(16, math.ceil(maxSeries / 400)))
+end
+local hashOf = {} -- field -> djb2 of its host, for the batch
+local pieceKeys = {} -- key -> piece index -> piece key, for the batch
+local function djb2(s)
+  local h = 5381
+  for j = 1, #s do
+    h = (h * 33 + string.byte(s, j)) % 4294967296
+  end
+  return h
+end
+local function pieceOf(key, field, p)
+  local h = hashOf[field]
+  if not h then
+    local q = string.find(field, '\0', 1, true)
+    h = djb2(q and string.sub(field, 1, q - 1) or field)
+    hashOf[field] = h
+  end
+  local ks, x = pieceKeys[key], h % p
+  if not ks then
+    ks = {}
+    pieceKeys[key] = ks
+  end
+  local pk = ks[x]
+  if not pk then
+    pk = key .. '\0P' .. x
+    ks[x] = pk
+  end
+  return pk
+end
+-- The state of a window key's minute, read once per batch from its host
+-- sums: total, one tag, host-keyed marker, pieces, cells in the pieces;
+-- fresh lists the pieces the batch created fields in, added the cells added
+-- to pieces.
+local states = {}
+local function state(key)
+  local ks = states[key]
+  if not ks then
+    local st = rpcall('HMGET', key .. '\0H', '\0', '\0T', '\0C', '\0P', '\0N')
+    if failed(st) then
+      st = {}
+    end
+    ks = {total = st[1], tag = st[2], keyed = type(st[3]) == 'string',
+      p = tonumber(st[4]), n = tonumber(st[5]) or 0, fresh = {}, added = 0}
+    states[key] = ks
+  end
+  return ks
+end
+
 -- The cardinality guard: a window hash holding maxSeries fields takes no
 -- new field but the overflow series' (every part __other__, labels named as
 -- the entry's). Fields are counted with one HLEN per window hash and batch,
@@ -333,15 +393,16 @@ local function guard(key, field, first, m)
   if maxSeries <= 0 then
     return field
   end
-  local have = fields[key]
+  local have, ks = fields[key], state(key)
   if not have then
     have = rpcall('HLEN', key)
     if failed(have) then
       return field
     end
+    have = have + ks.n
     fields[key] = have
   end
-  if have < maxSeries or rpcall('HEXISTS', key, field) == 1 then
+  if have < maxSeries or rpcall('HEXISTS', ks.p and pieceOf(key, field, ks.p) or key, field) == 1 then
     return field
   end
   if not overflowed[key] then
@@ -402,13 +463,22 @@ for g = 1, ncount do
   end
   if sum ~= '0' then
     field = guard(key, field, first, m)
-    local r, c = rpcall('HINCRBY', key, field, sum), tonumber(sum)
+    local ks, dest = state(key), key
+    if ks.p then
+      dest = pieceOf(key, field, ks.p)
+    end
+    local r, c = rpcall('HINCRBY', dest, field, sum), tonumber(sum)
     if failed(r) and not wrote and not dataError(r.err) then
       return redis.error_reply(r.err)
     elseif not failed(r) then
       wrote = true
-      if fields[key] and r == c then
-        fields[key] = fields[key] + 1 -- a new field
+      if r == c then -- a new field
+        if fields[key] then
+          fields[key] = fields[key] + 1
+        end
+        if ks.p then
+          ks.fresh[dest], ks.added = true, ks.added + 1
+        end
       end
       rollup(key, field, c)
     else
@@ -458,9 +528,10 @@ local function zincrAll(zk, t)
   end
 end
 
--- A rollup is derived data: a failure to write it does not fail the entries.
-for key, ro in pairs(roll) do
-  local hk, zk, tk = key .. '\0H', key .. '\0h', key .. '\0t'
+-- roll1 adds a batch's rollup ro of window key to the minute's host sums
+-- hk, host zset zk, tag zset tk and label rollups: the layout of minutes
+-- that are not host-keyed.
+local function roll1(key, ro, hk, zk, tk)
   if ro.labelled > 0 then
     ro.h['\0l'] = ro.labelled
   end
@@ -510,16 +581,20 @@ for key, ro in pairs(roll) do
         -- zk does not exist here: one ZADD of the sums leaves what a
         -- ZINCRBY of each would (a field whose value is not a number, which
         -- ZINCRBY would refuse, is left out), in one call instead of 513.
-        local tag, total, add = nil, 0, {}
+        local tag, total, add, keep = nil, 0, {}, {}
         for j = 1, #kv, 2 do
-          if kv[j] == '\0T' then
+          local f = kv[j]
+          if f == '\0T' then
             tag = kv[j + 1]
+          elseif f == '\0P' or f == '\0N' then
+            -- the pieces' state stays in the hash
+            keep[#keep + 1], keep[#keep + 2] = f, kv[j + 1]
           else
-            if kv[j] == '\0' then
+            if f == '\0' then
               total = kv[j + 1]
             end
             if tonumber(kv[j + 1]) then
-              add[#add + 1], add[#add + 2] = kv[j + 1], kv[j]
+              add[#add + 1], add[#add + 2] = kv[j + 1], f
             end
           end
         end
@@ -533,6 +608,9 @@ for key, ro in pairs(roll) do
           tagsDone = true
         end
         rpcall('DEL', hk)
+        if #keep > 0 then
+          rpcall('HSET', hk, unpack(keep))
+        end
       end
     end
   end
@@ -542,6 +620,137 @@ for key, ro in pairs(roll) do
   for name, lv in pairs(ro.l) do
     lv['\0'] = ro.lc[name] -- the name's total; a value cannot hold NUL
     zincrAll(key .. '\0l:' .. name, lv)
+  end
+end
+
+-- hostOf is the host of a cell's field: the part before the first NUL.
+local function hostOf(f)
+  local p = string.find(f, '\0', 1, true)
+  if p then
+    return string.sub(f, 1, p - 1)
+  end
+  return f
+end
+
+-- materialize writes the host sums of a host-keyed minute (window.CellHosts)
+-- from its cells as they were before this batch (ro.h is the batch's part,
+-- added by roll1 like any batch's) and drops the marker: the minute is then
+-- laid out as one that never was host-keyed. HSET, not HINCRBY: host fields
+-- a replica of an earlier version wrote meanwhile are in the cells too.
+-- cellsOf is the HGETALL replies of a minute's cells: its window hash and
+-- its p pieces, if any (failed replies left out).
+local function cellsOf(key, p)
+  local out = {}
+  local kv = rpcall('HGETALL', key)
+  if not failed(kv) then
+    out[1] = kv
+  end
+  for x = 0, (p or 0) - 1 do
+    kv = rpcall('HGETALL', key .. '\0P' .. x)
+    if not failed(kv) then
+      out[#out + 1] = kv
+    end
+  end
+  return out
+end
+
+local function materialize(key, hk, ro, p)
+  local sums = {}
+  for _, kv in ipairs(cellsOf(key, p)) do
+    for j = 1, #kv, 2 do
+      local n = tonumber(kv[j + 1])
+      if n then
+        local h = hostOf(kv[j])
+        sums[h] = (sums[h] or 0) + n
+      end
+    end
+  end
+  local add = {}
+  for h, n in pairs(sums) do
+    n = n - (ro.h[h] or 0)
+    if n ~= 0 then
+      add[#add + 1], add[#add + 2] = h, n
+    end
+  end
+  -- unpack is bounded by Lua's C stack (8,000 values).
+  for lo = 1, #add, 2000 do
+    rpcall('HSET', hk, unpack(add, lo, math.min(#add, lo + 1999)))
+  end
+  rpcall('HDEL', hk, '\0C')
+end
+
+-- toPieces moves the cells of window key into PIECES pieces (see Pieces
+-- above), once per minute: O(cells), like the host sums' move into the
+-- zset. Every piece written is fresh: it gets the window's expiry.
+local function toPieces(key, hk, ks)
+  local kv = rpcall('HGETALL', key)
+  if failed(kv) then
+    return
+  end
+  local by, order = {}, {}
+  for j = 1, #kv, 2 do
+    local pk = pieceOf(key, kv[j], PIECES)
+    local l = by[pk]
+    if not l then
+      l = {}
+      by[pk] = l
+      order[#order + 1] = pk
+    end
+    l[#l + 1], l[#l + 2] = kv[j], kv[j + 1]
+  end
+  for _, pk in ipairs(order) do
+    local l = by[pk]
+    for lo = 1, #l, 2000 do
+      rpcall('HSET', pk, unpack(l, lo, math.min(#l, lo + 1999)))
+    end
+    ks.fresh[pk] = true
+  end
+  rpcall('DEL', key)
+  ks.p, ks.n, ks.added = PIECES, ks.n + #kv / 2, 0
+  rpcall('HSET', hk, '\0P', PIECES, '\0N', ks.n)
+end
+
+-- A rollup is derived data: a failure to write it does not fail the entries.
+--
+-- Host-keyed minutes (window.CellHosts): while every series of a
+-- keyword-minute has the same tag and no labels, its cells are host NUL tag
+-- and per-host sums would repeat them. Such a minute's host sums hash holds
+-- only the total, the tag (\0T) and the marker \0C: readers take a host's
+-- count from its cell. The first batch that brings a second tag, a labelled
+-- series or the overflow series (tag __other__) materializes the host sums
+-- from the cells, once, and the minute goes on as any other.
+for key, ro in pairs(roll) do
+  local hk, zk, tk = key .. '\0H', key .. '\0h', key .. '\0t'
+  local only, ntags = nil, 0
+  for t in pairs(ro.t) do
+    only, ntags = t, ntags + 1
+  end
+  local fits = ntags == 1 and ro.labelled == 0
+  local ks = state(key)
+  local done = false
+  if ks.keyed and fits and ks.tag == only then
+    rpcall('HINCRBY', hk, '\0', ro.n)
+    done = true
+  elseif ks.keyed then
+    materialize(key, hk, ro, ks.p)
+  elseif fits and type(ks.total) ~= 'string' and type(ks.tag) ~= 'string'
+    and rpcall('EXISTS', zk, tk) == 0 then
+    -- A new minute (no total anywhere): host-keyed from the start.
+    rpcall('HSET', hk, '\0', ro.n, '\0T', only, '\0C', '1')
+    done = true
+  end
+  if not done then
+    roll1(key, ro, hk, zk, tk)
+  end
+  if ks.p then
+    if ks.added > 0 then
+      rpcall('HINCRBY', hk, '\0N', ks.added)
+    end
+  else
+    local size = fields[key] or rpcall('HLEN', key)
+    if type(size) == 'number' and size > HOST_SUMS_MAX then
+      toPieces(key, hk, ks)
+    end
   end
 end
 
@@ -655,6 +864,9 @@ for x = 1, nexp do
     rpcall('EXPIREAT', k .. '\0t', ARGV[i + EXPIRE_AT])
     for name in pairs(roll[k].l) do
       rpcall('EXPIREAT', k .. '\0l:' .. name, ARGV[i + EXPIRE_AT])
+    end
+    for pk in pairs(state(k).fresh) do
+      rpcall('EXPIREAT', pk, ARGV[i + EXPIRE_AT])
     end
   end
   i = i + EXPIRE_WIDTH

@@ -203,7 +203,8 @@ var protocol = []luaConst{
 	{"EXPIRE_AT", expireAt},
 	{"EXPIRE_WIDTH", expireWidth},
 
-	// Not a slot: the most hosts a minute's host sums hash holds.
+	// Not a slot: the most hosts a minute's host sums hash holds, and the
+	// most cells its window hash holds before they move into pieces.
 	{"HOST_SUMS_MAX", window.HostSumsMax},
 }
 

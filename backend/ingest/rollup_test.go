@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -67,7 +68,8 @@ func TestRollupsAgreeWithTheCellsAndExpireWithThem(t *testing.T) {
 // A minute's host sums are a hash while it has at most window.HostSumsMax
 // hosts; past that they move into the host zset, which takes the minute's
 // further counts: counts and tops read from either agree with the cells,
-// and the zset expires with the window.
+// and the zset expires with the window. (Two tags: a minute of one tag is
+// host-keyed and has no host sums to move.)
 func TestHostSumsMoveToTheZsetPastTheirLimit(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	ctx := context.Background()
@@ -75,9 +77,9 @@ func TestHostSumsMoveToTheZsetPastTheirLimit(t *testing.T) {
 	const hosts = window.HostSumsMax + 100
 	var es []stream.Entry
 	for b := range hosts {
-		es = append(es, entry(b, "Exception", fmt.Sprintf("web-%04d", b), "app", now, int64(1+b%4)))
+		es = append(es, entry(b, "Exception", fmt.Sprintf("web-%04d", b), []string{"app", "nginx"}[b%2], now, int64(1+b%4)))
 	}
-	es = append(es, entry(hosts, "Exception", "web-0007", "app", now, 5)) // after the move
+	es = append(es, entry(hosts, "Exception", "web-0007", "nginx", now, 5)) // after the move
 	xadd(t, rdb, es...)
 	start(t, Options{Client: rdb, BatchSize: 100, Retention: time.Hour})
 	drained(t, rdb, "keyalertd")
@@ -85,8 +87,9 @@ func TestHostSumsMoveToTheZsetPastTheirLimit(t *testing.T) {
 	s := window.NewStore(rdb, testStream)
 	k := s.Keys()
 	kw := "substring:Exception"
-	if n := rdb.Exists(ctx, k.HostSums(kw, now)).Val(); n != 0 {
-		t.Errorf("the host sums hash is still there past %d hosts", window.HostSumsMax)
+	// (It keeps the state of the cells' pieces only.)
+	if got := rdb.HKeys(ctx, k.HostSums(kw, now)).Val(); len(got) != 2 || !slices.Contains(got, window.PiecesField) || !slices.Contains(got, window.PieceCellsField) {
+		t.Errorf("the host sums hash holds %q past %d hosts, want the pieces' state only", got, window.HostSumsMax)
 	}
 	if n := rdb.ZCard(ctx, k.HostTotals(kw, now)).Val(); n != hosts+1 {
 		t.Errorf("host zset has %d members, want %d hosts and the total", n, hosts)
@@ -136,7 +139,8 @@ func TestMinutesOfOneTagKeepNoTagRollup(t *testing.T) {
 		{"one tag", [][]string{{"app"}, {"app"}}, 3, false},
 		{"a second tag in a later batch", [][]string{{"app"}, {"app", "nginx"}}, 3, true},
 		{"two tags in one batch", [][]string{{"app", "nginx"}}, 3, true},
-		{"one tag past the host sums' limit", [][]string{{"app"}, {"app"}}, window.HostSumsMax/2 + 10, true},
+		{"one tag past the host sums' limit (host-keyed)", [][]string{{"app"}, {"app"}}, window.HostSumsMax/2 + 10, false},
+		{"a second tag past the host sums' limit", [][]string{{"app"}, {"app", "nginx"}}, window.HostSumsMax/2 + 10, true},
 		{"tag holding digits", [][]string{{"123"}}, 3, false},
 	}
 	for _, tt := range tests {
@@ -207,7 +211,7 @@ func TestMinutesOfOneTagKeepNoTagRollup(t *testing.T) {
 // The host zset takes a batch's sums per host in one read and one write
 // (apply.lua's zincrAll): members it holds and new ones, many per batch,
 // end up with the sums of their cells, and the total member with the
-// minute's total.
+// minute's total. (Two tags, so that the minute is not host-keyed.)
 func TestHostTotalsAddManyHostsPerBatchToWhatTheyHold(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	ctx := context.Background()
@@ -217,7 +221,7 @@ func TestHostTotalsAddManyHostsPerBatchToWhatTheyHold(t *testing.T) {
 	for round := range 3 { // the move, then every host again, twice
 		for h := range hosts {
 			b := round*hosts + h
-			es = append(es, entry(b, "Exception", fmt.Sprintf("web-%04d", h), "app", now, int64(1+b%7)))
+			es = append(es, entry(b, "Exception", fmt.Sprintf("web-%04d", h), []string{"app", "nginx"}[h%2], now, int64(1+b%7)))
 		}
 	}
 	xadd(t, rdb, es...)

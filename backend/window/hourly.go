@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -59,14 +60,21 @@ func (k Keys) RollupState() string { return k.prefix + "rollup" }
 // RollupLease is the key of the lease under which one replica rolls up.
 func (k Keys) RollupLease() string { return k.prefix + "rollup:lease" }
 
-// parseWindow returns the keyword ID and minute of a minute window key, or
-// false for any other key (rollups, hourly keys). A keyword ID may hold ':'
-// so the minute is after the last one.
+// parseWindow returns the keyword ID and minute of a minute window key or
+// of one of its pieces (a minute whose cells moved into pieces has no
+// window hash left), or false for any other key (rollups, hourly keys). A
+// keyword ID may hold ':' so the minute is after the last one.
 func (k Keys) parseWindow(key string) (kwID string, minute int64, ok bool) {
 	rest, found := strings.CutPrefix(key, k.prefix+"w:")
-	if !found || strings.IndexByte(rest, 0) >= 0 { // a rollup
-
+	if !found {
 		return "", 0, false
+	}
+	if i := strings.IndexByte(rest, 0); i >= 0 {
+		p, isPiece := strings.CutPrefix(rest[i:], "\x00P")
+		if _, err := strconv.Atoi(p); !isPiece || err != nil { // a rollup
+			return "", 0, false
+		}
+		rest = rest[:i]
 	}
 	i := strings.LastIndexByte(rest, ':')
 	if i <= 0 {
@@ -297,8 +305,27 @@ func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt
 		_, err := pipe.Exec(ctx)
 		return err
 	}
+	// The minutes' cells: each window hash, then its pieces (if any).
+	var hashes []string
 	for m := hour; m < hour+3600; m += 60 {
-		key := s.keys.Window(kwID, m)
+		hashes = append(hashes, s.keys.Window(kwID, m))
+	}
+	pipe := s.rdb.Pipeline()
+	pieces := make([]*redis.StringCmd, len(hashes))
+	for i := range hashes {
+		pieces[i] = pipe.HGet(ctx, s.keys.HostSums(kwID, hour+int64(i)*60), PiecesField)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		cleanup()
+		return 0, 0, fmt.Errorf("roll %s hour %d: pieces: %w", kwID, hour, err)
+	}
+	for i, c := range pieces {
+		p, _ := strconv.Atoi(c.Val())
+		for x := range p {
+			hashes = append(hashes, pieceKey(s.keys.Window(kwID, hour+int64(i)*60), x))
+		}
+	}
+	for _, key := range hashes {
 		var cursor uint64
 		for {
 			kvs, next, err := s.rdb.HScan(ctx, key, cursor, "", ScanPage).Result()

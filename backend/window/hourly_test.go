@@ -26,6 +26,9 @@ func TestParseWindowTakesTheMinuteAfterTheLastColon(t *testing.T) {
 		{k.HourWindow("substring:Error", 1714557600), "", 0, false},
 		{k.Seen(1714557600), "", 0, false},
 		{k.prefix + "w:substring:Error:12", "", 0, false}, // not a minute start
+		{k.Piece("substring:Error", 1714557600, 11), "substring:Error", 1714557600, true},
+		{k.HostSums("substring:Error", 1714557600), "", 0, false},
+		{k.Window("substring:Error", 1714557600) + "\x00Px", "", 0, false},
 	}
 	for _, tt := range tests {
 		kw, m, ok := k.parseWindow(tt.key)
@@ -43,6 +46,8 @@ func TestKeywordsByHourListsTheKeywordsWithMinutesInEachHour(t *testing.T) {
 	fleet{hosts: 2, minutes: 2, base: h + 3600}.write(t, rdb, s.Keys(), "substring:x", true)
 	fleet{hosts: 2, minutes: 1, base: h}.write(t, rdb, s.Keys(), "substring:x", true)
 	fleet{hosts: 2, minutes: 1, base: h - 3600}.write(t, rdb, s.Keys(), "substring:old", true)
+	// A minute whose cells are all in pieces has no window hash left.
+	fleet{hosts: 2, minutes: 1, base: h + 3600 + 120, keyed: true, pieces: 3}.write(t, rdb, s.Keys(), "substring:pieced", true)
 	// Other keys of the slot, and another stream's windows, are not windows of it.
 	rdb.Set(context.Background(), s.Keys().HourWindow("substring:y", h), 1, 0)
 	other := NewKeys("other:events")
@@ -52,27 +57,39 @@ func TestKeywordsByHourListsTheKeywordsWithMinutesInEachHour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[int64][]string{h: {"regex:a:b", "substring:x"}, h + 3600: {"substring:x"}}
+	want := map[int64][]string{h: {"regex:a:b", "substring:x"}, h + 3600: {"substring:pieced", "substring:x"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 }
 
+// (For every layout of the minutes: three tags, host-keyed, host-keyed in
+// pieces.)
 func TestCountsAndTopThroughBothTiersEqualTheMinutesTheyCameFrom(t *testing.T) {
+	const h = 1714557600
+	for _, fl := range []fleet{
+		{hosts: 30, minutes: 180, base: h},
+		{hosts: 30, minutes: 180, base: h, keyed: true},
+		{hosts: 30, minutes: 180, base: h, keyed: true, pieces: 4},
+	} {
+		t.Run(fmt.Sprintf("keyed %v, %d pieces", fl.keyed, fl.pieces), func(t *testing.T) { throughBothTiers(t, fl) })
+	}
+}
+
+func throughBothTiers(t *testing.T, fl fleet) {
 	rdb := redistest.Start(t).Client()
 	ctx := context.Background()
 	s := NewStore(rdb, stream.DefaultStream)
 	const kw, h = "substring:x", 1714557600
 	// Three hours of 30 hosts; the first two are rolled up, then their
 	// minutes are gone.
-	fl := fleet{hosts: 30, minutes: 180, base: h}
 	fl.write(t, rdb, s.Keys(), kw, true)
 	for _, hour := range []int64{h, h + 3600} {
 		if _, _, err := s.RollHour(ctx, kw, hour, 1<<40); err != nil {
 			t.Fatal(err)
 		}
 		for m := hour; m < hour+3600; m += 60 {
-			rdb.Del(ctx, s.keys.Window(kw, m), s.keys.HostTotals(kw, m), s.keys.TagTotals(kw, m))
+			rdb.Del(ctx, rdb.Keys(ctx, globEscape(s.keys.Window(kw, m))+"*").Val()...)
 		}
 	}
 	filters := []Filter{{}, {Host: fl.host(7), HostSet: true}, {Tag: fl.tag(1), TagSet: true}, {Host: fl.host(4), HostSet: true, Tag: fl.tag(4), TagSet: true}}

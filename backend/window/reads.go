@@ -43,6 +43,16 @@ import (
 // total. The ingest script writes the tag rollup, with what the field stood
 // for, once a second tag comes or the host sums move into the zset.
 //
+// A minute whose series all have that one tag and no labels (a fleet of
+// hosts without Kubernetes labels) is host-keyed: its cells are
+// Field(host, tag), one per host, so per-host sums would repeat them. Its
+// host sums hold only the total, SingleTagField and the marker CellHosts; a
+// count of a host reads the host's cell (a second pipelined round for such
+// minutes), a top by host sums the cells by host in the top script. The
+// ingest script writes the host sums from the cells, once, when a second
+// tag, a labelled series or the overflow series comes; the minute is then
+// laid out as any other.
+//
 // A series lacking a label has the empty value for it: a top by a label
 // adds the minute's total minus the label's "\x00" to the empty value. A
 // label filter (a glob) reads the cells of each minute (HSCAN, ScanPage at a
@@ -62,6 +72,44 @@ import (
 // rollup, with what the field stood for, once a second tag comes or the host
 // sums move into the zset.
 const SingleTagField = "\x00T"
+
+// CellHosts is the field of a minute's host sums that marks it host-keyed:
+// every series of the minute has its tag (SingleTagField) and no labels, so
+// its cells are Field(host, tag) and the host sums hold no host; a host's
+// count is its cell. The ingest script writes the host sums from the cells
+// and drops the field once a second tag, a labelled series or the overflow
+// series comes.
+const CellHosts = "\x00C"
+
+// PiecesField is the field of a minute's host sums holding the number of
+// pieces its cells were moved into (see Keys.Piece); PieceCellsField holds
+// how many cells the pieces hold.
+const (
+	PiecesField     = "\x00P"
+	PieceCellsField = "\x00N"
+)
+
+// Piece is piece i of the window hash of (kwID, minute): once a minute has
+// more than HostSumsMax cells the ingest script moves them into pieces by
+// host (PieceOf), each small enough for Redis to keep compact, and writes
+// the minute's further cells there. The window hash itself then holds only
+// cells a replica of an earlier version wrote.
+func (k Keys) Piece(kwID string, minute int64, i int) string {
+	return pieceKey(k.Window(kwID, minute), i)
+}
+
+func pieceKey(w string, i int) string { return w + "\x00P" + strconv.Itoa(i) }
+
+// PieceOf is the piece holding the cells of host among pieces: djb2 of the
+// host's bytes, mod 2^32 (what the ingest script computes in Lua), mod
+// pieces.
+func PieceOf(host string, pieces int) int {
+	h := uint32(5381)
+	for i := 0; i < len(host); i++ {
+		h = h*33 + uint32(host[i])
+	}
+	return int(h % uint32(pieces))
+}
 
 // HostSumsMax is the most fields a host sums hash holds: Redis's default
 // hash-max-listpack-entries, up to which it keeps the hash compact.
@@ -191,6 +239,7 @@ type bucket struct {
 	start, step int64
 	w, h, t     string
 	hs          string // the host sums hash of a minute; "" for an hour
+	pieces      int    // the pieces of a minute's cells, when known (PiecesField)
 	shard       int
 	k           Keys // the shard's keys
 }
@@ -286,7 +335,7 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 			asks[i].cell = pipe.HGet(ctx, b.w, Field(f.Host, f.Tag))
 			asks[i].labelled = pipe.ZMScore(ctx, b.h, LabelledMember)
 			if b.hs != "" {
-				asks[i].sums = pipe.HMGet(ctx, b.hs, LabelledMember)
+				asks[i].sums = pipe.HMGet(ctx, b.hs, LabelledMember, PiecesField, PieceCellsField)
 			}
 			asks[i].cells = pipe.HLen(ctx, b.w)
 			continue
@@ -296,10 +345,15 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 			members = []string{f.Host, TotalMember}
 		}
 		asks[i].scores = pipe.ZMScore(ctx, b.h, members...)
-		if b.hs != "" && f.TagSet {
+		switch {
+		case b.hs != "" && f.TagSet:
 			// and the minute's one tag, if it has only one
 			asks[i].sums = pipe.HMGet(ctx, b.hs, append(members, SingleTagField)...)
-		} else if b.hs != "" {
+		case b.hs != "" && f.HostSet:
+			// and whether the minute is host-keyed: the host's count is
+			// then its cell, Field(host, the one tag)
+			asks[i].sums = pipe.HMGet(ctx, b.hs, append(members, SingleTagField, CellHosts, PiecesField, PieceCellsField)...)
+		case b.hs != "":
 			asks[i].sums = pipe.HMGet(ctx, b.hs, members...)
 		}
 		if f.TagSet {
@@ -313,30 +367,79 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 	out := make([]Point, 0, len(bks))
 	var legacy []bucket
 	legacyCells := hours
+	type keyedAsk struct {
+		b     bucket
+		field string
+		keys  []string // where the cell is: the window hash and/or its piece
+		n     int64    // counted so far (the window hash's part)
+	}
+	var keyed []keyedAsk // cells read in a second round: host-keyed minutes, pieces
 	for i, a := range asks {
 		b := bks[i]
 		var n int64
 		switch {
 		case a.cell != nil:
-			l, err := addSums(a.labelled.Val(), sumVals(a.sums), b.hs)
+			vals := sumVals(a.sums)
+			var inPieces int64
+			if len(vals) == 3 {
+				b.pieces, inPieces = pieceState(vals[1], vals[2])
+				vals = vals[:1]
+			}
+			l, err := addSums(a.labelled.Val(), vals, b.hs)
 			if err != nil {
 				return nil, err
 			}
 			if len(l) == 1 && l[0] != 0 {
 				// Labelled series of the pair are cells of their own.
 				legacy = append(legacy, b)
-				legacyCells += a.cells.Val()
+				legacyCells += a.cells.Val() + inPieces
 				continue
 			}
 			v, err := a.cell.Result()
-			if errors.Is(err, redis.Nil) {
+			if err == nil {
+				if n, err = strconv.ParseInt(v, 10, 64); err != nil {
+					return nil, fmt.Errorf("window %s field of %q/%q: count %q is not an integer", b.w, f.Host, f.Tag, v)
+				}
+			}
+			if b.pieces > 0 {
+				field := Field(f.Host, f.Tag)
+				keyed = append(keyed, keyedAsk{b, field, []string{pieceKey(b.w, PieceOf(f.Host, b.pieces))}, n})
 				continue
 			}
-			if n, err = strconv.ParseInt(v, 10, 64); err != nil {
-				return nil, fmt.Errorf("window %s field of %q/%q: count %q is not an integer", b.w, f.Host, f.Tag, v)
+			if n == 0 {
+				continue
 			}
 		default:
 			vals := sumVals(a.sums)
+			if f.HostSet && !f.TagSet && len(vals) == 6 {
+				var inPieces int64
+				b.pieces, inPieces = pieceState(vals[4], vals[5])
+				if _, ok := vals[3].(string); ok {
+					// Host-keyed: the host's count is its cell. Host
+					// fields here would be a replica of an earlier
+					// version's, whose cells hold the same counts.
+					tag, ok := vals[2].(string)
+					if !ok {
+						// no tag to name the cell: scanned
+						legacy = append(legacy, b)
+						legacyCells += a.cells.Val() + inPieces
+						continue
+					}
+					if sc, err := addSums(nil, vals[1:2], b.hs); err != nil {
+						return nil, err
+					} else if t := a.scores.Val(); sc[0] != 0 || (len(t) == 2 && t[1] != 0) {
+						keys := []string{b.w}
+						if b.pieces > 0 {
+							// and in the window hash, cells a replica of
+							// an earlier version wrote after the move
+							keys = append(keys, pieceKey(b.w, PieceOf(f.Host, b.pieces)))
+						}
+						keyed = append(keyed, keyedAsk{b: b, field: Field(f.Host, tag), keys: keys})
+					}
+					continue
+				}
+				vals = vals[:2]
+			}
 			single, isSingle := "", false
 			var singleCount int64 // the host sums' total: what the one tag counted
 			if f.TagSet && len(vals) == 2 {
@@ -383,13 +486,41 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 			out = append(out, Point{b.start, b.step, n})
 		}
 	}
+	if len(keyed) > 0 {
+		pipe := s.rdb.Pipeline()
+		cmds := make([][]*redis.StringCmd, len(keyed))
+		for i, k := range keyed {
+			for _, key := range k.keys {
+				cmds[i] = append(cmds[i], pipe.HGet(ctx, key, k.field))
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("counts of %s: cells of %d host-keyed buckets: %w", kwID, len(keyed), err)
+		}
+		for i, k := range keyed {
+			n := k.n
+			for j, cmd := range cmds[i] {
+				if v, err := cmd.Result(); err == nil {
+					c, err := strconv.ParseInt(v, 10, 64)
+					if err != nil {
+						return nil, fmt.Errorf("window %s field %q: count %q is not an integer", k.keys[j], k.field, v)
+					}
+					n += c
+				}
+			}
+			if n != 0 {
+				out = append(out, Point{k.b.start, k.b.step, n})
+			}
+		}
+		sort.SliceStable(out, func(i, j int) bool { return out[i].Start < out[j].Start })
+	}
 	if len(legacy) > 0 {
 		if legacyCells > maxCells {
 			return nil, &LimitError{Cells: legacyCells, Max: maxCells}
 		}
 		for _, b := range legacy {
 			var n int64
-			err := s.scanCells(ctx, b.w, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
+			err := s.scanCells(ctx, b.w, b.pieces, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
 			if err != nil {
 				return nil, err
 			}
@@ -397,7 +528,7 @@ func (s *Store) countsOf(ctx context.Context, kwID string, bks []bucket, f Filte
 				out = append(out, Point{b.start, b.step, n})
 			}
 		}
-		sortPoints(out)
+		sort.SliceStable(out, func(i, j int) bool { return out[i].Start < out[j].Start })
 	}
 	if sharded(bks) {
 		out = sumShards(out)
@@ -430,6 +561,51 @@ func addSums(scores []float64, vals []any, key string) ([]float64, error) {
 	return scores, nil
 }
 
+// pieceState is the pieces and the cells in them of a minute, from its host
+// sums' PiecesField and PieceCellsField (HMGET values; nil when absent).
+func pieceState(p, n any) (pieces int, cells int64) {
+	if v, ok := p.(string); ok {
+		pieces, _ = strconv.Atoi(v)
+	}
+	if v, ok := n.(string); ok {
+		cells, _ = strconv.ParseInt(v, 10, 64)
+	}
+	return max(pieces, 0), max(cells, 0)
+}
+
+// bucketSizes is the cells of each bucket (HLEN of its hash and the cells
+// in its pieces) and the pieces, in one pipelined round; it fails with
+// *LimitError when the cells add up to more than maxCells.
+func (s *Store) bucketSizes(ctx context.Context, kwID string, bks []bucket, maxCells int64) ([]int64, error) {
+	pipe := s.rdb.Pipeline()
+	lens := make([]*redis.IntCmd, len(bks))
+	state := make([]*redis.SliceCmd, len(bks))
+	for i, b := range bks {
+		lens[i] = pipe.HLen(ctx, b.w)
+		if b.hs != "" {
+			state[i] = pipe.HMGet(ctx, b.hs, PiecesField, PieceCellsField)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("cells of %s over %d buckets: %w", kwID, len(bks), err)
+	}
+	sizes := make([]int64, len(bks))
+	var cells int64
+	for i := range bks {
+		sizes[i] = lens[i].Val()
+		if vals := sumVals(state[i]); len(vals) == 2 {
+			var n int64
+			bks[i].pieces, n = pieceState(vals[0], vals[1])
+			sizes[i] += n
+		}
+		cells += sizes[i]
+	}
+	if cells > maxCells {
+		return nil, &LimitError{Cells: cells, Max: maxCells}
+	}
+	return sizes, nil
+}
+
 // sumVals is the reply of an HMGET of host sums; nil for none asked.
 func sumVals(c *redis.SliceCmd) []any {
 	if c == nil {
@@ -454,31 +630,20 @@ func sumShards(ps []Point) []Point {
 }
 
 // scanCounts answers a filter rollups cannot (label globs) by reading the
-// buckets' cells, at most maxCells in all (checked with one HLEN per bucket
+// buckets' cells, at most maxCells in all (checked with bucketSizes
 // before any is read), ScanPage at a time.
 func (s *Store) scanCounts(ctx context.Context, kwID string, bks []bucket, f Filter, maxCells int64) ([]Point, error) {
-	pipe := s.rdb.Pipeline()
-	lens := make([]*redis.IntCmd, len(bks))
-	for i, b := range bks {
-		lens[i] = pipe.HLen(ctx, b.w)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("counts of %s over %d buckets: %w", kwID, len(bks), err)
-	}
-	var cells int64
-	for _, l := range lens {
-		cells += l.Val()
-	}
-	if cells > maxCells {
-		return nil, &LimitError{Cells: cells, Max: maxCells}
+	lens, err := s.bucketSizes(ctx, kwID, bks, maxCells)
+	if err != nil {
+		return nil, err
 	}
 	var out []Point
 	for i, b := range bks {
-		if lens[i].Val() == 0 {
+		if lens[i] == 0 {
 			continue
 		}
 		var n int64
-		err := s.scanCells(ctx, b.w, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
+		err := s.scanCells(ctx, b.w, b.pieces, f, func(_, _ string, _ []stream.Label, c int64) { n += c })
 		if err != nil {
 			return nil, err
 		}
@@ -503,14 +668,14 @@ type DimSeries struct {
 // SplitTiered is CountsTiered split by dimension by: the limit values with
 // the most matches (ties by value), each with its points. It reads the
 // buckets' cells (rollups hold no per-minute split by two dimensions): at
-// most maxCells in all, checked with one HLEN per bucket before any is read;
+// most maxCells in all, checked with bucketSizes before any is read;
 // memory is O(cells read).
 func (s *Store) SplitTiered(ctx context.Context, kwID string, from, to, split int64, by string, f Filter, limit int, maxCells int64) ([]DimSeries, error) {
 	bks, err := s.buckets(kwID, from, to, split)
 	if err != nil || len(bks) == 0 || limit <= 0 {
 		return nil, err
 	}
-	lens, err := s.bucketCells(ctx, kwID, bks, maxCells)
+	lens, err := s.bucketSizes(ctx, kwID, bks, maxCells)
 	if err != nil {
 		return nil, err
 	}
@@ -519,7 +684,7 @@ func (s *Store) SplitTiered(ctx context.Context, kwID string, from, to, split in
 		if lens[i] == 0 {
 			continue
 		}
-		err := s.scanCells(ctx, b.w, f, func(host, tag string, labels []stream.Label, n int64) {
+		err := s.scanCells(ctx, b.w, b.pieces, f, func(host, tag string, labels []stream.Label, n int64) {
 			v := Dimension(host, tag, labels, by)
 			d := byValue[v]
 			if d == nil {
@@ -553,52 +718,18 @@ func (s *Store) SplitTiered(ctx context.Context, kwID string, from, to, split in
 	return out[:min(limit, len(out))], nil
 }
 
-// bucketCells is the HLEN of each bucket's cells hash, failing with
-// *LimitError when they add up to more than maxCells.
-func (s *Store) bucketCells(ctx context.Context, kwID string, bks []bucket, maxCells int64) ([]int64, error) {
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, len(bks))
-	for i, b := range bks {
-		cmds[i] = pipe.HLen(ctx, b.w)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("cells of %s over %d buckets: %w", kwID, len(bks), err)
-	}
-	lens := make([]int64, len(bks))
-	var cells int64
-	for i, c := range cmds {
-		lens[i] = c.Val()
-		cells += lens[i]
-	}
-	if cells > maxCells {
-		return nil, &LimitError{Cells: cells, Max: maxCells}
-	}
-	return lens, nil
-}
-
 func (s *Store) scanTop(ctx context.Context, kwID string, bks []bucket, by string, f Filter, limit int, maxCells int64) ([]Group, int64, error) {
-	pipe := s.rdb.Pipeline()
-	lens := make([]*redis.IntCmd, len(bks))
-	for i, b := range bks {
-		lens[i] = pipe.HLen(ctx, b.w)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(bks), err)
-	}
-	var cells int64
-	for _, l := range lens {
-		cells += l.Val()
-	}
-	if cells > maxCells {
-		return nil, 0, &LimitError{Cells: cells, Max: maxCells}
+	lens, err := s.bucketSizes(ctx, kwID, bks, maxCells)
+	if err != nil {
+		return nil, 0, err
 	}
 	sums := map[string]int64{}
 	var total int64
 	for i, b := range bks {
-		if lens[i].Val() == 0 {
+		if lens[i] == 0 {
 			continue
 		}
-		err := s.scanCells(ctx, b.w, f, func(host, tag string, labels []stream.Label, n int64) {
+		err := s.scanCells(ctx, b.w, b.pieces, f, func(host, tag string, labels []stream.Label, n int64) {
 			sums[Dimension(host, tag, labels, by)] += n
 			total += n
 		})
@@ -619,15 +750,6 @@ func (s *Store) scanTop(ctx context.Context, kwID string, bks []bucket, by strin
 	return out[:min(limit, len(out))], total, nil
 }
 
-func sortPoints(out []Point) {
-	// Few minutes are out of order (only scanned ones); insertion sort.
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].Start < out[j-1].Start; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-}
-
 // globEscape quotes the glob specials of s for HSCAN MATCH.
 func globEscape(s string) string {
 	var b strings.Builder
@@ -641,10 +763,26 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// scanCells streams the cells of one window hash that f selects, ScanPage
-// fields per reply, to fn. A host filter is a MATCH prefix so that Redis
-// drops the other hosts before replying.
-func (s *Store) scanCells(ctx context.Context, key string, f Filter, fn func(host, tag string, labels []stream.Label, n int64)) error {
+// scanCells streams the cells of one window hash and its pieces (if any)
+// that f selects, ScanPage fields per reply, to fn. A host filter is a
+// MATCH prefix so that Redis drops the other hosts before replying, and
+// reads only the host's piece.
+func (s *Store) scanCells(ctx context.Context, key string, pieces int, f Filter, fn func(host, tag string, labels []stream.Label, n int64)) error {
+	if err := s.scanHash(ctx, key, f, fn); err != nil {
+		return err
+	}
+	for i := range pieces {
+		if f.HostSet && i != PieceOf(f.Host, pieces) {
+			continue
+		}
+		if err := s.scanHash(ctx, pieceKey(key, i), f, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) scanHash(ctx context.Context, key string, f Filter, fn func(host, tag string, labels []stream.Label, n int64)) error {
 	match := ""
 	if f.HostSet {
 		match = globEscape(f.Host) + "\x00*"
@@ -684,11 +822,13 @@ type Group struct {
 // is 1) and returns the top ARGV[1] members, highest first and equal counts
 // by value ascending, as member, score pairs. Only those come back: Redis
 // holds the union for the call, keyalertd holds limit members. The first
-// ARGV[4] rollups are zsets, summed by ZUNIONSTORE; the rest are host sums
-// hashes, summed by HGETALL into a Lua table (Redis's memory: one entry per
-// host summed, like the union) and added to the union as one zset. ARGV[5..]
-// are tag, count pairs added last (minutes of one tag, which have no tag
-// rollup).
+// ARGV[4] rollups are zsets, summed by ZUNIONSTORE; the next ARGV[5] are
+// host sums hashes and the last ARGV[6] are the cells hashes of host-keyed
+// minutes (CellHosts), summed by host; each has one ARGV after ARGV[6]: its
+// count of pieces (0: the cells are all in the hash). Hashes are summed by HGETALL
+// into a Lua table (Redis's memory: one entry per host summed, like the
+// union) and added to the union as one zset. The ARGV after the pieces are
+// tag, count pairs added last (minutes of one tag, which have no tag rollup).
 //
 // For a label (ARGV[2] is 'l'), the rollups' "\x00" members sum the counts
 // of series carrying the label; ARGV[3] - that sum (ARGV[3]: the rollup
@@ -696,26 +836,56 @@ type Group struct {
 // value.
 var topScript = redis.NewScript(`
 local dst, limit, nz = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[4])
+local nh, nc = tonumber(ARGV[5]), tonumber(ARGV[6])
 redis.call('ZUNIONSTORE', dst, nz + 1, unpack(KEYS, 1, nz + 1))
--- Host sums hashes (a minute's hosts while they are few) are summed in a
--- table, which is added to dst as one zset: far cheaper than a zset per
--- hash when minutes share their hosts.
+-- Host sums hashes (a minute's hosts while they are few) and cells of
+-- host-keyed minutes are summed in a table, which is added to dst as one
+-- zset: far cheaper than a zset per hash when minutes share their hosts.
 local acc, nacc = {}, 0
-for k = nz + 2, #KEYS do
+local function add(m, n)
+  local v = acc[m]
+  if v then
+    acc[m] = v + n
+  else
+    acc[m] = n
+    nacc = nacc + 1
+  end
+end
+for k = nz + 2, nz + 1 + nh do
   local kv = redis.call('HGETALL', KEYS[k])
   for j = 1, #kv, 2 do
-    local m, n = kv[j], tonumber(kv[j + 1])
-    if m ~= '\0T' then -- the minute's one tag (SingleTagField), not a host
-      local v = acc[m]
-      if v then
-        acc[m] = v + n
-      else
-        acc[m] = n
-        nacc = nacc + 1
-      end
+    local m = kv[j]
+    -- not the one tag (SingleTagField), the host-keyed marker or a piece
+    -- count: fields of NUL and a letter other than the labelled count
+    if string.byte(m, 1) ~= 0 or #m == 1 or m == '\0l' then
+      add(m, tonumber(kv[j + 1]))
     end
   end
 end
+-- Cells are summed by field first: minutes share their cells' fields, so
+-- the host is cut out of each distinct field once, not of every cell.
+local cells = {}
+local function addCells(key)
+  local kv = redis.call('HGETALL', key)
+  for j = 1, #kv, 2 do
+    local f = kv[j]
+    cells[f] = (cells[f] or 0) + tonumber(kv[j + 1])
+  end
+end
+for c = 1, nc do
+  local key = KEYS[nz + 1 + nh + c]
+  addCells(key)
+  for x = 0, tonumber(ARGV[6 + c]) - 1 do
+    addCells(key .. '\0P' .. x)
+  end
+end
+for f, n in pairs(cells) do
+  local p = string.find(f, '\0', 1, true)
+  if p then
+    add(string.sub(f, 1, p - 1), n)
+  end
+end
+cells = nil
 if nacc > 0 then
   -- ZADD 1,000 pairs at a time: unpack is bounded by Lua's C stack.
   local t, z = dst .. ':h', {}
@@ -734,7 +904,7 @@ if nacc > 0 then
   redis.call('DEL', t)
 end
 -- Tags of minutes that had one: tag, count pairs.
-for j = 5, #ARGV, 2 do
+for j = 7 + nc, #ARGV, 2 do
   redis.call('ZINCRBY', dst, ARGV[j + 1], ARGV[j])
 end
 if ARGV[2] == '1' then
@@ -770,6 +940,13 @@ redis.call('DEL', dst)
 return out
 `)
 
+// cellsKey is the cells hash of a host-keyed minute and its pieces, as the
+// top script sums it by host.
+type cellsKey struct {
+	key    string
+	pieces int
+}
+
 // Top returns the limit hosts (by "host"), tags (by "tag") or values of a
 // label (by its name) of kwID with the most matches over the minutes in
 // [from, to), and the total over all of them. Redis sums the minutes' rollups; at most limit groups come back. The
@@ -789,7 +966,7 @@ func (s *Store) TopTiered(ctx context.Context, kwID string, from, to, split int6
 
 // TopFiltered is TopTiered over the cells f selects. Rollups cannot answer
 // a filter: with one, the buckets' cells are read (at most maxCells, checked
-// with one HLEN per bucket first) and summed by group in memory, which holds
+// with bucketSizes first) and summed by group in memory, which holds
 // at most as many groups as cells read.
 func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split int64, by string, f Filter, limit int, maxCells int64) ([]Group, int64, error) {
 	bks, err := s.buckets(kwID, from, to, split)
@@ -811,10 +988,10 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 		members *redis.IntCmd
 		total   *redis.FloatCmd
 		cells   *redis.IntCmd
-		// A minute's host sums hash: its fields (by host) and total.
+		// A minute's host sums hash: its fields (by host); its total, one
+		// tag (SingleTagField) and host-keyed marker (CellHosts).
 		sumFields *redis.IntCmd
-		sumTotal  *redis.StringCmd
-		single    *redis.StringCmd // by tag: the minute's one tag (SingleTagField)
+		sums      *redis.SliceCmd
 	}
 	asks := make([]ask, len(bks))
 	pipe := s.rdb.Pipeline()
@@ -825,12 +1002,9 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 			cells:   pipe.HLen(ctx, b.w),
 		}
 		if b.hs != "" {
-			asks[i].sumTotal = pipe.HGet(ctx, b.hs, TotalMember)
-			switch by {
-			case stream.LabelHost:
+			asks[i].sums = pipe.HMGet(ctx, b.hs, TotalMember, SingleTagField, CellHosts, PiecesField, PieceCellsField)
+			if by == stream.LabelHost {
 				asks[i].sumFields = pipe.HLen(ctx, b.hs)
-			case stream.LabelTag:
-				asks[i].single = pipe.HGet(ctx, b.hs, SingleTagField)
 			}
 		}
 	}
@@ -840,8 +1014,9 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	// Per shard: the rollups to sum (and their totals), the minutes without
 	// rollups to scan.
 	nshards := bks[len(bks)-1].shard + 1
-	keys, legacy := make([][]string, nshards), make([][]string, nshards)
+	keys, legacy := make([][]string, nshards), make([][]cellsKey, nshards)
 	hashes := make([][]string, nshards)          // host sums hashes, by host
+	cellKeys := make([][]cellsKey, nshards)      // by host: cells of host-keyed minutes
 	singles := make([]map[string]int64, nshards) // by tag: minutes of one tag
 	rolled := make([]int64, nshards)
 	shardKeys := make([]Keys, nshards)
@@ -850,9 +1025,12 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 		sh := bks[i].shard
 		shardKeys[sh] = bks[i].k
 		t, _ := a.total.Result()
-		var hashTotal int64
-		if a.sumTotal != nil {
-			if v, err := a.sumTotal.Result(); err == nil {
+		var hashTotal, inPieces int64
+		var single string
+		isSingle, keyed, pieces := false, false, 0
+		if vals := sumVals(a.sums); len(vals) == 5 {
+			pieces, inPieces = pieceState(vals[3], vals[4])
+			if v, ok := vals[0].(string); ok {
 				n, perr := strconv.ParseInt(v, 10, 64)
 				if perr != nil {
 					return nil, 0, fmt.Errorf("top of %s: host sums %s: total %q is not an integer", kwID, bks[i].hs, v)
@@ -860,16 +1038,16 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 				t += float64(n)
 				hashTotal = n
 			}
+			single, isSingle = vals[1].(string)
+			_, keyed = vals[2].(string)
 		}
 		if t != 0 {
-			if a.single != nil {
-				if tag, err := a.single.Result(); err == nil {
-					if singles[sh] == nil {
-						singles[sh] = map[string]int64{}
-					}
-					singles[sh][tag] += hashTotal
-					cells++
+			if by == stream.LabelTag && isSingle {
+				if singles[sh] == nil {
+					singles[sh] = map[string]int64{}
 				}
+				singles[sh][single] += hashTotal
+				cells++
 			}
 			if m := a.members.Val(); m > 0 {
 				keys[sh] = append(keys[sh], roll(bks[i]))
@@ -878,7 +1056,13 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 					cells-- // the total member
 				}
 			}
-			if a.sumFields != nil {
+			if keyed && by == stream.LabelHost {
+				// Host-keyed: the hosts are the cells. Host fields in
+				// the hash would be a replica of an earlier version's,
+				// whose cells hold the same counts.
+				cellKeys[sh] = append(cellKeys[sh], cellsKey{bks[i].w, pieces})
+				cells += a.cells.Val() + inPieces
+			} else if a.sumFields != nil {
 				if m := a.sumFields.Val(); m > 0 {
 					hashes[sh] = append(hashes[sh], bks[i].hs)
 					cells += m - 1 // the total field
@@ -886,8 +1070,8 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 			}
 			total += int64(t)
 			rolled[sh] += int64(t)
-		} else if c := a.cells.Val(); c > 0 {
-			legacy[sh] = append(legacy[sh], bks[i].w)
+		} else if c := a.cells.Val() + inPieces; c > 0 {
+			legacy[sh] = append(legacy[sh], cellsKey{bks[i].w, pieces})
 			cells += c
 		}
 	}
@@ -905,10 +1089,10 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 	sums := map[string]int64{}
 	var out []Group
 	for sh := range nshards {
-		if len(keys[sh]) == 0 && len(hashes[sh]) == 0 && len(singles[sh]) == 0 && len(legacy[sh]) == 0 {
+		if len(keys[sh]) == 0 && len(hashes[sh]) == 0 && len(cellKeys[sh]) == 0 && len(singles[sh]) == 0 && len(legacy[sh]) == 0 {
 			continue
 		}
-		gs, n, err := s.topOfShard(ctx, kwID, shardKeys[sh], keys[sh], hashes[sh], singles[sh], legacy[sh], by, each, rolled[sh])
+		gs, n, err := s.topOfShard(ctx, kwID, shardKeys[sh], keys[sh], hashes[sh], cellKeys[sh], singles[sh], legacy[sh], by, each, rolled[sh])
 		if err != nil {
 			return nil, 0, err
 		}
@@ -941,11 +1125,12 @@ func (s *Store) TopFiltered(ctx context.Context, kwID string, from, to, split in
 }
 
 // topOfShard sums one shard's rollups (keys, zsets, and hashes, host sums
-// hashes; their totals add up to rolled), the counts of tags of minutes
+// hashes; their totals add up to rolled), the cells of host-keyed minutes
+// by host (cells), the counts of tags of minutes
 // that had only one (singles) and scanned minutes (legacy) in Redis and
 // returns its top limit groups, and the total of the scanned minutes (the
 // rollups' totals are known to the caller).
-func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashes []string, singles map[string]int64, legacy []string, by string, limit int, rolled int64) ([]Group, int64, error) {
+func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashes []string, cells []cellsKey, singles map[string]int64, legacy []cellsKey, by string, limit int, rolled int64) ([]Group, int64, error) {
 	var total int64
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
@@ -965,12 +1150,12 @@ func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashe
 			p.Expire(ctx, dst, 60e9)
 			clear(page)
 			if _, err := p.Exec(ctx); err != nil {
-				return fmt.Errorf("top of %s: summing %s: %w", kwID, w, err)
+				return fmt.Errorf("top of %s: summing %s: %w", kwID, w.key, err)
 			}
 			return nil
 		}
 		var ferr error
-		err := s.scanCells(ctx, w, Filter{}, func(host, tag string, labels []stream.Label, n int64) {
+		err := s.scanCells(ctx, w.key, w.pieces, Filter{}, func(host, tag string, labels []stream.Label, n int64) {
 			g := Dimension(host, tag, labels, by)
 			page[g] += n
 			total += n
@@ -998,15 +1183,19 @@ func (s *Store) topOfShard(ctx context.Context, kwID string, k Keys, keys, hashe
 		mode = "l"
 	}
 	all := append(append([]string{dst}, keys...), hashes...)
-	args := make([]any, 0, 4+2*len(singles))
-	args = append(args, limit, mode, rolled, len(keys))
+	args := make([]any, 0, 6+len(cells)+2*len(singles))
+	args = append(args, limit, mode, rolled, len(keys), len(hashes), len(cells))
+	for _, c := range cells {
+		all = append(all, c.key)
+		args = append(args, c.pieces)
+	}
 	for tag, n := range singles {
 		args = append(args, tag, n)
 	}
 	res, err := topScript.Run(ctx, s.rdb, all, args...).Slice()
 	if err != nil {
 		s.rdb.Del(context.WithoutCancel(ctx), dst)
-		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(keys)+len(hashes)+len(legacy), err)
+		return nil, 0, fmt.Errorf("top of %s over %d buckets: %w", kwID, len(keys)+len(hashes)+len(cells)+len(legacy), err)
 	}
 	out := make([]Group, 0, len(res)/2)
 	for j := 0; j+1 < len(res); j += 2 {

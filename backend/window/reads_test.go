@@ -25,10 +25,21 @@ type fleet struct {
 	// host sums hash (HostTotals). Without it the rollup is laid out as the
 	// ingest script does: the hash up to HostSumsMax hosts, else the zset.
 	zsetHosts bool
+	// keyed gives every host one tag and lays the minutes out host-keyed
+	// (CellHosts), as the ingest script does for such minutes.
+	keyed bool
+	// pieces writes the cells into that many pieces (Keys.Piece), as the
+	// ingest script does past HostSumsMax cells, whatever the hosts.
+	pieces int
 }
 
 func (f fleet) host(h int) string { return fmt.Sprintf("web-%05d", h) }
-func (f fleet) tag(h int) string  { return "tag-" + strconv.Itoa(h%3) }
+func (f fleet) tag(h int) string {
+	if f.keyed {
+		return "tag-0"
+	}
+	return "tag-" + strconv.Itoa(h%3)
+}
 func (f fleet) count(h, m int) int64 {
 	return int64((h*7+m*13)%101 + 1)
 }
@@ -39,7 +50,7 @@ func (f fleet) write(tb testing.TB, rdb redis.UniversalClient, k Keys, kwID stri
 	tb.Helper()
 	ctx := context.Background()
 	const chunk = 1000
-	if f.hosts > HostSumsMax {
+	if f.hosts > HostSumsMax && !f.keyed {
 		f.zsetHosts = true
 	}
 	for m := 0; m < f.minutes; m++ {
@@ -59,20 +70,39 @@ func (f fleet) write(tb testing.TB, rdb redis.UniversalClient, k Keys, kwID stri
 				tags[f.tag(h)] += n
 				total += n
 			}
-			pipe.HSet(ctx, k.Window(kwID, minute), cells...)
+			if f.pieces > 0 {
+				by := map[int][]any{}
+				for j := 0; j < len(cells); j += 2 {
+					host, _, _ := SplitField(cells[j].(string))
+					p := PieceOf(host, f.pieces)
+					by[p] = append(by[p], cells[j], cells[j+1])
+				}
+				for p, kv := range by {
+					pipe.HSet(ctx, k.Piece(kwID, minute, p), kv...)
+				}
+			} else {
+				pipe.HSet(ctx, k.Window(kwID, minute), cells...)
+			}
 			switch {
+			case rollups && f.keyed:
 			case rollups && f.zsetHosts:
 				pipe.ZAdd(ctx, k.HostTotals(kwID, minute), hosts...)
 			case rollups:
 				pipe.HSet(ctx, k.HostSums(kwID, minute), sums...)
 			}
 		}
-		if rollups && f.zsetHosts {
+		switch {
+		case rollups && f.keyed:
+			pipe.HSet(ctx, k.HostSums(kwID, minute), TotalMember, total, SingleTagField, f.tag(0), CellHosts, 1)
+		case rollups && f.zsetHosts:
 			pipe.ZAdd(ctx, k.HostTotals(kwID, minute), redis.Z{Score: float64(total), Member: TotalMember})
-		} else if rollups {
+		case rollups:
 			pipe.HSet(ctx, k.HostSums(kwID, minute), TotalMember, total)
 		}
-		if rollups {
+		if f.pieces > 0 {
+			pipe.HSet(ctx, k.HostSums(kwID, minute), PiecesField, f.pieces, PieceCellsField, f.hosts)
+		}
+		if rollups && !f.keyed {
 			for t, n := range tags {
 				pipe.ZAdd(ctx, k.TagTotals(kwID, minute), redis.Z{Score: float64(n), Member: t})
 			}
@@ -166,51 +196,95 @@ const (
 
 func TestCountsOfAFleetReadOnlyTheRollupsAndStayBounded(t *testing.T) {
 	rdb := redistest.Start(t).Client()
-	ctx := context.Background()
 	s := NewStore(rdb, stream.DefaultStream)
 	fl := fleet{hosts: 20000, minutes: 20, base: 1714557600}
 	fl.write(t, rdb, s.Keys(), "substring:x", true)
-	from, to := fl.base, fl.base+int64(fl.minutes)*60
+	keyed := fleet{hosts: 20000, minutes: 20, base: 1714557600, keyed: true}
+	keyed.write(t, rdb, s.Keys(), "substring:keyed", true)
+	pieced := fleet{hosts: 20000, minutes: 20, base: 1714557600, keyed: true, pieces: 64}
+	pieced.write(t, rdb, s.Keys(), "substring:pieced", true)
 	tests := []struct {
 		name   string
 		filter Filter
 		calls  map[string]int // Redis commands the call may make
+		// and on host-keyed minutes: a host's count is its cell, one HGET
+		// per minute in a second round
+		keyedCalls map[string]int
+		// and on host-keyed minutes in pieces: a host and tag's cell is
+		// in the window hash (written by an earlier version) and the
+		// host's piece, another HGET in a second round
+		piecedCalls map[string]int
 	}{
 		// Each minute's host rollup is read twice: the host sums hash
 		// (HMGET) and the zset of minutes written before it (ZMSCORE).
 		{"host alone is one HMGET and ZMSCORE of two members per minute", Filter{Host: fl.host(4321), HostSet: true},
-			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}},
+			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20, "hget": 20},
+			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20, "hget": 40}},
 		{"tag alone is a ZMSCORE on the tag rollup per minute, and the total", Filter{Tag: fl.tag(2), TagSet: true},
-			map[string]int{"hmget": 20, "zmscore": 40, "hlen": 20}},
+			map[string]int{"hmget": 20, "zmscore": 40, "hlen": 20}, nil, nil},
 		{"host and tag is one HGET per minute (and whether the minute has labelled cells)", Filter{Host: fl.host(17), HostSet: true, Tag: fl.tag(17), TagSet: true},
-			map[string]int{"hget": 20, "hmget": 20, "zmscore": 20, "hlen": 20}},
-		{"no filter reads each minute's total", Filter{}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}},
-		{"an unknown host counts nothing", Filter{Host: "nobody", HostSet: true}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}},
+			map[string]int{"hget": 20, "hmget": 20, "zmscore": 20, "hlen": 20}, nil, map[string]int{"hget": 40, "hmget": 20, "zmscore": 20, "hlen": 20}},
+		{"no filter reads each minute's total", Filter{}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}, nil, nil},
+		{"an unknown host counts nothing", Filter{Host: "nobody", HostSet: true},
+			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20}, map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20, "hget": 20},
+			map[string]int{"hmget": 20, "zmscore": 20, "hlen": 20, "hget": 40}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
-				t.Fatal(err)
+		t.Run(tt.name, func(t *testing.T) { countsBounded(t, rdb, s, fl, "substring:x", tt.filter, tt.calls) })
+		t.Run(tt.name+", host-keyed", func(t *testing.T) {
+			f := tt.filter
+			if f.TagSet {
+				f.Tag = keyed.tag(0)
 			}
-			var got []MinuteCount
-			var err error
-			inuse, alloc := heapGrowth(func() { got, err = s.Counts(ctx, "substring:x", from, to, tt.filter, 1000) })
-			if err != nil {
-				t.Fatal(err)
+			calls := tt.keyedCalls
+			if calls == nil {
+				calls = tt.calls
 			}
-			if want := fl.counts(tt.filter); !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
-				t.Errorf("Counts = %v, want %v", got, want)
-			}
-			calls := commandCalls(t, rdb)
-			delete(calls, "config|resetstat")
-			delete(calls, "config")
-			if !reflect.DeepEqual(calls, tt.calls) {
-				t.Errorf("commands %v, want %v", calls, tt.calls)
-			}
-			if alloc > maxCallAlloc || inuse > maxHeapGrowth {
-				t.Errorf("one call allocated %d bytes and grew the heap by %d, want at most %d and %d", alloc, inuse, maxCallAlloc, maxHeapGrowth)
-			}
+			countsBounded(t, rdb, s, keyed, "substring:keyed", f, calls)
 		})
+		t.Run(tt.name+", host-keyed in pieces", func(t *testing.T) {
+			f := tt.filter
+			if f.TagSet {
+				f.Tag = pieced.tag(0)
+			}
+			calls := tt.piecedCalls
+			if calls == nil {
+				calls = tt.keyedCalls
+			}
+			if calls == nil {
+				calls = tt.calls
+			}
+			countsBounded(t, rdb, s, pieced, "substring:pieced", f, calls)
+		})
+	}
+}
+
+// countsBounded checks one Counts call over fleet fl (written as kw)
+// against the fleet, the Redis commands it makes and its allocations.
+func countsBounded(t *testing.T, rdb *redis.Client, s *Store, fl fleet, kw string, f Filter, want map[string]int) {
+	t.Helper()
+	ctx := context.Background()
+	from, to := fl.base, fl.base+int64(fl.minutes)*60
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var got []MinuteCount
+	var err error
+	inuse, alloc := heapGrowth(func() { got, err = s.Counts(ctx, kw, from, to, f, 1000) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fl.counts(f); !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+		t.Errorf("Counts = %v, want %v", got, want)
+	}
+	calls := commandCalls(t, rdb)
+	delete(calls, "config|resetstat")
+	delete(calls, "config")
+	if !reflect.DeepEqual(calls, want) {
+		t.Errorf("commands %v, want %v", calls, want)
+	}
+	if alloc > maxCallAlloc || inuse > maxHeapGrowth {
+		t.Errorf("one call allocated %d bytes and grew the heap by %d, want at most %d and %d", alloc, inuse, maxCallAlloc, maxHeapGrowth)
 	}
 }
 
@@ -221,6 +295,9 @@ func TestTopOfAFleetReturnsOnlyLimitGroups(t *testing.T) {
 	fl := fleet{hosts: 20000, minutes: 20, base: 1714557600}
 	fl.write(t, rdb, s.Keys(), "substring:x", true)
 	fl.write(t, rdb, s.Keys(), "substring:old", false) // counted before rollups
+	keyed := fleet{hosts: 20000, minutes: 20, base: 1714557600, keyed: true}
+	keyed.write(t, rdb, s.Keys(), "substring:keyed", true)
+	fleet{hosts: 20000, minutes: 20, base: 1714557600, keyed: true, pieces: 64}.write(t, rdb, s.Keys(), "substring:pieced", true)
 	from, to := fl.base, fl.base+int64(fl.minutes)*60
 	tests := []struct {
 		name, kw, by string
@@ -233,6 +310,9 @@ func TestTopOfAFleetReturnsOnlyLimitGroups(t *testing.T) {
 		{"the whole limit of hosts", "substring:x", "host", 1000, 1_000_000, true},
 		{"top hosts of minutes without rollups", "substring:old", "host", 10, 1_000_000, true},
 		{"top tags of minutes without rollups", "substring:old", "tag", 3, 1_000_000, true},
+		{"top hosts of host-keyed minutes (their cells)", "substring:keyed", "host", 10, 1_000_000, true},
+		{"top tags of host-keyed minutes", "substring:keyed", "tag", 3, 1_000_000, true},
+		{"top hosts of host-keyed minutes in pieces", "substring:pieced", "host", 10, 1_000_000, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,12 +324,15 @@ func TestTopOfAFleetReturnsOnlyLimitGroups(t *testing.T) {
 				t.Fatal(err)
 			}
 			want, wantTotal := fl.top(tt.by, tt.limit)
+			if tt.kw == "substring:keyed" || tt.kw == "substring:pieced" {
+				want, wantTotal = keyed.top(tt.by, tt.limit)
+			}
 			if !reflect.DeepEqual(got, want) || total != wantTotal {
 				t.Errorf("Top = %v total %d, want %v total %d", got, total, want, wantTotal)
 			}
 			// Scanned minutes allocate per page, not per fleet: bound the
 			// live heap, not the bytes that passed through.
-			if inuse > maxHeapGrowth || (tt.kw == "substring:x" && alloc > maxCallAlloc) {
+			if inuse > maxHeapGrowth || (tt.kw != "substring:old" && alloc > maxCallAlloc) {
 				t.Errorf("one call allocated %d bytes and grew the heap by %d, want at most %d (rollups) and %d", alloc, inuse, maxCallAlloc, maxHeapGrowth)
 			}
 			if n, _ := rdb.Keys(ctx, "ka:*top:*").Result(); len(n) != 0 {
@@ -339,8 +422,10 @@ func TestCountsWithoutRollupsEqualCountsWithThem(t *testing.T) {
 
 // Minutes whose host rollup is the zset of earlier versions (HostTotals)
 // are read like those with the host sums hash, and a minute holding both
-// (written across an upgrade) is read as their sum: counts and tops equal
-// the cells.
+// (written across an upgrade) is read as their sum; host-keyed minutes
+// (CellHosts) beside them, one of them with host fields a replica of the
+// version before wrote too (its cells hold those counts): counts and tops
+// equal the cells.
 func TestMinutesWithTheHostRollupOfEarlierVersionsAreRead(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	ctx := context.Background()
@@ -365,7 +450,23 @@ func TestMinutesWithTheHostRollupOfEarlierVersionsAreRead(t *testing.T) {
 			rdb.HIncrBy(ctx, k.HostSums("substring:x", mixed), TotalMember, n)
 		}
 	}
-	cells, err := s.Cells(ctx, "substring:x", base, mixed+60)
+	keyed := fleet{hosts: 300, minutes: 4, base: mixed + 60, keyed: true}
+	keyed.write(t, rdb, s.Keys(), "substring:x", true)
+	last := keyed.base + 3*60
+	rdb.HSet(ctx, k.HostSums("substring:x", last), keyed.host(7), 1, keyed.host(8), 2) // partial, as an old replica adds
+	// Host-keyed minutes in pieces, the last with cells a replica of an
+	// earlier version wrote to the window hash after the move (its host
+	// fields in the host sums are in those cells too).
+	pieced := fleet{hosts: 300, minutes: 3, base: last + 60, keyed: true, pieces: 7}
+	pieced.write(t, rdb, s.Keys(), "substring:x", true)
+	last = pieced.base + 2*60
+	for h := range 20 {
+		rdb.HIncrBy(ctx, k.Window("substring:x", last), Field(pieced.host(h), pieced.tag(h)), 3)
+		rdb.HIncrBy(ctx, k.HostSums("substring:x", last), pieced.host(h), 3)
+		rdb.HIncrBy(ctx, k.HostSums("substring:x", last), TotalMember, 3)
+	}
+	end := last + 60
+	cells, err := s.Cells(ctx, "substring:x", base, end)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +477,7 @@ func TestMinutesWithTheHostRollupOfEarlierVersionsAreRead(t *testing.T) {
 				want[c.Minute] += c.Count
 			}
 		}
-		got, err := s.Counts(ctx, "substring:x", base, mixed+60, f, 1) // rollups only
+		got, err := s.Counts(ctx, "substring:x", base, end, f, 1) // rollups only
 		if err != nil {
 			t.Fatalf("filter %+v: %v", f, err)
 		}
@@ -404,7 +505,7 @@ func TestMinutesWithTheHostRollupOfEarlierVersionsAreRead(t *testing.T) {
 		}
 		return want[i].Value < want[j].Value
 	})
-	got, gotTotal, err := s.Top(ctx, "substring:x", base, mixed+60, "host", 20, 1_000_000)
+	got, gotTotal, err := s.Top(ctx, "substring:x", base, end, "host", 20, 1_000_000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@
 // the ingest script can touch them with the stream in one slot:
 //
 //	ka:{tag}:w:<keywordID>:<minute>   HASH  Field (host, tag, labels) -> count
+//	ka:{tag}:w:<keywordID>:<minute>\x00P<i>  HASH  the same, piece i of a minute past HostSumsMax cells (Keys.Piece)
 //	ka:{tag}:s:<keywordID>\x00<field>  LIST  sample JSON of one series, newest first, capped
 //	ka:{tag}:p:<producer>             HASH  g, t, n, s, q: a producer's current dedup generation, its start, its chunks, shards of g and g-1
 //	ka:{tag}:p:<producer>:<g>[:<s>]   HASH  chunk (16 raw bytes) -> attempt (8 raw bytes), generation g (shard s)
@@ -10,7 +11,15 @@
 //	ka:{tag}:fence:<group>            STRING  counter bumped before every read that delivers entries again
 //
 // <minute> is Unix seconds of the minute start, <hour> is minute/3600. Window
-// hashes expire Retention after their minute ends. Sample lists are per
+// hashes expire Retention after their minute ends. A keyword-minute's cells
+// are one hash while it has at most HostSumsMax of them (Redis keeps it a
+// compact listpack, ~20-40 bytes a cell, where a larger hash is a hashtable
+// at ~72-88); past that the ingest script moves them, once, into pieces by
+// host (PieceOf: all cells of a host in one piece), whose number the
+// minute's host sums record (PiecesField), and the window hash is gone
+// unless a replica of an earlier version writes to it again. Every reader
+// of cells reads the window hash and the pieces; pieces expire with the
+// minute. Sample lists are per
 // (keyword, host, tag) series, so a busy host cannot push a quiet one's lines
 // out; they expire Retention after their last write. The dedup keys are kept
 // for the dedup window only (package ingest says how): their size depends
@@ -20,6 +29,7 @@ package window
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -289,6 +299,8 @@ func (s *Store) CellsMany(ctx context.Context, kwIDs []string, from, to int64) (
 		minute int64
 		last   bool // the last shard of (kw, minute)
 		cmd    *redis.MapStringStringCmd
+		pieces *redis.StringCmd            // the minute's pieces (PiecesField)
+		more   []*redis.MapStringStringCmd // its pieces' cells
 	}
 	shards := s.shards()
 	asks := make([]ask, 0, int(n)*len(kwIDs)*len(shards))
@@ -296,12 +308,29 @@ func (s *Store) CellsMany(ctx context.Context, kwIDs []string, from, to int64) (
 	for _, kw := range kwIDs {
 		for m := first; m < to; m += 60 {
 			for i, k := range shards {
-				asks = append(asks, ask{kw, m, i == len(shards)-1, pipe.HGetAll(ctx, k.Window(kw, m))})
+				asks = append(asks, ask{kw: kw, minute: m, last: i == len(shards)-1,
+					cmd: pipe.HGetAll(ctx, k.Window(kw, m)), pieces: pipe.HGet(ctx, k.HostSums(kw, m), PiecesField)})
 			}
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("cells of %d keywords over %d minutes: %w", len(kwIDs), n, err)
+	}
+	// Minutes whose cells are in pieces: a second round.
+	pipe = s.rdb.Pipeline()
+	pieced := false
+	for j := range asks {
+		a := &asks[j]
+		p, _ := strconv.Atoi(a.pieces.Val())
+		for i := range p {
+			a.more = append(a.more, pipe.HGetAll(ctx, pieceKey(a.cmd.Args()[1].(string), i)))
+			pieced = true
+		}
+	}
+	if pieced {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("cells of %d keywords over %d minutes: pieces: %w", len(kwIDs), n, err)
+		}
 	}
 	out := make(map[string][]Cell, len(kwIDs))
 	start := 0 // where the cells of the current (kw, minute) begin
@@ -309,13 +338,15 @@ func (s *Store) CellsMany(ctx context.Context, kwIDs []string, from, to int64) (
 		if j == 0 || asks[j-1].last {
 			start = len(out[a.kw])
 		}
-		for f, v := range a.cmd.Val() {
-			c, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("window %s field %q: count %q is not an integer", s.keys.Window(a.kw, a.minute), f, v)
+		for _, cmd := range append([]*redis.MapStringStringCmd{a.cmd}, a.more...) {
+			for f, v := range cmd.Val() {
+				c, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("window %s field %q: count %q is not an integer", cmd.Args()[1], f, v)
+				}
+				host, tag, labels := SplitField(f)
+				out[a.kw] = append(out[a.kw], Cell{Minute: a.minute, Host: host, Tag: tag, Labels: labels, Count: c})
 			}
-			host, tag, labels := SplitField(f)
-			out[a.kw] = append(out[a.kw], Cell{Minute: a.minute, Host: host, Tag: tag, Labels: labels, Count: c})
 		}
 		if !a.last || len(out[a.kw]) == start {
 			continue
@@ -330,12 +361,13 @@ func (s *Store) CellsMany(ctx context.Context, kwIDs []string, from, to int64) (
 			}
 			return LabelsLess(cells[i].Labels, cells[j].Labels)
 		})
-		if len(shards) > 1 {
+		if len(shards) > 1 || len(a.more) > 0 {
 			// A cell found in two shards (the shard count changed within
-			// the minute) is one cell: add them.
+			// the minute), or in the window hash and a piece (written by
+			// two versions), is one cell: add them.
 			merged := cells[:1]
 			for _, c := range cells[1:] {
-				if l := &merged[len(merged)-1]; l.Host == c.Host && l.Tag == c.Tag {
+				if l := &merged[len(merged)-1]; l.Host == c.Host && l.Tag == c.Tag && !LabelsLess(l.Labels, c.Labels) && !LabelsLess(c.Labels, l.Labels) {
 					l.Count += c.Count
 				} else {
 					merged = append(merged, c)

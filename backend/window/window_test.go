@@ -255,3 +255,27 @@ func ExampleKeys_Window() {
 	fmt.Println(NewKeys("keyalert:events").Window("substring:Exception", 1714557600))
 	// Output: ka:{keyalert:events}:w:substring:Exception:1714557600
 }
+
+// PieceOf is the hash the ingest script computes in Lua (apply.lua's djb2
+// mod 2^32, in Lua 5.1's doubles): both must put a host's cells in the
+// same piece.
+func TestPieceOfMatchesTheIngestScriptsHash(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	const lua = `
+local h = 5381
+for j = 1, #ARGV[1] do
+  h = (h * 33 + string.byte(ARGV[1], j)) % 4294967296
+end
+return h % tonumber(ARGV[2])`
+	for _, host := range []string{"", "a", "host-0042.example.internal", "web-00001", "ünïcödé-host", "\xff\xfe\xfd\xfc" + strings.Repeat("z", 300)} {
+		for _, pieces := range []int{1, 16, 25, 256} {
+			got, err := rdb.Eval(context.Background(), lua, nil, host, pieces).Int()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := PieceOf(host, pieces); got != want {
+				t.Errorf("host %q, %d pieces: Lua %d, Go %d", host, pieces, got, want)
+			}
+		}
+	}
+}
