@@ -148,14 +148,7 @@ func TestChainsMatchReferenceAroundSplits(t *testing.T) {
 		for i := range specs {
 			specs[i] = randSpec(r)
 		}
-		var uniq []keyword.Spec
-		seen := map[string]bool{}
-		for _, s := range specs {
-			if s.Validate() == nil && !seen[s.ID()] {
-				seen[s.ID()] = true
-				uniq = append(uniq, s)
-			}
-		}
+		uniq := validUnique(specs)
 		for _, o := range []options{{}, {noProduct: true}} {
 			m, err := compile(uniq, o)
 			if err != nil {
@@ -215,14 +208,7 @@ func TestTransitionsStayInTheTable(t *testing.T) {
 		sets = append(sets, specs)
 	}
 	for _, specs := range sets {
-		var uniq []keyword.Spec
-		seen := map[string]bool{}
-		for _, s := range specs {
-			if s.Validate() == nil && !seen[s.ID()] {
-				seen[s.ID()] = true
-				uniq = append(uniq, s)
-			}
-		}
+		uniq := validUnique(specs)
 		for _, o := range []options{{}, {noProduct: true}} {
 			m, err := compile(uniq, o)
 			if err != nil {
@@ -254,4 +240,17 @@ func TestTransitionsStayInTheTable(t *testing.T) {
 			}
 		}
 	}
+}
+
+// validUnique keeps the valid specs of specs, each ID once.
+func validUnique(specs []keyword.Spec) []keyword.Spec {
+	var uniq []keyword.Spec
+	seen := map[string]bool{}
+	for _, s := range specs {
+		if s.Validate() == nil && !seen[s.ID()] {
+			seen[s.ID()] = true
+			uniq = append(uniq, s)
+		}
+	}
+	return uniq
 }
