@@ -80,15 +80,7 @@ func refWordByte(c byte) bool {
 // product automaton and with both automata stepped side by side.
 func checkAgainstReference(t *testing.T, specs []keyword.Spec, values []string) {
 	t.Helper()
-	var uniq []keyword.Spec
-	seen := map[string]bool{}
-	for _, s := range specs {
-		if s.Validate() != nil || seen[s.ID()] {
-			continue
-		}
-		seen[s.ID()] = true
-		uniq = append(uniq, s)
-	}
+	uniq := validUnique(specs)
 	for _, o := range []options{{}, {noProduct: true}} {
 		m, err := compile(uniq, o)
 		if err != nil {
