@@ -62,6 +62,11 @@ func (u URL) Options() *redis.UniversalOptions {
 		ReadTimeout:  u.ReadTimeout,
 		WriteTimeout: u.WriteTimeout,
 		PoolSize:     u.PoolSize,
+		// One dial per attempt: the command's own retries (MaxRetries, with
+		// backoff) already dial again. go-redis's default of five dials 100 ms
+		// apart per attempt made a call to a Redis that is down take ~2 s
+		// and end in the caller's deadline instead of "connection refused".
+		DialerRetries: 1,
 		// A request's context deadline bounds its socket reads and writes
 		// too: an API call or a flush never outlives its own deadline on a
 		// Redis that accepts connections but does not answer.

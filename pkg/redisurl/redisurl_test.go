@@ -1,10 +1,14 @@
 package redisurl
 
 import (
+	"context"
+	"net"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestParseAcceptsTheDocumentedForms(t *testing.T) {
@@ -91,4 +95,27 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("Redact(%q) = %q shows the password", s, red)
 		}
 	})
+}
+
+// A Redis that is down is reported as such ("connection refused") to a
+// caller with a deadline of a second, as /readyz has two: go-redis's own
+// dial retries would otherwise outlast the deadline and hide the cause.
+func TestRedisDownIsNamedWithinADeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	u, err := Parse("redis://" + addr + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewUniversalClient(u.Options())
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("ping of a closed port: %v, want connection refused", err)
+	}
 }
