@@ -153,6 +153,18 @@ local function flagAll(list, f, err)
   end
 end
 local newShards = tonumber(ARGV[ARG_DEDUP_SHARDS])
+-- listOf is by[k], a list created (and k appended to order) on first use:
+-- grouping that keeps the groups in the order they first came.
+local function listOf(by, order, k)
+  local l = by[k]
+  if not l then
+    l = {}
+    by[k] = l
+    order[#order + 1] = k
+  end
+  return l
+end
+
 local function shardKey(key, gen, shards, id)
   if shards <= 1 then
     return key .. ':' .. gen
@@ -165,13 +177,7 @@ end
 local function lookup(key, gen, shards, cids, got)
   local by, order = {}, {}
   for c = 1, #cids do
-    local k = shardKey(key, gen, shards, cids[c])
-    local l = by[k]
-    if not l then
-      l = {}
-      by[k] = l
-      order[#order + 1] = k
-    end
+    local l = listOf(by, order, shardKey(key, gen, shards, cids[c]))
     l[#l + 1] = c
   end
   for _, k in ipairs(order) do
@@ -689,13 +695,7 @@ local function toPieces(key, hk, ks)
   end
   local by, order = {}, {}
   for j = 1, #kv, 2 do
-    local pk = pieceOf(key, kv[j], PIECES)
-    local l = by[pk]
-    if not l then
-      l = {}
-      by[pk] = l
-      order[#order + 1] = pk
-    end
+    local l = listOf(by, order, pieceOf(key, kv[j], PIECES))
     l[#l + 1], l[#l + 2] = kv[j], kv[j + 1]
   end
   for _, pk in ipairs(order) do
