@@ -169,7 +169,40 @@ func TestMinuteLayoutsReadAsTheirCells(t *testing.T) {
 				t.Errorf("the hour rolled up holds %d cells, want the minute's %d", len(got), len(cells))
 			}
 			checkReads(t, s, kw, hour, 3600, cells)
+
+			// The same hour as the version before rolled it reads the same.
+			rdb.Del(ctx, rdb.Keys(ctx, hw+"*").Val()...)
+			writeHourAsBefore(t, rdb, k, kw, hour, cells)
+			checkReads(t, s, kw, hour, 3600, cells)
 		})
+	}
+}
+
+// writeHourAsBefore writes kw's hour of cells as the roll-up of the version
+// before did: the cells hash, the host zset (with the total and the
+// labelled count), the tag zset and the label rollups with their names.
+func writeHourAsBefore(t *testing.T, rdb redis.UniversalClient, k window.Keys, kw string, hour int64, cells map[string]int64) {
+	t.Helper()
+	ctx := context.Background()
+	hw := k.HourWindow(kw, hour)
+	pipe := rdb.Pipeline()
+	for f, n := range cells {
+		host, tag, labels := window.SplitField(f)
+		pipe.HSet(ctx, hw, f, n)
+		pipe.ZIncrBy(ctx, k.HourHostTotals(kw, hour), float64(n), host)
+		pipe.ZIncrBy(ctx, k.HourHostTotals(kw, hour), float64(n), window.TotalMember)
+		pipe.ZIncrBy(ctx, k.HourTagTotals(kw, hour), float64(n), tag)
+		if len(labels) > 0 {
+			pipe.ZIncrBy(ctx, k.HourHostTotals(kw, hour), float64(n), window.LabelledMember)
+		}
+		for _, l := range labels {
+			pipe.ZIncrBy(ctx, hw+"\x00l:"+l.Name, float64(n), l.Value)
+			pipe.ZIncrBy(ctx, hw+"\x00l:"+l.Name, float64(n), window.TotalMember)
+			pipe.SAdd(ctx, k.HourLabelNames(kw, hour), l.Name)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
