@@ -17,16 +17,27 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The hourly tier keeps counts past the minute retention, one hash per
-// keyword and hour with the same identity as the minute windows, and the same
-// rollups so that reads of a host, a tag, a label or a top stay O(hours):
+// The hourly tier keeps counts past the minute retention, per keyword and
+// hour with the same identity (host, tag, labels) as the minute windows,
+// laid out as a minute is (see reads.go) so that the minutes' reads apply
+// and an hour of a fleet stays in Redis's compact encodings:
 //
-//	ka:{tag}:hw:<keywordID>:<hour start>                HASH  Field (host, tag, labels) -> count
-//	ka:{tag}:hw:<keywordID>:<hour start>\x00h           ZSET  host -> count, "\x00" -> the hour's total,
-//	                                                          "\x00l" -> the labelled series' count
+//	ka:{tag}:hw:<keywordID>:<hour start>                HASH  Field (host, tag, labels) -> count, while at most HostSumsMax cells
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00P<i>        HASH  the same past HostSumsMax cells: piece i (PieceOf the host)
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00H           HASH  "\x00" total, SingleTagField, CellHosts, PiecesField and
+//	                                                          PieceCellsField, and host -> count while they fit
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00h           ZSET  host -> count, "\x00" total, "\x00l" labelled count,
+//	                                                          past HostSumsMax host sums fields
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00t           ZSET  tag -> count, for several tags or hosts in the zset
 //	ka:{tag}:hw:<keywordID>:<hour start>\x00n           SET   the label names with a rollup
-//	ka:{tag}:hw:<keywordID>:<hour start>\x00t           ZSET  tag -> count
 //	ka:{tag}:hw:<keywordID>:<hour start>\x00l:<name>    ZSET  label value -> count, "\x00" -> the labelled count
+//
+// An hour whose cells all have one tag and no labels is host-keyed: its
+// host sums hash holds the total, the tag and CellHosts only, whatever its
+// hosts (a fleet's hour: ~44 B a series-hour, where the cells hashtable and
+// host skiplist written before were ~207). Hours rolled before this layout
+// have the cells hash, the host zset and the tag zset, and no host sums
+// hash; readers read both layouts.
 //
 // They are written only by RollHour (package rollup schedules it), never by
 // ingest, and expire HourlyRetention after their hour ends.

@@ -34,8 +34,9 @@ import (
 //	<window key>\x00h         ZSET  the same members and fields, as scores
 //
 // (a hash that large is a hashtable anyway, and a top sums zsets fastest),
-// which minutes written before the hash existed (and every hour of the
-// hourly tier) hold too. Readers read both and add them up, so a minute
+// which minutes written before the hash existed (and hours rolled before
+// the hourly tier took this layout) hold too. An hour (hourly.go) is laid
+// out and read as a minute. Readers read both and add them up, so a minute
 // written partly before an upgrade and partly after is read whole.
 //
 // A minute of one tag (the common case) has no tag rollup: its host sums
