@@ -40,6 +40,13 @@ func oneTag(tag string, from, to int) []layoutSeries {
 // read straight from Redis.
 func TestMinuteLayoutsReadAsTheirCells(t *testing.T) {
 	const kw = "substring:Exception"
+	// The hours rolled from them: host-keyed whatever their hosts if of
+	// one tag without labels, else host sums as a minute has them; cells
+	// in 16 pieces past window.HostSumsMax (hourly pieces follow the hour's
+	// cells, not the limit of series).
+	keyedSmall := hourLayout{[]string{"", "\x00H"}, []string{"\x00", "\x00C", "\x00T"}, 0}
+	keyedPieces := hourLayout{[]string{"\x00H", "\x00P ×16"}, []string{"\x00", "\x00C", "\x00N", "\x00P", "\x00T"}, 0}
+	zsetPieces := hourLayout{[]string{"\x00H", "\x00P ×16", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0}
 	tests := []struct {
 		name      string
 		before    int // hosts of tag app the version before wrote first
@@ -51,40 +58,55 @@ func TestMinuteLayoutsReadAsTheirCells(t *testing.T) {
 		keys     []string
 		meta     []string
 		hostSums int
+		// The same of the hour rolled from the minute.
+		hour hourLayout
 	}{
 		// Minutes the version before wrote part of go on in its layout:
 		// the host sums it began, or its move of the cells and host sums
 		// past the limits, then pieces.
 		{"one tag begun by the version before", 5, [][]layoutSeries{oneTag("app", 3, 8)}, 0,
-			[]string{"", "\x00H"}, []string{"\x00", "\x00T"}, 8},
+			[]string{"", "\x00H"}, []string{"\x00", "\x00T"}, 8,
+			keyedSmall},
 		{"past the limits with the version before", 600, [][]layoutSeries{oneTag("app", 590, 610)}, 0,
-			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0},
+			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0,
+			keyedPieces},
 		{"one tag, no labels: host-keyed", 0, [][]layoutSeries{oneTag("app", 0, 5), oneTag("app", 3, 8)}, 0,
-			[]string{"", "\x00H"}, []string{"\x00", "\x00C", "\x00T"}, 0},
+			[]string{"", "\x00H"}, []string{"\x00", "\x00C", "\x00T"}, 0,
+			keyedSmall},
 		{"a second tag in a later batch", 0, [][]layoutSeries{oneTag("app", 0, 5), append(oneTag("app", 3, 6), oneTag("nginx", 6, 8)...)}, 0,
-			[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 8},
+			[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 8,
+			hourLayout{[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 8}},
 		{"a labelled series in a later batch", 0, [][]layoutSeries{oneTag("app", 0, 5),
 			{{host: 1, tag: "app", labels: []string{"app", "shop"}, count: 4}, {host: 6, tag: "app", count: 2}}}, 0,
-			[]string{"", "\x00H", "\x00l:app"}, []string{"\x00", "\x00T", "\x00l"}, 6},
+			[]string{"", "\x00H", "\x00l:app"}, []string{"\x00", "\x00T", "\x00l"}, 6,
+			hourLayout{[]string{"", "\x00H", "\x00l:app", "\x00n"}, []string{"\x00", "\x00T", "\x00l"}, 6}},
 		{"the overflow series", 0, [][]layoutSeries{oneTag("app", 0, 10), oneTag("app", 8, 14)}, 10,
-			[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 11},
+			[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 11,
+			hourLayout{[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 11}},
 		{"two tags from the first batch", 0, [][]layoutSeries{append(oneTag("app", 0, 3), oneTag("nginx", 3, 5)...)}, 0,
-			[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 5},
+			[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 5,
+			hourLayout{[]string{"", "\x00H", "\x00t"}, []string{"\x00"}, 5}},
 		// Past window.HostSumsMax cells the cells move into pieces (25 with
 		// the default limit of series): the window hash is gone.
 		{"host-keyed past the hash's limit: pieces", 0, [][]layoutSeries{oneTag("app", 0, 300), oneTag("app", 200, 700)}, 0,
-			[]string{"\x00H", "\x00P ×25"}, []string{"\x00", "\x00C", "\x00N", "\x00P", "\x00T"}, 0},
+			[]string{"\x00H", "\x00P ×25"}, []string{"\x00", "\x00C", "\x00N", "\x00P", "\x00T"}, 0,
+			keyedPieces},
 		{"pieces from the first batch", 0, [][]layoutSeries{oneTag("app", 0, 600)}, 0,
-			[]string{"\x00H", "\x00P ×25"}, []string{"\x00", "\x00C", "\x00N", "\x00P", "\x00T"}, 0},
+			[]string{"\x00H", "\x00P ×25"}, []string{"\x00", "\x00C", "\x00N", "\x00P", "\x00T"}, 0,
+			keyedPieces},
 		{"pieces, then a second tag", 0, [][]layoutSeries{oneTag("app", 0, 600), oneTag("nginx", 600, 610)}, 0,
-			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0},
+			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0,
+			zsetPieces},
 		{"pieces, then labelled series", 0, [][]layoutSeries{oneTag("app", 0, 600),
 			{{host: 7, tag: "app", labels: []string{"app", "shop"}, count: 4}, {host: 8, tag: "app", labels: []string{"app", "cart"}, count: 2}, {host: 700, tag: "app", count: 1}}}, 0,
-			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00l:app", "\x00t"}, []string{"\x00N", "\x00P"}, 0},
+			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00l:app", "\x00t"}, []string{"\x00N", "\x00P"}, 0,
+			hourLayout{[]string{"\x00H", "\x00P ×16", "\x00h", "\x00l:app", "\x00n", "\x00t"}, []string{"\x00N", "\x00P"}, 0}},
 		{"pieces, then the overflow series", 0, [][]layoutSeries{oneTag("app", 0, 550), oneTag("app", 500, 650)}, 600,
-			[]string{"\x00H", "\x00P ×16", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0},
+			[]string{"\x00H", "\x00P ×16", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0,
+			zsetPieces},
 		{"two tags past the limit in one batch", 0, [][]layoutSeries{append(oneTag("app", 0, 300), oneTag("nginx", 300, 600)...)}, 0,
-			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0},
+			[]string{"\x00H", "\x00P ×25", "\x00h", "\x00t"}, []string{"\x00N", "\x00P"}, 0,
+			zsetPieces},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,9 +143,76 @@ func TestMinuteLayoutsReadAsTheirCells(t *testing.T) {
 					t.Errorf("%q: TTL %v, want the window's expiry", key, ttl)
 				}
 			}
-			checkReads(t, s, rdb, kw, now, rawCells(t, rdb, w))
+			cells := rawCells(t, rdb, w)
+			checkReads(t, s, kw, now, 60, cells)
+
+			// The hour rolled up from the minute: its layout, its cells
+			// the minute's, and every read of it through the tiers.
+			hour := window.HourStart(now)
+			if _, _, err := s.RollHour(ctx, kw, hour, time.Now().Unix()+3600); err != nil {
+				t.Fatal(err)
+			}
+			hw := k.HourWindow(kw, hour)
+			if got := minuteKeys(t, rdb, hw); !reflect.DeepEqual(got, tt.hour.keys) {
+				t.Errorf("hour keys %q, want %q", got, tt.hour.keys)
+			}
+			meta, hosts = hostSumsFields(t, rdb, k.HourHostSums(kw, hour))
+			if !reflect.DeepEqual(meta, tt.hour.meta) || hosts != tt.hour.hosts {
+				t.Errorf("hour host sums: %q and %d hosts, want %q and %d", meta, hosts, tt.hour.meta, tt.hour.hosts)
+			}
+			for _, key := range rdb.Keys(ctx, hw+"*").Val() {
+				if ttl := rdb.TTL(ctx, key).Val(); ttl <= 0 || ttl > time.Hour+time.Minute {
+					t.Errorf("%q: TTL %v, want the hour's expiry", key, ttl)
+				}
+			}
+			if got := rawCells(t, rdb, hw); !reflect.DeepEqual(got, cells) {
+				t.Errorf("the hour rolled up holds %d cells, want the minute's %d", len(got), len(cells))
+			}
+			checkReads(t, s, kw, hour, 3600, cells)
+
+			// The same hour as the version before rolled it reads the same.
+			rdb.Del(ctx, rdb.Keys(ctx, hw+"*").Val()...)
+			writeHourAsBefore(t, rdb, k, kw, hour, cells)
+			checkReads(t, s, kw, hour, 3600, cells)
 		})
 	}
+}
+
+// writeHourAsBefore writes kw's hour of cells as the roll-up of the version
+// before did: the cells hash, the host zset (with the total and the
+// labelled count), the tag zset and the label rollups with their names.
+func writeHourAsBefore(t *testing.T, rdb redis.UniversalClient, k window.Keys, kw string, hour int64, cells map[string]int64) {
+	t.Helper()
+	ctx := context.Background()
+	hw := k.HourWindow(kw, hour)
+	pipe := rdb.Pipeline()
+	for f, n := range cells {
+		host, tag, labels := window.SplitField(f)
+		pipe.HSet(ctx, hw, f, n)
+		pipe.ZIncrBy(ctx, k.HourHostTotals(kw, hour), float64(n), host)
+		pipe.ZIncrBy(ctx, k.HourHostTotals(kw, hour), float64(n), window.TotalMember)
+		pipe.ZIncrBy(ctx, k.HourTagTotals(kw, hour), float64(n), tag)
+		if len(labels) > 0 {
+			pipe.ZIncrBy(ctx, k.HourHostTotals(kw, hour), float64(n), window.LabelledMember)
+		}
+		for _, l := range labels {
+			pipe.ZIncrBy(ctx, hw+"\x00l:"+l.Name, float64(n), l.Value)
+			pipe.ZIncrBy(ctx, hw+"\x00l:"+l.Name, float64(n), window.TotalMember)
+			pipe.SAdd(ctx, k.HourLabelNames(kw, hour), l.Name)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hourLayout is the keys of an hour by their suffix after the hour's
+// cells key (as minuteKeys lists them), its host sums' fields starting with
+// NUL and its number of host fields.
+type hourLayout struct {
+	keys  []string
+	meta  []string
+	hosts int
 }
 
 // writeAsBefore writes hosts web-<i> (i < hosts) of tag app into kw's
@@ -212,8 +301,9 @@ func rawCells(t *testing.T, rdb redis.UniversalClient, w string) map[string]int6
 	return out
 }
 
-// checkReads compares every read of kw's minute m with the cells.
-func checkReads(t *testing.T, s *window.Store, rdb redis.UniversalClient, kw string, m int64, cells map[string]int64) {
+// checkReads compares every read of kw's minute m (step 60) or hour m
+// (step 3600, read through the hourly tier) with the cells.
+func checkReads(t *testing.T, s *window.Store, kw string, m, step int64, cells map[string]int64) {
 	t.Helper()
 	ctx := context.Background()
 	type cell struct {
@@ -230,6 +320,10 @@ func checkReads(t *testing.T, s *window.Store, rdb redis.UniversalClient, kw str
 		hosts[h], tags[tg] = true, true
 		total += n
 	}
+	split := m // minutes only
+	if step == 3600 {
+		split = m + step // the hour only
+	}
 	sum := func(keep func(c cell) bool) int64 {
 		var n int64
 		for _, c := range all {
@@ -244,7 +338,7 @@ func checkReads(t *testing.T, s *window.Store, rdb redis.UniversalClient, kw str
 		want := sum(func(c cell) bool {
 			return (!f.HostSet || c.host == f.Host) && (!f.TagSet || c.tag == f.Tag) && (f.Series == nil || f.Series(c.host, c.tag, c.labels))
 		})
-		got, err := s.Counts(ctx, kw, m, m+60, f, maxCells)
+		got, err := s.CountsTiered(ctx, kw, m, m+step, split, f, maxCells)
 		var n int64
 		if len(got) == 1 {
 			n = got[0].Count
@@ -278,7 +372,7 @@ func checkReads(t *testing.T, s *window.Store, rdb redis.UniversalClient, kw str
 				wantTotal += c.n
 			}
 		}
-		gs, n, err := s.TopFiltered(ctx, kw, m, m+60, m, by, f, 10000, int64(len(cells)+len(want)+1))
+		gs, n, err := s.TopFiltered(ctx, kw, m, m+step, split, by, f, 10000, int64(len(cells)+len(want)+1))
 		got := map[string]int64{}
 		for _, g := range gs {
 			got[g.Value] = g.Count
@@ -297,9 +391,9 @@ func checkReads(t *testing.T, s *window.Store, rdb redis.UniversalClient, kw str
 	}
 	top("host", byHost, window.Filter{Series: odd})
 
-	split, err := s.SplitTiered(ctx, kw, m, m+60, m, "host", window.Filter{}, 100000, int64(len(cells)))
+	bySplit, err := s.SplitTiered(ctx, kw, m, m+step, split, "host", window.Filter{}, 100000, int64(len(cells)))
 	gotSplit := map[string]int64{}
-	for _, d := range split {
+	for _, d := range bySplit {
 		gotSplit[d.Value] = d.Total
 	}
 	wantSplit := map[string]int64{}
@@ -309,29 +403,17 @@ func checkReads(t *testing.T, s *window.Store, rdb redis.UniversalClient, kw str
 	if err != nil || !reflect.DeepEqual(gotSplit, wantSplit) {
 		t.Errorf("split by host: %d hosts %v, want %d", len(gotSplit), err, len(wantSplit))
 	}
-	got, err := s.Cells(ctx, kw, m, m+60)
-	gotCells := map[string]int64{}
-	for _, c := range got {
-		gotCells[window.Field(c.Host, c.Tag, c.Labels...)] += c.Count
-	}
-	if err != nil || !reflect.DeepEqual(gotCells, cells) {
-		t.Errorf("cells: %d %v, want %d", len(gotCells), err, len(cells))
+	if step == 60 { // (Cells reads minutes only)
+		got, err := s.Cells(ctx, kw, m, m+60)
+		gotCells := map[string]int64{}
+		for _, c := range got {
+			gotCells[window.Field(c.Host, c.Tag, c.Labels...)] += c.Count
+		}
+		if err != nil || !reflect.DeepEqual(gotCells, cells) {
+			t.Errorf("cells: %d %v, want %d", len(gotCells), err, len(cells))
+		}
 	}
 	if sum(func(cell) bool { return true }) != total || !slices.ContainsFunc(all, func(c cell) bool { return c.n > 0 }) {
 		t.Errorf("no cells written")
-	}
-	// The hourly roll-up reads the minute whole.
-	hour := window.HourStart(m)
-	if _, _, err := s.RollHour(ctx, kw, hour, time.Now().Unix()+3600); err != nil {
-		t.Fatal(err)
-	}
-	hourCells := map[string]int64{}
-	for f, v := range rdb.HGetAll(ctx, s.Keys().HourWindow(kw, hour)).Val() {
-		var n int64
-		fmt.Sscan(v, &n)
-		hourCells[f] = n
-	}
-	if !reflect.DeepEqual(hourCells, cells) {
-		t.Errorf("the hour rolled up holds %d cells, want the minute's %d", len(hourCells), len(cells))
 	}
 }

@@ -89,15 +89,20 @@ func hgetall(t *testing.T, rdb redis.UniversalClient, key string) map[string]str
 	return m
 }
 
-func zset(t *testing.T, rdb redis.UniversalClient, key string) map[string]float64 {
+// hourTop is kw's hour h read through the hourly tier as sums by host
+// (with the total as window.TotalMember) or by tag, whatever its layout.
+func hourTop(t *testing.T, rdb redis.UniversalClient, kw string, h int64, by string) map[string]float64 {
 	t.Helper()
-	zs, err := rdb.ZRangeWithScores(context.Background(), key, 0, -1).Result()
+	gs, total, err := window.NewStore(rdb, streamKey).TopTiered(context.Background(), kw, h, h+3600, h+3600, by, 1<<20, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]float64{}
-	for _, z := range zs {
-		out[z.Member.(string)] = z.Score
+	for _, g := range gs {
+		out[g.Value] = float64(g.Count)
+	}
+	if by == "host" && total != 0 {
+		out[window.TotalMember] = float64(total)
 	}
 	return out
 }
@@ -140,10 +145,10 @@ func TestFirstPassWritesTheSumOfTheHoursMinutes(t *testing.T) {
 			t.Errorf("%s: hour cells %v, want %v", kw, got, want)
 		}
 		hosts, tags := rollups(want)
-		if got := zset(t, rdb, k.HourHostTotals(kw, h)); !reflect.DeepEqual(got, hosts) {
+		if got := hourTop(t, rdb, kw, h, "host"); !reflect.DeepEqual(got, hosts) {
 			t.Errorf("%s: host rollup %v, want %v", kw, got, hosts)
 		}
-		if got := zset(t, rdb, k.HourTagTotals(kw, h)); !reflect.DeepEqual(got, tags) {
+		if got := hourTop(t, rdb, kw, h, "tag"); !reflect.DeepEqual(got, tags) {
 			t.Errorf("%s: tag rollup %v, want %v", kw, got, tags)
 		}
 		ttl := rdb.TTL(ctx, k.HourWindow(kw, h)).Val()
@@ -183,7 +188,7 @@ func TestRollingAgainOverwritesWithTheSameSums(t *testing.T) {
 			t.Fatalf("re-run %d: cells %v, want %v", i, got, want)
 		}
 		hosts, _ := rollups(want)
-		if got := zset(t, rdb, k.HourHostTotals("substring:Error", h)); !reflect.DeepEqual(got, hosts) {
+		if got := hourTop(t, rdb, "substring:Error", h, "host"); !reflect.DeepEqual(got, hosts) {
 			t.Fatalf("re-run %d: host rollup %v, want %v", i, got, hosts)
 		}
 	}
@@ -218,7 +223,7 @@ func TestFinalPassIncludesALateEntry(t *testing.T) {
 	if got := hgetall(t, rdb, k.HourWindow("substring:Error", h)); !reflect.DeepEqual(got, want) {
 		t.Errorf("cells after the final pass %v, want %v", got, want)
 	}
-	if got := zset(t, rdb, k.HourHostTotals("substring:Error", h))[window.TotalMember]; got != 12 {
+	if got := hourTop(t, rdb, "substring:Error", h, "host")[window.TotalMember]; got != 12 {
 		t.Errorf("total %v, want 12", got)
 	}
 }

@@ -17,16 +17,27 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The hourly tier keeps counts past the minute retention, one hash per
-// keyword and hour with the same identity as the minute windows, and the same
-// rollups so that reads of a host, a tag, a label or a top stay O(hours):
+// The hourly tier keeps counts past the minute retention, per keyword and
+// hour with the same identity (host, tag, labels) as the minute windows,
+// laid out as a minute is (see reads.go) so that the minutes' reads apply
+// and an hour of a fleet stays in Redis's compact encodings:
 //
-//	ka:{tag}:hw:<keywordID>:<hour start>                HASH  Field (host, tag, labels) -> count
-//	ka:{tag}:hw:<keywordID>:<hour start>\x00h           ZSET  host -> count, "\x00" -> the hour's total,
-//	                                                          "\x00l" -> the labelled series' count
+//	ka:{tag}:hw:<keywordID>:<hour start>                HASH  Field (host, tag, labels) -> count, while at most HostSumsMax cells
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00P<i>        HASH  the same past HostSumsMax cells: piece i (PieceOf the host)
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00H           HASH  "\x00" total, SingleTagField, CellHosts, PiecesField and
+//	                                                          PieceCellsField, and host -> count while they fit
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00h           ZSET  host -> count, "\x00" total, "\x00l" labelled count,
+//	                                                          past HostSumsMax host sums fields
+//	ka:{tag}:hw:<keywordID>:<hour start>\x00t           ZSET  tag -> count, for several tags or hosts in the zset
 //	ka:{tag}:hw:<keywordID>:<hour start>\x00n           SET   the label names with a rollup
-//	ka:{tag}:hw:<keywordID>:<hour start>\x00t           ZSET  tag -> count
 //	ka:{tag}:hw:<keywordID>:<hour start>\x00l:<name>    ZSET  label value -> count, "\x00" -> the labelled count
+//
+// An hour whose cells all have one tag and no labels is host-keyed: its
+// host sums hash holds the total, the tag and CellHosts only, whatever its
+// hosts (a fleet's hour: ~44 B a series-hour, where the cells hashtable and
+// host skiplist written before were ~207). Hours rolled before this layout
+// have the cells hash, the host zset and the tag zset, and no host sums
+// hash; readers read both layouts.
 //
 // They are written only by RollHour (package rollup schedules it), never by
 // ingest, and expire HourlyRetention after their hour ends.
@@ -47,6 +58,13 @@ func (k Keys) HourWindow(kwID string, hour int64) string {
 // under TotalMember.
 func (k Keys) HourHostTotals(kwID string, hour int64) string {
 	return k.HourWindow(kwID, hour) + "\x00h"
+}
+
+// HourHostSums is the host sums hash of the hour (Keys.HostSums of a
+// minute): its total, one tag, host-keyed marker and pieces, and its hosts
+// while they fit.
+func (k Keys) HourHostSums(kwID string, hour int64) string {
+	return k.HourWindow(kwID, hour) + "\x00H"
 }
 
 // HourTagTotals is the rollup of HourWindow by tag.
@@ -158,28 +176,19 @@ func (s *Store) KeywordsByHour(ctx context.Context, lo, hi int64) (map[int64][]s
 	return out, nil
 }
 
-// rollAddScript adds sums to a roll's temporary keys: KEYS are the cells
-// hash, then zsets (host, tag or label sums); ARGV the TTL (seconds) every
-// key gets, the cells (m, then m field, count pairs), then for each zset m
-// and m member, increment pairs.
+// rollAddScript adds sums to one of a roll's temporary keys, KEYS[1]:
+// ARGV[1] is the TTL (seconds) it gets, ARGV[2] 'h' (a hash: HINCRBY) or
+// 'z' (a zset: ZINCRBY), then field, increment pairs.
 var rollAddScript = redis.NewScript(`
-local ttl, i = ARGV[1], 2
-local m = tonumber(ARGV[i])
-i = i + 1
-for j = 1, m do
-  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-redis.call('EXPIRE', KEYS[1], ttl)
-for k = 2, #KEYS do
-  m = tonumber(ARGV[i])
-  i = i + 1
-  for j = 1, m do
-    redis.call('ZINCRBY', KEYS[k], ARGV[i + 1], ARGV[i])
-    i = i + 2
+local key, z = KEYS[1], ARGV[2] == 'z'
+for i = 3, #ARGV, 2 do
+  if z then
+    redis.call('ZINCRBY', key, ARGV[i + 1], ARGV[i])
+  else
+    redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1])
   end
-  redis.call('EXPIRE', KEYS[k], ttl)
 end
+redis.call('EXPIRE', key, ARGV[1])
 return 0
 `)
 
@@ -190,15 +199,23 @@ const writePage = 1000
 // DefaultRollMaxCells is RollHour's bound on the sums it holds in memory.
 const DefaultRollMaxCells = 250000
 
+// hourPieces is the pieces of an hour of cells cells: the ingest script's
+// count for a minute of that many cells at most (about 400 cells a piece,
+// at least 16, at most 256 pieces), so that each stays a listpack.
+func hourPieces(cells int) int {
+	return min(256, max(16, (cells+399)/400))
+}
+
 // RollHour is RollHourBounded with DefaultRollMaxCells.
 func (s *Store) RollHour(ctx context.Context, kwID string, hour, expireAt int64) (cells int, total int64, err error) {
 	return s.RollHourBounded(ctx, kwID, hour, expireAt, DefaultRollMaxCells)
 }
 
 // RollHourBounded overwrites the hourly keys of (kwID, hour) with the sum of
-// the hour's minute windows, expiring at expireAt (Unix seconds). It is
-// idempotent: a re-run computes the same sums from the same minutes, and
-// one that sees late entries replaces the hour with the larger sums.
+// the hour's minute windows, expiring at expireAt (Unix seconds), in the
+// layout of a minute (see the top of this file). It is idempotent: a re-run
+// computes the same sums from the same minutes, and one that sees late
+// entries replaces the hour with the larger sums.
 //
 // It reads the minutes ScanPage cells at a time and sums them in memory by
 // cell, host, tag and label value; whenever those sums reach maxCells
@@ -206,11 +223,14 @@ func (s *Store) RollHour(ctx context.Context, kwID string, hour, expireAt int64)
 // of the roll's own in Redis and dropped. keyalertd's memory is then
 // O(maxCells + ScanPage), whatever the hosts and minutes of the hour; an
 // hour of fewer distinct sums is written once, a larger one costs Redis one
-// increment per sum per flush. The keys are renamed over the hourly keys in
-// one transaction, so a reader sees the old hour or the new one and a crash
-// leaves the old one (the temporary keys expire by themselves). If the hour
-// has no cells the hourly keys are deleted. It returns the cells (host, tag,
-// labels) and the total written.
+// increment per sum per flush. An hour flushed before its end has its
+// cells in pieces (their count from its largest minute and the cells held
+// then), since the hash's limit may be passed later. The keys are renamed
+// over the hourly keys in one transaction, which deletes the keys of an
+// earlier roll the new one does not have, so a reader sees the old hour or
+// the new one and a crash leaves the old one (the temporary keys expire by
+// themselves). If the hour has no cells the hourly keys are deleted. It
+// returns the cells (host, tag, labels) and the total written.
 func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt int64, maxCells int) (cells int, total int64, err error) {
 	if hour%3600 != 0 {
 		return 0, 0, fmt.Errorf("roll %s: hour %d is not an hour start", kwID, hour)
@@ -219,37 +239,50 @@ func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt
 		maxCells = DefaultRollMaxCells
 	}
 	hw := s.keys.HourWindow(kwID, hour)
-	dst := []string{hw, s.keys.HourHostTotals(kwID, hour), s.keys.HourTagTotals(kwID, hour)}
-	// The label rollups an earlier run wrote, listed in the hour's label
-	// set: replaced, or deleted when the hour no longer has the label.
-	names, err := s.rdb.SMembers(ctx, s.keys.HourLabelNames(kwID, hour)).Result()
-	if err != nil {
-		return 0, 0, fmt.Errorf("roll %s hour %d: label rollups: %w", kwID, hour, err)
+	hsKey := s.keys.HourHostSums(kwID, hour)
+	// What an earlier run wrote: its label rollups (listed in the hour's
+	// label set) and pieces, replaced or deleted.
+	pipe := s.rdb.Pipeline()
+	namesCmd := pipe.SMembers(ctx, s.keys.HourLabelNames(kwID, hour))
+	oldPiecesCmd := pipe.HGet(ctx, hsKey, PiecesField)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, fmt.Errorf("roll %s hour %d: earlier roll: %w", kwID, hour, err)
 	}
-	old := make([]string, 0, len(names)+1)
-	for _, n := range names {
+	old := []string{hw, hsKey, s.keys.HourHostTotals(kwID, hour), s.keys.HourTagTotals(kwID, hour), s.keys.HourLabelNames(kwID, hour)}
+	for _, n := range namesCmd.Val() {
 		old = append(old, hw+"\x00l:"+n)
 	}
-	old = append(old, s.keys.HourLabelNames(kwID, hour))
+	oldPieces, _ := strconv.Atoi(oldPiecesCmd.Val())
+	for i := range oldPieces {
+		old = append(old, pieceKey(hw, i))
+	}
 
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmpBase := s.keys.prefix + "rolltmp:" + hex.EncodeToString(rnd[:])
-	tmp := []string{tmpBase, tmpBase + "\x00h", tmpBase + "\x00t"}
+	tmpHosts, tmpTags, tmpSums := tmpBase+"\x00h", tmpBase+"\x00t", tmpBase+"\x00H"
 	labelNames := map[string]bool{} // every label seen: its sums are in Redis or below
 	labelKey := func(name string) string { return tmpBase + "\x00l:" + name }
-	cleanup := func() {
-		keys := slices.Clone(tmp)
+	pieces := -1                      // the hour's pieces, once the first flush decided (0: one hash)
+	written := map[int]bool{}         // the pieces holding cells
+	hostsOut, tagsOut := false, false // host, tag sums flushed to tmpHosts, tmpTags
+	tmpKeys := func() []string {
+		keys := []string{tmpBase, tmpHosts, tmpTags, tmpSums}
+		for i := range written {
+			keys = append(keys, pieceKey(tmpBase, i))
+		}
 		for n := range labelNames {
 			keys = append(keys, labelKey(n))
 		}
-		s.rdb.Del(context.WithoutCancel(ctx), keys...)
+		return keys
+	}
+	cleanup := func() { s.rdb.Del(context.WithoutCancel(ctx), tmpKeys()...) }
+	fail := func(what string, err error) (int, int64, error) {
+		cleanup()
+		return 0, 0, fmt.Errorf("roll %s hour %d: %s: %w", kwID, hour, what, err)
 	}
 	// A crash between here and the rename leaves the temporary keys: they
 	// expire on their own, tmpTTL after the flush that wrote them last.
-	if err := s.rdb.Del(ctx, tmp...).Err(); err != nil {
-		return 0, 0, fmt.Errorf("roll %s hour %d: del: %w", kwID, hour, err)
-	}
 	// Flushes send EVALSHA in a pipeline, which does not load the script.
 	if err := rollAddScript.Load(ctx, s.rdb).Err(); err != nil {
 		return 0, 0, fmt.Errorf("roll %s hour %d: load script: %w", kwID, hour, err)
@@ -260,46 +293,78 @@ func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt
 	sums, hosts, tags := map[string]int64{}, map[string]int64{}, map[string]int64{}
 	byLabel := map[string]map[string]int64{}
 	held, read := 0, 0
-	flush := func() error {
-		pipe := s.rdb.Pipeline()
-		add := func(key string, zset bool, m map[string]int64) {
-			pairs := make([]any, 0, 2*min(len(m), writePage))
-			send := func() {
-				keys, args := []string{tmp[0]}, []any{ttl}
-				if zset {
-					keys, args = append(keys, key), append(args, 0) // no cells
-				}
-				args = append(append(args, len(pairs)/2), pairs...)
-				// Sent once: a pipeline go-redis replayed after a timeout
-				// would add these sums twice; a failed flush fails the
-				// roll, which starts again from empty keys.
-				sendonce.Eval(ctx, pipe, "evalsha", rollAddScript.Hash(), keys, args)
-				pairs = pairs[:0]
-			}
-			for g, c := range m {
-				if pairs = append(pairs, g, c); len(pairs) == 2*writePage {
-					send()
-				}
-			}
-			if len(pairs) > 0 {
+	// Whether the hour is host-keyed: one tag, no labelled series.
+	oneTag, manyTags, labelled := "", false, false
+	minuteMax := 0 // the most cells of one of the hour's minutes
+	add := func(pipe redis.Pipeliner, key string, kind string, m map[string]int64) {
+		pairs := make([]any, 0, 2+2*min(len(m), writePage))
+		send := func() {
+			// Sent once: a pipeline go-redis replayed after a timeout
+			// would add these sums twice; a failed flush fails the
+			// roll, which starts again from empty keys.
+			sendonce.Eval(ctx, pipe, "evalsha", rollAddScript.Hash(), []string{key}, pairs)
+			pairs = append(pairs[:0], ttl, kind)
+		}
+		pairs = append(pairs, ttl, kind)
+		for g, c := range m {
+			if pairs = append(pairs, g, c); len(pairs) == 2+2*writePage {
 				send()
 			}
-			clear(m)
 		}
-		add(tmp[0], false, sums)
-		add(tmp[1], true, hosts)
-		add(tmp[2], true, tags)
+		if len(pairs) > 2 {
+			send()
+		}
+	}
+	// flush adds the cells and label sums held to the temporary keys, and
+	// the host and tag sums unless this is the last flush (final), whose
+	// host and tag sums the end of the roll writes as the hour's layout
+	// needs.
+	flush := func(final bool) error {
+		if pieces < 0 {
+			switch n := len(sums); {
+			case !final:
+				pieces = hourPieces(max(n, minuteMax, HostSumsMax+1))
+			case n > HostSumsMax:
+				pieces = hourPieces(n)
+			default:
+				pieces = 0
+			}
+		}
+		pipe := s.rdb.Pipeline()
+		if pieces == 0 {
+			add(pipe, tmpBase, "h", sums)
+		} else {
+			by := map[int]map[string]int64{}
+			for f, c := range sums {
+				host, _, _ := strings.Cut(f, "\x00")
+				i := PieceOf(host, pieces)
+				if by[i] == nil {
+					by[i] = map[string]int64{}
+				}
+				by[i][f] = c
+			}
+			for i, m := range by {
+				add(pipe, pieceKey(tmpBase, i), "h", m)
+				written[i] = true
+			}
+		}
+		clear(sums)
+		if !final {
+			add(pipe, tmpHosts, "z", hosts)
+			add(pipe, tmpTags, "z", tags)
+			hostsOut = hostsOut || len(hosts) > 0
+			tagsOut = tagsOut || len(tags) > 0
+			clear(hosts)
+			clear(tags)
+		}
 		for name, lv := range byLabel {
-			add(labelKey(name), true, lv)
+			add(pipe, labelKey(name), "z", lv)
 		}
 		clear(byLabel)
 		// Every key of the roll lives as long as the roll goes on, though
 		// this flush may not have touched it.
-		for _, k := range tmp {
+		for _, k := range tmpKeys() {
 			pipe.Expire(ctx, k, tmpTTL)
-		}
-		for name := range labelNames {
-			pipe.Expire(ctx, labelKey(name), tmpTTL)
 		}
 		held = 0
 		_, err := pipe.Exec(ctx)
@@ -310,17 +375,22 @@ func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt
 	for m := hour; m < hour+3600; m += 60 {
 		hashes = append(hashes, s.keys.Window(kwID, m))
 	}
-	pipe := s.rdb.Pipeline()
-	pieces := make([]*redis.StringCmd, len(hashes))
+	pipe = s.rdb.Pipeline()
+	state := make([]*redis.SliceCmd, len(hashes))
+	lens := make([]*redis.IntCmd, len(hashes))
 	for i := range hashes {
-		pieces[i] = pipe.HGet(ctx, s.keys.HostSums(kwID, hour+int64(i)*60), PiecesField)
+		state[i] = pipe.HMGet(ctx, s.keys.HostSums(kwID, hour+int64(i)*60), PiecesField, PieceCellsField)
+		lens[i] = pipe.HLen(ctx, hashes[i])
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		cleanup()
-		return 0, 0, fmt.Errorf("roll %s hour %d: pieces: %w", kwID, hour, err)
+		return fail("pieces", err)
 	}
-	for i, c := range pieces {
-		p, _ := strconv.Atoi(c.Val())
+	for i, c := range state {
+		p, n := 0, int64(0)
+		if vals := c.Val(); len(vals) == 2 {
+			p, n = pieceState(vals[0], vals[1])
+		}
+		minuteMax = max(minuteMax, int(lens[i].Val()+n))
 		for x := range p {
 			hashes = append(hashes, pieceKey(s.keys.Window(kwID, hour+int64(i)*60), x))
 		}
@@ -330,8 +400,7 @@ func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt
 		for {
 			kvs, next, err := s.rdb.HScan(ctx, key, cursor, "", ScanPage).Result()
 			if err != nil {
-				cleanup()
-				return 0, 0, fmt.Errorf("roll %s hour %d: scan of %s: %w", kwID, hour, key, err)
+				return fail("scan of "+key, err)
 			}
 			for i := 0; i+1 < len(kvs); i += 2 {
 				n, err := strconv.ParseInt(kvs[i+1], 10, 64)
@@ -344,7 +413,13 @@ func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt
 				held += bump(sums, kvs[i], n) + bump(hosts, host, n) + bump(tags, tag, n)
 				total += n
 				read++
+				if read == 1 {
+					oneTag = tag
+				} else if tag != oneTag {
+					manyTags = true
+				}
 				if len(labels) > 0 {
+					labelled = true
 					held += bump(hosts, LabelledMember, n)
 				}
 				for _, l := range labels {
@@ -358,9 +433,8 @@ func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt
 				}
 			}
 			if held >= maxCells {
-				if err := flush(); err != nil {
-					cleanup()
-					return 0, 0, fmt.Errorf("roll %s hour %d: sums: %w", kwID, hour, err)
+				if err := flush(false); err != nil {
+					return fail("sums", err)
 				}
 			}
 			if next == 0 {
@@ -371,29 +445,122 @@ func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt
 	}
 	if read == 0 {
 		cleanup()
-		if err := s.rdb.Del(ctx, append(dst, old...)...).Err(); err != nil {
+		if err := s.rdb.Del(ctx, old...).Err(); err != nil {
 			return 0, 0, fmt.Errorf("roll %s hour %d: del: %w", kwID, hour, err)
 		}
 		return 0, 0, nil
 	}
-	hosts[TotalMember] += total
-	if err := flush(); err != nil {
-		cleanup()
-		return 0, 0, fmt.Errorf("roll %s hour %d: sums: %w", kwID, hour, err)
+	if err := flush(true); err != nil {
+		return fail("sums", err)
 	}
-	hlen, err := s.rdb.HLen(ctx, tmp[0]).Result()
-	if err != nil {
-		cleanup()
-		return 0, 0, fmt.Errorf("roll %s hour %d: cells: %w", kwID, hour, err)
+	// The host sums, as a minute has them: host-keyed (the hour's total,
+	// its tag and the marker), else per host in the hash while it fits,
+	// else in the zset, with the tag zset.
+	keyed := !manyTags && !labelled
+	meta := map[string]any{TotalMember: total}
+	if pieces > 0 {
+		meta[PiecesField] = pieces
+	}
+	hostsZset := false
+	if !keyed {
+		fields := len(meta) // and SingleTagField, the pieces' cells
+		if !manyTags {
+			fields++
+		}
+		if pieces > 0 {
+			fields++
+		}
+		if hostsOut {
+			// Flushed earlier: the hosts are counted in Redis, read back
+			// only if they fit in the hash (at most HostSumsMax).
+			pipe := s.rdb.Pipeline()
+			add(pipe, tmpHosts, "z", hosts)
+			clear(hosts)
+			card := pipe.ZCard(ctx, tmpHosts)
+			if _, err := pipe.Exec(ctx); err != nil {
+				return fail("host sums", err)
+			}
+			if hostsZset = int(card.Val())+fields > HostSumsMax; !hostsZset {
+				zs, err := s.rdb.ZRangeWithScores(ctx, tmpHosts, 0, -1).Result()
+				if err != nil {
+					return fail("host sums", err)
+				}
+				for _, z := range zs {
+					hosts[z.Member.(string)] = int64(z.Score)
+				}
+			}
+		} else {
+			hostsZset = len(hosts)+fields > HostSumsMax
+		}
+		if hostsZset {
+			// The total is the zset's: readers add up both.
+			delete(meta, TotalMember)
+			hosts[TotalMember] = total
+			pipe := s.rdb.Pipeline()
+			add(pipe, tmpHosts, "z", hosts)
+			if _, err := pipe.Exec(ctx); err != nil {
+				return fail("host sums", err)
+			}
+		} else {
+			for h, n := range hosts {
+				meta[h] = n
+			}
+		}
+	}
+	tagsZset := !keyed && (manyTags || hostsZset)
+	if tagsZset {
+		pipe := s.rdb.Pipeline()
+		add(pipe, tmpTags, "z", tags)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fail("tag sums", err)
+		}
+	} else {
+		meta[SingleTagField] = oneTag
+		if keyed {
+			meta[CellHosts] = 1
+		}
+	}
+	var cellCmds []*redis.IntCmd
+	pipe = s.rdb.Pipeline()
+	if pieces == 0 {
+		cellCmds = append(cellCmds, pipe.HLen(ctx, tmpBase))
+	}
+	for i := range written {
+		cellCmds = append(cellCmds, pipe.HLen(ctx, pieceKey(tmpBase, i)))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fail("cells", err)
+	}
+	for _, c := range cellCmds {
+		cells += int(c.Val())
+	}
+	if pieces > 0 {
+		meta[PieceCellsField] = cells
+	}
+	// The renames, and the keys of an earlier roll they leave over.
+	type rename struct{ from, to string }
+	renames := []rename{{tmpSums, hsKey}}
+	if pieces == 0 {
+		renames = append(renames, rename{tmpBase, hw})
+	}
+	for _, i := range slices.Sorted(maps.Keys(written)) {
+		renames = append(renames, rename{pieceKey(tmpBase, i), pieceKey(hw, i)})
+	}
+	if hostsZset {
+		renames = append(renames, rename{tmpHosts, s.keys.HourHostTotals(kwID, hour)})
+	}
+	if tagsZset {
+		renames = append(renames, rename{tmpTags, s.keys.HourTagTotals(kwID, hour)})
 	}
 	sorted := slices.Sorted(maps.Keys(labelNames))
 	for _, name := range sorted {
-		tmp = append(tmp, labelKey(name))
-		dst = append(dst, hw+"\x00l:"+name)
+		renames = append(renames, rename{labelKey(name), hw + "\x00l:" + name})
 	}
 	tx := s.rdb.TxPipeline()
+	tx.Del(ctx, tmpSums)
+	tx.HSet(ctx, tmpSums, meta)
 	for _, k := range old {
-		if !slices.Contains(dst, k) {
+		if !slices.ContainsFunc(renames, func(r rename) bool { return r.to == k }) {
 			tx.Del(ctx, k)
 		}
 	}
@@ -406,15 +573,18 @@ func (s *Store) RollHourBounded(ctx context.Context, kwID string, hour, expireAt
 		tx.SAdd(ctx, nk, members...)
 		tx.ExpireAt(ctx, nk, time.Unix(expireAt, 0))
 	}
-	for i := range tmp {
-		tx.Rename(ctx, tmp[i], dst[i])
-		tx.ExpireAt(ctx, dst[i], time.Unix(expireAt, 0))
+	for _, r := range renames {
+		tx.Rename(ctx, r.from, r.to)
+		tx.ExpireAt(ctx, r.to, time.Unix(expireAt, 0))
 	}
 	if _, err := tx.Exec(ctx); err != nil {
-		cleanup()
-		return 0, 0, fmt.Errorf("roll %s hour %d: rename: %w", kwID, hour, err)
+		return fail("rename", err)
 	}
-	return int(hlen), total, nil
+	// The temporary host and tag sums of an hour that needs none.
+	if !hostsZset && hostsOut || !tagsZset && tagsOut {
+		s.rdb.Del(context.WithoutCancel(ctx), tmpHosts, tmpTags)
+	}
+	return cells, total, nil
 }
 
 // bump adds n to m[k] and says whether that made a new entry (1) or not (0).

@@ -11,8 +11,10 @@ import (
 
 // BenchmarkTieredCounts reads 90 days of one keyword through both tiers:
 // 83 days of hours (1,992) and 7 days of minutes (10,080), each with a
-// count, as GET /api/v1/counts with the default retentions does. The cost
-// is per hour and minute read, not per host. See bench/reads.md.
+// count, as GET /api/v1/counts with the default retentions does, with the
+// hours in the layout the roll-up wrote before (total, host) and in the
+// compact one it writes now (-compact). The cost is per hour and minute
+// read, not per host. See bench/reads.md.
 func BenchmarkTieredCounts(b *testing.B) {
 	rdb := redistest.Start(b).Client()
 	ctx := context.Background()
@@ -31,23 +33,33 @@ func BenchmarkTieredCounts(b *testing.B) {
 			}
 		}
 	}
+	// kw's hours as the roll-up before the compact hourly layout wrote
+	// them (zsets); compact's as it writes them now: host-keyed, the host
+	// sums hash holding the total, the tag and the marker.
+	const compact = "substring:compact"
 	for hr := from; hr < split; hr += 3600 {
 		put(s.keys.HourWindow(kw, hr), s.keys.HourHostTotals(kw, hr), s.keys.HourTagTotals(kw, hr), 60)
+		p.HSet(ctx, s.keys.HourWindow(compact, hr), Field("web-1", "app"), 60)
+		p.HSet(ctx, s.keys.HourHostSums(compact, hr), TotalMember, 60, SingleTagField, "app", CellHosts, 1)
 	}
 	for m := split; m < to; m += 60 {
 		put(s.keys.Window(kw, m), s.keys.HostTotals(kw, m), s.keys.TagTotals(kw, m), 1)
+		put(s.keys.Window(compact, m), s.keys.HostTotals(compact, m), s.keys.TagTotals(compact, m), 1)
 	}
 	if _, err := p.Exec(ctx); err != nil {
 		b.Fatal(err)
 	}
 	for _, f := range []struct {
-		name string
-		f    Filter
-	}{{"total", Filter{}}, {"host", Filter{Host: "web-1", HostSet: true}}} {
+		name, kw string
+		f        Filter
+	}{
+		{"total", kw, Filter{}}, {"host", kw, Filter{Host: "web-1", HostSet: true}},
+		{"total-compact", compact, Filter{}}, {"host-compact", compact, Filter{Host: "web-1", HostSet: true}},
+	} {
 		b.Run(f.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				ps, err := s.CountsTiered(ctx, kw, from, to, split, f.f, benchMaxCells)
+				ps, err := s.CountsTiered(ctx, f.kw, from, to, split, f.f, benchMaxCells)
 				if err != nil || len(ps) != 1992+10080 {
 					b.Fatalf("%d points, %v", len(ps), err)
 				}

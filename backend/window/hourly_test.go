@@ -3,12 +3,17 @@ package window
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestParseWindowTakesTheMinuteAfterTheLastColon(t *testing.T) {
@@ -233,12 +238,13 @@ func TestRollHourInPagesSumsExactly(t *testing.T) {
 	if calls := commandCalls(t, rdb)["evalsha"]; calls < 4*10 {
 		t.Errorf("%d script calls adding sums, want flushes of at most %d sums", calls, maxCells)
 	}
-	got := map[string]int64{}
-	for f, v := range rdb.HGetAll(ctx, s.keys.HourWindow(kw, h)).Val() {
-		got[f], _ = strconv.ParseInt(v, 10, 64)
-	}
-	if !reflect.DeepEqual(got, cells) {
+	// Flushed before its end, the hour has its cells in pieces.
+	if got := hourCells(t, rdb, s.keys, kw, h); !reflect.DeepEqual(got, cells) {
 		t.Errorf("hourly cells differ: %d of them, want %d", len(got), len(cells))
+	}
+	meta := rdb.HGetAll(ctx, s.keys.HourHostSums(kw, h)).Val()
+	if want := map[string]string{PiecesField: "16", PieceCellsField: strconv.Itoa(len(cells))}; !reflect.DeepEqual(meta, want) {
+		t.Errorf("host sums %q, want %q (the hosts in the zset)", meta, want)
 	}
 	zset := func(key string) map[string]int64 {
 		out := map[string]int64{}
@@ -263,4 +269,129 @@ func TestRollHourInPagesSumsExactly(t *testing.T) {
 	if left := rdb.Keys(ctx, s.keys.prefix+"rolltmp:*").Val(); len(left) != 0 {
 		t.Errorf("temporary keys left: %q", left)
 	}
+}
+
+// hourCells is every cell of kw's hour h as Redis holds it: the hour's
+// cells hash and its pieces.
+func hourCells(t *testing.T, rdb redis.UniversalClient, k Keys, kw string, h int64) map[string]int64 {
+	t.Helper()
+	ctx := context.Background()
+	w := k.HourWindow(kw, h)
+	out := map[string]int64{}
+	for _, key := range append([]string{w}, rdb.Keys(ctx, globEscape(w)+"\x00P*").Val()...) {
+		for f, v := range rdb.HGetAll(ctx, key).Val() {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("%q field %q: %q", key, f, v)
+			}
+			out[f] += n
+		}
+	}
+	return out
+}
+
+// An hour rolled again (late entries, or minutes gone) is replaced whole:
+// its keys are those of the same minutes rolled once, none of the first
+// roll's left over (pieces past the new count, zsets, label rollups,
+// the cells hash of an hour now in pieces), each with the hour's expiry.
+func TestAnHourRolledAgainIsReplacedWhole(t *testing.T) {
+	const h = 1714557600
+	// cells writes hosts [0, n) of tag app into minute h+60*m, a second tag
+	// and labels on every tenth host when mixed.
+	type minutes func(t *testing.T, rdb redis.UniversalClient, k Keys, kw string)
+	cells := func(n int, mixed bool, m int64) minutes {
+		return func(t *testing.T, rdb redis.UniversalClient, k Keys, kw string) {
+			pipe := rdb.Pipeline()
+			for i := range n {
+				tag, labels := "app", []stream.Label(nil)
+				if mixed && i%10 == 0 {
+					tag, labels = "nginx", []stream.Label{{Name: "ns", Value: fmt.Sprintf("ns-%d", i%3)}}
+				}
+				pipe.HIncrBy(context.Background(), k.Window(kw, h+60*m), Field(fmt.Sprintf("web-%05d", i), tag, labels...), int64(1+i%4))
+			}
+			if _, err := pipe.Exec(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tests := []struct {
+		name          string
+		first, second []minutes // the minutes written before each roll
+		drop          bool      // the first minutes are gone before the second roll
+	}{
+		{"late hosts: a hash into pieces, host-keyed", []minutes{cells(300, false, 1)}, []minutes{cells(900, false, 2)}, false},
+		{"late tags and labels: host-keyed into host sums", []minutes{cells(40, false, 1)}, []minutes{cells(40, true, 2)}, false},
+		{"late labels past the limit: the zsets", []minutes{cells(600, false, 1)}, []minutes{cells(700, true, 2)}, false},
+		{"fewer pieces", []minutes{cells(7000, true, 1)}, []minutes{cells(600, false, 2)}, true},
+		{"pieces into a hash", []minutes{cells(900, true, 1)}, []minutes{cells(30, false, 2)}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			ctx := context.Background()
+			s := NewStore(rdb, stream.DefaultStream)
+			const kw, once = "substring:twice", "substring:once"
+			expireAt := time.Now().Unix() + 7200
+			for _, w := range tt.first {
+				w(t, rdb, s.keys, kw)
+			}
+			if _, _, err := s.RollHour(ctx, kw, h, expireAt); err != nil {
+				t.Fatal(err)
+			}
+			if tt.drop {
+				rdb.Del(ctx, rdb.Keys(ctx, globEscape(s.keys.prefix+"w:")+"*").Val()...)
+			}
+			for _, w := range tt.second {
+				w(t, rdb, s.keys, kw)
+			}
+			ws := tt.second
+			if !tt.drop {
+				ws = append(slices.Clone(tt.first), tt.second...)
+			}
+			for _, w := range ws {
+				w(t, rdb, s.keys, once)
+			}
+			if _, _, err := s.RollHour(ctx, kw, h, expireAt); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := s.RollHour(ctx, once, h, expireAt); err != nil {
+				t.Fatal(err)
+			}
+			got, want := dumpHour(t, rdb, s.keys.HourWindow(kw, h)), dumpHour(t, rdb, s.keys.HourWindow(once, h))
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("the hour rolled twice has keys %q,\nwant those of one roll %q", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+			}
+			for _, key := range rdb.Keys(ctx, globEscape(s.keys.HourWindow(kw, h))+"*").Val() {
+				if at := rdb.ExpireTime(ctx, key).Val(); at != time.Duration(expireAt)*time.Second {
+					t.Errorf("%q expires at %v, want %d", key, at, expireAt)
+				}
+			}
+			if left := rdb.Keys(ctx, s.keys.prefix+"rolltmp:*").Val(); len(left) != 0 {
+				t.Errorf("temporary keys left: %q", left)
+			}
+		})
+	}
+}
+
+// dumpHour is every key of the hour of cells key hw, by its suffix, as its
+// type and contents.
+func dumpHour(t *testing.T, rdb redis.UniversalClient, hw string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	for _, key := range rdb.Keys(ctx, globEscape(hw)+"*").Val() {
+		var v any
+		switch typ := rdb.Type(ctx, key).Val(); typ {
+		case "hash":
+			v = rdb.HGetAll(ctx, key).Val()
+		case "zset":
+			v = rdb.ZRangeWithScores(ctx, key, 0, -1).Val()
+		case "set":
+			v = slices.Sorted(slices.Values(rdb.SMembers(ctx, key).Val()))
+		default:
+			t.Fatalf("%q: type %s", key, typ)
+		}
+		out[strings.TrimPrefix(key, hw)] = fmt.Sprint(v)
+	}
+	return out
 }

@@ -34,8 +34,9 @@ import (
 //	<window key>\x00h         ZSET  the same members and fields, as scores
 //
 // (a hash that large is a hashtable anyway, and a top sums zsets fastest),
-// which minutes written before the hash existed (and every hour of the
-// hourly tier) hold too. Readers read both and add them up, so a minute
+// which minutes written before the hash existed (and hours rolled before
+// the hourly tier took this layout) hold too. An hour (hourly.go) is laid
+// out and read as a minute. Readers read both and add them up, so a minute
 // written partly before an upgrade and partly after is read whole.
 //
 // A minute of one tag (the common case) has no tag rollup: its host sums
@@ -238,8 +239,8 @@ type Point struct {
 type bucket struct {
 	start, step int64
 	w, h, t     string
-	hs          string // the host sums hash of a minute; "" for an hour
-	pieces      int    // the pieces of a minute's cells, when known (PiecesField)
+	hs          string // the host sums hash (an hour rolled before it has none)
+	pieces      int    // the pieces of the bucket's cells, when known (PiecesField)
 	shard       int
 	k           Keys // the shard's keys
 }
@@ -253,7 +254,7 @@ func minuteBucket(k Keys, kwID string, m int64) bucket {
 }
 
 func hourBucket(k Keys, kwID string, h int64) bucket {
-	return bucket{start: h, step: 3600, w: k.HourWindow(kwID, h), h: k.HourHostTotals(kwID, h), t: k.HourTagTotals(kwID, h)}
+	return bucket{start: h, step: 3600, w: k.HourWindow(kwID, h), h: k.HourHostTotals(kwID, h), hs: k.HourHostSums(kwID, h), t: k.HourTagTotals(kwID, h)}
 }
 
 // buckets covers [from, to): the whole hours before split (an hour start)

@@ -68,15 +68,15 @@ func TestRollupServesHoursPastTheMinuteRetention(t *testing.T) {
 	keys := window.NewKeys(stream.DefaultStream)
 	clk.Set(h2.Add(90 * time.Second))
 	eventually(t, 15*time.Second, "hour rolled up", func() bool {
-		v, _ := rdb.ZScore(ctx, keys.HourHostTotals(spec.ID(), h3.Unix()), window.TotalMember).Result()
-		return int64(v) == want3
+		v, _ := rdb.HGet(ctx, keys.HourHostSums(spec.ID(), h3.Unix()), window.TotalMember).Int64()
+		return v == want3
 	})
 
 	// And h2, an hour later.
 	clk.Set(h2.Add(time.Hour + 90*time.Second))
 	eventually(t, 15*time.Second, "next hour rolled up", func() bool {
-		v, _ := rdb.ZScore(ctx, keys.HourHostTotals(spec.ID(), h2.Unix()), window.TotalMember).Result()
-		return int64(v) == 5
+		v, _ := rdb.HGet(ctx, keys.HourHostSums(spec.ID(), h2.Unix()), window.TotalMember).Int64()
+		return v == 5
 	})
 
 	// Two hours on, h3 and h2 are older than the minute tier (which now
