@@ -231,31 +231,22 @@ func TestCountsOfAFleetReadOnlyTheRollupsAndStayBounded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { countsBounded(t, rdb, s, fl, "substring:x", tt.filter, tt.calls) })
-		t.Run(tt.name+", host-keyed", func(t *testing.T) {
-			f := tt.filter
+		// Each layout's calls default to the previous one's.
+		calls := tt.calls
+		for _, v := range []struct {
+			suffix, kw string
+			fl         fleet
+			calls      map[string]int
+		}{{", host-keyed", "substring:keyed", keyed, tt.keyedCalls}, {", host-keyed in pieces", "substring:pieced", pieced, tt.piecedCalls}} {
+			if v.calls != nil {
+				calls = v.calls
+			}
+			f, want := tt.filter, calls
 			if f.TagSet {
-				f.Tag = keyed.tag(0)
+				f.Tag = v.fl.tag(0)
 			}
-			calls := tt.keyedCalls
-			if calls == nil {
-				calls = tt.calls
-			}
-			countsBounded(t, rdb, s, keyed, "substring:keyed", f, calls)
-		})
-		t.Run(tt.name+", host-keyed in pieces", func(t *testing.T) {
-			f := tt.filter
-			if f.TagSet {
-				f.Tag = pieced.tag(0)
-			}
-			calls := tt.piecedCalls
-			if calls == nil {
-				calls = tt.keyedCalls
-			}
-			if calls == nil {
-				calls = tt.calls
-			}
-			countsBounded(t, rdb, s, pieced, "substring:pieced", f, calls)
-		})
+			t.Run(tt.name+v.suffix, func(t *testing.T) { countsBounded(t, rdb, s, v.fl, v.kw, f, want) })
+		}
 	}
 }
 
