@@ -247,7 +247,13 @@ for p = 1, nprod do
         local was = known[id] or a[c] or b[c]
         if not was then
           known[id] = at
-          local l = listOf(put, order, shardKey(key, g, s, id))
+          local k = shardKey(key, g, s, id)
+          local l = put[k]
+          if not l then
+            l = {}
+            put[k] = l
+            order[#order + 1] = k
+          end
           l[#l + 1] = id
           l[#l + 1] = at
           added = added + 1
