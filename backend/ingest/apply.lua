@@ -15,7 +15,9 @@
 -- * retries: a chunk the plugin wrote again after a lost reply has the same
 --   batch and producer but another attempt (version 3). Each producer keeps
 --   chunk -> attempt of the chunks applied in the dedup window, in two
---   generations; a chunk recorded under another attempt is a retry. Version 1
+--   generations; a chunk recorded under another attempt is a retry. Entries
+--   of the recorded attempt count: they are parts of the one write read in
+--   several batches (an attempt is written once, see stream.Entry.Attempt). Version 1
 --   and 2 entries keep one dedup id per entry in the seen sets, for the same
 --   window.
 --
@@ -247,13 +249,7 @@ for p = 1, nprod do
         local was = known[id] or a[c] or b[c]
         if not was then
           known[id] = at
-          local k = shardKey(key, g, s, id)
-          local l = put[k]
-          if not l then
-            l = {}
-            put[k] = l
-            order[#order + 1] = k
-          end
+          local l = listOf(put, order, shardKey(key, g, s, id))
           l[#l + 1] = id
           l[#l + 1] = at
           added = added + 1

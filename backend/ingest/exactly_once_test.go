@@ -231,7 +231,12 @@ func TestRetryOfAChunkCountsOnce(t *testing.T) {
 	first := chunkOf(1, 1, 1, "h", now, "err", "warn", "fatal")        // counts 1, 2, 3
 	retry := chunkOf(1, 1, 2, "h", now, "err", "warn", "fatal")        // same chunk, another attempt
 	moreKWs := chunkOf(1, 1, 3, "h", now, "err", "warn", "fatal", "x") // retried with one more keyword
-	other := chunkOf(2, 1, 1, "h", now, "err")                         // another chunk: 1 more err
+	// A fourth attempt. Every attempt is another: two copies of one attempt
+	// both count whichever way they are read (the plugin never writes one
+	// twice), and with them a run counted twice when a worker applied the
+	// second attempt before the first.
+	again := chunkOf(1, 1, 4, "h", now, "err", "warn", "fatal")
+	other := chunkOf(2, 1, 1, "h", now, "err") // another chunk: 1 more err
 	tests := []struct {
 		name      string
 		batchSize int
@@ -242,7 +247,7 @@ func TestRetryOfAChunkCountsOnce(t *testing.T) {
 		{"retry after the first was applied", 0, [][]stream.Entry{first, nil, retry, other}},
 		{"retry with another keyword set", 0, [][]stream.Entry{first, nil, moreKWs, other}},
 		{"retry first, then the first copy's parts", 1, [][]stream.Entry{retry, first, other}},
-		{"retry three times", 1, [][]stream.Entry{first, retry, moreKWs, retry, other}},
+		{"retry three times", 1, [][]stream.Entry{first, retry, moreKWs, again, other}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

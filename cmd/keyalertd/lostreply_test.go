@@ -17,10 +17,13 @@ import (
 
 // replyDropper is a loopback proxy in front of Redis that, when armed, lets
 // the next EXEC through and drops everything Redis answers on that
-// connection: the write happens, its reply is lost.
+// connection: the write happens, its reply is lost. With reset set, the
+// connection is closed when the reply comes instead of hanging: the client
+// sees the connection end after its write ran.
 type replyDropper struct {
 	ln    net.Listener
 	armed atomic.Bool
+	reset atomic.Bool
 }
 
 func startReplyDropper(t *testing.T, redisAddr string) *replyDropper {
@@ -65,6 +68,9 @@ func startReplyDropper(t *testing.T, redisAddr string) *replyDropper {
 				buf := make([]byte, 64<<10)
 				for {
 					n, err := s.Read(buf)
+					if n > 0 && drop.Load() && d.reset.Load() {
+						return
+					}
 					if n > 0 && !drop.Load() {
 						if _, werr := c.Write(buf[:n]); werr != nil {
 							return
@@ -88,9 +94,15 @@ func TestPluginRetryAfterLostReplyCountsOnce(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		startLate bool
+		reset     bool // the connection ends instead of hanging
 	}{
-		{"keyalertd running", false},
-		{"keyalertd started after the retry", true},
+		{"keyalertd running", false, false},
+		{"keyalertd started after the retry", true, false},
+		// A Redis restart, a proxy or a NAT ending the connection after the
+		// write ran: the Redis client must not send the transaction again by
+		// itself, since a resent write repeats the chunk's attempt and two
+		// copies of one attempt both count.
+		{"connection reset after the write", false, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rs := redistest.Start(t)
@@ -101,22 +113,16 @@ func TestPluginRetryAfterLostReplyCountsOnce(t *testing.T) {
 				p = start(t, baseEnv(rs.URL()))
 			}
 			proxy := startReplyDropper(t, rs.Addr())
+			proxy.reset.Store(tt.reset)
 			h := flbhost.StartForTest(t)
 			pluginInstance(t, h, "lost", "redis://"+proxy.ln.Addr().String()+"/0", map[string]string{"Keywords": "LOSTREPLY", "Rules_Key": "off", "Redis_Timeout": "300ms"})
-			var c []byte
-			for i := 0; i < 25; i++ {
-				var err error
-				c, err = chunk.AppendEvent(c, chunk.FormatV2, time.Now(), chunk.EventTime, map[string]any{"log": fmt.Sprintf("line %d LOSTREPLY here", i)})
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			c := linesWith(t, "LOSTREPLY", 25)
 			proxy.armed.Store(true)
 			if rc, err := h.Flush("lost", "app.log", c); err != nil || rc != flbhost.Retry {
 				t.Fatalf("flush whose reply is lost: rc %d, %v; want a retry", rc, err)
 			}
 			if n := rdb.XLen(ctx, "keyalert:events").Val(); n != 1 {
-				t.Fatalf("%d entries in the stream after the lost reply, want the chunk's one", n)
+				t.Fatalf("%d entries in the stream after the lost reply, want the chunk's one (a resent write?)", n)
 			}
 			flushOK(t, h, "lost", "app.log", c) // Fluent Bit's retry of the same chunk
 			if n := rdb.XLen(ctx, "keyalert:events").Val(); n != 2 {
@@ -134,4 +140,18 @@ func TestPluginRetryAfterLostReplyCountsOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// linesWith is a chunk of n records, each a line holding word.
+func linesWith(t *testing.T, word string, n int) []byte {
+	t.Helper()
+	var c []byte
+	for i := 0; i < n; i++ {
+		var err error
+		c, err = chunk.AppendEvent(c, chunk.FormatV2, time.Now(), chunk.EventTime, map[string]any{"log": fmt.Sprintf("line %d %s here", i, word)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
 }

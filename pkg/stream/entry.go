@@ -89,7 +89,11 @@ type Entry struct {
 	Producer string
 	// Attempt identifies one publish of the chunk (16 hex, NewAttempt): all
 	// entries written by one Publish share it, a retry of the chunk has
-	// another. Empty in versions 1 and 2.
+	// another. An attempt is written once: two copies of one attempt would
+	// both count, as parts of one write read in two batches do (the Redis
+	// client never resends a transaction it wrote; cmd/keyalertd's
+	// TestPluginRetryAfterLostReplyCountsOnce). Empty in versions 1
+	// and 2.
 	Attempt string
 	// Labels are the series' dimensions beyond host and tag (Label_Keys),
 	// sorted by name, names unique; part of the series' identity. Empty
