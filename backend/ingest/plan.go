@@ -573,12 +573,20 @@ func (l *argv) sampleGroups() int {
 	// buf is not written again: the strings may share its bytes.
 	all := unsafe.String(unsafe.SliceData(buf), len(buf))
 	next := 0
+	var nums []byte
 	for k, sk := range sampleKeys {
+		picks := byKey[next : next+perKey[k]]
+		nums = nums[:0]
+		for j, pk := range picks {
+			if j > 0 {
+				nums = append(nums, ' ')
+			}
+			nums = strconv.AppendInt(nums, int64(pk.entry), 10)
+		}
 		r := l.record(sampleFixed)
-		r[sampleKey], r[sampleLen] = l.key(sk), perKey[k]
-		for _, pk := range byKey[next : next+perKey[k]] {
-			q := l.record(pickWidth)
-			q[pickEntry], q[pickLine] = pk.entry, all[pk.start:pk.end]
+		r[sampleKey], r[sampleLen], r[sampleEntries] = l.key(sk), len(picks), string(nums)
+		for _, pk := range picks {
+			l.args = append(l.args, all[pk.start:pk.end])
 		}
 		next += perKey[k]
 	}
