@@ -19,6 +19,7 @@ import (
 	"github.com/keyalert/keyalert/backend/rules"
 	"github.com/keyalert/keyalert/backend/silence"
 	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -244,8 +245,15 @@ func (e *Engine) OnApplied(_ context.Context, entries []stream.Entry) {
 	horizon := now.Add(-e.c.Options.LatenessHorizon).Unix()
 	e.mu.Lock()
 	past := 0
+	// A batch holds few keywords: each one's id is made once.
+	ids := make(map[keyword.Spec]string, 16)
 	for i := range entries {
-		kw, m := entries[i].Keyword.ID(), entries[i].Minute
+		kw, ok := ids[entries[i].Keyword]
+		if !ok {
+			kw = entries[i].Keyword.ID()
+			ids[entries[i].Keyword] = kw
+		}
+		m := entries[i].Minute
 		e.localKW[kw] = struct{}{}
 		if mins := e.localMin[kw]; !slices.Contains(mins, m) {
 			e.localMin[kw] = append(mins, m)

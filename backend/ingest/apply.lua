@@ -30,7 +30,7 @@
 --
 -- The calling convention (which KEYS and ARGV slot holds what) is defined in
 -- protocol.go; the loader prepends its constants (KEY_*, ARG_*, the field
--- offsets SEEN_*, COUNT_*, SAMPLE_*, PICK_*, DEAD_*, EXPIRE_*, and
+-- offsets SEEN_*, COUNT_*, SAMPLE_*, DEAD_*, EXPIRE_*, and
 -- HOST_SUMS_MAX) as locals, so
 -- this file names every slot and numbers none. ARGV refers to the batch's
 -- keys by their KEYS index. The caller sends each dedup id once per batch.
@@ -771,28 +771,24 @@ end
 -- Samples of counted entries, one list per series, newest ending up first.
 -- Entries counted in an overflow series keep no samples: their series'
 -- lists would be as many as the series the guard turned away.
--- An entry's number is read only if some entry is flagged or overflowed,
--- and a series with one pick (every series, on the fleet's shape) is pushed
--- without a table.
+-- The samples' entry numbers are read only if some entry is flagged or
+-- overflowed: otherwise a series' samples are pushed straight from ARGV.
 local checkPicks = nflags > 0 or #overflow > 0
 for g = 1, nsample do
-  local key, ms = KEYS[tonumber(ARGV[i + SAMPLE_KEY])], ARGV[i + SAMPLE_LEN]
-  i = i + SAMPLE_FIXED
+  local key, m = KEYS[tonumber(ARGV[i + SAMPLE_KEY])], tonumber(ARGV[i + SAMPLE_LEN])
+  local entries, first = ARGV[i + SAMPLE_ENTRIES], i + SAMPLE_FIXED
+  i = first + m
   local len, pushed = nil, 0
-  if ms == '1' then
-    local en = checkPicks and tonumber(ARGV[i + PICK_ENTRY])
-    if not checkPicks or (not flags[en] and not inOverflow[en]) then
-      len, pushed = rpcall('LPUSH', key, ARGV[i + PICK_LINE]), 1
-    end
-    i = i + PICK_WIDTH
+  if not checkPicks then
+    len, pushed = rpcall('LPUSH', key, unpack(ARGV, first, i - 1)), m
   else
-    local push = {}
-    for j = 1, tonumber(ms) do
-      local en = tonumber(ARGV[i + PICK_ENTRY])
+    local push, j = {}, first
+    for en in string.gmatch(entries, '%d+') do
+      en = tonumber(en)
       if not flags[en] and not inOverflow[en] then
-        push[#push + 1] = ARGV[i + PICK_LINE]
+        push[#push + 1] = ARGV[j]
       end
-      i = i + PICK_WIDTH
+      j = j + 1
     end
     if #push > 0 then
       len, pushed = rpcall('LPUSH', key, unpack(push)), #push

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -154,9 +155,11 @@ func benchApplyEntries(b *testing.B, aof string, workers int, es []stream.Entry)
 	ctx := context.Background()
 	srv.SetAOF(aof)
 
+	rdb.ConfigResetStat(ctx)
 	cpu0 := redisCPU(b, rdb)
 	rawDur := xaddPipelined(b, rdb, "bench:raw", es)
 	rawCPU := redisCPU(b, rdb) - cpu0
+	rawStats := commandStats(b, rdb)
 	rdb.Del(ctx, "bench:raw")
 	xaddPipelined(b, rdb, testStream, es)
 	es = nil
@@ -176,6 +179,7 @@ func benchApplyEntries(b *testing.B, aof string, workers int, es []stream.Entry)
 		b.Fatal(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
+	rdb.ConfigResetStat(ctx)
 	b.ResetTimer()
 	cpu0 = redisCPU(b, rdb)
 	self0 := selfCPU()
@@ -192,6 +196,10 @@ func benchApplyEntries(b *testing.B, aof string, workers int, es []stream.Entry)
 	b.StopTimer()
 	cancel()
 	<-stopped
+	if b.N >= 1000 { // not the probe run of one entry
+		b.Logf("redis per raw xadd: %s", perCommand(rawStats, b.N))
+		b.Logf("redis per applied entry: %s", perCommand(commandStats(b, rdb), b.N))
+	}
 
 	applyRate := float64(b.N) / applyDur.Seconds()
 	rawRate := float64(b.N) / rawDur.Seconds()
@@ -203,6 +211,38 @@ func benchApplyEntries(b *testing.B, aof string, workers int, es []stream.Entry)
 	b.ReportMetric(applyRate, "applied/s")
 	b.ReportMetric(rawRate, "xadd/s")
 	b.ReportMetric(applyRate/rawRate, "ratio")
+}
+
+// perCommand sums up commandstats per entry: each command's calls and µs
+// (those of at least 0.005 µs), and for the apply script its own time less
+// the commands it called. commandstats times are wall clock inside each
+// command: on a busy machine they can add up to more than the CPU time.
+func perCommand(stats map[string]cmdStat, n int) string {
+	var nested float64
+	var names []string
+	for name, s := range stats {
+		switch name {
+		case "config", "info":
+			continue
+		case "evalsha", "eval", "xreadgroup", "get", "xpending", "xautoclaim", "xinfo", "incr", "multi", "exec", "xadd", "ping", "hello", "client", "xgroup", "script":
+		default:
+			nested += s.usec // called by the script
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var out []string
+	for _, name := range names {
+		s := stats[name]
+		if s.usec/float64(n) < 0.005 {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %.3f calls %.2f µs", name, s.calls/float64(n), s.usec/float64(n)))
+		if name == "evalsha" {
+			out = append(out, fmt.Sprintf("(lua %.2f µs)", (s.usec-nested)/float64(n)))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // redisCPU is the server's user+system CPU time so far.

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/pkg/backoff"
@@ -223,6 +224,9 @@ type Consumer struct {
 	// was being applied (CaughtUp); inflight counts the batches applying.
 	caughtUp atomic.Bool
 	inflight atomic.Int64
+	// replySize is the length of the last raw read reply: the next read's
+	// buffer is sized from it.
+	replySize atomic.Int64
 }
 
 // CaughtUp reports whether the consumer has applied the backlog it found
@@ -504,15 +508,20 @@ func (c *Consumer) fence(ctx context.Context) string {
 // for the block and follows Redis Cluster redirections.
 func (c *Consumer) readGroup(ctx context.Context, id string, block time.Duration) ([]message, error) {
 	if block < 0 {
-		buf := replyBufs.Get().(*bytes.Buffer)
-		defer replyBufs.Put(buf)
-		buf.Reset()
+		// A buffer of its own per read, sized from the last reply (ReadFrom
+		// wants 512 bytes free past what it holds): the messages' strings
+		// are views of it, so the reply is copied once, not twice.
+		buf := bytes.NewBuffer(make([]byte, 0, c.replySize.Load()*9/8+1024))
 		cmd := redis.NewRawWriteToCmd(ctx, buf, "XREADGROUP", "GROUP", c.o.Group, c.o.Consumer,
 			"COUNT", c.o.BatchSize, "STREAMS", c.o.Stream, id)
 		if err := c.o.Client.Process(ctx, cmd); err != nil {
 			return nil, fmt.Errorf("xreadgroup %s %s %s: %w", c.o.Stream, c.o.Group, id, err)
 		}
-		msgs, err := parseReadReply(buf.Bytes())
+		raw := buf.Bytes()
+		c.replySize.Store(int64(len(raw)))
+		// buf is not written again, and nothing keeps a reference to raw
+		// but the strings: they may share its bytes.
+		msgs, err := parseReply(unsafe.String(unsafe.SliceData(raw), len(raw)))
 		if err == nil {
 			return msgs, nil
 		}
@@ -546,9 +555,6 @@ func (c *Consumer) readGroup(ctx context.Context, id string, block time.Duration
 	}
 	return fromXMessages(res[0].Messages), nil
 }
-
-// replyBufs hold raw read replies until they are parsed (which copies them).
-var replyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // deliveries returns the delivery counts of msgs (now owned by this
 // consumer). On error it returns what it has: unknown counts are not
@@ -837,11 +843,26 @@ func (c *Consumer) buryFailed(ctx context.Context, pl *plan, failed []failure) {
 
 // detach copies the entries' strings out of the read reply they are
 // substrings of, so that what OnApplied keeps does not pin whole replies.
+// A batch repeats its chunks' ids, keywords, hosts and tags: each is
+// copied once.
 func detach(es []stream.Entry) {
+	copies := make(map[string]string, 64)
+	clone := func(s string) string {
+		c, ok := copies[s]
+		if !ok {
+			c = strings.Clone(s)
+			copies[c] = c
+		}
+		return c
+	}
 	for i := range es {
 		e := &es[i]
-		e.Batch, e.Keyword.Text = strings.Clone(e.Batch), strings.Clone(e.Keyword.Text)
-		e.Tag, e.Host = strings.Clone(e.Tag), strings.Clone(e.Host)
+		e.Batch, e.Keyword.Text = clone(e.Batch), clone(e.Keyword.Text)
+		e.Tag, e.Host = clone(e.Tag), clone(e.Host)
+		e.Producer, e.Attempt = clone(e.Producer), clone(e.Attempt)
+		for j := range e.Labels {
+			e.Labels[j].Name, e.Labels[j].Value = clone(e.Labels[j].Name), clone(e.Labels[j].Value)
+		}
 		if e.Samples != nil {
 			ss := make([]string, len(e.Samples))
 			for j, s := range e.Samples {

@@ -212,9 +212,9 @@ func renderPlan(pl *plan) string {
 	}
 	for g := range num(argSampleGroups) {
 		fmt.Fprintf(&b, "sample group %d\n", g+1)
-		r := rec(sampleFixed, map[int]string{sampleKey: "key", sampleLen: "m"})
+		r := rec(sampleFixed, map[int]string{sampleKey: "key", sampleLen: "m", sampleEntries: "entries"})
 		for range num(r + sampleLen) {
-			rec(pickWidth, map[int]string{pickEntry: "  entry", pickLine: "  sample"})
+			slot("  sample")
 		}
 	}
 	for d := range num(argDead) {

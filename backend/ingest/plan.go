@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/keyalert/keyalert/backend/window"
+	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/zeebo/xxh3"
 )
@@ -92,7 +94,9 @@ func (p *planner) build(source string, msgs []message, deliveries map[string]int
 		kwIDs:   make([]string, 0, len(msgs)),
 	}
 	nowSec := now.Unix()
-	inBatch := make(map[string]struct{}, len(msgs))
+	var inBatch map[string]struct{} // version 1 and 2 dedup ids; made for the first
+	// A batch holds few keywords: each one's id is made once.
+	kwIDs := make(map[keyword.Spec]string, 16)
 	var buf []byte
 	for _, m := range msgs {
 		if d := deliveries[m.id]; d > p.maxDeliv {
@@ -120,10 +124,17 @@ func (p *planner) build(source string, msgs []message, deliveries map[string]int
 			pl.dead = append(pl.dead, deadOf(m, ReasonFuture, fmt.Sprintf("minute %d is more than %v ahead of the consumer's clock", e.Minute, MaxFuture)))
 			continue
 		}
-		kwID := e.Keyword.ID()
+		kwID, ok := kwIDs[e.Keyword]
+		if !ok {
+			kwID = e.Keyword.ID()
+			kwIDs[e.Keyword] = kwID
+		}
 		var d string
 		if e.Producer == "" { // version 1 or 2: one dedup id per entry
 			d, buf = dedupBytes(&e, kwID, buf)
+			if inBatch == nil {
+				inBatch = make(map[string]struct{}, len(msgs))
+			}
 			if _, dup := inBatch[d]; dup { // a retried chunk read together with its first copy
 				pl.repeats = append(pl.repeats, m.id)
 				continue
@@ -175,7 +186,9 @@ func (p *planner) layout(pl *plan) {
 	pl.keys = append(pl.keys[:0], make([]string, keyFixed)...)
 	pl.keys[keyStream], pl.keys[keyDead], pl.keys[keyFence] = p.stream, p.dead, p.keys.Fence(p.group)
 	l.cells()
-	l.args = make([]any, argHeader, argHeader+3*n+3*len(pl.dead)+len(pl.expired)+len(pl.repeats)+64)
+	// About what a chunk-shaped batch takes (an id, a share of a cell's
+	// record and one or two sample picks per entry), so it rarely grows.
+	l.args = make([]any, argHeader, argHeader+5*n+4*len(pl.dead)+len(pl.expired)+len(pl.repeats)+64)
 	first, last := l.entryIDs()
 	nSeen := l.seenGroups()
 	nProd := l.producers()
@@ -256,14 +269,37 @@ func (l *argv) record(width int) []any {
 }
 
 // cells finds each entry's window key and field, and the script's order.
+// A batch's entries share few keywords, minutes, hosts and tags: each key
+// and label-free field is made once.
 func (l *argv) cells() {
 	pl := l.pl
 	l.fields = make([]string, len(pl.entries))
 	l.wins = make([]int, len(pl.entries))
+	type win struct {
+		kwID   string
+		minute int64
+	}
+	wins := make(map[win]int, 16)
+	fields := make(map[[2]string]string, 16)
 	for i := range pl.entries {
 		e := &pl.entries[i]
-		l.fields[i] = window.Field(e.Host, e.Tag, e.Labels...)
-		l.wins[i] = l.key(l.p.keys.Window(pl.kwIDs[i], e.Minute))
+		if len(e.Labels) > 0 {
+			l.fields[i] = window.Field(e.Host, e.Tag, e.Labels...)
+		} else {
+			f, ok := fields[[2]string{e.Host, e.Tag}]
+			if !ok {
+				f = window.Field(e.Host, e.Tag)
+				fields[[2]string{e.Host, e.Tag}] = f
+			}
+			l.fields[i] = f
+		}
+		w := win{pl.kwIDs[i], e.Minute}
+		k, ok := wins[w]
+		if !ok {
+			k = l.key(l.p.keys.Window(w.kwID, w.minute))
+			wins[w] = k
+		}
+		l.wins[i] = k
 	}
 	pl.order = l.p.order(pl, l.fields, l.wins)
 }
@@ -456,12 +492,20 @@ func (l *argv) sampleGroups() int {
 	take := make([]int, n)
 	keys := make([]string, n) // sample list of each entry with samples
 	left := map[string]int{}
+	// The series' key is the keyword's and the cell's field (see
+	// window.Keys.Samples): made once per series.
+	made := make(map[[2]string]string, 64)
 	for e := n - 1; e >= 0; e-- {
 		en := &pl.entries[e]
 		if len(en.Samples) == 0 {
 			continue
 		}
-		keys[e] = l.p.keys.Samples(kwIDs[e], en.Host, en.Tag, en.Labels...)
+		sk, ok := made[[2]string{kwIDs[e], l.fields[e]}]
+		if !ok {
+			sk = l.p.keys.Samples(kwIDs[e], en.Host, en.Tag, en.Labels...)
+			made[[2]string{kwIDs[e], l.fields[e]}] = sk
+		}
+		keys[e] = sk
 		q, ok := left[keys[e]]
 		if !ok {
 			q = perBatch
@@ -471,33 +515,80 @@ func (l *argv) sampleGroups() int {
 			left[keys[e]] = q - take[e]
 		}
 	}
+	// The encoded samples are written into one buffer, sized beforehand
+	// (escapes aside), which their strings then share: picks hold their
+	// offsets until it is written.
 	type pick struct {
-		entry int
-		line  string
+		key, entry int // key: index in sampleKeys
+		start, end int
 	}
-	var sampleKeys []string
-	picks := map[string][]pick{}
+	size := 0
 	for e := range pl.entries {
 		if take[e] == 0 {
 			continue
 		}
 		en := &pl.entries[e]
-		sk := keys[e]
-		if _, ok := picks[sk]; !ok {
-			sampleKeys = append(sampleKeys, sk)
+		each := 64 + len(en.Host) + len(en.Tag)
+		for _, lb := range en.Labels {
+			each += 6 + len(lb.Name) + len(lb.Value)
 		}
-		labels := window.LabelMap(en.Labels)
 		for _, line := range en.Samples[len(en.Samples)-take[e]:] {
-			picks[sk] = append(picks[sk], pick{pos[e] + 1, window.EncodeSample(window.Sample{Minute: en.Minute, Host: en.Host, Tag: en.Tag, Labels: labels, Line: line})})
+			size += each + len(line)
 		}
 	}
-	for _, sk := range sampleKeys {
-		r := l.record(sampleFixed)
-		r[sampleKey], r[sampleLen] = l.key(sk), len(picks[sk])
-		for _, pk := range picks[sk] {
-			q := l.record(pickWidth)
-			q[pickEntry], q[pickLine] = pk.entry, pk.line
+	var sampleKeys []string
+	keyIdx := make(map[string]int, len(left))
+	var picks []pick
+	var perKey []int // picks of each sample key
+	buf := make([]byte, 0, size)
+	for e := range pl.entries {
+		if take[e] == 0 {
+			continue
 		}
+		en := &pl.entries[e]
+		k, ok := keyIdx[keys[e]]
+		if !ok {
+			k = len(sampleKeys)
+			keyIdx[keys[e]] = k
+			sampleKeys = append(sampleKeys, keys[e])
+			perKey = append(perKey, 0)
+		}
+		for _, line := range en.Samples[len(en.Samples)-take[e]:] {
+			start := len(buf)
+			buf = window.AppendSample(buf, en.Minute, en.Host, en.Tag, en.Labels, line)
+			picks = append(picks, pick{k, pos[e] + 1, start, len(buf)})
+			perKey[k]++
+		}
+	}
+	// Group the picks by key, in the order they came (a counting sort).
+	at := make([]int, len(sampleKeys))
+	for k := 1; k < len(at); k++ {
+		at[k] = at[k-1] + perKey[k-1]
+	}
+	byKey := make([]pick, len(picks))
+	for _, pk := range picks {
+		byKey[at[pk.key]] = pk
+		at[pk.key]++
+	}
+	// buf is not written again: the strings may share its bytes.
+	all := unsafe.String(unsafe.SliceData(buf), len(buf))
+	next := 0
+	var nums []byte
+	for k, sk := range sampleKeys {
+		picks := byKey[next : next+perKey[k]]
+		nums = nums[:0]
+		for j, pk := range picks {
+			if j > 0 {
+				nums = append(nums, ' ')
+			}
+			nums = strconv.AppendInt(nums, int64(pk.entry), 10)
+		}
+		r := l.record(sampleFixed)
+		r[sampleKey], r[sampleLen], r[sampleEntries] = l.key(sk), len(picks), string(nums)
+		for _, pk := range picks {
+			l.args = append(l.args, all[pk.start:pk.end])
+		}
+		next += perKey[k]
 	}
 	return len(sampleKeys)
 }

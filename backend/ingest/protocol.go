@@ -35,7 +35,9 @@ import (
 //	              first..first+m-1 of one window cell; counts, only when
 //	              m > 1, are their counts separated by spaces, read only if
 //	              some of them are not counted
-//	sample groups key, m, then m picks (entry, encoded sample), oldest first
+//	sample groups key, m, the picks' entry numbers (separated by spaces,
+//	              read only when some entry is not counted), then the m
+//	              encoded samples, oldest first
 //	dead entries  id, reason, fields, check ("1": write it only if still
 //	              pending for the consumer when the fence moved)
 //	expire pairs  key, unix seconds
@@ -109,15 +111,11 @@ const (
 )
 
 const (
-	sampleKey   = iota // KEYS index of the sample list
-	sampleLen          // m, the picks that follow
-	sampleFixed        // fixed fields; the picks follow
-)
-
-const (
-	pickEntry = iota // 1-based number of the entry the sample belongs to
-	pickLine         // encoded sample
-	pickWidth
+	sampleKey     = iota // KEYS index of the sample list
+	sampleLen            // m, the samples that follow
+	sampleEntries        // the 1-based numbers of the samples' entries, separated by spaces
+	sampleFixed          // fixed fields; the m encoded samples follow, contiguous so
+	// that the script pushes them straight from ARGV when every entry counted
 )
 
 const (
@@ -190,10 +188,8 @@ var protocol = []luaConst{
 	{"COUNT_FIXED", countFixed},
 	{"SAMPLE_KEY", sampleKey},
 	{"SAMPLE_LEN", sampleLen},
+	{"SAMPLE_ENTRIES", sampleEntries},
 	{"SAMPLE_FIXED", sampleFixed},
-	{"PICK_ENTRY", pickEntry},
-	{"PICK_LINE", pickLine},
-	{"PICK_WIDTH", pickWidth},
 	{"DEAD_ID", deadID},
 	{"DEAD_REASON", deadReason},
 	{"DEAD_FIELDS", deadFields},

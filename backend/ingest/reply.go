@@ -59,8 +59,12 @@ func (e errorReply) Error() string { return string(e) }
 // stream into messages, without go-redis's map per message: on a backlog
 // that decoding was the consumer's largest cost. All strings share one copy
 // of raw. A nil reply (nothing new) gives no messages.
-func parseReadReply(raw []byte) ([]message, error) {
-	r := respReader{s: string(raw)}
+func parseReadReply(raw []byte) ([]message, error) { return parseReply(string(raw)) }
+
+// parseReply is parseReadReply of a reply already in a string: the
+// messages' strings are substrings of raw.
+func parseReply(raw string) ([]message, error) {
+	r := respReader{s: raw}
 	msgs, err := r.readReply()
 	if err != nil {
 		return nil, err

@@ -8,8 +8,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/keyalert/keyalert/harness/redistest"
+	"github.com/keyalert/keyalert/pkg/keyword"
+	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -135,4 +138,38 @@ func FuzzParseReadReply(f *testing.F) {
 			}
 		}
 	})
+}
+
+// What OnApplied keeps must not pin the read reply its strings came from:
+// detach copies every string of the entries out of it.
+func TestDetachedEntriesShareNoBytesWithTheReply(t *testing.T) {
+	reply := strings.Repeat("0123456789abcdef", 4) + "kw host tag app web line one line two"
+	part := func(s string) string {
+		i := strings.Index(reply, s)
+		if i < 0 {
+			t.Fatalf("%q not in the reply", s)
+		}
+		return reply[i : i+len(s)]
+	}
+	e := stream.Entry{Batch: reply[:32], Keyword: keyword.Spec{Text: part("kw")}, Tag: part("tag"), Host: part("host"),
+		Producer: reply[:16], Attempt: reply[16:32], Labels: []stream.Label{{Name: part("app"), Value: part("web")}},
+		Samples: []string{part("line one"), part("line two")}}
+	es := []stream.Entry{e, e}
+	es[1].Labels = []stream.Label{{Name: part("app"), Value: part("web")}}
+	detach(es)
+	lo := uintptr(unsafe.Pointer(unsafe.StringData(reply)))
+	hi := lo + uintptr(len(reply))
+	for i, e := range es {
+		strs := map[string]string{"batch": e.Batch, "keyword": e.Keyword.Text, "tag": e.Tag, "host": e.Host,
+			"producer": e.Producer, "attempt": e.Attempt, "label name": e.Labels[0].Name, "label value": e.Labels[0].Value,
+			"sample 0": e.Samples[0], "sample 1": e.Samples[1]}
+		for what, s := range strs {
+			if p := uintptr(unsafe.Pointer(unsafe.StringData(s))); p >= lo && p < hi {
+				t.Errorf("entry %d: %s %q is still in the reply", i, what, s)
+			}
+		}
+		if e.Host != "host" || e.Labels[0].Value != "web" || e.Samples[1] != "line two" || e.Attempt != reply[16:32] {
+			t.Errorf("entry %d changed: %+v", i, e)
+		}
+	}
 }

@@ -199,29 +199,41 @@ type Sample struct {
 // encoding/json gives back s (invalid UTF-8 becomes U+FFFD, as with
 // json.Marshal).
 func EncodeSample(s Sample) string {
-	b := make([]byte, 0, 48+len(s.Host)+len(s.Tag)+len(s.Line))
-	b = append(b, `{"minute":`...)
-	b = strconv.AppendInt(b, s.Minute, 10)
-	b = append(b, `,"host":`...)
-	b = stream.AppendJSONString(b, s.Host)
-	b = append(b, `,"tag":`...)
-	b = stream.AppendJSONString(b, s.Tag)
+	var labels []stream.Label
 	if len(s.Labels) > 0 {
+		labels = make([]stream.Label, 0, len(s.Labels))
+		for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+			labels = append(labels, stream.Label{Name: k, Value: s.Labels[k]})
+		}
+	}
+	return string(AppendSample(make([]byte, 0, 48+len(s.Host)+len(s.Tag)+len(s.Line)), s.Minute, s.Host, s.Tag, labels, s.Line))
+}
+
+// AppendSample appends EncodeSample of the sample with these parts to b.
+// labels must be sorted by name, names unique, as a stream.Entry's are:
+// the ingest writes a batch's samples from its entries without a map each.
+func AppendSample(b []byte, minute int64, host, tag string, labels []stream.Label, line string) []byte {
+	b = append(b, `{"minute":`...)
+	b = strconv.AppendInt(b, minute, 10)
+	b = append(b, `,"host":`...)
+	b = stream.AppendJSONString(b, host)
+	b = append(b, `,"tag":`...)
+	b = stream.AppendJSONString(b, tag)
+	if len(labels) > 0 {
 		b = append(b, `,"labels":{`...)
-		for i, k := range slices.Sorted(maps.Keys(s.Labels)) {
+		for i, l := range labels {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = stream.AppendJSONString(b, k)
+			b = stream.AppendJSONString(b, l.Name)
 			b = append(b, ':')
-			b = stream.AppendJSONString(b, s.Labels[k])
+			b = stream.AppendJSONString(b, l.Value)
 		}
 		b = append(b, '}')
 	}
 	b = append(b, `,"line":`...)
-	b = stream.AppendJSONString(b, s.Line)
-	b = append(b, '}')
-	return string(b)
+	b = stream.AppendJSONString(b, line)
+	return append(b, '}')
 }
 
 // Store reads windows and samples.

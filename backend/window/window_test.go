@@ -251,6 +251,34 @@ func FuzzEncodeSample(f *testing.F) {
 	})
 }
 
+// AppendSample of an entry's sorted labels is EncodeSample of the same
+// sample with the labels as a map.
+func FuzzAppendSampleIsEncodeSample(f *testing.F) {
+	f.Add(int64(60), "h", "t", "app", "web", "ns", "\x00\xff", "line")
+	f.Add(int64(-1), "\xff", "\x00", "", "", "", "", "\"\\\u2028")
+	f.Fuzz(func(t *testing.T, minute int64, host, tag, n1, v1, n2, v2, line string) {
+		var labels []stream.Label
+		m := map[string]string{}
+		for _, l := range []stream.Label{{Name: n1, Value: v1}, {Name: n2, Value: v2}} {
+			if _, dup := m[l.Name]; l.Name == "" || dup {
+				continue
+			}
+			m[l.Name] = l.Value
+			labels = append(labels, l)
+		}
+		slices.SortFunc(labels, func(a, b stream.Label) int { return strings.Compare(a.Name, b.Name) })
+		if len(m) == 0 {
+			m = nil
+		}
+		want := EncodeSample(Sample{minute, host, tag, m, line})
+		prefix := []byte("kept")
+		got := AppendSample(prefix, minute, host, tag, labels, line)
+		if string(got) != "kept"+want {
+			t.Errorf("AppendSample = %q, want %q after the prefix", got, want)
+		}
+	})
+}
+
 func ExampleKeys_Window() {
 	fmt.Println(NewKeys("keyalert:events").Window("substring:Exception", 1714557600))
 	// Output: ka:{keyalert:events}:w:substring:Exception:1714557600

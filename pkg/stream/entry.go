@@ -296,7 +296,13 @@ func ParseFields(kv []string) (Entry, error) {
 		if have&(1<<iEntry) == 0 {
 			return e, fmt.Errorf("missing field %q", FieldEntry)
 		}
-		n := map[string]int{Version4: v4Len, Version: v3Len, Version2: v2Len}[v]
+		n := v2Len
+		switch v {
+		case Version4:
+			n = v4Len
+		case Version:
+			n = v3Len
+		}
 		p, err := decodePayload(vals[iEntry], n)
 		if err != nil {
 			return e, fmt.Errorf("field %q: %w", FieldEntry, err)

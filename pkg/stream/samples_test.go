@@ -77,3 +77,24 @@ func FuzzDecodeSamples(f *testing.F) {
 		}
 	})
 }
+
+// plainUntil finds what a byte-at-a-time scan finds, from any start.
+func FuzzPlainUntil(f *testing.F) {
+	f.Add("plain ascii text that is long enough", uint8(0))
+	f.Add("a\"b\\c\x1fd\x7f\x80\xffe", uint8(1))
+	f.Add("0123456789abcdef\x00", uint8(3))
+	f.Fuzz(func(t *testing.T, s string, from uint8) {
+		i := int(from) % (len(s) + 1)
+		want := i
+		for want < len(s) {
+			c := s[want]
+			if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+				break
+			}
+			want++
+		}
+		if got := plainUntil(s, i); got != want {
+			t.Errorf("plainUntil(%q, %d) = %d, want %d", s, i, got, want)
+		}
+	})
+}
