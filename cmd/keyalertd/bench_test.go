@@ -20,6 +20,8 @@ import (
 // per second by one keyalertd draining a prefilled stream (from its start to
 // an empty pending list), next to the raw pipelined XADD rate of the same
 // Redis in the same run. One op is one entry; use -benchtime=Nx.
+// KEYALERT_BENCH_ENV adds settings to keyalertd's environment, as
+// space-separated NAME=value pairs (KEYALERT_BENCH_ENV="KEYALERT_WORKERS=2").
 func BenchmarkKeyalertd(b *testing.B) {
 	for _, aof := range []string{"off", "everysec"} {
 		b.Run("aof="+aof, func(b *testing.B) { benchKeyalertd(b, aof) })
@@ -43,6 +45,13 @@ func benchKeyalertd(b *testing.B, aof string) {
 	if aof == "off" {
 		// The comparison without AOF is deliberate: accept the volatile Redis.
 		env["KEYALERT_ALLOW_VOLATILE_REDIS"] = "true"
+	}
+	for _, kv := range strings.Fields(os.Getenv("KEYALERT_BENCH_ENV")) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			b.Fatalf("KEYALERT_BENCH_ENV: %q is not NAME=value", kv)
+		}
+		env[k] = v
 	}
 	rdb.ConfigResetStat(ctx)
 	cpu0 := redisCPUTime(b, rdb)
