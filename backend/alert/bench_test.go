@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -203,7 +202,7 @@ func benchEngineWith(b *testing.B, rdb *redis.Client, counts Counts, clk *time.T
 func runTicks(b *testing.B, e *Engine, rdb *redis.Client, clk *time.Time, step time.Duration, write func(map[string][]window.Cell)) {
 	ctx := context.Background()
 	fired := testutil.ToFloat64(e.met.episodes)
-	redisBefore := redisCPU(b, rdb)
+	redisBefore := redistest.CPU(b, rdb)
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpuBefore := processCPU()
@@ -244,7 +243,7 @@ func runTicks(b *testing.B, e *Engine, rdb *redis.Client, clk *time.Time, step t
 	b.ReportMetric(float64(processCPU()-cpuBefore)/float64(time.Millisecond)/float64(ticks), "cpu-ms/tick")
 	b.ReportMetric(float64(ticks)/float64(b.N), "ticks/op")
 	b.ReportMetric(float64(maxTick)/float64(time.Millisecond), "max-tick-ms")
-	b.ReportMetric(float64(redisCPU(b, rdb)-redisBefore)/float64(time.Millisecond)/float64(ticks), "redis-cpu-ms/tick")
+	b.ReportMetric(float64(redistest.CPU(b, rdb)-redisBefore)/float64(time.Millisecond)/float64(ticks), "redis-cpu-ms/tick")
 	if testutil.ToFloat64(e.met.episodes) != fired {
 		b.Fatal("steady-state ticks changed alerts")
 	}
@@ -425,21 +424,4 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// redisCPU reads the server's own CPU time (user + sys) from INFO.
-func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
-	info, err := rdb.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var total float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			f, _ := strconv.ParseFloat(v, 64)
-			total += f
-		}
-	}
-	return time.Duration(total * float64(time.Second))
 }

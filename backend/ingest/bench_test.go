@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sort"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -156,9 +155,9 @@ func benchApplyEntries(b *testing.B, aof string, workers int, es []stream.Entry)
 	srv.SetAOF(aof)
 
 	rdb.ConfigResetStat(ctx)
-	cpu0 := redisCPU(b, rdb)
+	cpu0 := redistest.CPU(b, rdb)
 	rawDur := xaddPipelined(b, rdb, "bench:raw", es)
-	rawCPU := redisCPU(b, rdb) - cpu0
+	rawCPU := redistest.CPU(b, rdb) - cpu0
 	rawStats := commandStats(b, rdb)
 	rdb.Del(ctx, "bench:raw")
 	xaddPipelined(b, rdb, testStream, es)
@@ -181,7 +180,7 @@ func benchApplyEntries(b *testing.B, aof string, workers int, es []stream.Entry)
 	runCtx, cancel := context.WithCancel(ctx)
 	rdb.ConfigResetStat(ctx)
 	b.ResetTimer()
-	cpu0 = redisCPU(b, rdb)
+	cpu0 = redistest.CPU(b, rdb)
 	self0 := selfCPU()
 	t0 := time.Now()
 	stopped := make(chan struct{})
@@ -192,7 +191,7 @@ func benchApplyEntries(b *testing.B, aof string, workers int, es []stream.Entry)
 		b.Fatalf("applied %d of %d entries in 10 minutes", applied.Load(), b.N)
 	}
 	applyDur := time.Since(t0)
-	applyCPU, goCPU := redisCPU(b, rdb)-cpu0, selfCPU()-self0
+	applyCPU, goCPU := redistest.CPU(b, rdb)-cpu0, selfCPU()-self0
 	b.StopTimer()
 	cancel()
 	<-stopped
@@ -245,23 +244,6 @@ func perCommand(stats map[string]cmdStat, n int) string {
 	return strings.Join(out, ", ")
 }
 
-// redisCPU is the server's user+system CPU time so far.
-func redisCPU(tb testing.TB, rdb redis.UniversalClient) time.Duration {
-	info, err := rdb.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var total float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if k == "used_cpu_user" || k == "used_cpu_sys" {
-			f, _ := strconv.ParseFloat(v, 64)
-			total += f
-		}
-	}
-	return time.Duration(total * float64(time.Second))
-}
-
 // selfCPU is this process's user+system CPU time so far.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
@@ -309,13 +291,13 @@ func benchScript(b *testing.B, labels bool) {
 	plans := readPlans(b, rdb, &p)
 	applyScript.Load(ctx, rdb)
 	b.ResetTimer()
-	cpu0 := redisCPU(b, rdb)
+	cpu0 := redistest.CPU(b, rdb)
 	for _, pl := range plans {
 		if err := applyScript.Run(ctx, rdb, pl.keys, pl.args...).Err(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64((redisCPU(b, rdb)-cpu0).Nanoseconds())/1000/float64(b.N), "redis-cpu-µs/entry")
+	b.ReportMetric(float64((redistest.CPU(b, rdb)-cpu0).Nanoseconds())/1000/float64(b.N), "redis-cpu-µs/entry")
 }
 
 // readPlans reads testStream as consumer "c" of group keyalertd in batches

@@ -105,13 +105,13 @@ func benchScriptEntries(b *testing.B, script *redis.Script, es []stream.Entry, s
 	script.Load(ctx, rdb)
 	rdb.ConfigResetStat(ctx)
 	b.ResetTimer()
-	cpu0 := redisCPU(b, rdb)
+	cpu0 := redistest.CPU(b, rdb)
 	for _, pl := range plans {
 		if err := script.Run(ctx, rdb, pl.keys, pl.args...).Err(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64((redisCPU(b, rdb)-cpu0).Nanoseconds())/1000/float64(b.N), "redis-cpu-µs/entry")
+	b.ReportMetric(float64((redistest.CPU(b, rdb)-cpu0).Nanoseconds())/1000/float64(b.N), "redis-cpu-µs/entry")
 	b.StopTimer()
 	stats := commandStats(b, rdb)
 	var nested float64

@@ -96,7 +96,7 @@ func BenchmarkReadPaths(b *testing.B) {
 			if err := rdb.XGroupCreate(ctx, testStream, "g", "0").Err(); err != nil {
 				b.Fatal(err)
 			}
-			cpu0 := redisCPU(b, rdb)
+			cpu0 := redistest.CPU(b, rdb)
 			b.ResetTimer()
 			read, last := 0, "0"
 			for read < b.N {
@@ -107,7 +107,7 @@ func BenchmarkReadPaths(b *testing.B) {
 				read, last = read+n, id
 			}
 			b.StopTimer()
-			b.ReportMetric(float64((redisCPU(b, rdb)-cpu0).Nanoseconds())/1000/float64(b.N), "redis-cpu-µs/entry")
+			b.ReportMetric(float64((redistest.CPU(b, rdb)-cpu0).Nanoseconds())/1000/float64(b.N), "redis-cpu-µs/entry")
 		})
 	}
 }

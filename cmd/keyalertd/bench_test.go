@@ -54,7 +54,7 @@ func benchKeyalertd(b *testing.B, aof string) {
 		env[k] = v
 	}
 	rdb.ConfigResetStat(ctx)
-	cpu0 := redisCPUTime(b, rdb)
+	cpu0 := redistest.CPU(b, rdb)
 	b.ResetTimer()
 	t0 = time.Now()
 	p := start(b, env)
@@ -63,7 +63,7 @@ func benchKeyalertd(b *testing.B, aof string) {
 	dur := end.Sub(t0)
 	b.StopTimer()
 	cpu := procCPU(b, p.cmd.Process.Pid)
-	redisCPU := redisCPUTime(b, rdb) - cpu0
+	redisCPU := redistest.CPU(b, rdb) - cpu0
 	p.kill()
 	rate, rawRate := float64(b.N)/dur.Seconds(), float64(b.N)/raw.Seconds()
 	b.ReportMetric(rate, "applied/s")
@@ -101,23 +101,6 @@ func drainTimed(b *testing.B, rdb redis.UniversalClient, limit time.Duration) (f
 	}
 	b.Fatalf("stream %s not drained after %v", stream.DefaultStream, limit)
 	return first, applied
-}
-
-// redisCPUTime is redis-server's user+system CPU time so far (INFO cpu).
-func redisCPUTime(b *testing.B, rdb redis.UniversalClient) time.Duration {
-	info, err := rdb.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var total float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if k == "used_cpu_user" || k == "used_cpu_sys" {
-			f, _ := strconv.ParseFloat(v, 64)
-			total += f
-		}
-	}
-	return time.Duration(total * float64(time.Second))
 }
 
 // commandsPerEntry is INFO commandstats as calls and µs per entry of each

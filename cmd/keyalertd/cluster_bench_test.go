@@ -115,18 +115,11 @@ func fleetShaped(n int) []stream.Entry {
 
 // clusterCPU is the CPU time every node of cl has used (INFO cpu).
 func clusterCPU(b *testing.B, cl *redistest.Cluster) time.Duration {
-	var sum float64
+	var sum time.Duration
 	for _, s := range cl.Servers {
-		info, err := s.Client().InfoMap(context.Background(), "cpu").Result()
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, f := range []string{"used_cpu_sys", "used_cpu_user"} {
-			v, _ := strconv.ParseFloat(info["CPU"][f], 64)
-			sum += v
-		}
+		sum += redistest.CPU(b, s.Client())
 	}
-	return time.Duration(sum * float64(time.Second))
+	return sum
 }
 
 // BenchmarkFlushWaitReplicas measures the plugin's flush latency (through

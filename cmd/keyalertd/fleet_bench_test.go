@@ -148,7 +148,7 @@ func BenchmarkFleet(b *testing.B) {
 	perScrape := (procCPU(b, p.cmd.Process.Pid) - c0) / calib
 	var scrapes atomic.Int64
 	cpuK0 := procCPU(b, p.cmd.Process.Pid)
-	cpuR0 := redisCPU(b, rdb)
+	cpuR0 := redistest.CPU(b, rdb)
 	applied0, _ := metricValue(b, p.addr, "keyalert_ingest_entries_applied_total")
 
 	// The outstanding entries (written, not yet applied), polled for the
@@ -346,7 +346,7 @@ func BenchmarkFleet(b *testing.B) {
 		return
 	}
 	cpuK := procCPU(b, p.cmd.Process.Pid) - cpuK0
-	cpuR := redisCPU(b, rdb) - cpuR0
+	cpuR := redistest.CPU(b, rdb) - cpuR0
 	if n := int64(applied1 - applied0); n < total {
 		b.Fatalf("keyalertd applied %d entries, the fleet wrote %d", n, total)
 	}
@@ -835,25 +835,6 @@ func usedMemory(b *testing.B, rdb *redis.Client) int64 {
 		b.Fatal(err)
 	}
 	return infoInt(b, info, "used_memory")
-}
-
-// redisCPU is redis-server's user+system CPU time (INFO cpu).
-func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
-	b.Helper()
-	info, err := rdb.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var sum float64
-	for _, f := range []string{"used_cpu_sys", "used_cpu_user"} {
-		for _, l := range strings.Split(info, "\r\n") {
-			if v, ok := strings.CutPrefix(l, f+":"); ok {
-				x, _ := strconv.ParseFloat(v, 64)
-				sum += x
-			}
-		}
-	}
-	return time.Duration(sum * float64(time.Second))
 }
 
 func infoInt(b *testing.B, info, field string) int64 {

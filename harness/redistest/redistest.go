@@ -262,3 +262,22 @@ func (s *Server) FillMemory() {
 // Redis 7 refuses: its fallback writes options shared by a node client's
 // connections without a lock (a data race when several start at once).
 var noMaint = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+
+// CPU is the CPU time (user + system, INFO cpu) the server behind rdb has
+// used so far: benchmarks report Redis's share of the work as its change.
+func CPU(tb testing.TB, rdb redis.UniversalClient) time.Duration {
+	tb.Helper()
+	info, err := rdb.InfoMap(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatalf("info cpu: %v", err)
+	}
+	var sum float64
+	for _, f := range []string{"used_cpu_sys", "used_cpu_user"} {
+		v, err := strconv.ParseFloat(info["CPU"][f], 64)
+		if err != nil {
+			tb.Fatalf("info cpu: %s = %q: %v", f, info["CPU"][f], err)
+		}
+		sum += v
+	}
+	return time.Duration(sum * float64(time.Second))
+}
