@@ -1,7 +1,11 @@
--- Applies one batch of stream entries exactly once and acknowledges it, in one
--- atomic step. Exactly once rests on two checks before any count is written:
+-- Applies one batch of stream entries exactly once and moves the cursor past
+-- it or acknowledges it, in one atomic step. Exactly once rests on two checks
+-- before any count is written:
 --
--- * ownership: an entry is applied only if it is still pending in the group.
+-- * the cursor (batches read by XRANGE, ARG_CURSOR_PREV set): the group's
+--   last-delivered-id must still be the id the batch was read after; it is
+--   moved to the batch's last id at the end. See "Cursor mode" below.
+-- * ownership (batches delivered by the group): an entry is applied only if it is still pending in the group.
 --   Entries read as new are delivered once; another batch can hold them
 --   only through a read that delivers them again (a claim, a re-read of a
 --   consumer's pending entries), and consumers bump the group's fence
@@ -92,8 +96,47 @@ local function moved()
   end
   return fenceMoved
 end
+-- Cursor mode: the batch was read with XRANGE after the group's
+-- last-delivered-id, not delivered by the group, so nothing of it is pending
+-- and there is nothing to own or acknowledge per entry. It applies only if
+-- that id is still the one it was read after (another reader, or this
+-- batch sent before, moved it otherwise), and moves it to the batch's last
+-- id at the end, with the counts: the group's id is the cursor, and
+-- XREADGROUP of an older keyalertd moves the same id, so both can run.
+local cursorPrev, cursorRead = ARGV[ARG_CURSOR_PREV], nil
+local cursorMode = cursorPrev ~= ''
+if cursorMode then
+  local cur
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local name, last, rd, lag
+    for k = 1, #g, 2 do
+      local f = g[k]
+      if f == 'name' then name = g[k + 1] elseif f == 'last-delivered-id' then last = g[k + 1]
+      elseif f == 'entries-read' then rd = g[k + 1] elseif f == 'lag' then lag = g[k + 1] end
+    end
+    if name == group then
+      cur, cursorRead = last, rd
+      -- A group created at 0 on a stream with entries has no entries-read
+      -- until it reads: derive it from the lag Redis can still tell, so
+      -- that SETID keeps the lag (and the trim check) right.
+      if type(rd) ~= 'number' and type(lag) == 'number' then
+        local si = redis.call('XINFO', 'STREAM', stream)
+        for k = 1, #si, 2 do
+          if si[k] == 'entries-added' then
+            cursorRead = si[k + 1] - lag
+          end
+        end
+      end
+      break
+    end
+  end
+  if cur ~= cursorPrev then
+    return {'c', cur or ''}
+  end
+end
+
 local nown = n
-if n > 0 and moved() then
+if n > 0 and not cursorMode and moved() then
   local mine = redis.call('XPENDING', stream, group, ARGV[ARG_FIRST_ID], ARGV[ARG_LAST_ID], ARGV[ARG_PENDING_MAX], ARGV[ARG_CONSUMER])
   local owned = {}
   for _, p in ipairs(mine) do
@@ -809,8 +852,38 @@ for g = 1, nsample do
 end
 
 -- Acknowledge the entries not failed and still this consumer's, then the
--- dead ones written and the ack-only ones.
-if n > 0 and nflags == 0 then
+-- dead ones written and the ack-only ones. In cursor mode nothing is
+-- pending: the entries that could not be counted are dead-lettered here,
+-- in the step that moves the cursor past them, with their fields read back
+-- from the stream (no process can die between the two and lose them).
+if cursorMode then
+  for f = 1, #failures, 2 do
+    local en = tonumber(failures[f])
+    if en and flags[en] == 'x' then
+      local id = ARGV[ids + en - 1]
+      local fields = {}
+      local got = redis.call('XRANGE', stream, id, id)
+      if got[1] then
+        local kv = got[1][2]
+        for k = 1, #kv, 2 do
+          fields[kv[k]] = kv[k + 1]
+        end
+      end
+      local r = rpcall('XADD', dead, 'MAXLEN', '~', dmax, '*', 'reason', 'apply: ' .. failures[f + 1], 'source_id', id,
+        'fields', cjson.encode(fields))
+      if failed(r) then
+        failures[#failures + 1] = 'l' .. en -- neither counted nor dead-lettered
+        failures[#failures + 1] = r.err
+      end
+    end
+  end
+  local last = ARGV[ARG_CURSOR_LAST]
+  if type(cursorRead) == 'number' then
+    redis.call('XGROUP', 'SETID', stream, group, last, 'ENTRIESREAD', cursorRead + tonumber(ARGV[ARG_CURSOR_READ]))
+  else
+    redis.call('XGROUP', 'SETID', stream, group, last)
+  end
+elseif n > 0 and nflags == 0 then
   redis.call('XACK', stream, group, unpack(ARGV, ids, ids + n - 1))
 elseif n > 0 then
   local acks = {}
@@ -833,7 +906,7 @@ for d = 1, ndead do
   -- still this consumer's, else another process of its name may have
   -- applied or reported it meanwhile (a loss reported twice, or for an
   -- entry counted).
-  if check and moved() and #redis.call('XPENDING', stream, group, id, id, 1, ARGV[ARG_CONSUMER]) == 0 then
+  if check and not cursorMode and moved() and #redis.call('XPENDING', stream, group, id, id, 1, ARGV[ARG_CONSUMER]) == 0 then
     failures[#failures + 1] = 's' .. d -- neither written nor acknowledged
     failures[#failures + 1] = 'not pending'
   else
@@ -869,7 +942,7 @@ for a = 1, nack do
   i = i + 1
 end
 
-if #acks > 0 then
+if #acks > 0 and not cursorMode then
   redis.call('XACK', stream, group, unpack(acks))
 end
 

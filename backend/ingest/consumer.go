@@ -1,10 +1,15 @@
-// Package ingest consumes the keyword stream through a consumer group and
-// applies each batch exactly once: one Lua script per batch checks that its
-// entries are still pending in the group (a stalled consumer whose entries
-// another one claimed and applied applies nothing), drops plugin retries of
-// chunks already applied, adds the counts to the per-minute windows and
-// acknowledges the batch atomically, so a crash at any point neither loses
-// nor double-counts.
+// Package ingest consumes the keyword stream and applies each batch exactly
+// once: one Lua script per batch checks that the batch is still this
+// reader's to apply, drops plugin retries of chunks already applied, adds the
+// counts to the per-minute windows and moves the stream's cursor past the
+// batch (or acknowledges it) atomically, so a crash at any point neither
+// loses nor double-counts.
+//
+// New entries are read by cursor (cursor.go, the default): XRANGE after the
+// consumer group's last-delivered-id, which the script checks and moves, so
+// a stalled or second reader applies nothing another applied. Entries
+// delivered by the group (Options.Read = ReadGroup, or left pending by an
+// older keyalertd) are applied while still pending for their consumer.
 //
 // Retries are recognised per chunk, not per entry: a version 3 entry names
 // its producer (plugin instance) and publish attempt, and each producer keeps
@@ -14,7 +19,7 @@
 // (older plugins) keep one dedup id per entry, for the same window.
 //
 // A consumer first re-applies its own pending entries, then reads new ones,
-// and periodically claims entries left idle by dead consumers. Entries that do
+// and periodically claims entries left idle in the group by dead consumers. Entries that do
 // not parse, were delivered too often, or cannot be counted go to the
 // dead-letter stream with their reason and are acknowledged.
 package ingest
@@ -141,6 +146,14 @@ type Options struct {
 
 	Now func() time.Time // nil: time.Now
 
+	// Read is how new entries are read: ReadCursor (the default) with
+	// XRANGE after the group's last-delivered-id, which the apply script
+	// checks and moves with the counts; ReadGroup by the group's delivery,
+	// each entry pending until the script acknowledges it. Entries pending
+	// in the group (left by an older keyalertd, or claimed) go through the
+	// group's path in both.
+	Read string
+
 	// shared are the metrics of the Fleet this consumer is one shard of:
 	// one set per process, not per shard.
 	shared *metrics
@@ -203,6 +216,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxSeriesPerMinute <= 0 {
 		o.MaxSeriesPerMinute = DefaultMaxSeriesPerMinute
 	}
+	if o.Read == "" {
+		o.Read = ReadCursor
+	}
 	return o
 }
 
@@ -245,6 +261,9 @@ func New(o Options) (*Consumer, error) {
 	}
 	if o.BatchSize > MaxBatchSize {
 		return nil, fmt.Errorf("ingest: Options.BatchSize %d over the limit of %d", o.BatchSize, MaxBatchSize)
+	}
+	if o.Read != "" && o.Read != ReadCursor && o.Read != ReadGroup {
+		return nil, fmt.Errorf("ingest: Options.Read %q: want %q or %q", o.Read, ReadCursor, ReadGroup)
 	}
 	o = o.withDefaults()
 	m := o.shared
@@ -321,6 +340,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.ok()
 	go c.observe(ctx, work)
 	c.reapplyOwnPending(ctx, work)
+	if c.o.Read == ReadCursor {
+		c.runCursor(ctx, work)
+		return nil
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < c.o.Workers; i++ {
 		wg.Add(1)
@@ -756,10 +779,17 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 				"wait_replicas", c.o.WaitReplicas, "acknowledged", got, "err", err, "entries", pl.size)
 		}
 	}
+	c.finish(ctx, pl, v)
+	return true
+}
+
+// finish reports an applied batch from the script's reply v: metrics, logs,
+// failed entries, OnApplied.
+func (c *Consumer) finish(ctx context.Context, pl *plan, v any) {
 	r, err := parseResult(pl, v)
 	if err != nil { // cannot happen with apply.lua; the batch is acknowledged
 		c.log.Error("apply script result", "err", err)
-		return true
+		return
 	}
 	c.m.batches.Inc()
 	c.m.applied.Add(float64(len(r.applied)))
@@ -798,13 +828,16 @@ func (c *Consumer) commit(ctx context.Context, pl *plan) bool {
 		}
 	}
 	if len(r.failed) > 0 {
-		c.buryFailed(ctx, pl, r.failed)
+		if pl.args[argCursorPrev] != "" {
+			c.reportFailed(pl, r)
+		} else {
+			c.buryFailed(ctx, pl, r.failed)
+		}
 	}
 	if len(r.applied) > 0 && c.o.OnApplied != nil {
 		detach(r.applied)
 		c.callOnApplied(ctx, r.applied)
 	}
-	return true
 }
 
 // runApply runs the apply script as Script.Run does (EVALSHA, then EVAL if

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -501,6 +502,12 @@ func TestBacklogBatchAddsAQuarterOfTheCap(t *testing.T) {
 }
 
 func TestEntryThatCannotBeAppliedIsDeadLetteredAlone(t *testing.T) {
+	for _, read := range []string{ReadCursor, ReadGroup} {
+		t.Run(read, func(t *testing.T) { cannotBeApplied(t, read) })
+	}
+}
+
+func cannotBeApplied(t *testing.T, read string) {
 	rdb := redistest.Start(t).Client()
 	ctx := context.Background()
 	now := nowMinute()
@@ -508,7 +515,7 @@ func TestEntryThatCannotBeAppliedIsDeadLetteredAlone(t *testing.T) {
 	// A foreign value of the wrong type where one keyword's window goes.
 	rdb.Set(ctx, k.Window("substring:broken", now), "not a hash", 0)
 	xadd(t, rdb, entry(1, "err", "h", "t", now, 2), entry(1, "broken", "h", "t", now, 5), entry(2, "err", "h", "t", now, 3))
-	start(t, Options{Client: rdb})
+	start(t, Options{Client: rdb, Read: read})
 	drained(t, rdb, "keyalertd")
 	if n := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; n != 5 {
 		t.Errorf("count = %d, want 5", n)
@@ -517,12 +524,76 @@ func TestEntryThatCannotBeAppliedIsDeadLetteredAlone(t *testing.T) {
 	if len(dead) != 1 || !strings.Contains(dead[0].Values["reason"].(string), "WRONGTYPE") {
 		t.Fatalf("dead letters %v: want one WRONGTYPE", dead)
 	}
+	checkDeadFields(t, rdb, dead[0])
 	// Its dedup id was undone: once the key is fixed, a retry counts.
 	rdb.Del(ctx, k.Window("substring:broken", now))
 	xadd(t, rdb, entry(1, "broken", "h", "t", now, 5))
 	drained(t, rdb, "keyalertd")
 	if n := totals(t, rdb, []string{"substring:broken"}, now, now+60)[series{"substring:broken", "h", "t"}]; n != 5 {
 		t.Errorf("retried count = %d, want 5", n)
+	}
+}
+
+// checkDeadFields checks that dead letter d carries the fields of the entry
+// it names, as JSON.
+func checkDeadFields(t *testing.T, rdb *redis.Client, d redis.XMessage) {
+	t.Helper()
+	id, _ := d.Values["source_id"].(string)
+	src, err := rdb.XRange(context.Background(), testStream, id, id).Result()
+	if err != nil || len(src) != 1 {
+		t.Fatalf("dead letter's source %q: %v, %v", id, src, err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal([]byte(d.Values["fields"].(string)), &fields); err != nil {
+		t.Fatalf("dead letter's fields %q: %v", d.Values["fields"], err)
+	}
+	if fmt.Sprint(fields) != fmt.Sprint(src[0].Values) {
+		t.Errorf("dead letter's fields %v, want the entry's %v", fields, src[0].Values)
+	}
+}
+
+// An entry that makes the apply script fail as a whole every time (here a
+// count that is not an integer where its series goes) is found by reading
+// smaller batches and dead-lettered alone, whatever the batch size; every
+// other entry counts once.
+func TestCursorEntryFailingTheScriptIsDeadLetteredAlone(t *testing.T) {
+	for _, size := range []int{1, 4, 1000} {
+		t.Run(fmt.Sprint("batch=", size), func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			ctx := context.Background()
+			now := nowMinute()
+			// A first entry creates the series' field; it is then spoiled.
+			xadd(t, rdb, entry(0, "broken", "h", "t", now, 1))
+			r := start(t, Options{Client: rdb, Read: ReadCursor, BatchSize: size})
+			drained(t, rdb, DefaultGroup)
+			key := window.NewKeys(testStream).Window("substring:broken", now)
+			fields, err := rdb.HKeys(ctx, key).Result()
+			if err != nil || len(fields) != 1 {
+				t.Fatalf("window %s fields %v, %v", key, fields, err)
+			}
+			rdb.HSet(ctx, key, fields[0], "spoiled")
+			var es []stream.Entry
+			for i := 1; i <= 9; i++ {
+				es = append(es, entry(i, "err", "h", "t", now, int64(i)))
+				if i == 5 {
+					es = append(es, entry(100, "broken", "h", "t", now, 7))
+				}
+			}
+			xadd(t, rdb, es...)
+			drained(t, rdb, DefaultGroup)
+			r.stop()
+			if n := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; n != 45 {
+				t.Errorf("count = %d, want 45", n)
+			}
+			dead, _ := rdb.XRange(ctx, DeadStream(testStream), "-", "+").Result()
+			if len(dead) != 1 || !strings.Contains(dead[0].Values["reason"].(string), "not an integer") {
+				t.Fatalf("dead letters %v: want one, not an integer", dead)
+			}
+			if size == 1 && !strings.Contains(dead[0].Values["reason"].(string), "alone") {
+				t.Errorf("reason %q: want it failed alone", dead[0].Values["reason"])
+			}
+			checkDeadFields(t, rdb, dead[0])
+		})
 	}
 }
 
@@ -640,7 +711,17 @@ type failEval struct {
 
 func (h *failEval) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *failEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.on.Load() && slices.ContainsFunc(cmds, isApply) {
+			h.fails.Add(1)
+			err := errors.New("injected failure")
+			for _, cmd := range cmds {
+				cmd.SetErr(err)
+			}
+			return err
+		}
+		return next(ctx, cmds)
+	}
 }
 func (h *failEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
@@ -655,27 +736,32 @@ func (h *failEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 func TestBatchRetriedAtShutdownGivesUpAfterDrainTimeout(t *testing.T) {
-	rdb := redistest.Start(t).Client()
-	hook := &failEval{}
-	hook.on.Store(true)
-	rdb.AddHook(hook)
-	xadd(t, rdb, entry(1, "err", "h", "t", nowMinute(), 1))
-	const drain = 200 * time.Millisecond
-	r := start(t, Options{Client: rdb, DrainTimeout: drain})
-	// Five failures in, the next wait is around a second: shutdown must not
-	// sit it out.
-	for deadline := time.Now().Add(10 * time.Second); hook.fails.Load() < 5; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("apply attempted %d times in 10s", hook.fails.Load())
-		}
-	}
-	t0 := time.Now()
-	r.stop()
-	if d := time.Since(t0); d > drain+500*time.Millisecond {
-		t.Errorf("Run returned %v after its context ended, want about the drain timeout %v", d, drain)
-	}
-	pending, err := rdb.XPending(context.Background(), testStream, "keyalertd").Result()
-	if err != nil || pending.Count != 1 {
-		t.Errorf("pending after giving up = %+v, %v; want the entry still pending", pending, err)
+	for _, read := range []string{ReadGroup, ReadCursor} {
+		t.Run(read, func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			hook := &failEval{}
+			hook.on.Store(true)
+			rdb.AddHook(hook)
+			xadd(t, rdb, entry(1, "err", "h", "t", nowMinute(), 1))
+			const drain = 200 * time.Millisecond
+			r := start(t, Options{Client: rdb, Read: read, DrainTimeout: drain})
+			// Five failures in, the next wait is around a second: shutdown must not
+			// sit it out.
+			for deadline := time.Now().Add(10 * time.Second); hook.fails.Load() < 5; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("apply attempted %d times in 10s", hook.fails.Load())
+				}
+			}
+			t0 := time.Now()
+			r.stop()
+			if d := time.Since(t0); d > drain+500*time.Millisecond {
+				t.Errorf("Run returned %v after its context ended, want about the drain timeout %v", d, drain)
+			}
+			// Left for the next run: pending in the group, or after the cursor.
+			gs, err := rdb.XInfoGroups(context.Background(), testStream).Result()
+			if err != nil || len(gs) != 1 || gs[0].Pending+gs[0].Lag != 1 {
+				t.Errorf("group after giving up = %+v, %v; want the entry still pending or unread", gs, err)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/keyalert/keyalert/backend/window"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/stream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -57,17 +59,17 @@ func countApplied(n *atomic.Int64) func(context.Context, []stream.Entry) {
 	return func(_ context.Context, a []stream.Entry) { n.Add(int64(len(a))) }
 }
 
-// startStalled starts consumer "stalls" on a client of its own, held at its
-// first apply script call (release it with the returned hold), counting
-// what it applies in applied.
-func startStalled(t *testing.T, rdb *redis.Client, applied *atomic.Int64) (*running, *pauseEval) {
+// startStalled starts consumer "stalls" reading as read says, on a client
+// of its own, held at its first apply script call (release it with the
+// returned hold), counting what it applies in applied.
+func startStalled(t *testing.T, rdb *redis.Client, read string, applied *atomic.Int64) (*running, *pauseEval) {
 	t.Helper()
 	hold := newPauseEval()
 	hold.on.Store(true)
 	stalled := redis.NewClient(rdb.Options())
 	t.Cleanup(func() { stalled.Close() })
 	stalled.AddHook(hold)
-	a := start(t, Options{Client: stalled, Consumer: "stalls", Workers: 1, ClaimIdle: time.Hour, OnApplied: countApplied(applied)})
+	a := start(t, Options{Client: stalled, Consumer: "stalls", Read: read, Workers: 1, ClaimIdle: time.Hour, OnApplied: countApplied(applied)})
 	select {
 	case <-hold.paused:
 	case <-time.After(10 * time.Second):
@@ -77,8 +79,20 @@ func startStalled(t *testing.T, rdb *redis.Client, applied *atomic.Int64) (*runn
 }
 
 func (h *pauseEval) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook holds a pipeline holding an apply call (the cursor's
+// applier sends its batches so) as ProcessHook holds a lone call.
 func (h *pauseEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if slices.ContainsFunc(cmds, isApply) && h.on.CompareAndSwap(true, false) {
+			h.paused <- struct{}{}
+			<-h.release
+			err := next(ctx, cmds)
+			h.resumed <- struct{}{}
+			return err
+		}
+		return next(ctx, cmds)
+	}
 }
 func (h *pauseEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
@@ -96,20 +110,25 @@ func (h *pauseEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // A consumer that stalls between reading a batch and applying it finds on
 // waking that another consumer claimed and applied its entries (past the
 // claim idle time), or a process started under its name re-read and applied
-// them: it applies none of them, and acknowledges none.
+// them, or (reading by cursor) another reader applied them and moved the
+// cursor: it applies none of them, and acknowledges none.
 func TestStalledConsumerAppliesNothingAnotherApplied(t *testing.T) {
 	for _, tt := range []struct {
-		name string
-		next Options
+		name    string
+		stalled string
+		next    Options
 	}{
-		{"claimed by another consumer", Options{Consumer: "claims", ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond}},
-		{"re-read by a process of the same name", Options{Consumer: "stalls", ClaimIdle: time.Hour}},
+		{"claimed by another consumer", ReadGroup, Options{Consumer: "claims", Read: ReadGroup, ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond}},
+		{"re-read by a process of the same name", ReadGroup, Options{Consumer: "stalls", Read: ReadGroup, ClaimIdle: time.Hour}},
+		{"cursor moved by another reader", ReadCursor, Options{Consumer: "other", Read: ReadCursor}},
+		{"cursor moved by a process of the same name", ReadCursor, Options{Consumer: "stalls", Read: ReadCursor}},
+		{"cursor moved by a reader of the group", ReadCursor, Options{Consumer: "other", Read: ReadGroup}},
 	} {
-		t.Run(tt.name, func(t *testing.T) { stalledThenResumed(t, tt.next) })
+		t.Run(tt.name, func(t *testing.T) { stalledThenResumed(t, tt.stalled, tt.next) })
 	}
 }
 
-func stalledThenResumed(t *testing.T, next Options) {
+func stalledThenResumed(t *testing.T, stalled string, next Options) {
 	srv := redistest.Start(t)
 	now := nowMinute()
 	var es []stream.Entry
@@ -128,7 +147,7 @@ func stalledThenResumed(t *testing.T, next Options) {
 	xadd(t, rdb, es...)
 
 	var appliedA, appliedB atomic.Int64
-	a, hold := startStalled(t, rdb, &appliedA)
+	a, hold := startStalled(t, rdb, stalled, &appliedA)
 	next.Client, next.OnApplied = rdb, countApplied(&appliedB)
 	start(t, next)
 	drained(t, rdb, "keyalertd")
@@ -533,55 +552,84 @@ type busyFirstApply struct {
 
 func (h *busyFirstApply) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *busyFirstApply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			h.saw(cmd)
+		}
+		return next(ctx, cmds)
+	}
 }
 func (h *busyFirstApply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if isApply(cmd) {
-			h.calls.Add(1)
-			if h.on.CompareAndSwap(true, false) {
-				go busyScript.Run(context.Background(), h.other, nil, h.busy.Microseconds())
-				time.Sleep(50 * time.Millisecond) // the busy script runs first
-			}
-		}
+		h.saw(cmd)
 		return next(ctx, cmd)
+	}
+}
+
+// saw counts an apply call, and makes Redis busy before the first one.
+func (h *busyFirstApply) saw(cmd redis.Cmder) {
+	if isApply(cmd) {
+		h.calls.Add(1)
+		if h.on.CompareAndSwap(true, false) {
+			go busyScript.Run(context.Background(), h.other, nil, h.busy.Microseconds())
+			time.Sleep(50 * time.Millisecond) // the busy script runs first
+		}
 	}
 }
 
 // An apply script call whose reply comes after the client's read timeout
 // has run all the same: the call must not be sent again unchanged (go-redis
-// retries a timed-out command by itself), or its entries are counted again
-// under the fence the batch was read with, which skips the ownership check.
-// The consumer's own retry, which checks ownership, is the only one.
+// retries a timed-out command by itself), or, read by the group, its
+// entries are counted again under the fence the batch was read with, which
+// skips the ownership check; the consumer's own retry, which checks
+// ownership, is the only one. Read by cursor, the consumer finds the cursor
+// past the batch: applied, its entries handed to OnApplied once.
 func TestApplyRepliedAfterTheTimeoutCountsOnce(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client()
-	now := nowMinute()
-	var es []stream.Entry
-	for b := range 10 {
-		es = append(es, chunkOf(b, 1, 1, "h", now, "err")...)
-	}
-	xadd(t, rdb, es...)
-	// Loaded: the call that times out is the EVALSHA that runs.
-	for _, sc := range []*redis.Script{applyScript, busyScript} {
-		if err := sc.Load(context.Background(), rdb).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	o := rdb.Options()
-	o.ReadTimeout = 100 * time.Millisecond
-	slow := redis.NewClient(o)
-	t.Cleanup(func() { slow.Close() })
-	hook := &busyFirstApply{other: rdb, busy: 800 * time.Millisecond}
-	hook.on.Store(true)
-	slow.AddHook(hook)
-	start(t, Options{Client: slow, Workers: 1})
-	drained(t, rdb, DefaultGroup)
-	if got := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; got != int64(len(es)) {
-		t.Errorf("counted %d, want %d (apply calls %d)", got, len(es), hook.calls.Load())
-	}
-	if hook.calls.Load() < 2 {
-		t.Errorf("%d apply calls: the first one did not time out", hook.calls.Load())
+	for _, read := range []string{ReadGroup, ReadCursor} {
+		t.Run(read, func(t *testing.T) {
+			srv := redistest.Start(t)
+			rdb := srv.Client()
+			now := nowMinute()
+			var es []stream.Entry
+			for b := range 10 {
+				es = append(es, chunkOf(b, 1, 1, "h", now, "err")...)
+			}
+			xadd(t, rdb, es...)
+			// Loaded: the call that times out is the EVALSHA that runs.
+			for _, sc := range []*redis.Script{applyScript, busyScript} {
+				if err := sc.Load(context.Background(), rdb).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			o := rdb.Options()
+			o.ReadTimeout = 100 * time.Millisecond
+			slow := redis.NewClient(o)
+			t.Cleanup(func() { slow.Close() })
+			hook := &busyFirstApply{other: rdb, busy: 800 * time.Millisecond}
+			hook.on.Store(true)
+			slow.AddHook(hook)
+			var seen atomic.Int64
+			r := start(t, Options{Client: slow, Read: read, Workers: 1, OnApplied: countApplied(&seen)})
+			drained(t, rdb, DefaultGroup)
+			if got := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; got != int64(len(es)) {
+				t.Errorf("counted %d, want %d (apply calls %d)", got, len(es), hook.calls.Load())
+			}
+			if read == ReadGroup && hook.calls.Load() < 2 {
+				t.Errorf("%d apply calls: the first one did not time out", hook.calls.Load())
+			}
+			if read == ReadCursor {
+				for deadline := time.Now().Add(5 * time.Second); seen.Load() < int64(len(es)) && time.Now().Before(deadline); {
+					time.Sleep(10 * time.Millisecond)
+				}
+				r.stop()
+				if got := seen.Load(); got != int64(len(es)) {
+					t.Errorf("OnApplied saw %d entries, want %d", got, len(es))
+				}
+				if n := testutil.ToFloat64(r.c.m.errors.WithLabelValues("apply")); n < 1 {
+					t.Errorf("apply errors %v: the first call did not time out", n)
+				}
+			}
+		})
 	}
 }
 
@@ -639,7 +687,7 @@ func TestClaimStalledMidwayCountsOnce(t *testing.T) {
 	claimer.AddHook(claimHold)
 	var appliedA, appliedB atomic.Int64
 	// Its one worker claims first thing, and stalls there.
-	b := start(t, Options{Client: claimer, Consumer: "claims", Workers: 1, ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond, OnApplied: countApplied(&appliedB)})
+	b := start(t, Options{Client: claimer, Consumer: "claims", Read: ReadGroup, Workers: 1, ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond, OnApplied: countApplied(&appliedB)})
 	select {
 	case <-claimHold.paused:
 	case <-time.After(10 * time.Second):
@@ -651,7 +699,7 @@ func TestClaimStalledMidwayCountsOnce(t *testing.T) {
 		es = append(es, chunkOf(i, 1, 1, "h", now, "err")...)
 	}
 	xadd(t, rdb, es...)
-	a, applyHold := startStalled(t, rdb, &appliedA)
+	a, applyHold := startStalled(t, rdb, ReadGroup, &appliedA)
 	time.Sleep(300 * time.Millisecond) // past the claim idle time
 	close(claimHold.release)
 	for deadline := time.Now().Add(10 * time.Second); appliedB.Load() < int64(len(es)) && time.Now().Before(deadline); {

@@ -26,8 +26,12 @@ import (
 // (KEYALERT_LEASE_TTL); the entries the dead one held are claimed after
 // KEYALERT_CLAIM_IDLE. Two replicas consuming one shard for a moment (a
 // lease handed over while the old holder drains) is harmless: the group and
-// the apply script make it exactly once whoever reads. With one shard there
-// are no leases: every replica consumes the stream, as before shards.
+// the apply script make it exactly once whoever reads. With one shard and
+// reading by the group (KEYALERT_INGEST_READ=group) there are no leases:
+// every replica consumes the stream, the group sharing its entries out.
+// Reading by cursor, one shard has a lease like any other: replicas reading
+// one stream by cursor would each read every entry, one of them applying
+// each batch.
 //
 // The shards consumed (and read, see Width) are the most ever configured, not
 // only Shards: lowering KEYALERT_STREAM_SHARDS leaves entries (retries of
@@ -136,7 +140,7 @@ func (f *Fleet) Run(ctx context.Context) error {
 		f.log.Warn("stream shard record not read; consuming the configured shards until it is", "err", err)
 	}
 	cancel()
-	if f.Width() == 1 {
+	if f.Width() == 1 && f.o.Read == ReadGroup {
 		if err := f.runOne(ctx); err != nil || ctx.Err() != nil {
 			return err
 		}

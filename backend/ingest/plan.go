@@ -219,6 +219,8 @@ func (p *planner) layout(pl *plan) {
 	h[argSampleTTL] = p.sampleTTL
 	h[argDeadMaxLen] = p.deadMaxLen
 	h[argMaxSeries] = p.maxSeries
+	// Group mode unless the cursor loop fills these in (cursorArgs).
+	h[argCursorPrev], h[argCursorLast], h[argCursorRead] = "", "", 0
 	pl.args = l.args
 }
 
@@ -703,6 +705,9 @@ type result struct {
 	failed     []failure // entries that could not be counted (still pending)
 	deadFailed []failure // dead entries that could not be written (still pending)
 	deadStale  []int     // dead entries no longer this consumer's: not written
+	// lost: in cursor mode, failed entries whose dead letter could not be
+	// written either (the cursor moved past them).
+	lost []failure
 }
 
 type failure struct {
@@ -749,6 +754,12 @@ func parseResult(pl *plan, v any) (result, error) {
 		if d, ok := strings.CutPrefix(k, "d"); ok {
 			n, _ := strconv.Atoi(d)
 			r.deadFailed = append(r.deadFailed, failure{n - 1, msg})
+			continue
+		}
+		if d, ok := strings.CutPrefix(k, "l"); ok {
+			if n, _ := strconv.Atoi(d); n >= 1 && n <= len(pl.order) {
+				r.lost = append(r.lost, failure{pl.order[n-1], msg})
+			}
 			continue
 		}
 		if d, ok := strings.CutPrefix(k, "s"); ok {

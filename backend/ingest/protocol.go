@@ -77,7 +77,14 @@ const (
 	argSampleTTL           // sample list TTL, seconds
 	argDeadMaxLen          // approximate MAXLEN of the dead-letter stream
 	argMaxSeries           // most fields of one window hash before counts overflow
-	argHeader              // header length: the n entry ids follow
+	// Cursor mode: the batch was read with XRANGE after argCursorPrev, the
+	// group's last-delivered-id ("": group mode, the ownership checks
+	// above); its highest id is argCursorLast and it spans argCursorRead
+	// stream entries (the group's entries-read moves by that).
+	argCursorPrev
+	argCursorLast
+	argCursorRead
+	argHeader // header length: the n entry ids follow
 )
 
 // Field offsets within the records of each section, and the number of fixed
@@ -167,6 +174,9 @@ var protocol = []luaConst{
 	{"ARG_SAMPLE_TTL", argSampleTTL + 1},
 	{"ARG_DEAD_MAXLEN", argDeadMaxLen + 1},
 	{"ARG_MAX_SERIES", argMaxSeries + 1},
+	{"ARG_CURSOR_PREV", argCursorPrev + 1},
+	{"ARG_CURSOR_LAST", argCursorLast + 1},
+	{"ARG_CURSOR_READ", argCursorRead + 1},
 	{"ARG_ENTRY_IDS", argHeader + 1},
 
 	// Offsets are added to a record's first ARGV index: not shifted.

@@ -64,13 +64,18 @@ func parseReadReply(raw []byte) ([]message, error) { return parseReply(string(ra
 // parseReply is parseReadReply of a reply already in a string: the
 // messages' strings are substrings of raw.
 func parseReply(raw string) ([]message, error) {
+	return parseWhole(raw, "xreadgroup", (*respReader).readReply)
+}
+
+// parseWhole reads raw with read, which must take all of it.
+func parseWhole(raw, what string, read func(*respReader) ([]message, error)) ([]message, error) {
 	r := respReader{s: raw}
-	msgs, err := r.readReply()
+	msgs, err := read(&r)
 	if err != nil {
 		return nil, err
 	}
 	if r.i != len(r.s) {
-		return nil, fmt.Errorf("xreadgroup reply: %d bytes after the reply", len(r.s)-r.i)
+		return nil, fmt.Errorf("%s reply: %d bytes after the reply", what, len(r.s)-r.i)
 	}
 	return msgs, nil
 }
@@ -168,6 +173,17 @@ func (r *respReader) readReply() ([]message, error) {
 	if _, err := r.str(); err != nil { // the stream's name
 		return nil, err
 	}
+	return r.entries()
+}
+
+// parseRangeReply parses an XRANGE reply (an array of entries) as
+// parseReply does an XREADGROUP one.
+func parseRangeReply(raw string) ([]message, error) {
+	return parseWhole(raw, "xrange", (*respReader).entries)
+}
+
+// entries reads an array of [id, fields] entries.
+func (r *respReader) entries() ([]message, error) {
 	count, _, err := r.length("*")
 	if err != nil || count <= 0 {
 		return nil, err
@@ -194,6 +210,8 @@ func (r *respReader) readReply() ([]message, error) {
 		}
 		if t == '%' { // RESP3 may send the pairs as a map
 			nkv *= 2
+		} else if nkv%2 != 0 {
+			return nil, fmt.Errorf("stream reply: entry %s has %d field items, want pairs", msgs[k].id, nkv)
 		}
 		if len(pool) < nkv {
 			// Room for the rest of the entries if they look like this one,

@@ -140,6 +140,68 @@ func FuzzParseReadReply(f *testing.F) {
 	})
 }
 
+// The XRANGE reply the cursor reads, parsed raw, equals go-redis's XRange in
+// both protocols, odd names and values and an empty range included.
+func TestRawRangeReplyEqualsGoRedisInBothProtocols(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: proto})
+			defer rdb.Close()
+			key := fmt.Sprintf("range:%d", proto)
+			first := rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: values(entry(1, "err", "h", "t", 1714557600, 3))}).Val()
+			rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []string{"odd\r\nname", "", "ünï", strings.Repeat("x", 70000)}})
+			last := rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []string{"a", "1"}}).Val()
+			for _, after := range []string{"0-0", first, last} {
+				cmd := redis.NewRawCmd(ctx, "XRANGE", key, "("+after, "+", "COUNT", 10)
+				rdb.Process(ctx, cmd)
+				raw, err := cmd.Bytes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := parseRangeReply(string(raw))
+				if err != nil {
+					t.Fatalf("after %s: %v", after, err)
+				}
+				res, err := rdb.XRangeN(ctx, key, "("+after, "+", 10).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := fromXMessages(res)
+				if len(got) != len(want) {
+					t.Fatalf("after %s: %d messages, go-redis read %d", after, len(got), len(want))
+				}
+				for i := range got {
+					if got[i].id != want[i].id || !reflect.DeepEqual(sortedPairs(got[i].kv), sortedPairs(want[i].kv)) {
+						t.Errorf("message %d: %q %q, go-redis %q %q", i, got[i].id, got[i].kv, want[i].id, want[i].kv)
+					}
+				}
+			}
+		})
+	}
+}
+
+// FuzzParseRangeReply: any bytes give messages or an error, never a panic,
+// and whatever parses has whole pairs.
+func FuzzParseRangeReply(f *testing.F) {
+	f.Add([]byte("*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n"))
+	f.Add([]byte("*0\r\n"))
+	f.Add([]byte("*2\r\n*2\r\n$3\r\n1-0\r\n%1\r\n+a\r\n+b\r\n*2\r\n$3\r\n1-1\r\n_\r\n"))
+	f.Add([]byte("-ERR wrong type\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		msgs, err := parseRangeReply(string(raw))
+		if err != nil {
+			return
+		}
+		for _, m := range msgs {
+			if len(m.kv)%2 != 0 {
+				t.Fatalf("message %q has %d items", m.id, len(m.kv))
+			}
+		}
+	})
+}
+
 // What OnApplied keeps must not pin the read reply its strings came from:
 // detach copies every string of the entries out of it.
 func TestDetachedEntriesShareNoBytesWithTheReply(t *testing.T) {

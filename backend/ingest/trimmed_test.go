@@ -224,8 +224,8 @@ func TestEntriesTrimmedWhilePendingCountedAtMostOnce(t *testing.T) {
 		counted, dead int64
 	}{
 		{"trimmed between read and apply, not taken over", nil, held + later, 0},
-		{"claimed by another consumer after the trim", &Options{Consumer: "claims", ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond}, later, held},
-		{"re-read by a process of the same name after the trim", &Options{Consumer: "stalls", ClaimIdle: time.Hour}, later, held},
+		{"claimed by another consumer after the trim", &Options{Consumer: "claims", Read: ReadGroup, ClaimIdle: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond}, later, held},
+		{"re-read by a process of the same name after the trim", &Options{Consumer: "stalls", Read: ReadGroup, ClaimIdle: time.Hour}, later, held},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,7 +234,7 @@ func TestEntriesTrimmedWhilePendingCountedAtMostOnce(t *testing.T) {
 			xadd(t, rdb, oneEach(0, held, now)...)
 
 			var appliedA, appliedB atomic.Int64
-			a, hold := startStalled(t, rdb, &appliedA)
+			a, hold := startStalled(t, rdb, ReadGroup, &appliedA)
 			// The plugin goes on writing, its MAXLEN trimming the batch held.
 			xaddTrimmed(t, rdb, testStream, later, oneEach(held, later, now)...)
 			if n := rdb.XLen(context.Background(), testStream).Val(); n != later {
@@ -373,5 +373,32 @@ func TestSameNameProcessesSettleTrimmedEntriesOnce(t *testing.T) {
 				t.Errorf("%d entries left pending", pending.Count)
 			}
 		})
+	}
+}
+
+// Reading by cursor keeps the group's entries-read as the group's delivery
+// does: entries trimmed before the cursor reached them are reported lost
+// once, and entries read are never reported, whatever the batches.
+func TestCursorReportsEntriesTrimmedBeforeRead(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	now := nowMinute()
+	ctx := context.Background()
+	// 15 of the first 20 are trimmed before any keyalertd reads.
+	xaddTrimmed(t, rdb, testStream, 5, oneEach(0, 20, now)...)
+	r := start(t, Options{Client: rdb, Read: ReadCursor, BatchSize: 3})
+	drained(t, rdb, DefaultGroup)
+	r.c.refreshGauges(ctx)
+	xadd(t, rdb, oneEach(20, 10, now)...)
+	drained(t, rdb, DefaultGroup)
+	r.c.refreshGauges(ctx)
+	r.stop()
+	if got := testutil.ToFloat64(r.c.m.trimmed.WithLabelValues(testStream)); got != 15 {
+		t.Errorf("trimmed unread %v, want 15", got)
+	}
+	if got := totals(t, rdb, []string{"substring:err"}, now, now+60)[series{"substring:err", "h", "t"}]; got != 15 {
+		t.Errorf("counted %d, want the 15 entries left to read", got)
+	}
+	if got := r.c.m.gauge(0); got != 0 {
+		t.Errorf("lag %v after reading all, want 0", got)
 	}
 }
