@@ -511,3 +511,48 @@ func TestNotReadyWhileRedisIsDown(t *testing.T) {
 		t.Errorf("healthz: %v %v", resp, err)
 	}
 }
+
+// A replica stopped (SIGSTOP) in the middle of the load, for longer than its
+// lease and the claim idle time, while the other takes the stream over, then
+// resumed with its batches in flight: every entry counts once, reading by
+// cursor (the resumed one's batches fail the cursor check) or by the group
+// (its entries were claimed, the fence moved).
+func TestStoppedReplicaResumedCountsOnce(t *testing.T) {
+	for _, read := range []string{"cursor", "group"} {
+		t.Run(read, func(t *testing.T) {
+			srv := redistest.Start(t)
+			rdb := srv.Client()
+			w := newWorkload(7, 400)
+			env := baseEnv(srv.URL())
+			env["KEYALERT_BATCH_SIZE"] = "10"
+			env["KEYALERT_INGEST_READ"] = read
+			env["KEYALERT_LEASE_TTL"] = "600ms"
+			env["KEYALERT_CLAIM_IDLE"] = "300ms"
+			env["KEYALERT_CLAIM_INTERVAL"] = "100ms"
+			a := start(t, maps(env, "KEYALERT_CONSUMER", "a"))
+			time.Sleep(300 * time.Millisecond) // a holds the stream's lease
+			b := start(t, maps(env, "KEYALERT_CONSUMER", "b"))
+			stopped := make(chan struct{})
+			go func() {
+				defer close(stopped)
+				time.Sleep(500 * time.Millisecond)
+				a.cmd.Process.Signal(syscall.SIGSTOP)
+				time.Sleep(1500 * time.Millisecond)
+				a.cmd.Process.Signal(syscall.SIGCONT)
+			}()
+			w.feed(t, rdb, 2*time.Second)
+			<-stopped
+			drained(t, rdb, 20*time.Second)
+			time.Sleep(300 * time.Millisecond) // a's last batches in flight reach Redis
+			drained(t, rdb, 20*time.Second)
+			w.check(t, b, rdb)
+			applied := a.metric(t, "keyalert_ingest_entries_applied_total") + b.metric(t, "keyalert_ingest_entries_applied_total")
+			if int(applied) != w.entries {
+				t.Errorf("the replicas applied %v entries in total, want %d", applied, w.entries)
+			}
+			if a.metric(t, "keyalert_ingest_entries_applied_total") == 0 || b.metric(t, "keyalert_ingest_entries_applied_total") == 0 {
+				t.Errorf("a replica applied nothing: the stop did not fall in the middle of the load")
+			}
+		})
+	}
+}
