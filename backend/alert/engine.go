@@ -245,18 +245,27 @@ func (e *Engine) OnApplied(_ context.Context, entries []stream.Entry) {
 	horizon := now.Add(-e.c.Options.LatenessHorizon).Unix()
 	e.mu.Lock()
 	past := 0
-	// A batch holds few keywords: each one's id is made once.
+	// A batch holds few keyword minutes (a chunk's keywords, repeated by
+	// each chunk): each is noted once, its keyword's id made once.
+	type kwMinute struct {
+		spec   keyword.Spec
+		minute int64
+	}
+	noted := make(map[kwMinute]struct{}, 32)
 	ids := make(map[keyword.Spec]string, 16)
 	for i := range entries {
-		kw, ok := ids[entries[i].Keyword]
-		if !ok {
-			kw = entries[i].Keyword.ID()
-			ids[entries[i].Keyword] = kw
-		}
 		m := entries[i].Minute
-		e.localKW[kw] = struct{}{}
-		if mins := e.localMin[kw]; !slices.Contains(mins, m) {
-			e.localMin[kw] = append(mins, m)
+		if k := (kwMinute{entries[i].Keyword, m}); !has(noted, k) {
+			noted[k] = struct{}{}
+			kw, ok := ids[k.spec]
+			if !ok {
+				kw = k.spec.ID()
+				ids[k.spec] = kw
+			}
+			e.localKW[kw] = struct{}{}
+			if mins := e.localMin[kw]; !slices.Contains(mins, m) {
+				e.localMin[kw] = append(mins, m)
+			}
 		}
 		if m+60 < horizon {
 			past++
@@ -282,6 +291,11 @@ func (e *Engine) OnApplied(_ context.Context, entries []stream.Entry) {
 			"horizon", e.c.Options.LatenessHorizon.String())
 	}
 	e.signal()
+}
+
+func has[K comparable, V any](m map[K]V, k K) bool {
+	_, ok := m[k]
+	return ok
 }
 
 func (e *Engine) signal() {
