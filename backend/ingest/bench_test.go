@@ -349,3 +349,31 @@ func BenchmarkDetach(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLayout measures laying out a parsed chunk-shaped batch of 1,000
+// entries (KEYS and ARGV, no parse), today's against the layout before its
+// per-batch caches (layoutRef). One op is one entry.
+func BenchmarkLayout(b *testing.B) {
+	now := time.Now()
+	var msgs []message
+	for i, e := range benchEntries(1000, false) {
+		var kv []string
+		for _, v := range e.AppendValues(nil) {
+			kv = append(kv, v.(string))
+		}
+		msgs = append(msgs, message{id: fmt.Sprintf("1-%d", i), kv: kv})
+	}
+	p := layoutTestPlanner(DefaultSamples)
+	pl := p.build("new", msgs, nil, now, "")
+	for _, v := range []struct {
+		name   string
+		layout func(*plan)
+	}{{"before", p.layoutRef}, {"now", p.layout}} {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for done := 0; done < b.N; done += len(pl.entries) {
+				v.layout(pl)
+			}
+		})
+	}
+}
