@@ -245,26 +245,30 @@ func (e *Engine) OnApplied(_ context.Context, entries []stream.Entry) {
 	horizon := now.Add(-e.c.Options.LatenessHorizon).Unix()
 	e.mu.Lock()
 	past := 0
-	// A batch holds few keyword minutes (a chunk's keywords, repeated by
-	// each chunk): each is noted once, its keyword's id made once.
-	type kwMinute struct {
-		spec   keyword.Spec
-		minute int64
+	// A batch holds few keywords and minutes (a chunk's keywords, repeated
+	// by each chunk): each keyword is looked up by its text alone, its id
+	// made and its minutes noted once.
+	type noted struct {
+		spec    keyword.Spec
+		id      string
+		minutes []int64
 	}
-	noted := make(map[kwMinute]struct{}, 32)
-	ids := make(map[keyword.Spec]string, 16)
+	byText := make(map[string]*noted, 16)
 	for i := range entries {
-		m := entries[i].Minute
-		if k := (kwMinute{entries[i].Keyword, m}); !has(noted, k) {
-			noted[k] = struct{}{}
-			kw, ok := ids[k.spec]
-			if !ok {
-				kw = k.spec.ID()
-				ids[k.spec] = kw
+		m, spec := entries[i].Minute, entries[i].Keyword
+		n := byText[spec.Text]
+		if n == nil || n.spec != spec {
+			other := n != nil // the same text in another mode: rare, not cached
+			n = &noted{spec: spec, id: spec.ID()}
+			if !other {
+				byText[spec.Text] = n
 			}
-			e.localKW[kw] = struct{}{}
-			if mins := e.localMin[kw]; !slices.Contains(mins, m) {
-				e.localMin[kw] = append(mins, m)
+			e.localKW[n.id] = struct{}{}
+		}
+		if !slices.Contains(n.minutes, m) {
+			n.minutes = append(n.minutes, m)
+			if mins := e.localMin[n.id]; !slices.Contains(mins, m) {
+				e.localMin[n.id] = append(mins, m)
 			}
 		}
 		if m+60 < horizon {
@@ -291,11 +295,6 @@ func (e *Engine) OnApplied(_ context.Context, entries []stream.Entry) {
 			"horizon", e.c.Options.LatenessHorizon.String())
 	}
 	e.signal()
-}
-
-func has[K comparable, V any](m map[K]V, k K) bool {
-	_, ok := m[k]
-	return ok
 }
 
 func (e *Engine) signal() {

@@ -55,6 +55,14 @@ func TestOnAppliedNotesWhatEachEntryNoted(t *testing.T) {
 			return []stream.Entry{{Keyword: keyword.Spec{Text: "Error", IgnoreCase: true}, Minute: minute}, {Keyword: keyword.Spec{Text: "error", IgnoreCase: true}, Minute: minute - 60},
 				{Keyword: keyword.Spec{Text: "ERROR", IgnoreCase: true}, Minute: minute}}
 		}},
+		{"one text in several modes, interleaved", func() []stream.Entry {
+			var es []stream.Entry
+			for i := 0; i < 24; i++ {
+				spec := []keyword.Spec{{Text: "err"}, {Text: "err", Match: keyword.Regex}, {Text: "err", IgnoreCase: true}, {Text: "err", Match: keyword.Word}}[i%4]
+				es = append(es, stream.Entry{Keyword: spec, Minute: minute - int64(i%3)*60})
+			}
+			return es
+		}},
 		{"late entries, past the horizon", func() []stream.Entry {
 			var es []stream.Entry
 			for i := 0; i < 30; i++ {
