@@ -245,18 +245,31 @@ func (e *Engine) OnApplied(_ context.Context, entries []stream.Entry) {
 	horizon := now.Add(-e.c.Options.LatenessHorizon).Unix()
 	e.mu.Lock()
 	past := 0
-	// A batch holds few keywords: each one's id is made once.
-	ids := make(map[keyword.Spec]string, 16)
+	// A batch holds few keywords and minutes (a chunk's keywords, repeated
+	// by each chunk): each keyword is looked up by its text alone, its id
+	// made and its minutes noted once.
+	type noted struct {
+		spec    keyword.Spec
+		id      string
+		minutes []int64
+	}
+	byText := make(map[string]*noted, 16)
 	for i := range entries {
-		kw, ok := ids[entries[i].Keyword]
-		if !ok {
-			kw = entries[i].Keyword.ID()
-			ids[entries[i].Keyword] = kw
+		m, spec := entries[i].Minute, entries[i].Keyword
+		n := byText[spec.Text]
+		if n == nil || n.spec != spec {
+			other := n != nil // the same text in another mode: rare, not cached
+			n = &noted{spec: spec, id: spec.ID()}
+			if !other {
+				byText[spec.Text] = n
+			}
+			e.localKW[n.id] = struct{}{}
 		}
-		m := entries[i].Minute
-		e.localKW[kw] = struct{}{}
-		if mins := e.localMin[kw]; !slices.Contains(mins, m) {
-			e.localMin[kw] = append(mins, m)
+		if !slices.Contains(n.minutes, m) {
+			n.minutes = append(n.minutes, m)
+			if mins := e.localMin[n.id]; !slices.Contains(mins, m) {
+				e.localMin[n.id] = append(mins, m)
+			}
 		}
 		if m+60 < horizon {
 			past++

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 )
 
 //go:embed assets
@@ -31,11 +32,45 @@ var assets embed.FS
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-// file is one embedded asset, kept plain and gzipped.
+// file is one embedded asset, kept plain and, once first asked for,
+// gzipped.
 type file struct {
-	body, gz []byte
-	ctype    string
-	etag     string
+	body []byte
+	ext  string
+	etag string
+	// The content type is looked up on the first request too: the first
+	// lookup of package mime reads the system's MIME tables (~10 ms).
+	ctypeOnce sync.Once
+	ctype     string
+	// gz is compressed on the first request that accepts it, not at start:
+	// at the best compression the assets take ~50 ms of CPU, which every
+	// start paid, console used or not.
+	gzOnce sync.Once
+	gz     []byte
+}
+
+// contentType returns the file's type by its extension, looked up on the
+// first call.
+func (f *file) contentType() string {
+	f.ctypeOnce.Do(func() {
+		f.ctype = mime.TypeByExtension(f.ext)
+		if f.ctype == "" {
+			f.ctype = "application/octet-stream"
+		}
+	})
+	return f.ctype
+}
+
+// gzipped returns the body gzipped, compressing it on the first call.
+func (f *file) gzipped() []byte {
+	f.gzOnce.Do(func() {
+		var gz bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+		zw.Write(f.body)
+		zw.Close()
+		f.gz = gz.Bytes()
+	})
+	return f.gz
 }
 
 // Handler serves the console at / and /assets/, and hands every other
@@ -57,16 +92,8 @@ func New(api http.Handler) (*Handler, error) {
 		if err != nil {
 			return err
 		}
-		ct := mime.TypeByExtension(path.Ext(p))
-		if ct == "" {
-			ct = "application/octet-stream"
-		}
-		var gz bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-		zw.Write(b)
-		zw.Close()
 		sum := sha256.Sum256(b)
-		h.files[strings.TrimPrefix(p, "assets/")] = &file{body: b, gz: gz.Bytes(), ctype: ct, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		h.files[strings.TrimPrefix(p, "assets/")] = &file{body: b, ext: path.Ext(p), etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
 		return nil
 	})
 	if err != nil {
@@ -109,7 +136,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
-	hd.Set("Content-Type", f.ctype)
+	hd.Set("Content-Type", f.contentType())
 	hd.Set("ETag", f.etag)
 	hd.Set("Vary", "Accept-Encoding")
 	// The page is revalidated each load (cheap with the ETag) so an upgrade
@@ -122,7 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body := f.body
 	if acceptsGzip(r) {
 		hd.Set("Content-Encoding", "gzip")
-		body = f.gz
+		body = f.gzipped()
 	}
 	hd.Set("Content-Length", fmt.Sprint(len(body)))
 	if r.Method == http.MethodHead {

@@ -314,3 +314,66 @@ func readPlans(b *testing.B, rdb *redis.Client, p *planner) []*plan {
 		plans = append(plans, p.build("new", fromXMessages(res[0].Messages), nil, time.Now(), "0"))
 	}
 }
+
+// BenchmarkDetach measures copying a batch of 1,000 applied chunk-shaped
+// entries (two 120-byte samples each) out of their reply, as commit does
+// before OnApplied, against the per-string copy it replaced. One op is one
+// entry.
+func BenchmarkDetach(b *testing.B) {
+	line := strings.Repeat("2024-05-01 10:00:00 worker-7 request failed with Exception after retries ", 2)[:120]
+	es, _ := entriesOfReply(1000, func(i, f int) string {
+		switch f {
+		case 1:
+			return fmt.Sprintf("keyword-%02d", i%16)
+		case 10, 11:
+			return line
+		case 6, 7, 8, 9:
+			return ""
+		}
+		return fmt.Sprintf("%016x", i/10*100+f)
+	})
+	for i := range es {
+		es[i].Labels = nil
+	}
+	for _, v := range []struct {
+		name string
+		f    func([]stream.Entry)
+	}{{"per-string", detachEach}, {"batch-buffer", detach}} {
+		b.Run(v.name, func(b *testing.B) {
+			work := make([]stream.Entry, len(es))
+			b.ReportAllocs()
+			for done := 0; done < b.N; done += len(es) {
+				copy(work, es)
+				v.f(work)
+			}
+		})
+	}
+}
+
+// BenchmarkLayout measures laying out a parsed chunk-shaped batch of 1,000
+// entries (KEYS and ARGV, no parse), today's against the layout before its
+// per-batch caches (layoutRef). One op is one entry.
+func BenchmarkLayout(b *testing.B) {
+	now := time.Now()
+	var msgs []message
+	for i, e := range benchEntries(1000, false) {
+		var kv []string
+		for _, v := range e.AppendValues(nil) {
+			kv = append(kv, v.(string))
+		}
+		msgs = append(msgs, message{id: fmt.Sprintf("1-%d", i), kv: kv})
+	}
+	p := layoutTestPlanner(DefaultSamples)
+	pl := p.build("new", msgs, nil, now, "")
+	for _, v := range []struct {
+		name   string
+		layout func(*plan)
+	}{{"before", p.layoutRef}, {"now", p.layout}} {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for done := 0; done < b.N; done += len(pl.entries) {
+				v.layout(pl)
+			}
+		})
+	}
+}

@@ -876,30 +876,64 @@ func (c *Consumer) buryFailed(ctx context.Context, pl *plan, failed []failure) {
 
 // detach copies the entries' strings out of the read reply they are
 // substrings of, so that what OnApplied keeps does not pin whole replies.
-// A batch repeats its chunks' ids, keywords, hosts and tags: each is
-// copied once.
+// The copies go into one buffer per batch, and the samples' headers into one
+// slice, instead of an allocation per string: two allocations a batch, not
+// three an entry. A string equal to the previous entry's same field (a
+// chunk's entries are adjacent and share its id, host, tag, producer and
+// attempt) shares its copy. What OnApplied keeps of one entry keeps the
+// batch's buffer (the applied entries' strings, not the whole reply).
 func detach(es []stream.Entry) {
-	copies := make(map[string]string, 64)
-	clone := func(s string) string {
-		c, ok := copies[s]
-		if !ok {
-			c = strings.Clone(s)
-			copies[c] = c
-		}
-		return c
-	}
+	size, nSamples := 0, 0
 	for i := range es {
 		e := &es[i]
-		e.Batch, e.Keyword.Text = clone(e.Batch), clone(e.Keyword.Text)
-		e.Tag, e.Host = clone(e.Tag), clone(e.Host)
-		e.Producer, e.Attempt = clone(e.Producer), clone(e.Attempt)
+		size += len(e.Batch) + len(e.Keyword.Text) + len(e.Tag) + len(e.Host) + len(e.Producer) + len(e.Attempt)
+		for _, l := range e.Labels {
+			size += len(l.Name) + len(l.Value)
+		}
+		for _, s := range e.Samples {
+			size += len(s)
+		}
+		nSamples += len(e.Samples)
+	}
+	buf := make([]byte, 0, size)
+	clone := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		off := len(buf)
+		buf = append(buf, s...) // within cap: never moves what earlier strings point to
+		return unsafe.String(&buf[off], len(s))
+	}
+	// last returns the copy of s made for the previous entry's same field,
+	// or a new one.
+	last := func(prev *string, s string) string {
+		if *prev != s {
+			*prev = clone(s)
+		}
+		return *prev
+	}
+	var pBatch, pTag, pHost, pProducer, pAttempt, pKeyword string
+	var pLabels []stream.Label // copies of the previous entries' labels, by index
+	samples := make([]string, nSamples)
+	for i := range es {
+		e := &es[i]
+		e.Batch, e.Keyword.Text = last(&pBatch, e.Batch), last(&pKeyword, e.Keyword.Text)
+		e.Tag, e.Host = last(&pTag, e.Tag), last(&pHost, e.Host)
+		e.Producer, e.Attempt = last(&pProducer, e.Producer), last(&pAttempt, e.Attempt)
 		for j := range e.Labels {
-			e.Labels[j].Name, e.Labels[j].Value = clone(e.Labels[j].Name), clone(e.Labels[j].Value)
+			if j == len(pLabels) {
+				pLabels = append(pLabels, stream.Label{})
+			}
+			l := &e.Labels[j]
+			l.Name, l.Value = last(&pLabels[j].Name, l.Name), last(&pLabels[j].Value, l.Value)
 		}
 		if e.Samples != nil {
-			ss := make([]string, len(e.Samples))
+			// A slice of its own (the plan's entries may share the old one),
+			// capped so that an append to it cannot reach the next entry's.
+			ss := samples[:len(e.Samples):len(e.Samples)]
+			samples = samples[len(e.Samples):]
 			for j, s := range e.Samples {
-				ss[j] = strings.Clone(s)
+				ss[j] = clone(s)
 			}
 			e.Samples = ss
 		}

@@ -1,10 +1,11 @@
 package ingest
 
 import (
+	"cmp"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -285,9 +286,12 @@ func (l *argv) cells() {
 	fields := make(map[[2]string]string, 16)
 	for i := range pl.entries {
 		e := &pl.entries[i]
-		if len(e.Labels) > 0 {
+		switch {
+		case len(e.Labels) > 0:
 			l.fields[i] = window.Field(e.Host, e.Tag, e.Labels...)
-		} else {
+		case i > 0 && len(pl.entries[i-1].Labels) == 0 && e.Host == pl.entries[i-1].Host && e.Tag == pl.entries[i-1].Tag:
+			l.fields[i] = l.fields[i-1] // a chunk's entries share their host and tag
+		default:
 			f, ok := fields[[2]string{e.Host, e.Tag}]
 			if !ok {
 				f = window.Field(e.Host, e.Tag)
@@ -380,21 +384,31 @@ func (l *argv) producers() int {
 	}
 	var prods []*producer
 	byName := map[string]*producer{}
+	// A chunk's entries mostly come one after another: the previous entry's
+	// producer and chunk are checked before the maps.
+	var pr *producer
+	var ck [2]string
+	c := -1
 	for k := pl.legacy; k < len(ord); k++ {
 		e := &pl.entries[ord[k]]
-		pr := byName[e.Producer]
-		if pr == nil {
-			pr = &producer{name: e.Producer, idx: map[[2]string]int{}}
-			byName[e.Producer] = pr
-			prods = append(prods, pr)
+		if pr == nil || pr.name != e.Producer {
+			if pr = byName[e.Producer]; pr == nil {
+				pr = &producer{name: e.Producer, idx: map[[2]string]int{}}
+				byName[e.Producer] = pr
+				prods = append(prods, pr)
+			}
+			c = -1
 		}
-		ck := [2]string{e.Batch, e.Attempt}
-		c, ok := pr.idx[ck]
-		if !ok {
-			c = len(pr.chunks)
-			pr.idx[ck] = c
-			pr.chunks = append(pr.chunks, chunk{id: rawHex(e.Batch), attempt: rawHex(e.Attempt)})
-		} else {
+		if c < 0 || ck != [2]string{e.Batch, e.Attempt} {
+			ck = [2]string{e.Batch, e.Attempt}
+			var ok bool
+			if c, ok = pr.idx[ck]; !ok {
+				c = len(pr.chunks)
+				pr.idx[ck] = c
+				pr.chunks = append(pr.chunks, chunk{id: rawHex(e.Batch), attempt: rawHex(e.Attempt)})
+			}
+		}
+		if len(pr.chunks[c].entries) > 0 {
 			pr.chunks[c].entries = append(pr.chunks[c].entries, ' ')
 		}
 		pr.chunks[c].entries = strconv.AppendInt(pr.chunks[c].entries, int64(k+1), 10)
@@ -492,29 +506,40 @@ func (l *argv) sampleGroups() int {
 		pos[e] = k
 	}
 	take := make([]int, n)
-	keys := make([]string, n) // sample list of each entry with samples
-	left := map[string]int{}
-	// The series' key is the keyword's and the cell's field (see
-	// window.Keys.Samples): made once per series.
-	made := make(map[[2]string]string, 64)
+	// A series is one sample list: its key, the samples it may still take
+	// from this batch, and its index among the batch's sample keys (-1 until
+	// its first entry in stream order). The series' key is the keyword's and
+	// the cell's field (see window.Keys.Samples): looked up once per entry
+	// by that pair, made once per series.
+	type series struct {
+		key     string
+		left, k int
+	}
+	var ser []series
+	sid := make([]int, n) // series of each entry with samples
+	made := make(map[[2]string]int, 64)
+	byKey := make(map[string]int, 64) // made's pairs giving one key share a series
+	takes := 0
 	for e := n - 1; e >= 0; e-- {
 		en := &pl.entries[e]
 		if len(en.Samples) == 0 {
 			continue
 		}
-		sk, ok := made[[2]string{kwIDs[e], l.fields[e]}]
+		s, ok := made[[2]string{kwIDs[e], l.fields[e]}]
 		if !ok {
-			sk = l.p.keys.Samples(kwIDs[e], en.Host, en.Tag, en.Labels...)
-			made[[2]string{kwIDs[e], l.fields[e]}] = sk
+			sk := l.p.keys.Samples(kwIDs[e], en.Host, en.Tag, en.Labels...)
+			if s, ok = byKey[sk]; !ok {
+				s = len(ser)
+				byKey[sk] = s
+				ser = append(ser, series{key: sk, left: perBatch, k: -1})
+			}
+			made[[2]string{kwIDs[e], l.fields[e]}] = s
 		}
-		keys[e] = sk
-		q, ok := left[keys[e]]
-		if !ok {
-			q = perBatch
-		}
-		if q > 0 {
+		sid[e] = s
+		if q := ser[s].left; q > 0 {
 			take[e] = min(q, len(en.Samples))
-			left[keys[e]] = q - take[e]
+			ser[s].left = q - take[e]
+			takes += take[e]
 		}
 	}
 	// The encoded samples are written into one buffer, sized beforehand
@@ -539,8 +564,7 @@ func (l *argv) sampleGroups() int {
 		}
 	}
 	var sampleKeys []string
-	keyIdx := make(map[string]int, len(left))
-	var picks []pick
+	picks := make([]pick, 0, takes)
 	var perKey []int // picks of each sample key
 	buf := make([]byte, 0, size)
 	for e := range pl.entries {
@@ -548,13 +572,13 @@ func (l *argv) sampleGroups() int {
 			continue
 		}
 		en := &pl.entries[e]
-		k, ok := keyIdx[keys[e]]
-		if !ok {
-			k = len(sampleKeys)
-			keyIdx[keys[e]] = k
-			sampleKeys = append(sampleKeys, keys[e])
+		sr := &ser[sid[e]]
+		if sr.k < 0 {
+			sr.k = len(sampleKeys)
+			sampleKeys = append(sampleKeys, sr.key)
 			perKey = append(perKey, 0)
 		}
+		k := sr.k
 		for _, line := range en.Samples[len(en.Samples)-take[e]:] {
 			start := len(buf)
 			buf = window.AppendSample(buf, en.Minute, en.Host, en.Tag, en.Labels, line)
@@ -567,9 +591,9 @@ func (l *argv) sampleGroups() int {
 	for k := 1; k < len(at); k++ {
 		at[k] = at[k-1] + perKey[k-1]
 	}
-	byKey := make([]pick, len(picks))
+	grouped := make([]pick, len(picks))
 	for _, pk := range picks {
-		byKey[at[pk.key]] = pk
+		grouped[at[pk.key]] = pk
 		at[pk.key]++
 	}
 	// buf is not written again: the strings may share its bytes.
@@ -577,7 +601,7 @@ func (l *argv) sampleGroups() int {
 	next := 0
 	var nums []byte
 	for k, sk := range sampleKeys {
-		picks := byKey[next : next+perKey[k]]
+		picks := grouped[next : next+perKey[k]]
 		nums = nums[:0]
 		for j, pk := range picks {
 			if j > 0 {
@@ -668,12 +692,11 @@ func (p *planner) order(pl *plan, fields []string, wins []int) []int {
 		ord[i] = i
 	}
 	if !sorted {
-		sort.SliceStable(ord, func(a, b int) bool {
-			x, y := ord[a], ord[b]
+		slices.SortStableFunc(ord, func(x, y int) int {
 			if hr[x] != hr[y] {
-				return hr[x] < hr[y]
+				return cmp.Compare(hr[x], hr[y])
 			}
-			return cr[x] < cr[y]
+			return cmp.Compare(cr[x], cr[y])
 		})
 	}
 	return ord

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -234,4 +235,166 @@ func TestDetachedEntriesShareNoBytesWithTheReply(t *testing.T) {
 			t.Errorf("entry %d changed: %+v", i, e)
 		}
 	}
+}
+
+// detachEach is detach as it was before the copies went into one buffer per
+// batch: a copy per distinct string, a samples slice per entry. detach must
+// give entries equal to its.
+func detachEach(es []stream.Entry) {
+	copies := make(map[string]string, 64)
+	clone := func(s string) string {
+		c, ok := copies[s]
+		if !ok {
+			c = strings.Clone(s)
+			copies[c] = c
+		}
+		return c
+	}
+	for i := range es {
+		e := &es[i]
+		e.Batch, e.Keyword.Text = clone(e.Batch), clone(e.Keyword.Text)
+		e.Tag, e.Host = clone(e.Tag), clone(e.Host)
+		e.Producer, e.Attempt = clone(e.Producer), clone(e.Attempt)
+		for j := range e.Labels {
+			e.Labels[j].Name, e.Labels[j].Value = clone(e.Labels[j].Name), clone(e.Labels[j].Value)
+		}
+		if e.Samples != nil {
+			ss := make([]string, len(e.Samples))
+			for j, s := range e.Samples {
+				ss[j] = strings.Clone(s)
+			}
+			e.Samples = ss
+		}
+	}
+}
+
+// entriesOfReply makes entries whose strings are all substrings of one
+// buffer, as parsed from a read reply, from parts picked by pick.
+func entriesOfReply(n int, pick func(i, field int) string) (es []stream.Entry, reply string) {
+	var b strings.Builder
+	type span struct{ off, n int }
+	var spans [][12]span
+	for i := 0; i < n; i++ {
+		var sp [12]span
+		for f := range sp {
+			s := pick(i, f)
+			sp[f] = span{b.Len(), len(s)}
+			b.WriteString(s)
+		}
+		spans = append(spans, sp)
+	}
+	reply = b.String()
+	for i, sp := range spans {
+		at := func(f int) string { return reply[sp[f].off : sp[f].off+sp[f].n] }
+		e := stream.Entry{Batch: at(0), Keyword: keyword.Spec{Text: at(1)}, Tag: at(2), Host: at(3),
+			Producer: at(4), Attempt: at(5), Minute: int64(i), Count: int64(i + 1)}
+		if i%3 != 2 {
+			e.Labels = []stream.Label{{Name: at(6), Value: at(7)}, {Name: at(8), Value: at(9)}}
+		}
+		switch i % 4 {
+		case 0:
+			e.Samples = []string{at(10), at(11)}
+		case 1:
+			e.Samples = []string{at(11)}
+		case 2:
+			e.Samples = []string{}
+		}
+		es = append(es, e)
+	}
+	return es, reply
+}
+
+// checkDetach runs detach and detachEach on copies of es and compares
+// them, checks that no string still points into reply, and that each
+// entry's samples are a slice of its own.
+func checkDetach(t *testing.T, es []stream.Entry, reply string) {
+	t.Helper()
+	cp := func() []stream.Entry {
+		out := slices.Clone(es)
+		for i := range out {
+			out[i].Labels = slices.Clone(out[i].Labels)
+		}
+		return out
+	}
+	got, want := cp(), cp()
+	detach(got)
+	detachEach(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("detach gave\n%+v\nthe per-string copy gave\n%+v", got, want)
+	}
+	lo := uintptr(unsafe.Pointer(unsafe.StringData(reply)))
+	hi := lo + uintptr(len(reply))
+	in := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		return s != "" && p >= lo && p < hi
+	}
+	for i, e := range got {
+		strs := []string{e.Batch, e.Keyword.Text, e.Tag, e.Host, e.Producer, e.Attempt}
+		for _, l := range e.Labels {
+			strs = append(strs, l.Name, l.Value)
+		}
+		strs = append(strs, e.Samples...)
+		for _, s := range strs {
+			if in(s) {
+				t.Fatalf("entry %d: %q is still in the reply", i, s)
+			}
+		}
+		if len(e.Samples) > 0 {
+			before := slices.Clone(got[min(i+1, len(got)-1)].Samples)
+			_ = append(e.Samples, "appended")
+			if after := got[min(i+1, len(got)-1)].Samples; !slices.Equal(before, after) {
+				t.Fatalf("an append to entry %d's samples changed the next entry's: %q -> %q", i, before, after)
+			}
+		}
+	}
+}
+
+func TestDetachGivesWhatPerStringCopiesGave(t *testing.T) {
+	line := strings.Repeat("2024-05-01 worker-7 request failed ", 4)
+	cases := []struct {
+		name string
+		n    int
+		pick func(i, field int) string
+	}{
+		{"one entry", 1, func(i, f int) string { return fmt.Sprintf("f%d", f) }},
+		{"chunks of ten entries sharing id, host, tag, producer and attempt", 50, func(i, f int) string {
+			switch f {
+			case 1:
+				return fmt.Sprintf("keyword-%02d", i%10)
+			case 10, 11:
+				return fmt.Sprintf("%s %d/%d", line, i, f)
+			case 6, 7, 8, 9:
+				return fmt.Sprintf("label%d-%d", f, i/20)
+			}
+			return fmt.Sprintf("%032x", i/10*100+f)
+		}},
+		{"every string distinct", 20, func(i, f int) string { return fmt.Sprintf("e%d-f%d", i, f) }},
+		{"empty strings", 6, func(i, f int) string {
+			if (i+f)%2 == 0 {
+				return ""
+			}
+			return "x"
+		}},
+		{"a field changing back and forth", 8, func(i, f int) string { return fmt.Sprintf("v%d", (i%2)*f) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			es, reply := entriesOfReply(tc.n, tc.pick)
+			checkDetach(t, es, reply)
+		})
+	}
+	t.Run("no entries", func(t *testing.T) { detach(nil) })
+}
+
+// FuzzDetach: for any strings, detach gives the entries the per-string copy
+// gives, none of their strings left in the reply.
+func FuzzDetach(f *testing.F) {
+	f.Add(uint8(3), "batch|kw|tag|host|prod|att|app|web|ns|shop|line one|line two")
+	f.Add(uint8(1), "")
+	f.Add(uint8(7), "a||a|||b|b||c|c|")
+	f.Fuzz(func(t *testing.T, n uint8, parts string) {
+		ps := strings.Split(parts, "|")
+		es, reply := entriesOfReply(int(n%32), func(i, f int) string { return ps[(i*12+f)%len(ps)] })
+		checkDetach(t, es, reply)
+	})
 }
