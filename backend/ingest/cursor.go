@@ -29,6 +29,7 @@ import (
 	"unsafe"
 
 	"github.com/keyalert/keyalert/pkg/backoff"
+	"github.com/keyalert/keyalert/pkg/respconn"
 	"github.com/keyalert/keyalert/pkg/sendonce"
 	"github.com/keyalert/keyalert/pkg/stream"
 	"github.com/redis/go-redis/v9"
@@ -127,6 +128,9 @@ func (c *Consumer) claimLoop(ctx, work context.Context) {
 // cursorRun is the state the reader and the applier share.
 type cursorRun struct {
 	c *Consumer
+	// reader is the reader's connection of its own (cursor_raw.go), nil
+	// until dialled and after it failed.
+	reader *respconn.Conn
 	// epoch counts the applier's restarts; the reader tags batches with it.
 	mu      sync.Mutex
 	epoch   int64
@@ -159,6 +163,12 @@ func (r *cursorRun) read(ctx, work context.Context, st cursorState, out chan<- r
 	c := r.c
 	ep := r.currentEpoch()
 	retry := backoff.New(backoff.Policy{})
+	raw := c.rawConns()
+	defer func() {
+		if r.reader != nil {
+			r.reader.Close()
+		}
+	}()
 	for ctx.Err() == nil {
 		select {
 		case s := <-r.restart:
@@ -171,7 +181,13 @@ func (r *cursorRun) read(ctx, work context.Context, st cursorState, out chan<- r
 			st.limit = c.o.BatchSize
 		}
 		c.inflight.Add(1)
-		msgs, err := c.readRange(work, st.cursor, st.limit)
+		var msgs []message
+		var err error
+		if raw {
+			msgs, err = r.readRangeRaw(work, st.cursor, st.limit)
+		} else {
+			msgs, err = c.readRange(work, st.cursor, st.limit)
+		}
 		if err == nil && len(msgs) == 0 {
 			if c.inflight.Add(-1) == 0 {
 				c.caughtUp.Store(true)
@@ -251,16 +267,17 @@ func (c *Consumer) readBlocking(ctx context.Context, cursor string, limit int) (
 	return fromXMessages(res[0].Messages), nil
 }
 
-// apply sends the planned batches in order, those ready together in one
-// round trip, until in is closed. A batch whose check fails, or whose call
-// failed, and every batch read after it, are dropped: the reader starts
-// again from the group's cursor.
+// apply sends the planned batches in order until in is closed: on a
+// connection of its own with several scripts in flight (applyRaw), or with
+// go-redis, those ready together in one pipeline per round trip (with
+// KEYALERT_WAIT_REPLICAS, whose WAIT must follow on the scripts' connection,
+// and for clients other than a single server or a cluster).
 func (r *cursorRun) apply(work context.Context, in <-chan readBatch, done chan<- func()) {
-	c := r.c
-	drop := func(readBatch) { c.inflight.Add(-1) }
-	retry := backoff.New(backoff.Policy{})
-	var failAt string // the cursor of the last batch of one entry that failed
-	var failures int  // how many times in a row it failed
+	a := &replies{r: r, retry: backoff.New(backoff.Policy{}), done: done}
+	if r.c.o.WaitReplicas == 0 && r.c.rawConns() {
+		a.applyRaw(work, in)
+		return
+	}
 	for b := range in {
 		group := []readBatch{b}
 	more:
@@ -279,7 +296,7 @@ func (r *cursorRun) apply(work context.Context, in <-chan readBatch, done chan<-
 		var sent []readBatch
 		for _, b := range group {
 			if b.epoch != ep {
-				drop(b)
+				r.drop(b)
 				continue
 			}
 			sent = append(sent, b)
@@ -287,98 +304,112 @@ func (r *cursorRun) apply(work context.Context, in <-chan readBatch, done chan<-
 		if len(sent) == 0 {
 			continue
 		}
-		cmds := c.sendBatches(work, sent)
-		// Every reply is looked at: a later batch may still have applied
-		// after one that failed (another process applied exactly the failed
-		// one), and its entries must reach OnApplied. What the last batch
-		// not applied says decides where the reader starts again.
-		var again *cursorState
-		wait := false
-		for k, cmd := range cmds {
-			b := sent[k]
+		for k, cmd := range r.c.sendBatches(work, sent) {
 			v, err := cmd.Result()
-			if err == nil {
-				if cur, moved := cursorMoved(v); moved {
-					drop(b)
-					if again != nil && again.cursor == cur {
-						continue // checked against the cursor a failed batch before it left
-					}
-					again = r.movedUnder(work, b, cur)
-					continue
-				}
-				again = nil
-				c.m.applySecs.Observe(time.Since(b.t0).Seconds())
-				c.ok()
-				pl, v := b.pl, v
-				done <- func() { c.finish(work, pl, v); c.inflight.Add(-1) }
-				continue
-			}
-			drop(b)
-			fault := scriptFault(err)
-			if again != nil && !fault {
-				continue // the same trouble as the batch before, most likely
-			}
-			// The call may or may not have run: start again from the group's
-			// cursor (the check makes a resend safe).
-			noscript := strings.HasPrefix(err.Error(), "NOSCRIPT")
-			switch {
-			case noscript: // Redis restarted or flushed its scripts: not an error
-				c.log.Info("apply script not loaded in Redis; loading it and reading again", "err", err)
-				if lerr := c.loadScript(work); lerr != nil {
-					c.log.Warn("apply script load failed", "err", lerr)
-				}
-			case c.o.OOM.Note(work, err, "what", "apply batch"):
-				c.m.errors.WithLabelValues("apply").Inc()
-			case fault:
-				c.m.errors.WithLabelValues("apply").Inc()
-				c.log.Warn("apply script failed; reading the batch again at half the size", "err", err,
-					"entries", b.pl.size, "after", b.after)
-			default:
-				c.m.errors.WithLabelValues("apply").Inc()
-				c.log.Warn("apply script failed; reading again from the cursor", "err", err, "entries", b.pl.size)
-			}
-			cur, gerr := c.groupCursor(work)
-			for gerr != nil {
-				if retry.Wait(work) != nil {
-					c.log.Warn("giving up at shutdown; the entries after the cursor are read by the next run", "cursor", b.after)
-					return
-				}
-				cur, gerr = c.groupCursor(work)
-			}
-			var rerr redis.Error
-			if !errors.As(err, &rerr) {
-				r.lostReply(work, b, cur, done)
-			}
-			again = &cursorState{cursor: cur}
-			wait = wait || (!fault && !noscript) || b.pl.size == 1
-			if !fault || cur != b.after {
-				continue
-			}
-			again.limit = max(1, b.pl.size/2)
-			if b.pl.size > 1 {
-				continue
-			}
-			if cur != failAt {
-				failAt, failures = cur, 0
-			}
-			if failures++; failures >= cursorMaxFailures {
-				c.buryAlone(work, b, err)
-				failAt, failures = "", 0
-				again.limit = 0
-				if cur, gerr = c.groupCursor(work); gerr == nil {
-					again.cursor = cur
-				}
-			}
+			a.handle(work, sent[k], v, err)
 		}
-		if again == nil {
-			retry.Reset()
-			continue
-		}
-		if wait {
-			retry.Wait(work)
-		}
-		r.startAgain(*again)
 	}
+}
+
+func (r *cursorRun) drop(readBatch) { r.c.inflight.Add(-1) }
+
+// replies handles the applier's replies, in the order the batches were
+// sent.
+type replies struct {
+	r     *cursorRun
+	retry *backoff.Backoff
+	done  chan<- func()
+	// failAt is the cursor of the last batch of one entry that failed the
+	// script, failures how many times in a row it did.
+	failAt   string
+	failures int
+	// lastCur is the group's cursor as last read after a failure: batches
+	// that failed with it (sent before the restart) are checked against it.
+	lastCur string
+}
+
+// handle takes batch b's reply v or error err. A batch applied is
+// reported (whatever the reader's epoch: it was applied). The first
+// failure among the batches of the reader's current epoch makes the reader
+// start again; the batches sent after it fail as expected and are dropped.
+func (a *replies) handle(work context.Context, b readBatch, v any, err error) {
+	r, c := a.r, a.r.c
+	if err == nil {
+		if cur, moved := cursorMoved(v); moved {
+			r.drop(b)
+			if b.epoch == r.currentEpoch() {
+				r.startAgain(*r.movedUnder(work, b, cur))
+			}
+			return
+		}
+		c.m.applySecs.Observe(time.Since(b.t0).Seconds())
+		c.ok()
+		a.retry.Reset()
+		pl := b.pl
+		a.done <- func() { c.finish(work, pl, v); c.inflight.Add(-1) }
+		return
+	}
+	r.drop(b)
+	var rerr redis.Error
+	reply := errors.As(err, &rerr) // else the call may or may not have run
+	if b.epoch != r.currentEpoch() {
+		if !reply {
+			r.lostReply(work, b, a.lastCur, a.done)
+		}
+		return
+	}
+	fault := reply && scriptFault(err)
+	noscript := strings.HasPrefix(err.Error(), "NOSCRIPT")
+	switch {
+	case noscript: // Redis restarted or flushed its scripts: not an error
+		c.log.Info("apply script not loaded in Redis; loading it and reading again", "err", err)
+		if lerr := c.loadScript(work); lerr != nil {
+			c.log.Warn("apply script load failed", "err", lerr)
+		}
+	case c.o.OOM.Note(work, err, "what", "apply batch"):
+		c.m.errors.WithLabelValues("apply").Inc()
+	case fault:
+		c.m.errors.WithLabelValues("apply").Inc()
+		c.log.Warn("apply script failed; reading the batch again at half the size", "err", err,
+			"entries", b.pl.size, "after", b.after)
+	default:
+		c.m.errors.WithLabelValues("apply").Inc()
+		c.log.Warn("apply script failed; reading again from the cursor", "err", err, "entries", b.pl.size)
+	}
+	// Start again from the group's cursor (the check makes a resend safe).
+	cur, gerr := c.groupCursor(work)
+	for gerr != nil {
+		if a.retry.Wait(work) != nil {
+			c.log.Warn("giving up at shutdown; the entries after the cursor are read by the next run", "cursor", b.after)
+			return
+		}
+		cur, gerr = c.groupCursor(work)
+	}
+	a.lastCur = cur
+	if !reply {
+		r.lostReply(work, b, cur, a.done)
+	}
+	st := cursorState{cursor: cur}
+	wait := (!fault && !noscript) || b.pl.size == 1
+	if fault && cur == b.after {
+		st.limit = max(1, b.pl.size/2)
+		if b.pl.size == 1 {
+			if cur != a.failAt {
+				a.failAt, a.failures = cur, 0
+			}
+			if a.failures++; a.failures >= cursorMaxFailures {
+				c.buryAlone(work, b, err)
+				a.failAt, a.failures, st.limit = "", 0, 0
+				if cur, gerr = c.groupCursor(work); gerr == nil {
+					st.cursor = cur
+				}
+			}
+		}
+	}
+	if wait {
+		a.retry.Wait(work)
+	}
+	r.startAgain(st)
 }
 
 // movedUnder handles a batch whose check failed: the group's cursor was

@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -35,6 +34,9 @@ type pauseEval struct {
 	resumed chan struct{} // the held call has returned
 }
 
+// isApplyCmd is an apply script call, for hooks that count one.
+var isApplyCmd = redis.NewCmd(context.Background(), "evalsha", applyScript.Hash(), 0)
+
 // isApply tells the apply script's calls from other scripts'.
 func isApply(cmd redis.Cmder) bool {
 	args := cmd.Args()
@@ -59,19 +61,37 @@ func countApplied(n *atomic.Int64) func(context.Context, []stream.Entry) {
 	return func(_ context.Context, a []stream.Entry) { n.Add(int64(len(a))) }
 }
 
+// stallHold is a stalled consumer's apply call: close release to let it
+// go; resumed receives once it went (reading by the group: once it
+// returned).
+type stallHold struct{ release, resumed chan struct{} }
+
 // startStalled starts consumer "stalls" reading as read says, on a client
 // of its own, held at its first apply script call (release it with the
-// returned hold), counting what it applies in applied.
-func startStalled(t *testing.T, rdb *redis.Client, read string, applied *atomic.Int64) (*running, *pauseEval) {
+// returned hold), counting what it applies in applied. Reading by cursor the
+// call goes on a connection of the consumer's own, so it is held by a proxy
+// in front of Redis; reading by the group, by a go-redis hook.
+func startStalled(t *testing.T, rdb *redis.Client, read string, applied *atomic.Int64) (*running, *stallHold) {
 	t.Helper()
-	hold := newPauseEval()
-	hold.on.Store(true)
-	stalled := redis.NewClient(rdb.Options())
-	t.Cleanup(func() { stalled.Close() })
-	stalled.AddHook(hold)
+	var stalled *redis.Client
+	var held <-chan struct{}
+	var hold *stallHold
+	if read == ReadCursor {
+		p := startApplyProxy(t, rdb.Options().Addr)
+		p.hold.Store(true)
+		stalled = p.client(t, rdb)
+		held, hold = p.held, &stallHold{release: p.release, resumed: p.resumed}
+	} else {
+		h := newPauseEval()
+		h.on.Store(true)
+		stalled = redis.NewClient(rdb.Options())
+		t.Cleanup(func() { stalled.Close() })
+		stalled.AddHook(h)
+		held, hold = h.paused, &stallHold{release: h.release, resumed: h.resumed}
+	}
 	a := start(t, Options{Client: stalled, Consumer: "stalls", Read: read, Workers: 1, ClaimIdle: time.Hour, OnApplied: countApplied(applied)})
 	select {
-	case <-hold.paused:
+	case <-held:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the consumer never reached its apply script")
 	}
@@ -80,19 +100,8 @@ func startStalled(t *testing.T, rdb *redis.Client, read string, applied *atomic.
 
 func (h *pauseEval) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-// ProcessPipelineHook holds a pipeline holding an apply call (the cursor's
-// applier sends its batches so) as ProcessHook holds a lone call.
 func (h *pauseEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if slices.ContainsFunc(cmds, isApply) && h.on.CompareAndSwap(true, false) {
-			h.paused <- struct{}{}
-			<-h.release
-			err := next(ctx, cmds)
-			h.resumed <- struct{}{}
-			return err
-		}
-		return next(ctx, cmds)
-	}
+	return next
 }
 func (h *pauseEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
@@ -552,12 +561,7 @@ type busyFirstApply struct {
 
 func (h *busyFirstApply) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *busyFirstApply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, cmd := range cmds {
-			h.saw(cmd)
-		}
-		return next(ctx, cmds)
-	}
+	return next
 }
 func (h *busyFirstApply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
@@ -601,13 +605,22 @@ func TestApplyRepliedAfterTheTimeoutCountsOnce(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			o := rdb.Options()
-			o.ReadTimeout = 100 * time.Millisecond
-			slow := redis.NewClient(o)
-			t.Cleanup(func() { slow.Close() })
+			// Reading by cursor the call goes on a connection of the
+			// consumer's own: a proxy sees it instead of a go-redis hook.
 			hook := &busyFirstApply{other: rdb, busy: 800 * time.Millisecond}
-			hook.on.Store(true)
-			slow.AddHook(hook)
+			o := *rdb.Options() // a copy: Options is the client's own
+			if read == ReadCursor {
+				p := startApplyProxy(t, o.Addr)
+				p.before = func() { hook.on.Store(true); hook.saw(isApplyCmd) }
+				o.Addr, o.Dialer = p.Addr(), nil
+			}
+			o.ReadTimeout = 100 * time.Millisecond
+			slow := redis.NewClient(&o)
+			t.Cleanup(func() { slow.Close() })
+			if read == ReadGroup {
+				hook.on.Store(true)
+				slow.AddHook(hook)
+			}
 			var seen atomic.Int64
 			r := start(t, Options{Client: slow, Read: read, Workers: 1, OnApplied: countApplied(&seen)})
 			drained(t, rdb, DefaultGroup)

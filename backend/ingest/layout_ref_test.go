@@ -56,6 +56,7 @@ func (p *planner) layoutRef(pl *plan) {
 	h[argSampleTTL] = p.sampleTTL
 	h[argDeadMaxLen] = p.deadMaxLen
 	h[argMaxSeries] = p.maxSeries
+	h[argCursorPrev], h[argCursorLast], h[argCursorRead] = "", "", 0
 	pl.args = l.args
 }
 

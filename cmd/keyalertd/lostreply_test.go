@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/keyalert/keyalert/harness/flbhost"
+	"github.com/keyalert/keyalert/harness/redisproxy"
 	"github.com/keyalert/keyalert/harness/redistest"
 	"github.com/keyalert/keyalert/pkg/keyword"
 	"github.com/keyalert/keyalert/plugin/chunk"
@@ -21,68 +21,28 @@ import (
 // connection is closed when the reply comes instead of hanging: the client
 // sees the connection end after its write ran.
 type replyDropper struct {
-	ln    net.Listener
+	*redisproxy.Proxy
 	armed atomic.Bool
 	reset atomic.Bool
 }
 
 func startReplyDropper(t *testing.T, redisAddr string) *replyDropper {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &replyDropper{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", redisAddr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			var drop atomic.Bool
-			go func() { // client -> Redis
-				defer s.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if bytes.Contains(bytes.ToLower(buf[:n]), []byte("$4\r\nexec\r\n")) && d.armed.CompareAndSwap(true, false) {
-							drop.Store(true)
-						}
-						if _, werr := s.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-			go func() { // Redis -> client
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := s.Read(buf)
-					if n > 0 && drop.Load() && d.reset.Load() {
-						return
-					}
-					if n > 0 && !drop.Load() {
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
+	d := &replyDropper{Proxy: redisproxy.Start(t, redisAddr)}
+	d.ToServer = func(c *redisproxy.Conn, b []byte) redisproxy.Action {
+		if bytes.Contains(bytes.ToLower(b), []byte("$4\r\nexec\r\n")) && d.armed.CompareAndSwap(true, false) {
+			c.Marked.Store(true)
 		}
-	}()
+		return redisproxy.Forward
+	}
+	d.ToClient = func(c *redisproxy.Conn, b []byte) redisproxy.Action {
+		switch {
+		case !c.Marked.Load():
+			return redisproxy.Forward
+		case d.reset.Load():
+			return redisproxy.Close
+		}
+		return redisproxy.Drop
+	}
 	return d
 }
 
@@ -115,7 +75,7 @@ func TestPluginRetryAfterLostReplyCountsOnce(t *testing.T) {
 			proxy := startReplyDropper(t, rs.Addr())
 			proxy.reset.Store(tt.reset)
 			h := flbhost.StartForTest(t)
-			pluginInstance(t, h, "lost", "redis://"+proxy.ln.Addr().String()+"/0", map[string]string{"Keywords": "LOSTREPLY", "Rules_Key": "off", "Redis_Timeout": "300ms"})
+			pluginInstance(t, h, "lost", "redis://"+proxy.Addr()+"/0", map[string]string{"Keywords": "LOSTREPLY", "Rules_Key": "off", "Redis_Timeout": "300ms"})
 			c := linesWith(t, "LOSTREPLY", 25)
 			proxy.armed.Store(true)
 			if rc, err := h.Flush("lost", "app.log", c); err != nil || rc != flbhost.Retry {

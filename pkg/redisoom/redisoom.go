@@ -5,6 +5,7 @@ package redisoom
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -23,7 +24,17 @@ const Message = "Redis is out of memory"
 
 // Is reports whether err (wrapped or not) is Redis refusing a command for
 // lack of memory ("OOM command not allowed when used memory > 'maxmemory'").
-func Is(err error) bool { return err != nil && redis.IsOOMError(err) }
+func Is(err error) bool {
+	if err == nil {
+		return false
+	}
+	if redis.IsOOMError(err) {
+		return true
+	}
+	// Replies read by other clients than go-redis (package respconn).
+	var e redis.Error
+	return errors.As(err, &e) && strings.HasPrefix(e.Error(), "OOM ")
+}
 
 // Tx returns the error of a MULTI/EXEC pipeline with its cause: when Redis
 // refused a queued command for lack of memory, EXEC answers only "EXECABORT
