@@ -131,8 +131,12 @@ func New(nc net.Conn, readTimeout time.Duration) *Conn {
 func (c *Conn) Close() error { return c.nc.Close() }
 
 // Command starts a command of n arguments (its name included); the
-// arguments follow with String, Arg.
+// arguments follow with String, Arg. The write timeout runs from here: a
+// command larger than the buffer is sent while it is written.
 func (c *Conn) Command(n int) {
+	if c.writeTimeout > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
 	c.line('*', int64(n))
 }
 

@@ -241,3 +241,28 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// A command written long after the last flush, larger than the buffer (so
+// part of it is sent while it is written), is not cut short by the write
+// timeout of the flush before.
+func TestLargeCommandAfterAnIdleSpell(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	o := *rdb.Options()
+	o.WriteTimeout = 100 * time.Millisecond
+	c := dial(t, &o)
+	command(c, "PING")
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	command(c, "SET", "big", strings.Repeat("v", 1<<20))
+	if err := c.Flush(); err != nil {
+		t.Fatalf("flush after an idle spell: %v", err)
+	}
+	if v, err := c.Read(); err != nil || v != "OK" {
+		t.Fatalf("SET: %v, %v", v, err)
+	}
+}
