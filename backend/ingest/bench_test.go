@@ -351,8 +351,7 @@ func BenchmarkDetach(b *testing.B) {
 }
 
 // BenchmarkLayout measures laying out a parsed chunk-shaped batch of 1,000
-// entries (KEYS and ARGV, no parse), today's against the layout before its
-// per-batch caches (layoutRef). One op is one entry.
+// entries (KEYS and ARGV, no parse). One op is one entry.
 func BenchmarkLayout(b *testing.B) {
 	now := time.Now()
 	var msgs []message
@@ -365,15 +364,8 @@ func BenchmarkLayout(b *testing.B) {
 	}
 	p := layoutTestPlanner(DefaultSamples)
 	pl := p.build("new", msgs, nil, now, "")
-	for _, v := range []struct {
-		name   string
-		layout func(*plan)
-	}{{"before", p.layoutRef}, {"now", p.layout}} {
-		b.Run(v.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for done := 0; done < b.N; done += len(pl.entries) {
-				v.layout(pl)
-			}
-		})
+	b.ReportAllocs()
+	for done := 0; done < b.N; done += len(pl.entries) {
+		p.layout(pl)
 	}
 }

@@ -3,9 +3,6 @@ package ingest
 import (
 	"encoding/hex"
 	"fmt"
-	"math/rand/v2"
-	"reflect"
-	"slices"
 	"testing"
 	"time"
 
@@ -108,105 +105,8 @@ func decodeFields(s string) []string {
 	return out
 }
 
-// randomBatch makes n messages from seed, drawn from small sets of
-// keywords, hosts, tags, minutes (two event hours), producers, chunks and
-// attempts, so that cells, series, producers and chunks repeat, in runs
-// and interleaved: versions 2, 3 and 4, with 0 to 3 samples.
-func randomBatch(seed uint64, n int, now time.Time) []message {
-	r := rand.New(rand.NewPCG(seed, seed>>32|1))
-	m := now.Unix()/60*60 - 120
-	var msgs []message
-	var prev stream.Entry
-	for i := 0; i < n; i++ {
-		e := entry(1+r.IntN(6), []string{"err", "timeout", "Exception", "oom"}[r.IntN(4)], []string{"web-1", "web-2", "db-1"}[r.IntN(3)],
-			[]string{"app", "nginx"}[r.IntN(2)], m-int64([]int{0, 1, 65}[r.IntN(3)])*60, int64(1+r.IntN(9)))
-		if i > 0 && r.IntN(2) == 0 { // the same chunk as the previous entry
-			e.Batch, e.Host, e.Tag, e.Minute = prev.Batch, prev.Host, prev.Tag, prev.Minute
-		}
-		switch v := r.IntN(4); {
-		case v == 0: // version 2
-		case i > 0 && prev.Producer != "" && r.IntN(2) == 0:
-			e.Producer, e.Attempt, e.Labels = prev.Producer, prev.Attempt, prev.Labels
-		default:
-			e = v3(e, r.IntN(3), r.IntN(2))
-			if v == 3 {
-				e = labelled(e, "app", []string{"shop", "cart"}[r.IntN(2)], "namespace", "prod")
-			}
-		}
-		for range r.IntN(4) {
-			e.Samples = append(e.Samples, fmt.Sprintf("line %d of %s", r.IntN(5), e.Host))
-		}
-		prev = e
-		var kv []string
-		for _, v := range e.AppendValues(nil) {
-			kv = append(kv, v.(string))
-		}
-		msgs = append(msgs, message{id: fmt.Sprintf("1714561100000-%d", i), kv: kv})
-	}
-	return msgs
-}
-
-// checkLayoutIsRef builds msgs and lays the plan out again with layoutRef
-// (the layout before its caches): KEYS, ARGV and the order must be equal.
-func checkLayoutIsRef(t *testing.T, p *planner, msgs []message, now time.Time) {
-	t.Helper()
-	pl := p.build("new", msgs, nil, now, "7")
-	ref := &plan{source: pl.source, entries: slices.Clone(pl.entries), msgs: pl.msgs, kwIDs: pl.kwIDs, dedups: pl.dedups,
-		legacy: pl.legacy, dead: pl.dead, expired: pl.expired, repeats: pl.repeats, size: pl.size, now: pl.now, fence: pl.fence}
-	p.layoutRef(ref)
-	if !slices.Equal(pl.order, ref.order) {
-		t.Fatalf("order %v, before %v", pl.order, ref.order)
-	}
-	if !slices.Equal(pl.keys, ref.keys) {
-		t.Fatalf("KEYS\n%q\nbefore\n%q", pl.keys, ref.keys)
-	}
-	if !reflect.DeepEqual(pl.args, ref.args) {
-		t.Fatalf("ARGV\n%v\nbefore\n%v", pl.args, ref.args)
-	}
-}
-
 func layoutTestPlanner(sampleCap int) *planner {
 	return &planner{keys: window.NewKeys(testStream), stream: testStream, dead: DeadStream(testStream), group: "g",
 		consumer: "c", window: time.Hour, maxPerProd: 10000, pendingMax: 10000, retention: 7 * 24 * time.Hour,
 		sampleCap: sampleCap, sampleTTL: 3600, deadMaxLen: 1000, maxDeliv: 10}
-}
-
-func TestLayoutGivesWhatItGaveBeforeItsCaches(t *testing.T) {
-	now := time.Unix(1714561800, 0)
-	cases := []struct {
-		name      string
-		msgs      func() []message
-		sampleCap int
-	}{
-		{"golden batch", func() []message { m, _, _ := goldenBatch(); return m }, 20},
-		{"chunk-shaped benchmark batch", func() []message {
-			var msgs []message
-			for i, e := range benchEntries(300, false) {
-				e.Minute = now.Unix()/60*60 - int64(i/160)*60
-				var kv []string
-				for _, v := range e.AppendValues(nil) {
-					kv = append(kv, v.(string))
-				}
-				msgs = append(msgs, message{id: fmt.Sprintf("1714561100000-%d", i), kv: kv})
-			}
-			return msgs
-		}, 20},
-		{"random batch, quota of samples reached", func() []message { return randomBatch(1, 200, now) }, 4},
-		{"random batch", func() []message { return randomBatch(2, 200, now) }, 20},
-		{"random batch, no samples kept", func() []message { return randomBatch(3, 50, now) }, 0},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) { checkLayoutIsRef(t, layoutTestPlanner(tc.sampleCap), tc.msgs(), now) })
-	}
-}
-
-// FuzzLayoutGivesWhatItGaveBeforeItsCaches: random batches lay out as
-// they did before the caches.
-func FuzzLayoutGivesWhatItGaveBeforeItsCaches(f *testing.F) {
-	f.Add(uint64(1), uint8(40), uint8(4))
-	f.Add(uint64(7), uint8(255), uint8(20))
-	f.Fuzz(func(t *testing.T, seed uint64, n, sampleCap uint8) {
-		now := time.Unix(1714561800, 0)
-		checkLayoutIsRef(t, layoutTestPlanner(int(sampleCap%24)), randomBatch(seed, int(n), now), now)
-	})
 }
