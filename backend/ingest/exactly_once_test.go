@@ -611,7 +611,8 @@ func TestApplyRepliedAfterTheTimeoutCountsOnce(t *testing.T) {
 			o := *rdb.Options() // a copy: Options is the client's own
 			if read == ReadCursor {
 				p := startApplyProxy(t, o.Addr)
-				p.before = func() { hook.on.Store(true); hook.saw(isApplyCmd) }
+				before := func() { hook.on.Store(true); hook.saw(isApplyCmd) }
+				p.before.Store(&before)
 				o.Addr, o.Dialer = p.Addr(), nil
 			}
 			o.ReadTimeout = 100 * time.Millisecond

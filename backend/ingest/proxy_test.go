@@ -22,7 +22,7 @@ type applyProxy struct {
 	*redisproxy.Proxy
 	hold    atomic.Bool
 	fail    atomic.Bool
-	before  func()
+	before  atomic.Pointer[func()]
 	once    sync.Once
 	held    chan struct{} // a write is held
 	release chan struct{}
@@ -32,10 +32,9 @@ type applyProxy struct {
 
 func startApplyProxy(t *testing.T, target string) *applyProxy {
 	t.Helper()
-	p := &applyProxy{Proxy: redisproxy.Start(t, target),
-		held: make(chan struct{}, 1), release: make(chan struct{}), resumed: make(chan struct{}, 1)}
+	p := &applyProxy{held: make(chan struct{}, 1), release: make(chan struct{}), resumed: make(chan struct{}, 1)}
 	sha := []byte(applyScript.Hash())
-	p.ToServer = func(_ *redisproxy.Conn, b []byte) redisproxy.Action {
+	p.Proxy = redisproxy.Start(t, target, redisproxy.Hooks{ToServer: func(_ *redisproxy.Conn, b []byte) redisproxy.Action {
 		if !bytes.Contains(b, sha) {
 			return redisproxy.Forward
 		}
@@ -43,8 +42,8 @@ func startApplyProxy(t *testing.T, target string) *applyProxy {
 		if p.fail.Load() {
 			return redisproxy.Close
 		}
-		if p.before != nil {
-			p.once.Do(p.before)
+		if f := p.before.Load(); f != nil {
+			p.once.Do(*f)
 		}
 		if p.hold.CompareAndSwap(true, false) {
 			p.held <- struct{}{}
@@ -52,7 +51,7 @@ func startApplyProxy(t *testing.T, target string) *applyProxy {
 			p.resumed <- struct{}{}
 		}
 		return redisproxy.Forward
-	}
+	}})
 	return p
 }
 

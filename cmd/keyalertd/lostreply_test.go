@@ -27,22 +27,24 @@ type replyDropper struct {
 }
 
 func startReplyDropper(t *testing.T, redisAddr string) *replyDropper {
-	d := &replyDropper{Proxy: redisproxy.Start(t, redisAddr)}
-	d.ToServer = func(c *redisproxy.Conn, b []byte) redisproxy.Action {
-		if bytes.Contains(bytes.ToLower(b), []byte("$4\r\nexec\r\n")) && d.armed.CompareAndSwap(true, false) {
-			c.Marked.Store(true)
-		}
-		return redisproxy.Forward
-	}
-	d.ToClient = func(c *redisproxy.Conn, b []byte) redisproxy.Action {
-		switch {
-		case !c.Marked.Load():
+	d := &replyDropper{}
+	d.Proxy = redisproxy.Start(t, redisAddr, redisproxy.Hooks{
+		ToServer: func(c *redisproxy.Conn, b []byte) redisproxy.Action {
+			if bytes.Contains(bytes.ToLower(b), []byte("$4\r\nexec\r\n")) && d.armed.CompareAndSwap(true, false) {
+				c.Marked.Store(true)
+			}
 			return redisproxy.Forward
-		case d.reset.Load():
-			return redisproxy.Close
-		}
-		return redisproxy.Drop
-	}
+		},
+		ToClient: func(c *redisproxy.Conn, b []byte) redisproxy.Action {
+			switch {
+			case !c.Marked.Load():
+				return redisproxy.Forward
+			case d.reset.Load():
+				return redisproxy.Close
+			}
+			return redisproxy.Drop
+		},
+	})
 	return d
 }
 

@@ -28,26 +28,30 @@ type Conn struct {
 	Marked atomic.Bool
 }
 
-// Proxy forwards every connection to the server. Hooks see the bytes as
-// read from one side, before they are passed to the other; they may block
-// (a write held). Set them before clients connect.
-type Proxy struct {
-	ln     net.Listener
-	target string
+// Hooks see the bytes as read from one side, before they are passed to the
+// other; they may block (a write held).
+type Hooks struct {
 	// ToServer sees what a client writes; nil forwards everything.
 	ToServer func(c *Conn, b []byte) Action
 	// ToClient sees what the server answers; nil forwards everything.
 	ToClient func(c *Conn, b []byte) Action
 }
 
+// Proxy forwards every connection to the server through its hooks.
+type Proxy struct {
+	ln     net.Listener
+	target string
+	h      Hooks
+}
+
 // Start listens on a free loopback port until the test ends.
-func Start(t testing.TB, target string) *Proxy {
+func Start(t testing.TB, target string, h Hooks) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{ln: ln, target: target}
+	p := &Proxy{ln: ln, target: target, h: h}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -71,8 +75,8 @@ func (p *Proxy) serve(client net.Conn) {
 		return
 	}
 	c := &Conn{}
-	go pipe(c, server, client, p.ToClient)
-	pipe(c, client, server, p.ToServer)
+	go pipe(c, server, client, p.h.ToClient)
+	pipe(c, client, server, p.h.ToServer)
 }
 
 // pipe copies from src to dst through hook until either side ends, then
