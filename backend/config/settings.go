@@ -172,7 +172,7 @@ var settings = []Setting{
 		"failed console sign-ins allowed per client address (the connection's peer; `X-Forwarded-For` is not trusted) in a clock minute; past it every sign-in from that address gets 429 with `Retry-After` until the minute ends. One counter per address, expiring with its minute",
 		func(c *Config) *int { return &c.Session.SignInsPerMinute }),
 	intRow("batch-size", "KEYALERT_BATCH_SIZE", ingest.DefaultBatchSize, 1, ingest.MaxBatchSize,
-		"entries read and applied per batch", func(c *Config) *int { return &c.Ingest.BatchSize }),
+		"entries read and applied per batch; keyalertd holds at most 20 batches per stream shard it consumes reading by cursor (read ahead, in flight to Redis, applied and being reported), `KEYALERT_WORKERS` reading by the group", func(c *Config) *int { return &c.Ingest.BatchSize }),
 	oneOf("ingest-read", "KEYALERT_INGEST_READ", ingest.ReadCursor,
 		"how new entries are read: `cursor` reads after the consumer group's last-delivered id, which the apply script checks and moves with the counts (no pending entry, no XACK: ~25 % less Redis CPU per entry; one reader per stream or shard); `group` by the group's delivery, each entry pending until acknowledged (several replicas share one stream). Entries pending in the group are claimed in both",
 		func(c *Config) *string { return &c.Ingest.Read }, ingest.ReadCursor, ingest.ReadGroup),

@@ -41,8 +41,11 @@ const (
 	ReadGroup  = "group"  // the group's delivery and pending list, acknowledged by the apply script
 )
 
-// cursorDepth is how many planned batches wait for the applier; the applier
-// sends at most this many in one round trip.
+// cursorDepth is how many planned batches wait for the applier, and how many
+// scripts are in flight (or sent in one go-redis pipeline). With the batch
+// being read, the one being written, the one whose reply is handled and the
+// 2*cursorDepth applied ones waiting to be reported, a stream holds at most
+// 5*cursorDepth batches (KEYALERT_BATCH_SIZE's documented bound).
 const cursorDepth = 4
 
 // cursorMaxFailures: an entry whose script fails this many times alone is
