@@ -174,7 +174,7 @@ var settings = []Setting{
 	intRow("batch-size", "KEYALERT_BATCH_SIZE", ingest.DefaultBatchSize, 1, ingest.MaxBatchSize,
 		"entries read and applied per batch; keyalertd holds at most 20 batches per stream shard it consumes reading by cursor (read ahead, in flight to Redis, applied and being reported), `KEYALERT_WORKERS` reading by the group", func(c *Config) *int { return &c.Ingest.BatchSize }),
 	oneOf("ingest-read", "KEYALERT_INGEST_READ", ingest.ReadCursor,
-		"how new entries are read: `cursor` reads after the consumer group's last-delivered id, which the apply script checks and moves with the counts (no pending entry, no XACK: ~25 % less Redis CPU per entry; one reader per stream or shard); `group` by the group's delivery, each entry pending until acknowledged (several replicas share one stream). Entries pending in the group are claimed in both",
+		"how new entries are read: `cursor` reads after the consumer group's last-delivered id, which the apply script checks and moves with the counts (no pending entry, no XACK: ~20 % less Redis CPU per entry; one reader per stream or shard, under a lease); `group` by the group's delivery, each entry pending until acknowledged (several replicas share one stream). Entries pending in the group are claimed in both",
 		func(c *Config) *string { return &c.Ingest.Read }, ingest.ReadCursor, ingest.ReadGroup),
 	intRow("workers", "KEYALERT_WORKERS", ingest.DefaultWorkers, 1, 16,
 		"reading by the group: concurrent read-apply loops, some preparing batches while Redis applies another's (reading by cursor, one reader plans ahead of one applier per stream shard)", func(c *Config) *int { return &c.Ingest.Workers }),
