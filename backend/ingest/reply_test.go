@@ -67,15 +67,7 @@ func TestRawReadReplyEqualsGoRedisInBothProtocols(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := fromXMessages(res[0].Messages)
-			if len(got) != len(want) {
-				t.Fatalf("%d messages, go-redis read %d", len(got), len(want))
-			}
-			for i := range got {
-				if got[i].id != want[i].id || !reflect.DeepEqual(sortedPairs(got[i].kv), sortedPairs(want[i].kv)) {
-					t.Errorf("message %d: %q %q, go-redis %q %q", i, got[i].id, got[i].kv, want[i].id, want[i].kv)
-				}
-			}
+			sameMessages(t, got, fromXMessages(res[0].Messages))
 			if got[2].kv != nil {
 				t.Errorf("deleted entry has pairs %q", got[2].kv)
 			}
@@ -130,15 +122,34 @@ func FuzzParseReadReply(f *testing.F) {
 	f.Add([]byte("-NOGROUP no such group\r\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		msgs, err := parseReadReply(raw)
-		if err != nil {
-			return
-		}
-		for _, m := range msgs {
-			if len(m.kv)%2 != 0 {
-				t.Fatalf("message %q has %d items", m.id, len(m.kv))
-			}
-		}
+		wholePairs(t, msgs, err)
 	})
+}
+
+// wholePairs fails t if a reply that parsed has a message of odd items.
+func wholePairs(t *testing.T, msgs []message, err error) {
+	if err != nil {
+		return
+	}
+	for _, m := range msgs {
+		if len(m.kv)%2 != 0 {
+			t.Fatalf("message %q has %d items", m.id, len(m.kv))
+		}
+	}
+}
+
+// sameMessages fails t unless got and go-redis's want hold the same ids and
+// pairs (in any order of pairs).
+func sameMessages(t *testing.T, got, want []message) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d messages, go-redis read %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i].id != want[i].id || !reflect.DeepEqual(sortedPairs(got[i].kv), sortedPairs(want[i].kv)) {
+			t.Errorf("message %d: %q %q, go-redis %q %q", i, got[i].id, got[i].kv, want[i].id, want[i].kv)
+		}
+	}
 }
 
 // The XRANGE reply the cursor reads, parsed raw, equals go-redis's XRange in
@@ -169,15 +180,7 @@ func TestRawRangeReplyEqualsGoRedisInBothProtocols(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				want := fromXMessages(res)
-				if len(got) != len(want) {
-					t.Fatalf("after %s: %d messages, go-redis read %d", after, len(got), len(want))
-				}
-				for i := range got {
-					if got[i].id != want[i].id || !reflect.DeepEqual(sortedPairs(got[i].kv), sortedPairs(want[i].kv)) {
-						t.Errorf("message %d: %q %q, go-redis %q %q", i, got[i].id, got[i].kv, want[i].id, want[i].kv)
-					}
-				}
+				sameMessages(t, got, fromXMessages(res))
 			}
 		})
 	}
@@ -192,14 +195,7 @@ func FuzzParseRangeReply(f *testing.F) {
 	f.Add([]byte("-ERR wrong type\r\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		msgs, err := parseRangeReply(string(raw))
-		if err != nil {
-			return
-		}
-		for _, m := range msgs {
-			if len(m.kv)%2 != 0 {
-				t.Fatalf("message %q has %d items", m.id, len(m.kv))
-			}
-		}
+		wholePairs(t, msgs, err)
 	})
 }
 
